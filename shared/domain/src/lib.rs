@@ -1,0 +1,16 @@
+//! The pure domain of Loyalty Engine.
+//!
+//! Nothing here knows about AWS, HTTP or Lambda. Business rules are plain functions and
+//! types; the outside world is reached only through the small traits in [`ports`], which
+//! the `loyalty-platform` crate implements over DynamoDB, SQS and S3.
+
+pub mod auth;
+pub mod error;
+pub mod ids;
+pub mod phone;
+pub mod points;
+pub mod ports;
+pub mod redact;
+
+pub use error::{Classified, InfraError, Kind};
+pub use points::Points;

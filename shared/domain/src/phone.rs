@@ -1,0 +1,1 @@
+//! Phone numbers in E.164 (written by the participants work).

@@ -1,0 +1,137 @@
+//! Helpers shared by the DynamoDB stores: attribute conversion, SDK-error classification,
+//! and opaque pagination cursors.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use loyalty_domain::InfraError;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+pub fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+pub fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
+}
+
+fn corrupt(attr: &str, what: &str) -> InfraError {
+    InfraError::permanent("decode item", format!("attribute {attr} is missing or not {what}"))
+}
+
+/// Typed reads from an item. A missing or mistyped attribute is an infrastructure error:
+/// our own writes put it there, so its absence is a bug or corruption, never user input.
+pub trait ItemExt {
+    fn string(&self, attr: &str) -> Result<&str, InfraError>;
+    fn opt_string(&self, attr: &str) -> Option<&str>;
+    fn number(&self, attr: &str) -> Result<u64, InfraError>;
+    fn opt_number(&self, attr: &str) -> Result<Option<u64>, InfraError>;
+    fn signed(&self, attr: &str) -> Result<i64, InfraError>;
+}
+
+impl ItemExt for Item {
+    fn string(&self, attr: &str) -> Result<&str, InfraError> {
+        self.opt_string(attr).ok_or_else(|| corrupt(attr, "a string"))
+    }
+
+    fn opt_string(&self, attr: &str) -> Option<&str> {
+        self.get(attr).and_then(|v| v.as_s().ok()).map(String::as_str)
+    }
+
+    fn number(&self, attr: &str) -> Result<u64, InfraError> {
+        self.opt_number(attr)?.ok_or_else(|| corrupt(attr, "a number"))
+    }
+
+    fn opt_number(&self, attr: &str) -> Result<Option<u64>, InfraError> {
+        match self.get(attr) {
+            None => Ok(None),
+            Some(v) => v
+                .as_n()
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .map(Some)
+                .ok_or_else(|| corrupt(attr, "an unsigned number")),
+        }
+    }
+
+    fn signed(&self, attr: &str) -> Result<i64, InfraError> {
+        self.get(attr)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| corrupt(attr, "a number"))
+    }
+}
+
+/// Classifies an SDK failure that the caller did not handle as a business outcome.
+/// Throttling, timeouts and 5xx are retryable; anything else is a permanent bug.
+pub fn infra<E, R>(operation: &'static str, err: SdkError<E, R>) -> InfraError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let retryable = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(service) => matches!(
+            service.err().code(),
+            Some(
+                "ProvisionedThroughputExceededException"
+                    | "ThrottlingException"
+                    | "RequestLimitExceeded"
+                    | "InternalServerError"
+                    | "ServiceUnavailable"
+                    | "TransactionInProgressException"
+            )
+        ),
+        _ => false,
+    };
+    let message = match err.as_service_error() {
+        Some(e) => format!("{}: {}", e.code().unwrap_or("unknown"), e.message().unwrap_or("")),
+        None => format!("{err:?}"),
+    };
+    InfraError { operation, message, retryable }
+}
+
+/// A `LastEvaluatedKey` as an opaque, URL-safe cursor.
+pub fn encode_cursor(last_key: &Item) -> String {
+    let flat: HashMap<&str, &str> = last_key
+        .iter()
+        .filter_map(|(k, v)| v.as_s().ok().map(|s| (k.as_str(), s.as_str())))
+        .collect();
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&flat).expect("string map serialises"))
+}
+
+/// Decodes a cursor, accepting it only if its partition key is `expected_pk`, so a cursor
+/// forged or copied from another account cannot reach into someone else's partition.
+pub fn decode_cursor(cursor: &str, expected_pk: &str) -> Option<Item> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    let flat: HashMap<String, String> = serde_json::from_slice(&bytes).ok()?;
+    if flat.get("pk").map(String::as_str) != Some(expected_pk) {
+        return None;
+    }
+    Some(flat.into_iter().map(|(k, v)| (k, s(v))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_only_within_its_own_partition() {
+        let last = HashMap::from([
+            ("pk".to_string(), s("ACCOUNT#p1")),
+            ("sk".to_string(), s("ENTRY#e1")),
+        ]);
+        let cursor = encode_cursor(&last);
+        assert_eq!(decode_cursor(&cursor, "ACCOUNT#p1"), Some(last));
+        assert_eq!(decode_cursor(&cursor, "ACCOUNT#p2"), None);
+        assert_eq!(decode_cursor("not-base64!", "ACCOUNT#p1"), None);
+    }
+}

@@ -1,0 +1,15 @@
+//! Adapters and edges between the pure domain and AWS.
+//!
+//! - [`config`]: configuration read once at init, with clear errors.
+//! - [`telemetry`]: JSON tracing.
+//! - [`aws`]: SDK clients built once from one `SdkConfig`.
+//! - [`http`]: the HTTP edge: verified claims, JSON bodies, `application/problem+json`.
+//! - [`dynamo`]: attribute helpers and SDK-error classification shared by the stores.
+
+pub mod aws;
+pub mod config;
+pub mod dynamo;
+pub mod http;
+pub mod telemetry;
+
+pub use loyalty_domain as domain;
