@@ -14,3 +14,11 @@ pub mod redact;
 
 pub use error::{Classified, InfraError, Kind};
 pub use points::Points;
+
+// Feature modules. Each is owned by one feature; see docs/architecture.md.
+pub mod batch;
+pub mod claim;
+pub mod code;
+pub mod fraud;
+pub mod ledger;
+pub mod participant;
