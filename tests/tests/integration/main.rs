@@ -1,0 +1,2 @@
+//! One integration-test binary (one link of the SDK), one module per area.
+//! Every test creates its own fresh resources on the local emulator.
