@@ -2,10 +2,13 @@
 //! person or scanned from a QR code.
 //!
 //! A code is [`Code::LEN`] characters from a 29-character alphabet, shown in groups of four
-//! (`ABCD-EFGH-JKLM-NPQR`). The first [`Code::DATA_LEN`] characters are random; the last is a
-//! check character. 15 random characters over 29 symbols carry exactly 15 · log2(29) =
-//! 72.869... bits of entropy, so guessing one valid code among a billion issued ones takes
-//! about 2^43 tries on average.
+//! (`ABCD-EFGH-JKLM-NPQR`). The first [`Code::DATA_LEN`] characters are a base-29 number
+//! D = r · [`BATCHES`] + batch, where r is exactly 60 random bits and batch is the batch
+//! number: the claim path finds the batch (points, validity, region) from the code alone,
+//! in its warm cache, without a read. 15 characters hold 15 · log2(29) = 72.87 bits; 60 of
+//! them are random (exactly 60.000 bits per code) and the rest name one of 7,484 batches.
+//! Guessing one of a million issued codes of a batch takes about 2^40 tries on average.
+//! The last character is a check character.
 //!
 //! The check character makes the weighted sum Σ wᵢ·vᵢ ≡ 0 (mod 29), with weights
 //! wᵢ = 16, 15, ..., 1 from the left. Because 29 is prime and every weight and every weight
@@ -24,6 +27,14 @@ use crate::{Classified, Kind};
 /// reach a prime size; a misread of either is a single substitution, which the check catches.
 pub const ALPHABET: &[u8; 29] = b"23456789ABCDEFGHJKMNPQRSTUWXY";
 const P: u32 = ALPHABET.len() as u32;
+
+/// Random bits per code.
+pub const RANDOM_BITS: u32 = 60;
+/// How many batch numbers fit beside 60 random bits: the largest B with B · 2^60 ≤ 29^15.
+pub const BATCHES: u32 = 7_484;
+const DATA_SPACE: u128 = 29u128.pow(Code::DATA_LEN as u32);
+const _: () = assert!((BATCHES as u128) << RANDOM_BITS <= DATA_SPACE);
+const _: () = assert!(((BATCHES as u128) + 1) << RANDOM_BITS > DATA_SPACE);
 
 /// Inputs longer than this are refused before any work is done on them.
 const MAX_INPUT_LEN: usize = 256;
@@ -74,15 +85,17 @@ fn weight(i: usize) -> u32 {
 }
 
 fn weighted_sum(values: &[u8]) -> u32 {
-    values.iter().enumerate().map(|(i, &v)| weight(i) * v as u32).sum::<u32>() % P
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| weight(i) * v as u32)
+        .sum::<u32>()
+        % P
 }
 
 impl Code {
     pub const LEN: usize = 16;
     pub const DATA_LEN: usize = Self::LEN - 1;
-    /// Bits of randomness in a code, in hundredths: floor(100 · 15 · log2 29).
-    pub const ENTROPY_CENTIBITS: u32 = 7286;
-
     fn from_values(values: &[u8; Self::LEN]) -> Self {
         Code(values.map(|v| ALPHABET[v as usize]))
     }
@@ -101,7 +114,9 @@ impl Code {
     pub fn parse(input: &str) -> Result<Code, CodeError> {
         let input = input.trim();
         if input.len() > MAX_INPUT_LEN {
-            return Err(CodeError::Malformed { reason: "the input is far too long" });
+            return Err(CodeError::Malformed {
+                reason: "the input is far too long",
+            });
         }
         let typed = match link_body(input) {
             Some(body) => body?,
@@ -120,18 +135,33 @@ impl Code {
                 reason: "it contains a character that is never printed on a code",
             })?;
             if len == Self::LEN {
-                return Err(CodeError::Malformed { reason: "it has too many characters" });
+                return Err(CodeError::Malformed {
+                    reason: "it has too many characters",
+                });
             }
             values[len] = value;
             len += 1;
         }
         if len < Self::LEN {
-            return Err(CodeError::Malformed { reason: "it has too few characters" });
+            return Err(CodeError::Malformed {
+                reason: "it has too few characters",
+            });
         }
         if weighted_sum(&values) != 0 {
             return Err(CodeError::CheckFailed);
         }
         Ok(Self::from_values(&values))
+    }
+
+    /// The batch this code was issued in (if it was issued at all).
+    pub fn batch_number(&self) -> u32 {
+        (self.data_value() % BATCHES as u128) as u32
+    }
+
+    fn data_value(&self) -> u128 {
+        self.0[..Self::DATA_LEN].iter().fold(0u128, |acc, &s| {
+            acc * P as u128 + value_of(s).expect("codes hold alphabet symbols") as u128
+        })
     }
 
     /// The key form: 16 characters, no dashes.
@@ -150,38 +180,43 @@ impl Code {
         format!("{}/c/{}", base_url.trim_end_matches('/'), self.canonical())
     }
 
-    /// A fresh code. Each data character is drawn uniformly by rejection sampling of bytes
-    /// (rather than `Rng::random_range`), so a given random stream always yields the same
-    /// codes whatever the `rand` version: a retried batch chunk must regenerate its codes.
-    pub fn generate<R: RngCore + ?Sized>(rng: &mut R) -> Code {
-        // 232 = 8 · 29: the largest multiple of 29 that fits a byte, so `b % 29` is uniform.
-        const LIMIT: u8 = (256 / P * P) as u8;
+    /// A fresh code of batch `batch` (below [`BATCHES`]). The 60 random bits are the top
+    /// bits of one `next_u64` (rather than anything from `Rng`), so a given random stream
+    /// always yields the same codes whatever the `rand` version: a retried batch chunk must
+    /// regenerate exactly its codes.
+    pub fn generate<R: RngCore + ?Sized>(rng: &mut R, batch: u32) -> Code {
+        assert!(
+            batch < BATCHES,
+            "batch number {batch} does not fit in a code"
+        );
+        let random = (rng.next_u64() >> (64 - RANDOM_BITS)) as u128;
+        let mut d = random * BATCHES as u128 + batch as u128;
         let mut data = [0u8; Self::DATA_LEN];
-        let mut filled = 0;
-        while filled < Self::DATA_LEN {
-            for b in rng.next_u32().to_le_bytes() {
-                if b < LIMIT && filled < Self::DATA_LEN {
-                    data[filled] = b % P as u8;
-                    filled += 1;
-                }
-            }
+        for slot in data.iter_mut().rev() {
+            *slot = (d % P as u128) as u8;
+            d /= P as u128;
         }
         Self::with_check(&data)
     }
 
     /// The codes of one chunk of a batch: the same seed and chunk number always give the
     /// same codes, and different chunks draw from independent ChaCha20 streams.
-    pub fn chunk(seed: &[u8; 32], chunk: u32, count: u32) -> Vec<Code> {
+    pub fn chunk(seed: &[u8; 32], batch: u32, chunk: u32, count: u32) -> Vec<Code> {
         let mut rng = ChaCha20Rng::from_seed(*seed);
         rng.set_stream(chunk as u64);
-        (0..count).map(|_| Self::generate(&mut rng)).collect()
+        (0..count)
+            .map(|_| Self::generate(&mut rng, batch))
+            .collect()
     }
 }
 
 /// `Some(Ok(code text))` for a well-formed code link, `Some(Err)` for any other link, `None`
 /// for input that is not a link at all.
 fn link_body(input: &str) -> Option<Result<&str, CodeError>> {
-    let lower = input.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
+    let lower = input
+        .get(..8)
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
     let rest = if lower.starts_with("https://") {
         &input[8..]
     } else if lower.starts_with("http://") {
@@ -197,7 +232,11 @@ fn link_body(input: &str) -> Option<Result<&str, CodeError>> {
         && path.len() >= 2
         && path[path.len() - 2] == "c"
         && !path[path.len() - 1].is_empty();
-    Some(if ok { Ok(path[path.len() - 1]) } else { Err(CodeError::UnrecognisedLink) })
+    Some(if ok {
+        Ok(path[path.len() - 1])
+    } else {
+        Err(CodeError::UnrecognisedLink)
+    })
 }
 
 #[cfg(test)]
@@ -210,12 +249,18 @@ mod tests {
     }
 
     fn text(values: &[u8; Code::LEN]) -> String {
-        values.iter().map(|&v| ALPHABET[v as usize] as char).collect()
+        values
+            .iter()
+            .map(|&v| ALPHABET[v as usize] as char)
+            .collect()
     }
 
     fn sample_codes() -> Vec<Code> {
-        let mut codes = vec![Code::with_check(&[0; Code::DATA_LEN])];
-        codes.extend(Code::chunk(&[7; 32], 0, 3));
+        let mut codes = vec![
+            Code::with_check(&[0; Code::DATA_LEN]),
+            Code::with_check(&[P as u8 - 1; Code::DATA_LEN]),
+        ];
+        codes.extend(Code::chunk(&[7; 32], 17, 0, 3));
         codes
     }
 
@@ -223,7 +268,11 @@ mod tests {
     fn the_alphabet_is_prime_sized_and_free_of_look_alikes() {
         assert!((2..P).all(|d| P % d != 0), "{P} is not prime");
         for banned in b"01OILVZ" {
-            assert!(!ALPHABET.contains(banned), "{} is in the alphabet", *banned as char);
+            assert!(
+                !ALPHABET.contains(banned),
+                "{} is in the alphabet",
+                *banned as char
+            );
         }
         let mut sorted = ALPHABET.to_vec();
         sorted.dedup();
@@ -233,10 +282,32 @@ mod tests {
     }
 
     #[test]
-    fn a_code_carries_at_least_sixty_bits_of_entropy() {
-        let bits = Code::DATA_LEN as f64 * (ALPHABET.len() as f64).log2();
-        assert!(bits >= 60.0);
-        assert_eq!((bits * 100.0).floor() as u32, Code::ENTROPY_CENTIBITS);
+    fn a_code_carries_sixty_random_bits_beside_its_batch_number() {
+        assert!(RANDOM_BITS >= 60);
+        let data_bits = Code::DATA_LEN as f64 * (P as f64).log2();
+        let batch_bits = (BATCHES as f64).log2();
+        assert!(RANDOM_BITS as f64 + batch_bits <= data_bits);
+        assert!(RANDOM_BITS as f64 + (BATCHES as f64 + 1.0).log2() > data_bits);
+    }
+
+    #[test]
+    fn a_code_names_its_batch_even_at_the_extremes() {
+        struct Max;
+        impl rand::RngCore for Max {
+            fn next_u32(&mut self) -> u32 {
+                u32::MAX
+            }
+            fn next_u64(&mut self) -> u64 {
+                u64::MAX
+            }
+            fn fill_bytes(&mut self, dst: &mut [u8]) {
+                dst.fill(0xff)
+            }
+        }
+        for batch in [0, 1, 2_024, BATCHES - 1] {
+            assert_eq!(Code::generate(&mut Max, batch).batch_number(), batch);
+            assert_eq!(Code::chunk(&[4; 32], batch, 7, 1)[0].batch_number(), batch);
+        }
     }
 
     // The check is linear: sum(code') - sum(code) depends only on the positions that changed
@@ -255,7 +326,11 @@ mod tests {
                     }
                     let mut typo = original;
                     typo[pos] = new;
-                    assert_eq!(Code::parse(&text(&typo)), Err(CodeError::CheckFailed), "position {pos}");
+                    assert_eq!(
+                        Code::parse(&text(&typo)),
+                        Err(CodeError::CheckFailed),
+                        "position {pos}"
+                    );
                 }
             }
         }
@@ -283,7 +358,12 @@ mod tests {
                     assert!(Code::parse(&text(&vals)).is_ok());
                     // ...then swap the pair and expect the check to fail.
                     vals.swap(pos, pos + 1);
-                    assert_eq!(Code::parse(&text(&vals)), Err(CodeError::CheckFailed), "positions {pos},{}", pos + 1);
+                    assert_eq!(
+                        Code::parse(&text(&vals)),
+                        Err(CodeError::CheckFailed),
+                        "positions {pos},{}",
+                        pos + 1
+                    );
                 }
             }
         }
@@ -291,19 +371,31 @@ mod tests {
 
     #[test]
     fn wrong_length_or_foreign_characters_are_malformed_not_check_failures() {
-        let code = Code::chunk(&[1; 32], 0, 1)[0];
+        let code = Code::chunk(&[1; 32], 1, 0, 1)[0];
         let c = code.canonical();
         assert_eq!(Code::parse(&c[..15]).unwrap_err().code(), "code_malformed");
-        assert_eq!(Code::parse(&format!("{c}2")).unwrap_err().code(), "code_malformed");
-        assert_eq!(Code::parse(&format!("{}0", &c[..15])).unwrap_err().code(), "code_malformed");
-        assert_eq!(Code::parse(&format!("{}é", &c[..15])).unwrap_err().code(), "code_malformed");
+        assert_eq!(
+            Code::parse(&format!("{c}2")).unwrap_err().code(),
+            "code_malformed"
+        );
+        assert_eq!(
+            Code::parse(&format!("{}0", &c[..15])).unwrap_err().code(),
+            "code_malformed"
+        );
+        assert_eq!(
+            Code::parse(&format!("{}é", &c[..15])).unwrap_err().code(),
+            "code_malformed"
+        );
         assert_eq!(Code::parse("").unwrap_err().code(), "code_malformed");
-        assert_eq!(Code::parse(&"A".repeat(10_000)).unwrap_err().code(), "code_malformed");
+        assert_eq!(
+            Code::parse(&"A".repeat(10_000)).unwrap_err().code(),
+            "code_malformed"
+        );
     }
 
     #[test]
     fn v_and_z_are_read_as_the_u_and_2_printed_on_the_pack() {
-        let code = Code::chunk(&[3; 32], 0, 500)
+        let code = Code::chunk(&[3; 32], 1, 0, 500)
             .into_iter()
             .find(|c| c.canonical().contains('U') && c.canonical().contains('2'))
             .expect("500 codes include one with both U and 2");
@@ -313,7 +405,7 @@ mod tests {
 
     #[test]
     fn links_other_than_code_links_are_refused() {
-        let code = Code::chunk(&[2; 32], 0, 1)[0];
+        let code = Code::chunk(&[2; 32], 1, 0, 1)[0];
         let c = code.canonical();
         for link in [
             format!("https://club.example.com/x/{c}"),
@@ -322,33 +414,48 @@ mod tests {
             format!("https://club.example.com/c/{c}/"),
             "https://club.example.com".to_string(),
         ] {
-            assert_eq!(Code::parse(&link), Err(CodeError::UnrecognisedLink), "{link}");
+            assert_eq!(
+                Code::parse(&link),
+                Err(CodeError::UnrecognisedLink),
+                "{link}"
+            );
         }
-        assert_eq!(Code::parse(&format!("HTTPS://club.example.com/promo/c/{c}")), Ok(code));
-        assert_eq!(Code::parse(&format!("http://localhost:3000/c/{}", code.display())), Ok(code));
+        assert_eq!(
+            Code::parse(&format!("HTTPS://club.example.com/promo/c/{c}")),
+            Ok(code)
+        );
+        assert_eq!(
+            Code::parse(&format!("http://localhost:3000/c/{}", code.display())),
+            Ok(code)
+        );
     }
 
     #[test]
     fn the_same_seed_and_chunk_give_the_same_codes_and_chunks_differ() {
         let seed = [9; 32];
-        assert_eq!(Code::chunk(&seed, 4, 100), Code::chunk(&seed, 4, 100));
-        let a = Code::chunk(&seed, 0, 100);
-        let b = Code::chunk(&seed, 1, 100);
+        assert_eq!(Code::chunk(&seed, 3, 4, 100), Code::chunk(&seed, 3, 4, 100));
+        let a = Code::chunk(&seed, 3, 0, 100);
+        let b = Code::chunk(&seed, 3, 1, 100);
         assert!(a.iter().all(|c| !b.contains(c)));
+        assert!(a.iter().chain(&b).all(|c| c.batch_number() == 3));
         // The first codes of a longer chunk are the codes of a shorter one (the last chunk).
-        assert_eq!(Code::chunk(&seed, 4, 30)[..], Code::chunk(&seed, 4, 100)[..30]);
+        assert_eq!(
+            Code::chunk(&seed, 3, 4, 30)[..],
+            Code::chunk(&seed, 3, 4, 100)[..30]
+        );
     }
 
     #[test]
     fn debug_output_never_shows_a_whole_code() {
-        let code = Code::chunk(&[5; 32], 0, 1)[0];
+        let code = Code::chunk(&[5; 32], 1, 0, 1)[0];
         let shown = format!("{code:?}");
         assert!(!shown.contains(code.canonical()));
         assert!(shown.contains(&code.canonical()[12..]));
     }
 
     fn any_code() -> impl Strategy<Value = Code> {
-        (any::<[u8; 32]>(), any::<u32>()).prop_map(|(seed, chunk)| Code::chunk(&seed, chunk, 1)[0])
+        (any::<[u8; 32]>(), 0..BATCHES, any::<u32>())
+            .prop_map(|(seed, batch, chunk)| Code::chunk(&seed, batch, chunk, 1)[0])
     }
 
     proptest! {
@@ -360,6 +467,7 @@ mod tests {
         ) {
             let shown = code.display();
             prop_assert_eq!(Code::parse(&shown), Ok(code));
+            prop_assert_eq!(Code::parse(&shown).unwrap().batch_number(), code.batch_number());
             let typed: String = code.canonical().chars().zip(lower.iter().zip(&seps))
                 .map(|(ch, (&low, sep))| format!("{}{sep}", if low { ch.to_ascii_lowercase() } else { ch }))
                 .collect();
