@@ -14,9 +14,13 @@ pub enum Kind {
     /// Well-formed, but the business rules refuse it (expired, wrong state).
     Unprocessable,
     /// Locked out for a while.
-    TooManyAttempts { retry_after_secs: u64 },
+    TooManyAttempts {
+        retry_after_secs: u64,
+    },
     /// Our side failed; the caller did nothing wrong.
-    Infrastructure { retryable: bool },
+    Infrastructure {
+        retryable: bool,
+    },
 }
 
 /// Implemented by every domain error enum: a stable machine-readable code and a kind.
@@ -28,7 +32,7 @@ pub trait Classified: std::fmt::Display {
 
 /// A failure of the infrastructure behind a port (network, throttling, a bug in an adapter).
 /// Kept apart from business outcomes so that no business rule ever matches on it.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{operation} failed: {message}")]
 pub struct InfraError {
     pub operation: &'static str,
@@ -38,17 +42,27 @@ pub struct InfraError {
 
 impl InfraError {
     pub fn retryable(operation: &'static str, message: impl Into<String>) -> Self {
-        Self { operation, message: message.into(), retryable: true }
+        Self {
+            operation,
+            message: message.into(),
+            retryable: true,
+        }
     }
 
     pub fn permanent(operation: &'static str, message: impl Into<String>) -> Self {
-        Self { operation, message: message.into(), retryable: false }
+        Self {
+            operation,
+            message: message.into(),
+            retryable: false,
+        }
     }
 }
 
 impl Classified for InfraError {
     fn kind(&self) -> Kind {
-        Kind::Infrastructure { retryable: self.retryable }
+        Kind::Infrastructure {
+            retryable: self.retryable,
+        }
     }
     fn code(&self) -> &'static str {
         "internal_error"

@@ -22,3 +22,4 @@ pub mod code;
 pub mod fraud;
 pub mod ledger;
 pub mod participant;
+pub mod review;

@@ -1,1 +1,624 @@
-//! (in progress)
+//! The claim transaction: one `TransactWriteItems` per successful claim.
+//!
+//! Item order is fixed so cancellation reasons can be read by position:
+//! code update, participant lock check, outlet lock check (optional), velocity counter,
+//! ledger entry, balance, outlet totals (optional), outbox record, audit record.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
+};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, NaiveDate, Utc};
+use loyalty_domain::claim::{
+    BatchInfo, ClaimAttempt, ClaimReceipt, ClaimStatus, ClaimStore, CodeState, FailedAttempt,
+    FailureCounts, Refusal,
+};
+use loyalty_domain::fraud::{AttemptOutcome, Subject};
+use loyalty_domain::ids::{EntryId, ParticipantId, RegionId};
+use loyalty_domain::ledger::Balance;
+use loyalty_domain::{InfraError, Points};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::dynamo::{infra, key, n, s, Item, ItemExt};
+use crate::stores::ledger::{balance_from_item, balance_update, entry_item};
+
+/// Audit records are kept for 400 days, counters only as long as their window needs.
+const AUDIT_TTL_SECS: i64 = 400 * 24 * 3600;
+const OUTBOX_TTL_SECS: i64 = 7 * 24 * 3600;
+/// Unknown batch numbers are remembered briefly, so probing them costs no reads; a new
+/// batch becomes claimable within this time.
+const NEGATIVE_BATCH_TTL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+pub struct ClaimTables {
+    pub codes: String,
+    pub ledger: String,
+    pub fraud: String,
+    pub outbox: String,
+}
+
+/// The DynamoDB claim store. Batch metadata is immutable, so it is cached for the life of
+/// the warm function.
+pub struct DynamoClaims {
+    client: Client,
+    tables: ClaimTables,
+    batches: Mutex<HashMap<u32, (Option<BatchInfo>, Instant)>>,
+}
+
+impl DynamoClaims {
+    pub fn new(client: Client, tables: ClaimTables) -> Self {
+        Self {
+            client,
+            tables,
+            batches: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn claim_items(&self, a: &ClaimAttempt) -> Result<Vec<TransactWriteItem>, InfraError> {
+        let t = &self.tables;
+        let participant = &a.claimant.participant;
+        let now = a.now.timestamp();
+        let mut items = Vec::with_capacity(9);
+
+        items.push(tx_update(
+            Update::builder()
+                .table_name(&t.codes)
+                .set_key(Some(key(format!("CODE#{}", a.code.canonical()), "CODE")))
+                .update_expression(
+                    "SET #st = :claimed, claimed_by = :p, claimed_at = :now, receipt = :receipt",
+                )
+                .condition_expression("#st = :issued AND valid_until >= :today")
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_values(":claimed", s("claimed"))
+                .expression_attribute_values(":issued", s("issued"))
+                .expression_attribute_values(":p", s(participant.as_str()))
+                .expression_attribute_values(":now", s(a.now.to_rfc3339()))
+                .expression_attribute_values(":today", s(a.now.date_naive().to_string()))
+                .expression_attribute_values(
+                    ":receipt",
+                    s(StoredReceipt::from(&a.receipt).to_json()),
+                )
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                ),
+        )?);
+
+        items.push(lock_check(
+            &t.fraud,
+            &Subject::Participant(participant.clone()),
+            now,
+        )?);
+        if let Some(outlet) = &a.claimant.outlet {
+            items.push(lock_check(&t.fraud, &Subject::Outlet(outlet.clone()), now)?);
+        }
+
+        let mut velocity = Update::builder()
+            .table_name(&t.fraud)
+            .set_key(Some(key(
+                format!("VELOCITY#P#{participant}#{}", a.velocity_window.start),
+                "COUNTER",
+            )))
+            .update_expression("ADD hits :one SET #ttl = :ttl")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":ttl", n(a.velocity_window.end + 3600));
+        if let Some(limit) = a.velocity_limit {
+            velocity = velocity
+                .condition_expression("attribute_not_exists(hits) OR hits < :limit")
+                .expression_attribute_values(":limit", n(limit));
+        }
+        items.push(tx_update(velocity)?);
+
+        let entry = loyalty_domain::ledger::Entry {
+            id: a.receipt.entry_id.clone(),
+            participant: participant.clone(),
+            outlet: a.claimant.outlet.clone(),
+            kind: a.kind,
+            amount: a.batch.points,
+            source: format!(
+                "batch {} · {} {}",
+                a.batch.number, a.batch.sku, a.batch.product_type
+            ),
+            created_at: a.now,
+            expires_on: Some(a.credit_expires_on),
+        };
+        let mut entry_item = entry_item(&entry);
+        if !a.flags.is_empty() {
+            // The sparse index is the review queue: only entries awaiting review carry it.
+            entry_item.insert("gsi1pk".into(), s("REVIEW#PENDING"));
+            entry_item.insert(
+                "gsi1sk".into(),
+                s(format!("{}#{}", a.now.to_rfc3339(), entry.id)),
+            );
+            let reasons = a.flags.iter().map(|f| s(f.as_str())).collect();
+            entry_item.insert("review_reasons".into(), AttributeValue::L(reasons));
+        }
+        items.push(
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&t.ledger)
+                        .set_item(Some(entry_item))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .map_err(build_err)?,
+                )
+                .build(),
+        );
+
+        let delta = entry.delta();
+        let balance = balance_update(
+            &t.ledger,
+            key(format!("ACCOUNT#{participant}"), "BALANCE"),
+            &delta,
+            a.now,
+        )
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        // Optimistic concurrency on the balance: the receipt states the balance after this
+        // claim, which is only true if nothing else moved it in between.
+        let balance = match a.expected_balance {
+            None => balance.condition_expression("attribute_not_exists(version)"),
+            Some(b) => balance
+                .condition_expression("version = :expected")
+                .expression_attribute_values(":expected", n(b.version)),
+        };
+        items.push(tx_update(balance)?);
+        if let Some(outlet) = &a.claimant.outlet {
+            items.push(tx_update(balance_update(
+                &t.ledger,
+                key(format!("OUTLET#{outlet}"), "TOTALS"),
+                &delta,
+                a.now,
+            ))?);
+        }
+
+        let event_id = format!("code_accepted-{}", entry.id);
+        let payload = serde_json::json!({
+            "type": if a.flags.is_empty() { "code_accepted" } else { "code_under_review" },
+            "participant_id": participant.as_str(),
+            "entry_id": entry.id.as_str(),
+            "points": a.batch.points.get(),
+            "sku": a.batch.sku,
+            "product_type": a.batch.product_type,
+            "available": a.receipt.balance.available,
+            "occurred_at": a.now.to_rfc3339(),
+        });
+        items.push(
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&t.outbox)
+                        .set_item(Some(HashMap::from([
+                            ("pk".into(), s(format!("OUTBOX#{event_id}"))),
+                            ("sk".into(), s("OUTBOX")),
+                            ("event_id".into(), s(event_id)),
+                            ("payload".into(), s(payload.to_string())),
+                            ("ttl".into(), n(now + OUTBOX_TTL_SECS)),
+                        ])))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .map_err(build_err)?,
+                )
+                .build(),
+        );
+
+        let outcome = if a.flags.is_empty() {
+            AttemptOutcome::Accepted
+        } else {
+            AttemptOutcome::Flagged
+        };
+        let audit = audit_item(
+            participant,
+            a.claimant.outlet.as_ref().map(|o| o.as_str()),
+            &loyalty_domain::redact::tail(a.code.canonical()),
+            outcome,
+            a.now,
+        );
+        items.push(
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&t.fraud)
+                        .set_item(Some(audit))
+                        .build()
+                        .map_err(build_err)?,
+                )
+                .build(),
+        );
+        Ok(items)
+    }
+
+    /// Reads the cancellation reasons by position and picks the one that decides the outcome.
+    fn refusal(
+        &self,
+        a: &ClaimAttempt,
+        reasons: &[aws_sdk_dynamodb::types::CancellationReason],
+    ) -> Result<Refusal, InfraError> {
+        let has_outlet = a.claimant.outlet.is_some();
+        let lock_positions: &[usize] = if has_outlet { &[1, 2] } else { &[1] };
+        let velocity = if has_outlet { 3 } else { 2 };
+        let balance = velocity + 2;
+        let failed =
+            |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+
+        for &i in lock_positions {
+            if failed(i) {
+                let until = reasons[i]
+                    .item()
+                    .and_then(|item| item.get("locked_until"))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(a.now.timestamp() + 60);
+                return Ok(Refusal::Locked { until });
+            }
+        }
+        if failed(0) {
+            let old = reasons[0].item().cloned().unwrap_or_default();
+            return Ok(Refusal::Code(code_state(&old, a.now.date_naive())?));
+        }
+        if failed(velocity) {
+            return Ok(Refusal::VelocityExceeded);
+        }
+        if failed(balance) {
+            let old = reasons[balance].item().cloned().unwrap_or_default();
+            return Ok(Refusal::BalanceMoved(balance_from_item(&old)?));
+        }
+        if reasons
+            .iter()
+            .any(|r| r.code() == Some("TransactionConflict"))
+        {
+            return Ok(Refusal::Contended);
+        }
+        let codes: Vec<_> = reasons
+            .iter()
+            .map(|r| r.code().unwrap_or("?").to_string())
+            .collect();
+        Err(InfraError::permanent(
+            "claim transaction",
+            format!("unexpected cancellation reasons {codes:?}"),
+        ))
+    }
+}
+
+fn code_state(old: &Item, today: NaiveDate) -> Result<CodeState, InfraError> {
+    if old.is_empty() {
+        return Ok(CodeState::Missing);
+    }
+    if old.opt_string("status") == Some("claimed") {
+        let participant = ParticipantId::parse(old.string("claimed_by")?)
+            .map_err(|e| InfraError::permanent("decode code", e.to_string()))?;
+        let receipt = StoredReceipt::from_json(old.string("receipt")?)?;
+        return Ok(CodeState::ClaimedBy {
+            participant,
+            receipt,
+        });
+    }
+    match old
+        .opt_string("valid_until")
+        .and_then(|d| d.parse::<NaiveDate>().ok())
+    {
+        Some(until) if until < today => Ok(CodeState::Expired),
+        // Issued, unexpired, yet the condition failed: only a corrupt item gets here.
+        _ => Err(InfraError::permanent(
+            "decode code",
+            "code condition failed on an issued, valid code",
+        )),
+    }
+}
+
+fn lock_check(table: &str, subject: &Subject, now: i64) -> Result<TransactWriteItem, InfraError> {
+    let check = ConditionCheck::builder()
+        .table_name(table)
+        .set_key(Some(key(format!("LOCK#{}", subject.key()), "LOCK")))
+        .condition_expression("attribute_not_exists(pk) OR locked_until <= :now")
+        .expression_attribute_values(":now", n(now))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .map_err(build_err)?;
+    Ok(TransactWriteItem::builder().condition_check(check).build())
+}
+
+fn tx_update(
+    update: aws_sdk_dynamodb::types::builders::UpdateBuilder,
+) -> Result<TransactWriteItem, InfraError> {
+    Ok(TransactWriteItem::builder()
+        .update(update.build().map_err(build_err)?)
+        .build())
+}
+
+fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> InfraError {
+    InfraError::permanent("build request", e.to_string())
+}
+
+fn audit_item(
+    participant: &ParticipantId,
+    outlet: Option<&str>,
+    code_hint: &str,
+    outcome: AttemptOutcome,
+    now: DateTime<Utc>,
+) -> Item {
+    // The sort key must be unique per attempt without containing the code.
+    let nonce = uuid_like(participant.as_str(), now);
+    let mut item = HashMap::from([
+        ("pk".to_string(), s(format!("ATTEMPTS#{participant}"))),
+        (
+            "sk".to_string(),
+            s(format!(
+                "{}#{nonce}",
+                now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            )),
+        ),
+        ("outcome".to_string(), s(outcome.as_str())),
+        ("code_hint".to_string(), s(code_hint)),
+        ("at".to_string(), s(now.to_rfc3339())),
+        ("ttl".to_string(), n(now.timestamp() + AUDIT_TTL_SECS)),
+    ]);
+    if let Some(o) = outlet {
+        item.insert("outlet_id".into(), s(o));
+    }
+    item
+}
+
+fn uuid_like(seed: &str, now: DateTime<Utc>) -> String {
+    let mut h = Sha256::new();
+    h.update(seed.as_bytes());
+    h.update(now.timestamp_nanos_opt().unwrap_or_default().to_be_bytes());
+    h.update(rand_bytes());
+    h.finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn rand_bytes() -> [u8; 8] {
+    // Distinguishes attempts in the same nanosecond; not a secret.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    COUNTER
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .to_be_bytes()
+}
+
+/// A deterministic `ClientRequestToken`, so the SDK's own retry of a transaction whose
+/// response was lost is recognised by DynamoDB as the same transaction.
+fn request_token(a: &ClaimAttempt) -> String {
+    let mut h = Sha256::new();
+    h.update(a.claimant.participant.as_str().as_bytes());
+    h.update(a.code.canonical().as_bytes());
+    h.update(
+        a.expected_balance
+            .map(|b| b.version)
+            .unwrap_or(0)
+            .to_be_bytes(),
+    );
+    h.update([a.velocity_limit.is_some() as u8]);
+    h.finalize()
+        .iter()
+        .take(18)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl ClaimStore for DynamoClaims {
+    async fn batch(&self, number: u32) -> Result<Option<BatchInfo>, InfraError> {
+        if let Some((cached, at)) = self.batches.lock().expect("batch cache").get(&number) {
+            if cached.is_some() || at.elapsed() < NEGATIVE_BATCH_TTL {
+                return Ok(cached.clone());
+            }
+        }
+        let found = read_batch_info(&self.client, &self.tables.codes, number).await?;
+        self.batches
+            .lock()
+            .expect("batch cache")
+            .insert(number, (found.clone(), Instant::now()));
+        Ok(found)
+    }
+
+    async fn try_claim(&self, attempt: &ClaimAttempt) -> Result<Result<(), Refusal>, InfraError> {
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(self.claim_items(attempt)?))
+            .client_request_token(request_token(attempt))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Ok(())),
+            Err(err) => match err.into_service_error() {
+                TransactWriteItemsError::TransactionCanceledException(cancelled) => {
+                    Ok(Err(self.refusal(attempt, cancelled.cancellation_reasons())?))
+                }
+                TransactWriteItemsError::TransactionInProgressException(_) => {
+                    Ok(Err(Refusal::Contended))
+                }
+                other => Err(infra_service("claim transaction", other)),
+            },
+        }
+    }
+
+    async fn record_failure(&self, f: &FailedAttempt) -> Result<FailureCounts, InfraError> {
+        let subject = Subject::Participant(f.claimant.participant.clone());
+        let participant = self.count_failure(&subject, f);
+        let outlet = async {
+            match &f.claimant.outlet {
+                Some(o) => self
+                    .count_failure(&Subject::Outlet(o.clone()), f)
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
+        };
+        let (participant, outlet, audit) =
+            futures::join!(participant, outlet, self.record_attempt(f));
+        audit?;
+        Ok(FailureCounts {
+            participant: participant?,
+            outlet: outlet?,
+        })
+    }
+
+    async fn record_attempt(&self, f: &FailedAttempt) -> Result<(), InfraError> {
+        let item = audit_item(
+            &f.claimant.participant,
+            f.claimant.outlet.as_ref().map(|o| o.as_str()),
+            &f.code_hint,
+            f.outcome,
+            f.now,
+        );
+        self.client
+            .put_item()
+            .table_name(&self.tables.fraud)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| infra("audit attempt", e))?;
+        Ok(())
+    }
+
+    async fn lock(&self, subject: &Subject, until: i64) -> Result<(), InfraError> {
+        let mut item = key(format!("LOCK#{}", subject.key()), "LOCK");
+        item.insert("locked_until".into(), n(until));
+        item.insert("ttl".into(), n(until + 24 * 3600));
+        self.client
+            .put_item()
+            .table_name(&self.tables.fraud)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| infra("lock claims", e))?;
+        tracing::warn!(subject = %subject.key(), until, "claims locked after repeated failures");
+        Ok(())
+    }
+}
+
+impl DynamoClaims {
+    async fn count_failure(&self, subject: &Subject, f: &FailedAttempt) -> Result<u64, InfraError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.tables.fraud)
+            .set_key(Some(key(
+                format!("FAILS#{}#{}", subject.key(), f.window.start),
+                "COUNTER",
+            )))
+            .update_expression("ADD failures :one SET #ttl = :ttl")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":ttl", n(f.window.end + 3600))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| infra("count failure", e))?;
+        out.attributes.unwrap_or_default().number("failures")
+    }
+}
+
+fn infra_service(operation: &'static str, err: TransactWriteItemsError) -> InfraError {
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    let retryable = matches!(
+        err,
+        TransactWriteItemsError::ProvisionedThroughputExceededException(_)
+            | TransactWriteItemsError::RequestLimitExceeded(_)
+            | TransactWriteItemsError::InternalServerError(_)
+            | TransactWriteItemsError::ThrottlingException(_)
+    );
+    InfraError {
+        operation,
+        message: format!(
+            "{}: {}",
+            err.code().unwrap_or("unknown"),
+            err.message().unwrap_or("")
+        ),
+        retryable,
+    }
+}
+
+/// The receipt as stored on a claimed code, so a retried claim returns the first answer.
+#[derive(Serialize, Deserialize)]
+struct StoredReceipt {
+    entry_id: String,
+    status: String,
+    points: u64,
+    batch: u32,
+    sku: String,
+    product_type: String,
+    balance: Balance,
+    claimed_at: DateTime<Utc>,
+}
+
+impl From<&ClaimReceipt> for StoredReceipt {
+    fn from(r: &ClaimReceipt) -> Self {
+        Self {
+            entry_id: r.entry_id.to_string(),
+            status: r.status.as_str().to_string(),
+            points: r.points.get(),
+            batch: r.batch,
+            sku: r.sku.clone(),
+            product_type: r.product_type.clone(),
+            balance: r.balance,
+            claimed_at: r.claimed_at,
+        }
+    }
+}
+
+impl StoredReceipt {
+    fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("receipt serialises")
+    }
+
+    fn from_json(raw: &str) -> Result<ClaimReceipt, InfraError> {
+        let bad = |e: String| InfraError::permanent("decode receipt", e);
+        let r: StoredReceipt = serde_json::from_str(raw).map_err(|e| bad(e.to_string()))?;
+        Ok(ClaimReceipt {
+            entry_id: EntryId::parse(&r.entry_id).map_err(|e| bad(e.to_string()))?,
+            status: ClaimStatus::parse(&r.status)
+                .ok_or_else(|| bad(format!("status {}", r.status)))?,
+            points: Points(r.points),
+            batch: r.batch,
+            sku: r.sku,
+            product_type: r.product_type,
+            balance: r.balance,
+            claimed_at: r.claimed_at,
+        })
+    }
+}
+
+/// Parses batch metadata written by the batch store; shared so both read it the same way.
+pub fn batch_info_from_item(number: u32, item: &Item) -> Result<BatchInfo, InfraError> {
+    let bad = |e: String| InfraError::permanent("decode batch", e);
+    Ok(BatchInfo {
+        number,
+        sku: item.string("sku")?.to_string(),
+        product_type: item.string("product_type")?.to_string(),
+        points: Points(item.number("points_per_pack")?),
+        region: RegionId::parse(item.string("region")?).map_err(|e| bad(e.to_string()))?,
+        valid_until: item
+            .string("valid_until")?
+            .parse()
+            .map_err(|e: chrono::ParseError| bad(e.to_string()))?,
+    })
+}
+
+async fn read_batch_info(
+    client: &Client,
+    table: &str,
+    number: u32,
+) -> Result<Option<BatchInfo>, InfraError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key(format!("BATCH#{number}"), "BATCH")))
+        .send()
+        .await
+        .map_err(|e| infra("read batch", e))?;
+    out.item
+        .map(|item| batch_info_from_item(number, &item))
+        .transpose()
+}

@@ -1,1 +1,391 @@
-//! (in progress)
+//! The ledger in LedgerTable: entries, the balance projection, outlet totals, the review queue.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
+use loyalty_domain::ledger::{entry_ids, Balance, Delta, Entry, EntryKind};
+use loyalty_domain::review::{Decision, PendingReview, ReviewError, ReviewId};
+use loyalty_domain::{InfraError, Points};
+
+use crate::dynamo::{decode_cursor, encode_cursor, infra, key, n, s, Item, ItemExt};
+
+pub fn account_pk(participant: &ParticipantId) -> String {
+    format!("ACCOUNT#{participant}")
+}
+
+pub fn outlet_pk(outlet: &OutletId) -> String {
+    format!("OUTLET#{outlet}")
+}
+
+pub fn entry_item(e: &Entry) -> Item {
+    let mut item = HashMap::from([
+        ("pk".to_string(), s(account_pk(&e.participant))),
+        ("sk".to_string(), s(format!("ENTRY#{}", e.id))),
+        (
+            "lsi1sk".to_string(),
+            s(format!("{}#{}", e.created_at.to_rfc3339(), e.id)),
+        ),
+        ("entry_id".to_string(), s(e.id.as_str())),
+        ("participant_id".to_string(), s(e.participant.as_str())),
+        ("kind".to_string(), s(e.kind.as_str())),
+        ("amount".to_string(), n(e.amount.get())),
+        ("source".to_string(), s(&e.source)),
+        ("created_at".to_string(), s(e.created_at.to_rfc3339())),
+    ]);
+    if let Some(o) = &e.outlet {
+        item.insert("outlet_id".into(), s(o.as_str()));
+    }
+    if let Some(d) = e.expires_on {
+        item.insert("expires_on".into(), s(d.to_string()));
+    }
+    item
+}
+
+pub fn entry_from_item(item: &Item) -> Result<Entry, InfraError> {
+    let bad = |e: String| InfraError::permanent("decode entry", e);
+    Ok(Entry {
+        id: EntryId::parse(item.string("entry_id")?).map_err(|e| bad(e.to_string()))?,
+        participant: ParticipantId::parse(item.string("participant_id")?)
+            .map_err(|e| bad(e.to_string()))?,
+        outlet: item
+            .opt_string("outlet_id")
+            .map(OutletId::parse)
+            .transpose()
+            .map_err(|e| bad(e.to_string()))?,
+        kind: EntryKind::parse(item.string("kind")?).ok_or_else(|| bad("unknown kind".into()))?,
+        amount: Points(item.number("amount")?),
+        source: item.string("source")?.to_string(),
+        created_at: item
+            .string("created_at")?
+            .parse()
+            .map_err(|e: chrono::ParseError| bad(e.to_string()))?,
+        expires_on: item
+            .opt_string("expires_on")
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: chrono::ParseError| bad(e.to_string()))?,
+    })
+}
+
+/// A missing balance item is an account with no entries yet.
+pub fn balance_from_item(item: &Item) -> Result<Balance, InfraError> {
+    let get = |attr: &str| item.opt_number(attr).map(|v| v.unwrap_or(0));
+    Ok(Balance {
+        available: get("available")?,
+        pending: get("pending")?,
+        held: get("held")?,
+        lifetime_earned: get("lifetime_earned")?,
+        spent: get("spent")?,
+        expired: get("expired")?,
+        version: get("version")?,
+    })
+}
+
+/// The attribute values for a delta; shared by [`balance_update`] and its callers' conditions.
+fn delta_expression(delta: &Delta) -> (String, HashMap<String, AttributeValue>) {
+    let mut adds = vec!["version :one".to_string()];
+    let mut values = HashMap::from([(":one".to_string(), n(1))]);
+    for (field, value) in delta.fields() {
+        adds.push(format!("{field} :d_{field}"));
+        values.insert(format!(":d_{field}"), n(value));
+    }
+    (
+        format!("ADD {} SET updated_at = :now", adds.join(", ")),
+        values,
+    )
+}
+
+/// Moves a balance (or outlet totals) item by `delta` and bumps its version, in the same
+/// transaction as the entry that causes it: this is what keeps balance and entries equal.
+pub fn balance_update(
+    table: &str,
+    key: Item,
+    delta: &Delta,
+    now: DateTime<Utc>,
+) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+    let (expression, mut values) = delta_expression(delta);
+    values.insert(":now".into(), s(now.to_rfc3339()));
+    Update::builder()
+        .table_name(table)
+        .set_key(Some(key))
+        .update_expression(expression)
+        .set_expression_attribute_values(Some(values))
+}
+
+/// One page of history, newest first.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    #[error("the cursor is not valid for this listing")]
+    BadCursor,
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+impl loyalty_domain::Classified for PageError {
+    fn kind(&self) -> loyalty_domain::Kind {
+        match self {
+            PageError::BadCursor => loyalty_domain::Kind::BadInput,
+            PageError::Infra(e) => e.kind(),
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            PageError::BadCursor => "invalid_cursor",
+            PageError::Infra(e) => e.code(),
+        }
+    }
+}
+
+pub struct DynamoLedger {
+    client: Client,
+    table: String,
+}
+
+impl DynamoLedger {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    async fn get(&self, pk: String, sk: &str) -> Result<Item, InfraError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| infra("read balance", e))?;
+        Ok(out.item.unwrap_or_default())
+    }
+
+    pub async fn balance(&self, participant: &ParticipantId) -> Result<Balance, InfraError> {
+        balance_from_item(&self.get(account_pk(participant), "BALANCE").await?)
+    }
+
+    pub async fn outlet_totals(&self, outlet: &OutletId) -> Result<Balance, InfraError> {
+        balance_from_item(&self.get(outlet_pk(outlet), "TOTALS").await?)
+    }
+
+    /// Entries newest first, `limit` at a time.
+    pub async fn history(
+        &self,
+        participant: &ParticipantId,
+        cursor: Option<&str>,
+        limit: i32,
+    ) -> Result<Page<Entry>, PageError> {
+        let pk = account_pk(participant);
+        let start = match cursor {
+            Some(c) => Some(decode_cursor(c, &pk).ok_or(PageError::BadCursor)?),
+            None => None,
+        };
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("by_time")
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(&pk))
+            .scan_index_forward(false)
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| infra("read history", e))?;
+        let items = out
+            .items()
+            .iter()
+            .map(entry_from_item)
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            items,
+            next_cursor: out.last_evaluated_key().map(encode_cursor),
+        })
+    }
+
+    /// Every entry of an account, in append order of their timestamps. For audits and
+    /// tests that check the balance equals its entries.
+    pub async fn all_entries(&self, participant: &ParticipantId) -> Result<Vec<Entry>, InfraError> {
+        let mut entries = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("by_time")
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(account_pk(participant)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| infra("read entries", e))?;
+            for item in out.items() {
+                entries.push(entry_from_item(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => return Ok(entries),
+            }
+        }
+    }
+
+    /// Claims awaiting review, oldest first.
+    pub async fn pending_reviews(
+        &self,
+        cursor: Option<&str>,
+        limit: i32,
+    ) -> Result<Page<PendingReview>, PageError> {
+        let start = match cursor {
+            Some(c) => Some(decode_cursor(c, "REVIEW#PENDING").ok_or(PageError::BadCursor)?),
+            None => None,
+        };
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi1")
+            .key_condition_expression("gsi1pk = :q")
+            .expression_attribute_values(":q", s("REVIEW#PENDING"))
+            .limit(limit)
+            .set_exclusive_start_key(start.map(|mut k| {
+                // The index cursor carries the index keys; `pk` was only our partition check.
+                k.insert("gsi1pk".into(), s("REVIEW#PENDING"));
+                k
+            }))
+            .send()
+            .await
+            .map_err(|e| infra("read reviews", e))?;
+        let mut items = Vec::new();
+        for item in out.items() {
+            let entry = entry_from_item(item)?;
+            let reasons = item
+                .get("review_reasons")
+                .and_then(|v| v.as_l().ok())
+                .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
+                .unwrap_or_default();
+            items.push(PendingReview {
+                id: ReviewId::of(&entry.participant, &entry.id),
+                entry,
+                reasons,
+            });
+        }
+        // The cursor must name the queue's partition so decode_cursor accepts it back.
+        let next_cursor = out.last_evaluated_key().map(|k| {
+            let mut k = k.clone();
+            k.insert("pk".into(), s("REVIEW#PENDING"));
+            k.remove("gsi1pk");
+            encode_cursor(&k)
+        });
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Approves or rejects a flagged claim: one transaction takes the entry off the queue,
+    /// appends the decision entry and moves the balance and outlet totals.
+    pub async fn decide_review(
+        &self,
+        id: &ReviewId,
+        decision: Decision,
+        reviewer: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Entry, ReviewError> {
+        let item = self
+            .get(account_pk(&id.participant), &format!("ENTRY#{}", id.entry))
+            .await?;
+        if item.is_empty() {
+            return Err(ReviewError::NotFound);
+        }
+        let reviewed = entry_from_item(&item)?;
+        if reviewed.kind != EntryKind::CodeClaimUnderReview {
+            return Err(ReviewError::NotFound);
+        }
+        let decided = Entry {
+            id: entry_ids::review_decision(&reviewed.id),
+            participant: reviewed.participant.clone(),
+            outlet: reviewed.outlet.clone(),
+            kind: decision.entry_kind(),
+            amount: reviewed.amount,
+            source: format!("review of {}", reviewed.id),
+            created_at: now,
+            expires_on: reviewed.expires_on,
+        };
+        let delta = decided.delta();
+        let build = |e: aws_sdk_dynamodb::error::BuildError| {
+            InfraError::permanent("build request", e.to_string())
+        };
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key(account_pk(&id.participant), format!("ENTRY#{}", id.entry))))
+                        .update_expression("REMOVE gsi1pk, gsi1sk SET review_status = :d, reviewed_by = :r, reviewed_at = :now")
+                        .condition_expression("attribute_exists(gsi1pk)")
+                        .expression_attribute_values(":d", s(decision.as_str()))
+                        .expression_attribute_values(":r", s(reviewer))
+                        .expression_attribute_values(":now", s(now.to_rfc3339()))
+                        .build()
+                        .map_err(build)?,
+                )
+                .build(),
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(entry_item(&decided)))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .map_err(build)?,
+                )
+                .build(),
+            TransactWriteItem::builder()
+                .update(balance_update(&self.table, key(account_pk(&id.participant), "BALANCE"), &delta, now).build().map_err(build)?)
+                .build(),
+        ];
+        if let Some(outlet) = &reviewed.outlet {
+            items.push(
+                TransactWriteItem::builder()
+                    .update(
+                        balance_update(&self.table, key(outlet_pk(outlet), "TOTALS"), &delta, now)
+                            .build()
+                            .map_err(build)?,
+                    )
+                    .build(),
+            );
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(decided),
+            Err(err) => match err.into_service_error() {
+                TransactWriteItemsError::TransactionCanceledException(c)
+                    if c.cancellation_reasons().first().and_then(|r| r.code())
+                        == Some("ConditionalCheckFailed") =>
+                {
+                    Err(ReviewError::AlreadyDecided)
+                }
+                other => Err(ReviewError::Infra(InfraError::retryable(
+                    "decide review",
+                    other.to_string(),
+                ))),
+            },
+        }
+    }
+}

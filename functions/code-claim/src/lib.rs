@@ -1,0 +1,193 @@
+//! `POST /claims`: a participant claims a pack code, typed or scanned.
+//!
+//! A malformed code or a bad check character is refused here, before any I/O. A valid one
+//! is claimed with one `TransactWriteItems` in the steady state: batch metadata comes from
+//! the warm cache, and the claimant's balance version from [`BalanceCache`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Error, Request, Response};
+use loyalty_domain::claim::{claim, ClaimPolicy, ClaimReceipt, Claimant};
+use loyalty_domain::code::Code;
+use loyalty_domain::fraud::FraudPolicy;
+use loyalty_domain::ids::ParticipantId;
+use loyalty_domain::ledger::Balance;
+use loyalty_domain::ports::{Clock, SystemClock};
+use loyalty_platform::config::{ConfigError, Env};
+use loyalty_platform::http::{self, Problem, ResultExt};
+use loyalty_platform::stores::claims::{ClaimTables, DynamoClaims};
+use serde::{Deserialize, Serialize};
+
+pub struct App {
+    claims: DynamoClaims,
+    policy: ClaimPolicy,
+    balances: BalanceCache,
+    clock: Box<dyn Clock>,
+}
+
+impl App {
+    pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
+        Self::with_clock(aws, env, Box::new(SystemClock))
+    }
+
+    /// Tests and simulations pass their own clock.
+    pub fn with_clock(
+        aws: &aws_config::SdkConfig,
+        env: &Env,
+        clock: Box<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
+        let tables = ClaimTables {
+            codes: env.required("CODES_TABLE")?,
+            ledger: env.required("LEDGER_TABLE")?,
+            fraud: env.required("FRAUD_TABLE")?,
+            outbox: env.required("OUTBOX_TABLE")?,
+        };
+        let defaults = FraudPolicy::default();
+        let fraud = FraudPolicy {
+            max_failures_per_participant: env.parse_or(
+                "FRAUD_MAX_FAILURES_PER_PARTICIPANT",
+                defaults.max_failures_per_participant,
+            )?,
+            max_failures_per_outlet: env.parse_or(
+                "FRAUD_MAX_FAILURES_PER_OUTLET",
+                defaults.max_failures_per_outlet,
+            )?,
+            failure_window_secs: env
+                .parse_or("FRAUD_FAILURE_WINDOW_SECS", defaults.failure_window_secs)?,
+            lock_secs: env.parse_or("FRAUD_LOCK_SECS", defaults.lock_secs)?,
+            max_claims_per_hour: env
+                .parse_or("FRAUD_MAX_CLAIMS_PER_HOUR", defaults.max_claims_per_hour)?,
+            flag_foreign_region: env
+                .parse_or("FRAUD_FLAG_FOREIGN_REGION", defaults.flag_foreign_region)?,
+        };
+        let policy = ClaimPolicy {
+            fraud,
+            credit_validity_days: env.parse_or(
+                "POINTS_VALIDITY_DAYS",
+                ClaimPolicy::default().credit_validity_days,
+            )?,
+            ..ClaimPolicy::default()
+        };
+        Ok(Self {
+            claims: DynamoClaims::new(loyalty_platform::aws::dynamodb(aws), tables),
+            policy,
+            balances: BalanceCache::default(),
+            clock,
+        })
+    }
+
+    pub async fn handle(&self, req: Request) -> Result<Response<Body>, Error> {
+        Ok(http::respond(self.route(&req).await))
+    }
+
+    async fn route(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        match http::route_key(req) {
+            "POST /claims" => self.claim(req).await,
+            _ => Err(Problem::route_not_found()),
+        }
+    }
+
+    async fn claim(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        let caller = http::caller(req)?;
+        let participant = caller.participant().problem()?.clone();
+        let body: ClaimBody = http::json_body(req)?;
+        let code = Code::parse(&body.code).problem()?;
+        let claimant = Claimant {
+            participant: participant.clone(),
+            outlet: caller.outlet.map(|(outlet, _)| outlet),
+            region: caller.region,
+        };
+        let known = self.balances.get(&participant);
+        let claimed = claim(
+            &self.claims,
+            &self.policy,
+            claimant,
+            code,
+            known,
+            self.clock.now(),
+        )
+        .await
+        .problem()?;
+        if !claimed.replayed {
+            self.balances.put(participant, claimed.receipt.balance);
+        }
+        tracing::info!(
+            code = %loyalty_domain::redact::tail(code.canonical()),
+            status = claimed.receipt.status.as_str(),
+            replayed = claimed.replayed,
+            points = claimed.receipt.points.get(),
+            "code claimed"
+        );
+        Ok(http::json(
+            StatusCode::OK,
+            &ClaimResponse::from(&claimed.receipt),
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimBody {
+    /// A typed code, or the text of a scanned QR code (the claim URL).
+    code: String,
+}
+
+#[derive(Serialize)]
+struct ClaimResponse<'a> {
+    entry_id: &'a str,
+    status: &'static str,
+    points: u64,
+    product: Product<'a>,
+    balance: &'a Balance,
+    claimed_at: String,
+}
+
+#[derive(Serialize)]
+struct Product<'a> {
+    batch: u32,
+    sku: &'a str,
+    product_type: &'a str,
+}
+
+impl<'a> From<&'a ClaimReceipt> for ClaimResponse<'a> {
+    fn from(r: &'a ClaimReceipt) -> Self {
+        Self {
+            entry_id: r.entry_id.as_str(),
+            status: r.status.as_str(),
+            points: r.points.get(),
+            product: Product {
+                batch: r.batch,
+                sku: &r.sku,
+                product_type: &r.product_type,
+            },
+            balance: &r.balance,
+            claimed_at: r.claimed_at.to_rfc3339(),
+        }
+    }
+}
+
+/// The last balance this warm function saw per participant. A seller registering a carton
+/// of packs claims one after another: with a current version each claim is a single write.
+/// A stale entry only costs one refused write, which returns the real balance.
+#[derive(Default)]
+struct BalanceCache(Mutex<HashMap<ParticipantId, Balance>>);
+
+impl BalanceCache {
+    /// Bounded so a long-lived function cannot grow without limit; when full it starts over,
+    /// which costs at most one extra write per participant.
+    const CAPACITY: usize = 50_000;
+
+    fn get(&self, p: &ParticipantId) -> Option<Balance> {
+        self.0.lock().expect("balance cache").get(p).copied()
+    }
+
+    fn put(&self, p: ParticipantId, balance: Balance) {
+        let mut map = self.0.lock().expect("balance cache");
+        if map.len() >= Self::CAPACITY {
+            map.clear();
+        }
+        map.insert(p, balance);
+    }
+}
