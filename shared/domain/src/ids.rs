@@ -89,7 +89,8 @@ pub struct InvalidIdempotencyKey;
 impl IdempotencyKey {
     pub fn parse(raw: &str) -> Result<Self, InvalidIdempotencyKey> {
         let ok = (8..=128).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
-        ok.then(|| Self(raw.to_string())).ok_or(InvalidIdempotencyKey)
+        ok.then(|| Self(raw.to_string()))
+            .ok_or(InvalidIdempotencyKey)
     }
 
     pub fn as_str(&self) -> &str {

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 /// An amount of points. Arithmetic is checked: an overflow is a bug, not a wrap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Points(pub u64);
 
@@ -21,7 +23,9 @@ impl Points {
     /// A positive amount for one movement.
     pub fn parse(value: u64) -> Result<Self, PointsError> {
         if value == 0 || value > Self::MAX_MOVEMENT {
-            return Err(PointsError::OutOfRange { max: Self::MAX_MOVEMENT });
+            return Err(PointsError::OutOfRange {
+                max: Self::MAX_MOVEMENT,
+            });
         }
         Ok(Points(value))
     }

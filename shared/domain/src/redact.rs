@@ -2,7 +2,10 @@
 
 /// Shows only the last four significant characters: enough to correlate, not to reuse.
 pub fn tail(secret: &str) -> String {
-    let chars: Vec<char> = secret.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    let chars: Vec<char> = secret
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
     if chars.len() <= 4 {
         return "****".to_string();
     }

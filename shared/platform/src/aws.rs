@@ -17,7 +17,11 @@ pub fn sqs(aws: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
 
 /// S3 needs path-style addressing against a local emulator (`S3_FORCE_PATH_STYLE=true`).
 pub fn s3(aws: &aws_config::SdkConfig, env: &Env) -> aws_sdk_s3::Client {
-    let path_style = env.optional("S3_FORCE_PATH_STYLE").is_some_and(|v| v == "true");
-    let config = aws_sdk_s3::config::Builder::from(aws).force_path_style(path_style).build();
+    let path_style = env
+        .optional("S3_FORCE_PATH_STYLE")
+        .is_some_and(|v| v == "true");
+    let config = aws_sdk_s3::config::Builder::from(aws)
+        .force_path_style(path_style)
+        .build();
     aws_sdk_s3::Client::from_conf(config)
 }

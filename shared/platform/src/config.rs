@@ -22,8 +22,15 @@ impl Env {
         Self(std::env::vars().collect())
     }
 
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
-        Self(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 
     pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
@@ -49,10 +56,13 @@ impl Env {
     {
         match self.optional(key) {
             None => Ok(default),
-            Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
-                key: key.to_string(),
-                reason: e.to_string(),
-            }),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|e: T::Err| ConfigError::Invalid {
+                    key: key.to_string(),
+                    reason: e.to_string(),
+                }),
         }
     }
 
@@ -68,7 +78,10 @@ mod tests {
     #[test]
     fn a_missing_variable_is_named_in_the_error() {
         let err = Env::default().required("CODES_TABLE").unwrap_err();
-        assert_eq!(err.to_string(), "missing required configuration variable CODES_TABLE");
+        assert_eq!(
+            err.to_string(),
+            "missing required configuration variable CODES_TABLE"
+        );
     }
 
     #[test]

@@ -24,7 +24,10 @@ pub fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
 }
 
 fn corrupt(attr: &str, what: &str) -> InfraError {
-    InfraError::permanent("decode item", format!("attribute {attr} is missing or not {what}"))
+    InfraError::permanent(
+        "decode item",
+        format!("attribute {attr} is missing or not {what}"),
+    )
 }
 
 /// Typed reads from an item. A missing or mistyped attribute is an infrastructure error:
@@ -39,15 +42,19 @@ pub trait ItemExt {
 
 impl ItemExt for Item {
     fn string(&self, attr: &str) -> Result<&str, InfraError> {
-        self.opt_string(attr).ok_or_else(|| corrupt(attr, "a string"))
+        self.opt_string(attr)
+            .ok_or_else(|| corrupt(attr, "a string"))
     }
 
     fn opt_string(&self, attr: &str) -> Option<&str> {
-        self.get(attr).and_then(|v| v.as_s().ok()).map(String::as_str)
+        self.get(attr)
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
     }
 
     fn number(&self, attr: &str) -> Result<u64, InfraError> {
-        self.opt_number(attr)?.ok_or_else(|| corrupt(attr, "a number"))
+        self.opt_number(attr)?
+            .ok_or_else(|| corrupt(attr, "a number"))
     }
 
     fn opt_number(&self, attr: &str) -> Result<Option<u64>, InfraError> {
@@ -78,7 +85,9 @@ where
     R: std::fmt::Debug,
 {
     let retryable = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
         SdkError::ServiceError(service) => matches!(
             service.err().code(),
             Some(
@@ -93,10 +102,18 @@ where
         _ => false,
     };
     let message = match err.as_service_error() {
-        Some(e) => format!("{}: {}", e.code().unwrap_or("unknown"), e.message().unwrap_or("")),
+        Some(e) => format!(
+            "{}: {}",
+            e.code().unwrap_or("unknown"),
+            e.message().unwrap_or("")
+        ),
         None => format!("{err:?}"),
     };
-    InfraError { operation, message, retryable }
+    InfraError {
+        operation,
+        message,
+        retryable,
+    }
 }
 
 /// A `LastEvaluatedKey` as an opaque, URL-safe cursor.

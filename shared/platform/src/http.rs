@@ -26,7 +26,14 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(status: StatusCode, code: &'static str, title: impl Into<String>) -> Self {
-        Self { status, code, title: title.into(), detail: None, retry_after_secs: None, extensions: None }
+        Self {
+            status,
+            code,
+            title: title.into(),
+            detail: None,
+            retry_after_secs: None,
+            extensions: None,
+        }
     }
 
     pub fn bad_request(code: &'static str, title: impl Into<String>) -> Self {
@@ -51,11 +58,17 @@ impl Problem {
             Kind::NotFound => (StatusCode::NOT_FOUND, None),
             Kind::Conflict => (StatusCode::CONFLICT, None),
             Kind::Unprocessable => (StatusCode::UNPROCESSABLE_ENTITY, None),
-            Kind::TooManyAttempts { retry_after_secs } => (StatusCode::TOO_MANY_REQUESTS, Some(retry_after_secs)),
+            Kind::TooManyAttempts { retry_after_secs } => {
+                (StatusCode::TOO_MANY_REQUESTS, Some(retry_after_secs))
+            }
             Kind::Infrastructure { .. } => {
                 // The details are for our logs, never for the caller.
                 tracing::error!(error = %error, "infrastructure failure");
-                return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Something went wrong on our side; please retry.");
+                return Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "Something went wrong on our side; please retry.",
+                );
             }
         };
         let mut problem = Self::new(status, error.code(), error.to_string());
@@ -91,10 +104,11 @@ impl Problem {
         if let Some(secs) = self.retry_after_secs {
             response = response.header(header::RETRY_AFTER, secs);
         }
-        response.body(Body::Text(body.to_string())).expect("static headers are valid")
+        response
+            .body(Body::Text(body.to_string()))
+            .expect("static headers are valid")
     }
 }
-
 
 pub trait ResultExt<T> {
     fn problem(self) -> Result<T, Problem>;
@@ -115,7 +129,10 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     let body = serde_json::to_string(value).expect("response types serialise");
     Response::builder()
         .status(status)
-        .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )
         .body(Body::Text(body))
         .expect("static headers are valid")
 }
@@ -146,7 +163,10 @@ pub fn caller(req: &Request) -> Result<Caller, Problem> {
         .ok_or_else(unauthenticated)?;
     // A token without a known role is treated as unauthenticated, not as a participant:
     // a misconfigured issuer must fail closed.
-    let role = claims.get("role").and_then(|r| Role::parse(r)).ok_or_else(unauthenticated)?;
+    let role = claims
+        .get("role")
+        .and_then(|r| Role::parse(r))
+        .ok_or_else(unauthenticated)?;
     let outlet = match (claims.get("outlet_id"), claims.get("outlet_role")) {
         (Some(id), Some(r)) if !id.is_empty() => Some((
             OutletId::parse(id).map_err(|_| unauthenticated())?,
@@ -158,7 +178,12 @@ pub fn caller(req: &Request) -> Result<Caller, Problem> {
         Some(r) if !r.is_empty() => Some(RegionId::parse(r).map_err(|_| unauthenticated())?),
         _ => None,
     };
-    Ok(Caller { subject, role, outlet, region })
+    Ok(Caller {
+        subject,
+        role,
+        outlet,
+        region,
+    })
 }
 
 /// Deserialises a JSON body; an empty, malformed or mistyped body is a 400 that says why.
@@ -170,11 +195,19 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, Problem> {
         _ => b"",
     };
     if bytes.is_empty() {
-        return Err(Problem::bad_request("missing_body", "A JSON request body is required."));
+        return Err(Problem::bad_request(
+            "missing_body",
+            "A JSON request body is required.",
+        ));
     }
     serde_json::from_slice(bytes).map_err(|e| {
-        let code = if e.is_syntax() || e.is_eof() { "malformed_json" } else { "invalid_body" };
-        Problem::bad_request(code, "The request body is not valid for this route.").with_detail(e.to_string())
+        let code = if e.is_syntax() || e.is_eof() {
+            "malformed_json"
+        } else {
+            "invalid_body"
+        };
+        Problem::bad_request(code, "The request body is not valid for this route.")
+            .with_detail(e.to_string())
     })
 }
 
@@ -182,12 +215,16 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, Problem> {
 pub fn text_body(req: &Request) -> Result<&str, Problem> {
     let text = match req.body() {
         Body::Text(t) => t.as_str(),
-        Body::Binary(b) => std::str::from_utf8(b)
-            .map_err(|_| Problem::bad_request("invalid_encoding", "The request body must be UTF-8 text."))?,
+        Body::Binary(b) => std::str::from_utf8(b).map_err(|_| {
+            Problem::bad_request("invalid_encoding", "The request body must be UTF-8 text.")
+        })?,
         _ => "",
     };
     if text.trim().is_empty() {
-        return Err(Problem::bad_request("missing_body", "A request body is required."));
+        return Err(Problem::bad_request(
+            "missing_body",
+            "A request body is required.",
+        ));
     }
     Ok(text)
 }
@@ -195,11 +232,17 @@ pub fn text_body(req: &Request) -> Result<&str, Problem> {
 pub fn path_param<'a>(req: &'a Request, name: &str) -> Result<&'a str, Problem> {
     req.path_parameters_ref()
         .and_then(|p| p.first(name))
-        .ok_or_else(|| Problem::bad_request("missing_path_parameter", format!("Path parameter {name} is missing.")))
+        .ok_or_else(|| {
+            Problem::bad_request(
+                "missing_path_parameter",
+                format!("Path parameter {name} is missing."),
+            )
+        })
 }
 
 pub fn query_param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.query_string_parameters_ref().and_then(|q| q.first(name))
+    req.query_string_parameters_ref()
+        .and_then(|q| q.first(name))
 }
 
 pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
