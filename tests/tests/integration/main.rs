@@ -1,3 +1,4 @@
 //! One integration-test binary (one link of the SDK), one module per area.
 //! Every test creates its own fresh resources on the local emulator.
 mod moto_fidelity;
+mod provisioning;
