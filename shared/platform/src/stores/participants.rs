@@ -1,1 +1,628 @@
-//! (in progress)
+//! ParticipantsTable: profiles, phone claims, outlets, memberships, invitations and regions.
+//!
+//! Keys (docs/architecture.md): `PARTICIPANT#id`/`PROFILE`, `PHONE#e164`/`PHONE`,
+//! `OUTLET#id`/`OUTLET` (on `gsi1` as `ZONE#rep`/`OUTLET#id`), `OUTLET#id`/`MEMBER#participant`,
+//! `INVITE#code`/`INVITE`, `REGION#id`/`REGION`.
+//!
+//! One account per phone holds under concurrency because the `PHONE#` item is put with
+//! `attribute_not_exists(pk)` in the same transaction as the profile.
+
+use std::collections::{HashMap, HashSet};
+
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    CancellationReason, ConditionCheck, KeysAndAttributes, Put, TransactWriteItem, Update,
+};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Duration, Utc};
+use loyalty_domain::auth::OutletRole;
+use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
+use loyalty_domain::participant::{
+    Email, ImportRow, Invitation, InvitationCode, InvitationKind, LineError, Membership, Name,
+    Outlet, Page, ParticipantError, ParticipantStore, Profile, Registration, Source,
+};
+use loyalty_domain::phone::PhoneNumber;
+use loyalty_domain::InfraError;
+
+use crate::dynamo::{decode_cursor, encode_cursor, infra, key, s, Item, ItemExt};
+
+/// DynamoDB allows at most 100 items per transaction.
+const MAX_TRANSACTION_ITEMS: usize = 100;
+/// And at most 100 keys per BatchGetItem.
+const MAX_BATCH_GET_KEYS: usize = 100;
+/// Used invitations stay readable this long after expiry, for support questions.
+const INVITATION_RETENTION_DAYS: i64 = 30;
+const CONDITION_FAILED: &str = "ConditionalCheckFailed";
+
+#[derive(Debug, Clone)]
+pub struct DynamoParticipantStore {
+    client: Client,
+    table: String,
+}
+
+fn participant_pk(id: &ParticipantId) -> String {
+    format!("PARTICIPANT#{id}")
+}
+fn phone_pk(phone: &PhoneNumber) -> String {
+    format!("PHONE#{}", phone.as_e164())
+}
+fn outlet_pk(id: &OutletId) -> String {
+    format!("OUTLET#{id}")
+}
+fn zone_pk(zone: &ParticipantId) -> String {
+    format!("ZONE#{zone}")
+}
+fn invite_pk(code: &InvitationCode) -> String {
+    format!("INVITE#{}", code.as_str())
+}
+
+fn decode_error(what: &str, detail: impl std::fmt::Display) -> InfraError {
+    InfraError::permanent("decode participants item", format!("{what}: {detail}"))
+}
+
+fn time(item: &Item, attr: &str) -> Result<DateTime<Utc>, InfraError> {
+    DateTime::parse_from_rfc3339(item.string(attr)?)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| decode_error(attr, e))
+}
+
+fn participant_id(item: &Item, attr: &str) -> Result<ParticipantId, InfraError> {
+    ParticipantId::parse(item.string(attr)?).map_err(|e| decode_error(attr, e))
+}
+
+fn outlet_id(item: &Item, attr: &str) -> Result<OutletId, InfraError> {
+    OutletId::parse(item.string(attr)?).map_err(|e| decode_error(attr, e))
+}
+
+fn region_id(item: &Item, attr: &str) -> Result<RegionId, InfraError> {
+    RegionId::parse(item.string(attr)?).map_err(|e| decode_error(attr, e))
+}
+
+fn name(item: &Item, attr: &str, max: usize) -> Result<Name, InfraError> {
+    Name::parse(item.string(attr)?, max).map_err(|e| decode_error(attr, e))
+}
+
+fn outlet_role(item: &Item, attr: &str) -> Result<OutletRole, InfraError> {
+    OutletRole::parse(item.string(attr)?).ok_or_else(|| decode_error(attr, "not owner or seller"))
+}
+
+fn profile_item(p: &Profile) -> Item {
+    let mut item = key(participant_pk(&p.id), "PROFILE");
+    item.insert("id".into(), s(p.id.as_str()));
+    item.insert("phone".into(), s(p.phone.as_e164()));
+    item.insert("name".into(), s(p.name.as_str()));
+    item.insert("region".into(), s(p.region.as_str()));
+    item.insert("source".into(), s(p.source.as_str()));
+    item.insert("created_at".into(), s(p.created_at.to_rfc3339()));
+    item.insert("updated_at".into(), s(p.updated_at.to_rfc3339()));
+    if let Some(email) = &p.email {
+        item.insert("email".into(), s(email.as_str()));
+    }
+    if let Some(zone) = &p.zone {
+        item.insert("zone".into(), s(zone.as_str()));
+    }
+    if let Some((outlet, role)) = &p.outlet {
+        item.insert("outlet_id".into(), s(outlet.as_str()));
+        item.insert("outlet_role".into(), s(role.as_str()));
+    }
+    item
+}
+
+fn decode_profile(item: &Item) -> Result<Profile, InfraError> {
+    let outlet = match item.opt_string("outlet_id") {
+        Some(_) => Some((
+            outlet_id(item, "outlet_id")?,
+            outlet_role(item, "outlet_role")?,
+        )),
+        None => None,
+    };
+    Ok(Profile {
+        id: participant_id(item, "id")?,
+        phone: PhoneNumber::from_e164(item.string("phone")?)
+            .map_err(|e| decode_error("phone", e))?,
+        name: name(item, "name", Name::PERSON_MAX)?,
+        email: item
+            .opt_string("email")
+            .map(Email::parse)
+            .transpose()
+            .map_err(|e| decode_error("email", e))?,
+        region: region_id(item, "region")?,
+        zone: item
+            .opt_string("zone")
+            .map(|_| participant_id(item, "zone"))
+            .transpose()?,
+        outlet,
+        source: Source::parse(item.string("source")?)
+            .ok_or_else(|| decode_error("source", "unknown"))?,
+        created_at: time(item, "created_at")?,
+        updated_at: time(item, "updated_at")?,
+    })
+}
+
+fn phone_item(phone: &PhoneNumber, owner: &ParticipantId) -> Item {
+    let mut item = key(phone_pk(phone), "PHONE");
+    item.insert("participant_id".into(), s(owner.as_str()));
+    item
+}
+
+fn outlet_item(o: &Outlet) -> Item {
+    let mut item = key(outlet_pk(&o.id), "OUTLET");
+    item.insert("gsi1pk".into(), s(zone_pk(&o.zone)));
+    item.insert("gsi1sk".into(), s(outlet_pk(&o.id)));
+    item.insert("id".into(), s(o.id.as_str()));
+    item.insert("name".into(), s(o.name.as_str()));
+    item.insert("region".into(), s(o.region.as_str()));
+    item.insert("zone".into(), s(o.zone.as_str()));
+    item.insert("owner".into(), s(o.owner.as_str()));
+    item.insert("created_at".into(), s(o.created_at.to_rfc3339()));
+    item
+}
+
+fn decode_outlet(item: &Item) -> Result<Outlet, InfraError> {
+    Ok(Outlet {
+        id: outlet_id(item, "id")?,
+        name: name(item, "name", Name::OUTLET_MAX)?,
+        region: region_id(item, "region")?,
+        zone: participant_id(item, "zone")?,
+        owner: participant_id(item, "owner")?,
+        created_at: time(item, "created_at")?,
+    })
+}
+
+fn member_item(m: &Membership) -> Item {
+    let mut item = key(outlet_pk(&m.outlet), format!("MEMBER#{}", m.participant));
+    item.insert("outlet_id".into(), s(m.outlet.as_str()));
+    item.insert("participant_id".into(), s(m.participant.as_str()));
+    item.insert("role".into(), s(m.role.as_str()));
+    item.insert("name".into(), s(m.name.as_str()));
+    item.insert("joined_at".into(), s(m.joined_at.to_rfc3339()));
+    item
+}
+
+fn decode_member(item: &Item) -> Result<Membership, InfraError> {
+    Ok(Membership {
+        outlet: outlet_id(item, "outlet_id")?,
+        participant: participant_id(item, "participant_id")?,
+        role: outlet_role(item, "role")?,
+        name: name(item, "name", Name::PERSON_MAX)?,
+        joined_at: time(item, "joined_at")?,
+    })
+}
+
+fn invitation_item(i: &Invitation) -> Item {
+    let mut item = key(invite_pk(&i.code), "INVITE");
+    item.insert("kind".into(), s(i.kind.as_str()));
+    if let InvitationKind::JoinOutlet(outlet) = &i.kind {
+        item.insert("outlet_id".into(), s(outlet.as_str()));
+    }
+    item.insert("region".into(), s(i.region.as_str()));
+    item.insert("zone".into(), s(i.zone.as_str()));
+    item.insert("created_by".into(), s(i.created_by.as_str()));
+    item.insert("created_at".into(), s(i.created_at.to_rfc3339()));
+    item.insert("expires_at".into(), s(i.expires_at.to_rfc3339()));
+    let ttl = (i.expires_at + Duration::days(INVITATION_RETENTION_DAYS)).timestamp();
+    item.insert("ttl".into(), crate::dynamo::n(ttl));
+    item
+}
+
+fn decode_invitation(code: &InvitationCode, item: &Item) -> Result<Invitation, InfraError> {
+    let outlet = item
+        .opt_string("outlet_id")
+        .map(|_| outlet_id(item, "outlet_id"))
+        .transpose()?;
+    let kind = InvitationKind::parse(item.string("kind")?, outlet.as_ref().map(OutletId::as_str))
+        .map_err(|e| decode_error("kind", e))?;
+    Ok(Invitation {
+        code: code.clone(),
+        kind,
+        region: region_id(item, "region")?,
+        zone: participant_id(item, "zone")?,
+        created_by: participant_id(item, "created_by")?,
+        created_at: time(item, "created_at")?,
+        expires_at: time(item, "expires_at")?,
+        used_by: item
+            .opt_string("used_by")
+            .map(|_| participant_id(item, "used_by"))
+            .transpose()?,
+    })
+}
+
+fn put(table: &str, item: Item, condition: Option<&str>) -> Result<TransactWriteItem, InfraError> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .set_condition_expression(condition.map(str::to_string))
+        .build()
+        .map_err(|e| InfraError::permanent("build transaction", e.to_string()))?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+/// The indexes of the items whose condition failed, or `None` if the transaction was
+/// cancelled for another reason (a conflict with another transaction, throttling).
+fn failed_conditions(reasons: &[CancellationReason]) -> Option<HashSet<usize>> {
+    let failed: HashSet<usize> = reasons
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.code() == Some(CONDITION_FAILED))
+        .map(|(i, _)| i)
+        .collect();
+    (!failed.is_empty()).then_some(failed)
+}
+
+impl DynamoParticipantStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, InfraError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| infra("get participants item", e))?;
+        Ok(out.item)
+    }
+
+    /// Runs a transaction; on cancellation, returns the indexes of the items whose
+    /// condition failed so that the caller can name the business outcome.
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Result<(), HashSet<usize>>, InfraError> {
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(Ok(())),
+            Err(err) => err,
+        };
+        if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+            err.as_service_error()
+        {
+            if let Some(failed) = failed_conditions(cancelled.cancellation_reasons()) {
+                return Ok(Err(failed));
+            }
+        }
+        Err(infra("transact participants", err))
+    }
+}
+
+impl ParticipantStore for DynamoParticipantStore {
+    async fn put_invitation(&self, invitation: &Invitation) -> Result<bool, InfraError> {
+        // The region registry: every region a rep invites into becomes known.
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("REGION#{}", invitation.region), "REGION")))
+            .update_expression("SET region_id = :r, last_invitation_at = :t")
+            .expression_attribute_values(":r", s(invitation.region.as_str()))
+            .expression_attribute_values(":t", s(invitation.created_at.to_rfc3339()))
+            .send()
+            .await
+            .map_err(|e| infra("put region", e))?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(invitation_item(invitation)))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(_)) => Ok(false),
+                _ => Err(infra("put invitation", err)),
+            },
+        }
+    }
+
+    async fn invitation(&self, code: &InvitationCode) -> Result<Option<Invitation>, InfraError> {
+        self.get(invite_pk(code), "INVITE")
+            .await?
+            .map(|item| decode_invitation(code, &item))
+            .transpose()
+    }
+
+    async fn outlet(&self, id: &OutletId) -> Result<Option<Outlet>, InfraError> {
+        self.get(outlet_pk(id), "OUTLET")
+            .await?
+            .map(|item| decode_outlet(&item))
+            .transpose()
+    }
+
+    async fn profile(&self, id: &ParticipantId) -> Result<Option<Profile>, InfraError> {
+        self.get(participant_pk(id), "PROFILE")
+            .await?
+            .map(|item| decode_profile(&item))
+            .transpose()
+    }
+
+    async fn register(&self, registration: &Registration) -> Result<(), ParticipantError> {
+        let profile = &registration.profile;
+        let consume = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(invite_pk(&registration.invitation), "INVITE")))
+            .update_expression("SET used_by = :p, used_at = :t")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(used_by)")
+            .expression_attribute_values(":p", s(profile.id.as_str()))
+            .expression_attribute_values(":t", s(profile.created_at.to_rfc3339()))
+            .build()
+            .map_err(|e| InfraError::permanent("build transaction", e.to_string()))?;
+        // Fixed positions, so that a cancellation reason names its outcome.
+        const INVITE: usize = 0;
+        const PHONE: usize = 1;
+        const PROFILE: usize = 2;
+        const OUTLET: usize = 3;
+        let mut items = vec![
+            TransactWriteItem::builder().update(consume).build(),
+            put(
+                &self.table,
+                phone_item(&profile.phone, &profile.id),
+                Some("attribute_not_exists(pk)"),
+            )?,
+            put(
+                &self.table,
+                profile_item(profile),
+                Some("attribute_not_exists(pk)"),
+            )?,
+        ];
+        match (&registration.new_outlet, &registration.membership) {
+            (Some(outlet), _) => items.push(put(
+                &self.table,
+                outlet_item(outlet),
+                Some("attribute_not_exists(pk)"),
+            )?),
+            (None, Some(membership)) => {
+                let check = ConditionCheck::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(outlet_pk(&membership.outlet), "OUTLET")))
+                    .condition_expression("attribute_exists(pk)")
+                    .build()
+                    .map_err(|e| InfraError::permanent("build transaction", e.to_string()))?;
+                items.push(TransactWriteItem::builder().condition_check(check).build());
+            }
+            (None, None) => {}
+        }
+        if let Some(membership) = &registration.membership {
+            items.push(put(&self.table, member_item(membership), None)?);
+        }
+        match self.transact(items).await? {
+            Ok(()) => Ok(()),
+            // The same subject registering again is the likeliest cause when several fail.
+            Err(failed) if failed.contains(&PROFILE) => Err(ParticipantError::AlreadyRegistered),
+            Err(failed) if failed.contains(&PHONE) => Err(ParticipantError::PhoneTaken),
+            Err(failed) if failed.contains(&INVITE) => Err(ParticipantError::InvitationUsed),
+            Err(failed) if failed.contains(&OUTLET) => Err(ParticipantError::OutletNotFound),
+            Err(failed) => Err(InfraError::permanent(
+                "register",
+                format!("unexpected failed items {failed:?}"),
+            )
+            .into()),
+        }
+    }
+
+    async fn save_profile(&self, profile: &Profile) -> Result<(), ParticipantError> {
+        let mut items = vec![put(
+            &self.table,
+            profile_item(profile),
+            Some("attribute_exists(pk)"),
+        )?];
+        if let Some((outlet, _)) = &profile.outlet {
+            // The outlet's member list shows names without reading every profile.
+            let rename = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(
+                    outlet_pk(outlet),
+                    format!("MEMBER#{}", profile.id),
+                )))
+                .update_expression("SET #n = :n")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_names("#n", "name")
+                .expression_attribute_values(":n", s(profile.name.as_str()))
+                .build()
+                .map_err(|e| InfraError::permanent("build transaction", e.to_string()))?;
+            items.push(TransactWriteItem::builder().update(rename).build());
+        }
+        match self.transact(items).await? {
+            Ok(()) => Ok(()),
+            Err(failed) if failed.contains(&0) => Err(ParticipantError::NotRegistered),
+            Err(_) => Err(InfraError::permanent(
+                "save profile",
+                "membership item missing for a member",
+            )
+            .into()),
+        }
+    }
+
+    async fn members(&self, outlet: &OutletId) -> Result<Vec<Membership>, InfraError> {
+        let mut members = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :member)")
+                .expression_attribute_values(":pk", s(outlet_pk(outlet)))
+                .expression_attribute_values(":member", s("MEMBER#"))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| infra("query outlet members", e))?;
+            for item in out.items() {
+                members.push(decode_member(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(last) => start = Some(last),
+                None => return Ok(members),
+            }
+        }
+    }
+
+    async fn zone_outlets(
+        &self,
+        zone: &ParticipantId,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Outlet>, ParticipantError> {
+        let zone_key = zone_pk(zone);
+        // The cursor is the last (zone, outlet) pair in the index, checked against this zone
+        // by `decode_cursor`; the table key follows from it.
+        let start = match cursor {
+            None => None,
+            Some(c) => {
+                let flat = decode_cursor(c, &zone_key).ok_or(ParticipantError::InvalidCursor)?;
+                let outlet_key = flat
+                    .opt_string("sk")
+                    .ok_or(ParticipantError::InvalidCursor)?
+                    .to_string();
+                if !outlet_key.starts_with("OUTLET#") {
+                    return Err(ParticipantError::InvalidCursor);
+                }
+                let mut start = key(outlet_key.clone(), "OUTLET");
+                start.insert("gsi1pk".into(), s(zone_key.clone()));
+                start.insert("gsi1sk".into(), s(outlet_key));
+                Some(start)
+            }
+        };
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi1")
+            .key_condition_expression("gsi1pk = :z")
+            .expression_attribute_values(":z", s(zone_key.clone()))
+            .set_exclusive_start_key(start)
+            .limit(limit as i32)
+            .send()
+            .await
+            .map_err(|e| infra("query zone outlets", e))?;
+        let items = out
+            .items()
+            .iter()
+            .map(decode_outlet)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = match out.last_evaluated_key() {
+            Some(last) => {
+                let sk = last
+                    .opt_string("gsi1sk")
+                    .ok_or_else(|| decode_error("gsi1sk", "missing in cursor"))?;
+                Some(encode_cursor(&key(zone_key, sk)))
+            }
+            None => None,
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn phone_owners(
+        &self,
+        phones: &[&PhoneNumber],
+    ) -> Result<HashMap<String, ParticipantId>, InfraError> {
+        let unique: HashSet<&str> = phones.iter().map(|p| p.as_e164()).collect();
+        let unique: Vec<&str> = unique.into_iter().collect();
+        let mut owners = HashMap::new();
+        for chunk in unique.chunks(MAX_BATCH_GET_KEYS) {
+            let keys = chunk
+                .iter()
+                .map(|e164| key(format!("PHONE#{e164}"), "PHONE"))
+                .collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| InfraError::permanent("build batch get", e.to_string()))?,
+            );
+            while let Some(wanted) = request.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, wanted)
+                    .send()
+                    .await
+                    .map_err(|e| infra("batch get phones", e))?;
+                for item in out
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    let e164 = item.string("pk")?.trim_start_matches("PHONE#").to_string();
+                    owners.insert(e164, participant_id(item, "participant_id")?);
+                }
+                request = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty());
+            }
+        }
+        Ok(owners)
+    }
+
+    async fn write_import(
+        &self,
+        rows: &[ImportRow],
+        now: DateTime<Utc>,
+    ) -> Result<(), ParticipantError> {
+        let mut start = 0;
+        while start < rows.len() {
+            let mut items = Vec::new();
+            // The line of the row behind each transaction item, to report a conflict.
+            let mut lines = Vec::new();
+            let mut end = start;
+            while end < rows.len() {
+                let row = &rows[end];
+                let membership = row.membership(now);
+                let needed = 2 + usize::from(membership.is_some());
+                if items.len() + needed > MAX_TRANSACTION_ITEMS {
+                    break;
+                }
+                let profile = row.profile(now);
+                items.push(put(
+                    &self.table,
+                    phone_item(&row.phone, &profile.id),
+                    Some("attribute_not_exists(pk)"),
+                )?);
+                items.push(put(
+                    &self.table,
+                    profile_item(&profile),
+                    Some("attribute_not_exists(pk)"),
+                )?);
+                if let Some(membership) = membership {
+                    items.push(put(&self.table, member_item(&membership), None)?);
+                }
+                lines.extend(std::iter::repeat_n(row.line, needed));
+                end += 1;
+            }
+            if let Err(failed) = self.transact(items).await? {
+                // Someone took these phones between our check and this write.
+                let mut bad: Vec<u64> = failed.iter().map(|&i| lines[i]).collect();
+                bad.sort_unstable();
+                bad.dedup();
+                let errors = bad
+                    .into_iter()
+                    .map(|line| LineError {
+                        line,
+                        code: "phone_taken",
+                        message: ParticipantError::PhoneTaken.to_string(),
+                    })
+                    .collect();
+                return Err(ParticipantError::ImportInvalid { errors });
+            }
+            start = end;
+        }
+        Ok(())
+    }
+}
