@@ -1,0 +1,139 @@
+//! Balances and history: `GET /me/balance`, `GET /me/ledger`, `GET /outlets/{outletId}/totals`.
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Error, Request, Response};
+use loyalty_domain::auth::{AuthError, Role};
+use loyalty_domain::ids::OutletId;
+use loyalty_domain::ledger::{Balance, Entry};
+use loyalty_platform::config::{ConfigError, Env};
+use loyalty_platform::http::{self, Problem, ResultExt};
+use loyalty_platform::stores::ledger::DynamoLedger;
+use serde::Serialize;
+
+const DEFAULT_PAGE: i32 = 20;
+const MAX_PAGE: i32 = 100;
+
+pub struct App {
+    ledger: DynamoLedger,
+}
+
+impl App {
+    pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
+        let ledger = DynamoLedger::new(
+            loyalty_platform::aws::dynamodb(aws),
+            env.required("LEDGER_TABLE")?,
+        );
+        Ok(Self { ledger })
+    }
+
+    pub async fn handle(&self, req: Request) -> Result<Response<Body>, Error> {
+        Ok(http::respond(self.route(&req).await))
+    }
+
+    async fn route(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        match http::route_key(req) {
+            "GET /me/balance" => self.balance(req).await,
+            "GET /me/ledger" => self.history(req).await,
+            "GET /outlets/{outletId}/totals" => self.outlet_totals(req).await,
+            _ => Err(Problem::route_not_found()),
+        }
+    }
+
+    async fn balance(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        let caller = http::caller(req)?;
+        let participant = caller.participant().problem()?;
+        let balance = self.ledger.balance(participant).await.problem()?;
+        let outlet = caller.outlet.as_ref().map(|(o, _)| o.as_str());
+        Ok(http::json(
+            StatusCode::OK,
+            &BalanceView {
+                participant_id: participant.as_str(),
+                outlet_id: outlet,
+                balance,
+            },
+        ))
+    }
+
+    async fn history(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        let caller = http::caller(req)?;
+        let participant = caller.participant().problem()?;
+        let limit = match http::query_param(req, "limit") {
+            None => DEFAULT_PAGE,
+            Some(raw) => raw
+                .parse::<i32>()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE).contains(n))
+                .ok_or_else(|| {
+                    Problem::bad_request(
+                        "invalid_limit",
+                        format!("limit must be a whole number from 1 to {MAX_PAGE}."),
+                    )
+                })?,
+        };
+        let page = self
+            .ledger
+            .history(participant, http::query_param(req, "cursor"), limit)
+            .await
+            .problem()?;
+        let entries: Vec<EntryView> = page.items.iter().map(EntryView::from).collect();
+        Ok(http::json(
+            StatusCode::OK,
+            &serde_json::json!({ "entries": entries, "next_cursor": page.next_cursor }),
+        ))
+    }
+
+    async fn outlet_totals(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        let caller = http::caller(req)?;
+        caller
+            .require(&[Role::Participant, Role::Admin])
+            .problem()?;
+        let outlet = OutletId::parse(http::path_param(req, "outletId")?)
+            .map_err(|e| Problem::bad_request("invalid_outlet_id", e.to_string()))?;
+        // Owners see their own outlet; sellers and other outlets' people see nothing.
+        if caller.role == Role::Participant && !caller.is_owner_of(&outlet) {
+            return Err(Problem::from_error(AuthError::NotYours));
+        }
+        let totals = self.ledger.outlet_totals(&outlet).await.problem()?;
+        Ok(http::json(
+            StatusCode::OK,
+            &serde_json::json!({ "outlet_id": outlet.as_str(), "totals": totals }),
+        ))
+    }
+}
+
+#[derive(Serialize)]
+struct BalanceView<'a> {
+    participant_id: &'a str,
+    outlet_id: Option<&'a str>,
+    #[serde(flatten)]
+    balance: Balance,
+}
+
+#[derive(Serialize)]
+struct EntryView<'a> {
+    entry_id: &'a str,
+    kind: &'static str,
+    amount: u64,
+    /// The signed change to spendable points, so a client can render +50 / −30.
+    available_change: i64,
+    pending_change: i64,
+    source: &'a str,
+    created_at: String,
+    expires_on: Option<String>,
+}
+
+impl<'a> From<&'a Entry> for EntryView<'a> {
+    fn from(e: &'a Entry) -> Self {
+        let d = e.delta();
+        Self {
+            entry_id: e.id.as_str(),
+            kind: e.kind.as_str(),
+            amount: e.amount.get(),
+            available_change: d.available,
+            pending_change: d.pending,
+            source: &e.source,
+            created_at: e.created_at.to_rfc3339(),
+            expires_on: e.expires_on.map(|d| d.to_string()),
+        }
+    }
+}
