@@ -1,0 +1,44 @@
+//! Admin routes for code batches and the fraud review queue (CodesAdminFunction).
+//!
+//! Every route is for admins only. It establishes the caller first (401), then the role
+//! (403), then reads the request (400), so that no one learns anything about a route they
+//! may not use.
+
+use lambda_http::{Body, Request, Response};
+use loyalty_domain::auth::{Caller, Role};
+use loyalty_platform::config::{ConfigError, Env};
+use loyalty_platform::http::{self, respond, Problem, ResultExt};
+
+mod batches;
+mod reviews;
+
+pub struct App {
+    batches: batches::Batches,
+    reviews: reviews::Reviews,
+}
+
+impl App {
+    pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self { batches: batches::Batches::new(aws, env)?, reviews: reviews::Reviews::new(aws, env)? })
+    }
+
+    pub async fn handle(&self, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+        Ok(respond(self.route(&req).await))
+    }
+
+    async fn route(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        match http::route_key(req) {
+            "POST /admin/batches" => self.batches.create(req).await,
+            "GET /admin/batches/{batchId}" => self.batches.get(req).await,
+            "GET /admin/reviews" => self.reviews.list(req).await,
+            "POST /admin/reviews/{reviewId}/decision" => self.reviews.decide(req).await,
+            _ => Err(Problem::route_not_found()),
+        }
+    }
+}
+
+pub(crate) fn admin(req: &Request) -> Result<Caller, Problem> {
+    let caller = http::caller(req)?;
+    caller.require(&[Role::Admin]).problem()?;
+    Ok(caller)
+}

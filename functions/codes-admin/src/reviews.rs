@@ -1,0 +1,77 @@
+//! The fraud review queue: claims whose points a rule sent to pending.
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use loyalty_domain::ports::{Clock, SystemClock};
+use loyalty_domain::review::{Decision, ReviewId};
+use loyalty_platform::config::{ConfigError, Env};
+use loyalty_platform::http::{self, Problem, ResultExt};
+use loyalty_platform::stores::ledger::DynamoLedger;
+use serde::Deserialize;
+
+use crate::admin;
+
+const MAX_PAGE: i32 = 100;
+
+pub struct Reviews {
+    ledger: DynamoLedger,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    decision: Decision,
+}
+
+impl Reviews {
+    pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self { ledger: DynamoLedger::new(loyalty_platform::aws::dynamodb(aws), env.required("LEDGER_TABLE")?) })
+    }
+
+    pub async fn list(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        admin(req)?;
+        let limit = match http::query_param(req, "limit") {
+            None => 50,
+            Some(raw) => raw.parse().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| {
+                Problem::bad_request("invalid_limit", format!("limit must be a whole number from 1 to {MAX_PAGE}."))
+            })?,
+        };
+        let page = self.ledger.pending_reviews(http::query_param(req, "cursor"), limit).await.problem()?;
+        let reviews: Vec<_> = page
+            .items
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "review_id": r.id.to_string(),
+                    "participant_id": r.entry.participant.as_str(),
+                    "outlet_id": r.entry.outlet.as_ref().map(|o| o.as_str()),
+                    "points": r.entry.amount.get(),
+                    "source": r.entry.source,
+                    "reasons": r.reasons,
+                    "claimed_at": r.entry.created_at.to_rfc3339(),
+                })
+            })
+            .collect();
+        Ok(http::json(StatusCode::OK, &serde_json::json!({ "reviews": reviews, "next_cursor": page.next_cursor })))
+    }
+
+    pub async fn decide(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        let reviewer = admin(req)?;
+        let id = ReviewId::parse(http::path_param(req, "reviewId")?).problem()?;
+        let body: DecisionBody = http::json_body(req)?;
+        let entry = self
+            .ledger
+            .decide_review(&id, body.decision, reviewer.subject.as_str(), SystemClock.now())
+            .await
+            .problem()?;
+        Ok(http::json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "review_id": id.to_string(),
+                "decision": body.decision.as_str(),
+                "entry_id": entry.id.as_str(),
+                "points": entry.amount.get(),
+            }),
+        ))
+    }
+}
