@@ -1,0 +1,261 @@
+//! The batch worker (BatchWorkerFunction): one SQS job per chunk of a batch.
+//!
+//! For a job `{batch, chunk}` it regenerates the chunk's codes from the batch seed, stores
+//! them, exports them to S3, and only then writes the chunk's done-marker; when every chunk
+//! has one, the batch flips to `ready`. See `loyalty_platform::stores::codes` for why each
+//! step is safe to repeat.
+//!
+//! Exports, per chunk:
+//! - `batches/<batch>/chunk-<n>.csv`: code (grouped), qr_payload, sku, product_type,
+//!   points, valid_until. This is what a variable-data printing press takes.
+//! - `batches/<batch>/qr/chunk-<n>/<code>.svg`: one QR image per code. A million codes
+//!   means a million small objects; that is fine for S3 (about 10,000 PUTs per chunk, 16 in
+//!   flight, well within the worker's timeout), and a per-code file is what layout tools
+//!   place. Presses that render QR codes themselves need only the CSV.
+
+use std::time::Instant;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_sdk_s3::primitives::ByteStream;
+use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
+use lambda_runtime::LambdaEvent;
+use loyalty_domain::batch::{Batch, ChunkJob};
+use loyalty_domain::code::Code;
+use loyalty_domain::InfraError;
+use loyalty_platform::config::{ConfigError, Env};
+use loyalty_platform::stores::codes::{ChunkExports, CodesStore, WriteStats};
+use qrcode::render::svg;
+use qrcode::QrCode;
+
+/// QR images uploaded at a time.
+const UPLOADS_IN_FLIGHT: usize = 16;
+
+pub struct App {
+    worker: ChunkWorker,
+}
+
+impl App {
+    pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
+        let worker = ChunkWorker::new(
+            loyalty_platform::aws::dynamodb(aws),
+            loyalty_platform::aws::s3(aws, env),
+            WorkerConfig {
+                codes_table: env.required("CODES_TABLE")?,
+                exports_bucket: env.required("EXPORTS_BUCKET")?,
+                programme_base_url: env.required("PROGRAMME_BASE_URL")?,
+            },
+        );
+        Ok(Self { worker })
+    }
+
+    /// Failed jobs go back to the queue through `batchItemFailures` (and to the DLQ after
+    /// five receives); jobs that can never succeed are logged and dropped.
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<SqsEvent>,
+    ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+        let mut response = SqsBatchResponse::default();
+        for record in event.payload.records {
+            let message_id = record.message_id.unwrap_or_default();
+            let job = match serde_json::from_str::<ChunkJob>(
+                record.body.as_deref().unwrap_or_default(),
+            ) {
+                Ok(job) => job,
+                Err(e) => {
+                    tracing::error!(message_id, error = %e, "dropping a malformed batch job");
+                    continue;
+                }
+            };
+            match self.worker.process(&job).await {
+                Ok(outcome) => tracing::info!(
+                    message_id,
+                    batch = job.batch,
+                    chunk = job.chunk,
+                    ?outcome,
+                    "chunk processed"
+                ),
+                Err(ChunkError::Poison(reason)) => {
+                    tracing::error!(
+                        message_id,
+                        batch = job.batch,
+                        chunk = job.chunk,
+                        reason,
+                        "dropping a batch job that can never succeed"
+                    )
+                }
+                Err(ChunkError::Infra(e)) => {
+                    tracing::error!(message_id, batch = job.batch, chunk = job.chunk, error = %e, "chunk failed; it will be retried");
+                    response.add_failure(message_id);
+                }
+            }
+        }
+        Ok(response)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub codes_table: String,
+    pub exports_bucket: String,
+    pub programme_base_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkOutcome {
+    Done {
+        codes: u32,
+        writes: WriteStats,
+        batch_ready: bool,
+    },
+    /// The chunk's marker already existed: nothing was written.
+    AlreadyDone { batch_ready: bool },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    /// The job names no batch or no chunk of it: retrying cannot help.
+    #[error("{0}")]
+    Poison(&'static str),
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+/// Generates, stores and exports chunks. Built from clients rather than an `SdkConfig` so
+/// that a benchmark can hand it clients with request-counting interceptors.
+pub struct ChunkWorker {
+    store: CodesStore,
+    s3: aws_sdk_s3::Client,
+    config: WorkerConfig,
+}
+
+impl ChunkWorker {
+    pub fn new(
+        dynamodb: aws_sdk_dynamodb::Client,
+        s3: aws_sdk_s3::Client,
+        config: WorkerConfig,
+    ) -> Self {
+        Self {
+            store: CodesStore::new(dynamodb, config.codes_table.clone()),
+            s3,
+            config,
+        }
+    }
+
+    pub async fn process(&self, job: &ChunkJob) -> Result<ChunkOutcome, ChunkError> {
+        let batch = self
+            .store
+            .get_batch(job.batch)
+            .await?
+            .ok_or(ChunkError::Poison("no such batch"))?;
+        let len = batch
+            .plan
+            .chunk_len(job.chunk)
+            .ok_or(ChunkError::Poison("no such chunk in this batch"))?;
+        if self.store.chunk_done(batch.number, job.chunk).await? {
+            let batch_ready = self
+                .store
+                .mark_ready_if_complete(&batch, Utc::now())
+                .await?;
+            return Ok(ChunkOutcome::AlreadyDone { batch_ready });
+        }
+        let started = Instant::now();
+        let codes = Code::chunk(&batch.seed.0, batch.number, job.chunk, len);
+        let writes = self.store.put_codes(&batch, &codes).await?;
+        let exports = self.export(&batch, job.chunk, &codes).await?;
+        self.store
+            .mark_chunk_done(batch.number, job.chunk, len, &exports, Utc::now())
+            .await?;
+        let batch_ready = self
+            .store
+            .mark_ready_if_complete(&batch, Utc::now())
+            .await?;
+        tracing::info!(
+            batch = batch.number,
+            chunk = job.chunk,
+            codes = len,
+            ms = started.elapsed().as_millis() as u64,
+            "chunk stored and exported"
+        );
+        Ok(ChunkOutcome::Done {
+            codes: len,
+            writes,
+            batch_ready,
+        })
+    }
+
+    async fn export(
+        &self,
+        batch: &Batch,
+        chunk: u32,
+        codes: &[Code],
+    ) -> Result<ChunkExports, InfraError> {
+        let exports = ChunkExports {
+            csv_key: format!("batches/{}/chunk-{chunk}.csv", batch.number),
+            qr_prefix: format!("batches/{}/qr/chunk-{chunk}/", batch.number),
+        };
+        let csv = chunk_csv(batch, codes, &self.config.programme_base_url)?;
+        self.put(&exports.csv_key, csv, "text/csv; charset=utf-8")
+            .await?;
+        futures::stream::iter(codes)
+            .map(|code| {
+                let key = format!("{}{}.svg", exports.qr_prefix, code.canonical());
+                let svg = qr_svg(&code.qr_payload(&self.config.programme_base_url));
+                async move { self.put(&key, svg.into_bytes(), "image/svg+xml").await }
+            })
+            .buffer_unordered(UPLOADS_IN_FLIGHT)
+            .try_collect::<()>()
+            .await?;
+        Ok(exports)
+    }
+
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), InfraError> {
+        self.s3
+            .put_object()
+            .bucket(&self.config.exports_bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| loyalty_platform::dynamo::infra("export to S3", e))?;
+        Ok(())
+    }
+}
+
+/// The printer's file for one chunk.
+pub fn chunk_csv(batch: &Batch, codes: &[Code], base_url: &str) -> Result<Vec<u8>, InfraError> {
+    let spec = &batch.spec;
+    let mut out = csv::Writer::from_writer(Vec::with_capacity(codes.len() * 96));
+    let csv_err = |e: csv::Error| InfraError::permanent("write CSV", e.to_string());
+    out.write_record([
+        "code",
+        "qr_payload",
+        "sku",
+        "product_type",
+        "points",
+        "valid_until",
+    ])
+    .map_err(csv_err)?;
+    let points = spec.points_per_pack.to_string();
+    let valid_until = spec.valid_until.to_string();
+    for code in codes {
+        out.write_record([
+            &code.display(),
+            &code.qr_payload(base_url),
+            &spec.sku,
+            &spec.product_type,
+            &points,
+            &valid_until,
+        ])
+        .map_err(csv_err)?;
+    }
+    out.into_inner()
+        .map_err(|e| InfraError::permanent("write CSV", e.to_string()))
+}
+
+/// A QR image of `payload`, with the standard four-module quiet zone.
+pub fn qr_svg(payload: &str) -> String {
+    let qr = QrCode::new(payload.as_bytes()).expect("a code link is far below QR capacity");
+    qr.render::<svg::Color>().min_dimensions(160, 160).build()
+}

@@ -1,0 +1,230 @@
+//! `POST /admin/batches` orders a batch of codes; `GET /admin/batches/{batchId}` follows it.
+//!
+//! Ordering writes the batch item and enqueues one job per chunk; the batch worker does the
+//! rest. Jobs are idempotent (a done chunk is skipped), so sending one twice is harmless.
+
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use chrono::Utc;
+use lambda_http::http::{header, HeaderValue, StatusCode};
+use lambda_http::{Body, Request, Response};
+use loyalty_domain::batch::{Batch, BatchRequest, BatchSeed, BatchSpec, BatchStatus, ChunkJob};
+use loyalty_domain::InfraError;
+use loyalty_platform::config::{ConfigError, Env};
+use loyalty_platform::http::{json, json_body, path_param, Problem, ResultExt};
+use loyalty_platform::stores::codes::{ChunkMarker, CodesStore};
+use rand::RngCore;
+use serde::Serialize;
+
+/// SendMessageBatch's limit.
+const SEND_BATCH: usize = 10;
+/// Rounds of re-sending the entries SQS reported as failed.
+const SEND_ATTEMPTS: usize = 3;
+
+pub(crate) struct Batches {
+    store: CodesStore,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    exports_bucket: String,
+}
+
+#[derive(Serialize)]
+struct Accepted {
+    batch: u32,
+    status: &'static str,
+    count: u32,
+    chunks: u32,
+}
+
+#[derive(Serialize)]
+struct BatchView {
+    batch: u32,
+    status: &'static str,
+    sku: String,
+    product_type: String,
+    pack_size: String,
+    points_per_pack: u64,
+    region: String,
+    valid_until: String,
+    count: u32,
+    chunks: u32,
+    chunks_done: usize,
+    created_at: String,
+    exports_bucket: String,
+    exports: Vec<ExportView>,
+}
+
+#[derive(Serialize)]
+struct ExportView {
+    chunk: u32,
+    codes: u32,
+    csv_key: String,
+    qr_prefix: String,
+}
+
+impl From<ChunkMarker> for ExportView {
+    fn from(m: ChunkMarker) -> Self {
+        Self {
+            chunk: m.chunk,
+            codes: m.codes,
+            csv_key: m.exports.csv_key,
+            qr_prefix: m.exports.qr_prefix,
+        }
+    }
+}
+
+impl Batches {
+    pub(crate) fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            store: CodesStore::new(
+                loyalty_platform::aws::dynamodb(aws),
+                env.required("CODES_TABLE")?,
+            ),
+            sqs: loyalty_platform::aws::sqs(aws),
+            queue_url: env.required("BATCH_JOBS_QUEUE_URL")?,
+            exports_bucket: env.required("EXPORTS_BUCKET")?,
+        })
+    }
+
+    pub(crate) async fn create(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        let caller = crate::admin(req)?;
+        let body: BatchRequest = json_body(req)?;
+        let now = Utc::now();
+        let spec = BatchSpec::parse(&body, now.date_naive()).problem()?;
+        let number = self
+            .store
+            .allocate_batch_number()
+            .await
+            .problem()?
+            .ok_or_else(|| {
+                Problem::new(
+                    StatusCode::CONFLICT,
+                    "batch_numbers_exhausted",
+                    "Every batch number that fits in a code is used.",
+                )
+            })?;
+        let mut seed = [0u8; 32];
+        rand::rng().fill_bytes(&mut seed);
+        let batch = Batch {
+            number,
+            plan: spec.plan(),
+            spec,
+            seed: BatchSeed(seed),
+            status: BatchStatus::Generating,
+            created_at: now,
+        };
+        self.store
+            .create_batch(&batch, caller.subject.as_str())
+            .await
+            .problem()?;
+        self.enqueue(&batch).await.problem()?;
+        tracing::info!(batch = number, count = batch.spec.count, chunks = batch.plan.chunks(), by = %caller.subject, "batch ordered");
+
+        let mut response = json(
+            StatusCode::ACCEPTED,
+            &Accepted {
+                batch: number,
+                status: batch.status.as_str(),
+                count: batch.spec.count,
+                chunks: batch.plan.chunks(),
+            },
+        );
+        let location = HeaderValue::from_str(&format!("/admin/batches/{number}"))
+            .expect("digits are a valid header");
+        response.headers_mut().insert(header::LOCATION, location);
+        Ok(response)
+    }
+
+    /// One job per chunk, ten per request; entries SQS refuses are sent again.
+    async fn enqueue(&self, batch: &Batch) -> Result<(), InfraError> {
+        let jobs: Vec<u32> = (0..batch.plan.chunks()).collect();
+        for group in jobs.chunks(SEND_BATCH) {
+            let mut pending: Vec<u32> = group.to_vec();
+            for _ in 0..SEND_ATTEMPTS {
+                let entries = pending
+                    .iter()
+                    .map(|&chunk| {
+                        let body = serde_json::to_string(&ChunkJob {
+                            batch: batch.number,
+                            chunk,
+                        })
+                        .expect("job serialises");
+                        SendMessageBatchRequestEntry::builder()
+                            .id(chunk.to_string())
+                            .message_body(body)
+                            .build()
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| InfraError::permanent("enqueue chunks", e.to_string()))?;
+                let out = self
+                    .sqs
+                    .send_message_batch()
+                    .queue_url(&self.queue_url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| InfraError::retryable("enqueue chunks", format!("{e:?}")))?;
+                pending = out
+                    .failed
+                    .iter()
+                    .filter_map(|f| f.id.parse().ok())
+                    .collect();
+                if pending.is_empty() {
+                    break;
+                }
+            }
+            if !pending.is_empty() {
+                return Err(InfraError::retryable(
+                    "enqueue chunks",
+                    format!("SQS refused chunks {pending:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn get(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        crate::admin(req)?;
+        let raw = path_param(req, "batchId")?;
+        let number: u32 = raw.parse().map_err(|_| {
+            Problem::bad_request(
+                "invalid_batch_id",
+                "A batch id is the batch number, e.g. 12.",
+            )
+        })?;
+        let batch = self
+            .store
+            .get_batch(number)
+            .await
+            .problem()?
+            .ok_or_else(not_found)?;
+        let markers = self.store.chunk_markers(number).await.problem()?;
+        let spec = &batch.spec;
+        Ok(json(
+            StatusCode::OK,
+            &BatchView {
+                batch: number,
+                status: batch.status.as_str(),
+                sku: spec.sku.clone(),
+                product_type: spec.product_type.clone(),
+                pack_size: spec.pack_size.to_string(),
+                points_per_pack: spec.points_per_pack.get(),
+                region: spec.region.to_string(),
+                valid_until: spec.valid_until.to_string(),
+                count: spec.count,
+                chunks: batch.plan.chunks(),
+                chunks_done: markers.len(),
+                created_at: batch.created_at.to_rfc3339(),
+                exports_bucket: self.exports_bucket.clone(),
+                exports: markers.into_iter().map(ExportView::from).collect(),
+            },
+        ))
+    }
+}
+
+fn not_found() -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "batch_not_found",
+        "No batch has this number.",
+    )
+}
