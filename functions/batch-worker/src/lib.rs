@@ -259,3 +259,114 @@ pub fn qr_svg(payload: &str) -> String {
     let qr = QrCode::new(payload.as_bytes()).expect("a code link is far below QR capacity");
     qr.render::<svg::Color>().min_dimensions(160, 160).build()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::event::sqs::SqsEvent;
+    use chrono::NaiveDate;
+    use loyalty_domain::batch::{BatchSeed, BatchSpec, BatchStatus, PackSize};
+    use loyalty_domain::ids::RegionId;
+    use loyalty_domain::Points;
+
+    /// An app whose AWS endpoint refuses every connection, with retries off.
+    async fn unreachable_app() -> App {
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url("http://127.0.0.1:9")
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "test", "test", None, None, "unit",
+            ))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .load()
+            .await;
+        let env = Env::from_pairs([
+            ("CODES_TABLE", "codes"),
+            ("EXPORTS_BUCKET", "exports"),
+            ("PROGRAMME_BASE_URL", "https://club.example.com"),
+        ]);
+        App::new(&aws, &env).unwrap()
+    }
+
+    fn event(file: &str) -> LambdaEvent<SqsEvent> {
+        let path = format!(
+            "{}/../../events/batch-worker/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let payload = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        LambdaEvent::new(payload, lambda_runtime::Context::default())
+    }
+
+    #[tokio::test]
+    async fn a_malformed_job_is_dropped_rather_than_retried() {
+        let response = unreachable_app()
+            .await
+            .handle(event("job-malformed.json"))
+            .await
+            .unwrap();
+        assert!(response.batch_item_failures.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_job_that_fails_on_infrastructure_is_handed_back_for_retry() {
+        let response = unreachable_app()
+            .await
+            .handle(event("job.json"))
+            .await
+            .unwrap();
+        let failed: Vec<_> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, ["059f36b4-87a3-44ab-83d2-661975830a7d"]);
+    }
+
+    #[test]
+    fn the_printer_csv_has_one_row_per_code_with_grouped_code_and_link() {
+        let batch = Batch {
+            number: 12,
+            spec: BatchSpec {
+                sku: "COLA-05".into(),
+                product_type: "Cola, 0.5 l".into(),
+                pack_size: PackSize::Millilitres(500),
+                points_per_pack: Points(10),
+                region: RegionId::parse("north").unwrap(),
+                valid_until: NaiveDate::from_ymd_opt(2030, 12, 31).unwrap(),
+                count: 3,
+            },
+            seed: BatchSeed([1; 32]),
+            plan: loyalty_domain::batch::ChunkPlan {
+                count: 3,
+                chunk_size: 10,
+            },
+            status: BatchStatus::Generating,
+            created_at: Utc::now(),
+        };
+        let codes = Code::chunk(&batch.seed.0, 12, 0, 3);
+        let csv =
+            String::from_utf8(chunk_csv(&batch, &codes, "https://club.example.com/").unwrap())
+                .unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(
+            lines[0],
+            "code,qr_payload,sku,product_type,points,valid_until"
+        );
+        assert_eq!(lines.len(), 4);
+        let c = codes[1];
+        assert_eq!(
+            lines[2],
+            format!(
+                "{},https://club.example.com/c/{},COLA-05,\"Cola, 0.5 l\",10,2030-12-31",
+                c.display(),
+                c.canonical()
+            )
+        );
+    }
+
+    #[test]
+    fn a_qr_image_is_an_svg_document() {
+        let svg = qr_svg("https://club.example.com/c/23456789ABCDEFGH");
+        assert!(svg.contains("<svg") && svg.ends_with("</svg>"));
+    }
+}

@@ -228,3 +228,100 @@ fn not_found() -> Problem {
         "No batch has this number.",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::App;
+    use lambda_http::{Body, Request};
+    use loyalty_platform::config::Env;
+
+    /// An app whose AWS endpoint refuses every connection: these requests must be answered
+    /// before any AWS call.
+    async fn offline_app() -> App {
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url("http://127.0.0.1:9")
+            .region(aws_config::Region::new("us-east-1"))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .load()
+            .await;
+        let env = Env::from_pairs([
+            ("CODES_TABLE", "codes"),
+            ("LEDGER_TABLE", "ledger"),
+            ("OUTBOX_TABLE", "outbox"),
+            ("BATCH_JOBS_QUEUE_URL", "http://127.0.0.1:9/queue/jobs"),
+            ("EXPORTS_BUCKET", "exports"),
+        ]);
+        App::new(&aws, &env).unwrap()
+    }
+
+    fn event(file: &str) -> Request {
+        let path = format!(
+            "{}/../../events/codes-admin/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        lambda_http::request::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    async fn problem(req: Request) -> (u16, serde_json::Value) {
+        let response = offline_app().await.handle(req).await.unwrap();
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let body = match response.body() {
+            Body::Text(t) => serde_json::from_str(t).unwrap(),
+            other => panic!("unexpected body {other:?}"),
+        };
+        (response.status().as_u16(), body)
+    }
+
+    #[tokio::test]
+    async fn a_participant_may_not_order_a_batch() {
+        let (status, body) = problem(event("create-batch-as-participant.json")).await;
+        assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
+    }
+
+    #[tokio::test]
+    async fn a_request_without_verified_claims_is_unauthenticated() {
+        let mut req = event("create-batch.json");
+        if let Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) =
+            req.extensions_mut().get_mut()
+        {
+            ctx.authorizer = None;
+        }
+        let (status, body) = problem(req).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("unauthenticated"))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_invalid_spec_is_refused_with_the_field_s_code() {
+        let (status, body) = problem(event("create-batch-invalid.json")).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_pack_size"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_id_that_is_not_a_number_is_a_bad_request() {
+        let mut req = event("get-batch.json");
+        let params = std::collections::HashMap::from([("batchId".to_string(), "b-1".to_string())]);
+        req = lambda_http::RequestExt::with_path_parameters(req, params);
+        let (status, body) = problem(req).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_batch_id"))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_field_in_the_order_is_refused() {
+        let mut req = event("create-batch.json");
+        *req.body_mut() = Body::Text(r#"{"sku":"A","product_type":"B","pack_size":"1 l","points_per_pack":1,"region":"r","valid_until":"2030-01-01","count":1,"colour":"red"}"#.into());
+        let (status, body) = problem(req).await;
+        assert_eq!((status, body["code"].as_str()), (400, Some("invalid_body")));
+    }
+}
