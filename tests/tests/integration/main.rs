@@ -2,3 +2,5 @@
 //! Every test creates its own fresh resources on the local emulator.
 mod moto_fidelity;
 mod provisioning;
+mod authz;
+mod participants;

@@ -1,0 +1,261 @@
+//! Authorisation of every HTTP route, as a table: no verified token is 401, a role the route
+//! does not serve is 403, and a caller reaching for someone else's data is 403.
+//!
+//! To cover another function, add its routes to `ROUTES`, its `App` to `Apps`, and its
+//! "not yours" cases to a test like `participants_never_reach_other_participants_or_outlets`.
+
+use std::collections::BTreeSet;
+
+use lambda_http::http::StatusCode;
+use loyalty_local::template::EventSource;
+use loyalty_tests::{body_json, template, ApiEvent, TestStack};
+use serde_json::{json, Value};
+
+use crate::participants::{rep, Fixture};
+
+struct Route {
+    function: &'static str,
+    /// API Gateway's route key, as declared in template.yaml.
+    route: &'static str,
+    /// A sample event under `events/` whose claims are allowed on the route.
+    event: &'static str,
+    /// Roles the route refuses.
+    refused: &'static [&'static str],
+}
+
+const ROUTES: &[Route] = &[
+    Route {
+        function: "ParticipantsFunction",
+        route: "POST /invitations",
+        event: "participants/create-invitation.json",
+        refused: &["participant"],
+    },
+    Route {
+        function: "ParticipantsFunction",
+        route: "POST /registrations",
+        event: "participants/register.json",
+        refused: &["rep", "admin"],
+    },
+    Route {
+        function: "ParticipantsFunction",
+        route: "GET /me",
+        event: "participants/get-profile.json",
+        refused: &["rep", "admin"],
+    },
+    Route {
+        function: "ParticipantsFunction",
+        route: "PATCH /me",
+        event: "participants/update-profile.json",
+        refused: &["rep", "admin"],
+    },
+    // Open to all three roles; what each may see is checked by the "not yours" test below.
+    Route {
+        function: "ParticipantsFunction",
+        route: "GET /outlets/{outletId}/members",
+        event: "participants/list-outlet-members.json",
+        refused: &[],
+    },
+    Route {
+        function: "ParticipantsFunction",
+        route: "GET /zone/outlets",
+        event: "participants/list-zone-outlets.json",
+        refused: &["participant", "admin"],
+    },
+    Route {
+        function: "ParticipantsFunction",
+        route: "GET /admin/members/by-phone/{phone}",
+        event: "participants/find-member-by-phone.json",
+        refused: &["participant", "rep"],
+    },
+    Route {
+        function: "ParticipantsFunction",
+        route: "POST /admin/members/import",
+        event: "participants/import-members.json",
+        refused: &["participant", "rep"],
+    },
+];
+
+/// One instance of every function under test, over one fresh stack.
+struct Apps {
+    participants: participants::App,
+}
+
+impl Apps {
+    async fn new() -> Apps {
+        let stack = TestStack::for_functions(&functions()).await;
+        Apps {
+            participants: participants::App::new(
+                &stack.aws,
+                &stack.env_for("ParticipantsFunction"),
+            )
+            .unwrap(),
+        }
+    }
+
+    async fn call(&self, function: &str, event: ApiEvent) -> (StatusCode, Value) {
+        let response = match function {
+            "ParticipantsFunction" => self.participants.handle(event.request()).await,
+            other => panic!("no App for {other}: add it to Apps"),
+        }
+        .expect("the handler answers");
+        (response.status(), body_json(&response))
+    }
+}
+
+fn functions() -> Vec<&'static str> {
+    ROUTES
+        .iter()
+        .map(|r| r.function)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+#[test]
+fn the_table_lists_every_http_route_of_the_functions_it_covers() {
+    for function in functions() {
+        let declared: BTreeSet<String> = template()
+            .function(function)
+            .unwrap()
+            .events
+            .into_iter()
+            .filter_map(|e| match e.source {
+                EventSource::Http { method, path, .. } => Some(format!("{method} {path}")),
+                _ => None,
+            })
+            .collect();
+        let tabled: BTreeSet<String> = ROUTES
+            .iter()
+            .filter(|r| r.function == function)
+            .map(|r| r.route.to_string())
+            .collect();
+        assert_eq!(tabled, declared, "{function}");
+    }
+}
+
+#[tokio::test]
+async fn every_route_refuses_a_request_without_a_verified_token_with_401() {
+    let apps = Apps::new().await;
+    for route in ROUTES {
+        let event = ApiEvent::load(route.event);
+        assert_eq!(
+            event.0["routeKey"], route.route,
+            "{} is the sample of another route",
+            route.event
+        );
+        let (status, body) = apps.call(route.function, event.without_claims()).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unauthenticated")),
+            "{}",
+            route.route
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_route_refuses_the_roles_it_does_not_serve_with_403() {
+    let apps = Apps::new().await;
+    for route in ROUTES {
+        for role in route.refused {
+            let event = ApiEvent::load(route.event).role(role);
+            let (status, body) = apps.call(route.function, event).await;
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (StatusCode::FORBIDDEN, Some("forbidden")),
+                "{} as {role}",
+                route.route
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn participants_never_reach_other_participants_or_outlets() {
+    let f = Fixture::new().await;
+    let outlet_a = f
+        .outlet_with_owner("rep-n1", "p-owner-a", "07700 900901")
+        .await;
+    let outlet_b = f
+        .outlet_with_owner("rep-n2", "p-owner-b", "07700 900902")
+        .await;
+    let code = f
+        .invite(
+            rep("rep-n1"),
+            json!({ "kind": "join_outlet", "outlet_id": outlet_a }),
+        )
+        .await;
+    assert_eq!(
+        f.register("p-seller-a", &code, "07700 900903", None)
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+
+    let members = |outlet: &str| {
+        ApiEvent::load("participants/list-outlet-members.json").path_param("outletId", outlet)
+    };
+    let not_yours = [
+        (
+            "an owner reading another outlet",
+            members(&outlet_a)
+                .sub("p-owner-b")
+                .outlet(&outlet_b, "owner"),
+        ),
+        (
+            "a seller reading their own outlet's members",
+            members(&outlet_a)
+                .sub("p-seller-a")
+                .outlet(&outlet_a, "seller"),
+        ),
+        (
+            "a participant probing an unknown outlet",
+            members("o-unknown")
+                .sub("p-owner-b")
+                .outlet(&outlet_b, "owner"),
+        ),
+        (
+            "a rep reading an outlet of another zone",
+            members(&outlet_a)
+                .sub("rep-n2")
+                .role("rep")
+                .without_outlet(),
+        ),
+        (
+            "a rep inviting sellers into an outlet of another zone",
+            rep("rep-n2").body(json!({ "kind": "join_outlet", "outlet_id": outlet_a })),
+        ),
+    ];
+    for (case, event) in not_yours {
+        let (status, body) = f.call(event).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{case}: {body}");
+    }
+
+    // `/me` names no one: whatever a participant sends, they get and change only themselves.
+    let me = ApiEvent::load("participants/update-profile.json")
+        .sub("p-owner-b")
+        .outlet(&outlet_b, "owner");
+    let (status, changed) = f.call(me.body(json!({ "name": "B renamed" }))).await;
+    assert_eq!(
+        (status, changed["id"].as_str()),
+        (StatusCode::OK, Some("p-owner-b"))
+    );
+    let a = ApiEvent::load("participants/get-profile.json")
+        .sub("p-owner-a")
+        .outlet(&outlet_a, "owner");
+    let (_, a) = f.call(a).await;
+    assert_eq!(
+        (a["id"].as_str(), a["name"].as_str()),
+        (Some("p-owner-a"), Some("Member p-owner-a"))
+    );
+
+    // A signed-in participant who has not registered has no profile to read.
+    let nobody = ApiEvent::load("participants/get-profile.json")
+        .sub("p-nobody")
+        .without_outlet();
+    let (status, body) = f.call(nobody).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_registered"))
+    );
+}
