@@ -479,3 +479,45 @@ async fn an_import_naming_a_phone_of_a_registered_participant_or_an_unknown_outl
     let (_, still) = f.call(by_phone("07700900801")).await;
     assert_eq!(still["id"], "p-self");
 }
+
+#[tokio::test]
+async fn an_import_larger_than_one_transaction_is_written_whole_and_re_imported_as_unchanged() {
+    let f = Fixture::new().await;
+    let outlet = f
+        .outlet_with_owner("rep-n1", "p-owner", "07700 901000")
+        .await;
+    let mut csv = String::from("phone,name,region,outlet_id,outlet_role\n");
+    for i in 1..=120 {
+        let (id, role) = if i % 2 == 0 {
+            (outlet.as_str(), "seller")
+        } else {
+            ("", "")
+        };
+        csv.push_str(&format!(
+            "07700 90{:04},Member {i},north,{id},{role}\n",
+            1000 + i
+        ));
+    }
+    let (status, first) = f.call(import(&csv)).await;
+    assert_eq!(
+        (status, first),
+        (StatusCode::OK, json!({ "created": 120, "unchanged": 0 }))
+    );
+    let (_, second) = f.call(import(&csv)).await;
+    assert_eq!(second, json!({ "created": 0, "unchanged": 120 }));
+    let (status, last) = f.call(by_phone("07700901120")).await;
+    assert_eq!(
+        (status, last["name"].as_str()),
+        (StatusCode::OK, Some("Member 120"))
+    );
+    let owner = members_of(&outlet)
+        .sub("p-owner")
+        .role("participant")
+        .outlet(&outlet, "owner");
+    let (_, listed) = f.call(owner).await;
+    assert_eq!(
+        listed["members"].as_array().unwrap().len(),
+        61,
+        "the owner and 60 imported sellers"
+    );
+}
