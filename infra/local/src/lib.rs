@@ -4,10 +4,37 @@
 
 pub mod apigw;
 pub mod client;
+pub mod jwt;
 pub mod provision;
+pub mod registry;
+pub mod routes;
+pub mod runtime;
+pub mod schedule;
+pub mod seed;
+pub mod server;
 pub mod template;
 
 /// Issuer and audience of development tokens; the local values of the template's
 /// `JwtIssuer` and `JwtAudience` parameters.
 pub const LOCAL_ISSUER: &str = "loyalty-engine-local";
 pub const LOCAL_AUDIENCE: &str = "loyalty-engine";
+
+/// An SDK configuration for the emulator at `endpoint`. Credentials and region come from
+/// the usual environment variables when set, else the emulator's `test` defaults.
+pub async fn emulator_config(endpoint: &str) -> aws_config::SdkConfig {
+    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_string());
+    let key = std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "test".to_string());
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "test".to_string());
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(region))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            key,
+            secret,
+            None,
+            None,
+            "loyalty-local",
+        ))
+        .load()
+        .await
+}

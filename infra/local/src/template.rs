@@ -137,9 +137,11 @@ impl Resource {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventSource {
+    /// `authorized` is false only for a route with `Auth: { Authorizer: NONE }`.
     Http {
         method: String,
         path: String,
+        authorized: bool,
     },
     Sqs {
         queue: Value,
@@ -304,55 +306,60 @@ impl Template {
                 .unwrap_or_default();
             let props = event.get("Properties");
             let prop = |key: &str| props.and_then(|p| p.get(key));
-            let source =
-                match kind {
-                    "HttpApi" => EventSource::Http {
-                        method: prop("Method")
+            let source = match kind {
+                "HttpApi" => EventSource::Http {
+                    method: prop("Method")
+                        .and_then(Value::as_str)
+                        .unwrap_or("ANY")
+                        .to_uppercase(),
+                    path: prop("Path")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| invalid(&format!("event {name} has no Path")))?
+                        .to_string(),
+                    authorized: prop("Auth")
+                        .and_then(|a| a.get("Authorizer"))
+                        .and_then(Value::as_str)
+                        != Some("NONE"),
+                },
+                "SQS" => EventSource::Sqs {
+                    queue: prop("Queue")
+                        .cloned()
+                        .ok_or_else(|| invalid(&format!("event {name} has no Queue")))?,
+                    batch_size: prop("BatchSize").and_then(Value::as_u64).unwrap_or(10) as u32,
+                    report_batch_item_failures: prop("FunctionResponseTypes")
+                        .and_then(Value::as_sequence)
+                        .is_some_and(|types| {
+                            types
+                                .iter()
+                                .any(|t| t.as_str() == Some("ReportBatchItemFailures"))
+                        }),
+                },
+                "Schedule" | "ScheduleV2" => {
+                    let key = if kind == "Schedule" {
+                        "Schedule"
+                    } else {
+                        "ScheduleExpression"
+                    };
+                    let enabled = match kind {
+                        "Schedule" => prop("Enabled").and_then(Value::as_bool).unwrap_or(true),
+                        _ => prop("State")
                             .and_then(Value::as_str)
-                            .unwrap_or("ANY")
-                            .to_uppercase(),
-                        path: prop("Path")
+                            .is_none_or(|s| s == "ENABLED"),
+                    };
+                    EventSource::Schedule {
+                        expression: prop(key)
                             .and_then(Value::as_str)
-                            .ok_or_else(|| invalid(&format!("event {name} has no Path")))?
+                            .ok_or_else(|| invalid(&format!("event {name} has no {key}")))?
                             .to_string(),
-                    },
-                    "SQS" => EventSource::Sqs {
-                        queue: prop("Queue")
-                            .cloned()
-                            .ok_or_else(|| invalid(&format!("event {name} has no Queue")))?,
-                        batch_size: prop("BatchSize").and_then(Value::as_u64).unwrap_or(10) as u32,
-                        report_batch_item_failures: prop("FunctionResponseTypes")
-                            .and_then(Value::as_sequence)
-                            .is_some_and(|types| {
-                                types
-                                    .iter()
-                                    .any(|t| t.as_str() == Some("ReportBatchItemFailures"))
-                            }),
-                    },
-                    "Schedule" | "ScheduleV2" => {
-                        let key = if kind == "Schedule" {
-                            "Schedule"
-                        } else {
-                            "ScheduleExpression"
-                        };
-                        let enabled = match kind {
-                            "Schedule" => prop("Enabled").and_then(Value::as_bool).unwrap_or(true),
-                            _ => prop("State")
-                                .and_then(Value::as_str)
-                                .is_none_or(|s| s == "ENABLED"),
-                        };
-                        EventSource::Schedule {
-                            expression: prop(key)
-                                .and_then(Value::as_str)
-                                .ok_or_else(|| invalid(&format!("event {name} has no {key}")))?
-                                .to_string(),
-                            enabled,
-                        }
+                        enabled,
                     }
-                    other => return Err(invalid(&format!(
+                }
+                other => {
+                    return Err(invalid(&format!(
                         "event {name} has type {other}, which the local runner does not support"
-                    ))),
-                };
+                    )))
+                }
+            };
             events.push(Event { name, source });
         }
         Ok(Function {
@@ -455,7 +462,8 @@ plain: hello
         assert!(claim.events.iter().any(|e| e.source
             == EventSource::Http {
                 method: "POST".into(),
-                path: "/claims".into()
+                path: "/claims".into(),
+                authorized: true,
             }));
         assert!(claim.environment.contains_key("CODES_TABLE"));
         assert!(template.global_environment.contains_key("RUST_LOG"));

@@ -1,0 +1,189 @@
+//! The demo programme `loyalty-local up` starts with, created through the API routes with
+//! minted tokens (never by writing raw items), so that it is always valid data.
+//!
+//! A rep in region `north` invites an outlet owner, who registers and so creates an outlet;
+//! the rep then invites a seller into that outlet. Running it again finds what exists.
+
+use serde_json::{json, Value};
+
+use crate::jwt::{DevKey, TokenRequest};
+use crate::server::{dispatch, RawRequest, ServerState};
+
+pub const ADMIN: &str = "admin-demo";
+pub const REP: &str = "rep-demo";
+pub const OWNER: &str = "P-owner-demo";
+pub const SELLER: &str = "P-seller-demo";
+pub const REGION: &str = "north";
+
+pub struct Demo {
+    /// (label, bearer token), in the order to print them.
+    pub tokens: Vec<(String, String)>,
+    pub outlet_id: String,
+}
+
+impl Demo {
+    pub fn curl_lines(&self, base: &str) -> Vec<String> {
+        let token = |label: &str| {
+            self.tokens
+                .iter()
+                .find(|(l, _)| l == label)
+                .map(|(_, t)| t.clone())
+                .unwrap_or_default()
+        };
+        vec![
+            format!("curl -s {base}/me -H 'Authorization: Bearer {}'", token("seller")),
+            format!("curl -s {base}/me/balance -H 'Authorization: Bearer {}'", token("seller")),
+            format!("curl -s {base}/outlets/{}/members -H 'Authorization: Bearer {}'", self.outlet_id, token("owner")),
+            format!("curl -s {base}/zone/outlets -H 'Authorization: Bearer {}'", token("rep")),
+            format!(
+                "curl -s -X POST {base}/admin/batches -H 'Authorization: Bearer {}' -H 'content-type: application/json' -d '{{\"count\": 100, \"points\": 10}}'",
+                token("admin")
+            ),
+        ]
+    }
+}
+
+fn mint(
+    key: &DevKey,
+    role: &str,
+    sub: &str,
+    outlet: Option<(&str, &str)>,
+    region: Option<&str>,
+) -> String {
+    let request = TokenRequest {
+        role: role.into(),
+        sub: sub.into(),
+        outlet: outlet.map(|(id, r)| (id.to_string(), r.to_string())),
+        region: region.map(String::from),
+        ttl_hours: 12,
+    };
+    key.sign(&request.claims(chrono::Utc::now().timestamp()))
+}
+
+async fn call(
+    state: &ServerState,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Result<(u16, Value), String> {
+    let mut headers = vec![
+        ("authorization".to_string(), format!("Bearer {token}")),
+        ("host".to_string(), "localhost".to_string()),
+    ];
+    if body.is_some() {
+        headers.push(("content-type".to_string(), "application/json".to_string()));
+    }
+    let raw = RawRequest {
+        method: method.into(),
+        path: path.into(),
+        headers,
+        body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+        source_ip: "127.0.0.1".into(),
+        ..RawRequest::default()
+    };
+    let (reply, _) = dispatch(state, raw).await;
+    let status = reply.status().as_u16();
+    let bytes = http_body_util::BodyExt::collect(reply.into_body())
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
+}
+
+fn expect(what: &str, (status, body): (u16, Value), ok: &[u16]) -> Result<Value, String> {
+    if ok.contains(&status) {
+        Ok(body)
+    } else {
+        Err(format!("demo seed: {what} answered {status}: {body}"))
+    }
+}
+
+/// Registers `subject` with a fresh invitation unless they are registered already; returns
+/// their profile.
+async fn participant(
+    state: &ServerState,
+    key: &DevKey,
+    rep: &str,
+    invitation: Value,
+    subject: &str,
+    registration: Value,
+) -> Result<Value, String> {
+    let bare = mint(key, "participant", subject, None, None);
+    let (status, profile) = call(state, "GET", "/me", &bare, None).await?;
+    if status == 200 {
+        return Ok(profile);
+    }
+    let invitation = expect(
+        "POST /invitations",
+        call(state, "POST", "/invitations", rep, Some(invitation)).await?,
+        &[201],
+    )?;
+    let mut registration = registration;
+    registration["invitation_code"] = invitation["code"].clone();
+    let registered = expect(
+        "POST /registrations",
+        call(state, "POST", "/registrations", &bare, Some(registration)).await?,
+        &[201],
+    )?;
+    Ok(registered["profile"].clone())
+}
+
+pub async fn demo(state: &ServerState, key: &DevKey) -> Result<Demo, String> {
+    let rep = mint(key, "rep", REP, None, Some(REGION));
+    let owner = participant(
+        state,
+        key,
+        &rep,
+        json!({ "kind": "new_outlet" }),
+        OWNER,
+        json!({ "phone": "+447700900001", "name": "Olivia Owner", "outlet_name": "Corner Shop" }),
+    )
+    .await?;
+    let outlet_id = owner["outlet_id"]
+        .as_str()
+        .ok_or_else(|| format!("demo seed: the owner's profile has no outlet: {owner}"))?
+        .to_string();
+    let seller = participant(
+        state,
+        key,
+        &rep,
+        json!({ "kind": "join_outlet", "outlet_id": outlet_id }),
+        SELLER,
+        json!({ "phone": "+447700900002", "name": "Sam Seller" }),
+    )
+    .await?;
+    let region = |p: &Value| p["region"].as_str().map(String::from);
+    let owner_region = region(&owner);
+    let seller_region = region(&seller);
+    Ok(Demo {
+        tokens: vec![
+            ("admin".into(), mint(key, "admin", ADMIN, None, None)),
+            ("rep".into(), rep.clone()),
+            (
+                "owner".into(),
+                mint(
+                    key,
+                    "participant",
+                    OWNER,
+                    Some((&outlet_id, "owner")),
+                    owner_region.as_deref(),
+                ),
+            ),
+            (
+                "seller".into(),
+                mint(
+                    key,
+                    "participant",
+                    SELLER,
+                    Some((&outlet_id, "seller")),
+                    seller_region.as_deref(),
+                ),
+            ),
+        ],
+        outlet_id,
+    })
+}
