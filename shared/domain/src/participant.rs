@@ -914,19 +914,10 @@ pub async fn invite<S: ParticipantStore>(
         InvitationKind::JoinOutlet(id) => store.outlet(id).await?,
         _ => None,
     };
-    let template = Invitation::issue(
-        caller,
-        request,
-        outlet.as_ref(),
-        InvitationCode::random(),
-        now,
-    )?;
     // 31^8 codes make a collision rare; a few draws make it negligible.
     for _ in 0..5 {
-        let invitation = Invitation {
-            code: InvitationCode::random(),
-            ..template.clone()
-        };
+        let code = InvitationCode::random();
+        let invitation = Invitation::issue(caller, request.clone(), outlet.as_ref(), code, now)?;
         if store.put_invitation(&invitation).await? {
             return Ok(invitation);
         }
