@@ -9,8 +9,9 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, Put, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TransactWriteItem, Update,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, Put, ReturnValuesOnConditionCheckFailure,
+    ScalarAttributeType, TransactWriteItem, Update,
 };
 use futures::future::join_all;
 use loyalty_tests::{sdk_config, unique_name};
@@ -41,7 +42,13 @@ async fn fresh_table(db: &aws_sdk_dynamodb::Client, prefix: &str) -> String {
             .build()
             .unwrap()
     };
-    let key_element = |name: &str, key_type| KeySchemaElement::builder().attribute_name(name).key_type(key_type).build().unwrap();
+    let key_element = |name: &str, key_type| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
+            .unwrap()
+    };
     db.create_table()
         .table_name(&name)
         .billing_mode(BillingMode::PayPerRequest)
@@ -56,7 +63,11 @@ async fn fresh_table(db: &aws_sdk_dynamodb::Client, prefix: &str) -> String {
                 .index_name("gsi1")
                 .key_schema(key_element("gsi1pk", KeyType::Hash))
                 .key_schema(key_element("gsi1sk", KeyType::Range))
-                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
                 .build()
                 .unwrap(),
         )
@@ -86,7 +97,12 @@ async fn balance(db: &aws_sdk_dynamodb::Client, table: &str) -> i64 {
 async fn reset_balance(db: &aws_sdk_dynamodb::Client, table: &str) {
     let mut item = key("ACCOUNT#p1", "BALANCE");
     item.insert("balance".to_string(), n(STARTING_BALANCE));
-    db.put_item().table_name(table).set_item(Some(item)).send().await.expect("reset balance");
+    db.put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .expect("reset balance");
 }
 
 const DECREMENT: &str = "SET balance = balance - :one";
@@ -103,7 +119,10 @@ fn decrement(table: &str) -> Update {
         .unwrap()
 }
 
-async fn all_items(db: &aws_sdk_dynamodb::Client, table: &str) -> Vec<HashMap<String, AttributeValue>> {
+async fn all_items(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Vec<HashMap<String, AttributeValue>> {
     let mut items = db
         .scan()
         .table_name(table)
@@ -141,8 +160,15 @@ async fn concurrent_conditional_decrements_never_exceed_the_condition() {
                 Err(other) => panic!("round {round}: unexpected error {other:?}"),
             }
         }
-        assert_eq!(succeeded, STARTING_BALANCE, "round {round}: decrements that passed the condition");
-        assert_eq!(balance(&db, &table).await, 0, "round {round}: final balance");
+        assert_eq!(
+            succeeded, STARTING_BALANCE,
+            "round {round}: decrements that passed the condition"
+        );
+        assert_eq!(
+            balance(&db, &table).await,
+            0,
+            "round {round}: final balance"
+        );
     }
 }
 
@@ -158,10 +184,20 @@ async fn concurrent_transactional_decrements_never_exceed_the_condition() {
             let mut entry = key("ACCOUNT#p1", &format!("ENTRY#{round}-{attempt}"));
             entry.insert("round".to_string(), n(round as i64));
             db.transact_write_items()
-                .transact_items(TransactWriteItem::builder().update(decrement(&table)).build())
                 .transact_items(
                     TransactWriteItem::builder()
-                        .put(Put::builder().table_name(&table).set_item(Some(entry)).build().unwrap())
+                        .update(decrement(&table))
+                        .build(),
+                )
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .put(
+                            Put::builder()
+                                .table_name(&table)
+                                .set_item(Some(entry))
+                                .build()
+                                .unwrap(),
+                        )
                         .build(),
                 )
                 .send()
@@ -171,14 +207,29 @@ async fn concurrent_transactional_decrements_never_exceed_the_condition() {
             match outcome.map_err(SdkError::into_service_error) {
                 Ok(_) => succeeded += 1,
                 Err(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
-                    let codes: Vec<_> = cancelled.cancellation_reasons().iter().map(|r| r.code()).collect();
-                    assert_eq!(codes, [Some("ConditionalCheckFailed"), Some("None")], "round {round}");
+                    let codes: Vec<_> = cancelled
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code())
+                        .collect();
+                    assert_eq!(
+                        codes,
+                        [Some("ConditionalCheckFailed"), Some("None")],
+                        "round {round}"
+                    );
                 }
                 Err(other) => panic!("round {round}: unexpected error {other:?}"),
             }
         }
-        assert_eq!(succeeded, STARTING_BALANCE, "round {round}: transactions that passed the condition");
-        assert_eq!(balance(&db, &table).await, 0, "round {round}: final balance");
+        assert_eq!(
+            succeeded, STARTING_BALANCE,
+            "round {round}: transactions that passed the condition"
+        );
+        assert_eq!(
+            balance(&db, &table).await,
+            0,
+            "round {round}: final balance"
+        );
         let entries = db
             .query()
             .table_name(&table)
@@ -189,7 +240,11 @@ async fn concurrent_transactional_decrements_never_exceed_the_condition() {
             .send()
             .await
             .expect("query entries");
-        assert_eq!(entries.count(), STARTING_BALANCE as i32, "round {round}: entries written");
+        assert_eq!(
+            entries.count(),
+            STARTING_BALANCE as i32,
+            "round {round}: entries written"
+        );
     }
 }
 
@@ -206,7 +261,12 @@ async fn a_cancelled_transaction_leaves_nothing_behind() {
     let mut spent_code = key("CODE#SPENT1", "CODE");
     spent_code.insert("state".to_string(), s("claimed"));
     for (table, item) in [(&ledger, account), (&codes, code), (&codes, spent_code)] {
-        db.put_item().table_name(table).set_item(Some(item)).send().await.expect("seed");
+        db.put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .expect("seed");
     }
     let ledger_before = all_items(&db, &ledger).await;
     let codes_before = all_items(&db, &codes).await;
@@ -251,13 +311,25 @@ async fn a_cancelled_transaction_leaves_nothing_behind() {
         .transact_items(TransactWriteItem::builder().update(claim_issued).build())
         .transact_items(
             TransactWriteItem::builder()
-                .put(Put::builder().table_name(&ledger).set_item(Some(entry)).build().unwrap())
+                .put(
+                    Put::builder()
+                        .table_name(&ledger)
+                        .set_item(Some(entry))
+                        .build()
+                        .unwrap(),
+                )
                 .build(),
         )
         .transact_items(TransactWriteItem::builder().update(credit).build())
         .transact_items(
             TransactWriteItem::builder()
-                .put(Put::builder().table_name(&codes).set_item(Some(audit)).build().unwrap())
+                .put(
+                    Put::builder()
+                        .table_name(&codes)
+                        .set_item(Some(audit))
+                        .build()
+                        .unwrap(),
+                )
                 .build(),
         )
         .transact_items(TransactWriteItem::builder().update(claim_spent).build())
@@ -272,7 +344,13 @@ async fn a_cancelled_transaction_leaves_nothing_behind() {
     let codes_of_reasons: Vec<_> = reasons.iter().map(|r| r.code()).collect();
     assert_eq!(
         codes_of_reasons,
-        [Some("None"), Some("None"), Some("None"), Some("None"), Some("ConditionalCheckFailed")]
+        [
+            Some("None"),
+            Some("None"),
+            Some("None"),
+            Some("None"),
+            Some("ConditionalCheckFailed")
+        ]
     );
     assert_eq!(
         reasons[4].item().and_then(|item| item.get("pk")),
@@ -280,8 +358,16 @@ async fn a_cancelled_transaction_leaves_nothing_behind() {
         "the failing item is returned with ALL_OLD"
     );
 
-    assert_eq!(all_items(&db, &ledger).await, ledger_before, "ledger table unchanged");
-    assert_eq!(all_items(&db, &codes).await, codes_before, "codes table unchanged");
+    assert_eq!(
+        all_items(&db, &ledger).await,
+        ledger_before,
+        "ledger table unchanged"
+    );
+    assert_eq!(
+        all_items(&db, &codes).await,
+        codes_before,
+        "codes table unchanged"
+    );
     let pending = db
         .query()
         .table_name(&ledger)
@@ -313,7 +399,11 @@ async fn sqs_long_polls_stay_concurrent_with_dynamodb_traffic() {
 
     let polls: Vec<_> = (0..LONG_POLLS)
         .map(|_| {
-            let receive = sqs.receive_message().queue_url(&queue_url).wait_time_seconds(20).max_number_of_messages(1);
+            let receive = sqs
+                .receive_message()
+                .queue_url(&queue_url)
+                .wait_time_seconds(20)
+                .max_number_of_messages(1);
             tokio::spawn(receive.send())
         })
         .collect();
@@ -324,7 +414,12 @@ async fn sqs_long_polls_stay_concurrent_with_dynamodb_traffic() {
     for i in 0..WRITES {
         let mut item = key("ACCOUNT#p1", &format!("ENTRY#{i}"));
         item.insert("points".to_string(), n(i));
-        db.put_item().table_name(&table).set_item(Some(item)).send().await.expect("put while polls wait");
+        db.put_item()
+            .table_name(&table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .expect("put while polls wait");
     }
     let written = all_items(&db, &table).await;
     assert_eq!(written.len() as i64, WRITES, "every write is visible");
@@ -334,10 +429,19 @@ async fn sqs_long_polls_stay_concurrent_with_dynamodb_traffic() {
     );
 
     // The polls were live all along: a message now wakes one of them.
-    sqs.send_message().queue_url(&queue_url).message_body("wake").send().await.expect("send");
+    sqs.send_message()
+        .queue_url(&queue_url)
+        .message_body("wake")
+        .send()
+        .await
+        .expect("send");
     let (first, _, rest) = futures::future::select_all(polls).await;
     let received = first.expect("poll task").expect("receive");
-    let bodies: Vec<_> = received.messages().iter().filter_map(|m| m.body()).collect();
+    let bodies: Vec<_> = received
+        .messages()
+        .iter()
+        .filter_map(|m| m.body())
+        .collect();
     assert_eq!(bodies, ["wake"]);
     for poll in rest {
         poll.abort();
