@@ -53,12 +53,13 @@ running_pid() {
     pid="$(cat "$file")"
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
-    grep -q "moto_server.py" "/proc/$pid/cmdline" 2>/dev/null || return 1
+    ps -p "$pid" -o args= 2>/dev/null | grep -q "moto_server.py" || return 1
     echo "$pid"
 }
 
+# moto's config endpoint: cheap, unlike /moto-api/data.json which dumps every resource.
 answers() {
-    curl --silent --fail --max-time 2 --output /dev/null "http://127.0.0.1:$1/moto-api/data.json"
+    curl --silent --fail --max-time 2 --output /dev/null "http://127.0.0.1:$1/moto-api/config"
 }
 
 cmd_start() {
