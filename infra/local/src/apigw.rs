@@ -203,3 +203,106 @@ pub fn payload(incoming: &Incoming) -> Value {
 pub fn into_request(payload: &Value) -> Result<lambda_http::Request, serde_json::Error> {
     lambda_http::request::from_str(&payload.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::{Body, RequestExt};
+
+    fn incoming() -> Incoming {
+        let claims = json!({ "sub": "P-1", "role": "participant", "outlet_id": "O-1", "outlet_role": "owner", "region": "north", "exp": 1800000000, "aud": ["a", "b"] });
+        Incoming {
+            method: "POST".into(),
+            route_key: "POST /outlets/{outletId}/members".into(),
+            raw_path: "/outlets/O-1/members".into(),
+            raw_query: "page=2&tag=a&tag=b&q=caf%C3%A9".into(),
+            headers: vec![
+                ("Host".into(), "127.0.0.1:3000".into()),
+                ("Content-Type".into(), "application/json".into()),
+                ("X-Multi".into(), "1".into()),
+                ("x-multi".into(), "2".into()),
+                ("Cookie".into(), "a=1; b=2".into()),
+            ],
+            path_parameters: vec![("outletId".into(), "O-1".into())],
+            body: br#"{"name":"Ann"}"#.to_vec(),
+            source_ip: "127.0.0.1".into(),
+            request_id: "req-1".into(),
+            claims: claims.as_object().cloned(),
+            time_epoch_ms: 1_795_341_600_000,
+        }
+    }
+
+    #[test]
+    fn the_payload_has_the_shape_api_gateway_sends() {
+        let p = payload(&incoming());
+        assert_eq!(p["version"], "2.0");
+        assert_eq!(p["routeKey"], "POST /outlets/{outletId}/members");
+        assert_eq!(p["rawQueryString"], "page=2&tag=a&tag=b&q=caf%C3%A9");
+        assert_eq!(p["headers"]["content-type"], "application/json");
+        assert_eq!(p["headers"]["x-multi"], "1,2");
+        assert!(p["headers"].get("cookie").is_none());
+        assert_eq!(p["cookies"], json!(["a=1", "b=2"]));
+        assert_eq!(
+            p["queryStringParameters"],
+            json!({ "page": "2", "tag": "a,b", "q": "café" })
+        );
+        assert_eq!(p["requestContext"]["stage"], "$default");
+        assert_eq!(p["requestContext"]["http"]["method"], "POST");
+        assert_eq!(p["requestContext"]["http"]["sourceIp"], "127.0.0.1");
+        assert_eq!(p["requestContext"]["time"], "22/Nov/2026:10:00:00 +0000");
+        let claims = &p["requestContext"]["authorizer"]["jwt"]["claims"];
+        assert_eq!(
+            claims["exp"], "1800000000",
+            "claims are strings, as API Gateway passes them"
+        );
+        assert_eq!(claims["aud"], "[a b]");
+        assert_eq!(p["isBase64Encoded"], false);
+    }
+
+    #[test]
+    fn the_payload_round_trips_through_lambda_http_as_in_lambda() {
+        let req = into_request(&payload(&incoming())).unwrap();
+        assert_eq!(req.method(), "POST");
+        assert_eq!(req.uri().path(), "/outlets/O-1/members");
+        assert_eq!(
+            req.path_parameters_ref().and_then(|p| p.first("outletId")),
+            Some("O-1")
+        );
+        assert_eq!(
+            req.query_string_parameters_ref()
+                .and_then(|q| q.first("page")),
+            Some("2")
+        );
+        assert_eq!(
+            req.headers().get("content-type").unwrap(),
+            "application/json"
+        );
+        assert_eq!(
+            loyalty_platform::http::route_key(&req),
+            "POST /outlets/{outletId}/members"
+        );
+        let caller = loyalty_platform::http::caller(&req).unwrap();
+        assert_eq!(caller.subject.as_str(), "P-1");
+        assert!(caller.is_owner_of(&loyalty_domain::ids::OutletId::parse("O-1").unwrap()));
+        let body: serde_json::Value = loyalty_platform::http::json_body(&req).unwrap();
+        assert_eq!(body["name"], "Ann");
+    }
+
+    #[test]
+    fn a_binary_body_is_base64_encoded_and_decoded_back() {
+        let raw = vec![0xff, 0x00, 0xfe];
+        let p = payload(&Incoming {
+            body: raw.clone(),
+            claims: None,
+            ..incoming()
+        });
+        assert_eq!(p["isBase64Encoded"], true);
+        assert!(p["requestContext"].get("authorizer").is_none());
+        let req = into_request(&p).unwrap();
+        assert!(matches!(req.body(), Body::Binary(b) if *b == raw));
+        assert_eq!(
+            loyalty_platform::http::caller(&req).unwrap_err().code,
+            "unauthenticated"
+        );
+    }
+}

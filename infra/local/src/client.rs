@@ -1,5 +1,5 @@
-//! A minimal HTTP/1.1 client for the two local calls that have no SDK here: SNS `CreateTopic`
-//! on the emulator (no SNS SDK in the workspace) and `loyalty-local trigger` on the local server.
+//! A minimal HTTP/1.1 client for the local calls that have no SDK here: SNS `CreateTopic` on
+//! the emulator (no SNS SDK in the workspace), `loyalty-local trigger`, and the server's tests.
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -20,6 +20,15 @@ pub struct Reply {
 
 /// Sends one `POST` to an `http://host:port/path` URL and reads the whole reply.
 pub async fn post(url: &str, headers: &[(&str, &str)], body: String) -> Result<Reply, ClientError> {
+    send("POST", url, headers, body).await
+}
+
+pub async fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: String,
+) -> Result<Reply, ClientError> {
     let fail = |message: String| ClientError {
         url: url.to_string(),
         message,
@@ -35,7 +44,10 @@ pub async fn post(url: &str, headers: &[(&str, &str)], body: String) -> Result<R
         .map_err(|e| fail(e.to_string()))?;
     tokio::spawn(connection);
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let mut request = Request::post(path).header("host", format!("{host}:{port}"));
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", format!("{host}:{port}"));
     for (name, value) in headers {
         request = request.header(*name, *value);
     }

@@ -298,9 +298,9 @@ async fn up(raw: &[String]) -> Result<(), String> {
         );
     }
     if let Some(demo) = &demo {
-        println!("\ndemo bearer tokens (valid 12 hours):");
-        for (label, token) in &demo.tokens {
-            println!("  {label:<10} {token}");
+        println!("\ndemo bearer tokens (valid 12 hours; admin, rep, outlet owner, seller), for your shell:");
+        for line in demo.export_lines() {
+            println!("{line}");
         }
         println!("\ntry:");
         for line in &demo.curl_lines(&base) {

@@ -22,23 +22,25 @@ pub struct Demo {
 }
 
 impl Demo {
+    /// Shell lines that set `ADMIN_TOKEN`, `REP_TOKEN`, `OWNER_TOKEN` and `SELLER_TOKEN`.
+    pub fn export_lines(&self) -> Vec<String> {
+        self.tokens
+            .iter()
+            .map(|(label, token)| format!("export {}_TOKEN={token}", label.to_uppercase()))
+            .collect()
+    }
+
+    /// Example calls using the variables of [`Demo::export_lines`].
     pub fn curl_lines(&self, base: &str) -> Vec<String> {
-        let token = |label: &str| {
-            self.tokens
-                .iter()
-                .find(|(l, _)| l == label)
-                .map(|(_, t)| t.clone())
-                .unwrap_or_default()
-        };
         vec![
-            format!("curl -s {base}/me -H 'Authorization: Bearer {}'", token("seller")),
-            format!("curl -s {base}/me/balance -H 'Authorization: Bearer {}'", token("seller")),
-            format!("curl -s {base}/outlets/{}/members -H 'Authorization: Bearer {}'", self.outlet_id, token("owner")),
-            format!("curl -s {base}/zone/outlets -H 'Authorization: Bearer {}'", token("rep")),
+            format!("curl -s {base}/me -H \"Authorization: Bearer $SELLER_TOKEN\""),
+            format!("curl -s {base}/me/balance -H \"Authorization: Bearer $SELLER_TOKEN\""),
+            format!("curl -s {base}/outlets/{}/members -H \"Authorization: Bearer $OWNER_TOKEN\"", self.outlet_id),
+            format!("curl -s {base}/zone/outlets -H \"Authorization: Bearer $REP_TOKEN\""),
             format!(
-                "curl -s -X POST {base}/admin/batches -H 'Authorization: Bearer {}' -H 'content-type: application/json' -d '{{\"count\": 100, \"points\": 10}}'",
-                token("admin")
+                "curl -s -X POST {base}/admin/batches -H \"Authorization: Bearer $ADMIN_TOKEN\" -H 'content-type: application/json' \\\n    -d '{{\"sku\": \"COLA-05\", \"product_type\": \"Cola 0.5 l PET\", \"pack_size\": \"0.5 l\", \"points_per_pack\": 10, \"region\": \"{REGION}\", \"valid_until\": \"2030-12-31\", \"count\": 100}}'"
             ),
+            format!("curl -s {base}/admin/batches/1 -H \"Authorization: Bearer $ADMIN_TOKEN\""),
         ]
     }
 }

@@ -315,3 +315,295 @@ async fn trigger(state: &ServerState, function_id: &str) -> Reply {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use lambda_http::RequestExt;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::jwt::TokenRequest;
+    use crate::provision::{provision, Options};
+    use crate::registry::{Factory, Registry};
+    use crate::template::Template;
+
+    const FIXTURE: &str = r#"
+Resources:
+  EchoFunction:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildProperties: { Binary: echo } }
+    Properties:
+      Environment: { Variables: { GREETING: hello } }
+      Events:
+        Get: { Type: HttpApi, Properties: { Method: GET, Path: "/things/{thingId}" } }
+        Post: { Type: HttpApi, Properties: { Method: POST, Path: /things } }
+        Health: { Type: HttpApi, Properties: { Method: GET, Path: /health, Auth: { Authorizer: NONE } } }
+  TickFunction:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildProperties: { Binary: tick } }
+    Properties:
+      Events:
+        Nightly: { Type: Schedule, Properties: { Schedule: "cron(0 3 * * ? *)" } }
+"#;
+
+    /// Answers with what it received, or fails when the body says "boom".
+    fn echo() -> Factory {
+        Arc::new(
+            |_aws: &aws_config::SdkConfig, env: &loyalty_platform::config::Env| {
+                let greeting = env.required("GREETING")?;
+                Ok(Handler::Http(Arc::new(move |req: lambda_http::Request| {
+                    let greeting = greeting.clone();
+                    Box::pin(async move {
+                        let body = match req.body() {
+                            lambda_http::Body::Text(t) => t.clone(),
+                            _ => String::new(),
+                        };
+                        if body == "boom" {
+                            return Err("the handler failed with a secret detail".into());
+                        }
+                        let claims = match req.request_context_ref() {
+                            Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx
+                                .authorizer
+                                .as_ref()
+                                .and_then(|a| a.jwt.as_ref())
+                                .map(|j| json!(j.claims)),
+                            _ => None,
+                        };
+                        let echo = json!({
+                            "greeting": greeting,
+                            "route": loyalty_platform::http::route_key(&req),
+                            "thing": req.path_parameters_ref().and_then(|p| p.first("thingId")),
+                            "page": req.query_string_parameters_ref().and_then(|q| q.first("page")),
+                            "claims": claims,
+                            "body": body,
+                        });
+                        Ok(loyalty_platform::http::json(StatusCode::OK, &echo))
+                    })
+                })))
+            },
+        )
+    }
+
+    fn tick(received: Arc<Mutex<Vec<Value>>>) -> Factory {
+        Arc::new(
+            move |_aws: &aws_config::SdkConfig, _env: &loyalty_platform::config::Env| {
+                let received = received.clone();
+                Ok(Handler::Event(Arc::new(
+                    move |event: lambda_runtime::LambdaEvent<Value>| {
+                        received.lock().unwrap().push(event.payload);
+                        Box::pin(async { Ok(json!({ "ticked": true })) })
+                    },
+                )))
+            },
+        )
+    }
+
+    struct Running {
+        base: String,
+        key: DevKey,
+        ticks: Arc<Mutex<Vec<Value>>>,
+        _stop: watch::Sender<bool>,
+    }
+
+    async fn start() -> Running {
+        let template = Template::parse(FIXTURE).unwrap();
+        let aws = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let resources = provision(&aws, &template, &Options::local("fixture"))
+            .await
+            .unwrap();
+        let ticks = Arc::new(Mutex::new(Vec::new()));
+        let registry = Registry::empty()
+            .with("echo", echo())
+            .with("tick", tick(ticks.clone()));
+        let apps = registry.instantiate(&aws, &resources).unwrap();
+        let schedules = runtime::schedule_sources(&apps).unwrap();
+        let key = DevKey::from_bytes(b"test-key".to_vec());
+        let state =
+            Arc::new(ServerState::new(apps, key.clone(), schedules, "us-east-1".into()).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(serve(listener, state, stopped));
+        Running {
+            base,
+            key,
+            ticks,
+            _stop: stop,
+        }
+    }
+
+    fn token(key: &DevKey, ttl_hours: i64, now: i64) -> String {
+        let request = TokenRequest {
+            role: "participant".into(),
+            sub: "P-9".into(),
+            outlet: Some(("O-1".into(), "seller".into())),
+            region: Some("north".into()),
+            ttl_hours,
+        };
+        key.sign(&request.claims(now))
+    }
+
+    async fn get(base: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        let reply = crate::client::send("GET", &format!("{base}{path}"), &headers, String::new())
+            .await
+            .unwrap();
+        (
+            reply.status,
+            serde_json::from_str(&reply.body).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_authorized_request_reaches_its_handler_with_claims_path_and_query() {
+        let server = start().await;
+        let t = token(&server.key, 1, chrono::Utc::now().timestamp());
+        let (status, echo) = get(&server.base, "/things/T%2042?page=3", Some(&t)).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            echo["greeting"], "hello",
+            "the function got its template environment"
+        );
+        assert_eq!(echo["route"], "GET /things/{thingId}");
+        assert_eq!(echo["thing"], "T 42");
+        assert_eq!(echo["page"], "3");
+        assert_eq!(echo["claims"]["sub"], "P-9");
+        assert_eq!(echo["claims"]["outlet_role"], "seller");
+        assert_eq!(
+            echo["claims"]["exp"]
+                .as_str()
+                .map(|s| s.parse::<i64>().is_ok()),
+            Some(true)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_without_a_valid_token_gets_401_unauthenticated() {
+        let server = start().await;
+        let now = chrono::Utc::now().timestamp();
+        let expired = token(&server.key, 1, now - 7200);
+        let foreign = token(&DevKey::from_bytes(b"other".to_vec()), 1, now);
+        let mut wrong_audience = TokenRequest {
+            role: "admin".into(),
+            sub: "A".into(),
+            outlet: None,
+            region: None,
+            ttl_hours: 1,
+        }
+        .claims(now);
+        wrong_audience.insert("aud".into(), "someone-else".into());
+        let wrong_audience = server.key.sign(&wrong_audience);
+        for bad in [
+            None,
+            Some("not-a-jwt"),
+            Some(expired.as_str()),
+            Some(foreign.as_str()),
+            Some(wrong_audience.as_str()),
+        ] {
+            let (status, problem) = get(&server.base, "/things/1", bad).await;
+            assert_eq!(status, 401, "{bad:?}");
+            assert_eq!(problem["code"], "unauthenticated");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_route_or_method_gets_404_route_not_found() {
+        let server = start().await;
+        let t = token(&server.key, 1, chrono::Utc::now().timestamp());
+        for path in ["/nothing", "/things/1/extra", "/things"] {
+            let (status, problem) = get(&server.base, path, Some(&t)).await;
+            assert_eq!(
+                (status, problem["code"].as_str()),
+                (404, Some("route_not_found")),
+                "{path}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_route_without_authorizer_needs_no_token() {
+        let server = start().await;
+        let (status, echo) = get(&server.base, "/health", None).await;
+        assert_eq!(status, 200);
+        assert_eq!(echo["claims"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn a_handler_error_becomes_a_500_problem_without_its_details() {
+        let server = start().await;
+        let t = format!(
+            "Bearer {}",
+            token(&server.key, 1, chrono::Utc::now().timestamp())
+        );
+        let reply = crate::client::post(
+            &format!("{}/things", server.base),
+            &[("authorization", &t)],
+            "boom".into(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(reply.status, 500);
+        assert!(reply.body.contains("internal_error"));
+        assert!(!reply.body.contains("secret"));
+    }
+
+    #[tokio::test]
+    async fn a_schedule_runs_now_on_request_with_an_eventbridge_payload() {
+        let server = start().await;
+        let reply = crate::client::post(
+            &format!("{}{SCHEDULES_PATH}TickFunction", server.base),
+            &[],
+            String::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let answer: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(answer["result"], json!({ "ticked": true }));
+        let ticks = server.ticks.lock().unwrap().clone();
+        assert_eq!(ticks.len(), 1);
+        assert_eq!(ticks[0]["detail-type"], "Scheduled Event");
+        assert_eq!(ticks[0]["source"], "aws.events");
+        assert!(ticks[0]["resources"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws:events:us-east-1:"));
+
+        let unknown = crate::client::post(
+            &format!("{}{SCHEDULES_PATH}EchoFunction", server.base),
+            &[],
+            String::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(unknown.status, 404);
+        assert!(unknown.body.contains("schedule_not_found"));
+    }
+
+    #[tokio::test]
+    async fn a_template_function_without_a_registered_crate_stops_startup_with_its_name() {
+        let template = Template::parse(FIXTURE).unwrap();
+        let aws = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let resources = provision(&aws, &template, &Options::local("fixture"))
+            .await
+            .unwrap();
+        let err = Registry::empty()
+            .with("echo", echo())
+            .instantiate(&aws, &resources)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains("TickFunction (binary tick) has no registered handler"),
+            "{err}"
+        );
+    }
+}
