@@ -2,5 +2,6 @@
 //! Every test creates its own fresh resources on the local emulator.
 mod moto_fidelity;
 mod provisioning;
+mod local_runner;
 mod authz;
 mod participants;
