@@ -220,3 +220,78 @@ mod tests {
         assert!(!missing.iter().any(|f| f.logical_id == "WalletFunction"));
     }
 }
+
+#[cfg(test)]
+mod sample_events {
+    use crate::routes::{Route, Router};
+    use crate::template::{repo_root, EventSource, Template};
+
+    /// events/<binary>/*.json must be events the function can receive: an HTTP sample's route
+    /// is one of its function's template routes, and its path matches that route.
+    #[test]
+    fn every_sample_event_is_an_event_its_function_receives() {
+        let template = Template::load_default().unwrap();
+        let mut checked = 0;
+        for function in template.functions().unwrap() {
+            let dir = repo_root().join("events").join(&function.binary);
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let routes: Vec<Route> = function
+                .events
+                .iter()
+                .filter_map(|e| match &e.source {
+                    EventSource::Http {
+                        method,
+                        path,
+                        authorized,
+                    } => Some(Route::new(method, path, &function.logical_id, *authorized)),
+                    _ => None,
+                })
+                .collect();
+            let router = Router::new(routes.clone());
+            let takes_sqs = function
+                .events
+                .iter()
+                .any(|e| matches!(e.source, EventSource::Sqs { .. }));
+            for entry in entries {
+                let path = entry.unwrap().path();
+                if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                    continue;
+                }
+                let name = path.display().to_string();
+                let text = std::fs::read_to_string(&path).unwrap();
+                let event: serde_json::Value =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+                if event.get("Records").is_some() {
+                    assert!(
+                        takes_sqs,
+                        "{name}: an SQS event for a function without an SQS source"
+                    );
+                    serde_json::from_value::<aws_lambda_events::sqs::SqsEvent>(event)
+                        .unwrap_or_else(|e| panic!("{name}: {e}"));
+                } else {
+                    let key = event["routeKey"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{name}: no routeKey"));
+                    assert!(
+                        routes.iter().any(|r| r.key() == key),
+                        "{name}: {key} is not a route of {}",
+                        function.logical_id
+                    );
+                    let (method, _) = key.split_once(' ').unwrap();
+                    let raw_path = event["rawPath"].as_str().unwrap_or_default();
+                    let matched = router.find(method, raw_path).map(|m| m.route.key());
+                    assert_eq!(
+                        matched.as_deref(),
+                        Some(key),
+                        "{name}: rawPath {raw_path} does not match its routeKey"
+                    );
+                    crate::apigw::into_request(&event).unwrap_or_else(|e| panic!("{name}: {e}"));
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 0, "no sample events found");
+    }
+}
