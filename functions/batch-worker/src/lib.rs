@@ -8,11 +8,13 @@
 //! Exports, per chunk:
 //! - `batches/<batch>/chunk-<n>.csv`: code (grouped), qr_payload, sku, product_type,
 //!   points, valid_until. This is what a variable-data printing press takes.
-//! - `batches/<batch>/qr/chunk-<n>/<code>.svg`: one QR image per code. A million codes
-//!   means a million small objects; that is fine for S3 (about 10,000 PUTs per chunk, 16 in
-//!   flight, well within the worker's timeout), and a per-code file is what layout tools
-//!   place. Presses that render QR codes themselves need only the CSV.
+//! - `batches/<batch>/qr/chunk-<n>/sheet-<k>.svg`: print-ready sheets of 100 QR codes
+//!   (10 × 10, each labelled with its grouped code), in CSV order: sheet k holds rows
+//!   100k+1 to 100k+100. One object per code would mean a million objects for a full
+//!   batch, a million PUTs, and a million files for the printer to handle; sheets make it
+//!   100 objects per chunk. Presses that render QR codes themselves need only the CSV.
 
+use std::fmt::Write;
 use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
@@ -25,11 +27,13 @@ use loyalty_domain::code::Code;
 use loyalty_domain::InfraError;
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::stores::codes::{ChunkExports, CodesStore, WriteStats};
-use qrcode::render::svg;
 use qrcode::QrCode;
 
-/// QR images uploaded at a time.
-const UPLOADS_IN_FLIGHT: usize = 16;
+/// QR sheets uploaded at a time.
+const UPLOADS_IN_FLIGHT: usize = 8;
+/// Codes per QR sheet, laid out in rows of [`SHEET_COLUMNS`].
+pub const SHEET_CODES: usize = 100;
+const SHEET_COLUMNS: usize = 10;
 
 pub struct App {
     worker: ChunkWorker,
@@ -197,10 +201,11 @@ impl ChunkWorker {
         let csv = chunk_csv(batch, codes, &self.config.programme_base_url)?;
         self.put(&exports.csv_key, csv, "text/csv; charset=utf-8")
             .await?;
-        futures::stream::iter(codes)
-            .map(|code| {
-                let key = format!("{}{}.svg", exports.qr_prefix, code.canonical());
-                let svg = qr_svg(&code.qr_payload(&self.config.programme_base_url));
+        let base_url = &self.config.programme_base_url;
+        futures::stream::iter(codes.chunks(SHEET_CODES).enumerate())
+            .map(|(k, sheet)| {
+                let key = format!("{}sheet-{k:03}.svg", exports.qr_prefix);
+                let svg = qr_sheet(sheet, base_url);
                 async move { self.put(&key, svg.into_bytes(), "image/svg+xml").await }
             })
             .buffer_unordered(UPLOADS_IN_FLIGHT)
@@ -254,10 +259,41 @@ pub fn chunk_csv(batch: &Batch, codes: &[Code], base_url: &str) -> Result<Vec<u8
         .map_err(|e| InfraError::permanent("write CSV", e.to_string()))
 }
 
-/// A QR image of `payload`, with the standard four-module quiet zone.
-pub fn qr_svg(payload: &str) -> String {
-    let qr = QrCode::new(payload.as_bytes()).expect("a code link is far below QR capacity");
-    qr.render::<svg::Color>().min_dimensions(160, 160).build()
+/// One sheet: a QR code per code, each with the standard four-module quiet zone and the
+/// grouped code printed under it, 10 to a row. Units are millimetres at 20 mm per cell.
+pub fn qr_sheet(codes: &[Code], base_url: &str) -> String {
+    const CELL_W: usize = 40;
+    const CELL_H: usize = 46;
+    const QR_SIZE: f64 = 36.0;
+    let rows = codes.len().div_ceil(SHEET_COLUMNS);
+    let (w, h) = (SHEET_COLUMNS * CELL_W, rows * CELL_H);
+    let mut svg = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{}mm" height="{}mm" viewBox="0 0 {w} {h}" shape-rendering="crispEdges"><rect width="{w}" height="{h}" fill="#fff"/>"##,
+        w / 2,
+        h / 2
+    );
+    for (i, code) in codes.iter().enumerate() {
+        let qr = QrCode::new(code.qr_payload(base_url).as_bytes())
+            .expect("a code link is far below QR capacity");
+        let modules = qr.width();
+        let scale = QR_SIZE / (modules + 8) as f64;
+        let (x, y) = ((i % SHEET_COLUMNS) * CELL_W, (i / SHEET_COLUMNS) * CELL_H);
+        let mut path = String::new();
+        for (n, color) in qr.to_colors().into_iter().enumerate() {
+            if color == qrcode::Color::Dark {
+                let _ = write!(path, "M{},{}h1v1h-1z", n % modules + 4, n / modules + 4);
+            }
+        }
+        let _ = write!(
+            svg,
+            r#"<g transform="translate({},{})"><path transform="scale({scale:.4})" d="{path}"/><text x="18" y="40" font-family="monospace" font-size="3.6" text-anchor="middle">{}</text></g>"#,
+            x + 2,
+            y + 2,
+            code.display()
+        );
+    }
+    svg.push_str("</svg>");
+    svg
 }
 
 #[cfg(test)]
@@ -365,8 +401,30 @@ mod tests {
     }
 
     #[test]
-    fn a_qr_image_is_an_svg_document() {
-        let svg = qr_svg("https://club.example.com/c/23456789ABCDEFGH");
-        assert!(svg.contains("<svg") && svg.ends_with("</svg>"));
+    fn a_qr_sheet_labels_each_code_in_csv_order_and_draws_its_modules() {
+        let codes = Code::chunk(&[2; 32], 3, 0, 23);
+        let svg = qr_sheet(&codes, "https://club.example.com");
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+        let labels: Vec<&str> = svg.split("middle\">").skip(1).map(|t| &t[..19]).collect();
+        assert_eq!(
+            labels,
+            codes.iter().map(|c| c.display()).collect::<Vec<_>>()
+        );
+        // Three rows of cells: 23 codes at 10 a row.
+        assert!(svg.contains(r#"viewBox="0 0 400 138""#));
+        let qr = QrCode::new(codes[0].qr_payload("https://club.example.com").as_bytes()).unwrap();
+        let dark = qr
+            .to_colors()
+            .iter()
+            .filter(|c| **c == qrcode::Color::Dark)
+            .count();
+        let first_path = svg
+            .split(" d=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert_eq!(first_path.matches('M').count(), dark);
     }
 }

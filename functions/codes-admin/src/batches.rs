@@ -7,7 +7,9 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use chrono::Utc;
 use lambda_http::http::{header, HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
-use loyalty_domain::batch::{Batch, BatchRequest, BatchSeed, BatchSpec, BatchStatus, ChunkJob};
+use loyalty_domain::batch::{
+    Batch, BatchRequest, BatchSeed, BatchSpec, BatchStatus, ChunkJob, CHUNK_SIZE,
+};
 use loyalty_domain::InfraError;
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{json, json_body, path_param, Problem, ResultExt};
@@ -25,6 +27,7 @@ pub(crate) struct Batches {
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     exports_bucket: String,
+    chunk_size: u32,
 }
 
 #[derive(Serialize)]
@@ -82,6 +85,7 @@ impl Batches {
             sqs: loyalty_platform::aws::sqs(aws),
             queue_url: env.required("BATCH_JOBS_QUEUE_URL")?,
             exports_bucket: env.required("EXPORTS_BUCKET")?,
+            chunk_size: chunk_size(env)?,
         })
     }
 
@@ -106,7 +110,7 @@ impl Batches {
         rand::rng().fill_bytes(&mut seed);
         let batch = Batch {
             number,
-            plan: spec.plan(),
+            plan: spec.plan(self.chunk_size),
             spec,
             seed: BatchSeed(seed),
             status: BatchStatus::Generating,
@@ -219,6 +223,18 @@ impl Batches {
             },
         ))
     }
+}
+
+/// `CODES_PER_CHUNK` (optional, 1 to 100,000) tunes how much work one job is.
+fn chunk_size(env: &Env) -> Result<u32, ConfigError> {
+    let size = env.parse_or("CODES_PER_CHUNK", CHUNK_SIZE)?;
+    if !(1..=100_000).contains(&size) {
+        return Err(ConfigError::Invalid {
+            key: "CODES_PER_CHUNK".into(),
+            reason: "must be from 1 to 100000".into(),
+        });
+    }
+    Ok(size)
 }
 
 fn not_found() -> Problem {

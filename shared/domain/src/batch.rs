@@ -181,10 +181,12 @@ impl BatchSpec {
         })
     }
 
-    pub fn plan(&self) -> ChunkPlan {
+    /// Cuts the batch into chunks of `chunk_size` codes (normally [`CHUNK_SIZE`]).
+    pub fn plan(&self, chunk_size: u32) -> ChunkPlan {
+        assert!(chunk_size > 0, "a chunk holds at least one code");
         ChunkPlan {
             count: self.count,
-            chunk_size: CHUNK_SIZE,
+            chunk_size,
         }
     }
 }

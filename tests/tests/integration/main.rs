@@ -5,3 +5,4 @@ mod provisioning;
 mod local_runner;
 mod authz;
 mod participants;
+mod batches;
