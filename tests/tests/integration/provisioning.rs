@@ -163,33 +163,21 @@ async fn a_function_environment_points_at_the_stack_resources() {
 #[test]
 fn a_varied_sample_event_reaches_the_handler_as_lambda_would_deliver_it() {
     use lambda_http::RequestExt;
-    let event = ApiEvent::from_json(serde_json::json!({
-        "version": "2.0",
-        "routeKey": "GET /outlets/{outletId}/members",
-        "rawPath": "/outlets/O1/members",
-        "rawQueryString": "",
-        "headers": { "host": "localhost" },
-        "pathParameters": { "outletId": "O1" },
-        "requestContext": {
-            "http": { "method": "GET", "path": "/outlets/O1/members", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "t" },
-            "authorizer": { "jwt": { "claims": { "sub": "P1", "role": "participant" }, "scopes": null } },
-            "requestId": "r1", "routeKey": "GET /outlets/{outletId}/members", "stage": "$default", "timeEpoch": 0
-        },
-        "isBase64Encoded": false
-    }));
-    let req = event
+    let req = ApiEvent::load("participants/list-outlet-members.json")
         .role("rep")
         .sub("R7")
-        .region("north")
+        .without_outlet()
+        .region("south")
         .path_param("outletId", "O2")
         .query("limit", "5")
         .request();
     let caller = loyalty_platform::http::caller(&req).unwrap();
     assert_eq!(caller.subject.as_str(), "R7");
     assert_eq!(caller.role.as_str(), "rep");
+    assert_eq!(caller.outlet, None);
     assert_eq!(
         caller.region.map(|r| r.as_str().to_string()).as_deref(),
-        Some("north")
+        Some("south")
     );
     assert_eq!(
         req.path_parameters_ref().and_then(|p| p.first("outletId")),
@@ -206,23 +194,63 @@ fn a_varied_sample_event_reaches_the_handler_as_lambda_would_deliver_it() {
         "GET /outlets/{outletId}/members"
     );
 
-    let anonymous = ApiEvent::from_json(req_json_without_claims()).request();
+    let anonymous = ApiEvent::load("participants/get-profile.json")
+        .without_claims()
+        .request();
     assert_eq!(
         loyalty_platform::http::caller(&anonymous).unwrap_err().code,
         "unauthenticated"
     );
+
+    let with_body = ApiEvent::load("participants/update-profile.json")
+        .body(serde_json::json!({ "name": "Ann" }))
+        .request();
+    let body: serde_json::Value = loyalty_platform::http::json_body(&with_body).unwrap();
+    assert_eq!(body, serde_json::json!({ "name": "Ann" }));
 }
 
-fn req_json_without_claims() -> serde_json::Value {
-    ApiEvent::from_json(serde_json::json!({
-        "version": "2.0", "routeKey": "GET /me", "rawPath": "/me", "rawQueryString": "", "headers": {},
-        "requestContext": {
-            "http": { "method": "GET", "path": "/me", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "t" },
-            "authorizer": { "jwt": { "claims": { "sub": "P1", "role": "participant" }, "scopes": null } },
-            "requestId": "r2", "routeKey": "GET /me", "stage": "$default", "timeEpoch": 0
-        },
-        "isBase64Encoded": false
-    }))
-    .without_claims()
-    .0
+#[tokio::test]
+async fn topics_and_fifo_queues_are_provisioned_and_referenced_by_arn_and_url() {
+    let fixture = loyalty_local::template::Template::parse(
+        r#"
+Resources:
+  Alerts: { Type: AWS::SNS::Topic }
+  Orders: { Type: AWS::SQS::Queue, Properties: { FifoQueue: true, ContentBasedDeduplication: true } }
+  Notifier:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildProperties: { Binary: notifier } }
+    Properties:
+      Environment: { Variables: { TOPIC_ARN: !Ref Alerts, ORDERS_URL: !Ref Orders, ORDERS_ARN: !GetAtt Orders.Arn } }
+"#,
+    )
+    .unwrap();
+    let aws = sdk_config().await;
+    let options = Options::local(unique_name("sns"));
+    let resources = provision(&aws, &fixture, &options).await.unwrap();
+    let again = provision(&aws, &fixture, &options).await.unwrap();
+    let topic = resources.topic_arn("Alerts").unwrap();
+    assert!(
+        topic.starts_with("arn:aws:sns:") && topic.ends_with(&format!("{}-Alerts", options.prefix)),
+        "{topic}"
+    );
+    assert_eq!(again.topic_arn("Alerts"), Some(topic));
+
+    let env = resources.env_for("Notifier").unwrap();
+    assert_eq!(env.required("TOPIC_ARN").unwrap(), topic);
+    let url = env.required("ORDERS_URL").unwrap();
+    assert!(url.ends_with(".fifo"), "{url}");
+    assert!(env
+        .required("ORDERS_ARN")
+        .unwrap()
+        .starts_with("arn:aws:sqs:"));
+    let fifo = aws_sdk_sqs::Client::new(&aws)
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::ContentBasedDeduplication)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    assert_eq!(fifo[&QueueAttributeName::ContentBasedDeduplication], "true");
 }
