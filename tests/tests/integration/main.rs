@@ -6,3 +6,5 @@ mod local_runner;
 mod authz;
 mod participants;
 mod batches;
+mod claims;
+mod ledger_check;

@@ -20,13 +20,14 @@ use loyalty_domain::claim::{
     FailureCounts, Refusal,
 };
 use loyalty_domain::fraud::{AttemptOutcome, Subject};
-use loyalty_domain::ids::{EntryId, ParticipantId, RegionId};
+use loyalty_domain::ids::{EntryId, ParticipantId};
 use loyalty_domain::ledger::Balance;
 use loyalty_domain::{InfraError, Points};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::dynamo::{infra, key, n, s, Item, ItemExt};
+use crate::stores::codes::CodesStore;
 use crate::stores::ledger::{balance_from_item, balance_update, entry_item};
 
 /// Audit records are kept for 400 days, counters only as long as their window needs.
@@ -48,17 +49,15 @@ pub struct ClaimTables {
 /// the warm function.
 pub struct DynamoClaims {
     client: Client,
+    codes: CodesStore,
     tables: ClaimTables,
     batches: Mutex<HashMap<u32, (Option<BatchInfo>, Instant)>>,
 }
 
 impl DynamoClaims {
     pub fn new(client: Client, tables: ClaimTables) -> Self {
-        Self {
-            client,
-            tables,
-            batches: Mutex::new(HashMap::new()),
-        }
+        let codes = CodesStore::new(client.clone(), tables.codes.clone());
+        Self { client, codes, tables, batches: Mutex::new(HashMap::new()) }
     }
 
     fn claim_items(&self, a: &ClaimAttempt) -> Result<Vec<TransactWriteItem>, InfraError> {
@@ -413,7 +412,14 @@ impl ClaimStore for DynamoClaims {
                 return Ok(cached.clone());
             }
         }
-        let found = read_batch_info(&self.client, &self.tables.codes, number).await?;
+        let found = self.codes.get_batch(number).await?.map(|b| BatchInfo {
+            number: b.number,
+            sku: b.spec.sku,
+            product_type: b.spec.product_type,
+            points: b.spec.points_per_pack,
+            region: b.spec.region,
+            valid_until: b.spec.valid_until,
+        });
         self.batches
             .lock()
             .expect("batch cache")
@@ -588,37 +594,4 @@ impl StoredReceipt {
             claimed_at: r.claimed_at,
         })
     }
-}
-
-/// Parses batch metadata written by the batch store; shared so both read it the same way.
-pub fn batch_info_from_item(number: u32, item: &Item) -> Result<BatchInfo, InfraError> {
-    let bad = |e: String| InfraError::permanent("decode batch", e);
-    Ok(BatchInfo {
-        number,
-        sku: item.string("sku")?.to_string(),
-        product_type: item.string("product_type")?.to_string(),
-        points: Points(item.number("points_per_pack")?),
-        region: RegionId::parse(item.string("region")?).map_err(|e| bad(e.to_string()))?,
-        valid_until: item
-            .string("valid_until")?
-            .parse()
-            .map_err(|e: chrono::ParseError| bad(e.to_string()))?,
-    })
-}
-
-async fn read_batch_info(
-    client: &Client,
-    table: &str,
-    number: u32,
-) -> Result<Option<BatchInfo>, InfraError> {
-    let out = client
-        .get_item()
-        .table_name(table)
-        .set_key(Some(key(format!("BATCH#{number}"), "BATCH")))
-        .send()
-        .await
-        .map_err(|e| infra("read batch", e))?;
-    out.item
-        .map(|item| batch_info_from_item(number, &item))
-        .transpose()
 }
