@@ -265,6 +265,7 @@ pub struct ScheduleSource {
     pub expression: String,
     pub schedule: Schedule,
     pub enabled: bool,
+    pub input: Option<Value>,
 }
 
 pub fn schedule_sources(apps: &Apps) -> Result<Vec<ScheduleSource>, String> {
@@ -274,12 +275,23 @@ pub fn schedule_sources(apps: &Apps) -> Result<Vec<ScheduleSource>, String> {
             let EventSource::Schedule {
                 expression,
                 enabled,
+                input,
             } = &event.source
             else {
                 continue;
             };
             let schedule = Schedule::parse(expression)
                 .map_err(|e| format!("{} event {}: {e}", app.function.logical_id, event.name))?;
+            let input = input
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| {
+                    format!(
+                        "{} event {}: Input is not JSON: {e}",
+                        app.function.logical_id, event.name
+                    )
+                })?;
             if !matches!(app.handler, Handler::Event(_)) {
                 return Err(format!(
                     "{} has a schedule but its registered handler does not take events",
@@ -292,18 +304,22 @@ pub fn schedule_sources(apps: &Apps) -> Result<Vec<ScheduleSource>, String> {
                 expression: expression.clone(),
                 schedule,
                 enabled: *enabled,
+                input,
             });
         }
     }
     Ok(sources)
 }
 
-/// The event EventBridge sends a scheduled target.
+/// The event EventBridge sends a scheduled target: the schedule's `Input` if it has one.
 pub fn scheduled_event(
     source: &ScheduleSource,
     region: &str,
     time: chrono::DateTime<chrono::Utc>,
 ) -> Value {
+    if let Some(input) = &source.input {
+        return input.clone();
+    }
     json!({
         "version": "0",
         "id": uuid::Uuid::new_v4().to_string(),

@@ -346,6 +346,12 @@ Resources:
     Properties:
       Events:
         Nightly: { Type: Schedule, Properties: { Schedule: "cron(0 3 * * ? *)" } }
+  ReportFunction:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildProperties: { Binary: tick } }
+    Properties:
+      Events:
+        Weekly: { Type: ScheduleV2, Properties: { ScheduleExpression: "rate(7 days)", Input: '{"report": "weekly"}' } }
 "#;
 
     /// Answers with what it received, or fails when the body says "boom".
@@ -575,6 +581,20 @@ Resources:
             .unwrap()
             .starts_with("arn:aws:events:us-east-1:"));
 
+        let report = crate::client::post(
+            &format!("{}{SCHEDULES_PATH}ReportFunction", server.base),
+            &[],
+            String::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.status, 200, "{}", report.body);
+        assert_eq!(
+            server.ticks.lock().unwrap()[1],
+            json!({ "report": "weekly" }),
+            "a schedule's Input replaces the event"
+        );
+
         let unknown = crate::client::post(
             &format!("{}{SCHEDULES_PATH}EchoFunction", server.base),
             &[],
@@ -602,7 +622,7 @@ Resources:
             .unwrap();
         assert!(
             err.to_string()
-                .contains("TickFunction (binary tick) has no registered handler"),
+                .contains("(binary tick) has no registered handler"),
             "{err}"
         );
     }

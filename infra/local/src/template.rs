@@ -129,12 +129,6 @@ pub struct Resource {
     pub metadata: Mapping,
 }
 
-impl Resource {
-    pub fn property(&self, name: &str) -> Option<&Value> {
-        self.properties.get(name)
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventSource {
     /// `authorized` is false only for a route with `Auth: { Authorizer: NONE }`.
@@ -148,9 +142,11 @@ pub enum EventSource {
         batch_size: u32,
         report_batch_item_failures: bool,
     },
+    /// `input`: the event's `Input` JSON, which EventBridge sends instead of the scheduled event.
     Schedule {
         expression: String,
         enabled: bool,
+        input: Option<String>,
     },
 }
 
@@ -352,6 +348,7 @@ impl Template {
                             .ok_or_else(|| invalid(&format!("event {name} has no {key}")))?
                             .to_string(),
                         enabled,
+                        input: prop("Input").and_then(Value::as_str).map(String::from),
                     }
                 }
                 other => {
