@@ -61,14 +61,24 @@ impl Problem {
             Kind::TooManyAttempts { retry_after_secs } => {
                 (StatusCode::TOO_MANY_REQUESTS, Some(retry_after_secs))
             }
-            Kind::Infrastructure { .. } => {
+            Kind::Infrastructure { retryable } => {
                 // The details are for our logs, never for the caller.
-                tracing::error!(error = %error, "infrastructure failure");
-                return Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "Something went wrong on our side; please retry.",
-                );
+                tracing::error!(error = %error, retryable, "infrastructure failure");
+                return if retryable {
+                    let mut p = Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "temporarily_unavailable",
+                        "We are busy; please retry in a moment.",
+                    );
+                    p.retry_after_secs = Some(1);
+                    p
+                } else {
+                    Self::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal_error",
+                        "Something went wrong on our side.",
+                    )
+                };
             }
         };
         let mut problem = Self::new(status, error.code(), error.to_string());

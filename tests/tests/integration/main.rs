@@ -8,3 +8,4 @@ mod participants;
 mod batches;
 mod claims;
 mod ledger_check;
+mod claim_mocks;
