@@ -260,7 +260,8 @@ pub fn chunk_csv(batch: &Batch, codes: &[Code], base_url: &str) -> Result<Vec<u8
 }
 
 /// One sheet: a QR code per code, each with the standard four-module quiet zone and the
-/// grouped code printed under it, 10 to a row. Units are millimetres at 20 mm per cell.
+/// grouped code printed under it (in monospace at 3 units, 19 characters fit the 40-unit
+/// cell), 10 to a row. One unit is half a millimetre.
 pub fn qr_sheet(codes: &[Code], base_url: &str) -> String {
     const CELL_W: usize = 40;
     const CELL_H: usize = 46;
@@ -278,15 +279,24 @@ pub fn qr_sheet(codes: &[Code], base_url: &str) -> String {
         let modules = qr.width();
         let scale = QR_SIZE / (modules + 8) as f64;
         let (x, y) = ((i % SHEET_COLUMNS) * CELL_W, (i / SHEET_COLUMNS) * CELL_H);
+        // One rectangle per horizontal run of dark modules keeps a sheet of 100 codes small.
         let mut path = String::new();
-        for (n, color) in qr.to_colors().into_iter().enumerate() {
-            if color == qrcode::Color::Dark {
-                let _ = write!(path, "M{},{}h1v1h-1z", n % modules + 4, n / modules + 4);
+        for (row, colors) in qr.to_colors().chunks(modules).enumerate() {
+            let mut col = 0;
+            while col < modules {
+                let run = colors[col..]
+                    .iter()
+                    .take_while(|c| **c == qrcode::Color::Dark)
+                    .count();
+                if run > 0 {
+                    let _ = write!(path, "M{},{}h{run}v1h-{run}z", col + 4, row + 4);
+                }
+                col += run.max(1);
             }
         }
         let _ = write!(
             svg,
-            r#"<g transform="translate({},{})"><path transform="scale({scale:.4})" d="{path}"/><text x="18" y="40" font-family="monospace" font-size="3.6" text-anchor="middle">{}</text></g>"#,
+            r#"<g transform="translate({},{})"><path transform="scale({scale:.4})" d="{path}"/><text x="18" y="40" font-family="monospace" font-size="3" text-anchor="middle">{}</text></g>"#,
             x + 2,
             y + 2,
             code.display()
@@ -425,6 +435,13 @@ mod tests {
             .split('"')
             .next()
             .unwrap();
-        assert_eq!(first_path.matches('M').count(), dark);
+        // The first code's path covers exactly its dark modules, in runs.
+        let covered: usize = first_path
+            .split('h')
+            .skip(1)
+            .step_by(2)
+            .map(|run| run.split('v').next().unwrap().parse::<usize>().unwrap())
+            .sum();
+        assert_eq!(covered, dark);
     }
 }
