@@ -120,7 +120,7 @@ impl DevKey {
             .decode(signature)
             .map_err(|_| JwtError::Malformed)?;
         let mut mac = self.mac();
-        mac.update(token[..header_len(token)].as_bytes());
+        mac.update(&token.as_bytes()[..header_len(token)]);
         mac.verify_slice(&signature)
             .map_err(|_| JwtError::BadSignature)?;
 

@@ -174,7 +174,7 @@ pub struct Template {
     pub resources: BTreeMap<String, Resource>,
 }
 
-fn map<'a>(value: Option<&'a Value>) -> Option<&'a Mapping> {
+fn map(value: Option<&Value>) -> Option<&Mapping> {
     value.and_then(Value::as_mapping)
 }
 
