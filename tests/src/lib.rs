@@ -233,6 +233,8 @@ impl ApiEvent {
         self.claim("role", role)
     }
 
+    /// Named after the JWT claim it sets, not arithmetic.
+    #[allow(clippy::should_implement_trait)]
     pub fn sub(self, subject: &str) -> ApiEvent {
         self.claim("sub", subject)
     }
