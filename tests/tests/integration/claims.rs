@@ -16,14 +16,14 @@ use crate::ledger_check::assert_ledger_consistent;
 
 const FUNCTIONS: &[&str] = &["CodeClaimFunction", "WalletFunction", "CodesAdminFunction"];
 
-struct Fixture {
-    stack: TestStack,
-    codes: Vec<Code>,
-    batch: Batch,
+pub(crate) struct Fixture {
+    pub stack: TestStack,
+    pub codes: Vec<Code>,
+    pub batch: Batch,
 }
 
 /// A fresh stack with one batch of `count` issued codes worth `points` each, for `region`.
-async fn fixture(count: u32, points: u64, region: &str) -> Fixture {
+pub(crate) async fn fixture(count: u32, points: u64, region: &str) -> Fixture {
     let stack = TestStack::for_functions(FUNCTIONS).await;
     let batch = seed_batch(&stack, count, points, region).await;
     let codes = Code::chunk(&batch.seed.0, batch.number, 0, count);
@@ -73,7 +73,7 @@ fn claim_event(participant: &str, outlet: Option<&str>, code: &str) -> ApiEvent 
     }
 }
 
-async fn claim(app: &code_claim::App, participant: &str, outlet: Option<&str>, code: &str) -> (StatusCode, Value) {
+pub(crate) async fn claim(app: &code_claim::App, participant: &str, outlet: Option<&str>, code: &str) -> (StatusCode, Value) {
     let response = app.handle(claim_event(participant, outlet, code).request()).await.expect("handler never errs");
     (response.status(), body_json(&response))
 }

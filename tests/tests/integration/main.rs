@@ -9,3 +9,4 @@ mod batches;
 mod claims;
 mod ledger_check;
 mod claim_mocks;
+mod simulation;
