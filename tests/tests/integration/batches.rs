@@ -25,8 +25,14 @@ struct Rig {
 impl Rig {
     /// Both functions over one fresh stack; chunks of 1,000 so a small batch has several.
     async fn new() -> Rig {
+        Rig::with_chunks_of(1_000).await
+    }
+
+    async fn with_chunks_of(codes_per_chunk: u32) -> Rig {
         let stack = TestStack::for_functions(&[ADMIN, WORKER]).await;
-        let admin_env: Env = stack.env_for(ADMIN).with("CODES_PER_CHUNK", "1000");
+        let admin_env: Env = stack
+            .env_for(ADMIN)
+            .with("CODES_PER_CHUNK", codes_per_chunk.to_string());
         let admin = codes_admin::App::new(&stack.aws, &admin_env).unwrap();
         let worker = batch_worker::App::new(&stack.aws, &stack.env_for(WORKER)).unwrap();
         Rig {
@@ -360,4 +366,23 @@ async fn jobs_for_unknown_batches_or_chunks_are_dropped_not_retried() {
         .call(ApiEvent::load("codes-admin/get-batch.json").path_param("batchId", "4000"))
         .await;
     assert_eq!(missing["code"], "batch_not_found");
+}
+
+#[tokio::test]
+async fn chunks_finishing_together_still_leave_the_batch_ready() {
+    let rig = Rig::with_chunks_of(5).await;
+    let (_, accepted) = rig.call(order(40)).await;
+    let jobs = rig.drain_jobs().await;
+    assert_eq!(jobs.len(), 8);
+    let failures = futures::future::join_all(jobs.iter().map(|job| rig.deliver(job))).await;
+    assert!(failures.iter().all(Vec::is_empty));
+    let batch = accepted["batch"].to_string();
+    let (_, view) = rig
+        .call(ApiEvent::load("codes-admin/get-batch.json").path_param("batchId", &batch))
+        .await;
+    assert_eq!(
+        (view["status"].as_str(), view["chunks_done"].as_u64()),
+        (Some("ready"), Some(8))
+    );
+    assert_eq!(rig.code_items().await, 40);
 }
