@@ -275,7 +275,11 @@ async fn up(raw: &[String]) -> Result<(), String> {
     let demo = if args.flags.iter().any(|f| f == "no-seed") {
         None
     } else {
-        Some(seed::demo(&state, &key).await?)
+        let s3 = loyalty_platform::aws::s3(
+            &aws,
+            &loyalty_platform::config::Env::default().with("S3_FORCE_PATH_STYLE", "true"),
+        );
+        Some(seed::demo(&state, &key, &s3).await?)
     };
 
     println!(
@@ -302,6 +306,10 @@ async fn up(raw: &[String]) -> Result<(), String> {
         for line in demo.export_lines() {
             println!("{line}");
         }
+        println!(
+            "\ndemo pack codes to claim (batch 1, 10 points each): {}",
+            demo.codes.join("  ")
+        );
         println!("\ntry:");
         for line in &demo.curl_lines(&base) {
             println!("  {line}");

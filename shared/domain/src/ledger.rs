@@ -364,8 +364,13 @@ impl Balance {
 pub mod entry_ids {
     use crate::ids::EntryId;
 
+    /// A hash of the code rather than the code: entry ids travel into histories, outbox
+    /// events and logs, where a whole code must never appear.
     pub fn code_claim(canonical_code: &str) -> EntryId {
-        EntryId::parse(&format!("claim-{canonical_code}")).expect("canonical codes are id-safe")
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(canonical_code.as_bytes());
+        let hex: String = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
+        EntryId::parse(&format!("claim-{hex}")).expect("hex is id-safe")
     }
 
     pub fn review_decision(reviewed: &EntryId) -> EntryId {

@@ -6,6 +6,7 @@ use lambda_http::http::StatusCode;
 use loyalty_domain::batch::{Batch, BatchRequest, BatchSeed, BatchSpec, BatchStatus};
 use loyalty_domain::code::Code;
 use loyalty_domain::ids::ParticipantId;
+use loyalty_domain::ledger::entry_ids;
 use loyalty_domain::ports::FixedClock;
 use loyalty_platform::config::Env;
 use loyalty_platform::stores::codes::CodesStore;
@@ -28,8 +29,15 @@ pub(crate) async fn fixture(count: u32, points: u64, region: &str) -> Fixture {
     let batch = seed_batch(&stack, count, points, region).await;
     let codes = Code::chunk(&batch.seed.0, batch.number, 0, count);
     let store = CodesStore::new(stack.dynamodb(), stack.table_name("CodesTable"));
-    store.put_codes(&batch, &codes).await.expect("codes written");
-    Fixture { stack, codes, batch }
+    store
+        .put_codes(&batch, &codes)
+        .await
+        .expect("codes written");
+    Fixture {
+        stack,
+        codes,
+        batch,
+    }
 }
 
 async fn seed_batch(stack: &TestStack, count: u32, points: u64, region: &str) -> Batch {
@@ -48,7 +56,11 @@ async fn seed_batch(stack: &TestStack, count: u32, points: u64, region: &str) ->
         today,
     )
     .expect("valid spec");
-    let number = store.allocate_batch_number().await.unwrap().expect("a batch number");
+    let number = store
+        .allocate_batch_number()
+        .await
+        .unwrap()
+        .expect("a batch number");
     let batch = Batch {
         number,
         plan: spec.plan(count.max(1)),
@@ -57,7 +69,10 @@ async fn seed_batch(stack: &TestStack, count: u32, points: u64, region: &str) ->
         status: BatchStatus::Ready,
         created_at: Utc::now(),
     };
-    store.create_batch(&batch, "admin-test").await.expect("batch created");
+    store
+        .create_batch(&batch, "admin-test")
+        .await
+        .expect("batch created");
     batch
 }
 
@@ -66,15 +81,26 @@ fn claim_app(stack: &TestStack, env: Env) -> code_claim::App {
 }
 
 fn claim_event(participant: &str, outlet: Option<&str>, code: &str) -> ApiEvent {
-    let event = ApiEvent::load("code-claim/claim.json").sub(participant).region("north").body(json!({ "code": code }));
+    let event = ApiEvent::load("code-claim/claim.json")
+        .sub(participant)
+        .region("north")
+        .body(json!({ "code": code }));
     match outlet {
         Some(o) => event.outlet(o, "seller"),
         None => event.without_outlet(),
     }
 }
 
-pub(crate) async fn claim(app: &code_claim::App, participant: &str, outlet: Option<&str>, code: &str) -> (StatusCode, Value) {
-    let response = app.handle(claim_event(participant, outlet, code).request()).await.expect("handler never errs");
+pub(crate) async fn claim(
+    app: &code_claim::App,
+    participant: &str,
+    outlet: Option<&str>,
+    code: &str,
+) -> (StatusCode, Value) {
+    let response = app
+        .handle(claim_event(participant, outlet, code).request())
+        .await
+        .expect("handler never errs");
     (response.status(), body_json(&response))
 }
 
@@ -122,7 +148,16 @@ async fn claiming_a_code_twice_credits_points_once_and_returns_the_first_answer(
     assert_eq!(again_status, StatusCode::OK);
     assert_eq!(first, again);
     let wallet = wallet::App::new(&f.stack.aws, &f.stack.env_for("WalletFunction")).unwrap();
-    let balance = body_json(&wallet.handle(ApiEvent::load("wallet/get-balance.json").sub("p-1").request()).await.unwrap());
+    let balance = body_json(
+        &wallet
+            .handle(
+                ApiEvent::load("wallet/get-balance.json")
+                    .sub("p-1")
+                    .request(),
+            )
+            .await
+            .unwrap(),
+    );
     assert_eq!(balance["available"], 50);
     assert_eq!(balance["version"], 2);
     assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
@@ -153,18 +188,35 @@ async fn sixty_four_concurrent_claims_of_one_code_credit_exactly_one_participant
         let shown = code.display();
         let racers: Vec<String> = (0..RACERS).map(|r| format!("p-{i}-{r}")).collect();
         let results = join_all(racers.iter().map(|p| claim(&app, p, None, &shown))).await;
-        let ok: Vec<_> = results.iter().enumerate().filter(|(_, (s, _))| *s == StatusCode::OK).collect();
-        let conflicts = results.iter().filter(|(s, b)| *s == StatusCode::CONFLICT && b["code"] == "code_already_claimed").count();
+        let ok: Vec<_> = results
+            .iter()
+            .enumerate()
+            .filter(|(_, (s, _))| *s == StatusCode::OK)
+            .collect();
+        let conflicts = results
+            .iter()
+            .filter(|(s, b)| *s == StatusCode::CONFLICT && b["code"] == "code_already_claimed")
+            .count();
         assert_eq!(ok.len(), 1, "code #{i}: {} winners", ok.len());
-        assert_eq!(conflicts, RACERS - 1, "code #{i}: the losers must all get 409");
+        assert_eq!(
+            conflicts,
+            RACERS - 1,
+            "code #{i}: the losers must all get 409"
+        );
         winners.push(pid(&racers[ok[0].0]));
     }
     // Exactly one ledger entry per code, each in its winner's account.
-    let ledger = loyalty_platform::stores::ledger::DynamoLedger::new(f.stack.dynamodb(), f.stack.table_name("LedgerTable"));
+    let ledger = loyalty_platform::stores::ledger::DynamoLedger::new(
+        f.stack.dynamodb(),
+        f.stack.table_name("LedgerTable"),
+    );
     for w in &winners {
         assert_eq!(ledger.all_entries(w).await.unwrap().len(), 1);
     }
-    let losers: Vec<_> = (0..3).map(|r| pid(&format!("p-0-{r}"))).filter(|p| !winners.contains(p)).collect();
+    let losers: Vec<_> = (0..3)
+        .map(|r| pid(&format!("p-0-{r}")))
+        .filter(|p| !winners.contains(p))
+        .collect();
     for l in &losers {
         assert!(ledger.all_entries(l).await.unwrap().is_empty());
     }
@@ -211,7 +263,12 @@ async fn an_unknown_code_is_not_found_and_an_expired_code_has_its_own_error() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["code"], "code_unknown");
 
-    let later = code_claim::App::with_clock(&f.stack.aws, &env, Box::new(FixedClock::at(Utc::now() + Duration::days(31)))).unwrap();
+    let later = code_claim::App::with_clock(
+        &f.stack.aws,
+        &env,
+        Box::new(FixedClock::at(Utc::now() + Duration::days(31))),
+    )
+    .unwrap();
     let (status, body) = claim(&later, "p-2", None, &f.codes[0].display()).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["code"], "code_expired");
@@ -221,28 +278,52 @@ async fn an_unknown_code_is_not_found_and_an_expired_code_has_its_own_error() {
 #[tokio::test]
 async fn repeated_failed_attempts_lock_claiming_with_retry_after_even_for_a_valid_code() {
     let f = fixture(2, 10, "north").await;
-    let app = claim_app(&f.stack, f.stack.env_for("CodeClaimFunction").with("FRAUD_MAX_FAILURES_PER_PARTICIPANT", "3"));
+    let app = claim_app(
+        &f.stack,
+        f.stack
+            .env_for("CodeClaimFunction")
+            .with("FRAUD_MAX_FAILURES_PER_PARTICIPANT", "3"),
+    );
     claim(&app, "p-owner", None, &f.codes[0].display()).await;
     for _ in 0..3 {
         let (status, _) = claim(&app, "p-guesser", None, &f.codes[0].display()).await;
         assert_eq!(status, StatusCode::CONFLICT);
     }
 
-    let response = app.handle(claim_event("p-guesser", None, &f.codes[1].display()).request()).await.unwrap();
+    let response = app
+        .handle(claim_event("p-guesser", None, &f.codes[1].display()).request())
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!(retry_after > 0 && retry_after <= 3600, "Retry-After {retry_after}");
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        retry_after > 0 && retry_after <= 3600,
+        "Retry-After {retry_after}"
+    );
     assert_eq!(body_json(&response)["code"], "claims_locked");
     // Someone else is not locked.
     let (status, _) = claim(&app, "p-other", None, &f.codes[1].display()).await;
     assert_eq!(status, StatusCode::OK);
-    assert_ledger_consistent(&f.stack, &[pid("p-owner"), pid("p-guesser"), pid("p-other")]).await;
+    assert_ledger_consistent(
+        &f.stack,
+        &[pid("p-owner"), pid("p-guesser"), pid("p-other")],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn failures_of_all_sellers_of_an_outlet_lock_the_outlet() {
     let f = fixture(2, 10, "north").await;
-    let app = claim_app(&f.stack, f.stack.env_for("CodeClaimFunction").with("FRAUD_MAX_FAILURES_PER_OUTLET", "3"));
+    let app = claim_app(
+        &f.stack,
+        f.stack
+            .env_for("CodeClaimFunction")
+            .with("FRAUD_MAX_FAILURES_PER_OUTLET", "3"),
+    );
     claim(&app, "p-owner", None, &f.codes[0].display()).await;
     for seller in ["s-1", "s-2", "s-3"] {
         let (status, _) = claim(&app, seller, Some("o-shady"), &f.codes[0].display()).await;
@@ -256,36 +337,79 @@ async fn failures_of_all_sellers_of_an_outlet_lock_the_outlet() {
 #[tokio::test]
 async fn claims_beyond_the_hourly_limit_go_to_review_and_an_admin_decides() {
     let f = fixture(4, 10, "north").await;
-    let app = claim_app(&f.stack, f.stack.env_for("CodeClaimFunction").with("FRAUD_MAX_CLAIMS_PER_HOUR", "2"));
+    let app = claim_app(
+        &f.stack,
+        f.stack
+            .env_for("CodeClaimFunction")
+            .with("FRAUD_MAX_CLAIMS_PER_HOUR", "2"),
+    );
     let mut statuses = Vec::new();
     for code in &f.codes {
         let (status, body) = claim(&app, "p-fast", Some("o-1"), &code.display()).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         statuses.push(body["status"].as_str().unwrap().to_string());
     }
-    assert_eq!(statuses, ["accepted", "accepted", "pending_review", "pending_review"]);
+    assert_eq!(
+        statuses,
+        ["accepted", "accepted", "pending_review", "pending_review"]
+    );
 
-    let admin = codes_admin::App::new(&f.stack.aws, &f.stack.env_for("CodesAdminFunction")).unwrap();
-    let list = body_json(&admin.handle(ApiEvent::load("codes-admin/list-reviews.json").request()).await.unwrap());
+    let admin =
+        codes_admin::App::new(&f.stack.aws, &f.stack.env_for("CodesAdminFunction")).unwrap();
+    let list = body_json(
+        &admin
+            .handle(ApiEvent::load("codes-admin/list-reviews.json").request())
+            .await
+            .unwrap(),
+    );
     let reviews = list["reviews"].as_array().unwrap();
     assert_eq!(reviews.len(), 2);
     assert_eq!(reviews[0]["reasons"], json!(["velocity"]));
 
     let decide = |id: &str, decision: &str| {
-        ApiEvent::load("codes-admin/decide-review.json").path_param("reviewId", id).body(json!({ "decision": decision })).request()
+        ApiEvent::load("codes-admin/decide-review.json")
+            .path_param("reviewId", id)
+            .body(json!({ "decision": decision }))
+            .request()
     };
-    let approve = admin.handle(decide(reviews[0]["review_id"].as_str().unwrap(), "approve")).await.unwrap();
+    let approve = admin
+        .handle(decide(reviews[0]["review_id"].as_str().unwrap(), "approve"))
+        .await
+        .unwrap();
     assert_eq!(approve.status(), StatusCode::OK);
-    let reject = admin.handle(decide(reviews[1]["review_id"].as_str().unwrap(), "reject")).await.unwrap();
+    let reject = admin
+        .handle(decide(reviews[1]["review_id"].as_str().unwrap(), "reject"))
+        .await
+        .unwrap();
     assert_eq!(reject.status(), StatusCode::OK);
-    let twice = admin.handle(decide(reviews[1]["review_id"].as_str().unwrap(), "approve")).await.unwrap();
+    let twice = admin
+        .handle(decide(reviews[1]["review_id"].as_str().unwrap(), "approve"))
+        .await
+        .unwrap();
     assert_eq!(twice.status(), StatusCode::CONFLICT);
     assert_eq!(body_json(&twice)["code"], "review_already_decided");
 
     let wallet = wallet::App::new(&f.stack.aws, &f.stack.env_for("WalletFunction")).unwrap();
-    let balance = body_json(&wallet.handle(ApiEvent::load("wallet/get-balance.json").sub("p-fast").request()).await.unwrap());
-    assert_eq!((balance["available"].as_u64(), balance["pending"].as_u64()), (Some(30), Some(0)));
-    let empty = body_json(&admin.handle(ApiEvent::load("codes-admin/list-reviews.json").request()).await.unwrap());
+    let balance = body_json(
+        &wallet
+            .handle(
+                ApiEvent::load("wallet/get-balance.json")
+                    .sub("p-fast")
+                    .request(),
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        (balance["available"].as_u64(), balance["pending"].as_u64()),
+        (Some(30), Some(0))
+    );
+    let empty = body_json(
+        &admin
+            .handle(ApiEvent::load("codes-admin/list-reviews.json").request())
+            .await
+            .unwrap(),
+    );
     assert_eq!(empty["reviews"], json!([]));
     assert_ledger_consistent(&f.stack, &[pid("p-fast")]).await;
 }
@@ -297,7 +421,13 @@ async fn a_code_from_a_batch_shipped_to_another_region_goes_to_review() {
     let (status, body) = claim(&app, "p-north", None, &f.codes[0].display()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "pending_review");
-    assert_eq!((body["balance"]["available"].as_u64(), body["balance"]["pending"].as_u64()), (Some(0), Some(10)));
+    assert_eq!(
+        (
+            body["balance"]["available"].as_u64(),
+            body["balance"]["pending"].as_u64()
+        ),
+        (Some(0), Some(10))
+    );
     assert_ledger_consistent(&f.stack, &[pid("p-north")]).await;
 }
 
@@ -323,8 +453,14 @@ async fn concurrent_claims_of_different_codes_by_one_participant_all_count() {
     let app = claim_app(&f.stack, f.stack.env_for("CodeClaimFunction"));
     let shown: Vec<String> = f.codes.iter().map(|c| c.display()).collect();
     let results = join_all(shown.iter().map(|c| claim(&app, "p-1", Some("o-1"), c))).await;
-    assert!(results.iter().all(|(s, _)| *s == StatusCode::OK), "{results:?}");
-    let max_available = results.iter().map(|(_, b)| b["balance"]["available"].as_u64().unwrap()).max();
+    assert!(
+        results.iter().all(|(s, _)| *s == StatusCode::OK),
+        "{results:?}"
+    );
+    let max_available = results
+        .iter()
+        .map(|(_, b)| b["balance"]["available"].as_u64().unwrap())
+        .max();
     assert_eq!(max_available, Some(40));
     assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
 }
@@ -345,13 +481,19 @@ async fn every_attempt_is_audited_without_storing_the_whole_code() {
             .query()
             .table_name(f.stack.table_name("FraudTable"))
             .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("ATTEMPTS#{p}")))
+            .expression_attribute_values(
+                ":pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("ATTEMPTS#{p}")),
+            )
             .send()
             .await
             .unwrap();
         for item in out.items() {
             let text = format!("{item:?}");
-            assert!(!text.contains(f.codes[0].canonical()), "audit record holds the whole code: {text}");
+            assert!(
+                !text.contains(f.codes[0].canonical()),
+                "audit record holds the whole code: {text}"
+            );
             outcomes.push(item["outcome"].as_s().unwrap().clone());
         }
     }
@@ -370,29 +512,54 @@ async fn history_lists_entries_newest_first_with_a_cursor() {
     }
     let wallet = wallet::App::new(&f.stack.aws, &f.stack.env_for("WalletFunction")).unwrap();
     let page = |cursor: Option<&str>| {
-        let mut e = ApiEvent::load("wallet/get-ledger.json").sub("p-1").query("limit", "2");
+        let mut e = ApiEvent::load("wallet/get-ledger.json")
+            .sub("p-1")
+            .query("limit", "2");
         if let Some(c) = cursor {
             e = e.query("cursor", c);
         }
         e.request()
     };
     let first = body_json(&wallet.handle(page(None)).await.unwrap());
-    let ids: Vec<_> = first["entries"].as_array().unwrap().iter().map(|e| e["entry_id"].as_str().unwrap().to_string()).collect();
-    assert_eq!(ids, [format!("claim-{}", f.codes[2].canonical()), format!("claim-{}", f.codes[1].canonical())]);
-    let second = body_json(&wallet.handle(page(first["next_cursor"].as_str())).await.unwrap());
-    assert_eq!(second["entries"][0]["entry_id"], format!("claim-{}", f.codes[0].canonical()));
+    let ids: Vec<_> = first["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["entry_id"].as_str().unwrap().to_string())
+        .collect();
+    let id = |c: &Code| entry_ids::code_claim(c.canonical()).to_string();
+    assert_eq!(ids, [id(&f.codes[2]), id(&f.codes[1])]);
+    let second = body_json(
+        &wallet
+            .handle(page(first["next_cursor"].as_str()))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(second["entries"][0]["entry_id"], id(&f.codes[0]));
 
     // Someone else's cursor is refused, not followed.
-    let forged = ApiEvent::load("wallet/get-ledger.json").sub("p-2").query("cursor", first["next_cursor"].as_str().unwrap()).request();
+    let forged = ApiEvent::load("wallet/get-ledger.json")
+        .sub("p-2")
+        .query("cursor", first["next_cursor"].as_str().unwrap())
+        .request();
     let forged = wallet.handle(forged).await.unwrap();
     assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
     assert_eq!(body_json(&forged)["code"], "invalid_cursor");
 
     // The owner sees the outlet's totals; a seller of it does not.
-    let totals = ApiEvent::load("wallet/get-outlet-totals.json").path_param("outletId", "o-1").outlet("o-1", "owner").request();
+    let totals = ApiEvent::load("wallet/get-outlet-totals.json")
+        .path_param("outletId", "o-1")
+        .outlet("o-1", "owner")
+        .request();
     let totals = body_json(&wallet.handle(totals).await.unwrap());
     assert_eq!(totals["totals"]["lifetime_earned"], 30);
-    let as_seller = ApiEvent::load("wallet/get-outlet-totals.json").path_param("outletId", "o-1").outlet("o-1", "seller").request();
-    assert_eq!(wallet.handle(as_seller).await.unwrap().status(), StatusCode::FORBIDDEN);
+    let as_seller = ApiEvent::load("wallet/get-outlet-totals.json")
+        .path_param("outletId", "o-1")
+        .outlet("o-1", "seller")
+        .request();
+    assert_eq!(
+        wallet.handle(as_seller).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
     assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
 }
