@@ -143,7 +143,8 @@ impl Apps {
             .unwrap(),
             claims: code_claim::App::new(&stack.aws, &stack.env_for("CodeClaimFunction")).unwrap(),
             wallet: wallet::App::new(&stack.aws, &stack.env_for("WalletFunction")).unwrap(),
-            codes_admin: codes_admin::App::new(&stack.aws, &stack.env_for("CodesAdminFunction")).unwrap(),
+            codes_admin: codes_admin::App::new(&stack.aws, &stack.env_for("CodesAdminFunction"))
+                .unwrap(),
         }
     }
 
@@ -175,11 +176,18 @@ fn the_table_lists_every_http_route_of_every_function() {
         .functions()
         .unwrap()
         .into_iter()
-        .filter(|f| f.events.iter().any(|e| matches!(e.source, EventSource::Http { .. })))
+        .filter(|f| {
+            f.events
+                .iter()
+                .any(|e| matches!(e.source, EventSource::Http { .. }))
+        })
         .map(|f| f.logical_id)
         .collect();
     let covered: BTreeSet<String> = functions().into_iter().map(String::from).collect();
-    assert_eq!(covered, http_functions, "every HTTP function needs its routes in ROUTES");
+    assert_eq!(
+        covered, http_functions,
+        "every HTTP function needs its routes in ROUTES"
+    );
     for function in functions() {
         let declared: BTreeSet<String> = template()
             .function(function)

@@ -6,8 +6,12 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::config::{Credentials, Region};
 use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
-use aws_sdk_dynamodb::operation::transact_write_items::{TransactWriteItemsError, TransactWriteItemsOutput};
-use aws_sdk_dynamodb::types::error::{ProvisionedThroughputExceededException, TransactionCanceledException};
+use aws_sdk_dynamodb::operation::transact_write_items::{
+    TransactWriteItemsError, TransactWriteItemsOutput,
+};
+use aws_sdk_dynamodb::types::error::{
+    ProvisionedThroughputExceededException, TransactionCanceledException,
+};
 use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
 use aws_sdk_dynamodb::Client;
 use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode};
@@ -60,7 +64,10 @@ fn batch_rule() -> Rule {
             ("count".to_string(), n(10)),
             ("chunk_size".to_string(), n(10)),
             ("chunks".to_string(), n(1)),
-            ("seed".to_string(), s("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")),
+            (
+                "seed".to_string(),
+                s("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+            ),
             ("status".to_string(), s("ready")),
             ("created_at".to_string(), s("2026-11-22T10:00:00Z")),
         ]);
@@ -69,21 +76,35 @@ fn batch_rule() -> Rule {
 }
 
 fn cancelled(codes: &[&str]) -> TransactWriteItemsError {
-    let reasons = codes.iter().map(|c| CancellationReason::builder().code(*c).build()).collect();
+    let reasons = codes
+        .iter()
+        .map(|c| CancellationReason::builder().code(*c).build())
+        .collect();
     TransactWriteItemsError::TransactionCanceledException(
-        TransactionCanceledException::builder().set_cancellation_reasons(Some(reasons)).build(),
+        TransactionCanceledException::builder()
+            .set_cancellation_reasons(Some(reasons))
+            .build(),
     )
 }
 
 fn store(client: Client) -> DynamoClaims {
     DynamoClaims::new(
         client,
-        ClaimTables { codes: "codes".into(), ledger: "ledger".into(), fraud: "fraud".into(), outbox: "outbox".into() },
+        ClaimTables {
+            codes: "codes".into(),
+            ledger: "ledger".into(),
+            fraud: "fraud".into(),
+            outbox: "outbox".into(),
+        },
     )
 }
 
 fn claimant(p: &str) -> Claimant {
-    Claimant { participant: ParticipantId::parse(p).unwrap(), outlet: None, region: None }
+    Claimant {
+        participant: ParticipantId::parse(p).unwrap(),
+        outlet: None,
+        region: None,
+    }
 }
 
 fn code() -> Code {
@@ -94,13 +115,32 @@ fn code() -> Code {
 async fn a_transaction_conflict_is_retried_and_the_claim_then_succeeds() {
     let conflict = mock!(Client::transact_write_items)
         .sequence()
-        .error(|| cancelled(&["None", "TransactionConflict", "None", "None", "None", "None", "None"]))
+        .error(|| {
+            cancelled(&[
+                "None",
+                "TransactionConflict",
+                "None",
+                "None",
+                "None",
+                "None",
+                "None",
+            ])
+        })
         .output(|| TransactWriteItemsOutput::builder().build())
         .build();
     let batch = batch_rule();
     let claims = store(client(&[&batch, &conflict]));
 
-    let claimed = claim(&claims, &ClaimPolicy::default(), claimant("p-1"), code(), None, Utc::now()).await.unwrap();
+    let claimed = claim(
+        &claims,
+        &ClaimPolicy::default(),
+        claimant("p-1"),
+        code(),
+        None,
+        Utc::now(),
+    )
+    .await
+    .unwrap();
 
     assert_eq!(conflict.num_calls(), 2);
     assert_eq!(claimed.receipt.points.get(), 15);
@@ -118,7 +158,9 @@ async fn endless_contention_gives_up_with_a_retryable_error_instead_of_looping()
     let claims = store(client(&[&batch, &conflict]));
     let policy = ClaimPolicy::default();
 
-    let err = claim(&claims, &policy, claimant("p-1"), code(), None, Utc::now()).await.unwrap_err();
+    let err = claim(&claims, &policy, claimant("p-1"), code(), None, Utc::now())
+        .await
+        .unwrap_err();
 
     assert_eq!(err, ClaimError::TooMuchContention);
     assert_eq!(err.kind(), Kind::Infrastructure { retryable: true });
@@ -126,12 +168,15 @@ async fn endless_contention_gives_up_with_a_retryable_error_instead_of_looping()
 }
 
 #[tokio::test]
-async fn a_claim_transaction_carries_a_client_request_token_stable_across_retries_of_the_same_attempt() {
+async fn a_claim_transaction_carries_a_client_request_token_stable_across_retries_of_the_same_attempt(
+) {
     let tokens = Arc::new(Mutex::new(Vec::new()));
     let seen = tokens.clone();
     let tx = mock!(Client::transact_write_items)
         .match_requests(move |req| {
-            seen.lock().unwrap().push(req.client_request_token().map(String::from));
+            seen.lock()
+                .unwrap()
+                .push(req.client_request_token().map(String::from));
             true
         })
         .then_output(|| TransactWriteItemsOutput::builder().build());
@@ -140,29 +185,57 @@ async fn a_claim_transaction_carries_a_client_request_token_stable_across_retrie
     let policy = ClaimPolicy::default();
     let now = Utc::now();
 
-    claim(&claims, &policy, claimant("p-1"), code(), None, now).await.unwrap();
-    claim(&claims, &policy, claimant("p-1"), code(), None, now).await.unwrap();
-    claim(&claims, &policy, claimant("p-2"), code(), None, now).await.unwrap();
+    claim(&claims, &policy, claimant("p-1"), code(), None, now)
+        .await
+        .unwrap();
+    claim(&claims, &policy, claimant("p-1"), code(), None, now)
+        .await
+        .unwrap();
+    claim(&claims, &policy, claimant("p-2"), code(), None, now)
+        .await
+        .unwrap();
 
     let tokens = tokens.lock().unwrap().clone();
     assert_eq!(tokens.len(), 3);
-    assert!(tokens.iter().all(|t| t.as_ref().is_some_and(|t| !t.is_empty() && t.len() <= 36)));
-    assert_eq!(tokens[0], tokens[1], "the same attempt must reuse its token");
-    assert_ne!(tokens[0], tokens[2], "another participant's attempt needs another token");
+    assert!(tokens
+        .iter()
+        .all(|t| t.as_ref().is_some_and(|t| !t.is_empty() && t.len() <= 36)));
+    assert_eq!(
+        tokens[0], tokens[1],
+        "the same attempt must reuse its token"
+    );
+    assert_ne!(
+        tokens[0], tokens[2],
+        "another participant's attempt needs another token"
+    );
 }
 
 #[tokio::test]
 async fn throttling_is_a_retryable_infrastructure_failure_not_a_business_outcome() {
     let throttled = mock!(Client::transact_write_items).then_error(|| {
         TransactWriteItemsError::ProvisionedThroughputExceededException(
-            ProvisionedThroughputExceededException::builder().message("slow down").build(),
+            ProvisionedThroughputExceededException::builder()
+                .message("slow down")
+                .build(),
         )
     });
     let batch = batch_rule();
     let claims = store(client(&[&batch, &throttled]));
 
-    let err = claim(&claims, &ClaimPolicy::default(), claimant("p-1"), code(), None, Utc::now()).await.unwrap_err();
+    let err = claim(
+        &claims,
+        &ClaimPolicy::default(),
+        claimant("p-1"),
+        code(),
+        None,
+        Utc::now(),
+    )
+    .await
+    .unwrap_err();
 
-    assert!(matches!(err, ClaimError::Infra(ref e) if e.retryable), "{err:?}");
+    assert!(
+        matches!(err, ClaimError::Infra(ref e) if e.retryable),
+        "{err:?}"
+    );
     assert_eq!(err.code(), "internal_error");
 }

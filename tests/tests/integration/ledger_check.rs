@@ -16,7 +16,12 @@ pub async fn assert_ledger_consistent(stack: &TestStack, participants: &[Partici
         let entries = ledger.all_entries(p).await.expect("entries");
         let stored = ledger.balance(p).await.expect("balance");
         let replayed = Balance::replay(&entries).expect("entries replay without overdraft");
-        assert_eq!(stored, replayed, "balance of {p} differs from its {} entries", entries.len());
+        assert_eq!(
+            stored,
+            replayed,
+            "balance of {p} differs from its {} entries",
+            entries.len()
+        );
         for e in &entries {
             if let Some(o) = &e.outlet {
                 let (sum, count) = outlet_sums.entry(o.clone()).or_default();
@@ -42,7 +47,13 @@ pub async fn assert_ledger_consistent(stack: &TestStack, participants: &[Partici
             expired: totals.expired as i64,
         };
         // Callers pass every participant who touched an outlet, so the counts must agree too.
-        assert_eq!(totals.version, count, "outlet {outlet} has entries from participants not checked");
-        assert_eq!(as_delta, sum, "totals of outlet {outlet} differ from its members' entries");
+        assert_eq!(
+            totals.version, count,
+            "outlet {outlet} has entries from participants not checked"
+        );
+        assert_eq!(
+            as_delta, sum,
+            "totals of outlet {outlet} differ from its members' entries"
+        );
     }
 }
