@@ -25,18 +25,34 @@ struct DecisionBody {
 
 impl Reviews {
     pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
-        Ok(Self { ledger: DynamoLedger::new(loyalty_platform::aws::dynamodb(aws), env.required("LEDGER_TABLE")?) })
+        let ledger = DynamoLedger::new(
+            loyalty_platform::aws::dynamodb(aws),
+            env.required("LEDGER_TABLE")?,
+        )
+        .with_outbox(env.required("OUTBOX_TABLE")?);
+        Ok(Self { ledger })
     }
 
     pub async fn list(&self, req: &Request) -> Result<Response<Body>, Problem> {
         admin(req)?;
         let limit = match http::query_param(req, "limit") {
             None => 50,
-            Some(raw) => raw.parse().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| {
-                Problem::bad_request("invalid_limit", format!("limit must be a whole number from 1 to {MAX_PAGE}."))
-            })?,
+            Some(raw) => raw
+                .parse()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE).contains(n))
+                .ok_or_else(|| {
+                    Problem::bad_request(
+                        "invalid_limit",
+                        format!("limit must be a whole number from 1 to {MAX_PAGE}."),
+                    )
+                })?,
         };
-        let page = self.ledger.pending_reviews(http::query_param(req, "cursor"), limit).await.problem()?;
+        let page = self
+            .ledger
+            .pending_reviews(http::query_param(req, "cursor"), limit)
+            .await
+            .problem()?;
         let reviews: Vec<_> = page
             .items
             .iter()
@@ -52,7 +68,10 @@ impl Reviews {
                 })
             })
             .collect();
-        Ok(http::json(StatusCode::OK, &serde_json::json!({ "reviews": reviews, "next_cursor": page.next_cursor })))
+        Ok(http::json(
+            StatusCode::OK,
+            &serde_json::json!({ "reviews": reviews, "next_cursor": page.next_cursor }),
+        ))
     }
 
     pub async fn decide(&self, req: &Request) -> Result<Response<Body>, Problem> {
@@ -61,7 +80,12 @@ impl Reviews {
         let body: DecisionBody = http::json_body(req)?;
         let entry = self
             .ledger
-            .decide_review(&id, body.decision, reviewer.subject.as_str(), SystemClock.now())
+            .decide_review(
+                &id,
+                body.decision,
+                reviewer.subject.as_str(),
+                SystemClock.now(),
+            )
             .await
             .problem()?;
         Ok(http::json(

@@ -28,11 +28,10 @@ use sha2::{Digest, Sha256};
 
 use crate::dynamo::{infra, key, n, s, Item, ItemExt};
 use crate::stores::codes::CodesStore;
-use crate::stores::ledger::{balance_from_item, balance_update, entry_item};
+use crate::stores::ledger::{balance_from_item, balance_update, entry_item, OutboxRecord};
 
 /// Audit records are kept for 400 days, counters only as long as their window needs.
 const AUDIT_TTL_SECS: i64 = 400 * 24 * 3600;
-const OUTBOX_TTL_SECS: i64 = 7 * 24 * 3600;
 /// Unknown batch numbers are remembered briefly, so probing them costs no reads; a new
 /// batch becomes claimable within this time.
 const NEGATIVE_BATCH_TTL: Duration = Duration::from_secs(60);
@@ -57,7 +56,12 @@ pub struct DynamoClaims {
 impl DynamoClaims {
     pub fn new(client: Client, tables: ClaimTables) -> Self {
         let codes = CodesStore::new(client.clone(), tables.codes.clone());
-        Self { client, codes, tables, batches: Mutex::new(HashMap::new()) }
+        Self {
+            client,
+            codes,
+            tables,
+            batches: Mutex::new(HashMap::new()),
+        }
     }
 
     fn claim_items(&self, a: &ClaimAttempt) -> Result<Vec<TransactWriteItem>, InfraError> {
@@ -178,7 +182,6 @@ impl DynamoClaims {
             ))?);
         }
 
-        let event_id = format!("code_accepted-{}", entry.id);
         let payload = serde_json::json!({
             "type": if a.flags.is_empty() { "code_accepted" } else { "code_under_review" },
             "participant_id": participant.as_str(),
@@ -189,24 +192,12 @@ impl DynamoClaims {
             "available": a.receipt.balance.available,
             "occurred_at": a.now.to_rfc3339(),
         });
-        items.push(
-            TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(&t.outbox)
-                        .set_item(Some(HashMap::from([
-                            ("pk".into(), s(format!("OUTBOX#{event_id}"))),
-                            ("sk".into(), s("OUTBOX")),
-                            ("event_id".into(), s(event_id)),
-                            ("payload".into(), s(payload.to_string())),
-                            ("ttl".into(), n(now + OUTBOX_TTL_SECS)),
-                        ])))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .build()
-                        .map_err(build_err)?,
-                )
-                .build(),
-        );
+        let outbox = OutboxRecord {
+            table: &t.outbox,
+            event_id: format!("code_accepted-{}", entry.id),
+            payload,
+        };
+        items.push(outbox.item(a.now)?);
 
         let outcome = if a.flags.is_empty() {
             AttemptOutcome::Accepted

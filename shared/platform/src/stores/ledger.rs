@@ -149,6 +149,8 @@ impl loyalty_domain::Classified for PageError {
 pub struct DynamoLedger {
     client: Client,
     table: String,
+    /// Where review decisions announce themselves; read-only users of the ledger need none.
+    outbox: Option<String>,
 }
 
 impl DynamoLedger {
@@ -156,7 +158,13 @@ impl DynamoLedger {
         Self {
             client,
             table: table.into(),
+            outbox: None,
         }
+    }
+
+    pub fn with_outbox(mut self, table: impl Into<String>) -> Self {
+        self.outbox = Some(table.into());
+        self
     }
 
     async fn get(&self, pk: String, sk: &str) -> Result<Item, InfraError> {
@@ -322,50 +330,31 @@ impl DynamoLedger {
             created_at: now,
             expires_on: reviewed.expires_on,
         };
-        let delta = decided.delta();
-        let build = |e: aws_sdk_dynamodb::error::BuildError| {
-            InfraError::permanent("build request", e.to_string())
-        };
-        let mut items = vec![
-            TransactWriteItem::builder()
-                .update(
-                    Update::builder()
-                        .table_name(&self.table)
-                        .set_key(Some(key(account_pk(&id.participant), format!("ENTRY#{}", id.entry))))
-                        .update_expression("REMOVE gsi1pk, gsi1sk SET review_status = :d, reviewed_by = :r, reviewed_at = :now")
-                        .condition_expression("attribute_exists(gsi1pk)")
-                        .expression_attribute_values(":d", s(decision.as_str()))
-                        .expression_attribute_values(":r", s(reviewer))
-                        .expression_attribute_values(":now", s(now.to_rfc3339()))
-                        .build()
-                        .map_err(build)?,
-                )
-                .build(),
-            TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(&self.table)
-                        .set_item(Some(entry_item(&decided)))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .build()
-                        .map_err(build)?,
-                )
-                .build(),
-            TransactWriteItem::builder()
-                .update(balance_update(&self.table, key(account_pk(&id.participant), "BALANCE"), &delta, now).build().map_err(build)?)
-                .build(),
-        ];
-        if let Some(outlet) = &reviewed.outlet {
-            items.push(
-                TransactWriteItem::builder()
-                    .update(
-                        balance_update(&self.table, key(outlet_pk(outlet), "TOTALS"), &delta, now)
-                            .build()
-                            .map_err(build)?,
-                    )
-                    .build(),
-            );
-        }
+        let outbox = self.outbox.as_deref().map(|table| OutboxRecord {
+            table,
+            event_id: format!("review_decided-{}", decided.id),
+            payload: serde_json::json!({
+                "type": "claim_reviewed",
+                "decision": decision.as_str(),
+                "participant_id": decided.participant.as_str(),
+                "entry_id": reviewed.id.as_str(),
+                "points": decided.amount.get(),
+                "occurred_at": now.to_rfc3339(),
+            }),
+        });
+        let dequeue = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(account_pk(&id.participant), format!("ENTRY#{}", id.entry))))
+            .update_expression("REMOVE gsi1pk, gsi1sk SET review_status = :d, reviewed_by = :r, reviewed_at = :now")
+            .condition_expression("attribute_exists(gsi1pk)")
+            .expression_attribute_values(":d", s(decision.as_str()))
+            .expression_attribute_values(":r", s(reviewer))
+            .expression_attribute_values(":now", s(now.to_rfc3339()))
+            .build()
+            .map_err(|e| InfraError::permanent("build request", e.to_string()))?;
+        // The dequeue comes first: its condition failing means someone decided already.
+        let mut items = vec![TransactWriteItem::builder().update(dequeue).build()];
+        items.extend(append_items(&self.table, &decided, outbox)?);
         match self
             .client
             .transact_write_items()
@@ -387,5 +376,102 @@ impl DynamoLedger {
                 ))),
             },
         }
+    }
+}
+
+/// The transaction items that append `entry` to the ledger: the entry itself (which must be
+/// new, so a retry with the same deterministic id appends nothing), the participant's balance,
+/// the outlet's totals when the entry has an outlet, and optionally an outbox record. A debit
+/// carries the condition that its bucket covers it, so no balance ever goes negative.
+///
+/// Every feature that moves points builds its transaction from these items plus its own
+/// (a webhook event marker, a counter with a cap), so balances stay equal to their entries.
+pub fn append_items(
+    table: &str,
+    entry: &Entry,
+    outbox: Option<OutboxRecord<'_>>,
+) -> Result<Vec<TransactWriteItem>, InfraError> {
+    let build = |e: aws_sdk_dynamodb::error::BuildError| {
+        InfraError::permanent("build request", e.to_string())
+    };
+    let delta = entry.delta();
+    let mut balance = balance_update(
+        table,
+        key(account_pk(&entry.participant), "BALANCE"),
+        &delta,
+        entry.created_at,
+    );
+    if let Some(bucket) = entry.kind.debits() {
+        let field = match bucket {
+            loyalty_domain::ledger::Bucket::Available => "available",
+            loyalty_domain::ledger::Bucket::Pending => "pending",
+            loyalty_domain::ledger::Bucket::Held => "held",
+        };
+        balance = balance
+            .condition_expression(format!("{field} >= :needed"))
+            .expression_attribute_values(":needed", n(entry.amount.get()));
+    }
+    let mut items = vec![
+        TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(table)
+                    .set_item(Some(entry_item(entry)))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build()
+                    .map_err(build)?,
+            )
+            .build(),
+        TransactWriteItem::builder()
+            .update(balance.build().map_err(build)?)
+            .build(),
+    ];
+    if let Some(outlet) = &entry.outlet {
+        items.push(
+            TransactWriteItem::builder()
+                .update(
+                    balance_update(
+                        table,
+                        key(outlet_pk(outlet), "TOTALS"),
+                        &delta,
+                        entry.created_at,
+                    )
+                    .build()
+                    .map_err(build)?,
+                )
+                .build(),
+        );
+    }
+    if let Some(record) = outbox {
+        items.push(record.item(entry.created_at)?);
+    }
+    Ok(items)
+}
+
+/// A notification-worthy event, written in the same transaction as the change it announces.
+pub struct OutboxRecord<'a> {
+    pub table: &'a str,
+    /// Deterministic, e.g. `points_credited-<entry id>`, so a retry writes nothing new.
+    pub event_id: String,
+    pub payload: serde_json::Value,
+}
+
+impl OutboxRecord<'_> {
+    const TTL_SECS: i64 = 7 * 24 * 3600;
+
+    pub fn item(&self, now: DateTime<Utc>) -> Result<TransactWriteItem, InfraError> {
+        let put = Put::builder()
+            .table_name(self.table)
+            .set_item(Some(HashMap::from([
+                ("pk".to_string(), s(format!("OUTBOX#{}", self.event_id))),
+                ("sk".to_string(), s("OUTBOX")),
+                ("event_id".to_string(), s(&self.event_id)),
+                ("payload".to_string(), s(self.payload.to_string())),
+                ("ttl".to_string(), n(now.timestamp() + Self::TTL_SECS)),
+            ])))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| InfraError::permanent("build request", e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
     }
 }
