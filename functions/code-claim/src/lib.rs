@@ -38,6 +38,16 @@ impl App {
         env: &Env,
         clock: Box<dyn Clock>,
     ) -> Result<Self, ConfigError> {
+        Self::with_dynamodb(loyalty_platform::aws::dynamodb(aws), env, clock)
+    }
+
+    /// Benchmarks pass a client of their own: with a request-counting interceptor, or one
+    /// that answers from memory to time the handler without I/O.
+    pub fn with_dynamodb(
+        dynamodb: aws_sdk_dynamodb::Client,
+        env: &Env,
+        clock: Box<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
         let tables = ClaimTables {
             codes: env.required("CODES_TABLE")?,
             ledger: env.required("LEDGER_TABLE")?,
@@ -71,7 +81,7 @@ impl App {
             ..ClaimPolicy::default()
         };
         Ok(Self {
-            claims: DynamoClaims::new(loyalty_platform::aws::dynamodb(aws), tables),
+            claims: DynamoClaims::new(dynamodb, tables),
             policy,
             balances: BalanceCache::default(),
             clock,
