@@ -17,6 +17,7 @@ pub use points::Points;
 
 // Feature modules. Each is owned by one feature; see docs/architecture.md.
 pub mod batch;
+pub mod cashback;
 pub mod claim;
 pub mod code;
 pub mod fraud;
