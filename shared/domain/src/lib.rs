@@ -20,6 +20,7 @@ pub mod batch;
 pub mod cashback;
 pub mod claim;
 pub mod code;
+pub mod earning;
 pub mod fraud;
 pub mod ledger;
 pub mod participant;

@@ -1,0 +1,1105 @@
+//! Earning beyond pack codes: rules as data, their limits and validity windows, sell-in
+//! lines, and tiers with their multipliers.
+//!
+//! A [`Rule`] is configuration an admin writes (`PUT /admin/rules/{ruleId}`); a new promotion
+//! is a new rule, never new code. A rule is triggered either by a target action a participant
+//! reports, or by a sell-in line for one SKU (points per unit). Limits are counted per
+//! participant: ever, and per calendar period. The adapter enforces them with conditional
+//! counters in the same transaction as the ledger entry; this module only says which counters
+//! an accrual needs and what their ceilings are.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{OutletId, ParticipantId};
+use crate::{Classified, InfraError, Kind, Points};
+
+/// A short id an admin chooses for a rule, a challenge or a supplier, e.g. `survey-2026-q4`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Slug(String);
+
+pub type RuleId = Slug;
+pub type SupplierId = Slug;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("ids must be 1 to 64 characters of a-z, 0-9 and '-'")]
+pub struct InvalidSlug;
+
+pub(crate) fn is_slug(raw: &str) -> bool {
+    !raw.is_empty()
+        && raw.len() <= 64
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+impl Slug {
+    pub fn parse(raw: &str) -> Result<Self, InvalidSlug> {
+        is_slug(raw)
+            .then(|| Self(raw.to_string()))
+            .ok_or(InvalidSlug)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Slug {
+    type Error = InvalidSlug;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Slug> for String {
+    fn from(value: Slug) -> String {
+        value.0
+    }
+}
+
+impl std::fmt::Display for Slug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A product code as printed on distributor invoices: upper-case letters, digits, '-'.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Sku(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a SKU must be 1 to 32 characters of A-Z, 0-9 and '-'")]
+pub struct InvalidSku;
+
+impl Sku {
+    pub fn parse(raw: &str) -> Result<Self, InvalidSku> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 32
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
+        ok.then(|| Self(raw.to_string())).ok_or(InvalidSku)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Sku {
+    type Error = InvalidSku;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Sku> for String {
+    fn from(value: Sku) -> String {
+        value.0
+    }
+}
+
+/// The target actions a participant can report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    WelcomeBonus,
+    OutletSelfAudit,
+    PriceMonitoring,
+    Survey,
+    QuizPassed,
+    TrainingCompleted,
+    FirstAppOrder,
+}
+
+impl Action {
+    /// Actions that can by their nature happen once in a participant's life, whatever the
+    /// rule says.
+    pub fn once_ever(self) -> bool {
+        matches!(self, Action::WelcomeBonus | Action::FirstAppOrder)
+    }
+}
+
+/// What makes a rule earn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Action(Action),
+    /// Points per unit of this product on a validated sell-in line.
+    SellIn(Sku),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    Day,
+    /// ISO weeks, Monday to Sunday.
+    Week,
+    Month,
+}
+
+impl Period {
+    /// The period containing `at` (UTC): a stable key and the instant it ends.
+    pub fn window(self, at: DateTime<Utc>) -> (String, DateTime<Utc>) {
+        let day = at.date_naive();
+        let (key, end) = match self {
+            Period::Day => (format!("D{day}"), day + Duration::days(1)),
+            Period::Week => {
+                let week = day.iso_week();
+                let monday = day - Duration::days(day.weekday().num_days_from_monday() as i64);
+                (
+                    format!("W{}-{:02}", week.year(), week.week()),
+                    monday + Duration::days(7),
+                )
+            }
+            Period::Month => {
+                let next = if day.month() == 12 {
+                    NaiveDate::from_ymd_opt(day.year() + 1, 1, 1)
+                } else {
+                    NaiveDate::from_ymd_opt(day.year(), day.month() + 1, 1)
+                }
+                .expect("day 1");
+                (format!("M{}-{:02}", day.year(), day.month()), next)
+            }
+        };
+        (
+            key,
+            Utc.from_utc_datetime(&end.and_hms_opt(0, 0, 0).expect("midnight")),
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeriodLimit {
+    pub max: u32,
+    pub period: Period,
+}
+
+/// An earning rule, as validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    pub id: RuleId,
+    pub trigger: Trigger,
+    /// Per action, or per unit for sell-in, before the tier multiplier.
+    pub points: Points,
+    /// How many times one participant may earn from this rule, ever.
+    pub per_participant: Option<u32>,
+    pub per_period: Option<PeriodLimit>,
+    pub valid_from: DateTime<Utc>,
+    /// Exclusive; none means open-ended.
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+/// A rule as an admin sends it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleRequest {
+    pub action: Option<Action>,
+    pub sku: Option<String>,
+    pub points: u64,
+    pub per_participant: Option<u32>,
+    pub per_period: Option<PeriodLimit>,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("a rule names exactly one of `action` or `sku`")]
+    Trigger,
+    #[error(transparent)]
+    Sku(#[from] InvalidSku),
+    #[error("points must be a whole number from 1 to {max}")]
+    Points { max: u64 },
+    #[error("a limit must be at least 1")]
+    ZeroLimit,
+    #[error("valid_until must be after valid_from")]
+    Window,
+    #[error("sell-in rules are limited by invoice lines, not by per-participant counts")]
+    SellInLimit,
+}
+
+impl Classified for RuleError {
+    fn kind(&self) -> Kind {
+        Kind::BadInput
+    }
+    fn code(&self) -> &'static str {
+        "invalid_rule"
+    }
+}
+
+impl Rule {
+    pub fn parse(id: RuleId, req: RuleRequest) -> Result<Rule, RuleError> {
+        let trigger = match (req.action, req.sku) {
+            (Some(a), None) => Trigger::Action(a),
+            (None, Some(sku)) => Trigger::SellIn(Sku::parse(&sku)?),
+            _ => return Err(RuleError::Trigger),
+        };
+        let points = Points::parse(req.points).map_err(|_| RuleError::Points {
+            max: Points::MAX_MOVEMENT,
+        })?;
+        if req.per_participant == Some(0) || req.per_period.is_some_and(|p| p.max == 0) {
+            return Err(RuleError::ZeroLimit);
+        }
+        if matches!(trigger, Trigger::SellIn(_))
+            && (req.per_participant.is_some() || req.per_period.is_some())
+        {
+            return Err(RuleError::SellInLimit);
+        }
+        if req.valid_until.is_some_and(|u| u <= req.valid_from) {
+            return Err(RuleError::Window);
+        }
+        let per_participant = match trigger {
+            Trigger::Action(a) if a.once_ever() => Some(1),
+            _ => req.per_participant,
+        };
+        Ok(Rule {
+            id,
+            trigger,
+            points,
+            per_participant,
+            per_period: req.per_period,
+            valid_from: req.valid_from,
+            valid_until: req.valid_until,
+        })
+    }
+
+    pub fn is_valid_at(&self, at: DateTime<Utc>) -> bool {
+        at >= self.valid_from && self.valid_until.is_none_or(|u| at < u)
+    }
+
+    /// The counters an accrual at `at` must increment, each with its ceiling.
+    pub fn counters(&self, at: DateTime<Utc>) -> Vec<LimitCounter> {
+        let mut counters = Vec::new();
+        if let Some(max) = self.per_participant {
+            counters.push(LimitCounter {
+                scope: LimitScope::Participant,
+                key: "EVER".to_string(),
+                max,
+                expires_at: None,
+            });
+        }
+        if let Some(limit) = self.per_period {
+            let (key, end) = limit.period.window(at);
+            counters.push(LimitCounter {
+                scope: LimitScope::Period,
+                key,
+                max: limit.max,
+                expires_at: Some(end),
+            });
+        }
+        counters
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitScope {
+    Participant,
+    Period,
+}
+
+/// One conditional counter: the increment is refused when the count has reached `max`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitCounter {
+    pub scope: LimitScope,
+    /// Distinguishes the counter within the rule and participant (`EVER`, `M2026-11`).
+    pub key: String,
+    pub max: u32,
+    /// When the period ends; a counter past it is never read again.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Why an action earned nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccrualError {
+    #[error("no earning rule {0}")]
+    UnknownRule(RuleId),
+    #[error("rule {0} is for sell-in purchases, not for actions")]
+    NotAnAction(RuleId),
+    #[error("rule {0} is not valid at this time")]
+    OutsideWindow(RuleId),
+    #[error("you have earned from rule {0} as often as it allows")]
+    ParticipantLimit(RuleId),
+    #[error("you have earned from rule {0} as often as it allows in this period")]
+    PeriodLimit(RuleId),
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+impl Classified for AccrualError {
+    fn kind(&self) -> Kind {
+        match self {
+            AccrualError::UnknownRule(_) => Kind::NotFound,
+            AccrualError::NotAnAction(_) | AccrualError::OutsideWindow(_) => Kind::Unprocessable,
+            AccrualError::ParticipantLimit(_) | AccrualError::PeriodLimit(_) => Kind::Conflict,
+            AccrualError::Infra(e) => e.kind(),
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            AccrualError::UnknownRule(_) => "rule_not_found",
+            AccrualError::NotAnAction(_) => "rule_not_an_action",
+            AccrualError::OutsideWindow(_) => "rule_not_active",
+            AccrualError::ParticipantLimit(_) => "participant_limit_reached",
+            AccrualError::PeriodLimit(_) => "period_limit_reached",
+            AccrualError::Infra(e) => e.code(),
+        }
+    }
+}
+
+/// Checks an action against its rule before any write; the limits are checked by the write.
+pub fn check_action(rule: &Rule, at: DateTime<Utc>) -> Result<Action, AccrualError> {
+    let action = match rule.trigger {
+        Trigger::Action(a) => a,
+        Trigger::SellIn(_) => return Err(AccrualError::NotAnAction(rule.id.clone())),
+    };
+    if !rule.is_valid_at(at) {
+        return Err(AccrualError::OutsideWindow(rule.id.clone()));
+    }
+    Ok(action)
+}
+
+// ------------------------------------------------------------------------------ tiers
+
+/// A level reached by points earned over the trailing 12 months.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tier {
+    pub name: String,
+    /// Points earned in the trailing 12 months needed to reach this tier.
+    pub threshold: u64,
+    /// Applied to every accrual: 100 is ×1, 150 is ×1.5. Integer percent, never a float.
+    pub multiplier_percent: u32,
+}
+
+/// The configured tiers, lowest first; the first starts at 0 so everyone has a tier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Tiers(Vec<Tier>);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TiersError {
+    #[error("at least one tier is needed and the first must start at 0 points")]
+    NoBase,
+    #[error("tier thresholds must strictly increase")]
+    NotIncreasing,
+    #[error("tier names must be 1 to 40 characters and unique")]
+    Name,
+    #[error("a multiplier must be from 100 to 1000 percent")]
+    Multiplier,
+}
+
+impl Classified for TiersError {
+    fn kind(&self) -> Kind {
+        Kind::BadInput
+    }
+    fn code(&self) -> &'static str {
+        "invalid_tiers"
+    }
+}
+
+impl Default for Tiers {
+    fn default() -> Self {
+        Tiers(vec![Tier {
+            name: "base".into(),
+            threshold: 0,
+            multiplier_percent: 100,
+        }])
+    }
+}
+
+impl Tiers {
+    pub fn parse(tiers: Vec<Tier>) -> Result<Tiers, TiersError> {
+        if tiers.first().is_none_or(|t| t.threshold != 0) {
+            return Err(TiersError::NoBase);
+        }
+        if tiers.windows(2).any(|w| w[1].threshold <= w[0].threshold) {
+            return Err(TiersError::NotIncreasing);
+        }
+        let mut names = std::collections::HashSet::new();
+        for t in &tiers {
+            let name = t.name.trim();
+            if name.is_empty() || name.chars().count() > 40 || !names.insert(name) {
+                return Err(TiersError::Name);
+            }
+            if !(100..=1000).contains(&t.multiplier_percent) {
+                return Err(TiersError::Multiplier);
+            }
+        }
+        Ok(Tiers(tiers))
+    }
+
+    pub fn as_slice(&self) -> &[Tier] {
+        &self.0
+    }
+
+    pub fn tier_for(&self, earned_trailing_12_months: u64) -> &Tier {
+        self.0
+            .iter()
+            .rev()
+            .find(|t| t.threshold <= earned_trailing_12_months)
+            .expect("the first tier starts at 0")
+    }
+}
+
+/// Points earned per calendar month, as `yyyymm` → signed sum (a clawback is negative).
+pub type MonthlyEarned = BTreeMap<u32, i64>;
+
+pub fn month_key(at: DateTime<Utc>) -> u32 {
+    at.year() as u32 * 100 + at.month()
+}
+
+/// Points earned in the 12 calendar months ending with `today`'s month. A month whose
+/// clawbacks exceed its credits counts as nothing rather than eating into other months.
+pub fn earned_trailing_12_months(months: &MonthlyEarned, today: DateTime<Utc>) -> u64 {
+    let (mut y, mut m) = (today.year(), today.month());
+    let mut total = 0u64;
+    for _ in 0..12 {
+        let v = months.get(&(y as u32 * 100 + m)).copied().unwrap_or(0);
+        total += v.max(0) as u64;
+        if m == 1 {
+            y -= 1;
+            m = 12;
+        } else {
+            m -= 1;
+        }
+    }
+    total
+}
+
+/// The points an accrual credits: the rule's points scaled by the tier, rounded down, and
+/// never less than the rule's own points since multipliers are at least 100%.
+pub fn with_multiplier(points: Points, tier: &Tier) -> Points {
+    points.scale(tier.multiplier_percent as u64, 100)
+}
+
+// ------------------------------------------------------------------------------ sell-in
+
+/// A validated distributor invoice line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SellInLine {
+    /// Where the line sits in the upload: the file line for CSV, 1-based for JSON lines.
+    pub line: usize,
+    pub invoice: String,
+    pub date: NaiveDate,
+    pub outlet: OutletId,
+    /// The participant credited: the importer names them (usually the outlet's owner), so
+    /// the import never guesses from membership data that may change.
+    pub participant: ParticipantId,
+    pub supplier: SupplierId,
+    pub sku: Sku,
+    pub quantity: u32,
+}
+
+/// A line as uploaded: every field a string or number, checked by [`SellInLine::parse`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSellInLine {
+    pub invoice: String,
+    pub date: String,
+    pub outlet_id: String,
+    pub participant_id: String,
+    pub supplier_id: String,
+    pub sku: String,
+    pub quantity: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LineError {
+    pub line: usize,
+    pub field: &'static str,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SellInError {
+    #[error("the import is empty")]
+    Empty,
+    #[error("the import has more than {max} lines")]
+    TooLarge { max: usize },
+    #[error("{} line(s) are invalid; nothing was imported", .0.len())]
+    Lines(Vec<LineError>),
+}
+
+impl Classified for SellInError {
+    fn kind(&self) -> Kind {
+        match self {
+            SellInError::Empty | SellInError::TooLarge { .. } => Kind::BadInput,
+            SellInError::Lines(_) => Kind::Unprocessable,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            SellInError::Empty => "empty_import",
+            SellInError::TooLarge { .. } => "import_too_large",
+            SellInError::Lines(_) => "invalid_lines",
+        }
+    }
+}
+
+pub const MAX_SELL_IN_LINES: usize = 1000;
+pub const CSV_HEADER: [&str; 7] = [
+    "invoice",
+    "date",
+    "outlet_id",
+    "participant_id",
+    "supplier_id",
+    "sku",
+    "quantity",
+];
+
+impl SellInLine {
+    pub fn parse(line: usize, raw: &RawSellInLine) -> Result<SellInLine, LineError> {
+        let err = |field: &'static str, reason: String| LineError {
+            line,
+            field,
+            reason,
+        };
+        let invoice = raw.invoice.trim();
+        if invoice.is_empty()
+            || invoice.len() > 64
+            || !invoice
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'/'))
+        {
+            return Err(err(
+                "invoice",
+                "1 to 64 characters of letters, digits, '-', '_' or '/'".into(),
+            ));
+        }
+        let date = raw
+            .date
+            .trim()
+            .parse::<NaiveDate>()
+            .map_err(|_| err("date", "a date as YYYY-MM-DD".into()))?;
+        let outlet =
+            OutletId::parse(raw.outlet_id.trim()).map_err(|e| err("outlet_id", e.to_string()))?;
+        let participant = ParticipantId::parse(raw.participant_id.trim())
+            .map_err(|e| err("participant_id", e.to_string()))?;
+        let supplier =
+            RuleId::parse(raw.supplier_id.trim()).map_err(|e| err("supplier_id", e.to_string()))?;
+        let sku = Sku::parse(raw.sku.trim()).map_err(|e| err("sku", e.to_string()))?;
+        let quantity = match &raw.quantity {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        }
+        .filter(|q| (1..=100_000).contains(q))
+        .ok_or_else(|| err("quantity", "a whole number from 1 to 100000".into()))?
+            as u32;
+        Ok(SellInLine {
+            line,
+            invoice: invoice.to_string(),
+            date,
+            outlet,
+            participant,
+            supplier,
+            sku,
+            quantity,
+        })
+    }
+}
+
+fn collect(parsed: Vec<Result<SellInLine, LineError>>) -> Result<Vec<SellInLine>, SellInError> {
+    if parsed.is_empty() {
+        return Err(SellInError::Empty);
+    }
+    if parsed.len() > MAX_SELL_IN_LINES {
+        return Err(SellInError::TooLarge {
+            max: MAX_SELL_IN_LINES,
+        });
+    }
+    let mut seen = HashMap::new();
+    let mut lines = Vec::new();
+    let mut errors = Vec::new();
+    for p in parsed {
+        match p {
+            Ok(l) => {
+                let identity = (l.invoice.clone(), l.outlet.clone(), l.sku.clone(), l.date);
+                if let Some(first) = seen.insert(identity, l.line) {
+                    errors.push(LineError {
+                        line: l.line,
+                        field: "sku",
+                        reason: format!("repeats line {first} (same invoice, outlet, SKU, date)"),
+                    });
+                } else {
+                    lines.push(l);
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(lines)
+    } else {
+        Err(SellInError::Lines(errors))
+    }
+}
+
+/// Parses a CSV upload with the header [`CSV_HEADER`] (in any column order). Line numbers
+/// are the file's, the header being line 1.
+pub fn parse_sell_in_csv(text: &str) -> Result<Vec<SellInLine>, SellInError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let header_error = |reason: String| {
+        SellInError::Lines(vec![LineError {
+            line: 1,
+            field: "header",
+            reason,
+        }])
+    };
+    let headers = reader
+        .headers()
+        .map_err(|e| header_error(e.to_string()))?
+        .clone();
+    let mut columns = [0usize; 7];
+    for (i, name) in CSV_HEADER.iter().enumerate() {
+        columns[i] = headers
+            .iter()
+            .position(|h| h == *name)
+            .ok_or_else(|| header_error(format!("column {name} is missing")))?;
+    }
+    // Each line is read on its own so that its number is the file's, blank lines included;
+    // a sell-in field never holds a line break.
+    let mut parsed = Vec::new();
+    for (index, text_line) in text.lines().enumerate().skip(1) {
+        if text_line.trim().is_empty() {
+            continue;
+        }
+        let line = index + 1;
+        let record = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .trim(csv::Trim::All)
+            .flexible(true)
+            .from_reader(text_line.as_bytes())
+            .records()
+            .next();
+        let Some(Ok(record)) = record else {
+            parsed.push(Err(LineError {
+                line,
+                field: "line",
+                reason: "not a valid CSV line".into(),
+            }));
+            continue;
+        };
+        let field = |i: usize| record.get(columns[i]).unwrap_or("").to_string();
+        let raw = RawSellInLine {
+            invoice: field(0),
+            date: field(1),
+            outlet_id: field(2),
+            participant_id: field(3),
+            supplier_id: field(4),
+            sku: field(5),
+            quantity: serde_json::Value::String(field(6)),
+        };
+        parsed.push(SellInLine::parse(line, &raw));
+    }
+    collect(parsed)
+}
+
+/// Parses newline-delimited JSON objects, one line each; blank lines are skipped but counted.
+pub fn parse_sell_in_json_lines(text: &str) -> Result<Vec<SellInLine>, SellInError> {
+    let parsed = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str::<RawSellInLine>(l)
+                .map_err(|e| LineError {
+                    line: i + 1,
+                    field: "line",
+                    reason: format!("not a sell-in line object: {e}"),
+                })
+                .and_then(|raw| SellInLine::parse(i + 1, &raw))
+        })
+        .collect();
+    collect(parsed)
+}
+
+/// A line with the points it earns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PricedLine {
+    pub line: SellInLine,
+    pub rule: RuleId,
+    /// Before the tier multiplier, which depends on the participant at write time.
+    pub points: Points,
+}
+
+/// Prices every line by the sell-in rule for its SKU valid on the line's date. A line with
+/// no such rule is an error, so an import never silently earns nothing.
+pub fn price_lines(lines: Vec<SellInLine>, rules: &[Rule]) -> Result<Vec<PricedLine>, SellInError> {
+    let mut priced = Vec::new();
+    let mut errors = Vec::new();
+    for line in lines {
+        let at = Utc.from_utc_datetime(&line.date.and_hms_opt(12, 0, 0).expect("noon"));
+        let rule = rules
+            .iter()
+            .filter(|r| matches!(&r.trigger, Trigger::SellIn(s) if *s == line.sku))
+            .find(|r| r.is_valid_at(at));
+        match rule {
+            Some(r) => {
+                let points = r
+                    .points
+                    .get()
+                    .checked_mul(line.quantity as u64)
+                    .filter(|p| *p <= Points::MAX_MOVEMENT);
+                match points {
+                    Some(p) => priced.push(PricedLine {
+                        rule: r.id.clone(),
+                        points: Points(p),
+                        line,
+                    }),
+                    None => errors.push(LineError {
+                        line: line.line,
+                        field: "quantity",
+                        reason: "earns more points than one movement may carry".into(),
+                    }),
+                }
+            }
+            None => errors.push(LineError {
+                line: line.line,
+                field: "sku",
+                reason: format!("no sell-in rule for {} on {}", line.sku.as_str(), line.date),
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(priced)
+    } else {
+        Err(SellInError::Lines(errors))
+    }
+}
+
+/// Deterministic entry ids for accruals, so a retry maps onto what it already wrote.
+pub mod entry_ids {
+    use sha2::{Digest, Sha256};
+
+    use crate::ids::{EntryId, ParticipantId};
+
+    fn hashed(prefix: &str, parts: &[&str]) -> EntryId {
+        let mut h = Sha256::new();
+        for p in parts {
+            h.update(p.as_bytes());
+            h.update([0u8]);
+        }
+        let hex: String = h
+            .finalize()
+            .iter()
+            .take(12)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        EntryId::parse(&format!("{prefix}-{hex}")).expect("hex is id-safe")
+    }
+
+    /// One per participant and Idempotency-Key: the key is what makes a report one report.
+    pub fn action(participant: &ParticipantId, idempotency_key: &str) -> EntryId {
+        hashed("action", &[participant.as_str(), idempotency_key])
+    }
+
+    /// One per invoice line identity, so re-importing a line appends nothing.
+    pub fn sell_in(line: &super::SellInLine) -> EntryId {
+        hashed(
+            "sellin",
+            &[
+                &line.invoice,
+                line.outlet.as_str(),
+                line.sku.as_str(),
+                &line.date.to_string(),
+            ],
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn request(json: serde_json::Value) -> RuleRequest {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn survey() -> Rule {
+        Rule::parse(
+            RuleId::parse("survey-q4").unwrap(),
+            request(serde_json::json!({
+                "action": "survey", "points": 40, "per_participant": 5,
+                "per_period": {"max": 2, "period": "week"},
+                "valid_from": "2026-10-01T00:00:00Z", "valid_until": "2027-01-01T00:00:00Z"
+            })),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_rule_is_valid_from_its_start_up_to_but_excluding_its_end() {
+        let r = survey();
+        assert!(!r.is_valid_at(at("2026-09-30T23:59:59Z")));
+        assert!(r.is_valid_at(at("2026-10-01T00:00:00Z")));
+        assert!(r.is_valid_at(at("2026-12-31T23:59:59Z")));
+        assert!(!r.is_valid_at(at("2027-01-01T00:00:00Z")));
+        assert_eq!(
+            check_action(&r, at("2027-01-01T00:00:00Z")),
+            Err(AccrualError::OutsideWindow(r.id.clone()))
+        );
+        assert_eq!(
+            check_action(&r, at("2026-11-22T10:00:00Z")),
+            Ok(Action::Survey)
+        );
+    }
+
+    #[test]
+    fn an_action_counts_against_the_participant_limit_and_the_current_period() {
+        let counters = survey().counters(at("2026-11-22T10:00:00Z"));
+        assert_eq!(counters.len(), 2);
+        assert_eq!((counters[0].key.as_str(), counters[0].max), ("EVER", 5));
+        assert_eq!((counters[1].key.as_str(), counters[1].max), ("W2026-47", 2));
+        assert_eq!(counters[1].expires_at, Some(at("2026-11-23T00:00:00Z")));
+    }
+
+    #[test]
+    fn periods_roll_over_at_day_iso_week_and_month_boundaries() {
+        let sunday = at("2026-11-22T23:59:59Z");
+        let monday = at("2026-11-23T00:00:00Z");
+        assert_ne!(Period::Week.window(sunday).0, Period::Week.window(monday).0);
+        assert_ne!(Period::Day.window(sunday).0, Period::Day.window(monday).0);
+        assert_eq!(
+            Period::Month.window(sunday).0,
+            Period::Month.window(monday).0
+        );
+        let (key, end) = Period::Month.window(at("2026-12-31T12:00:00Z"));
+        assert_eq!(
+            (key.as_str(), end),
+            ("M2026-12", at("2027-01-01T00:00:00Z"))
+        );
+        // ISO week 53 of 2026 runs into January 2027 and keeps its year.
+        assert_eq!(
+            Period::Week.window(at("2027-01-01T08:00:00Z")).0,
+            "W2026-53"
+        );
+    }
+
+    #[test]
+    fn a_welcome_bonus_is_once_ever_whatever_the_rule_says() {
+        let r = Rule::parse(
+            RuleId::parse("welcome").unwrap(),
+            request(serde_json::json!({
+                "action": "welcome_bonus", "points": 100, "per_participant": 3,
+                "valid_from": "2026-01-01T00:00:00Z"
+            })),
+        )
+        .unwrap();
+        assert_eq!(r.per_participant, Some(1));
+        assert!(r.is_valid_at(at("2099-01-01T00:00:00Z")));
+        let counters = r.counters(at("2026-11-22T10:00:00Z"));
+        assert_eq!(counters.len(), 1);
+        assert_eq!(counters[0].scope, LimitScope::Participant);
+    }
+
+    #[test]
+    fn malformed_rules_are_refused() {
+        let id = || RuleId::parse("r").unwrap();
+        let base = serde_json::json!({"action": "survey", "points": 10, "valid_from": "2026-01-01T00:00:00Z"});
+        let with = |k: &str, v: serde_json::Value| {
+            let mut b = base.clone();
+            b[k] = v;
+            request(b)
+        };
+        assert_eq!(
+            Rule::parse(id(), with("points", 0.into())),
+            Err(RuleError::Points {
+                max: Points::MAX_MOVEMENT
+            })
+        );
+        assert_eq!(
+            Rule::parse(id(), with("sku", "COLA".into())),
+            Err(RuleError::Trigger)
+        );
+        assert_eq!(
+            Rule::parse(id(), with("per_participant", 0.into())),
+            Err(RuleError::ZeroLimit)
+        );
+        assert_eq!(
+            Rule::parse(id(), with("valid_until", "2026-01-01T00:00:00Z".into())),
+            Err(RuleError::Window)
+        );
+        let mut sell = base.clone();
+        sell.as_object_mut().unwrap().remove("action");
+        sell["sku"] = "COLA-05".into();
+        sell["per_participant"] = 2.into();
+        assert_eq!(
+            Rule::parse(id(), request(sell)),
+            Err(RuleError::SellInLimit)
+        );
+        assert!(RuleId::parse("Upper").is_err());
+    }
+
+    fn gold_tiers() -> Tiers {
+        Tiers::parse(vec![
+            Tier {
+                name: "base".into(),
+                threshold: 0,
+                multiplier_percent: 100,
+            },
+            Tier {
+                name: "silver".into(),
+                threshold: 1000,
+                multiplier_percent: 125,
+            },
+            Tier {
+                name: "gold".into(),
+                threshold: 5000,
+                multiplier_percent: 150,
+            },
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn the_tier_is_the_highest_whose_threshold_is_reached() {
+        let t = gold_tiers();
+        assert_eq!(t.tier_for(0).name, "base");
+        assert_eq!(t.tier_for(999).name, "base");
+        assert_eq!(t.tier_for(1000).name, "silver");
+        assert_eq!(t.tier_for(7000).name, "gold");
+        assert_eq!(with_multiplier(Points(41), t.tier_for(1000)), Points(51));
+    }
+
+    #[test]
+    fn tiers_must_start_at_zero_increase_and_multiply_sensibly() {
+        let tier = |name: &str, threshold, m| Tier {
+            name: name.into(),
+            threshold,
+            multiplier_percent: m,
+        };
+        assert_eq!(Tiers::parse(vec![]), Err(TiersError::NoBase));
+        assert_eq!(
+            Tiers::parse(vec![tier("a", 10, 100)]),
+            Err(TiersError::NoBase)
+        );
+        assert_eq!(
+            Tiers::parse(vec![tier("a", 0, 100), tier("b", 0, 120)]),
+            Err(TiersError::NotIncreasing)
+        );
+        assert_eq!(
+            Tiers::parse(vec![tier("a", 0, 50)]),
+            Err(TiersError::Multiplier)
+        );
+        assert_eq!(
+            Tiers::parse(vec![tier("a", 0, 100), tier("a", 5, 120)]),
+            Err(TiersError::Name)
+        );
+    }
+
+    #[test]
+    fn only_the_trailing_twelve_months_count_towards_a_tier() {
+        let months = MonthlyEarned::from([
+            (202512, 900), // 13th month back from 2026-12: out
+            (202601, 100), // 12th month back: in
+            (202606, -50), // a month of clawbacks counts as nothing
+            (202612, 400),
+        ]);
+        assert_eq!(
+            earned_trailing_12_months(&months, at("2026-12-05T00:00:00Z")),
+            500
+        );
+        assert_eq!(month_key(at("2026-03-31T23:00:00Z")), 202603);
+    }
+
+    const HEADER: &str = "invoice,date,outlet_id,participant_id,supplier_id,sku,quantity\n";
+
+    #[test]
+    fn a_good_csv_parses_every_line() {
+        let csv = format!(
+            "{HEADER}INV-1,2026-11-20,o-1,p-1,acme,COLA-05,12\nINV-1,2026-11-20,o-1,p-1,acme,COLA-1,3\n"
+        );
+        let lines = parse_sell_in_csv(&csv).unwrap();
+        assert_eq!(lines.len(), 2);
+        assert_eq!((lines[0].line, lines[0].quantity), (2, 12));
+        assert_eq!(lines[1].sku.as_str(), "COLA-1");
+    }
+
+    #[test]
+    fn bad_csv_lines_are_all_reported_by_file_line_number() {
+        let csv = format!(
+            "{HEADER}INV-1,2026-11-20,o-1,p-1,acme,COLA-05,12\nINV-1,2026-13-01,o-1,p-1,acme,COLA-05,1\n\nINV-2,2026-11-20,o 1,p-1,acme,COLA-05,1\nINV-3,2026-11-20,o-1,p-1,acme,COLA-05,-4\nINV-1,2026-11-20,o-1,p-1,acme,COLA-05,5\n"
+        );
+        let Err(SellInError::Lines(errors)) = parse_sell_in_csv(&csv) else {
+            panic!("expected line errors");
+        };
+        let got: Vec<_> = errors.iter().map(|e| (e.line, e.field)).collect();
+        assert_eq!(
+            got,
+            vec![(3, "date"), (5, "outlet_id"), (6, "quantity"), (7, "sku")]
+        );
+    }
+
+    #[test]
+    fn a_csv_without_a_required_column_is_refused_at_line_one() {
+        let Err(SellInError::Lines(errors)) =
+            parse_sell_in_csv("invoice,date,outlet_id\nINV-1,2026-11-20,o-1\n")
+        else {
+            panic!("expected a header error");
+        };
+        assert_eq!((errors[0].line, errors[0].field), (1, "header"));
+        assert_eq!(parse_sell_in_csv(HEADER), Err(SellInError::Empty));
+    }
+
+    #[test]
+    fn json_lines_are_numbered_from_one_and_typed() {
+        let text = r#"{"invoice":"I-1","date":"2026-11-20","outlet_id":"o-1","participant_id":"p-1","supplier_id":"acme","sku":"COLA-05","quantity":2}
+
+{"invoice":"I-1","date":"2026-11-20","outlet_id":"o-1","participant_id":"p-1","supplier_id":"acme","sku":"COLA-05","quantity":2.5}
+not json"#;
+        let Err(SellInError::Lines(errors)) = parse_sell_in_json_lines(text) else {
+            panic!("expected line errors");
+        };
+        let got: Vec<_> = errors.iter().map(|e| (e.line, e.field)).collect();
+        assert_eq!(got, vec![(3, "quantity"), (4, "line")]);
+    }
+
+    #[test]
+    fn a_line_is_priced_per_unit_by_the_rule_valid_on_its_date() {
+        let rule = Rule::parse(
+            RuleId::parse("cola-promo").unwrap(),
+            request(serde_json::json!({
+                "sku": "COLA-05", "points": 3,
+                "valid_from": "2026-11-01T00:00:00Z", "valid_until": "2026-12-01T00:00:00Z"
+            })),
+        )
+        .unwrap();
+        let csv = format!(
+            "{HEADER}INV-1,2026-11-20,o-1,p-1,acme,COLA-05,12\nINV-2,2026-12-01,o-1,p-1,acme,COLA-05,1\nINV-3,2026-11-20,o-1,p-1,acme,FANTA,1\n"
+        );
+        let lines = parse_sell_in_csv(&csv).unwrap();
+        let Err(SellInError::Lines(errors)) = price_lines(lines.clone(), &[rule.clone()]) else {
+            panic!("expected pricing errors");
+        };
+        assert_eq!(
+            errors.iter().map(|e| e.line).collect::<Vec<_>>(),
+            vec![3, 4]
+        );
+        let priced = price_lines(lines[..1].to_vec(), &[rule]).unwrap();
+        assert_eq!(priced[0].points, Points(36));
+    }
+
+    #[test]
+    fn entry_ids_are_deterministic_and_distinct_per_source() {
+        let p = ParticipantId::parse("p-1").unwrap();
+        assert_eq!(
+            entry_ids::action(&p, "key-00001"),
+            entry_ids::action(&p, "key-00001")
+        );
+        assert_ne!(
+            entry_ids::action(&p, "key-00001"),
+            entry_ids::action(&p, "key-00002")
+        );
+    }
+}
