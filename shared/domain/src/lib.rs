@@ -18,6 +18,7 @@ pub use points::Points;
 // Feature modules. Each is owned by one feature; see docs/architecture.md.
 pub mod batch;
 pub mod cashback;
+pub mod challenge;
 pub mod claim;
 pub mod code;
 pub mod earning;
