@@ -10,6 +10,7 @@ pub mod aws;
 pub mod config;
 pub mod dynamo;
 pub mod http;
+pub mod idempotency;
 pub mod stores;
 pub mod telemetry;
 

@@ -6,6 +6,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
+use loyalty_domain::earning::{month_key, MonthlyEarned};
 use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
 use loyalty_domain::ledger::{entry_ids, Balance, Delta, Entry, EntryKind};
 use loyalty_domain::review::{Decision, PendingReview, ReviewError, ReviewId};
@@ -85,13 +86,37 @@ pub fn balance_from_item(item: &Item) -> Result<Balance, InfraError> {
     })
 }
 
+const EARNED_PREFIX: &str = "earned_";
+
+/// Points earned per calendar month, from a balance item's `earned_<yyyymm>` attributes.
+pub fn monthly_earned_from_item(item: &Item) -> Result<MonthlyEarned, InfraError> {
+    let mut months = MonthlyEarned::new();
+    for attr in item.keys() {
+        if let Some(month) = attr
+            .strip_prefix(EARNED_PREFIX)
+            .and_then(|m| m.parse::<u32>().ok())
+        {
+            months.insert(month, item.signed(attr)?);
+        }
+    }
+    Ok(months)
+}
+
 /// The attribute values for a delta; shared by [`balance_update`] and its callers' conditions.
-fn delta_expression(delta: &Delta) -> (String, HashMap<String, AttributeValue>) {
+/// Earned points are also counted per calendar month of `at` (`earned_<yyyymm>`), so that a
+/// tier over the trailing 12 months is one read of the balance item.
+fn delta_expression(delta: &Delta, at: DateTime<Utc>) -> (String, HashMap<String, AttributeValue>) {
     let mut adds = vec!["version :one".to_string()];
     let mut values = HashMap::from([(":one".to_string(), n(1))]);
     for (field, value) in delta.fields() {
         adds.push(format!("{field} :d_{field}"));
         values.insert(format!(":d_{field}"), n(value));
+    }
+    if delta.lifetime_earned != 0 {
+        adds.push(format!(
+            "{EARNED_PREFIX}{} :d_lifetime_earned",
+            month_key(at)
+        ));
     }
     (
         format!("ADD {} SET updated_at = :now", adds.join(", ")),
@@ -107,7 +132,7 @@ pub fn balance_update(
     delta: &Delta,
     now: DateTime<Utc>,
 ) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
-    let (expression, mut values) = delta_expression(delta);
+    let (expression, mut values) = delta_expression(delta, now);
     values.insert(":now".into(), s(now.to_rfc3339()));
     Update::builder()
         .table_name(table)
@@ -182,6 +207,15 @@ impl DynamoLedger {
 
     pub async fn balance(&self, participant: &ParticipantId) -> Result<Balance, InfraError> {
         balance_from_item(&self.get(account_pk(participant), "BALANCE").await?)
+    }
+
+    /// The balance and the points earned in each calendar month, for the tier.
+    pub async fn balance_and_months(
+        &self,
+        participant: &ParticipantId,
+    ) -> Result<(Balance, MonthlyEarned), InfraError> {
+        let item = self.get(account_pk(participant), "BALANCE").await?;
+        Ok((balance_from_item(&item)?, monthly_earned_from_item(&item)?))
     }
 
     pub async fn outlet_totals(&self, outlet: &OutletId) -> Result<Balance, InfraError> {

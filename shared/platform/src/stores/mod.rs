@@ -1,6 +1,8 @@
 //! DynamoDB implementations of the domain ports, one module per area.
 
+pub mod challenges;
 pub mod claims;
 pub mod codes;
+pub mod earning;
 pub mod ledger;
 pub mod participants;

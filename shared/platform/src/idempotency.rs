@@ -1,0 +1,328 @@
+//! `Idempotency-Key` for POST routes that change balances, reusable by any HTTP function.
+//!
+//! - No key: 400 `idempotency_key_missing`; a malformed one: 400 `idempotency_key_invalid`.
+//! - The first answer is stored under (caller, key) for 24 hours, with a fingerprint of the
+//!   route and the exact body bytes. The same key with the same fingerprint replays that
+//!   answer (with `Idempotent-Replayed: true`); with another fingerprint it is 422
+//!   `idempotency_key_reused`.
+//! - A successful change writes its answer with [`Idempotency::record_item`] in the SAME
+//!   `TransactWriteItems` as the change, so there is never a change without its answer nor an
+//!   answer without its change. Business refusals, which write nothing else, are stored with
+//!   [`Idempotency::remember`]. Infrastructure failures (5xx) are not stored: retrying them
+//!   is the point of the key.
+//! - Two requests racing with one key: both may pass [`Idempotency::begin`], but only one
+//!   record write succeeds; the loser calls [`Idempotency::settle`] to answer what the
+//!   winner answered.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+use lambda_http::http::{header, StatusCode};
+use lambda_http::{Body, Request, Response};
+use loyalty_domain::ids::IdempotencyKey;
+use loyalty_domain::{Classified, InfraError, Kind};
+use sha2::{Digest, Sha256};
+
+use crate::dynamo::{infra, key, n, s, Item, ItemExt};
+use crate::http::{self, Problem};
+
+pub const HEADER: &str = "idempotency-key";
+const TTL_SECS: i64 = 24 * 3600;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdempotencyError {
+    #[error("this route changes balances: send an Idempotency-Key header")]
+    Missing,
+    #[error("Idempotency-Key must be 8 to 128 printable ASCII characters")]
+    Invalid,
+    #[error("this Idempotency-Key was used with a different request")]
+    Reused,
+}
+
+impl Classified for IdempotencyError {
+    fn kind(&self) -> Kind {
+        match self {
+            IdempotencyError::Missing | IdempotencyError::Invalid => Kind::BadInput,
+            IdempotencyError::Reused => Kind::Unprocessable,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            IdempotencyError::Missing => "idempotency_key_missing",
+            IdempotencyError::Invalid => "idempotency_key_invalid",
+            IdempotencyError::Reused => "idempotency_key_reused",
+        }
+    }
+}
+
+/// A request that carries a key nobody has answered yet.
+#[derive(Debug, Clone)]
+pub struct Keyed {
+    pub key: IdempotencyKey,
+    /// Whose key: keys are only unique per caller.
+    scope: String,
+    fingerprint: String,
+}
+
+/// An answer as it will be stored and replayed.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: serde_json::Value,
+}
+
+impl Answer {
+    pub fn new(status: StatusCode, body: serde_json::Value) -> Self {
+        Self { status, body }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        http::json(self.status, &self.body)
+    }
+
+    /// A business refusal, stored so that a retry gets the same refusal. Infrastructure
+    /// problems are never stored.
+    pub fn from_problem(p: &Problem) -> Option<Self> {
+        if p.status.is_server_error() {
+            return None;
+        }
+        let response = p.clone().into_response();
+        let body = match response.body() {
+            Body::Text(t) => serde_json::from_str(t).ok()?,
+            _ => return None,
+        };
+        Some(Self {
+            status: p.status,
+            body,
+        })
+    }
+}
+
+pub enum Begun {
+    Fresh(Keyed),
+    /// The stored first answer.
+    Replay(Response<Body>),
+}
+
+#[derive(Clone)]
+pub struct Idempotency {
+    client: Client,
+    table: String,
+}
+
+fn record_key(k: &Keyed) -> Item {
+    key(
+        format!("IDEMPOTENCY#{}#{}", k.scope, k.key.as_str()),
+        "IDEMPOTENCY",
+    )
+}
+
+fn body_bytes(req: &Request) -> &[u8] {
+    match req.body() {
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => b"",
+    }
+}
+
+impl Idempotency {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Reads the key, and answers from the store if this key was answered before.
+    pub async fn begin(
+        &self,
+        req: &Request,
+        scope: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Begun, Problem> {
+        let raw = http::header(req, HEADER)
+            .ok_or_else(|| Problem::from_error(IdempotencyError::Missing))?;
+        let key = IdempotencyKey::parse(raw)
+            .map_err(|_| Problem::from_error(IdempotencyError::Invalid))?;
+        let mut hash = Sha256::new();
+        hash.update(http::route_key(req).as_bytes());
+        hash.update([0u8]);
+        hash.update(body_bytes(req));
+        let fingerprint: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let keyed = Keyed {
+            key,
+            scope: scope.to_string(),
+            fingerprint,
+        };
+        match self
+            .stored(&keyed, now)
+            .await
+            .map_err(Problem::from_error)?
+        {
+            Some(response) => Ok(Begun::Replay(response)),
+            None => Ok(Begun::Fresh(keyed)),
+        }
+    }
+
+    async fn stored(
+        &self,
+        k: &Keyed,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Response<Body>>, StoredError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(record_key(k)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoredError::Infra(infra("read idempotency record", e)))?
+            .item
+            .unwrap_or_default();
+        // DynamoDB deletes expired items lazily; an expired record is no record.
+        if item.is_empty() || item.signed("ttl").map_err(StoredError::Infra)? <= now.timestamp() {
+            return Ok(None);
+        }
+        if item.string("fingerprint").map_err(StoredError::Infra)? != k.fingerprint {
+            return Err(StoredError::Reused);
+        }
+        let status =
+            StatusCode::from_u16(item.number("status").map_err(StoredError::Infra)? as u16)
+                .map_err(|e| {
+                    StoredError::Infra(InfraError::permanent(
+                        "decode idempotency record",
+                        e.to_string(),
+                    ))
+                })?;
+        let body = item.string("body").map_err(StoredError::Infra)?.to_string();
+        let response = Response::builder()
+            .status(status)
+            .header(
+                header::CONTENT_TYPE,
+                item.opt_string("content_type")
+                    .unwrap_or("application/json"),
+            )
+            .header("idempotent-replayed", "true")
+            .body(Body::Text(body))
+            .map_err(|e| {
+                StoredError::Infra(InfraError::permanent(
+                    "decode idempotency record",
+                    e.to_string(),
+                ))
+            })?;
+        Ok(Some(response))
+    }
+
+    fn put(&self, k: &Keyed, answer: &Answer, now: DateTime<Utc>) -> Result<Put, InfraError> {
+        let content_type = if answer.status.is_success() {
+            "application/json"
+        } else {
+            "application/problem+json"
+        };
+        let mut item = record_key(k);
+        item.extend(HashMap::from([
+            ("fingerprint".to_string(), s(&k.fingerprint)),
+            ("status".to_string(), n(answer.status.as_u16())),
+            ("body".to_string(), s(answer.body.to_string())),
+            ("content_type".to_string(), s(content_type)),
+            ("ttl".to_string(), n(now.timestamp() + TTL_SECS)),
+        ]));
+        Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR #ttl <= :now")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .build()
+            .map_err(|e| InfraError::permanent("build request", e.to_string()))
+    }
+
+    /// The record of `answer`, to write in the same transaction as the change it reports.
+    /// Its condition fails when another request with the same key got there first.
+    pub fn record_item(
+        &self,
+        k: &Keyed,
+        answer: &Answer,
+        now: DateTime<Utc>,
+    ) -> Result<TransactWriteItem, InfraError> {
+        Ok(TransactWriteItem::builder()
+            .put(self.put(k, answer, now)?)
+            .build())
+    }
+
+    /// Stores a refusal (nothing else was written) and answers it, or answers what a
+    /// concurrent request with the same key stored first.
+    pub async fn remember(
+        &self,
+        k: &Keyed,
+        answer: Answer,
+        now: DateTime<Utc>,
+    ) -> Result<Response<Body>, Problem> {
+        let put = self.put(k, &answer, now).map_err(Problem::from_error)?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(put.item().clone()))
+            .condition_expression("attribute_not_exists(pk) OR #ttl <= :now")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(answer.into_response()),
+            Err(e) => match e.into_service_error() {
+                PutItemError::ConditionalCheckFailedException(_) => self.settle(k, now).await,
+                other => Err(Problem::from_error(InfraError::retryable(
+                    "store idempotency record",
+                    other.to_string(),
+                ))),
+            },
+        }
+    }
+
+    /// After our record lost a race: the answer the winner stored.
+    pub async fn settle(&self, k: &Keyed, now: DateTime<Utc>) -> Result<Response<Body>, Problem> {
+        match self.stored(k, now).await {
+            Ok(Some(response)) => Ok(response),
+            Ok(None) => Err(Problem::from_error(InfraError::retryable(
+                "settle idempotency race",
+                "the winning record is not readable yet",
+            ))),
+            Err(e) => Err(Problem::from_error(e)),
+        }
+    }
+}
+
+enum StoredError {
+    Reused,
+    Infra(InfraError),
+}
+
+impl Classified for StoredError {
+    fn kind(&self) -> Kind {
+        match self {
+            StoredError::Reused => IdempotencyError::Reused.kind(),
+            StoredError::Infra(e) => e.kind(),
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            StoredError::Reused => IdempotencyError::Reused.code(),
+            StoredError::Infra(e) => e.code(),
+        }
+    }
+}
+
+impl std::fmt::Display for StoredError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoredError::Reused => IdempotencyError::Reused.fmt(f),
+            StoredError::Infra(e) => e.fmt(f),
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Challenges in ProgrammeTable and participants' progress in ActivityTable.
+//!
+//! ProgrammeTable: `CHALLENGES`/`CHALLENGE#<id>` (the challenge as JSON).
+//! ActivityTable, one partition per participant so `GET /me/challenges` is one query:
+//! `PROGRESS#<participant>`/`CHALLENGE#<id>` (`units`, `completed`) and
+//! `PROGRESS#<participant>`/`SOURCE#<challenge>#<reference>` (a source counted once).
+//!
+//! Recording a source is one transaction per matching challenge, in this order:
+//! source marker (must be new), progress (conditional on the units read, so concurrent
+//! sources never lose an update), and, when this step crosses the target, the bonus entry's
+//! ledger items. The bonus entry id is one per challenge and participant, so even a bug in
+//! the progress arithmetic could not grant it twice.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+use loyalty_domain::challenge::{
+    Challenge, ChallengeId, Progress, ProgressError, ProgressOutcome, ProgressSource,
+};
+use loyalty_domain::ids::ParticipantId;
+use loyalty_domain::ledger::{Entry, EntryKind};
+use loyalty_domain::InfraError;
+
+use crate::dynamo::{infra, key, n, s, Item, ItemExt};
+use crate::stores::ledger::{append_items, OutboxRecord};
+
+#[derive(Debug, Clone)]
+pub struct ChallengeTables {
+    pub programme: String,
+    pub activity: String,
+    pub ledger: String,
+    pub outbox: String,
+}
+
+/// Sources for one participant arriving together retry on the progress condition.
+const ATTEMPTS: usize = 8;
+
+#[derive(Clone)]
+pub struct ChallengeStore {
+    client: Client,
+    tables: ChallengeTables,
+}
+
+fn progress_pk(participant: &ParticipantId) -> String {
+    format!("PROGRESS#{participant}")
+}
+
+fn progress_from_item(item: &Item) -> Result<Progress, InfraError> {
+    Ok(Progress {
+        units: item.opt_number("units")?.unwrap_or(0),
+        completed: item
+            .get("completed")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
+    })
+}
+
+fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> InfraError {
+    InfraError::permanent("build request", e.to_string())
+}
+
+impl ChallengeStore {
+    pub fn new(client: Client, tables: ChallengeTables) -> Self {
+        Self { client, tables }
+    }
+
+    pub async fn put_challenge(&self, c: &Challenge, now: DateTime<Utc>) -> Result<(), InfraError> {
+        self.client
+            .put_item()
+            .table_name(&self.tables.programme)
+            .set_item(Some(key("CHALLENGES", format!("CHALLENGE#{}", c.id))))
+            .item(
+                "challenge",
+                s(serde_json::to_string(c).expect("challenges serialise")),
+            )
+            .item("updated_at", s(now.to_rfc3339()))
+            .send()
+            .await
+            .map_err(|e| infra("put challenge", e))?;
+        Ok(())
+    }
+
+    pub async fn challenges(&self) -> Result<Vec<Challenge>, InfraError> {
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.tables.programme)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s("CHALLENGES"))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| infra("read challenges", e))?;
+            for item in out.items() {
+                found.push(
+                    serde_json::from_str(item.string("challenge")?)
+                        .map_err(|e| InfraError::permanent("decode challenge", e.to_string()))?,
+                );
+            }
+            match out.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => return Ok(found),
+            }
+        }
+    }
+
+    /// Every challenge with the participant's progress in it (zero where they have none).
+    pub async fn progress_of(
+        &self,
+        participant: &ParticipantId,
+    ) -> Result<Vec<(Challenge, Progress)>, InfraError> {
+        let challenges = self.challenges().await?;
+        let mut progress: HashMap<String, Progress> = HashMap::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.tables.activity)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :c)")
+                .expression_attribute_values(":pk", s(progress_pk(participant)))
+                .expression_attribute_values(":c", s("CHALLENGE#"))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| infra("read progress", e))?;
+            for item in out.items() {
+                let id = item
+                    .string("sk")?
+                    .trim_start_matches("CHALLENGE#")
+                    .to_string();
+                progress.insert(id, progress_from_item(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => break,
+            }
+        }
+        Ok(challenges
+            .into_iter()
+            .map(|c| {
+                let p = progress.get(c.id.as_str()).copied().unwrap_or_default();
+                (c, p)
+            })
+            .collect())
+    }
+
+    async fn read_progress(
+        &self,
+        participant: &ParticipantId,
+        challenge: &ChallengeId,
+    ) -> Result<Option<Progress>, InfraError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.activity)
+            .set_key(Some(key(
+                progress_pk(participant),
+                format!("CHALLENGE#{challenge}"),
+            )))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| infra("read progress", e))?;
+        out.item.as_ref().map(progress_from_item).transpose()
+    }
+
+    /// Records `source`'s units towards every challenge it counts for, and grants a
+    /// challenge's bonus in the same transaction as the progress that completes it.
+    /// A source recorded again changes nothing; call this again freely after a failure.
+    pub async fn record_progress(
+        &self,
+        source: &ProgressSource,
+    ) -> Result<Vec<ProgressOutcome>, ProgressError> {
+        let mut outcomes = Vec::new();
+        for challenge in self.challenges().await? {
+            if challenge.counts(&source.supplier, source.date) {
+                outcomes.push(self.record_one(&challenge, source).await?);
+            }
+        }
+        Ok(outcomes)
+    }
+
+    async fn record_one(
+        &self,
+        challenge: &Challenge,
+        source: &ProgressSource,
+    ) -> Result<ProgressOutcome, ProgressError> {
+        let pk = progress_pk(&source.participant);
+        for attempt in 1..=ATTEMPTS {
+            let current = self
+                .read_progress(&source.participant, &challenge.id)
+                .await?;
+            let step = current.unwrap_or_default().add(source.units, challenge);
+            let marker = Put::builder()
+                .table_name(&self.tables.activity)
+                .set_item(Some(key(
+                    &pk,
+                    format!("SOURCE#{}#{}", challenge.id, source.reference),
+                )))
+                .item("units", n(source.units))
+                .item("recorded_at", s(source.at.to_rfc3339()))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(build_err)?;
+            let mut progress = Put::builder()
+                .table_name(&self.tables.activity)
+                .set_item(Some(key(&pk, format!("CHALLENGE#{}", challenge.id))))
+                .item("units", n(step.next.units))
+                .item(
+                    "completed",
+                    aws_sdk_dynamodb::types::AttributeValue::Bool(step.next.completed),
+                )
+                .item("updated_at", s(source.at.to_rfc3339()));
+            progress = match current {
+                None => progress.condition_expression("attribute_not_exists(pk)"),
+                Some(p) => progress
+                    .condition_expression("units = :read")
+                    .expression_attribute_values(":read", n(p.units)),
+            };
+            let mut items = vec![
+                TransactWriteItem::builder().put(marker).build(),
+                TransactWriteItem::builder()
+                    .put(progress.build().map_err(build_err)?)
+                    .build(),
+            ];
+            let bonus = step.completes.then(|| Entry {
+                id: challenge.bonus_entry_id(&source.participant),
+                participant: source.participant.clone(),
+                outlet: None,
+                kind: EntryKind::Accrual,
+                amount: challenge.bonus,
+                source: format!("challenge {}", challenge.id),
+                created_at: source.at,
+                expires_on: None,
+            });
+            if let Some(entry) = &bonus {
+                items.extend(append_items(
+                    &self.tables.ledger,
+                    entry,
+                    Some(OutboxRecord {
+                        table: &self.tables.outbox,
+                        event_id: format!("challenge_completed-{}", entry.id),
+                        payload: serde_json::json!({
+                            "type": "challenge_completed",
+                            "participant_id": source.participant.as_str(),
+                            "challenge_id": challenge.id.as_str(),
+                            "entry_id": entry.id.as_str(),
+                            "points": entry.amount.get(),
+                            "occurred_at": source.at.to_rfc3339(),
+                        }),
+                    }),
+                )?);
+            }
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await;
+            let cancelled = match result {
+                Ok(_) => {
+                    return Ok(ProgressOutcome {
+                        challenge: challenge.id.clone(),
+                        progress: step.next,
+                        bonus: bonus.map(|e| e.id),
+                        already_counted: false,
+                    })
+                }
+                Err(err) => match err.into_service_error() {
+                    TransactWriteItemsError::TransactionCanceledException(c) => c,
+                    other => {
+                        return Err(
+                            InfraError::retryable("record progress", other.to_string()).into()
+                        )
+                    }
+                },
+            };
+            let reasons = cancelled.cancellation_reasons();
+            let code = |i: usize| reasons.get(i).and_then(|r| r.code());
+            if code(0) == Some("ConditionalCheckFailed") {
+                return Ok(ProgressOutcome {
+                    challenge: challenge.id.clone(),
+                    progress: current.unwrap_or_default(),
+                    bonus: None,
+                    already_counted: true,
+                });
+            }
+            let raced = code(1) == Some("ConditionalCheckFailed")
+                || reasons
+                    .iter()
+                    .any(|r| r.code() == Some("TransactionConflict"));
+            if !raced || attempt == ATTEMPTS {
+                let codes: Vec<_> = reasons.iter().map(|r| r.code().unwrap_or("?")).collect();
+                return Err(InfraError::retryable(
+                    "record progress",
+                    format!("cancelled: {codes:?}"),
+                )
+                .into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5 * attempt as u64)).await;
+        }
+        unreachable!("the loop returns on its last attempt")
+    }
+}
