@@ -1,8 +1,10 @@
 //! DynamoDB implementations of the domain ports, one module per area.
 
+pub mod cashback;
 pub mod challenges;
 pub mod claims;
 pub mod codes;
 pub mod earning;
 pub mod ledger;
 pub mod participants;
+pub mod partner_secrets;
