@@ -1,0 +1,417 @@
+//! Earning beyond pack codes.
+//!
+//! - `POST /actions` (participant, `Idempotency-Key`): a target action earns by its rule, the
+//!   tier multiplier applied; limits are conditional counters in the ledger transaction.
+//! - `GET /me/challenges` (participant): progress in every challenge.
+//! - `POST /admin/sell-in` (admin, `Idempotency-Key`, `text/csv` or JSON lines): validated
+//!   as a whole first, so a bad line writes nothing; then each line is credited exactly once
+//!   (its entry id is the line's identity) and feeds challenge progress.
+//! - `GET /admin/rules`, `PUT /admin/rules/{ruleId}`, `GET|PUT /admin/tiers`,
+//!   `PUT /admin/challenges/{challengeId}` (admin).
+
+use std::collections::HashMap;
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Error, Request, Response};
+use loyalty_domain::auth::{Caller, Role};
+use loyalty_domain::challenge::{Challenge, ChallengeRequest, ProgressSource};
+use loyalty_domain::earning::{
+    check_action, entry_ids, parse_sell_in_csv, parse_sell_in_json_lines, price_lines,
+    with_multiplier, AccrualError, Rule, RuleId, RuleRequest, SellInError, Slug, Tier, Tiers,
+};
+use loyalty_domain::ids::ParticipantId;
+use loyalty_domain::ledger::{Entry, EntryKind};
+use loyalty_domain::ports::{Clock, SystemClock};
+use loyalty_platform::config::{ConfigError, Env};
+use loyalty_platform::http::{self, Problem, ResultExt};
+use loyalty_platform::idempotency::{Answer, Begun, Idempotency, Keyed};
+use loyalty_platform::stores::challenges::{ChallengeStore, ChallengeTables};
+use loyalty_platform::stores::earning::{EarningStore, EarningTables, Written};
+use serde::Deserialize;
+use serde_json::json;
+
+pub struct App {
+    earning: EarningStore,
+    challenges: ChallengeStore,
+    idempotency: Idempotency,
+    clock: Box<dyn Clock>,
+}
+
+impl App {
+    pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
+        Self::with_clock(aws, env, Box::new(SystemClock))
+    }
+
+    /// Tests pass their own clock (validity windows, periods, tiers).
+    pub fn with_clock(
+        aws: &aws_config::SdkConfig,
+        env: &Env,
+        clock: Box<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
+        Self::with_dynamodb(loyalty_platform::aws::dynamodb(aws), env, clock)
+    }
+
+    /// Benchmarks pass a client of their own, e.g. with a request-counting interceptor.
+    pub fn with_dynamodb(
+        dynamodb: aws_sdk_dynamodb::Client,
+        env: &Env,
+        clock: Box<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
+        let programme = env.required("PROGRAMME_TABLE")?;
+        let activity = env.required("ACTIVITY_TABLE")?;
+        let ledger = env.required("LEDGER_TABLE")?;
+        let outbox = env.required("OUTBOX_TABLE")?;
+        Ok(Self {
+            earning: EarningStore::new(
+                dynamodb.clone(),
+                EarningTables {
+                    programme: programme.clone(),
+                    activity: activity.clone(),
+                    ledger: ledger.clone(),
+                    outbox: outbox.clone(),
+                },
+            ),
+            challenges: ChallengeStore::new(
+                dynamodb.clone(),
+                ChallengeTables {
+                    programme,
+                    activity: activity.clone(),
+                    ledger,
+                    outbox,
+                },
+            ),
+            idempotency: Idempotency::new(dynamodb, activity),
+            clock,
+        })
+    }
+
+    pub async fn handle(&self, req: Request) -> Result<Response<Body>, Error> {
+        Ok(http::respond(self.route(&req).await))
+    }
+
+    async fn route(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        match http::route_key(req) {
+            "POST /actions" => self.report_action(req).await,
+            "GET /me/challenges" => self.my_challenges(req).await,
+            "POST /admin/sell-in" => self.import_sell_in(req).await,
+            "GET /admin/rules" => self.list_rules(req).await,
+            "PUT /admin/rules/{ruleId}" => self.put_rule(req).await,
+            "GET /admin/tiers" => self.get_tiers(req).await,
+            "PUT /admin/tiers" => self.put_tiers(req).await,
+            "PUT /admin/challenges/{challengeId}" => self.put_challenge(req).await,
+            _ => Err(Problem::route_not_found()),
+        }
+    }
+
+    fn admin(req: &Request) -> Result<Caller, Problem> {
+        let caller = http::caller(req)?;
+        caller.require(&[Role::Admin]).problem()?;
+        Ok(caller)
+    }
+
+    /// Runs `work` once per Idempotency-Key: a replay answers what the first request did,
+    /// and a business refusal is remembered like a success.
+    async fn once<F, Fut>(
+        &self,
+        req: &Request,
+        caller: &Caller,
+        work: F,
+    ) -> Result<Response<Body>, Problem>
+    where
+        F: FnOnce(Keyed) -> Fut,
+        Fut: std::future::Future<Output = Result<Response<Body>, Problem>>,
+    {
+        let now = self.clock.now();
+        let keyed = match self
+            .idempotency
+            .begin(req, caller.subject.as_str(), now)
+            .await?
+        {
+            Begun::Replay(response) => return Ok(response),
+            Begun::Fresh(keyed) => keyed,
+        };
+        match work(keyed.clone()).await {
+            Ok(response) => Ok(response),
+            Err(problem) => match Answer::from_problem(&problem) {
+                Some(answer) => self.idempotency.remember(&keyed, answer, now).await,
+                None => Err(problem),
+            },
+        }
+    }
+
+    async fn report_action(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        let caller = http::caller(req)?;
+        let participant = caller.participant().problem()?.clone();
+        let outlet = caller.outlet.as_ref().map(|(o, _)| o.clone());
+        self.once(req, &caller, |keyed| async move {
+            let body: ActionBody = http::json_body(req)?;
+            let rule_id = RuleId::parse(&body.rule_id)
+                .map_err(|e| Problem::bad_request("invalid_rule_id", e.to_string()))?;
+            let reference = body.reference.unwrap_or_default();
+            if reference.chars().count() > 120 {
+                return Err(Problem::bad_request(
+                    "invalid_reference",
+                    "reference must be at most 120 characters.",
+                ));
+            }
+            let now = self.clock.now();
+            let rule = self
+                .earning
+                .rule(&rule_id)
+                .await
+                .problem()?
+                .ok_or_else(|| Problem::from_error(AccrualError::UnknownRule(rule_id.clone())))?;
+            let action = check_action(&rule, now).problem()?;
+            let tiers = self.earning.tiers().await.problem()?;
+            let tier = self
+                .earning
+                .tier_of(&tiers, &participant, now)
+                .await
+                .problem()?;
+            let entry = Entry {
+                id: entry_ids::action(&participant, keyed.key.as_str()),
+                participant: participant.clone(),
+                outlet,
+                kind: EntryKind::Accrual,
+                amount: with_multiplier(rule.points, &tier),
+                source: if reference.is_empty() {
+                    format!("rule {}", rule.id)
+                } else {
+                    format!("rule {}: {reference}", rule.id)
+                },
+                created_at: now,
+                expires_on: None,
+            };
+            let answer = Answer::new(
+                StatusCode::CREATED,
+                json!({
+                    "entry_id": entry.id.as_str(),
+                    "rule_id": rule.id.as_str(),
+                    "action": action,
+                    "points": entry.amount.get(),
+                    "base_points": rule.points.get(),
+                    "tier": tier.name,
+                    "multiplier_percent": tier.multiplier_percent,
+                }),
+            );
+            let record = self
+                .idempotency
+                .record_item(&keyed, &answer, now)
+                .problem()?;
+            match self
+                .earning
+                .accrue_action(&rule, &entry, Some(record))
+                .await
+                .problem()?
+            {
+                Written::Appended => {
+                    tracing::info!(
+                        rule = %rule.id,
+                        entry = %entry.id,
+                        points = entry.amount.get(),
+                        "action accrued"
+                    );
+                    Ok(answer.into_response())
+                }
+                Written::KeyTaken => self.idempotency.settle(&keyed, now).await,
+            }
+        })
+        .await
+    }
+
+    async fn my_challenges(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        let caller = http::caller(req)?;
+        let participant = caller.participant().problem()?;
+        let progress = self.challenges.progress_of(participant).await.problem()?;
+        let challenges: Vec<_> = progress
+            .iter()
+            .map(|(c, p)| {
+                json!({
+                    "challenge_id": c.id.as_str(),
+                    "title": c.title,
+                    "supplier_id": c.supplier.as_str(),
+                    "target_units": c.target_units,
+                    "units": p.units,
+                    "completed": p.completed,
+                    "bonus_points": c.bonus.get(),
+                    "starts_on": c.starts_on.to_string(),
+                    "ends_on": c.ends_on.to_string(),
+                })
+            })
+            .collect();
+        Ok(http::json(
+            StatusCode::OK,
+            &json!({ "challenges": challenges }),
+        ))
+    }
+
+    async fn import_sell_in(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        let caller = Self::admin(req)?;
+        self.once(req, &caller, |keyed| async move {
+            let text = http::text_body(req)?;
+            let content_type = http::header(req, "content-type").unwrap_or("");
+            let lines = if content_type.starts_with("text/csv") {
+                parse_sell_in_csv(text)
+            } else {
+                parse_sell_in_json_lines(text)
+            };
+            let rules = self.earning.rules().await.problem()?;
+            let priced = lines
+                .and_then(|lines| price_lines(lines, &rules))
+                .map_err(sell_in_problem)?;
+            let now = self.clock.now();
+            let tiers = self.earning.tiers().await.problem()?;
+            let mut tier_cache: HashMap<ParticipantId, Tier> = HashMap::new();
+            let (mut credited, mut repeated, mut points) = (0u64, 0u64, 0u64);
+            let mut completed = Vec::new();
+            for p in &priced {
+                let participant = &p.line.participant;
+                let tier = match tier_cache.get(participant) {
+                    Some(t) => t.clone(),
+                    None => {
+                        let t = self
+                            .earning
+                            .tier_of(&tiers, participant, now)
+                            .await
+                            .problem()?;
+                        tier_cache.insert(participant.clone(), t.clone());
+                        t
+                    }
+                };
+                let entry = Entry {
+                    id: entry_ids::sell_in(&p.line),
+                    participant: participant.clone(),
+                    outlet: Some(p.line.outlet.clone()),
+                    kind: EntryKind::Accrual,
+                    amount: with_multiplier(p.points, &tier),
+                    source: format!(
+                        "sell-in {} {} x{}",
+                        p.line.invoice,
+                        p.line.sku.as_str(),
+                        p.line.quantity
+                    ),
+                    created_at: now,
+                    expires_on: None,
+                };
+                if self
+                    .earning
+                    .credit_sell_in(&entry, &p.rule)
+                    .await
+                    .problem()?
+                {
+                    credited += 1;
+                    points += entry.amount.get();
+                } else {
+                    repeated += 1;
+                }
+                // Also after a repeated line: an interrupted import may have credited the
+                // line without counting it yet; the source marker makes this a no-op otherwise.
+                let outcomes = self
+                    .challenges
+                    .record_progress(&ProgressSource {
+                        participant: participant.clone(),
+                        supplier: p.line.supplier.clone(),
+                        units: p.line.quantity as u64,
+                        date: p.line.date,
+                        reference: entry.id.as_str().to_string(),
+                        at: now,
+                    })
+                    .await
+                    .problem()?;
+                completed.extend(outcomes.into_iter().filter(|o| o.bonus.is_some()).map(|o| {
+                    json!({ "challenge_id": o.challenge.as_str(), "participant_id": participant.as_str() })
+                }));
+            }
+            tracing::info!(lines = priced.len(), credited, repeated, points, "sell-in imported");
+            let answer = Answer::new(
+                StatusCode::OK,
+                json!({
+                    "lines": priced.len(),
+                    "credited": credited,
+                    "already_imported": repeated,
+                    "points": points,
+                    "challenges_completed": completed,
+                }),
+            );
+            // Many transactions wrote the lines; each is exactly-once by its entry id, so the
+            // answer is stored after them, and a retry before it completes the import.
+            self.idempotency.remember(&keyed, answer, now).await
+        })
+        .await
+    }
+
+    async fn list_rules(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        Self::admin(req)?;
+        let rules = self.earning.rules().await.problem()?;
+        Ok(http::json(StatusCode::OK, &json!({ "rules": rules })))
+    }
+
+    async fn put_rule(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        Self::admin(req)?;
+        let id = RuleId::parse(http::path_param(req, "ruleId")?)
+            .map_err(|e| Problem::bad_request("invalid_rule_id", e.to_string()))?;
+        let body: RuleRequest = http::json_body(req)?;
+        let rule = Rule::parse(id, body).problem()?;
+        self.earning
+            .put_rule(&rule, self.clock.now())
+            .await
+            .problem()?;
+        Ok(http::json(StatusCode::OK, &rule))
+    }
+
+    async fn get_tiers(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        Self::admin(req)?;
+        let tiers = self.earning.tiers().await.problem()?;
+        Ok(http::json(StatusCode::OK, &json!({ "tiers": tiers })))
+    }
+
+    async fn put_tiers(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        Self::admin(req)?;
+        let body: TiersBody = http::json_body(req)?;
+        let tiers = Tiers::parse(body.tiers).problem()?;
+        self.earning
+            .put_tiers(&tiers, self.clock.now())
+            .await
+            .problem()?;
+        Ok(http::json(StatusCode::OK, &json!({ "tiers": tiers })))
+    }
+
+    async fn put_challenge(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        Self::admin(req)?;
+        let id = Slug::parse(http::path_param(req, "challengeId")?)
+            .map_err(|e| Problem::bad_request("invalid_challenge_id", e.to_string()))?;
+        let body: ChallengeRequest = http::json_body(req)?;
+        let challenge = Challenge::parse(id, body).problem()?;
+        self.challenges
+            .put_challenge(&challenge, self.clock.now())
+            .await
+            .problem()?;
+        Ok(http::json(StatusCode::OK, &challenge))
+    }
+}
+
+fn sell_in_problem(e: SellInError) -> Problem {
+    let errors = match &e {
+        SellInError::Lines(errors) => Some(json!({ "errors": errors })),
+        _ => None,
+    };
+    let problem = Problem::from_error(e);
+    match errors {
+        Some(ext) => problem.with_extensions(ext),
+        None => problem,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    rule_id: String,
+    /// What the participant did, for their history: a survey id, an audit reference.
+    reference: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TiersBody {
+    tiers: Vec<Tier>,
+}
