@@ -3,10 +3,12 @@
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Error, Request, Response};
 use loyalty_domain::auth::{AuthError, Role};
+use loyalty_domain::earning::earned_trailing_12_months;
 use loyalty_domain::ids::OutletId;
 use loyalty_domain::ledger::{Balance, Entry};
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
+use loyalty_platform::stores::earning::read_tiers;
 use loyalty_platform::stores::ledger::DynamoLedger;
 use serde::Serialize;
 
@@ -15,15 +17,20 @@ const MAX_PAGE: i32 = 100;
 
 pub struct App {
     ledger: DynamoLedger,
+    dynamodb: aws_sdk_dynamodb::Client,
+    /// Where tiers are configured; without it the balance shows no tier.
+    programme_table: Option<String>,
 }
 
 impl App {
     pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
-        let ledger = DynamoLedger::new(
-            loyalty_platform::aws::dynamodb(aws),
-            env.required("LEDGER_TABLE")?,
-        );
-        Ok(Self { ledger })
+        let dynamodb = loyalty_platform::aws::dynamodb(aws);
+        let ledger = DynamoLedger::new(dynamodb.clone(), env.required("LEDGER_TABLE")?);
+        Ok(Self {
+            ledger,
+            dynamodb,
+            programme_table: env.optional("PROGRAMME_TABLE"),
+        })
     }
 
     pub async fn handle(&self, req: Request) -> Result<Response<Body>, Error> {
@@ -42,7 +49,24 @@ impl App {
     async fn balance(&self, req: &Request) -> Result<Response<Body>, Problem> {
         let caller = http::caller(req)?;
         let participant = caller.participant().problem()?;
-        let balance = self.ledger.balance(participant).await.problem()?;
+        let (balance, months) = self
+            .ledger
+            .balance_and_months(participant)
+            .await
+            .problem()?;
+        let tier = match &self.programme_table {
+            None => None,
+            Some(table) => {
+                let tiers = read_tiers(&self.dynamodb, table).await.problem()?;
+                let earned = earned_trailing_12_months(&months, chrono::Utc::now());
+                let tier = tiers.tier_for(earned);
+                Some(TierView {
+                    name: tier.name.clone(),
+                    multiplier_percent: tier.multiplier_percent,
+                    earned_last_12_months: earned,
+                })
+            }
+        };
         let outlet = caller.outlet.as_ref().map(|(o, _)| o.as_str());
         Ok(http::json(
             StatusCode::OK,
@@ -50,6 +74,7 @@ impl App {
                 participant_id: participant.as_str(),
                 outlet_id: outlet,
                 balance,
+                tier,
             },
         ))
     }
@@ -107,6 +132,16 @@ struct BalanceView<'a> {
     outlet_id: Option<&'a str>,
     #[serde(flatten)]
     balance: Balance,
+    tier: Option<TierView>,
+}
+
+/// The tier now, from points earned over the trailing 12 months; settlement recalculates
+/// nothing, since it is derived at read time.
+#[derive(Serialize)]
+struct TierView {
+    name: String,
+    multiplier_percent: u32,
+    earned_last_12_months: u64,
 }
 
 #[derive(Serialize)]

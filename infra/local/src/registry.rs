@@ -105,6 +105,7 @@ impl Registry {
             .with("participants", app!(participants, Http))
             .with("code-claim", app!(code_claim, Http))
             .with("wallet", app!(wallet, Http))
+            .with("accrual", app!(accrual, Http))
             .with("codes-admin", app!(codes_admin, Http))
             .with("batch-worker", app!(batch_worker, Sqs))
     }

@@ -125,24 +125,8 @@ impl EarningStore {
         }
     }
 
-    /// The configured tiers, or a single base tier at ×1 when none are configured.
     pub async fn tiers(&self) -> Result<Tiers, InfraError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.programme)
-            .set_key(Some(key("TIERS", "TIERS")))
-            .send()
-            .await
-            .map_err(|e| infra("read tiers", e))?;
-        match out.item {
-            None => Ok(Tiers::default()),
-            Some(item) => {
-                let tiers: Vec<Tier> = decode(item.string("tiers")?, "decode tiers")?;
-                Tiers::parse(tiers)
-                    .map_err(|e| InfraError::permanent("decode tiers", e.to_string()))
-            }
-        }
+        read_tiers(&self.client, &self.tables.programme).await
     }
 
     pub async fn put_tiers(&self, tiers: &Tiers, now: DateTime<Utc>) -> Result<(), InfraError> {
@@ -305,6 +289,25 @@ impl EarningStore {
             tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64)).await;
         }
         unreachable!("the loop returns on its last attempt")
+    }
+}
+
+/// The configured tiers, or a single base tier at ×1 when none are configured. Free-standing
+/// so that read-only functions (the wallet) need no other table.
+pub async fn read_tiers(client: &Client, programme_table: &str) -> Result<Tiers, InfraError> {
+    let out = client
+        .get_item()
+        .table_name(programme_table)
+        .set_key(Some(key("TIERS", "TIERS")))
+        .send()
+        .await
+        .map_err(|e| infra("read tiers", e))?;
+    match out.item {
+        None => Ok(Tiers::default()),
+        Some(item) => {
+            let tiers: Vec<Tier> = decode(item.string("tiers")?, "decode tiers")?;
+            Tiers::parse(tiers).map_err(|e| InfraError::permanent("decode tiers", e.to_string()))
+        }
     }
 }
 
