@@ -13,6 +13,7 @@ pub mod schedule;
 pub mod seed;
 pub mod server;
 pub mod template;
+pub mod webhooks;
 
 /// Issuer and audience of development tokens; the local values of the template's
 /// `JwtIssuer` and `JwtAudience` parameters.

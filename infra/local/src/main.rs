@@ -5,6 +5,7 @@
 //! loyalty-local mint-token --role participant|rep|admin --sub ID [--outlet-id ID --outlet-role owner|seller] [--region ID] [--ttl-hours N]
 //! loyalty-local trigger FunctionLogicalId [--url http://127.0.0.1:3000]
 //! loyalty-local provision [--prefix local]
+//! loyalty-local sign-webhook --file BODY_OR_EVENT.json [--partner demo-market] [--secret S] [--url http://127.0.0.1:3000]
 //! ```
 //! `up` and `provision` need the emulator's address in `LOCAL_AWS_ENDPOINT`.
 
@@ -23,7 +24,8 @@ const USAGE: &str = "usage:
   loyalty-local up [--host 127.0.0.1] [--port 3000] [--no-seed]
   loyalty-local mint-token --role participant|rep|admin --sub ID [--outlet-id ID --outlet-role owner|seller] [--region ID] [--ttl-hours N]
   loyalty-local trigger FunctionLogicalId [--url http://127.0.0.1:3000]
-  loyalty-local provision [--prefix local]";
+  loyalty-local provision [--prefix local]
+  loyalty-local sign-webhook --file BODY_OR_EVENT.json [--partner demo-market] [--secret S] [--url http://127.0.0.1:3000]";
 
 /// `--name value` pairs, bare `--flag`s and positional arguments.
 struct Args {
@@ -75,6 +77,7 @@ async fn main() -> ExitCode {
         Some("mint-token") => mint_token(&raw[1..]),
         Some("trigger") => trigger(&raw[1..]).await,
         Some("provision") => provision_only(&raw[1..]).await,
+        Some("sign-webhook") => sign_webhook(&raw[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -154,6 +157,32 @@ fn mint_token(raw: &[String]) -> Result<(), String> {
     println!(
         "{}",
         key.sign(&request.claims(chrono::Utc::now().timestamp()))
+    );
+    Ok(())
+}
+
+/// Prints a curl command posting the body (or a sample event's body), signed now.
+fn sign_webhook(raw: &[String]) -> Result<(), String> {
+    use loyalty_local::webhooks::{body_of, curl_command, DEMO_PARTNER, DEMO_SECRET};
+    let args = Args::parse(raw, &[])?;
+    args.only(&["file", "partner", "secret", "url"])?;
+    let file = args.get("file").ok_or("--file is required")?;
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+    let partner = args.get("partner").unwrap_or(DEMO_PARTNER);
+    let secret = match (args.get("secret"), partner) {
+        (Some(secret), _) => secret,
+        (None, DEMO_PARTNER) => DEMO_SECRET,
+        (None, other) => return Err(format!("--secret is required for partner {other}")),
+    };
+    println!(
+        "{}",
+        curl_command(
+            args.get("url").unwrap_or("http://127.0.0.1:3000"),
+            partner,
+            secret,
+            &body_of(&text),
+            chrono::Utc::now().timestamp(),
+        )
     );
     Ok(())
 }

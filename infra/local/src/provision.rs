@@ -157,7 +157,10 @@ impl Resources {
                 .map_err(|e| bad(format!("{function_id} variable {key}: {e}")))?;
             env = env.with(key.clone(), resolved);
         }
-        Ok(env.with("S3_FORCE_PATH_STYLE", "true"))
+        Ok(crate::webhooks::local_overrides(
+            &function.binary,
+            env.with("S3_FORCE_PATH_STYLE", "true"),
+        ))
     }
 
     /// A template value as a string, with `!Ref`, `!GetAtt` and `!Sub` resolved.

@@ -108,6 +108,7 @@ impl Registry {
             .with("accrual", app!(accrual, Http))
             .with("codes-admin", app!(codes_admin, Http))
             .with("batch-worker", app!(batch_worker, Sqs))
+            .with("partner-webhooks", app!(partner_webhooks, Http))
     }
 
     pub fn with(mut self, binary: &str, factory: Factory) -> Registry {

@@ -30,6 +30,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::earning::SupplierId;
 use crate::ids::{EntryId, ParticipantId, RegionId};
 use crate::{Classified, InfraError, Kind, Points};
 
@@ -240,7 +241,7 @@ pub const APP_CHANNEL: &str = "app";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrderLine {
-    pub supplier_id: String,
+    pub supplier_id: SupplierId,
     pub units: u64,
 }
 
@@ -446,6 +447,11 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    /// Delivered orders count towards challenges, whatever cashback they earned.
+    pub fn counts_for_challenges_once_delivered(self) -> bool {
+        matches!(self, OrderStatus::Pending | OrderStatus::NoCashback)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Pending => "pending",

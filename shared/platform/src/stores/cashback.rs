@@ -34,12 +34,15 @@ use loyalty_domain::cashback::{
     MinimumOrder, NewOrder, OrderChange, OrderEvent, OrderId, OrderLine, OrderStatus, PartnerId,
     PartnerTerms,
 };
+use loyalty_domain::challenge::{ProgressError, ProgressSource};
+use loyalty_domain::earning::SupplierId;
 use loyalty_domain::ids::{ParticipantId, RegionId};
 use loyalty_domain::ledger::{Entry, EntryKind};
 use loyalty_domain::{InfraError, Points};
 use serde::Serialize;
 
 use crate::dynamo::{infra, key, n, s, Item, ItemExt};
+use crate::stores::challenges::{ChallengeStore, ChallengeTables};
 use crate::stores::ledger::{account_pk, append_items, balance_from_item, OutboxRecord};
 
 /// Event markers outlive any partner's retry schedule by far.
@@ -94,6 +97,7 @@ pub struct Order {
     /// The month whose cap the cashback counts against.
     pub month: String,
     pub lines: Vec<OrderLine>,
+    pub ordered_at: DateTime<Utc>,
     pub clawed_back: Points,
     pub outstanding_clawback: Points,
 }
@@ -137,14 +141,25 @@ pub struct DynamoCashback {
     client: Client,
     tables: CashbackTables,
     policy: CashbackPolicy,
+    challenges: ChallengeStore,
 }
 
 impl DynamoCashback {
     pub fn new(client: Client, tables: CashbackTables, policy: CashbackPolicy) -> Self {
+        let challenges = ChallengeStore::new(
+            client.clone(),
+            ChallengeTables {
+                programme: tables.programme.clone(),
+                activity: tables.activity.clone(),
+                ledger: tables.ledger.clone(),
+                outbox: tables.outbox.clone(),
+            },
+        );
         Self {
             client,
             tables,
             policy,
+            challenges,
         }
     }
 
@@ -607,6 +622,9 @@ impl DynamoCashback {
             ),
             other => (result(other, Some("no_change")), None),
         };
+        if order.status.counts_for_challenges_once_delivered() {
+            self.count_for_challenges(&order, now).await?;
+        }
         let mut items = vec![self.marker(partner, &r, now)?];
         if let Some(update) = update {
             items.push(tx_update(
@@ -620,6 +638,37 @@ impl DynamoCashback {
             )?);
         }
         Ok(self.commit(items, r).await?)
+    }
+
+    /// Counts a delivered order's units towards challenges, one source per supplier. This
+    /// runs before the event is marked: recording a source twice counts it once, so a
+    /// delivery whose marking fails and is retried never counts twice, and never not at all.
+    async fn count_for_challenges(
+        &self,
+        order: &Order,
+        now: DateTime<Utc>,
+    ) -> Result<(), InfraError> {
+        let mut by_supplier: std::collections::BTreeMap<&SupplierId, u64> = Default::default();
+        for line in order.lines.iter().filter(|l| l.units > 0) {
+            *by_supplier.entry(&line.supplier_id).or_default() += line.units;
+        }
+        for (supplier, units) in by_supplier {
+            let source = ProgressSource {
+                participant: order.participant.clone(),
+                supplier: supplier.clone(),
+                units,
+                date: order.ordered_at.date_naive(),
+                reference: format!("order-{}-{}-{supplier}", order.partner, order.id),
+                at: now,
+            };
+            match self.challenges.record_progress(&source).await {
+                Ok(_) => {}
+                Err(ProgressError::Infra(e)) => return Err(e),
+                // A challenge removed while we were counting: nothing left to count towards.
+                Err(ProgressError::NotFound(_)) => {}
+            }
+        }
+        Ok(())
     }
 
     async fn withdrawn(
@@ -888,6 +937,10 @@ fn order_from_item(partner: &PartnerId, id: &OrderId, item: &Item) -> Result<Ord
         cashback: Points(item.number("cashback")?),
         month: item.string("month")?.to_string(),
         lines: serde_json::from_str(item.string("lines")?).map_err(|e| bad(e.to_string()))?,
+        ordered_at: item
+            .string("ordered_at")?
+            .parse()
+            .map_err(|e: chrono::ParseError| bad(e.to_string()))?,
         clawed_back: Points(item.opt_number("clawed_back")?.unwrap_or(0)),
         outstanding_clawback: Points(item.opt_number("outstanding_clawback")?.unwrap_or(0)),
     })

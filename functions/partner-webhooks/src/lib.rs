@@ -1,0 +1,218 @@
+//! Partner marketplaces report orders here; participants earn cashback on them.
+//!
+//! - `POST /webhooks/partners/{partnerId}`: no JWT. The partner signs the raw body (see
+//!   `loyalty_domain::cashback` for the `X-Loyalty-Signature` format). An unknown partner, a
+//!   bad signature or a timestamp more than five minutes off is a 401 before anything is read
+//!   or written. The event id makes the route idempotent (it needs no `Idempotency-Key`): a
+//!   replay answers 200 with the first result and writes nothing.
+//! - `PUT /admin/partners/{partnerId}`: a partner's name, rates (basis points) and status.
+//! - `PUT /admin/regions/{regionId}/minimum-order`: a region's minimum order (minor units).
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Error, Request, Response};
+use loyalty_domain::auth::Role;
+use loyalty_domain::cashback::{
+    verify, CashbackError, CashbackPolicy, MinimumOrder, OrderEvent, PartnerId, PartnerSecrets,
+    PartnerTerms, SIGNATURE_HEADER,
+};
+use loyalty_domain::ids::RegionId;
+use loyalty_domain::ports::{Clock, SystemClock};
+use loyalty_domain::{Classified, Points};
+use loyalty_platform::config::{ConfigError, Env};
+use loyalty_platform::http::{self, Problem, ResultExt};
+use loyalty_platform::stores::cashback::{CashbackTables, DynamoCashback};
+use loyalty_platform::stores::partner_secrets::PartnerSecretsSource;
+use serde::{Deserialize, Serialize};
+
+pub struct App {
+    store: DynamoCashback,
+    secrets: PartnerSecretsSource,
+    clock: Box<dyn Clock>,
+}
+
+impl App {
+    pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
+        Self::with_clock(aws, env, Box::new(SystemClock))
+    }
+
+    /// Tests pass their own clock.
+    pub fn with_clock(
+        aws: &aws_config::SdkConfig,
+        env: &Env,
+        clock: Box<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
+        Self::with_dynamodb(loyalty_platform::aws::dynamodb(aws), env, clock)
+    }
+
+    /// Benchmarks pass a client with a request-counting interceptor.
+    pub fn with_dynamodb(
+        dynamodb: aws_sdk_dynamodb::Client,
+        env: &Env,
+        clock: Box<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
+        let tables = CashbackTables {
+            programme: env.required("PROGRAMME_TABLE")?,
+            activity: env.required("ACTIVITY_TABLE")?,
+            ledger: env.required("LEDGER_TABLE")?,
+            outbox: env.required("OUTBOX_TABLE")?,
+        };
+        let defaults = CashbackPolicy::default();
+        let minor_units_per_point: u64 = env.parse_or(
+            "CASHBACK_MINOR_UNITS_PER_POINT",
+            defaults.minor_units_per_point,
+        )?;
+        if minor_units_per_point == 0 {
+            return Err(ConfigError::Invalid {
+                key: "CASHBACK_MINOR_UNITS_PER_POINT".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        let default_minimum = env.parse_or(
+            "CASHBACK_DEFAULT_MINIMUM_ORDER_MINOR",
+            defaults.default_minimum_order.get(),
+        )?;
+        let policy = CashbackPolicy {
+            minor_units_per_point,
+            monthly_cap: Points(
+                env.parse_or("CASHBACK_MONTHLY_CAP_POINTS", defaults.monthly_cap.get())?,
+            ),
+            default_minimum_order: MinimumOrder::parse(default_minimum).map_err(|e| {
+                ConfigError::Invalid {
+                    key: "CASHBACK_DEFAULT_MINIMUM_ORDER_MINOR".into(),
+                    reason: e.to_string(),
+                }
+            })?,
+        };
+        Ok(Self {
+            store: DynamoCashback::new(dynamodb, tables, policy),
+            secrets: PartnerSecretsSource::from_env(env)?,
+            clock,
+        })
+    }
+
+    pub async fn handle(&self, req: Request) -> Result<Response<Body>, Error> {
+        Ok(http::respond(self.route(&req).await))
+    }
+
+    async fn route(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        match http::route_key(req) {
+            "POST /webhooks/partners/{partnerId}" => self.webhook(req).await,
+            "PUT /admin/partners/{partnerId}" => self.put_partner(req).await,
+            "PUT /admin/regions/{regionId}/minimum-order" => self.put_minimum_order(req).await,
+            _ => Err(Problem::route_not_found()),
+        }
+    }
+
+    async fn webhook(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        let now = self.clock.now();
+        // An id that cannot be a partner's is an unknown partner, not bad input: the caller
+        // is unauthenticated until a signature says otherwise.
+        let partner = PartnerId::parse(http::path_param(req, "partnerId")?)
+            .map_err(|_| CashbackError::UnknownPartner)
+            .problem()?;
+        let secret = self
+            .secrets
+            .secret(&partner)
+            .await
+            .map_err(CashbackError::from)
+            .problem()?
+            .ok_or(CashbackError::UnknownPartner)
+            .problem()?;
+        let body: &[u8] = match req.body() {
+            Body::Text(t) => t.as_bytes(),
+            Body::Binary(b) => b,
+            _ => b"",
+        };
+        if let Err(refused) = verify(&secret, http::header(req, SIGNATURE_HEADER), body, now) {
+            tracing::warn!(partner = %partner, code = refused.code(), "webhook refused");
+            return Err(Problem::from_error(refused));
+        }
+        let event: OrderEvent = http::json_body(req)?;
+        let result = self.store.apply(&partner, &event, now).await.problem()?;
+        tracing::info!(
+            partner = %partner,
+            event_id = %event.event_id,
+            order_id = %event.order_id,
+            change = event.change.as_str(),
+            status = %result.status,
+            points = result.points,
+            "order event applied"
+        );
+        Ok(http::json(StatusCode::OK, &result))
+    }
+
+    async fn put_partner(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        http::caller(req)?.require(&[Role::Admin]).problem()?;
+        let partner = PartnerId::parse(http::path_param(req, "partnerId")?).problem()?;
+        let terms: PartnerTerms = http::json_body::<PartnerBody>(req)?.into();
+        let terms = terms.validate().problem()?;
+        self.store
+            .put_partner(&partner, &terms, self.clock.now())
+            .await
+            .problem()?;
+        Ok(http::json(
+            StatusCode::OK,
+            &PartnerView {
+                partner_id: partner.as_str(),
+                terms: &terms,
+            },
+        ))
+    }
+
+    async fn put_minimum_order(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        http::caller(req)?.require(&[Role::Admin]).problem()?;
+        let region = RegionId::parse(http::path_param(req, "regionId")?).map_err(|e| {
+            Problem::bad_request("invalid_id", "The region id is not valid.")
+                .with_detail(e.to_string())
+        })?;
+        let body: MinimumBody = http::json_body(req)?;
+        let minimum = MinimumOrder::parse(body.amount_minor).problem()?;
+        self.store
+            .put_minimum_order(&region, minimum, self.clock.now())
+            .await
+            .problem()?;
+        Ok(http::json(
+            StatusCode::OK,
+            &serde_json::json!({ "region_id": region.as_str(), "amount_minor": minimum.get() }),
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartnerBody {
+    name: String,
+    default_rate_bp: u32,
+    #[serde(default)]
+    category_rates_bp: std::collections::BTreeMap<String, u32>,
+    #[serde(default = "active_by_default")]
+    active: bool,
+}
+
+fn active_by_default() -> bool {
+    true
+}
+
+impl From<PartnerBody> for PartnerTerms {
+    fn from(b: PartnerBody) -> Self {
+        PartnerTerms {
+            name: b.name.trim().to_string(),
+            default_rate_bp: b.default_rate_bp,
+            category_rates_bp: b.category_rates_bp,
+            active: b.active,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PartnerView<'a> {
+    partner_id: &'a str,
+    #[serde(flatten)]
+    terms: &'a PartnerTerms,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MinimumBody {
+    amount_minor: u64,
+}
