@@ -2,6 +2,7 @@
 //! Every test creates its own fresh resources on the local emulator.
 mod authz;
 mod batches;
+mod cashback;
 mod claim_mocks;
 mod claims;
 mod ledger_check;

@@ -1,0 +1,622 @@
+//! Partner webhooks and cashback against the emulator: signatures, replays, the order life
+//! cycle through the ledger, the monthly cap under concurrent webhooks, clawbacks.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use futures::future::join_all;
+use lambda_http::http::StatusCode;
+use loyalty_domain::cashback::{sign, OrderId, OrderStatus, PartnerId, Secret, SIGNATURE_HEADER};
+use loyalty_domain::challenge::Challenge;
+use loyalty_domain::earning::Slug;
+use loyalty_domain::ids::{EntryId, ParticipantId};
+use loyalty_domain::ledger::{Entry, EntryKind};
+use loyalty_domain::ports::{Clock, FixedClock};
+use loyalty_domain::Points;
+use loyalty_local::webhooks::{DEMO_PARTNER, DEMO_SECRET};
+use loyalty_platform::dynamo::{key, ItemExt};
+use loyalty_platform::stores::cashback::{
+    CashbackTables, DynamoCashback, ReleaseOutcome, OUTSTANDING_CLAWBACKS,
+};
+use loyalty_platform::stores::challenges::{ChallengeStore, ChallengeTables};
+use loyalty_platform::stores::ledger::{append_items, DynamoLedger};
+use loyalty_tests::{body_json, ApiEvent, TestStack};
+use serde_json::{json, Value};
+
+use crate::ledger_check::assert_ledger_consistent;
+
+const FUNCTION: &str = "PartnerWebhooksFunction";
+/// 12 500.00 at the demo partner's 5% beverages rate: 625 points.
+const AMOUNT: u64 = 1_250_000;
+const POINTS: u64 = 625;
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
+}
+
+struct Fixture {
+    stack: TestStack,
+    app: partner_webhooks::App,
+    clock: Arc<FixedClock>,
+}
+
+/// The fixture's clock, shared with its App so the test can move it.
+struct SharedClock(Arc<FixedClock>);
+
+impl Clock for SharedClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0.now()
+    }
+}
+
+impl Fixture {
+    /// A stack where the demo partner pays 3% by default and 5% on beverages.
+    async fn new() -> Fixture {
+        let stack = TestStack::for_function(FUNCTION).await;
+        let clock = Arc::new(FixedClock::at(now()));
+        let app = partner_webhooks::App::with_clock(
+            &stack.aws,
+            &stack.env_for(FUNCTION),
+            Box::new(SharedClock(clock.clone())),
+        )
+        .unwrap();
+        let f = Fixture { stack, app, clock };
+        let (status, body) = f
+            .call(ApiEvent::load("partner-webhooks/put-partner.json"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        f
+    }
+
+    async fn call(&self, event: ApiEvent) -> (StatusCode, Value) {
+        let response = self.app.handle(event.request()).await.unwrap();
+        (response.status(), body_json(&response))
+    }
+
+    fn store(&self) -> DynamoCashback {
+        DynamoCashback::new(
+            self.stack.dynamodb(),
+            CashbackTables {
+                programme: self.stack.table_name("ProgrammeTable").into(),
+                activity: self.stack.table_name("ActivityTable").into(),
+                ledger: self.stack.table_name("LedgerTable").into(),
+                outbox: self.stack.table_name("OutboxTable").into(),
+            },
+            Default::default(),
+        )
+    }
+
+    fn ledger(&self) -> DynamoLedger {
+        DynamoLedger::new(self.stack.dynamodb(), self.stack.table_name("LedgerTable"))
+    }
+
+    /// Each event a second after the previous one, so ledger entries have distinct times
+    /// and replay in the order they were appended.
+    fn tick(&self) -> DateTime<Utc> {
+        self.clock.advance(Duration::seconds(1));
+        self.clock.now()
+    }
+
+    async fn webhook(&self, body: &Value) -> (StatusCode, Value) {
+        let at = self.tick();
+        self.call(signed(body, DEMO_SECRET, at.timestamp())).await
+    }
+
+    async fn set_minimum(&self, region: &str, amount_minor: u64) {
+        let event = ApiEvent::load("partner-webhooks/put-region-minimum-order.json")
+            .path_param("regionId", region)
+            .body(json!({ "amount_minor": amount_minor }));
+        assert_eq!(self.call(event).await.0, StatusCode::OK);
+    }
+
+    /// Items in every table the function writes.
+    async fn item_count(&self) -> usize {
+        let mut total = 0;
+        for table in [
+            "ProgrammeTable",
+            "ActivityTable",
+            "LedgerTable",
+            "OutboxTable",
+        ] {
+            let out = self
+                .stack
+                .dynamodb()
+                .scan()
+                .table_name(self.stack.table_name(table))
+                .send()
+                .await
+                .unwrap();
+            total += out.items().len();
+        }
+        total
+    }
+
+    async fn outbox_has(&self, event_id: &str) -> bool {
+        self.stack
+            .dynamodb()
+            .get_item()
+            .table_name(self.stack.table_name("OutboxTable"))
+            .set_key(Some(key(format!("OUTBOX#{event_id}"), "OUTBOX")))
+            .send()
+            .await
+            .unwrap()
+            .item
+            .is_some()
+    }
+}
+
+/// A sample webhook event carrying `body`, signed with `secret` at `timestamp`.
+fn signed(body: &Value, secret: &str, timestamp: i64) -> ApiEvent {
+    let text = body.to_string();
+    let header = sign(
+        &Secret::new(secret.as_bytes().to_vec()),
+        timestamp,
+        text.as_bytes(),
+    );
+    ApiEvent::load("partner-webhooks/order-created.json")
+        .text_body(&text)
+        .header(SIGNATURE_HEADER, &header)
+}
+
+fn created(event: &str, order: &str, participant: &str, amount_minor: u64) -> Value {
+    json!({
+        "event_id": event, "order_id": order, "occurred_at": "2026-11-22T09:58:00Z",
+        "type": "created", "participant_id": participant, "region": "almaty",
+        "channel": "app", "category": "beverages", "amount_minor": amount_minor,
+        "lines": [{ "supplier_id": "cola-co", "units": 24 }]
+    })
+}
+
+fn change(event: &str, order: &str, kind: &str) -> Value {
+    json!({ "event_id": event, "order_id": order, "occurred_at": "2026-11-22T09:59:00Z", "type": kind })
+}
+
+fn participant(id: &str) -> ParticipantId {
+    ParticipantId::parse(id).unwrap()
+}
+
+fn ids(order: &str) -> (PartnerId, OrderId) {
+    (
+        PartnerId::parse(DEMO_PARTNER).unwrap(),
+        OrderId::parse(order).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn unknown_partners_bad_signatures_and_stale_timestamps_get_401_and_write_nothing() {
+    let f = Fixture::new().await;
+    let before = f.item_count().await;
+    let body = created("e-1", "o-1", "p-1", AMOUNT);
+    let t = now().timestamp();
+    let tampered = {
+        let good = signed(&body, DEMO_SECRET, t);
+        good.text_body(&created("e-1", "o-1", "p-1", AMOUNT * 10).to_string())
+    };
+    let cases = [
+        (
+            "an unknown partner",
+            signed(&body, DEMO_SECRET, t).path_param("partnerId", "other-shop"),
+            "unknown_partner",
+        ),
+        (
+            "a partner id that cannot exist",
+            signed(&body, DEMO_SECRET, t).path_param("partnerId", "a.b"),
+            "unknown_partner",
+        ),
+        (
+            "another secret",
+            signed(&body, "not-the-secret", t),
+            "invalid_signature",
+        ),
+        (
+            "a body changed after signing",
+            tampered,
+            "invalid_signature",
+        ),
+        (
+            "no signature",
+            ApiEvent::load("partner-webhooks/order-created.json").text_body(&body.to_string()),
+            "invalid_signature",
+        ),
+        (
+            "a timestamp six minutes old",
+            signed(&body, DEMO_SECRET, t - 360),
+            "stale_signature",
+        ),
+        (
+            "a timestamp six minutes ahead",
+            signed(&body, DEMO_SECRET, t + 360),
+            "stale_signature",
+        ),
+    ];
+    for (case, event, code) in cases {
+        let (status, problem) = f.call(event).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some(code)),
+            "{case}: {problem}"
+        );
+    }
+    assert_eq!(
+        f.item_count().await,
+        before,
+        "a refused webhook wrote something"
+    );
+    assert_ledger_consistent(&f.stack, &[participant("p-1")]).await;
+}
+
+#[tokio::test]
+async fn a_created_order_credits_pending_cashback_once_and_a_replay_answers_the_first_result() {
+    let f = Fixture::new().await;
+    let body = created("e-1", "o-1", "p-1", AMOUNT);
+    let (status, first) = f.webhook(&body).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(
+        (first["status"].as_str(), first["points"].as_u64()),
+        (Some("pending"), Some(POINTS))
+    );
+    let items = f.item_count().await;
+    let (status, replay) = f.webhook(&body).await;
+    assert_eq!((status, &replay), (StatusCode::OK, &first));
+    assert_eq!(f.item_count().await, items, "a replay wrote something");
+
+    let balance = f.ledger().balance(&participant("p-1")).await.unwrap();
+    assert_eq!((balance.pending, balance.available), (POINTS, 0));
+    assert!(
+        f.outbox_has("cashback_pending-cashback:demo-market:o-1:pending")
+            .await
+    );
+    assert_ledger_consistent(&f.stack, &[participant("p-1")]).await;
+}
+
+#[tokio::test]
+async fn the_sample_events_re_signed_now_are_accepted_in_order() {
+    let f = Fixture::new().await;
+    for name in ["order-created", "order-delivered", "order-returned"] {
+        let sample = ApiEvent::load(&format!("partner-webhooks/{name}.json"));
+        let body: Value = serde_json::from_str(sample.0["body"].as_str().unwrap()).unwrap();
+        let (status, result) = f.webhook(&body).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {result}");
+    }
+    let (partner, order) = ids("DM-100042");
+    let order = f.store().order(&partner, &order).await.unwrap().unwrap();
+    assert_eq!(order.status, OrderStatus::Reversed);
+    assert_ledger_consistent(&f.stack, &[participant("p-7f3a9c")]).await;
+}
+
+#[tokio::test]
+async fn only_app_orders_at_or_above_their_regions_minimum_earn() {
+    let f = Fixture::new().await;
+    f.set_minimum("almaty", 1_000_000).await;
+    let mut web = created("e-1", "o-web", "p-1", AMOUNT);
+    web["channel"] = json!("web");
+    let below = created("e-2", "o-below", "p-1", 999_999);
+    let at = created("e-3", "o-at", "p-1", 1_000_000);
+    let mut elsewhere_below = created("e-4", "o-else-below", "p-1", 399_999);
+    elsewhere_below["region"] = json!("astana");
+    let mut elsewhere_at = created("e-5", "o-else-at", "p-1", 400_000);
+    elsewhere_at["region"] = json!("astana");
+
+    let expect = [
+        (web, "no_cashback", 0, Some("not_app_channel")),
+        (below, "no_cashback", 0, Some("below_minimum_order")),
+        (at, "pending", 500, None),
+        (
+            elsewhere_below,
+            "no_cashback",
+            0,
+            Some("below_minimum_order"),
+        ),
+        (elsewhere_at, "pending", 200, None),
+    ];
+    for (body, status, points, reason) in expect {
+        let (code, result) = f.webhook(&body).await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(
+            (
+                result["status"].as_str(),
+                result["points"].as_u64(),
+                result["reason"].as_str()
+            ),
+            (Some(status), Some(points), reason),
+            "{body}"
+        );
+    }
+    let balance = f.ledger().balance(&participant("p-1")).await.unwrap();
+    assert_eq!(balance.pending, 700);
+    assert_ledger_consistent(&f.stack, &[participant("p-1")]).await;
+}
+
+#[tokio::test]
+async fn a_delivered_order_awaits_release_in_its_month_and_is_released_once() {
+    let f = Fixture::new().await;
+    f.webhook(&created("e-1", "o-1", "p-1", AMOUNT)).await;
+    let (status, delivered) = f.webhook(&change("e-2", "o-1", "delivered")).await;
+    assert_eq!(
+        (status, delivered["status"].as_str()),
+        (StatusCode::OK, Some("eligible"))
+    );
+    let store = f.store();
+    let (partner, order) = ids("o-1");
+    assert_eq!(
+        store.awaiting_release("2026-11").await.unwrap(),
+        vec![(partner.clone(), order.clone())]
+    );
+
+    let later = now() + Duration::days(10);
+    assert_eq!(
+        store.release_order(&partner, &order, later).await.unwrap(),
+        ReleaseOutcome::Released(Points(POINTS))
+    );
+    assert_eq!(
+        store.release_order(&partner, &order, later).await.unwrap(),
+        ReleaseOutcome::NotEligible(OrderStatus::Released)
+    );
+    assert!(store.awaiting_release("2026-11").await.unwrap().is_empty());
+    let balance = f.ledger().balance(&participant("p-1")).await.unwrap();
+    assert_eq!(
+        (balance.pending, balance.available, balance.lifetime_earned),
+        (0, POINTS, POINTS)
+    );
+    assert!(
+        f.outbox_has("cashback_released-cashback:demo-market:o-1:released")
+            .await
+    );
+    assert_ledger_consistent(&f.stack, &[participant("p-1")]).await;
+}
+
+#[tokio::test]
+async fn a_change_for_an_order_not_yet_created_is_refused_and_writes_nothing() {
+    let f = Fixture::new().await;
+    let before = f.item_count().await;
+    let (status, problem) = f.webhook(&change("e-2", "o-1", "delivered")).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::CONFLICT, Some("unknown_order"))
+    );
+    assert_eq!(f.item_count().await, before);
+    // The partner's retry after the created event goes through.
+    f.webhook(&created("e-1", "o-1", "p-1", AMOUNT)).await;
+    let (status, delivered) = f.webhook(&change("e-2", "o-1", "delivered")).await;
+    assert_eq!(
+        (status, delivered["status"].as_str()),
+        (StatusCode::OK, Some("eligible"))
+    );
+    assert_ledger_consistent(&f.stack, &[participant("p-1")]).await;
+}
+
+#[tokio::test]
+async fn cancelling_or_returning_before_release_reverses_the_pending_credit_and_frees_the_cap() {
+    let f = Fixture::new().await;
+    f.webhook(&created("e-1", "o-1", "p-1", AMOUNT)).await;
+    f.webhook(&created("e-2", "o-2", "p-1", AMOUNT)).await;
+    f.webhook(&change("e-3", "o-2", "delivered")).await;
+    assert_eq!(
+        f.store()
+            .used_this_month(&participant("p-1"), "2026-11")
+            .await
+            .unwrap(),
+        2 * POINTS
+    );
+
+    let (_, cancelled) = f.webhook(&change("e-4", "o-1", "cancelled")).await;
+    let (_, returned) = f.webhook(&change("e-5", "o-2", "returned")).await;
+    for result in [&cancelled, &returned] {
+        assert_eq!(
+            (result["status"].as_str(), result["points"].as_u64()),
+            (Some("reversed"), Some(POINTS)),
+            "{result}"
+        );
+    }
+    // Reversed orders leave the release queue, and their release is refused.
+    let store = f.store();
+    assert!(store.awaiting_release("2026-11").await.unwrap().is_empty());
+    let (partner, order) = ids("o-2");
+    assert_eq!(
+        store.release_order(&partner, &order, now()).await.unwrap(),
+        ReleaseOutcome::NotEligible(OrderStatus::Reversed)
+    );
+    assert_eq!(
+        store
+            .used_this_month(&participant("p-1"), "2026-11")
+            .await
+            .unwrap(),
+        0
+    );
+    let balance = f.ledger().balance(&participant("p-1")).await.unwrap();
+    assert_eq!((balance.pending, balance.available), (0, 0));
+    // A second cancellation of the same order changes nothing.
+    let (_, again) = f.webhook(&change("e-6", "o-1", "cancelled")).await;
+    assert_eq!(
+        (again["status"].as_str(), again["points"].as_u64()),
+        (Some("reversed"), Some(0))
+    );
+    assert_ledger_consistent(&f.stack, &[participant("p-1")]).await;
+}
+
+/// Spends `amount` available points, as the catalogue would.
+async fn spend(f: &Fixture, who: &str, amount: u64) {
+    let entry = Entry {
+        id: EntryId::parse(&format!("redemption-{who}-{amount}")).unwrap(),
+        participant: participant(who),
+        outlet: None,
+        kind: EntryKind::Redemption,
+        amount: Points(amount),
+        source: "catalogue".into(),
+        created_at: f.tick(),
+        expires_on: None,
+    };
+    let items = append_items(f.stack.table_name("LedgerTable"), &entry, None).unwrap();
+    f.stack
+        .dynamodb()
+        .transact_write_items()
+        .set_transact_items(Some(items))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_return_after_release_claws_back_what_the_balance_covers_and_records_the_rest() {
+    let f = Fixture::new().await;
+    let store = f.store();
+    for order in ["o-1", "o-2"] {
+        f.webhook(&created(&format!("{order}-c"), order, "p-1", AMOUNT))
+            .await;
+        f.webhook(&change(&format!("{order}-d"), order, "delivered"))
+            .await;
+        let (partner, id) = ids(order);
+        store.release_order(&partner, &id, f.tick()).await.unwrap();
+    }
+    // Covered: 1 250 available, 625 clawed back.
+    let (_, covered) = f.webhook(&change("o-1-r", "o-1", "returned")).await;
+    assert_eq!(
+        (
+            covered["status"].as_str(),
+            covered["points"].as_u64(),
+            covered["outstanding_clawback"].as_u64()
+        ),
+        (Some("clawed_back"), Some(POINTS), Some(0))
+    );
+    // Not covered: 125 left after spending 500, so 125 is clawed back and 500 is owed.
+    spend(&f, "p-1", 500).await;
+    let (_, uncovered) = f.webhook(&change("o-2-r", "o-2", "returned")).await;
+    assert_eq!(
+        (
+            uncovered["status"].as_str(),
+            uncovered["points"].as_u64(),
+            uncovered["outstanding_clawback"].as_u64()
+        ),
+        (Some("clawed_back"), Some(125), Some(500))
+    );
+    let balance = f.ledger().balance(&participant("p-1")).await.unwrap();
+    assert_eq!(balance.available, 0);
+    let (partner, id) = ids("o-2");
+    let order = store.order(&partner, &id).await.unwrap().unwrap();
+    assert_eq!(
+        (order.clawed_back, order.outstanding_clawback),
+        (Points(125), Points(500))
+    );
+    let raw = f
+        .stack
+        .dynamodb()
+        .get_item()
+        .table_name(f.stack.table_name("ActivityTable"))
+        .set_key(Some(key("ORDER#demo-market#o-2", "ORDER")))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(raw.string("gsi1pk").unwrap(), OUTSTANDING_CLAWBACKS);
+    assert_ledger_consistent(&f.stack, &[participant("p-1")]).await;
+}
+
+#[tokio::test]
+async fn concurrent_webhooks_for_one_participant_never_exceed_the_monthly_cap() {
+    let f = Fixture::new().await;
+    let bodies: Vec<Value> = (0..32)
+        .map(|i| created(&format!("e-{i}"), &format!("o-{i}"), "p-1", AMOUNT))
+        .collect();
+    let results = join_all(bodies.iter().map(|b| f.webhook(b))).await;
+    let mut credited = 0;
+    for (status, result) in &results {
+        assert_eq!(*status, StatusCode::OK, "{result}");
+        credited += result["points"].as_u64().unwrap();
+    }
+    // 32 × 625 is far above the cap of 3 000: exactly the cap is credited.
+    assert_eq!(credited, 3_000);
+    let balance = f.ledger().balance(&participant("p-1")).await.unwrap();
+    assert_eq!(balance.pending, 3_000);
+    assert_eq!(
+        f.store()
+            .used_this_month(&participant("p-1"), "2026-11")
+            .await
+            .unwrap(),
+        3_000
+    );
+    let capped = results
+        .iter()
+        .filter(|(_, r)| r["reason"] == "capped")
+        .count();
+    assert!(capped <= 1, "at most one order is credited in part");
+    assert_ledger_consistent(&f.stack, &[participant("p-1")]).await;
+}
+
+#[tokio::test]
+async fn a_delivered_order_counts_its_units_towards_a_challenge_once() {
+    let f = Fixture::new().await;
+    let challenges = ChallengeStore::new(
+        f.stack.dynamodb(),
+        ChallengeTables {
+            programme: f.stack.table_name("ProgrammeTable").into(),
+            activity: f.stack.table_name("ActivityTable").into(),
+            ledger: f.stack.table_name("LedgerTable").into(),
+            outbox: f.stack.table_name("OutboxTable").into(),
+        },
+    );
+    let challenge = Challenge::parse(
+        Slug::parse("cola-40").unwrap(),
+        serde_json::from_value(json!({
+            "title": "Buy 40 Cola Co units", "supplier_id": "cola-co", "target_units": 40,
+            "bonus_points": 300, "starts_on": "2026-11-01", "ends_on": "2026-11-30"
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    challenges.put_challenge(&challenge, now()).await.unwrap();
+
+    // Each order has 24 units of cola-co: the second delivery completes the challenge.
+    for order in ["o-1", "o-2"] {
+        f.webhook(&created(&format!("{order}-c"), order, "p-1", AMOUNT))
+            .await;
+        f.webhook(&change(&format!("{order}-d"), order, "delivered"))
+            .await;
+        // A replayed delivery counts nothing more.
+        f.webhook(&change(&format!("{order}-d"), order, "delivered"))
+            .await;
+    }
+    let progress = challenges.progress_of(&participant("p-1")).await.unwrap();
+    assert_eq!(progress.len(), 1);
+    assert_eq!((progress[0].1.units, progress[0].1.completed), (48, true));
+    let balance = f.ledger().balance(&participant("p-1")).await.unwrap();
+    assert_eq!((balance.available, balance.pending), (300, 2 * POINTS));
+    assert_ledger_consistent(&f.stack, &[participant("p-1")]).await;
+}
+
+#[tokio::test]
+async fn partner_settings_with_impossible_rates_or_amounts_are_refused_with_400() {
+    let f = Fixture::new().await;
+    let partner = ApiEvent::load("partner-webhooks/put-partner.json");
+    let cases = [
+        (
+            partner
+                .clone()
+                .body(json!({ "name": "X", "default_rate_bp": 10_001 })),
+            "invalid_rate",
+        ),
+        (
+            partner
+                .clone()
+                .body(json!({ "name": "", "default_rate_bp": 100 })),
+            "invalid_name",
+        ),
+        (
+            partner.clone().body(json!({ "name": "X", "rate": 1 })),
+            "invalid_body",
+        ),
+        (
+            ApiEvent::load("partner-webhooks/put-region-minimum-order.json")
+                .body(json!({ "amount_minor": -1 })),
+            "invalid_body",
+        ),
+    ];
+    for (event, code) in cases {
+        let (status, problem) = f.call(event).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{problem}"
+        );
+    }
+}
