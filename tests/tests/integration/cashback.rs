@@ -620,3 +620,40 @@ async fn partner_settings_with_impossible_rates_or_amounts_are_refused_with_400(
         );
     }
 }
+
+#[tokio::test]
+async fn a_signed_event_that_is_not_an_order_event_is_a_400_and_writes_nothing() {
+    let f = Fixture::new().await;
+    let before = f.item_count().await;
+    let mut bad_id = created("e-1", "o#1", "p-1", AMOUNT);
+    let cases = [
+        json!({ "event_id": "e-1", "order_id": "o-1", "occurred_at": "2026-11-22T09:58:00Z", "type": "shipped" }),
+        json!({ "event_id": "e-1", "order_id": "o-1", "type": "delivered" }),
+        json!({ "event_id": "e-1", "order_id": "o-1", "occurred_at": "2026-11-22T09:58:00Z", "type": "created" }),
+        std::mem::take(&mut bad_id),
+    ];
+    for body in cases {
+        let (status, problem) = f.webhook(&body).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_body")),
+            "{body}"
+        );
+    }
+    assert_eq!(f.item_count().await, before);
+}
+
+#[tokio::test]
+async fn a_second_created_event_for_one_order_is_acknowledged_and_credits_nothing_more() {
+    let f = Fixture::new().await;
+    f.webhook(&created("e-1", "o-1", "p-1", AMOUNT)).await;
+    let (status, second) = f.webhook(&created("e-2", "o-1", "p-1", AMOUNT)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (second["points"].as_u64(), second["reason"].as_str()),
+        (Some(0), Some("order_already_created"))
+    );
+    let balance = f.ledger().balance(&participant("p-1")).await.unwrap();
+    assert_eq!(balance.pending, POINTS);
+    assert_ledger_consistent(&f.stack, &[participant("p-1")]).await;
+}
