@@ -123,6 +123,54 @@ const ROUTES: &[Route] = &[
         refused: &["participant", "rep"],
     },
     Route {
+        function: "AccrualFunction",
+        route: "POST /actions",
+        event: "accrual/report-action.json",
+        refused: &["rep", "admin"],
+    },
+    Route {
+        function: "AccrualFunction",
+        route: "GET /me/challenges",
+        event: "accrual/list-my-challenges.json",
+        refused: &["rep", "admin"],
+    },
+    Route {
+        function: "AccrualFunction",
+        route: "POST /admin/sell-in",
+        event: "accrual/import-sell-in.json",
+        refused: &["participant", "rep"],
+    },
+    Route {
+        function: "AccrualFunction",
+        route: "GET /admin/rules",
+        event: "accrual/list-rules.json",
+        refused: &["participant", "rep"],
+    },
+    Route {
+        function: "AccrualFunction",
+        route: "PUT /admin/rules/{ruleId}",
+        event: "accrual/put-rule.json",
+        refused: &["participant", "rep"],
+    },
+    Route {
+        function: "AccrualFunction",
+        route: "GET /admin/tiers",
+        event: "accrual/get-tiers.json",
+        refused: &["participant", "rep"],
+    },
+    Route {
+        function: "AccrualFunction",
+        route: "PUT /admin/tiers",
+        event: "accrual/put-tiers.json",
+        refused: &["participant", "rep"],
+    },
+    Route {
+        function: "AccrualFunction",
+        route: "PUT /admin/challenges/{challengeId}",
+        event: "accrual/put-challenge.json",
+        refused: &["participant", "rep"],
+    },
+    Route {
         function: "PartnerWebhooksFunction",
         route: "PUT /admin/partners/{partnerId}",
         event: "partner-webhooks/put-partner.json",
@@ -143,6 +191,7 @@ struct Apps {
     wallet: wallet::App,
     codes_admin: codes_admin::App,
     partner_webhooks: partner_webhooks::App,
+    accrual: accrual::App,
 }
 
 impl Apps {
@@ -163,6 +212,7 @@ impl Apps {
                 &stack.env_for("PartnerWebhooksFunction"),
             )
             .unwrap(),
+            accrual: accrual::App::new(&stack.aws, &stack.env_for("AccrualFunction")).unwrap(),
         }
     }
 
@@ -173,6 +223,7 @@ impl Apps {
             "WalletFunction" => self.wallet.handle(event.request()).await,
             "CodesAdminFunction" => self.codes_admin.handle(event.request()).await,
             "PartnerWebhooksFunction" => self.partner_webhooks.handle(event.request()).await,
+            "AccrualFunction" => self.accrual.handle(event.request()).await,
             other => panic!("no App for {other}: add it to Apps"),
         }
         .expect("the handler answers");

@@ -1,5 +1,6 @@
 //! One integration-test binary (one link of the SDK), one module per area.
 //! Every test creates its own fresh resources on the local emulator.
+mod accrual;
 mod authz;
 mod batches;
 mod cashback;

@@ -1,0 +1,487 @@
+//! Earning beyond pack codes against the emulator: action limits and windows, the welcome
+//! bonus under races, Idempotency-Key, sell-in imports, tiers and challenges.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use futures::future::join_all;
+use lambda_http::http::StatusCode;
+use loyalty_domain::challenge::ProgressSource;
+use loyalty_domain::earning::Slug;
+use loyalty_domain::ids::ParticipantId;
+use loyalty_domain::ports::{Clock, FixedClock};
+use loyalty_platform::stores::challenges::{ChallengeStore, ChallengeTables};
+use loyalty_platform::stores::ledger::DynamoLedger;
+use loyalty_tests::{body_json, ApiEvent, TestStack};
+use serde_json::{json, Value};
+
+use crate::ledger_check::assert_ledger_consistent;
+
+const FUNCTIONS: &[&str] = &["AccrualFunction", "WalletFunction"];
+const CSV_HEADER: &str = "invoice,date,outlet_id,participant_id,supplier_id,sku,quantity\n";
+
+struct SharedClock(Arc<FixedClock>);
+
+impl Clock for SharedClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0.now()
+    }
+}
+
+struct Fixture {
+    stack: TestStack,
+    app: accrual::App,
+    clock: Arc<FixedClock>,
+}
+
+/// A Monday morning, so a weekly period has the whole week ahead.
+fn monday() -> DateTime<Utc> {
+    "2026-11-16T09:00:00Z".parse().unwrap()
+}
+
+async fn fixture() -> Fixture {
+    let stack = TestStack::for_functions(FUNCTIONS).await;
+    let clock = Arc::new(FixedClock::at(monday()));
+    let app = accrual::App::with_clock(
+        &stack.aws,
+        &stack.env_for("AccrualFunction"),
+        Box::new(SharedClock(clock.clone())),
+    )
+    .expect("accrual app");
+    Fixture { stack, app, clock }
+}
+
+async fn call(app: &accrual::App, event: ApiEvent) -> (StatusCode, Value) {
+    let response = app
+        .handle(event.request())
+        .await
+        .expect("handler never errs");
+    (response.status(), body_json(&response))
+}
+
+async fn put_rule(f: &Fixture, id: &str, rule: Value) {
+    let (status, body) = call(
+        &f.app,
+        ApiEvent::load("accrual/put-rule.json")
+            .path_param("ruleId", id)
+            .body(rule),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+fn action(participant: &str, rule: &str, key: &str) -> ApiEvent {
+    ApiEvent::load("accrual/report-action.json")
+        .sub(participant)
+        .body(json!({ "rule_id": rule }))
+        .header("idempotency-key", key)
+}
+
+fn sell_in(csv: &str, key: &str) -> ApiEvent {
+    ApiEvent::load("accrual/import-sell-in.json")
+        .text_body(csv)
+        .header("idempotency-key", key)
+}
+
+async fn available(stack: &TestStack, participant: &str) -> u64 {
+    DynamoLedger::new(stack.dynamodb(), stack.table_name("LedgerTable"))
+        .balance(&pid(participant))
+        .await
+        .unwrap()
+        .available
+}
+
+fn pid(raw: &str) -> ParticipantId {
+    ParticipantId::parse(raw).unwrap()
+}
+
+#[tokio::test]
+async fn an_action_earns_until_its_period_limit_then_next_period_until_the_participant_limit() {
+    let f = fixture().await;
+    put_rule(
+        &f,
+        "survey-q4",
+        json!({
+            "action": "survey", "points": 40, "per_participant": 3,
+            "per_period": {"max": 2, "period": "week"},
+            "valid_from": "2026-10-01T00:00:00Z"
+        }),
+    )
+    .await;
+
+    for key in ["week1-a-0001", "week1-b-0001"] {
+        let (status, body) = call(&f.app, action("p-1", "survey-q4", key)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["points"], 40);
+    }
+    let (status, body) = call(&f.app, action("p-1", "survey-q4", "week1-c-0001")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "period_limit_reached");
+    // Another participant has limits of their own.
+    let (status, _) = call(&f.app, action("p-2", "survey-q4", "week1-a-0002")).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    f.clock.advance(Duration::days(7));
+    let (status, body) = call(&f.app, action("p-1", "survey-q4", "week2-a-0001")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = call(&f.app, action("p-1", "survey-q4", "week2-b-0001")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "participant_limit_reached");
+
+    assert_eq!(available(&f.stack, "p-1").await, 120);
+    assert_eq!(available(&f.stack, "p-2").await, 40);
+    assert_ledger_consistent(&f.stack, &[pid("p-1"), pid("p-2")]).await;
+}
+
+#[tokio::test]
+async fn the_welcome_bonus_is_credited_once_when_sixteen_requests_race() {
+    let f = fixture().await;
+    put_rule(
+        &f,
+        "welcome",
+        json!({ "action": "welcome_bonus", "points": 100, "valid_from": "2026-01-01T00:00:00Z" }),
+    )
+    .await;
+
+    let answers = join_all((0..16).map(|i| {
+        let app = &f.app;
+        async move {
+            call(
+                app,
+                action("p-1", "welcome", &format!("welcome-key-{i:04}")),
+            )
+            .await
+        }
+    }))
+    .await;
+
+    let created = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "{answers:?}");
+    assert!(answers.iter().all(|(s, b)| *s == StatusCode::CREATED
+        || (*s == StatusCode::CONFLICT && b["code"] == "participant_limit_reached")));
+    assert_eq!(available(&f.stack, "p-1").await, 100);
+    assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
+}
+
+#[tokio::test]
+async fn an_action_earns_only_inside_its_rules_validity_window() {
+    let f = fixture().await;
+    put_rule(
+        &f,
+        "quiz-dec",
+        json!({
+            "action": "quiz_passed", "points": 30,
+            "valid_from": "2026-12-01T00:00:00Z", "valid_until": "2026-12-08T00:00:00Z"
+        }),
+    )
+    .await;
+
+    let (status, body) = call(&f.app, action("p-1", "quiz-dec", "quiz-early-01")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "rule_not_active");
+    f.clock.advance(Duration::days(16)); // 2026-12-02
+    let (status, body) = call(&f.app, action("p-1", "quiz-dec", "quiz-inside-01")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    f.clock.advance(Duration::days(7)); // 2026-12-09
+    let (status, body) = call(&f.app, action("p-1", "quiz-dec", "quiz-late-001")).await;
+    assert_eq!(body["code"], "rule_not_active", "{status} {body}");
+    let (status, body) = call(&f.app, action("p-1", "no-such-rule", "quiz-unknown1")).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::NOT_FOUND, json!("rule_not_found"))
+    );
+
+    assert_eq!(available(&f.stack, "p-1").await, 30);
+    assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
+}
+
+#[tokio::test]
+async fn replaying_an_idempotency_key_returns_the_first_answer_and_credits_once() {
+    let f = fixture().await;
+    put_rule(
+        &f,
+        "training",
+        json!({ "action": "training_completed", "points": 25, "valid_from": "2026-01-01T00:00:00Z" }),
+    )
+    .await;
+
+    let first = f
+        .app
+        .handle(action("p-1", "training", "training-key-1").request())
+        .await
+        .unwrap();
+    let replay = f
+        .app
+        .handle(action("p-1", "training", "training-key-1").request())
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert_eq!(replay.status(), StatusCode::CREATED);
+    assert_eq!(body_json(&first), body_json(&replay));
+    assert_eq!(
+        replay
+            .headers()
+            .get("idempotent-replayed")
+            .map(|v| v.to_str().unwrap()),
+        Some("true")
+    );
+    // The same key from another participant is their own key.
+    let (status, _) = call(&f.app, action("p-2", "training", "training-key-1")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    // A refusal is remembered too: the replay answers the same refusal.
+    let (s1, b1) = call(&f.app, action("p-1", "missing-rule", "training-key-2")).await;
+    let (s2, b2) = call(&f.app, action("p-1", "missing-rule", "training-key-2")).await;
+    assert_eq!((s1, &b1), (s2, &b2));
+    assert_eq!(b1["code"], "rule_not_found");
+
+    assert_eq!(available(&f.stack, "p-1").await, 25);
+    assert_ledger_consistent(&f.stack, &[pid("p-1"), pid("p-2")]).await;
+}
+
+#[tokio::test]
+async fn a_reused_key_with_another_body_is_422_and_a_missing_key_is_400() {
+    let f = fixture().await;
+    for id in ["survey-a", "survey-b"] {
+        put_rule(
+            &f,
+            id,
+            json!({ "action": "survey", "points": 10, "valid_from": "2026-01-01T00:00:00Z" }),
+        )
+        .await;
+    }
+    let (status, _) = call(&f.app, action("p-1", "survey-a", "shared-key-01")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = call(&f.app, action("p-1", "survey-b", "shared-key-01")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "idempotency_key_reused");
+
+    let mut no_key = ApiEvent::load("accrual/report-action.json")
+        .sub("p-1")
+        .body(json!({ "rule_id": "survey-b" }));
+    no_key.0["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("idempotency-key");
+    let (status, body) = call(&f.app, no_key).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "idempotency_key_missing");
+    let (status, body) = call(&f.app, action("p-1", "survey-b", "short")).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!("idempotency_key_invalid"))
+    );
+
+    assert_eq!(available(&f.stack, "p-1").await, 10);
+    assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
+}
+
+async fn cola_rule(f: &Fixture, points: u64) {
+    put_rule(
+        f,
+        "cola-sell-in",
+        json!({ "sku": "COLA-05", "points": points, "valid_from": "2026-01-01T00:00:00Z" }),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_sell_in_import_with_a_bad_line_writes_nothing_and_names_the_line() {
+    let f = fixture().await;
+    cola_rule(&f, 2).await;
+    let bad = format!(
+        "{CSV_HEADER}INV-1,2026-11-10,o-1,p-1,acme,COLA-05,10\nINV-1,2026-11-10,o-1,p-1,acme,COLA-05,ten\nINV-2,2026-11-10,o-2,p-2,acme,FANTA-05,1\n"
+    );
+    let (status, body) = call(&f.app, sell_in(&bad, "import-bad-0001")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "invalid_lines");
+    assert_eq!(body["errors"][0]["line"], 3);
+    assert_eq!(body["errors"][0]["field"], "quantity");
+    assert_eq!(available(&f.stack, "p-1").await, 0);
+    let ledger = DynamoLedger::new(f.stack.dynamodb(), f.stack.table_name("LedgerTable"));
+    assert!(ledger.all_entries(&pid("p-1")).await.unwrap().is_empty());
+
+    let good = format!(
+        "{CSV_HEADER}INV-1,2026-11-10,o-1,p-1,acme,COLA-05,10\nINV-2,2026-11-10,o-2,p-2,acme,COLA-05,4\n"
+    );
+    let (status, body) = call(&f.app, sell_in(&good, "import-good-001")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["credited"].clone(), body["points"].clone()),
+        (json!(2), json!(28))
+    );
+    // The same lines under another key are recognised and credit nothing more.
+    let (status, body) = call(&f.app, sell_in(&good, "import-good-002")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["already_imported"].clone(), body["points"].clone()),
+        (json!(2), json!(0))
+    );
+
+    assert_eq!(available(&f.stack, "p-1").await, 20);
+    assert_eq!(available(&f.stack, "p-2").await, 8);
+    assert_ledger_consistent(&f.stack, &[pid("p-1"), pid("p-2")]).await;
+}
+
+#[tokio::test]
+async fn the_tier_multiplier_applies_to_accruals_and_shows_with_the_balance() {
+    let f = fixture().await;
+    cola_rule(&f, 10).await;
+    put_rule(
+        &f,
+        "audit",
+        json!({ "action": "outlet_self_audit", "points": 40, "valid_from": "2026-01-01T00:00:00Z" }),
+    )
+    .await;
+    let (status, body) = call(
+        &f.app,
+        ApiEvent::load("accrual/put-tiers.json").body(json!({ "tiers": [
+            { "name": "bronze", "threshold": 0, "multiplier_percent": 100 },
+            { "name": "silver", "threshold": 100, "multiplier_percent": 150 }
+        ]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, body) = call(&f.app, action("p-1", "audit", "audit-bronze-1")).await;
+    assert_eq!(
+        (status, body["points"].clone(), body["tier"].clone()),
+        (StatusCode::CREATED, json!(40), json!("bronze"))
+    );
+    let csv = format!("{CSV_HEADER}INV-9,2026-11-10,o-1,p-1,acme,COLA-05,6\n");
+    let (status, body) = call(&f.app, sell_in(&csv, "import-tier-001")).await;
+    assert_eq!(
+        (status, body["points"].clone()),
+        (StatusCode::OK, json!(60)),
+        "{body}"
+    );
+    // 100 earned this month: silver, ×1.5.
+    let (status, body) = call(&f.app, action("p-1", "audit", "audit-silver-1")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        (body["points"].clone(), body["tier"].clone()),
+        (json!(60), json!("silver"))
+    );
+
+    let wallet = wallet::App::new(&f.stack.aws, &f.stack.env_for("WalletFunction")).unwrap();
+    let balance = body_json(
+        &wallet
+            .handle(
+                ApiEvent::load("wallet/get-balance.json")
+                    .sub("p-1")
+                    .request(),
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(balance["available"], 160);
+    // The wallet reads the wall clock; the fixture's month is the current one or within 12.
+    assert_eq!(
+        balance["tier"]["name"],
+        if Utc::now() - monday() < Duration::days(300) {
+            "silver"
+        } else {
+            "bronze"
+        }
+    );
+
+    assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
+}
+
+fn challenge_store(stack: &TestStack) -> ChallengeStore {
+    ChallengeStore::new(
+        stack.dynamodb(),
+        ChallengeTables {
+            programme: stack.table_name("ProgrammeTable").to_string(),
+            activity: stack.table_name("ActivityTable").to_string(),
+            ledger: stack.table_name("LedgerTable").to_string(),
+            outbox: stack.table_name("OutboxTable").to_string(),
+        },
+    )
+}
+
+async fn acme_challenge(f: &Fixture, target: u64) {
+    let (status, body) = call(
+        &f.app,
+        ApiEvent::load("accrual/put-challenge.json")
+            .path_param("challengeId", "acme-nov")
+            .body(json!({
+                "title": "Buy Acme in November", "supplier_id": "acme", "target_units": target,
+                "bonus_points": 500, "starts_on": "2026-11-01", "ends_on": "2026-11-30"
+            })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn a_challenge_completes_once_from_sell_in_and_shows_progress() {
+    let f = fixture().await;
+    cola_rule(&f, 1).await;
+    acme_challenge(&f, 10).await;
+
+    let first = format!("{CSV_HEADER}INV-1,2026-11-10,o-1,p-1,acme,COLA-05,6\nINV-1,2026-12-01,o-1,p-1,acme,COLA-05,50\n");
+    let (status, body) = call(&f.app, sell_in(&first, "challenge-imp-1")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["challenges_completed"], json!([]));
+    let second = format!("{CSV_HEADER}INV-2,2026-11-12,o-1,p-1,acme,COLA-05,6\nINV-3,2026-11-13,o-1,p-1,acme,COLA-05,6\n");
+    let (status, body) = call(&f.app, sell_in(&second, "challenge-imp-2")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["challenges_completed"],
+        json!([{ "challenge_id": "acme-nov", "participant_id": "p-1" }])
+    );
+
+    let (status, body) = call(
+        &f.app,
+        ApiEvent::load("accrual/list-my-challenges.json").sub("p-1"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let c = &body["challenges"][0];
+    assert_eq!(
+        (c["units"].clone(), c["completed"].clone()),
+        (json!(18), json!(true))
+    );
+
+    // Units: 6 + 50 (December, outside the challenge, still earns) + 6 + 6; bonus 500 once.
+    assert_eq!(available(&f.stack, "p-1").await, 68 + 500);
+    assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
+}
+
+#[tokio::test]
+async fn concurrent_sources_complete_a_challenge_exactly_once_and_a_repeated_source_counts_once() {
+    let f = fixture().await;
+    acme_challenge(&f, 10).await;
+    let store = challenge_store(&f.stack);
+    let source = |i: usize| ProgressSource {
+        participant: pid("p-1"),
+        supplier: Slug::parse("acme").unwrap(),
+        units: 2,
+        date: "2026-11-20".parse().unwrap(),
+        reference: format!("order-demo-{i}"),
+        at: monday(),
+    };
+
+    let outcomes = join_all((0..8).map(|i| {
+        let store = &store;
+        let s = source(i);
+        async move { store.record_progress(&s).await.expect("progress recorded") }
+    }))
+    .await;
+    let bonuses = outcomes
+        .iter()
+        .flatten()
+        .filter(|o| o.bonus.is_some())
+        .count();
+    assert_eq!(bonuses, 1);
+    let again = store.record_progress(&source(3)).await.unwrap();
+    assert!(again[0].already_counted && again[0].bonus.is_none());
+
+    let progress = store.progress_of(&pid("p-1")).await.unwrap();
+    assert_eq!((progress[0].1.units, progress[0].1.completed), (16, true));
+    assert_eq!(available(&f.stack, "p-1").await, 500);
+    assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
+}
