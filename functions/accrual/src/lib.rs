@@ -415,3 +415,142 @@ struct ActionBody {
 struct TiersBody {
     tiers: Vec<Tier>,
 }
+
+/// Handler tests from the sample events, on the paths that are decided before any I/O
+/// (the client points nowhere, so a request that reached DynamoDB would fail as a 5xx).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::http::StatusCode;
+    use serde_json::Value;
+
+    fn app() -> App {
+        let aws = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let env = Env::from_pairs([
+            ("PROGRAMME_TABLE", "programme"),
+            ("ACTIVITY_TABLE", "activity"),
+            ("LEDGER_TABLE", "ledger"),
+            ("OUTBOX_TABLE", "outbox"),
+        ]);
+        App::new(&aws, &env).expect("app")
+    }
+
+    fn event(name: &str, edit: impl FnOnce(&mut Value)) -> Request {
+        let path = format!("{}/../../events/accrual/{name}", env!("CARGO_MANIFEST_DIR"));
+        let mut json: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        edit(&mut json);
+        lambda_http::request::from_str(&json.to_string()).expect("an API Gateway v2 event")
+    }
+
+    async fn call(req: Request) -> (StatusCode, Value) {
+        let response = app().handle(req).await.unwrap();
+        let body = match response.body() {
+            Body::Text(t) => serde_json::from_str(t).unwrap(),
+            _ => Value::Null,
+        };
+        (response.status(), body)
+    }
+
+    #[tokio::test]
+    async fn an_action_without_an_idempotency_key_is_400_before_any_read() {
+        let req = event("report-action.json", |e| {
+            e["headers"]
+                .as_object_mut()
+                .unwrap()
+                .remove("idempotency-key");
+        });
+        let (status, body) = call(req).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("idempotency_key_missing"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sell_in_import_without_an_idempotency_key_is_400() {
+        let req = event("import-sell-in.json", |e| {
+            e["headers"]
+                .as_object_mut()
+                .unwrap()
+                .remove("idempotency-key");
+        });
+        let (status, body) = call(req).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("idempotency_key_missing"))
+        );
+    }
+
+    #[tokio::test]
+    async fn only_admins_import_sell_in_or_change_rules() {
+        for name in [
+            "import-sell-in.json",
+            "put-rule.json",
+            "put-tiers.json",
+            "put-challenge.json",
+        ] {
+            let req = event(name, |e| {
+                e["requestContext"]["authorizer"]["jwt"]["claims"]["role"] = "participant".into();
+            });
+            let (status, body) = call(req).await;
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (StatusCode::FORBIDDEN, Some("forbidden")),
+                "{name}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_invalid_rule_is_400_with_its_reason() {
+        let req = event("put-rule.json", |e| {
+            e["body"] =
+                r#"{"action":"survey","points":0,"valid_from":"2026-01-01T00:00:00Z"}"#.into();
+        });
+        let (status, body) = call(req).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_rule"))
+        );
+        let req = event("put-rule.json", |e| {
+            e["pathParameters"]["ruleId"] = "Not A Slug".into();
+        });
+        let (status, body) = call(req).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_rule_id"))
+        );
+    }
+
+    #[tokio::test]
+    async fn tiers_that_do_not_start_at_zero_are_400() {
+        let req = event("put-tiers.json", |e| {
+            e["body"] =
+                r#"{"tiers":[{"name":"silver","threshold":10,"multiplier_percent":120}]}"#.into();
+        });
+        let (status, body) = call(req).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_tiers"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_challenge_ending_before_it_starts_is_400() {
+        let req = event("put-challenge.json", |e| {
+            let mut body: Value = serde_json::from_str(e["body"].as_str().unwrap()).unwrap();
+            body["ends_on"] = "2026-11-01".into();
+            e["body"] = body.to_string().into();
+        });
+        let (status, body) = call(req).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_challenge"))
+        );
+    }
+}
