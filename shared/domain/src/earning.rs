@@ -1079,7 +1079,9 @@ not json"#;
             "{HEADER}INV-1,2026-11-20,o-1,p-1,acme,COLA-05,12\nINV-2,2026-12-01,o-1,p-1,acme,COLA-05,1\nINV-3,2026-11-20,o-1,p-1,acme,FANTA,1\n"
         );
         let lines = parse_sell_in_csv(&csv).unwrap();
-        let Err(SellInError::Lines(errors)) = price_lines(lines.clone(), &[rule.clone()]) else {
+        let Err(SellInError::Lines(errors)) =
+            price_lines(lines.clone(), std::slice::from_ref(&rule))
+        else {
             panic!("expected pricing errors");
         };
         assert_eq!(
