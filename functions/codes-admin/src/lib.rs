@@ -19,7 +19,10 @@ pub struct App {
 
 impl App {
     pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
-        Ok(Self { batches: batches::Batches::new(aws, env)?, reviews: reviews::Reviews::new(aws, env)? })
+        Ok(Self {
+            batches: batches::Batches::new(aws, env)?,
+            reviews: reviews::Reviews::new(aws, env)?,
+        })
     }
 
     pub async fn handle(&self, req: Request) -> Result<Response<Body>, lambda_http::Error> {
