@@ -222,7 +222,8 @@ mod tests {
             "bonus_points": 5, "starts_on": "2026-11-02", "ends_on": "2026-11-01"
         });
         let id = Slug::parse("c").unwrap();
-        let parse = |v: serde_json::Value| Challenge::parse(id.clone(), serde_json::from_value(v).unwrap());
+        let parse =
+            |v: serde_json::Value| Challenge::parse(id.clone(), serde_json::from_value(v).unwrap());
         assert_eq!(parse(base.clone()), Err(ChallengeError::Dates));
         let mut zero = base.clone();
         zero["ends_on"] = "2026-11-03".into();
