@@ -8,6 +8,7 @@ mod binary;
 mod claims;
 mod counter;
 mod cpu;
+mod earning;
 mod issue;
 mod report;
 mod stack;
@@ -94,6 +95,17 @@ async fn main() -> Result<(), BoxError> {
         stack::provision_for(&aws, &template, &["BatchWorkerFunction"], "issue").await?;
     let issue = issue::issue(&aws, &resources, args.batch_codes).await?;
 
+    step("round trips per action accrual and per partner webhook event");
+    let resources = stack::provision_for(
+        &aws,
+        &template,
+        &["AccrualFunction", "PartnerWebhooksFunction"],
+        "earning",
+    )
+    .await?;
+    let actions = earning::actions(&aws, &resources, 20).await?;
+    let webhooks = earning::webhooks(&aws, &resources, 20).await?;
+
     step("release build of code-claim");
     let binary = binary::build_release().await?;
     let size = binary::size(&binary)?;
@@ -108,6 +120,8 @@ async fn main() -> Result<(), BoxError> {
         issue: &issue,
         size: &size,
         cold: &cold,
+        actions: &actions,
+        webhooks: &webhooks,
     });
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::binary::Size;
 use crate::claims::{Latency, RoundTrip};
+use crate::earning::PerEvent;
 use crate::issue::Issue;
 
 pub struct Figures<'a> {
@@ -16,6 +17,8 @@ pub struct Figures<'a> {
     pub issue: &'a Issue,
     pub size: &'a Size,
     pub cold: &'a [Duration],
+    pub actions: &'a [PerEvent],
+    pub webhooks: &'a [PerEvent],
 }
 
 /// Nearest-rank percentile.
@@ -231,6 +234,33 @@ pub fn render(f: &Figures) -> String {
     let _ = writeln!(
         w,
         "\n- Steady state is one `TransactWriteItems` (nine items with an outlet: code, two lock checks, velocity counter, ledger entry, balance, outlet totals, outbox, audit). Batch metadata is cached for the life of the warm function, and the balance version comes from the function's cache.\n- A participant's very first claim is also one write: with no balance yet, the condition is `attribute_not_exists(version)`.\n- A known participant on a function that has not seen them costs a refused write (the balance condition fails and returns the current balance) and a second write.\n- A replay is one cancelled transaction (its cancellation reason carries the stored receipt) plus the audit record of the attempt.\n- A failed attempt is one cancelled transaction, then failure counters for participant and outlet and the audit record, written concurrently.\n- A mistyped code never reaches DynamoDB: the check character rejects it.\n"
+    );
+
+    let _ = writeln!(
+        w,
+        "## 1b. DynamoDB round trips per action accrual and per partner webhook event\n"
+    );
+    let _ = writeln!(
+        w,
+        "Counted the same way, through `accrual::App::handle` (`POST /actions` with a fresh `Idempotency-Key` each time, one participant, one survey rule) and `partner_webhooks::App::handle` (signed order events of the local demo partner: created, then delivered, four participants).\n"
+    );
+    let _ = writeln!(
+        w,
+        "| scenario | events | requests per event | by operation (total) |\n|---|---|---|---|"
+    );
+    for r in f.actions.iter().chain(f.webhooks) {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {:.2} | {} |",
+            r.scenario,
+            r.events,
+            r.requests.total() as f64 / r.events as f64,
+            r.requests.describe()
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\n- An action reads its idempotency record, the rule, the tier table and the balance (for the tier), then writes one transaction (idempotency record, limit counters, ledger entry, balance, outlet totals, outbox). The reads of rules and tiers are not cached yet: caching them in the warm function would bring an action to 3 round trips.\n- A created order is one transaction (event marker, order, monthly cap counter, ledger items) after reading the partner's rates and the region's minimum; a delivered order also records challenge progress.\n"
     );
 
     let _ = writeln!(w, "## 2. Claim latency against the bare SDK\n");

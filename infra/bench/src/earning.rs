@@ -1,0 +1,188 @@
+//! DynamoDB round trips per action accrual and per partner webhook event, counted by the same
+//! interceptor as the claims, through the functions' own handlers.
+
+use chrono::{Duration, Utc};
+use loyalty_domain::cashback::{sign, Secret, SIGNATURE_HEADER};
+use loyalty_domain::ports::SystemClock;
+use loyalty_local::provision::Resources;
+use serde_json::{json, Value};
+
+use crate::counter::{counted_dynamodb, Counter, Tally};
+use crate::stack::BoxError;
+
+/// The local demo partner's public local secret (see infra/local/src/webhooks.rs); the sample
+/// events are for partner `demo-market`.
+const PARTNER_SECRET: &str = "demo-market-local-secret";
+
+pub struct PerEvent {
+    pub scenario: &'static str,
+    pub requests: Tally,
+    pub events: u64,
+}
+
+fn event(path: &str) -> Result<Value, BoxError> {
+    let file = loyalty_local::template::repo_root()
+        .join("events")
+        .join(path);
+    Ok(serde_json::from_str(&std::fs::read_to_string(file)?)?)
+}
+
+fn request(mut event: Value, body: &Value, headers: &[(&str, String)]) -> lambda_http::Request {
+    event["body"] = Value::String(body.to_string());
+    for (name, value) in headers {
+        event["headers"][*name] = Value::String(value.clone());
+    }
+    loyalty_local::apigw::into_request(&event).expect("sample events are API Gateway v2")
+}
+
+fn expect_status(
+    what: &str,
+    response: &lambda_http::Response<lambda_http::Body>,
+    ok: u16,
+) -> Result<(), BoxError> {
+    let status = response.status().as_u16();
+    if status == ok {
+        Ok(())
+    } else {
+        Err(format!("{what} answered {status}: {:?}", response.body()).into())
+    }
+}
+
+/// Round trips per reported action: `events` actions of one participant, each with its own
+/// Idempotency-Key, then one replay.
+pub async fn actions(
+    aws: &aws_config::SdkConfig,
+    resources: &Resources,
+    events: u64,
+) -> Result<Vec<PerEvent>, BoxError> {
+    let env = resources.env_for("AccrualFunction")?;
+    let counter = Counter::default();
+    let app =
+        accrual::App::with_dynamodb(counted_dynamodb(aws, &counter), &env, Box::new(SystemClock))?;
+
+    let now = Utc::now();
+    let rule = json!({
+        "action": "survey", "points": 40, "per_participant": events + 10,
+        "per_period": { "max": events + 10, "period": "month" },
+        "valid_from": (now - Duration::days(1)).to_rfc3339(),
+        "valid_until": (now + Duration::days(30)).to_rfc3339(),
+    });
+    let put = app
+        .handle(request(event("accrual/put-rule.json")?, &rule, &[]))
+        .await?;
+    expect_status("PUT /admin/rules", &put, 200)?;
+
+    let sample = event("accrual/report-action.json")?;
+    let body = json!({ "rule_id": "survey-q4", "reference": "bench" });
+    let mut first = None;
+    let before = counter.snapshot();
+    for i in 0..events {
+        let key = format!("bench-action-{i:08}");
+        let body = json!({ "rule_id": "survey-q4", "reference": format!("bench-{i}") });
+        let response = app
+            .handle(request(
+                sample.clone(),
+                &body,
+                &[("idempotency-key", key.clone())],
+            ))
+            .await?;
+        expect_status("POST /actions", &response, 201)
+            .or_else(|_| expect_status("POST /actions", &response, 200))?;
+        first.get_or_insert((key, body));
+    }
+    let per_action = counter.snapshot().since(&before);
+
+    let (key, replay_body) = first.unwrap_or((String::from("bench-action-none"), body));
+    let before = counter.snapshot();
+    app.handle(request(sample, &replay_body, &[("idempotency-key", key)]))
+        .await?;
+    let replay = counter.snapshot().since(&before);
+
+    Ok(vec![
+        PerEvent {
+            scenario: "reported action (new Idempotency-Key)",
+            requests: per_action,
+            events,
+        },
+        PerEvent {
+            scenario: "replayed action (same key and body)",
+            requests: replay,
+            events: 1,
+        },
+    ])
+}
+
+/// Round trips per partner webhook event: `events` orders created, then delivered, then one
+/// replayed event.
+pub async fn webhooks(
+    aws: &aws_config::SdkConfig,
+    resources: &Resources,
+    events: u64,
+) -> Result<Vec<PerEvent>, BoxError> {
+    let env = resources.env_for("PartnerWebhooksFunction")?;
+    let counter = Counter::default();
+    let app = partner_webhooks::App::with_dynamodb(
+        counted_dynamodb(aws, &counter),
+        &env,
+        Box::new(SystemClock),
+    )?;
+
+    let partner = json!({ "name": "Demo Market", "default_rate_bp": 300, "category_rates_bp": { "beverages": 500 }, "active": true });
+    let put = app
+        .handle(request(
+            event("partner-webhooks/put-partner.json")?,
+            &partner,
+            &[],
+        ))
+        .await?;
+    expect_status("PUT /admin/partners", &put, 200)?;
+
+    let sample = event("partner-webhooks/order-created.json")?;
+    let secret = Secret::new(PARTNER_SECRET.as_bytes().to_vec());
+    let signed = |body: &Value| {
+        let text = body.to_string();
+        let header = sign(&secret, Utc::now().timestamp(), text.as_bytes());
+        request(sample.clone(), body, &[(SIGNATURE_HEADER, header)])
+    };
+    let mut scenarios = Vec::new();
+    for kind in ["created", "delivered"] {
+        let before = counter.snapshot();
+        for i in 0..events {
+            let body = if kind == "created" {
+                json!({
+                    "event_id": format!("bench-created-{i}"), "order_id": format!("BENCH-{i}"),
+                    "occurred_at": Utc::now().to_rfc3339(), "type": "created",
+                    "participant_id": format!("p-bench-{}", i % 4), "region": "almaty", "channel": "app",
+                    "category": "beverages", "amount_minor": 1_250_000,
+                    "lines": [{ "supplier_id": "cola-co", "units": 24 }]
+                })
+            } else {
+                json!({ "event_id": format!("bench-delivered-{i}"), "order_id": format!("BENCH-{i}"),
+                        "occurred_at": Utc::now().to_rfc3339(), "type": "delivered" })
+            };
+            let response = app.handle(signed(&body)).await?;
+            expect_status(&format!("{kind} webhook"), &response, 200)?;
+        }
+        let scenario = if kind == "created" {
+            "order created (pending cashback)"
+        } else {
+            "order delivered (eligible for release)"
+        };
+        scenarios.push(PerEvent {
+            scenario,
+            requests: counter.snapshot().since(&before),
+            events,
+        });
+    }
+    let before = counter.snapshot();
+    let replay = json!({ "event_id": "bench-created-0", "order_id": "BENCH-0", "occurred_at": Utc::now().to_rfc3339(),
+        "type": "created", "participant_id": "p-bench-0", "region": "almaty", "channel": "app",
+        "category": "beverages", "amount_minor": 1_250_000, "lines": [{ "supplier_id": "cola-co", "units": 24 }] });
+    app.handle(signed(&replay)).await?;
+    scenarios.push(PerEvent {
+        scenario: "replayed event",
+        requests: counter.snapshot().since(&before),
+        events: 1,
+    });
+    Ok(scenarios)
+}
