@@ -24,7 +24,7 @@ use loyalty_domain::ledger::{Entry, EntryKind};
 use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
-use loyalty_platform::idempotency::{Answer, Begun, Idempotency, Keyed};
+use loyalty_platform::idempotency::{Answer, Idempotency, Keyed};
 use loyalty_platform::stores::challenges::{ChallengeStore, ChallengeTables};
 use loyalty_platform::stores::earning::{EarningStore, EarningTables, Written};
 use serde::Deserialize;
@@ -121,22 +121,9 @@ impl App {
         F: FnOnce(Keyed) -> Fut,
         Fut: std::future::Future<Output = Result<Response<Body>, Problem>>,
     {
-        let now = self.clock.now();
-        let keyed = match self
-            .idempotency
-            .begin(req, caller.subject.as_str(), now)
-            .await?
-        {
-            Begun::Replay(response) => return Ok(response),
-            Begun::Fresh(keyed) => keyed,
-        };
-        match work(keyed.clone()).await {
-            Ok(response) => Ok(response),
-            Err(problem) => match Answer::from_problem(&problem) {
-                Some(answer) => self.idempotency.remember(&keyed, answer, now).await,
-                None => Err(problem),
-            },
-        }
+        self.idempotency
+            .once(req, caller.subject.as_str(), self.clock.now(), work)
+            .await
     }
 
     async fn report_action(&self, req: &Request) -> Result<Response<Body>, Problem> {

@@ -6,7 +6,8 @@ use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_domain::review::{Decision, ReviewId};
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
-use loyalty_platform::stores::ledger::DynamoLedger;
+use loyalty_platform::idempotency::{Answer, Idempotency};
+use loyalty_platform::stores::ledger::{DecisionWrite, DynamoLedger};
 use serde::Deserialize;
 
 use crate::admin;
@@ -15,6 +16,7 @@ const MAX_PAGE: i32 = 100;
 
 pub struct Reviews {
     ledger: DynamoLedger,
+    idempotency: Idempotency,
 }
 
 #[derive(Deserialize)]
@@ -25,12 +27,14 @@ struct DecisionBody {
 
 impl Reviews {
     pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
-        let ledger = DynamoLedger::new(
-            loyalty_platform::aws::dynamodb(aws),
-            env.required("LEDGER_TABLE")?,
-        )
-        .with_outbox(env.required("OUTBOX_TABLE")?);
-        Ok(Self { ledger })
+        let dynamodb = loyalty_platform::aws::dynamodb(aws);
+        let ledger = DynamoLedger::new(dynamodb.clone(), env.required("LEDGER_TABLE")?)
+            .with_outbox(env.required("OUTBOX_TABLE")?);
+        let idempotency = Idempotency::new(dynamodb, env.required("ACTIVITY_TABLE")?);
+        Ok(Self {
+            ledger,
+            idempotency,
+        })
     }
 
     pub async fn list(&self, req: &Request) -> Result<Response<Body>, Problem> {
@@ -74,28 +78,41 @@ impl Reviews {
         ))
     }
 
+    /// Needs an `Idempotency-Key`: a decision changes a balance, and a retry after a lost
+    /// response must get the first answer, not `review_already_decided`.
     pub async fn decide(&self, req: &Request) -> Result<Response<Body>, Problem> {
         let reviewer = admin(req)?;
         let id = ReviewId::parse(http::path_param(req, "reviewId")?).problem()?;
         let body: DecisionBody = http::json_body(req)?;
-        let entry = self
-            .ledger
-            .decide_review(
-                &id,
-                body.decision,
-                reviewer.subject.as_str(),
-                SystemClock.now(),
-            )
+        let now = SystemClock.now();
+        let reviewer = reviewer.subject.as_str();
+        self.idempotency
+            .once(req, reviewer, now, |keyed| async move {
+                let reviewed = self.ledger.entry_under_review(&id).await.problem()?;
+                let decided = DynamoLedger::decision_entry(&reviewed, body.decision, now);
+                let answer = Answer::new(
+                    StatusCode::OK,
+                    serde_json::json!({
+                        "review_id": id.to_string(),
+                        "decision": body.decision.as_str(),
+                        "entry_id": decided.id.as_str(),
+                        "points": decided.amount.get(),
+                    }),
+                );
+                let record = self
+                    .idempotency
+                    .record_item(&keyed, &answer, now)
+                    .problem()?;
+                let written = self
+                    .ledger
+                    .decide_review(&reviewed, body.decision, reviewer, now, Some(record))
+                    .await
+                    .problem()?;
+                match written {
+                    DecisionWrite::Done(_) => Ok(answer.into_response()),
+                    DecisionWrite::KeyTaken => self.idempotency.settle(&keyed, now).await,
+                }
+            })
             .await
-            .problem()?;
-        Ok(http::json(
-            StatusCode::OK,
-            &serde_json::json!({
-                "review_id": id.to_string(),
-                "decision": body.decision.as_str(),
-                "entry_id": entry.id.as_str(),
-                "points": entry.amount.get(),
-            }),
-        ))
     }
 }

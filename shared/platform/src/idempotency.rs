@@ -2,7 +2,7 @@
 //!
 //! - No key: 400 `idempotency_key_missing`; a malformed one: 400 `idempotency_key_invalid`.
 //! - The first answer is stored under (caller, key) for 24 hours, with a fingerprint of the
-//!   route and the exact body bytes. The same key with the same fingerprint replays that
+//!   route, the path and the exact body bytes. The same key with the same fingerprint replays that
 //!   answer (with `Idempotent-Replayed: true`); with another fingerprint it is 422
 //!   `idempotency_key_reused`.
 //! - A successful change writes its answer with [`Idempotency::record_item`] in the SAME
@@ -150,6 +150,9 @@ impl Idempotency {
         let mut hash = Sha256::new();
         hash.update(http::route_key(req).as_bytes());
         hash.update([0u8]);
+        // The path too: one key on two different resources is two different requests.
+        hash.update(req.uri().path().as_bytes());
+        hash.update([0u8]);
         hash.update(body_bytes(req));
         let fingerprint: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
         let keyed = Keyed {
@@ -281,6 +284,33 @@ impl Idempotency {
                     "store idempotency record",
                     other.to_string(),
                 ))),
+            },
+        }
+    }
+
+    /// Runs `work` once per Idempotency-Key of `scope` (the caller): a replay answers what the
+    /// first request did, and a business refusal is remembered like a success. `work` gets
+    /// the key to write its answer with [`Self::record_item`] in its own transaction.
+    pub async fn once<F, Fut>(
+        &self,
+        req: &Request,
+        scope: &str,
+        now: DateTime<Utc>,
+        work: F,
+    ) -> Result<Response<Body>, Problem>
+    where
+        F: FnOnce(Keyed) -> Fut,
+        Fut: std::future::Future<Output = Result<Response<Body>, Problem>>,
+    {
+        let keyed = match self.begin(req, scope, now).await? {
+            Begun::Replay(response) => return Ok(response),
+            Begun::Fresh(keyed) => keyed,
+        };
+        match work(keyed.clone()).await {
+            Ok(response) => Ok(response),
+            Err(problem) => match Answer::from_problem(&problem) {
+                Some(answer) => self.remember(&keyed, answer, now).await,
+                None => Err(problem),
             },
         }
     }

@@ -366,24 +366,55 @@ async fn claims_beyond_the_hourly_limit_go_to_review_and_an_admin_decides() {
     assert_eq!(reviews.len(), 2);
     assert_eq!(reviews[0]["reasons"], json!(["velocity"]));
 
-    let decide = |id: &str, decision: &str| {
+    let decide = |id: &str, decision: &str, key: &str| {
         ApiEvent::load("codes-admin/decide-review.json")
             .path_param("reviewId", id)
+            .header("idempotency-key", key)
             .body(json!({ "decision": decision }))
             .request()
     };
+    let first = reviews[0]["review_id"].as_str().unwrap();
+    let second = reviews[1]["review_id"].as_str().unwrap();
     let approve = admin
-        .handle(decide(reviews[0]["review_id"].as_str().unwrap(), "approve"))
+        .handle(decide(first, "approve", "decision-0001"))
         .await
         .unwrap();
     assert_eq!(approve.status(), StatusCode::OK);
+    // The same request again (a retry after a lost response) gets the first answer.
+    let retried = admin
+        .handle(decide(first, "approve", "decision-0001"))
+        .await
+        .unwrap();
+    assert_eq!(retried.status(), StatusCode::OK);
+    assert_eq!(body_json(&retried), body_json(&approve));
+    // The same key on another review is another request: refused, nothing written.
+    let reused = admin
+        .handle(decide(second, "approve", "decision-0001"))
+        .await
+        .unwrap();
+    assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body_json(&reused)["code"], "idempotency_key_reused");
+    let without_key = ApiEvent::load("codes-admin/decide-review.json")
+        .path_param("reviewId", second)
+        .body(json!({ "decision": "reject" }));
+    let mut without_key = without_key.0;
+    without_key["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("idempotency-key");
+    let missing = admin
+        .handle(ApiEvent::from_json(without_key).request())
+        .await
+        .unwrap();
+    assert_eq!(body_json(&missing)["code"], "idempotency_key_missing");
+
     let reject = admin
-        .handle(decide(reviews[1]["review_id"].as_str().unwrap(), "reject"))
+        .handle(decide(second, "reject", "decision-0002"))
         .await
         .unwrap();
     assert_eq!(reject.status(), StatusCode::OK);
     let twice = admin
-        .handle(decide(reviews[1]["review_id"].as_str().unwrap(), "approve"))
+        .handle(decide(second, "approve", "decision-0003"))
         .await
         .unwrap();
     assert_eq!(twice.status(), StatusCode::CONFLICT);

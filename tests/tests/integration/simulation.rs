@@ -93,6 +93,7 @@ async fn a_seeded_simulation_keeps_every_balance_equal_to_its_entries_after_ever
                     };
                     let event = ApiEvent::load("codes-admin/decide-review.json")
                         .path_param("reviewId", review["review_id"].as_str().unwrap())
+                        .header("idempotency-key", &format!("sim-decision-{step:04}"))
                         .body(json!({ "decision": decision }));
                     assert_eq!(
                         admin.handle(event.request()).await.unwrap().status(),

@@ -141,6 +141,14 @@ pub fn balance_update(
         .set_expression_attribute_values(Some(values))
 }
 
+/// How a review decision's write ended, when it was not refused.
+#[derive(Debug)]
+pub enum DecisionWrite {
+    Done(Entry),
+    /// Another request with the same Idempotency-Key wrote its answer first.
+    KeyTaken,
+}
+
 /// One page of history, newest first.
 #[derive(Debug)]
 pub struct Page<T> {
@@ -335,15 +343,8 @@ impl DynamoLedger {
         Ok(Page { items, next_cursor })
     }
 
-    /// Approves or rejects a flagged claim: one transaction takes the entry off the queue,
-    /// appends the decision entry and moves the balance and outlet totals.
-    pub async fn decide_review(
-        &self,
-        id: &ReviewId,
-        decision: Decision,
-        reviewer: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Entry, ReviewError> {
+    /// The flagged entry a review id names, if it is still a claim under review.
+    pub async fn entry_under_review(&self, id: &ReviewId) -> Result<Entry, ReviewError> {
         let item = self
             .get(account_pk(&id.participant), &format!("ENTRY#{}", id.entry))
             .await?;
@@ -354,7 +355,12 @@ impl DynamoLedger {
         if reviewed.kind != EntryKind::CodeClaimUnderReview {
             return Err(ReviewError::NotFound);
         }
-        let decided = Entry {
+        Ok(reviewed)
+    }
+
+    /// The entry a decision on `reviewed` appends.
+    pub fn decision_entry(reviewed: &Entry, decision: Decision, now: DateTime<Utc>) -> Entry {
+        Entry {
             id: entry_ids::review_decision(&reviewed.id),
             participant: reviewed.participant.clone(),
             outlet: reviewed.outlet.clone(),
@@ -363,7 +369,22 @@ impl DynamoLedger {
             source: format!("review of {}", reviewed.id),
             created_at: now,
             expires_on: reviewed.expires_on,
-        };
+        }
+    }
+
+    /// Approves or rejects a flagged claim: one transaction takes the entry off the queue,
+    /// appends the decision entry, moves the balance and outlet totals, announces it, and
+    /// writes `answer_record` (the caller's idempotency record) when given.
+    pub async fn decide_review(
+        &self,
+        reviewed: &Entry,
+        decision: Decision,
+        reviewer: &str,
+        now: DateTime<Utc>,
+        answer_record: Option<TransactWriteItem>,
+    ) -> Result<DecisionWrite, ReviewError> {
+        let id = ReviewId::of(&reviewed.participant, &reviewed.id);
+        let decided = Self::decision_entry(reviewed, decision, now);
         let outbox = self.outbox.as_deref().map(|table| OutboxRecord {
             table,
             event_id: format!("review_decided-{}", decided.id),
@@ -389,6 +410,8 @@ impl DynamoLedger {
         // The dequeue comes first: its condition failing means someone decided already.
         let mut items = vec![TransactWriteItem::builder().update(dequeue).build()];
         items.extend(append_items(&self.table, &decided, outbox)?);
+        let answer_position = answer_record.as_ref().map(|_| items.len());
+        items.extend(answer_record);
         match self
             .client
             .transact_write_items()
@@ -396,13 +419,23 @@ impl DynamoLedger {
             .send()
             .await
         {
-            Ok(_) => Ok(decided),
+            Ok(_) => Ok(DecisionWrite::Done(decided)),
             Err(err) => match err.into_service_error() {
-                TransactWriteItemsError::TransactionCanceledException(c)
-                    if c.cancellation_reasons().first().and_then(|r| r.code())
-                        == Some("ConditionalCheckFailed") =>
-                {
-                    Err(ReviewError::AlreadyDecided)
+                TransactWriteItemsError::TransactionCanceledException(c) => {
+                    let failed = |i: usize| {
+                        c.cancellation_reasons().get(i).and_then(|r| r.code())
+                            == Some("ConditionalCheckFailed")
+                    };
+                    if answer_position.is_some_and(failed) {
+                        Ok(DecisionWrite::KeyTaken)
+                    } else if failed(0) {
+                        Err(ReviewError::AlreadyDecided)
+                    } else {
+                        Err(ReviewError::Infra(InfraError::retryable(
+                            "decide review",
+                            "cancelled by a concurrent change",
+                        )))
+                    }
                 }
                 other => Err(ReviewError::Infra(InfraError::retryable(
                     "decide review",
