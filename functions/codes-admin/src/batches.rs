@@ -266,6 +266,7 @@ mod tests {
             ("OUTBOX_TABLE", "outbox"),
             ("BATCH_JOBS_QUEUE_URL", "http://127.0.0.1:9/queue/jobs"),
             ("EXPORTS_BUCKET", "exports"),
+            ("ACTIVITY_TABLE", "activity"),
         ]);
         App::new(&aws, &env).unwrap()
     }
