@@ -373,7 +373,7 @@ fn build_attempt(
         .expect("a credit never lacks funds");
     ClaimAttempt {
         claimant: claimant.clone(),
-        code: code.clone(),
+        code: *code,
         batch: batch.clone(),
         kind,
         flags: flags.to_vec(),

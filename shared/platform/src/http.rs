@@ -18,10 +18,11 @@ pub struct Problem {
     pub status: StatusCode,
     pub code: &'static str,
     pub title: String,
-    pub detail: Option<String>,
+    // Boxed: rarely set, and every handler returns `Result<_, Problem>` by value.
+    pub detail: Option<Box<str>>,
     pub retry_after_secs: Option<u64>,
     /// Extra members of the problem object, e.g. the failing lines of an import.
-    pub extensions: Option<serde_json::Value>,
+    pub extensions: Option<Box<serde_json::Value>>,
 }
 
 impl Problem {
@@ -41,12 +42,12 @@ impl Problem {
     }
 
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
+        self.detail = Some(detail.into().into_boxed_str());
         self
     }
 
     pub fn with_extensions(mut self, extensions: serde_json::Value) -> Self {
-        self.extensions = Some(extensions);
+        self.extensions = Some(Box::new(extensions));
         self
     }
 
@@ -98,12 +99,12 @@ impl Problem {
             "code": self.code,
         });
         if let Some(detail) = self.detail {
-            body["detail"] = detail.into();
+            body["detail"] = String::from(detail).into();
         }
         if let Some(secs) = self.retry_after_secs {
             body["retry_after_seconds"] = secs.into();
         }
-        if let Some(serde_json::Value::Object(extra)) = self.extensions {
+        if let Some(serde_json::Value::Object(extra)) = self.extensions.map(|e| *e) {
             for (k, v) in extra {
                 body[k] = v;
             }
