@@ -3,7 +3,8 @@
 //!
 //! A rep in region `north` invites an outlet owner, who registers and so creates an outlet;
 //! the rep then invites a seller into that outlet. An admin orders a batch of pack codes, which
-//! the batch worker generates through the local queue, so a few codes can be claimed at once.
+//! the batch worker generates through the local queue, so a few codes can be claimed at once,
+//! and sets the cashback rates of the demo marketplace, so a signed sample order earns at once.
 //! Running it again finds what exists.
 
 use serde_json::{json, Value};
@@ -242,6 +243,23 @@ pub async fn demo(
     let seller_region = region(&seller);
     let admin = mint(key, "admin", ADMIN, None, None);
     let codes = demo_codes(state, &admin, s3).await?;
+    // The demo marketplace's cashback rates, so a signed sample order earns at once.
+    let partner = json!({
+        "name": "Demo Market", "default_rate_bp": 300,
+        "category_rates_bp": { "beverages": 500 }, "active": true
+    });
+    expect(
+        "PUT /admin/partners/demo-market",
+        call(
+            state,
+            "PUT",
+            "/admin/partners/demo-market",
+            &admin,
+            Some(partner),
+        )
+        .await?,
+        &[200],
+    )?;
     Ok(Demo {
         tokens: vec![
             ("admin".into(), admin),
