@@ -33,7 +33,10 @@ cmd_install() {
     if [[ ! -x "$PY" ]]; then
         python3 -m venv "$VENV"
     fi
-    "$PY" -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+    # The constraints pin moto's own dependencies (boto3, Werkzeug, ...) to the set the
+    # launcher's patch and the fidelity tests were run with.
+    "$PY" -m pip install --quiet --disable-pip-version-check \
+        -c "$REPO/infra/moto-constraints.txt" "moto[server]==$MOTO_VERSION"
     echo "moto $(installed_version) installed in $VENV"
 }
 
