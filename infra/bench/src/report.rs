@@ -260,7 +260,7 @@ pub fn render(f: &Figures) -> String {
     }
     let _ = writeln!(
         w,
-        "\n- An action reads its idempotency record, the rule, the tier table and the balance (for the tier), then writes one transaction (idempotency record, limit counters, ledger entry, balance, outlet totals, outbox). The reads of rules and tiers are not cached yet: caching them in the warm function would bring an action to 3 round trips.\n- A created order is one transaction (event marker, order, monthly cap counter, ledger items) after reading the partner's rates and the region's minimum; a delivered order also records challenge progress.\n"
+        "\n- An action reads its idempotency record, the rule, the tier table and the balance (for the tier), then writes one transaction (idempotency record, limit counters, ledger entry, balance, outlet totals, outbox). The reads of rules and tiers are not cached yet: caching them in the warm function would bring an action to 3 round trips.\n- A created order reads the replay marker, the order, the partner's rates, the region's minimum and the month's cap counter (none cached), then writes one transaction (event marker, order, cap counter, ledger items); a delivered order also records challenge progress.\n"
     );
 
     let _ = writeln!(w, "## 2. Claim latency against the bare SDK\n");
