@@ -116,6 +116,20 @@ where
     }
 }
 
+/// Every item a query matches, across all its pages.
+pub async fn query_all(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    operation: &'static str,
+) -> Result<Vec<Item>, InfraError> {
+    query
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| infra(operation, e))
+}
+
 /// A `LastEvaluatedKey` as an opaque, URL-safe cursor.
 pub fn encode_cursor(last_key: &Item) -> String {
     let flat: HashMap<&str, &str> = last_key

@@ -24,7 +24,7 @@ use loyalty_domain::ids::ParticipantId;
 use loyalty_domain::ledger::{Entry, EntryKind};
 use loyalty_domain::InfraError;
 
-use crate::dynamo::{infra, key, n, s, Item, ItemExt};
+use crate::dynamo::{infra, key, n, query_all, s, Item, ItemExt};
 use crate::stores::ledger::{append_items, OutboxRecord};
 
 #[derive(Debug, Clone)]
@@ -85,30 +85,20 @@ impl ChallengeStore {
     }
 
     pub async fn challenges(&self) -> Result<Vec<Challenge>, InfraError> {
-        let mut found = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.tables.programme)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s("CHALLENGES"))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| infra("read challenges", e))?;
-            for item in out.items() {
-                found.push(
-                    serde_json::from_str(item.string("challenge")?)
-                        .map_err(|e| InfraError::permanent("decode challenge", e.to_string()))?,
-                );
-            }
-            match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => return Ok(found),
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.tables.programme)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s("CHALLENGES"));
+        query_all(query, "read challenges")
+            .await?
+            .iter()
+            .map(|item| {
+                serde_json::from_str(item.string("challenge")?)
+                    .map_err(|e| InfraError::permanent("decode challenge", e.to_string()))
+            })
+            .collect()
     }
 
     /// Every challenge with the participant's progress in it (zero where they have none).
@@ -117,31 +107,20 @@ impl ChallengeStore {
         participant: &ParticipantId,
     ) -> Result<Vec<(Challenge, Progress)>, InfraError> {
         let challenges = self.challenges().await?;
+        let query = self
+            .client
+            .query()
+            .table_name(&self.tables.activity)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :c)")
+            .expression_attribute_values(":pk", s(progress_pk(participant)))
+            .expression_attribute_values(":c", s("CHALLENGE#"));
         let mut progress: HashMap<String, Progress> = HashMap::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.tables.activity)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :c)")
-                .expression_attribute_values(":pk", s(progress_pk(participant)))
-                .expression_attribute_values(":c", s("CHALLENGE#"))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| infra("read progress", e))?;
-            for item in out.items() {
-                let id = item
-                    .string("sk")?
-                    .trim_start_matches("CHALLENGE#")
-                    .to_string();
-                progress.insert(id, progress_from_item(item)?);
-            }
-            match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => break,
-            }
+        for item in query_all(query, "read progress").await? {
+            let id = item
+                .string("sk")?
+                .trim_start_matches("CHALLENGE#")
+                .to_string();
+            progress.insert(id, progress_from_item(&item)?);
         }
         Ok(challenges
             .into_iter()

@@ -18,7 +18,7 @@ use loyalty_domain::ids::ParticipantId;
 use loyalty_domain::ledger::Entry;
 use loyalty_domain::InfraError;
 
-use crate::dynamo::{infra, key, n, s, ItemExt};
+use crate::dynamo::{infra, key, n, query_all, s, ItemExt};
 use crate::stores::ledger::{append_items, DynamoLedger, OutboxRecord};
 
 #[derive(Debug, Clone)]
@@ -102,27 +102,17 @@ impl EarningStore {
     }
 
     pub async fn rules(&self) -> Result<Vec<Rule>, InfraError> {
-        let mut rules = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.tables.programme)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s("RULES"))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| infra("read rules", e))?;
-            for item in out.items() {
-                rules.push(decode(item.string("rule")?, "decode rule")?);
-            }
-            match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => return Ok(rules),
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.tables.programme)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s("RULES"));
+        query_all(query, "read rules")
+            .await?
+            .iter()
+            .map(|item| decode(item.string("rule")?, "decode rule"))
+            .collect()
     }
 
     pub async fn tiers(&self) -> Result<Tiers, InfraError> {

@@ -12,7 +12,7 @@ use loyalty_domain::ledger::{entry_ids, Balance, Delta, Entry, EntryKind};
 use loyalty_domain::review::{Decision, PendingReview, ReviewError, ReviewId};
 use loyalty_domain::{InfraError, Points};
 
-use crate::dynamo::{decode_cursor, encode_cursor, infra, key, n, s, Item, ItemExt};
+use crate::dynamo::{decode_cursor, encode_cursor, infra, key, n, query_all, s, Item, ItemExt};
 
 pub fn account_pk(participant: &ParticipantId) -> String {
     format!("ACCOUNT#{participant}")
@@ -269,28 +269,18 @@ impl DynamoLedger {
     /// Every entry of an account, in append order of their timestamps. For audits and
     /// tests that check the balance equals its entries.
     pub async fn all_entries(&self, participant: &ParticipantId) -> Result<Vec<Entry>, InfraError> {
-        let mut entries = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name("by_time")
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(account_pk(participant)))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| infra("read entries", e))?;
-            for item in out.items() {
-                entries.push(entry_from_item(item)?);
-            }
-            match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => return Ok(entries),
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("by_time")
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(account_pk(participant)));
+        query_all(query, "read entries")
+            .await?
+            .iter()
+            .map(entry_from_item)
+            .collect()
     }
 
     /// Claims awaiting review, oldest first.
