@@ -24,5 +24,6 @@ pub mod code;
 pub mod earning;
 pub mod fraud;
 pub mod ledger;
+pub mod outbox;
 pub mod participant;
 pub mod review;
