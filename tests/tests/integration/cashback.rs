@@ -11,6 +11,7 @@ use loyalty_domain::challenge::Challenge;
 use loyalty_domain::earning::Slug;
 use loyalty_domain::ids::{EntryId, ParticipantId};
 use loyalty_domain::ledger::{Entry, EntryKind};
+use loyalty_domain::outbox::{Envelope, OutboxEvent};
 use loyalty_domain::ports::{Clock, FixedClock};
 use loyalty_domain::Points;
 use loyalty_local::webhooks::{DEMO_PARTNER, DEMO_SECRET};
@@ -131,8 +132,10 @@ impl Fixture {
         total
     }
 
-    async fn outbox_has(&self, event_id: &str) -> bool {
-        self.stack
+    /// The typed event stored under `event_id`, parsed as its consumers will parse it.
+    async fn outbox_event(&self, event_id: &str) -> Option<Envelope> {
+        let item = self
+            .stack
             .dynamodb()
             .get_item()
             .table_name(self.stack.table_name("OutboxTable"))
@@ -140,8 +143,9 @@ impl Fixture {
             .send()
             .await
             .unwrap()
-            .item
-            .is_some()
+            .item?;
+        let payload = item["payload"].as_s().unwrap();
+        Some(Envelope::from_json(payload).expect("an outbox payload is a typed event"))
     }
 }
 
@@ -262,10 +266,14 @@ async fn a_created_order_credits_pending_cashback_once_and_a_replay_answers_the_
 
     let balance = f.ledger().balance(&participant("p-1")).await.unwrap();
     assert_eq!((balance.pending, balance.available), (POINTS, 0));
-    assert!(
-        f.outbox_has("cashback_pending-cashback:demo-market:o-1:pending")
-            .await
-    );
+    let pending = f
+        .outbox_event("cashback_pending-cashback:demo-market:o-1:pending")
+        .await
+        .expect("the credit wrote its outbox event");
+    assert!(matches!(
+        pending.event,
+        OutboxEvent::CashbackPending { points, .. } if points.get() == POINTS
+    ));
     assert_ledger_consistent(&f.stack, &[participant("p-1")]).await;
 }
 
@@ -358,10 +366,12 @@ async fn a_delivered_order_awaits_release_in_its_month_and_is_released_once() {
         (balance.pending, balance.available, balance.lifetime_earned),
         (0, POINTS, POINTS)
     );
-    assert!(
-        f.outbox_has("cashback_released-cashback:demo-market:o-1:released")
-            .await
-    );
+    let released = f
+        .outbox_event("cashback_released-cashback:demo-market:o-1:released")
+        .await
+        .expect("the release wrote its outbox event");
+    assert_eq!(released.event.kind(), "cashback_released");
+    assert_eq!(released.event.participant(), &participant("p-1"));
     assert_ledger_consistent(&f.stack, &[participant("p-1")]).await;
 }
 

@@ -43,6 +43,8 @@ use serde::Serialize;
 
 use crate::dynamo::{infra, key, n, s, Item, ItemExt};
 use crate::stores::challenges::{ChallengeStore, ChallengeTables};
+use loyalty_domain::outbox::OutboxEvent;
+
 use crate::stores::ledger::{account_pk, append_items, balance_from_item, OutboxRecord};
 
 /// Event markers outlive any partner's retry schedule by far.
@@ -539,19 +541,17 @@ impl DynamoCashback {
                     created_at: now,
                     expires_on: None,
                 };
-                let outbox = OutboxRecord {
-                    table: &self.tables.outbox,
-                    event_id: format!("cashback_pending-{}", entry.id),
-                    payload: serde_json::json!({
-                        "type": "cashback_pending",
-                        "participant_id": order.participant_id.as_str(),
-                        "entry_id": entry.id.as_str(),
-                        "partner_id": partner.as_str(),
-                        "order_id": event.order_id.as_str(),
-                        "points": credit.get(),
-                        "occurred_at": now.to_rfc3339(),
-                    }),
-                };
+                let outbox = OutboxRecord::new(
+                    &self.tables.outbox,
+                    OutboxEvent::CashbackPending {
+                        participant_id: order.participant_id.clone(),
+                        entry_id: entry.id.clone(),
+                        partner_id: partner.to_string(),
+                        order_id: event.order_id.to_string(),
+                        points: credit,
+                    },
+                    now,
+                );
                 items.extend(append_items(&self.tables.ledger, &entry, Some(outbox))?);
             }
             match self.transact(items).await? {
@@ -828,19 +828,17 @@ impl DynamoCashback {
             created_at: now,
             expires_on: None,
         };
-        let outbox = OutboxRecord {
-            table: &self.tables.outbox,
-            event_id: format!("cashback_released-{}", entry.id),
-            payload: serde_json::json!({
-                "type": "cashback_released",
-                "participant_id": order.participant.as_str(),
-                "entry_id": entry.id.as_str(),
-                "partner_id": partner.as_str(),
-                "order_id": id.as_str(),
-                "points": order.cashback.get(),
-                "occurred_at": now.to_rfc3339(),
-            }),
-        };
+        let outbox = OutboxRecord::new(
+            &self.tables.outbox,
+            OutboxEvent::CashbackReleased {
+                participant_id: order.participant.clone(),
+                entry_id: entry.id.clone(),
+                partner_id: partner.to_string(),
+                order_id: id.to_string(),
+                points: order.cashback,
+            },
+            now,
+        );
         let mut items = vec![tx_update(
             Update::builder()
                 .table_name(&self.tables.activity)

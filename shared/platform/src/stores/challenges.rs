@@ -25,6 +25,8 @@ use loyalty_domain::ledger::{Entry, EntryKind};
 use loyalty_domain::InfraError;
 
 use crate::dynamo::{infra, key, n, query_all, s, Item, ItemExt};
+use loyalty_domain::outbox::OutboxEvent;
+
 use crate::stores::ledger::{append_items, OutboxRecord};
 
 #[derive(Debug, Clone)]
@@ -224,18 +226,16 @@ impl ChallengeStore {
                 items.extend(append_items(
                     &self.tables.ledger,
                     entry,
-                    Some(OutboxRecord {
-                        table: &self.tables.outbox,
-                        event_id: format!("challenge_completed-{}", entry.id),
-                        payload: serde_json::json!({
-                            "type": "challenge_completed",
-                            "participant_id": source.participant.as_str(),
-                            "challenge_id": challenge.id.as_str(),
-                            "entry_id": entry.id.as_str(),
-                            "points": entry.amount.get(),
-                            "occurred_at": source.at.to_rfc3339(),
-                        }),
-                    }),
+                    Some(OutboxRecord::new(
+                        &self.tables.outbox,
+                        OutboxEvent::ChallengeCompleted {
+                            participant_id: source.participant.clone(),
+                            entry_id: entry.id.clone(),
+                            challenge_id: challenge.id.clone(),
+                            points: entry.amount,
+                        },
+                        source.at,
+                    )),
                 )?);
             }
             let result = self

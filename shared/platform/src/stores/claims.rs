@@ -28,6 +28,8 @@ use sha2::{Digest, Sha256};
 
 use crate::dynamo::{infra, key, n, s, Item, ItemExt};
 use crate::stores::codes::CodesStore;
+use loyalty_domain::outbox::{CodeClaimed, OutboxEvent};
+
 use crate::stores::ledger::{balance_from_item, balance_update, entry_item, OutboxRecord};
 
 /// Audit records are kept for 400 days, counters only as long as their window needs.
@@ -182,21 +184,21 @@ impl DynamoClaims {
             ))?);
         }
 
-        let payload = serde_json::json!({
-            "type": if a.flags.is_empty() { "code_accepted" } else { "code_under_review" },
-            "participant_id": participant.as_str(),
-            "entry_id": entry.id.as_str(),
-            "points": a.batch.points.get(),
-            "sku": a.batch.sku,
-            "product_type": a.batch.product_type,
-            "available": a.receipt.balance.available,
-            "occurred_at": a.now.to_rfc3339(),
-        });
-        let outbox = OutboxRecord {
-            table: &t.outbox,
-            event_id: format!("code_accepted-{}", entry.id),
-            payload,
+        let claimed = CodeClaimed {
+            participant_id: participant.clone(),
+            entry_id: entry.id.clone(),
+            points: a.batch.points,
+            sku: a.batch.sku.clone(),
+            product_type: a.batch.product_type.clone(),
+            available: a.receipt.balance.available,
         };
+        // A flagged claim's points wait for review; the participant hears that, not "credited".
+        let event = if a.flags.is_empty() {
+            OutboxEvent::CodeAccepted(claimed)
+        } else {
+            OutboxEvent::CodeUnderReview(claimed)
+        };
+        let outbox = OutboxRecord::new(&t.outbox, event, a.now);
         items.push(outbox.item(a.now)?);
 
         let outcome = if a.flags.is_empty() {

@@ -19,6 +19,8 @@ use loyalty_domain::ledger::Entry;
 use loyalty_domain::InfraError;
 
 use crate::dynamo::{infra, key, n, query_all, s, ItemExt};
+use loyalty_domain::outbox::OutboxEvent;
+
 use crate::stores::ledger::{append_items, DynamoLedger, OutboxRecord};
 
 #[derive(Debug, Clone)]
@@ -302,16 +304,11 @@ pub async fn read_tiers(client: &Client, programme_table: &str) -> Result<Tiers,
 }
 
 fn points_credited<'a>(outbox: &'a str, entry: &Entry, rule: &RuleId) -> OutboxRecord<'a> {
-    OutboxRecord {
-        table: outbox,
-        event_id: format!("points_credited-{}", entry.id),
-        payload: serde_json::json!({
-            "type": "points_credited",
-            "participant_id": entry.participant.as_str(),
-            "entry_id": entry.id.as_str(),
-            "points": entry.amount.get(),
-            "rule_id": rule.as_str(),
-            "occurred_at": entry.created_at.to_rfc3339(),
-        }),
-    }
+    let event = OutboxEvent::PointsCredited {
+        participant_id: entry.participant.clone(),
+        entry_id: entry.id.clone(),
+        rule_id: rule.clone(),
+        points: entry.amount,
+    };
+    OutboxRecord::new(outbox, event, entry.created_at)
 }

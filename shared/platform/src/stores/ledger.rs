@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use loyalty_domain::earning::{month_key, MonthlyEarned};
 use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
 use loyalty_domain::ledger::{entry_ids, Balance, Delta, Entry, EntryKind};
+use loyalty_domain::outbox::{Envelope, OutboxEvent, ReviewVerdict};
 use loyalty_domain::review::{Decision, PendingReview, ReviewError, ReviewId};
 use loyalty_domain::{InfraError, Points};
 
@@ -375,17 +376,17 @@ impl DynamoLedger {
     ) -> Result<DecisionWrite, ReviewError> {
         let id = ReviewId::of(&reviewed.participant, &reviewed.id);
         let decided = Self::decision_entry(reviewed, decision, now);
-        let outbox = self.outbox.as_deref().map(|table| OutboxRecord {
-            table,
-            event_id: format!("review_decided-{}", decided.id),
-            payload: serde_json::json!({
-                "type": "claim_reviewed",
-                "decision": decision.as_str(),
-                "participant_id": decided.participant.as_str(),
-                "entry_id": reviewed.id.as_str(),
-                "points": decided.amount.get(),
-                "occurred_at": now.to_rfc3339(),
-            }),
+        let outbox = self.outbox.as_deref().map(|table| {
+            let event = OutboxEvent::ClaimReviewed {
+                participant_id: decided.participant.clone(),
+                entry_id: reviewed.id.clone(),
+                decision: match decision {
+                    Decision::Approve => ReviewVerdict::Approved,
+                    Decision::Reject => ReviewVerdict::Rejected,
+                },
+                points: decided.amount,
+            };
+            OutboxRecord::new(table, event, now)
         });
         let dequeue = Update::builder()
             .table_name(&self.table)
@@ -508,22 +509,30 @@ pub fn append_items(
 /// A notification-worthy event, written in the same transaction as the change it announces.
 pub struct OutboxRecord<'a> {
     pub table: &'a str,
-    /// Deterministic, e.g. `points_credited-<entry id>`, so a retry writes nothing new.
-    pub event_id: String,
-    pub payload: serde_json::Value,
+    /// Its `event_id` is deterministic, so a retry writes nothing new.
+    pub envelope: Envelope,
 }
 
-impl OutboxRecord<'_> {
+impl<'a> OutboxRecord<'a> {
     const TTL_SECS: i64 = 7 * 24 * 3600;
 
+    pub fn new(table: &'a str, event: OutboxEvent, occurred_at: DateTime<Utc>) -> Self {
+        Self {
+            table,
+            envelope: Envelope::new(event, occurred_at),
+        }
+    }
+
     pub fn item(&self, now: DateTime<Utc>) -> Result<TransactWriteItem, InfraError> {
+        let event_id = &self.envelope.event_id;
         let put = Put::builder()
             .table_name(self.table)
             .set_item(Some(HashMap::from([
-                ("pk".to_string(), s(format!("OUTBOX#{}", self.event_id))),
+                ("pk".to_string(), s(format!("OUTBOX#{event_id}"))),
                 ("sk".to_string(), s("OUTBOX")),
-                ("event_id".to_string(), s(&self.event_id)),
-                ("payload".to_string(), s(self.payload.to_string())),
+                ("event_id".to_string(), s(event_id)),
+                ("type".to_string(), s(self.envelope.event.kind())),
+                ("payload".to_string(), s(self.envelope.to_json())),
                 ("ttl".to_string(), n(now.timestamp() + Self::TTL_SECS)),
             ])))
             .condition_expression("attribute_not_exists(pk)")
