@@ -19,11 +19,11 @@ use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_s3::primitives::ByteStream;
-use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
 use lambda_runtime::LambdaEvent;
 use loyalty_domain::batch::{Batch, ChunkJob};
 use loyalty_domain::code::Code;
+use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_domain::InfraError;
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::stores::codes::{ChunkExports, CodesStore, WriteStats};
@@ -41,6 +41,15 @@ pub struct App {
 
 impl App {
     pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
+        Self::with_clock(aws, env, Box::new(SystemClock))
+    }
+
+    /// Tests pass their own clock: chunk markers and the batch's ready time are dated by it.
+    pub fn with_clock(
+        aws: &aws_config::SdkConfig,
+        env: &Env,
+        clock: Box<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
         let worker = ChunkWorker::new(
             loyalty_platform::aws::dynamodb(aws),
             loyalty_platform::aws::s3(aws, env),
@@ -49,6 +58,7 @@ impl App {
                 exports_bucket: env.required("EXPORTS_BUCKET")?,
                 programme_base_url: env.required("PROGRAMME_BASE_URL")?,
             },
+            clock,
         );
         Ok(Self { worker })
     }
@@ -131,6 +141,7 @@ pub struct ChunkWorker {
     store: CodesStore,
     s3: aws_sdk_s3::Client,
     config: WorkerConfig,
+    clock: Box<dyn Clock>,
 }
 
 impl ChunkWorker {
@@ -138,11 +149,13 @@ impl ChunkWorker {
         dynamodb: aws_sdk_dynamodb::Client,
         s3: aws_sdk_s3::Client,
         config: WorkerConfig,
+        clock: Box<dyn Clock>,
     ) -> Self {
         Self {
             store: CodesStore::new(dynamodb, config.codes_table.clone()),
             s3,
             config,
+            clock,
         }
     }
 
@@ -159,7 +172,7 @@ impl ChunkWorker {
         if self.store.chunk_done(batch.number, job.chunk).await? {
             let batch_ready = self
                 .store
-                .mark_ready_if_complete(&batch, Utc::now())
+                .mark_ready_if_complete(&batch, self.clock.now())
                 .await?;
             return Ok(ChunkOutcome::AlreadyDone { batch_ready });
         }
@@ -168,11 +181,11 @@ impl ChunkWorker {
         let writes = self.store.put_codes(&batch, &codes).await?;
         let exports = self.export(&batch, job.chunk, &codes).await?;
         self.store
-            .mark_chunk_done(batch.number, job.chunk, len, &exports, Utc::now())
+            .mark_chunk_done(batch.number, job.chunk, len, &exports, self.clock.now())
             .await?;
         let batch_ready = self
             .store
-            .mark_ready_if_complete(&batch, Utc::now())
+            .mark_ready_if_complete(&batch, self.clock.now())
             .await?;
         tracing::info!(
             batch = batch.number,
@@ -387,7 +400,7 @@ mod tests {
                 chunk_size: 10,
             },
             status: BatchStatus::Generating,
-            created_at: Utc::now(),
+            created_at: "2026-11-01T09:00:00Z".parse().unwrap(),
         };
         let codes = Code::chunk(&batch.seed.0, 12, 0, 3);
         let csv =

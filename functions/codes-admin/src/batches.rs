@@ -3,13 +3,15 @@
 //! Ordering writes the batch item and enqueues one job per chunk; the batch worker does the
 //! rest. Jobs are idempotent (a done chunk is skipped), so sending one twice is harmless.
 
+use std::sync::Arc;
+
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use chrono::Utc;
 use lambda_http::http::{header, HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
 use loyalty_domain::batch::{
     Batch, BatchRequest, BatchSeed, BatchSpec, BatchStatus, ChunkJob, CHUNK_SIZE,
 };
+use loyalty_domain::ports::Clock;
 use loyalty_domain::InfraError;
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{json, json_body, path_param, Problem, ResultExt};
@@ -28,6 +30,7 @@ pub(crate) struct Batches {
     queue_url: String,
     exports_bucket: String,
     chunk_size: u32,
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Serialize)]
@@ -76,7 +79,11 @@ impl From<ChunkMarker> for ExportView {
 }
 
 impl Batches {
-    pub(crate) fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
+    pub(crate) fn new(
+        aws: &aws_config::SdkConfig,
+        env: &Env,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
         Ok(Self {
             store: CodesStore::new(
                 loyalty_platform::aws::dynamodb(aws),
@@ -86,13 +93,14 @@ impl Batches {
             queue_url: env.required("BATCH_JOBS_QUEUE_URL")?,
             exports_bucket: env.required("EXPORTS_BUCKET")?,
             chunk_size: chunk_size(env)?,
+            clock,
         })
     }
 
     pub(crate) async fn create(&self, req: &Request) -> Result<Response<Body>, Problem> {
         let caller = crate::admin(req)?;
         let body: BatchRequest = json_body(req)?;
-        let now = Utc::now();
+        let now = self.clock.now();
         let spec = BatchSpec::parse(&body, now.date_naive()).problem()?;
         let number = self
             .store

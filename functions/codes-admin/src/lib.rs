@@ -4,8 +4,11 @@
 //! (403), then reads the request (400), so that no one learns anything about a route they
 //! may not use.
 
+use std::sync::Arc;
+
 use lambda_http::{Body, Request, Response};
 use loyalty_domain::auth::{Caller, Role};
+use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, respond, Problem, ResultExt};
 
@@ -19,9 +22,18 @@ pub struct App {
 
 impl App {
     pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
+        Self::with_clock(aws, env, Arc::new(SystemClock))
+    }
+
+    /// Tests pass their own clock: batch validity and review decisions are dated by it.
+    pub fn with_clock(
+        aws: &aws_config::SdkConfig,
+        env: &Env,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
         Ok(Self {
-            batches: batches::Batches::new(aws, env)?,
-            reviews: reviews::Reviews::new(aws, env)?,
+            batches: batches::Batches::new(aws, env, clock.clone())?,
+            reviews: reviews::Reviews::new(aws, env, clock)?,
         })
     }
 

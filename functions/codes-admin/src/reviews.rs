@@ -2,7 +2,9 @@
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
-use loyalty_domain::ports::{Clock, SystemClock};
+use std::sync::Arc;
+
+use loyalty_domain::ports::Clock;
 use loyalty_domain::review::{Decision, ReviewId};
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
@@ -17,6 +19,7 @@ const MAX_PAGE: i32 = 100;
 pub struct Reviews {
     ledger: DynamoLedger,
     idempotency: Idempotency,
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Deserialize)]
@@ -26,7 +29,11 @@ struct DecisionBody {
 }
 
 impl Reviews {
-    pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
+    pub fn new(
+        aws: &aws_config::SdkConfig,
+        env: &Env,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
         let dynamodb = loyalty_platform::aws::dynamodb(aws);
         let ledger = DynamoLedger::new(dynamodb.clone(), env.required("LEDGER_TABLE")?)
             .with_outbox(env.required("OUTBOX_TABLE")?);
@@ -34,6 +41,7 @@ impl Reviews {
         Ok(Self {
             ledger,
             idempotency,
+            clock,
         })
     }
 
@@ -84,7 +92,7 @@ impl Reviews {
         let reviewer = admin(req)?;
         let id = ReviewId::parse(http::path_param(req, "reviewId")?).problem()?;
         let body: DecisionBody = http::json_body(req)?;
-        let now = SystemClock.now();
+        let now = self.clock.now();
         let reviewer = reviewer.subject.as_str();
         self.idempotency
             .once(req, reviewer, now, |keyed| async move {

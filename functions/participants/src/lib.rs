@@ -29,10 +29,22 @@ const TOKEN_REFRESH_NOTE: &str =
 pub struct App {
     store: DynamoParticipantStore,
     country: CountryCode,
+    clock: Box<dyn Clock>,
+    ids: Box<dyn IdSource>,
 }
 
 impl App {
     pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
+        Self::with_ports(aws, env, Box::new(SystemClock), Box::new(RandomIds))
+    }
+
+    /// Tests and simulations pass their own clock and ids.
+    pub fn with_ports(
+        aws: &aws_config::SdkConfig,
+        env: &Env,
+        clock: Box<dyn Clock>,
+        ids: Box<dyn IdSource>,
+    ) -> Result<Self, ConfigError> {
         let table = env.required("PARTICIPANTS_TABLE")?;
         let country = CountryCode::parse(&env.required("DEFAULT_COUNTRY_CODE")?).map_err(|e| {
             ConfigError::Invalid {
@@ -41,7 +53,12 @@ impl App {
             }
         })?;
         let store = DynamoParticipantStore::new(loyalty_platform::aws::dynamodb(aws), table);
-        Ok(Self { store, country })
+        Ok(Self {
+            store,
+            country,
+            clock,
+            ids,
+        })
     }
 
     pub async fn handle(&self, req: Request) -> Result<Response<Body>, lambda_http::Error> {
@@ -70,7 +87,7 @@ impl App {
             region: body.region.as_deref().map(parse_region).transpose()?,
             zone: body.zone.as_deref().map(parse_zone).transpose()?,
         };
-        let invitation = participant::invite(&self.store, &caller, request, now())
+        let invitation = participant::invite(&self.store, &caller, request, self.clock.now())
             .await
             .map_err(problem)?;
         tracing::info!(by = %caller.subject, kind = invitation.kind.as_str(), code = ?invitation.code, "invitation created");
@@ -93,9 +110,9 @@ impl App {
         )
         .map_err(problem)?;
         let outlet_id =
-            OutletId::parse(&RandomIds.new_id("o")).expect("random ids are valid outlet ids");
+            OutletId::parse(&self.ids.new_id("o")).expect("random ids are valid outlet ids");
         let phone = form.phone.clone();
-        let profile = participant::register(&self.store, &caller, form, outlet_id, now()).await.map_err(|e| {
+        let profile = participant::register(&self.store, &caller, form, outlet_id, self.clock.now()).await.map_err(|e| {
             tracing::info!(participant = %caller.subject, %phone, outcome = e.code(), "registration refused");
             problem(e)
         })?;
@@ -128,7 +145,7 @@ impl App {
         }
         let changes =
             ProfileChanges::parse(body.name.as_deref(), body.email.as_deref()).map_err(problem)?;
-        let profile = participant::update_profile(&self.store, &caller, changes, now())
+        let profile = participant::update_profile(&self.store, &caller, changes, self.clock.now())
             .await
             .map_err(problem)?;
         Ok(json(StatusCode::OK, &ProfileView::from(&profile)))
@@ -200,16 +217,12 @@ impl App {
         }
         let rows =
             participant::parse_import(http::text_body(req)?, &self.country).map_err(problem)?;
-        let summary = participant::import_members(&self.store, &caller, rows, now())
+        let summary = participant::import_members(&self.store, &caller, rows, self.clock.now())
             .await
             .map_err(problem)?;
         tracing::info!(by = %caller.subject, created = summary.created, unchanged = summary.unchanged, "members imported");
         Ok(json(StatusCode::OK, &summary))
     }
-}
-
-fn now() -> DateTime<Utc> {
-    SystemClock.now()
 }
 
 fn authorised(req: &Request, roles: &[Role]) -> Result<Caller, Problem> {

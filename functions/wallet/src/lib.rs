@@ -6,6 +6,7 @@ use loyalty_domain::auth::{AuthError, Role};
 use loyalty_domain::earning::earned_trailing_12_months;
 use loyalty_domain::ids::OutletId;
 use loyalty_domain::ledger::{Balance, Entry};
+use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
 use loyalty_platform::stores::earning::read_tiers;
@@ -20,16 +21,27 @@ pub struct App {
     dynamodb: aws_sdk_dynamodb::Client,
     /// Where tiers are configured; without it the balance shows no tier.
     programme_table: Option<String>,
+    clock: Box<dyn Clock>,
 }
 
 impl App {
     pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
+        Self::with_clock(aws, env, Box::new(SystemClock))
+    }
+
+    /// Tests pass their own clock: the tier window ends at its `now`.
+    pub fn with_clock(
+        aws: &aws_config::SdkConfig,
+        env: &Env,
+        clock: Box<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
         let dynamodb = loyalty_platform::aws::dynamodb(aws);
         let ledger = DynamoLedger::new(dynamodb.clone(), env.required("LEDGER_TABLE")?);
         Ok(Self {
             ledger,
             dynamodb,
             programme_table: env.optional("PROGRAMME_TABLE"),
+            clock,
         })
     }
 
@@ -58,7 +70,7 @@ impl App {
             None => None,
             Some(table) => {
                 let tiers = read_tiers(&self.dynamodb, table).await.problem()?;
-                let earned = earned_trailing_12_months(&months, chrono::Utc::now());
+                let earned = earned_trailing_12_months(&months, self.clock.now());
                 let tier = tiers.tier_for(earned);
                 Some(TierView {
                     name: tier.name.clone(),

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use batch_worker::{ChunkOutcome, ChunkWorker, WorkerConfig};
 use loyalty_domain::batch::{BatchStatus, ChunkJob, CHUNK_SIZE};
+use loyalty_domain::ports::SystemClock;
 use loyalty_local::provision::Resources;
 use loyalty_platform::stores::codes::CodesStore;
 
@@ -43,6 +44,7 @@ pub async fn issue(
         counted_dynamodb(aws, &dynamodb),
         counted_s3(aws, &s3),
         config,
+        Box::new(SystemClock),
     );
     let started = Instant::now();
     let mut retried_items = 0;

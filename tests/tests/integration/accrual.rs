@@ -370,20 +370,40 @@ async fn the_tier_multiplier_applies_to_accruals_and_shows_with_the_balance() {
         (json!(60), json!("silver"))
     );
 
-    let wallet = wallet::App::new(&f.stack.aws, &f.stack.env_for("WalletFunction")).unwrap();
-    let balance = body_json(
-        &wallet
-            .handle(
-                ApiEvent::load("wallet/get-balance.json")
-                    .sub("p-1")
-                    .request(),
-            )
-            .await
-            .unwrap(),
-    );
+    let wallet = wallet::App::with_clock(
+        &f.stack.aws,
+        &f.stack.env_for("WalletFunction"),
+        Box::new(SharedClock(f.clock.clone())),
+    )
+    .unwrap();
+    let balance_now = || async {
+        body_json(
+            &wallet
+                .handle(
+                    ApiEvent::load("wallet/get-balance.json")
+                        .sub("p-1")
+                        .request(),
+                )
+                .await
+                .unwrap(),
+        )
+    };
+    let balance = balance_now().await;
     assert_eq!(balance["available"], 160);
     assert_eq!(balance["tier"]["name"], "silver");
     assert_eq!(balance["tier"]["multiplier_percent"], 150);
+
+    // A year on, those months have left the trailing window: the tier falls back to bronze.
+    f.clock.advance(chrono::Duration::days(366));
+    let balance = balance_now().await;
+    assert_eq!(balance["available"], 160);
+    assert_eq!(
+        (
+            balance["tier"]["name"].clone(),
+            balance["tier"]["earned_last_12_months"].clone()
+        ),
+        (json!("bronze"), json!(0))
+    );
 
     assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
 }
