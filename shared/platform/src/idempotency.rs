@@ -207,7 +207,7 @@ impl Idempotency {
             .header(
                 header::CONTENT_TYPE,
                 item.opt_string("content_type")
-                    .unwrap_or("application/json"),
+                    .unwrap_or(http::json_content_type(status)),
             )
             .header("idempotent-replayed", "true")
             .body(Body::Text(body))
@@ -221,11 +221,7 @@ impl Idempotency {
     }
 
     fn put(&self, k: &Keyed, answer: &Answer, now: DateTime<Utc>) -> Result<Put, InfraError> {
-        let content_type = if answer.status.is_success() {
-            "application/json"
-        } else {
-            "application/problem+json"
-        };
+        let content_type = http::json_content_type(answer.status);
         let mut item = record_key(k);
         item.extend(HashMap::from([
             ("fingerprint".to_string(), s(&k.fingerprint)),

@@ -282,6 +282,60 @@ async fn a_reused_key_with_another_body_is_422_and_a_missing_key_is_400() {
     assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
 }
 
+fn content_type(response: &lambda_http::Response<lambda_http::Body>) -> &str {
+    response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn every_refusal_of_actions_and_sell_in_and_its_replay_is_problem_json() {
+    let f = fixture().await;
+    cola_rule(&f, 2).await;
+    let bad = format!("{CSV_HEADER}INV-1,2026-11-10,o-1,p-1,acme,COLA-05,ten\n");
+    let requests = [
+        (
+            action("p-1", "missing-rule", "refused-key-01"),
+            "rule_not_found",
+        ),
+        (sell_in(&bad, "refused-key-02"), "invalid_lines"),
+    ];
+    for (request, code) in requests {
+        let first = f.app.handle(request.request()).await.unwrap();
+        let replay = f.app.handle(request.request()).await.unwrap();
+        for (response, replayed) in [(&first, None), (&replay, Some("true"))] {
+            assert!(response.status().is_client_error(), "{code}");
+            assert_eq!(content_type(response), "application/problem+json", "{code}");
+            assert_eq!(body_json(response)["code"], code);
+            assert_eq!(
+                response
+                    .headers()
+                    .get("idempotent-replayed")
+                    .map(|v| v.to_str().unwrap()),
+                replayed
+            );
+        }
+    }
+    // The same key on another request, and no key at all.
+    let reused = f
+        .app
+        .handle(action("p-1", "other-rule", "refused-key-01").request())
+        .await
+        .unwrap();
+    assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(content_type(&reused), "application/problem+json");
+    let mut no_key = ApiEvent::load("accrual/import-sell-in.json").text_body(&bad);
+    no_key.0["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("idempotency-key");
+    let missing = f.app.handle(no_key.request()).await.unwrap();
+    assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(content_type(&missing), "application/problem+json");
+}
+
 async fn cola_rule(f: &Fixture, points: u64) {
     put_rule(
         f,
