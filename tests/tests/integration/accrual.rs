@@ -336,6 +336,80 @@ async fn every_refusal_of_actions_and_sell_in_and_its_replay_is_problem_json() {
     assert_eq!(content_type(&missing), "application/problem+json");
 }
 
+#[tokio::test]
+async fn a_key_reused_after_its_record_expired_is_422_idempotency_key_expired_never_503() {
+    let f = fixture().await;
+    put_rule(
+        &f,
+        "training",
+        json!({ "action": "training_completed", "points": 25, "valid_from": "2026-01-01T00:00:00Z" }),
+    )
+    .await;
+    put_rule(
+        &f,
+        "survey",
+        json!({ "action": "survey", "points": 10, "valid_from": "2026-01-01T00:00:00Z" }),
+    )
+    .await;
+    let (status, _) = call(&f.app, action("p-1", "training", "expiring-key-1")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    cola_rule(&f, 2).await;
+    let lines = format!("{CSV_HEADER}INV-9,2026-11-10,o-1,p-1,acme,COLA-05,5\n");
+    let (status, _) = call(&f.app, sell_in(&lines, "expiring-key-3")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Past the 24 hours; the emulator, like DynamoDB, has not deleted the record yet.
+    f.clock.advance(Duration::hours(25));
+    for rule in ["training", "survey", "training"] {
+        let response = f
+            .app
+            .handle(action("p-1", rule, "expiring-key-1").request())
+            .await
+            .unwrap();
+        let body = body_json(&response);
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}"
+        );
+        assert_eq!(body["code"], "idempotency_key_expired");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+    }
+    // Where the key does not name the change, an expired key's request is a new request:
+    // the import's lines are recognised by their own ids.
+    let again = f
+        .app
+        .handle(sell_in(&lines, "expiring-key-3").request())
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert!(again.headers().get("idempotent-replayed").is_none());
+    assert_eq!(body_json(&again)["already_imported"], 1);
+    // Once TTL has deleted the record the answer is the same.
+    f.stack
+        .dynamodb()
+        .delete_item()
+        .table_name(f.stack.table_name("ActivityTable"))
+        .set_key(Some(loyalty_platform::dynamo::key(
+            "IDEMPOTENCY#p-1#expiring-key-1",
+            "IDEMPOTENCY",
+        )))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = call(&f.app, action("p-1", "training", "expiring-key-1")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "idempotency_key_expired");
+    // A new key is a new report.
+    let (status, _) = call(&f.app, action("p-1", "training", "expiring-key-2")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(available(&f.stack, "p-1").await, 60);
+    assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
+}
+
 async fn cola_rule(f: &Fixture, points: u64) {
     put_rule(
         f,
