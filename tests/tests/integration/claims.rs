@@ -721,3 +721,27 @@ async fn a_garbage_foreign_or_ill_fitting_cursor_on_history_or_the_review_queue_
         assert_invalid_cursor(reviews, bad).await;
     }
 }
+
+#[tokio::test]
+async fn a_refused_review_decision_and_its_replay_are_problem_json() {
+    let stack = TestStack::for_function("CodesAdminFunction").await;
+    let admin = codes_admin::App::new(&stack.aws, &stack.env_for("CodesAdminFunction")).unwrap();
+    let decide = || ApiEvent::load("codes-admin/decide-review.json").request();
+    let first = admin.handle(decide()).await.unwrap();
+    let replay = admin.handle(decide()).await.unwrap();
+    for (response, replayed) in [(&first, None), (&replay, Some("true"))] {
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(body_json(response)["code"], "review_not_found");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        assert_eq!(
+            response
+                .headers()
+                .get("idempotent-replayed")
+                .map(|v| v.to_str().unwrap()),
+            replayed
+        );
+    }
+}
