@@ -7,6 +7,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::cashback::{OrderId, PartnerId};
 use crate::earning::{Slug, SupplierId};
 use crate::ids::{EntryId, ParticipantId};
 use crate::{Classified, InfraError, Kind, Points};
@@ -134,10 +135,26 @@ pub struct ProgressSource {
     pub supplier: SupplierId,
     pub units: u64,
     pub date: NaiveDate,
-    /// Stable per source, e.g. the sell-in entry id or `order-<partner>-<order>`: a source
+    /// Stable per source, e.g. the sell-in entry id or [`Self::order_reference`]: a source
     /// recorded twice counts once.
     pub reference: String,
     pub at: DateTime<Utc>,
+}
+
+impl ProgressSource {
+    /// The reference of a delivered partner order's units from one supplier. No id may
+    /// contain `#` (partner and order ids are letters, digits, `-` and `_`; suppliers are
+    /// slugs), so the parts are always told apart: joined with `-`, partner `m` with order
+    /// `x-1` and partner `m-x` with order `1` were one source and the second never counted.
+    pub fn order_reference(partner: &PartnerId, order: &OrderId, supplier: &SupplierId) -> String {
+        format!("order#{partner}#{order}#{supplier}")
+    }
+
+    /// The key of the marker that says this source was counted towards `challenge`:
+    /// challenge ids are slugs (no `#`), so the challenge and the reference are told apart.
+    pub fn marker_key(&self, challenge: &ChallengeId) -> String {
+        format!("SOURCE#{challenge}#{}", self.reference)
+    }
 }
 
 /// What recording a source did to one challenge.
@@ -177,6 +194,75 @@ impl Classified for ProgressError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    type OrderParts = (PartnerId, OrderId, SupplierId);
+
+    /// Two (partner, order, supplier) triples cut from the same dashed text at random
+    /// places, so that most pairs differ but read alike when joined with dashes.
+    fn alike_order_parts() -> impl Strategy<Value = (OrderParts, OrderParts)> {
+        prop::collection::vec("[ab]{1,2}", 3..7)
+            .prop_flat_map(|tokens| {
+                let n = tokens.len();
+                (Just(tokens), 1..n - 1, 0..n, 1..n - 1, 0..n)
+            })
+            .prop_map(|(tokens, i1, x1, i2, x2)| {
+                let cut = |i: usize, x: usize| {
+                    let j = i + 1 + x % (tokens.len() - 1 - i);
+                    (
+                        PartnerId::parse(&tokens[..i].join("-")).unwrap(),
+                        OrderId::parse(&tokens[i..j].join("-")).unwrap(),
+                        Slug::parse(&tokens[j..].join("-")).unwrap(),
+                    )
+                };
+                (cut(i1, x1), cut(i2, x2))
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn different_orders_or_suppliers_never_share_a_progress_reference(
+            (a, b) in alike_order_parts(),
+        ) {
+            let reference =
+                |(p, o, s): &OrderParts| ProgressSource::order_reference(p, o, s);
+            prop_assert_eq!(a == b, reference(&a) == reference(&b));
+        }
+
+        #[test]
+        fn different_challenges_or_sources_never_share_a_marker(
+            c1 in "[a-]{1,5}", r1 in "[a#-]{0,6}",
+            c2 in "[a-]{1,5}", r2 in "[a#-]{0,6}",
+        ) {
+            let (Ok(c1), Ok(c2)) = (Slug::parse(&c1), Slug::parse(&c2)) else {
+                return Ok(());
+            };
+            let marker = |c: &ChallengeId, r: &str| {
+                ProgressSource {
+                    participant: ParticipantId::parse("p-1").unwrap(),
+                    supplier: Slug::parse("acme").unwrap(),
+                    units: 1,
+                    date: "2026-11-01".parse().unwrap(),
+                    reference: r.to_string(),
+                    at: DateTime::<Utc>::default(),
+                }
+                .marker_key(c)
+            };
+            prop_assert_eq!((&c1, &r1) == (&c2, &r2), marker(&c1, &r1) == marker(&c2, &r2));
+        }
+    }
+
+    #[test]
+    fn orders_that_read_alike_joined_with_dashes_have_different_references() {
+        let id = |p: &str, o: &str| {
+            ProgressSource::order_reference(
+                &PartnerId::parse(p).unwrap(),
+                &OrderId::parse(o).unwrap(),
+                &Slug::parse("cola-co").unwrap(),
+            )
+        };
+        assert_ne!(id("demo-market", "x-1"), id("demo", "market-x-1"));
+    }
 
     fn challenge() -> Challenge {
         Challenge::parse(

@@ -140,11 +140,18 @@ pub fn encode_cursor(last_key: &Item) -> String {
 }
 
 /// Decodes a cursor, accepting it only if its partition key is `expected_pk`, so a cursor
-/// forged or copied from another account cannot reach into someone else's partition.
-pub fn decode_cursor(cursor: &str, expected_pk: &str) -> Option<Item> {
+/// forged or copied from another account cannot reach into someone else's partition, and
+/// only if it carries exactly the non-empty `keys` the listing's index needs, so a tampered
+/// one is refused here rather than by DynamoDB (a 500).
+pub fn decode_cursor(cursor: &str, expected_pk: &str, keys: &[&str]) -> Option<Item> {
     let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
     let flat: HashMap<String, String> = serde_json::from_slice(&bytes).ok()?;
-    if flat.get("pk").map(String::as_str) != Some(expected_pk) {
+    if flat.get("pk").map(String::as_str) != Some(expected_pk)
+        || flat.len() != keys.len()
+        || !keys
+            .iter()
+            .all(|k| flat.get(*k).is_some_and(|v| !v.is_empty()))
+    {
         return None;
     }
     Some(flat.into_iter().map(|(k, v)| (k, s(v))).collect())
@@ -161,8 +168,28 @@ mod tests {
             ("sk".to_string(), s("ENTRY#e1")),
         ]);
         let cursor = encode_cursor(&last);
-        assert_eq!(decode_cursor(&cursor, "ACCOUNT#p1"), Some(last));
-        assert_eq!(decode_cursor(&cursor, "ACCOUNT#p2"), None);
-        assert_eq!(decode_cursor("not-base64!", "ACCOUNT#p1"), None);
+        let keys = ["pk", "sk"];
+        assert_eq!(decode_cursor(&cursor, "ACCOUNT#p1", &keys), Some(last));
+        assert_eq!(decode_cursor(&cursor, "ACCOUNT#p2", &keys), None);
+        assert_eq!(decode_cursor("not-base64!", "ACCOUNT#p1", &keys), None);
+    }
+
+    #[test]
+    fn a_cursor_without_exactly_the_index_keys_is_refused() {
+        let cursor = |attrs: &[(&str, &str)]| {
+            encode_cursor(&attrs.iter().map(|(k, v)| (k.to_string(), s(*v))).collect())
+        };
+        let keys = ["pk", "sk", "lsi1sk"];
+        let fits = cursor(&[("pk", "A#1"), ("sk", "E#1"), ("lsi1sk", "t#1")]);
+        assert!(decode_cursor(&fits, "A#1", &keys).is_some());
+        for bad in [
+            cursor(&[("pk", "A#1")]),
+            cursor(&[("pk", "A#1"), ("sk", "E#1")]),
+            cursor(&[("pk", "A#1"), ("sk", "E#1"), ("lsi1sk", "")]),
+            cursor(&[("pk", "A#1"), ("sk", "E#1"), ("other", "t#1")]),
+            cursor(&[("pk", "A#1"), ("sk", "E#1"), ("lsi1sk", "t#1"), ("x", "y")]),
+        ] {
+            assert_eq!(decode_cursor(&bad, "A#1", &keys), None, "{bad}");
+        }
     }
 }

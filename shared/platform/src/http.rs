@@ -136,13 +136,23 @@ pub fn respond(result: Result<Response<Body>, Problem>) -> Response<Body> {
     result.unwrap_or_else(Problem::into_response)
 }
 
+/// The media type of a JSON body with `status`: every error body is a problem (RFC 9457),
+/// whoever built it (a handler, or a replay of a stored answer).
+pub fn json_content_type(status: StatusCode) -> &'static str {
+    if status.is_client_error() || status.is_server_error() {
+        "application/problem+json"
+    } else {
+        "application/json"
+    }
+}
+
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     let body = serde_json::to_string(value).expect("response types serialise");
     Response::builder()
         .status(status)
         .header(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
+            HeaderValue::from_static(json_content_type(status)),
         )
         .body(Body::Text(body))
         .expect("static headers are valid")

@@ -13,6 +13,11 @@
 //! - Two requests racing with one key: both may pass [`Idempotency::begin`], but only one
 //!   record write succeeds; the loser calls [`Idempotency::settle`] to answer what the
 //!   winner answered.
+//! - A record past its `ttl` is treated exactly as a record DynamoDB's (lazy) TTL deletion
+//!   has removed: the key is unknown again. Where the key itself named the change (an
+//!   action's entry id comes from it), that change still exists, so the write loses and
+//!   [`Idempotency::settle`] finds no answer to give: that is 422 `idempotency_key_expired`,
+//!   the same whether the record is still there or not. Elsewhere the request is new.
 
 use std::collections::HashMap;
 
@@ -40,13 +45,15 @@ pub enum IdempotencyError {
     Invalid,
     #[error("this Idempotency-Key was used with a different request")]
     Reused,
+    #[error("this Idempotency-Key was used more than 24 hours ago; send a new key")]
+    Expired,
 }
 
 impl Classified for IdempotencyError {
     fn kind(&self) -> Kind {
         match self {
             IdempotencyError::Missing | IdempotencyError::Invalid => Kind::BadInput,
-            IdempotencyError::Reused => Kind::Unprocessable,
+            IdempotencyError::Reused | IdempotencyError::Expired => Kind::Unprocessable,
         }
     }
     fn code(&self) -> &'static str {
@@ -54,6 +61,7 @@ impl Classified for IdempotencyError {
             IdempotencyError::Missing => "idempotency_key_missing",
             IdempotencyError::Invalid => "idempotency_key_invalid",
             IdempotencyError::Reused => "idempotency_key_reused",
+            IdempotencyError::Expired => "idempotency_key_expired",
         }
     }
 }
@@ -84,9 +92,10 @@ impl Answer {
     }
 
     /// A business refusal, stored so that a retry gets the same refusal. Infrastructure
-    /// problems are never stored.
+    /// problems are never stored, nor an expired key's refusal: storing it would give the
+    /// key a new record.
     pub fn from_problem(p: &Problem) -> Option<Self> {
-        if p.status.is_server_error() {
+        if p.status.is_server_error() || p.code == IdempotencyError::Expired.code() {
             return None;
         }
         let response = p.clone().into_response();
@@ -207,7 +216,7 @@ impl Idempotency {
             .header(
                 header::CONTENT_TYPE,
                 item.opt_string("content_type")
-                    .unwrap_or("application/json"),
+                    .unwrap_or(http::json_content_type(status)),
             )
             .header("idempotent-replayed", "true")
             .body(Body::Text(body))
@@ -221,11 +230,7 @@ impl Idempotency {
     }
 
     fn put(&self, k: &Keyed, answer: &Answer, now: DateTime<Utc>) -> Result<Put, InfraError> {
-        let content_type = if answer.status.is_success() {
-            "application/json"
-        } else {
-            "application/problem+json"
-        };
+        let content_type = http::json_content_type(answer.status);
         let mut item = record_key(k);
         item.extend(HashMap::from([
             ("fingerprint".to_string(), s(&k.fingerprint)),
@@ -315,14 +320,13 @@ impl Idempotency {
         }
     }
 
-    /// After our record lost a race: the answer the winner stored.
+    /// After our write lost to an earlier one with the same key: the answer it stored.
+    /// None left (the record expired) means the key was used up more than 24 hours ago:
+    /// 422 `idempotency_key_expired`, never a retry that could not succeed.
     pub async fn settle(&self, k: &Keyed, now: DateTime<Utc>) -> Result<Response<Body>, Problem> {
         match self.stored(k, now).await {
             Ok(Some(response)) => Ok(response),
-            Ok(None) => Err(Problem::from_error(InfraError::retryable(
-                "settle idempotency race",
-                "the winning record is not readable yet",
-            ))),
+            Ok(None) => Err(Problem::from_error(IdempotencyError::Expired)),
             Err(e) => Err(Problem::from_error(e)),
         }
     }

@@ -282,6 +282,134 @@ async fn a_reused_key_with_another_body_is_422_and_a_missing_key_is_400() {
     assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
 }
 
+fn content_type(response: &lambda_http::Response<lambda_http::Body>) -> &str {
+    response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn every_refusal_of_actions_and_sell_in_and_its_replay_is_problem_json() {
+    let f = fixture().await;
+    cola_rule(&f, 2).await;
+    let bad = format!("{CSV_HEADER}INV-1,2026-11-10,o-1,p-1,acme,COLA-05,ten\n");
+    let requests = [
+        (
+            action("p-1", "missing-rule", "refused-key-01"),
+            "rule_not_found",
+        ),
+        (sell_in(&bad, "refused-key-02"), "invalid_lines"),
+    ];
+    for (request, code) in requests {
+        let first = f.app.handle(request.request()).await.unwrap();
+        let replay = f.app.handle(request.request()).await.unwrap();
+        for (response, replayed) in [(&first, None), (&replay, Some("true"))] {
+            assert!(response.status().is_client_error(), "{code}");
+            assert_eq!(content_type(response), "application/problem+json", "{code}");
+            assert_eq!(body_json(response)["code"], code);
+            assert_eq!(
+                response
+                    .headers()
+                    .get("idempotent-replayed")
+                    .map(|v| v.to_str().unwrap()),
+                replayed
+            );
+        }
+    }
+    // The same key on another request, and no key at all.
+    let reused = f
+        .app
+        .handle(action("p-1", "other-rule", "refused-key-01").request())
+        .await
+        .unwrap();
+    assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(content_type(&reused), "application/problem+json");
+    let mut no_key = ApiEvent::load("accrual/import-sell-in.json").text_body(&bad);
+    no_key.0["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("idempotency-key");
+    let missing = f.app.handle(no_key.request()).await.unwrap();
+    assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(content_type(&missing), "application/problem+json");
+}
+
+#[tokio::test]
+async fn a_key_reused_after_its_record_expired_is_422_idempotency_key_expired_never_503() {
+    let f = fixture().await;
+    put_rule(
+        &f,
+        "training",
+        json!({ "action": "training_completed", "points": 25, "valid_from": "2026-01-01T00:00:00Z" }),
+    )
+    .await;
+    put_rule(
+        &f,
+        "survey",
+        json!({ "action": "survey", "points": 10, "valid_from": "2026-01-01T00:00:00Z" }),
+    )
+    .await;
+    let (status, _) = call(&f.app, action("p-1", "training", "expiring-key-1")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    cola_rule(&f, 2).await;
+    let lines = format!("{CSV_HEADER}INV-9,2026-11-10,o-1,p-1,acme,COLA-05,5\n");
+    let (status, _) = call(&f.app, sell_in(&lines, "expiring-key-3")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Past the 24 hours; the emulator, like DynamoDB, has not deleted the record yet.
+    f.clock.advance(Duration::hours(25));
+    for rule in ["training", "survey", "training"] {
+        let response = f
+            .app
+            .handle(action("p-1", rule, "expiring-key-1").request())
+            .await
+            .unwrap();
+        let body = body_json(&response);
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}"
+        );
+        assert_eq!(body["code"], "idempotency_key_expired");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+    }
+    // Where the key does not name the change, an expired key's request is a new request:
+    // the import's lines are recognised by their own ids.
+    let again = f
+        .app
+        .handle(sell_in(&lines, "expiring-key-3").request())
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert!(again.headers().get("idempotent-replayed").is_none());
+    assert_eq!(body_json(&again)["already_imported"], 1);
+    // Once TTL has deleted the record the answer is the same.
+    f.stack
+        .dynamodb()
+        .delete_item()
+        .table_name(f.stack.table_name("ActivityTable"))
+        .set_key(Some(loyalty_platform::dynamo::key(
+            "IDEMPOTENCY#p-1#expiring-key-1",
+            "IDEMPOTENCY",
+        )))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = call(&f.app, action("p-1", "training", "expiring-key-1")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "idempotency_key_expired");
+    // A new key is a new report.
+    let (status, _) = call(&f.app, action("p-1", "training", "expiring-key-2")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(available(&f.stack, "p-1").await, 60);
+    assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
+}
+
 async fn cola_rule(f: &Fixture, points: u64) {
     put_rule(
         f,

@@ -595,6 +595,80 @@ async fn a_delivered_order_counts_its_units_towards_a_challenge_once() {
 }
 
 #[tokio::test]
+async fn orders_whose_partner_and_order_ids_read_alike_with_dashes_both_count_towards_a_challenge()
+{
+    // Partners `demo-market` and `demo`: order `x-1` of the first and order `market-x-1` of
+    // the second would join, with dashes, into the same text.
+    let stack = TestStack::for_function(FUNCTION).await;
+    let clock = Arc::new(FixedClock::at(now()));
+    let env = stack.env_for(FUNCTION).with(
+        "PARTNER_SECRETS",
+        json!({ DEMO_PARTNER: DEMO_SECRET, "demo": DEMO_SECRET }).to_string(),
+    );
+    let app =
+        partner_webhooks::App::with_clock(&stack.aws, &env, Box::new(SharedClock(clock.clone())))
+            .unwrap();
+    let f = Fixture { stack, app, clock };
+    for partner in [DEMO_PARTNER, "demo"] {
+        let (status, body) = f
+            .call(
+                ApiEvent::load("partner-webhooks/put-partner.json")
+                    .path_param("partnerId", partner),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let challenges = ChallengeStore::new(
+        f.stack.dynamodb(),
+        ChallengeTables {
+            programme: f.stack.table_name("ProgrammeTable").into(),
+            activity: f.stack.table_name("ActivityTable").into(),
+            ledger: f.stack.table_name("LedgerTable").into(),
+            outbox: f.stack.table_name("OutboxTable").into(),
+        },
+    );
+    let challenge = Challenge::parse(
+        Slug::parse("cola-40").unwrap(),
+        serde_json::from_value(json!({
+            "title": "Buy 40 Cola Co units", "supplier_id": "cola-co", "target_units": 40,
+            "bonus_points": 300, "starts_on": "2026-11-01", "ends_on": "2026-11-30"
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    challenges.put_challenge(&challenge, now()).await.unwrap();
+
+    for (partner, order) in [(DEMO_PARTNER, "x-1"), ("demo", "market-x-1")] {
+        let send = |body: Value| {
+            let at = f.tick();
+            signed(&body, DEMO_SECRET, at.timestamp()).path_param("partnerId", partner)
+        };
+        let (status, body) = f
+            .call(send(created(
+                &format!("{partner}-{order}-c"),
+                order,
+                "p-1",
+                AMOUNT,
+            )))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = f
+            .call(send(change(
+                &format!("{partner}-{order}-d"),
+                order,
+                "delivered",
+            )))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let progress = challenges.progress_of(&participant("p-1")).await.unwrap();
+    assert_eq!((progress[0].1.units, progress[0].1.completed), (48, true));
+    let balance = f.ledger().balance(&participant("p-1")).await.unwrap();
+    assert_eq!(balance.available, 300);
+    assert_ledger_consistent(&f.stack, &[participant("p-1")]).await;
+}
+
+#[tokio::test]
 async fn partner_settings_with_impossible_rates_or_amounts_are_refused_with_400() {
     let f = Fixture::new().await;
     let partner = ApiEvent::load("partner-webhooks/put-partner.json");

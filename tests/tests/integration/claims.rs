@@ -594,3 +594,154 @@ async fn history_lists_entries_newest_first_with_a_cursor() {
     );
     assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
 }
+
+/// A cursor as the API hands them out, with any attributes.
+fn cursor_of(attributes: &[(&str, &str)]) -> String {
+    let item = attributes
+        .iter()
+        .map(|(k, v)| (k.to_string(), loyalty_platform::dynamo::s(*v)))
+        .collect();
+    loyalty_platform::dynamo::encode_cursor(&item)
+}
+
+async fn assert_invalid_cursor<F, Fut>(call: F, cursor: &str)
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = lambda_http::Response<lambda_http::Body>>,
+{
+    let response = call(cursor.to_string()).await;
+    let body = body_json(&response);
+    assert_eq!(
+        (response.status(), body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_cursor")),
+        "cursor {cursor:?}: {body}"
+    );
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+}
+
+#[tokio::test]
+async fn a_garbage_foreign_or_ill_fitting_cursor_on_history_or_the_review_queue_is_400_invalid_cursor(
+) {
+    let f = fixture(3, 10, "north").await;
+    let app = claim_app(
+        &f.stack,
+        f.stack
+            .env_for("CodeClaimFunction")
+            .with("FRAUD_MAX_CLAIMS_PER_HOUR", "1"),
+    );
+    for code in &f.codes {
+        let (status, body) = claim(&app, "p-1", Some("o-1"), &code.display()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let wallet = wallet::App::new(&f.stack.aws, &f.stack.env_for("WalletFunction")).unwrap();
+    let admin =
+        codes_admin::App::new(&f.stack.aws, &f.stack.env_for("CodesAdminFunction")).unwrap();
+    let history = |who: &'static str| {
+        let wallet = &wallet;
+        move |cursor: String| async move {
+            let event = ApiEvent::load("wallet/get-ledger.json")
+                .sub(who)
+                .query("limit", "1")
+                .query("cursor", &cursor);
+            wallet.handle(event.request()).await.unwrap()
+        }
+    };
+    let admin = &admin;
+    let reviews = |cursor: String| async move {
+        let event = ApiEvent::load("codes-admin/list-reviews.json")
+            .query("limit", "1")
+            .query("cursor", &cursor);
+        admin.handle(event.request()).await.unwrap()
+    };
+    let next_cursor = |page: Value| {
+        page["next_cursor"]
+            .as_str()
+            .expect("a next page")
+            .to_string()
+    };
+    let first = ApiEvent::load("wallet/get-ledger.json")
+        .sub("p-1")
+        .query("limit", "1");
+    let history_cursor = next_cursor(body_json(&wallet.handle(first.request()).await.unwrap()));
+    let first = ApiEvent::load("codes-admin/list-reviews.json").query("limit", "1");
+    let review_cursor = next_cursor(body_json(&admin.handle(first.request()).await.unwrap()));
+    // The cursors handed out work.
+    assert_eq!(
+        history("p-1")(history_cursor.clone()).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        reviews(review_cursor.clone()).await.status(),
+        StatusCode::OK
+    );
+
+    let account = "ACCOUNT#p-1";
+    let garbage = [
+        "not a cursor!".to_string(),
+        String::new(),
+        "AAAA".to_string(),
+        "eyJwayI6".to_string(),
+    ];
+    for bad in garbage.iter().chain([
+        // Someone else's, or another listing's.
+        &review_cursor,
+        // Decodes, names the partition, but does not fit the index.
+        &cursor_of(&[("pk", account)]),
+        &cursor_of(&[("pk", account), ("sk", "ENTRY#x")]),
+        &cursor_of(&[("pk", account), ("sk", ""), ("lsi1sk", "")]),
+        &cursor_of(&[
+            ("pk", account),
+            ("sk", "ENTRY#x"),
+            ("lsi1sk", "2026"),
+            ("gsi1pk", "x"),
+        ]),
+        &cursor_of(&[("pk", account), ("sk", "ENTRY#x"), ("other", "2026")]),
+    ]) {
+        assert_invalid_cursor(history("p-1"), bad).await;
+    }
+    assert_invalid_cursor(history("p-2"), &history_cursor).await;
+
+    let queue = "REVIEW#PENDING";
+    for bad in garbage.iter().chain([
+        &history_cursor,
+        &cursor_of(&[("pk", queue)]),
+        &cursor_of(&[("pk", queue), ("sk", "ENTRY#x")]),
+        &cursor_of(&[("pk", queue), ("sk", "ENTRY#x"), ("gsi1sk", "")]),
+        &cursor_of(&[("pk", queue), ("sk", "ENTRY#x"), ("lsi1sk", "2026")]),
+        &cursor_of(&[
+            ("pk", queue),
+            ("sk", "ENTRY#x"),
+            ("gsi1sk", "2026"),
+            ("gsi1pk", queue),
+        ]),
+    ]) {
+        assert_invalid_cursor(reviews, bad).await;
+    }
+}
+
+#[tokio::test]
+async fn a_refused_review_decision_and_its_replay_are_problem_json() {
+    let stack = TestStack::for_function("CodesAdminFunction").await;
+    let admin = codes_admin::App::new(&stack.aws, &stack.env_for("CodesAdminFunction")).unwrap();
+    let decide = || ApiEvent::load("codes-admin/decide-review.json").request();
+    let first = admin.handle(decide()).await.unwrap();
+    let replay = admin.handle(decide()).await.unwrap();
+    for (response, replayed) in [(&first, None), (&replay, Some("true"))] {
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(body_json(response)["code"], "review_not_found");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        assert_eq!(
+            response
+                .headers()
+                .get("idempotent-replayed")
+                .map(|v| v.to_str().unwrap()),
+            replayed
+        );
+    }
+}

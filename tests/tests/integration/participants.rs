@@ -389,6 +389,48 @@ async fn a_rep_pages_through_the_outlets_of_their_zone_only() {
 }
 
 #[tokio::test]
+async fn a_garbage_foreign_or_ill_fitting_zone_cursor_is_400_invalid_cursor() {
+    let f = Fixture::new().await;
+    f.outlet_with_owner("rep-n1", "p-own-1", "07700 900401")
+        .await;
+    let cursor = |attrs: &[(&str, &str)]| {
+        loyalty_platform::dynamo::encode_cursor(
+            &attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), AttributeValue::S(v.to_string())))
+                .collect(),
+        )
+    };
+    let zone = "ZONE#rep-n1";
+    for bad in [
+        "not a cursor!".to_string(),
+        "AAAA".to_string(),
+        cursor(&[("pk", "ACCOUNT#rep-n1"), ("sk", "ENTRY#x"), ("lsi1sk", "t")]),
+        cursor(&[("pk", "ZONE#rep-n2"), ("sk", "OUTLET#o-1")]),
+        cursor(&[("pk", zone)]),
+        cursor(&[("pk", zone), ("sk", "")]),
+        cursor(&[("pk", zone), ("sk", "PROFILE#p-own-1")]),
+        cursor(&[("pk", zone), ("sk", "OUTLET#o-1"), ("gsi1sk", "OUTLET#o-1")]),
+    ] {
+        let event = ApiEvent::load("participants/list-zone-outlets.json")
+            .sub("rep-n1")
+            .role("rep")
+            .query("cursor", &bad);
+        let response = f.app.handle(event.request()).await.unwrap();
+        let body = body_json(&response);
+        assert_eq!(
+            (response.status(), body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_cursor")),
+            "cursor {bad:?}: {body}"
+        );
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+    }
+}
+
+#[tokio::test]
 async fn importing_the_same_member_file_twice_creates_nothing_new() {
     let f = Fixture::new().await;
     let outlet = f

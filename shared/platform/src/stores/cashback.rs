@@ -658,7 +658,7 @@ impl DynamoCashback {
                 supplier: supplier.clone(),
                 units,
                 date: order.ordered_at.date_naive(),
-                reference: format!("order-{}-{}-{supplier}", order.partner, order.id),
+                reference: ProgressSource::order_reference(&order.partner, &order.id, supplier),
                 at: now,
             };
             match self.challenges.record_progress(&source).await {

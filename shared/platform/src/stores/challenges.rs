@@ -182,10 +182,7 @@ impl ChallengeStore {
             let step = current.unwrap_or_default().add(source.units, challenge);
             let marker = Put::builder()
                 .table_name(&self.tables.activity)
-                .set_item(Some(key(
-                    &pk,
-                    format!("SOURCE#{}#{}", challenge.id, source.reference),
-                )))
+                .set_item(Some(key(&pk, source.marker_key(&challenge.id))))
                 .item("units", n(source.units))
                 .item("recorded_at", s(source.at.to_rfc3339()))
                 .condition_expression("attribute_not_exists(pk)")

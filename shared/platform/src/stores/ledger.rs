@@ -240,7 +240,9 @@ impl DynamoLedger {
     ) -> Result<Page<Entry>, PageError> {
         let pk = account_pk(participant);
         let start = match cursor {
-            Some(c) => Some(decode_cursor(c, &pk).ok_or(PageError::BadCursor)?),
+            Some(c) => {
+                Some(decode_cursor(c, &pk, &["pk", "sk", "lsi1sk"]).ok_or(PageError::BadCursor)?)
+            }
             None => None,
         };
         let out = self
@@ -291,7 +293,10 @@ impl DynamoLedger {
         limit: i32,
     ) -> Result<Page<PendingReview>, PageError> {
         let start = match cursor {
-            Some(c) => Some(decode_cursor(c, "REVIEW#PENDING").ok_or(PageError::BadCursor)?),
+            Some(c) => Some(
+                decode_cursor(c, "REVIEW#PENDING", &["pk", "sk", "gsi1sk"])
+                    .ok_or(PageError::BadCursor)?,
+            ),
             None => None,
         };
         let out = self

@@ -483,7 +483,8 @@ impl ParticipantStore for DynamoParticipantStore {
         let start = match cursor {
             None => None,
             Some(c) => {
-                let flat = decode_cursor(c, &zone_key).ok_or(ParticipantError::InvalidCursor)?;
+                let flat = decode_cursor(c, &zone_key, &["pk", "sk"])
+                    .ok_or(ParticipantError::InvalidCursor)?;
                 let outlet_key = flat
                     .opt_string("sk")
                     .ok_or(ParticipantError::InvalidCursor)?
