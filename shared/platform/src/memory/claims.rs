@@ -372,12 +372,12 @@ impl ClaimsWorld {
         }
 
         if let Some(limit) = a.velocity_limit {
+            // `attribute_not_exists(hits) OR hits < :limit`: a window without a counter
+            // passes whatever the limit (even 0).
             let hits = self
                 .velocity
-                .get(&(participant.clone(), a.velocity_window.start))
-                .copied()
-                .unwrap_or(0);
-            if hits >= limit {
+                .get(&(participant.clone(), a.velocity_window.start));
+            if hits.is_some_and(|&hits| hits >= limit) {
                 return Ok(Some(Refusal::VelocityExceeded));
             }
         }
