@@ -60,6 +60,14 @@ pub async fn memory() -> MemoryHarness {
     }
 }
 
+/// A memory adapter with a deliberate bug: the contract must fail on it.
+pub fn memory_with_bug(bug: loyalty_platform::memory::claims::PlantedBug) -> MemoryHarness {
+    MemoryHarness {
+        store: MemoryClaims::with_planted_bug(bug),
+        next_batch: 1,
+    }
+}
+
 impl ClaimsHarness for MemoryHarness {
     type Store = MemoryClaims;
 
