@@ -179,6 +179,8 @@ pub struct Claims {
     claimed: Vec<Code>,
     /// Where the current request's code sits in `unclaimed`, to remove it in O(1).
     picked: Option<usize>,
+    /// The earliest date on which a code in `unclaimed` expires.
+    next_expiry: Option<chrono::NaiveDate>,
     next_batch: u32,
     /// The app's balance cache, as the handler keeps it.
     cache: BTreeMap<ParticipantId, Balance>,
@@ -194,6 +196,7 @@ impl Claims {
             expired: Vec::new(),
             claimed: Vec::new(),
             picked: None,
+            next_expiry: None,
             next_batch: 1,
             cache: BTreeMap::new(),
             last: None,
@@ -233,6 +236,10 @@ impl Claims {
             );
         }
         self.unclaimed.extend(codes);
+        self.next_expiry = Some(match self.next_expiry {
+            Some(d) => d.min(batch.valid_until),
+            None => batch.valid_until,
+        });
         let described = format!(
             "issue batch {number}: {count} codes × {} points, {}, valid until {}",
             batch.points.get(),
@@ -572,12 +579,19 @@ impl Claims {
     /// Moves codes past their date out of the pool of fresh codes (a few fresh claims
     /// still pick them, to see them refused).
     pub fn prune_expired(&mut self, today: chrono::NaiveDate) {
+        if self.next_expiry.is_none_or(|d| d >= today) {
+            return;
+        }
         let batches = &self.model.batches;
         let codes = &self.model.codes;
         let (live, dead): (Vec<Code>, Vec<Code>) = self
             .unclaimed
             .iter()
             .partition(|c| batches[&codes[*c].batch].valid_until >= today);
+        self.next_expiry = live
+            .iter()
+            .map(|c| batches[&codes[c].batch].valid_until)
+            .min();
         self.unclaimed = live;
         self.expired.extend(dead);
         self.picked = None;

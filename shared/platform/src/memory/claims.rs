@@ -19,6 +19,9 @@
 //! conditions fail at once: a lock, then the code, then velocity, then the balance. A failed
 //! entry or outbox condition (which only corrupt data can cause) is a permanent
 //! [`InfraError`], as it is there.
+//!
+//! One difference on purpose: `DynamoClaims` remembers an unknown batch number for a
+//! minute (so probing costs no reads); here a batch is claimable as soon as it is added.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
