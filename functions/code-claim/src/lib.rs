@@ -21,9 +21,8 @@ use loyalty_platform::stores::claims::{ClaimTables, DynamoClaims};
 use serde::{Deserialize, Serialize};
 
 /// The function: the claim port `S`, the clock `C` and the settings, nothing else. Lambda
-/// runs it over DynamoDB and the wall clock ([`App::new`]); handler tests and the simulator
-/// give it [`loyalty_platform::memory::MemoryClaims`] and a `FixedClock`
-/// ([`App::with_store`]). No handler reads the wall clock: time comes from `C`. Claims draw
+/// runs it over DynamoDB and the wall clock ([`App::new`]); handler tests give it
+/// [`loyalty_platform::memory::MemoryClaims`] and a `FixedClock` ([`App::with_store`]). No handler reads the wall clock: time comes from `C`. Claims draw
 /// no random ids (entry and outbox ids derive from the code), so there is no id source.
 pub struct App<S = DynamoClaims, C = Box<dyn Clock>> {
     claims: S,
