@@ -5,6 +5,8 @@
 //! sets it); every test provisions its own resources under a unique prefix, so tests run in
 //! parallel and against a long-lived emulator.
 
+pub mod contract;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Error, Request, Response};
-use loyalty_domain::claim::{claim, ClaimPolicy, ClaimReceipt, Claimant};
+use loyalty_domain::claim::{claim, ClaimPolicy, ClaimReceipt, ClaimStore, Claimant};
 use loyalty_domain::code::Code;
 use loyalty_domain::fraud::FraudPolicy;
 use loyalty_domain::ids::ParticipantId;
@@ -20,11 +20,15 @@ use loyalty_platform::http::{self, Problem, ResultExt};
 use loyalty_platform::stores::claims::{ClaimTables, DynamoClaims};
 use serde::{Deserialize, Serialize};
 
-pub struct App {
-    claims: DynamoClaims,
+/// The function: the claim port `S`, the clock `C` and the settings, nothing else. Lambda
+/// runs it over DynamoDB and the wall clock ([`App::new`]); handler tests give it
+/// [`loyalty_platform::memory::MemoryClaims`] and a `FixedClock` ([`App::with_store`]). No handler reads the wall clock: time comes from `C`. Claims draw
+/// no random ids (entry and outbox ids derive from the code), so there is no id source.
+pub struct App<S = DynamoClaims, C = Box<dyn Clock>> {
+    claims: S,
     policy: ClaimPolicy,
     balances: BalanceCache,
-    clock: Box<dyn Clock>,
+    clock: C,
 }
 
 impl App {
@@ -54,38 +58,62 @@ impl App {
             fraud: env.required("FRAUD_TABLE")?,
             outbox: env.required("OUTBOX_TABLE")?,
         };
-        let defaults = FraudPolicy::default();
-        let fraud = FraudPolicy {
-            max_failures_per_participant: env.parse_or(
-                "FRAUD_MAX_FAILURES_PER_PARTICIPANT",
-                defaults.max_failures_per_participant,
-            )?,
-            max_failures_per_outlet: env.parse_or(
-                "FRAUD_MAX_FAILURES_PER_OUTLET",
-                defaults.max_failures_per_outlet,
-            )?,
-            failure_window_secs: env
-                .parse_or("FRAUD_FAILURE_WINDOW_SECS", defaults.failure_window_secs)?,
-            lock_secs: env.parse_or("FRAUD_LOCK_SECS", defaults.lock_secs)?,
-            max_claims_per_hour: env
-                .parse_or("FRAUD_MAX_CLAIMS_PER_HOUR", defaults.max_claims_per_hour)?,
-            flag_foreign_region: env
-                .parse_or("FRAUD_FLAG_FOREIGN_REGION", defaults.flag_foreign_region)?,
-        };
-        let policy = ClaimPolicy {
-            fraud,
-            credit_validity_days: env.parse_or(
-                "POINTS_VALIDITY_DAYS",
-                ClaimPolicy::default().credit_validity_days,
-            )?,
-            ..ClaimPolicy::default()
-        };
-        Ok(Self {
-            claims: DynamoClaims::new(dynamodb, tables),
+        Ok(App::with_store(
+            DynamoClaims::new(dynamodb, tables),
+            policy(env)?,
+            clock,
+        ))
+    }
+}
+
+/// The claim settings from the function's environment (defaults where unset).
+pub fn policy(env: &Env) -> Result<ClaimPolicy, ConfigError> {
+    let defaults = FraudPolicy::default();
+    let fraud = FraudPolicy {
+        max_failures_per_participant: env.parse_or(
+            "FRAUD_MAX_FAILURES_PER_PARTICIPANT",
+            defaults.max_failures_per_participant,
+        )?,
+        max_failures_per_outlet: env.parse_or(
+            "FRAUD_MAX_FAILURES_PER_OUTLET",
+            defaults.max_failures_per_outlet,
+        )?,
+        failure_window_secs: env
+            .parse_or("FRAUD_FAILURE_WINDOW_SECS", defaults.failure_window_secs)?,
+        lock_secs: env.parse_or("FRAUD_LOCK_SECS", defaults.lock_secs)?,
+        max_claims_per_hour: env
+            .parse_or("FRAUD_MAX_CLAIMS_PER_HOUR", defaults.max_claims_per_hour)?,
+        flag_foreign_region: env
+            .parse_or("FRAUD_FLAG_FOREIGN_REGION", defaults.flag_foreign_region)?,
+    };
+    Ok(ClaimPolicy {
+        fraud,
+        credit_validity_days: env.parse_or(
+            "POINTS_VALIDITY_DAYS",
+            ClaimPolicy::default().credit_validity_days,
+        )?,
+        ..ClaimPolicy::default()
+    })
+}
+
+impl<S: ClaimStore, C: Clock> App<S, C> {
+    /// Any claim store and clock: the memory adapter and a fixed clock in handler tests.
+    pub fn with_store(claims: S, policy: ClaimPolicy, clock: C) -> Self {
+        Self {
+            claims,
             policy,
             balances: BalanceCache::default(),
             clock,
-        })
+        }
+    }
+
+    /// The store, for tests to inspect what a request wrote.
+    pub fn store(&self) -> &S {
+        &self.claims
+    }
+
+    pub fn clock(&self) -> &C {
+        &self.clock
     }
 
     pub async fn handle(&self, req: Request) -> Result<Response<Body>, Error> {

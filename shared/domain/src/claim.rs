@@ -344,7 +344,12 @@ pub async fn claim<S: ClaimStore>(
                 flags.push(FlagReason::Velocity);
                 velocity_limit = None;
             }
-            Err(Refusal::BalanceMoved(current)) => expected = Some(current),
+            // Version 0 is an account without entries, which the store's condition can
+            // only match as "no balance item yet": expecting `Some` of it would be refused
+            // forever (found by the simulator, `./dev sim --seed 1`).
+            Err(Refusal::BalanceMoved(current)) => {
+                expected = (current.version > 0).then_some(current)
+            }
             Err(Refusal::Contended) => {}
         }
     }

@@ -7,6 +7,20 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 }
 
+/// A boxed clock is a clock, so an `App<S, C>` can take `Box<dyn Clock>` as its `C`.
+impl<C: Clock + ?Sized> Clock for Box<C> {
+    fn now(&self) -> DateTime<Utc> {
+        (**self).now()
+    }
+}
+
+/// A shared clock is a clock: a test keeps one handle to move it, the app holds the other.
+impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
+    fn now(&self) -> DateTime<Utc> {
+        (**self).now()
+    }
+}
+
 /// Wall-clock time.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;

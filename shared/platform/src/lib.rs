@@ -5,12 +5,15 @@
 //! - [`aws`]: SDK clients built once from one `SdkConfig`.
 //! - [`http`]: the HTTP edge: verified claims, JSON bodies, `application/problem+json`.
 //! - [`dynamo`]: attribute helpers and SDK-error classification shared by the stores.
+//! - [`stores`]: the DynamoDB adapters of the domain ports; [`memory`]: the same ports in
+//!   memory, for handler tests and the simulator (one contract suite runs against both).
 
 pub mod aws;
 pub mod config;
 pub mod dynamo;
 pub mod http;
 pub mod idempotency;
+pub mod memory;
 pub mod stores;
 pub mod telemetry;
 

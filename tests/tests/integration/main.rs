@@ -6,6 +6,7 @@ mod batches;
 mod cashback;
 mod claim_mocks;
 mod claims;
+mod contract;
 mod docs;
 mod ledger_check;
 mod local_runner;

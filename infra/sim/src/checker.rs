@@ -1,0 +1,270 @@
+//! Invariants, checked after every step against the memory store and the model.
+//!
+//! After a step only what it touched is checked (the claimant, their outlet, the global
+//! counts), incrementally, so a run stays linear; [`Checker::check_everything`] rechecks the
+//! whole store from scratch every few thousand steps and at the end.
+//!
+//! A later feature adds its invariants here, beside these.
+
+use std::collections::BTreeMap;
+
+use loyalty_domain::fraud::Subject;
+use loyalty_domain::ids::{OutletId, ParticipantId};
+use loyalty_domain::ledger::Balance;
+use loyalty_platform::memory::claims::{ClaimsWorld, CodeStatus, StoredBalance};
+use loyalty_platform::memory::MemoryClaims;
+
+use crate::claims::Model;
+
+#[derive(Debug, Default)]
+pub struct Checker {
+    /// Every entry id seen so far, and whose account it is in.
+    seen: BTreeMap<String, ParticipantId>,
+    /// Per participant: how many entries were checked, and their replayed balance.
+    replayed: BTreeMap<ParticipantId, (usize, Balance)>,
+}
+
+impl Checker {
+    /// What one step may have changed.
+    pub fn check_step(
+        &mut self,
+        store: &MemoryClaims,
+        model: &Model,
+        participant: &ParticipantId,
+        outlet: Option<&OutletId>,
+        window_start: i64,
+    ) -> Result<(), String> {
+        store.inspect(|w| {
+            self.check_participant(w, model, participant)?;
+            if let Some(o) = outlet {
+                check_outlet(w, model, o)?;
+            }
+            let mut subjects = vec![Subject::Participant(participant.clone())];
+            if let Some(o) = outlet {
+                subjects.push(Subject::Outlet(o.clone()));
+            }
+            for s in subjects {
+                check_fraud_state(w, model, &s, window_start)?;
+            }
+            check_counts(w, model)
+        })
+    }
+
+    /// Everything, from scratch.
+    pub fn check_everything(&mut self, store: &MemoryClaims, model: &Model) -> Result<(), String> {
+        store.inspect(|w| {
+            let mut seen: BTreeMap<&str, &ParticipantId> = BTreeMap::new();
+            let people: std::collections::BTreeSet<&ParticipantId> = w
+                .entries
+                .keys()
+                .chain(w.balances.keys())
+                .chain(model.balances.keys())
+                .collect();
+            for p in people {
+                let entries = w.entries.get(p).map(Vec::as_slice).unwrap_or_default();
+                for e in entries {
+                    if let Some(q) = seen.insert(e.id.as_str(), p) {
+                        return Err(credited_twice(e.id.as_str(), q, p));
+                    }
+                }
+                let replayed = Balance::replay(entries).map_err(|e| {
+                    format!("the entries of {p} do not replay: {e} (a bucket would go negative)")
+                })?;
+                let stored = stored_balance(w, p)?;
+                if stored != replayed {
+                    return Err(format!(
+                        "the balance of {p} is not the sum of its entries: stored {stored:?}, entries give {replayed:?}"
+                    ));
+                }
+                compare_with_model(w, model, p, entries)?;
+            }
+            let claimed: Vec<_> = w
+                .codes
+                .iter()
+                .filter_map(|(code, c)| match &c.status {
+                    CodeStatus::Claimed { by, receipt, .. } => Some((code, by, receipt)),
+                    CodeStatus::Issued => None,
+                })
+                .collect();
+            if claimed.len() as u64 != model.commits {
+                return Err(format!(
+                    "{} codes are claimed in the store, the model expects {}",
+                    claimed.len(),
+                    model.commits
+                ));
+            }
+            for (code, by, receipt) in claimed {
+                match seen.get(receipt.entry_id.as_str()) {
+                    Some(q) if *q == by => {}
+                    other => {
+                        return Err(format!(
+                            "code …{} is claimed by {by} but its entry is in {other:?}",
+                            &code[12..]
+                        ))
+                    }
+                }
+            }
+            for o in w.outlet_totals.keys().chain(model.outlet_totals.keys()) {
+                check_outlet(w, model, o)?;
+            }
+            check_counts(w, model)
+        })
+    }
+
+    fn check_participant(
+        &mut self,
+        w: &ClaimsWorld,
+        model: &Model,
+        p: &ParticipantId,
+    ) -> Result<(), String> {
+        let entries = w.entries.get(p).map(Vec::as_slice).unwrap_or_default();
+        let (checked, balance) = self.replayed.entry(p.clone()).or_default();
+        let from = *checked;
+        if entries.len() < *checked {
+            return Err(format!(
+                "{p} had {checked} entries and now has {}: entries are append-only",
+                entries.len()
+            ));
+        }
+        for e in &entries[*checked..] {
+            if e.participant != *p {
+                return Err(format!("entry {} of {p} names {}", e.id, e.participant));
+            }
+            if let Some(q) = self.seen.insert(e.id.as_str().to_string(), p.clone()) {
+                return Err(credited_twice(e.id.as_str(), &q, p));
+            }
+            *balance = balance.apply(e.kind, e.amount).map_err(|err| {
+                format!(
+                    "entry {} of {p} cannot be applied: {err} (a bucket would go negative)",
+                    e.id
+                )
+            })?;
+        }
+        *checked = entries.len();
+        let stored = stored_balance(w, p)?;
+        if stored != *balance {
+            return Err(format!(
+                "the balance of {p} is not the sum of its entries: stored {stored:?}, entries give {balance:?}"
+            ));
+        }
+        compare_with_model(w, model, p, &entries[from..])
+    }
+}
+
+fn credited_twice(entry: &str, first: &ParticipantId, second: &ParticipantId) -> String {
+    format!("a code was credited twice: entry {entry} is in the accounts of {first} and {second}")
+}
+
+/// The stored balance, with every bucket non-negative and the monthly counters adding up.
+fn stored_balance(w: &ClaimsWorld, p: &ParticipantId) -> Result<Balance, String> {
+    let Some(stored) = w.balances.get(p) else {
+        return Ok(Balance::default());
+    };
+    check_stored(stored, &format!("the balance of {p}"))?;
+    stored.to_balance().map_err(|e| e.to_string())
+}
+
+fn check_stored(stored: &StoredBalance, what: &str) -> Result<(), String> {
+    let negative = stored.negative_fields();
+    if !negative.is_empty() {
+        return Err(format!("{what} has negative buckets: {negative:?}"));
+    }
+    let by_month: i64 = stored.earned_by_month.values().sum();
+    if by_month != stored.lifetime_earned {
+        return Err(format!(
+            "{what}: points earned per month add up to {by_month}, lifetime earned is {}",
+            stored.lifetime_earned
+        ));
+    }
+    Ok(())
+}
+
+/// The stored balance against the model's, and `entries` (new ones, or all) against whom
+/// the model credited.
+fn compare_with_model(
+    w: &ClaimsWorld,
+    model: &Model,
+    p: &ParticipantId,
+    entries: &[loyalty_domain::ledger::Entry],
+) -> Result<(), String> {
+    let stored = stored_balance(w, p)?;
+    let expected = model.balances.get(p).copied().unwrap_or_default();
+    if stored != expected {
+        return Err(format!(
+            "the balance of {p} is {stored:?}, the model expects {expected:?}"
+        ));
+    }
+    for e in entries {
+        if model.entry_owner.get(e.id.as_str()) != Some(p) {
+            return Err(format!(
+                "entry {} credits {p}; the model credits {:?}",
+                e.id,
+                model.entry_owner.get(e.id.as_str())
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_outlet(w: &ClaimsWorld, model: &Model, o: &OutletId) -> Result<(), String> {
+    let stored = match w.outlet_totals.get(o) {
+        Some(s) => {
+            check_stored(s, &format!("the totals of outlet {o}"))?;
+            s.to_balance().map_err(|e| e.to_string())?
+        }
+        None => Balance::default(),
+    };
+    let expected = model.outlet_totals.get(o).copied().unwrap_or_default();
+    if stored != expected {
+        return Err(format!(
+            "the totals of outlet {o} are {stored:?}, the model expects {expected:?}"
+        ));
+    }
+    Ok(())
+}
+
+fn check_fraud_state(
+    w: &ClaimsWorld,
+    model: &Model,
+    s: &Subject,
+    window_start: i64,
+) -> Result<(), String> {
+    let key = s.key();
+    let (stored, expected) = (w.locks.get(&key), model.locks.get(&key));
+    if stored != expected {
+        return Err(format!(
+            "{key} is locked until {stored:?}, the model expects {expected:?}"
+        ));
+    }
+    let at = (key.clone(), window_start);
+    let (stored, expected) = (w.failures.get(&at), model.failures.get(&at));
+    if stored != expected {
+        return Err(format!(
+            "{key} has {stored:?} failures in this window, the model expects {expected:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Totals over the whole store, which every step can check cheaply.
+fn check_counts(w: &ClaimsWorld, model: &Model) -> Result<(), String> {
+    if w.outbox.len() as u64 != model.commits {
+        return Err(format!(
+            "{} outbox records for {} claims",
+            w.outbox.len(),
+            model.commits
+        ));
+    }
+    let (mut available, mut pending) = (0i64, 0i64);
+    for b in w.balances.values() {
+        available += b.available;
+        pending += b.pending;
+    }
+    if available != model.points_available as i64 || pending != model.points_pending as i64 {
+        return Err(format!(
+            "the store holds {available} available and {pending} pending points, the model expects {} and {}",
+            model.points_available, model.points_pending
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! Faults at the port boundary: a wrapper around any [`ClaimStore`] that, from its own
+//! seeded stream, throttles reads and writes, reports contention, or commits and then
+//! loses the answer (the crash after commit that makes the caller retry).
+//!
+//! Failure counters, audit records and locks are passed through untouched for now, so the
+//! model can count them exactly; faulting them is a next step.
+
+use std::sync::Mutex;
+
+use loyalty_domain::claim::{
+    BatchInfo, ClaimAttempt, ClaimStore, FailedAttempt, FailureCounts, Refusal,
+};
+use loyalty_domain::fraud::Subject;
+use loyalty_domain::InfraError;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    /// The batch read failed with a retryable error.
+    ThrottledRead,
+    /// The claim write was throttled before it reached the table: nothing written.
+    ThrottledWrite,
+    /// The write was refused as `TransactionConflict`: nothing written, try again.
+    Contended,
+    /// The write committed and the answer was lost: the caller sees a retryable error.
+    CrashAfterCommit,
+}
+
+impl Fault {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::ThrottledRead => "throttled_read",
+            Fault::ThrottledWrite => "throttled_write",
+            Fault::Contended => "contended",
+            Fault::CrashAfterCommit => "crash_after_commit",
+        }
+    }
+}
+
+/// Probabilities per port call.
+#[derive(Debug, Clone, Copy)]
+pub struct FaultRates {
+    pub throttled_read: f64,
+    pub throttled_write: f64,
+    pub contended: f64,
+    pub crash_after_commit: f64,
+}
+
+impl Default for FaultRates {
+    fn default() -> Self {
+        Self {
+            throttled_read: 0.02,
+            throttled_write: 0.03,
+            contended: 0.05,
+            crash_after_commit: 0.05,
+        }
+    }
+}
+
+impl FaultRates {
+    pub fn none() -> Self {
+        Self {
+            throttled_read: 0.0,
+            throttled_write: 0.0,
+            contended: 0.0,
+            crash_after_commit: 0.0,
+        }
+    }
+}
+
+pub struct FaultyClaims<S> {
+    inner: S,
+    rates: FaultRates,
+    rng: Mutex<ChaCha8Rng>,
+    injected: Mutex<Vec<Fault>>,
+}
+
+impl<S> FaultyClaims<S> {
+    pub fn new(inner: S, seed: u64, rates: FaultRates) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(1);
+        Self {
+            inner,
+            rates,
+            rng: Mutex::new(rng),
+            injected: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The faults injected since the last call, in order.
+    pub fn take_injected(&self) -> Vec<Fault> {
+        std::mem::take(&mut *self.injected.lock().expect("faults"))
+    }
+
+    fn roll(&self, p: f64, fault: Fault) -> bool {
+        let hit = p > 0.0 && self.rng.lock().expect("fault rng").random_bool(p);
+        if hit {
+            self.injected.lock().expect("faults").push(fault);
+        }
+        hit
+    }
+}
+
+fn throttled(operation: &'static str) -> InfraError {
+    InfraError::retryable(
+        operation,
+        "ThrottlingException: rate of requests exceeds the allowed throughput (injected)",
+    )
+}
+
+impl<S: ClaimStore> ClaimStore for FaultyClaims<S> {
+    async fn batch(&self, number: u32) -> Result<Option<BatchInfo>, InfraError> {
+        if self.roll(self.rates.throttled_read, Fault::ThrottledRead) {
+            return Err(throttled("read batch"));
+        }
+        self.inner.batch(number).await
+    }
+
+    async fn try_claim(&self, attempt: &ClaimAttempt) -> Result<Result<(), Refusal>, InfraError> {
+        if self.roll(self.rates.throttled_write, Fault::ThrottledWrite) {
+            return Err(throttled("claim transaction"));
+        }
+        if self.roll(self.rates.contended, Fault::Contended) {
+            return Ok(Err(Refusal::Contended));
+        }
+        let result = self.inner.try_claim(attempt).await;
+        if matches!(result, Ok(Ok(())))
+            && self.roll(self.rates.crash_after_commit, Fault::CrashAfterCommit)
+        {
+            return Err(InfraError::retryable(
+                "claim transaction",
+                "connection reset after the commit (injected)",
+            ));
+        }
+        result
+    }
+
+    async fn record_failure(&self, failure: &FailedAttempt) -> Result<FailureCounts, InfraError> {
+        self.inner.record_failure(failure).await
+    }
+
+    async fn record_attempt(&self, attempt: &FailedAttempt) -> Result<(), InfraError> {
+        self.inner.record_attempt(attempt).await
+    }
+
+    async fn lock(&self, subject: &Subject, until: i64) -> Result<(), InfraError> {
+        self.inner.lock(subject, until).await
+    }
+}

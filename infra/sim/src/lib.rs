@@ -1,0 +1,377 @@
+//! A deterministic simulator of Loyalty Engine, in the spirit of TigerBeetle's VOPR.
+//!
+//! One seed decides everything: the world (participants, outlets, batches, codes), every
+//! operation, every fault. The real domain use cases run over the memory adapters
+//! (`loyalty_platform::memory`) behind a fault-injecting wrapper ([`faults`]), with a
+//! `FixedClock` moved only by clock operations. A reference model ([`claims::Model`])
+//! predicts every answer before the request runs, and the [`checker`] compares store and
+//! model after every step. The same seed always replays the same run: no wall clock, no
+//! threads, no hash-ordered iteration (every map is a `BTreeMap`, futures are polled with
+//! `block_on` on this thread).
+//!
+//! Adding a feature: give it a module like [`claims`] (its operations, a request builder,
+//! `predict`, `execute`, `settle`), a variant in [`Operation`] with weights in
+//! [`Operation::generate`], and its invariants in [`checker`].
+
+pub mod checker;
+pub mod claims;
+pub mod clock;
+pub mod faults;
+pub mod world;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+
+use chrono::{DateTime, TimeZone, Utc};
+use loyalty_domain::ports::{Clock, FixedClock};
+use loyalty_platform::memory::claims::PlantedBug;
+use loyalty_platform::memory::MemoryClaims;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::checker::Checker;
+use crate::claims::{ClaimOp, Claims};
+use crate::clock::ClockOp;
+use crate::faults::{Fault, FaultRates, FaultyClaims};
+use crate::world::World;
+
+/// How many operations a failure report shows.
+const HISTORY: usize = 20;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub seed: u64,
+    pub ops: u64,
+    pub faults: FaultRates,
+    /// A deliberate bug in the memory store, to prove the checks catch it.
+    pub planted_bug: Option<PlantedBug>,
+    pub participants: usize,
+    pub outlets: usize,
+    /// Steps between checks of the whole store from scratch (at least 1).
+    pub full_check_every: u64,
+}
+
+impl Config {
+    pub fn new(seed: u64, ops: u64) -> Self {
+        Self {
+            seed,
+            ops,
+            faults: FaultRates::default(),
+            planted_bug: None,
+            participants: 12,
+            outlets: 3,
+            full_check_every: 5_000,
+        }
+    }
+}
+
+/// The simulation starts here (the time of the sample events).
+pub fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
+}
+
+/// One step of the simulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Clock(ClockOp),
+    Claims(ClaimOp),
+}
+
+impl Operation {
+    /// Draws the next operation; weights are per 10,000.
+    pub fn generate(rng: &mut ChaCha8Rng) -> Operation {
+        use ClaimOp::*;
+        match rng.random_range(0..10_000) {
+            0..2_000 => Operation::Clock(ClockOp::tick(rng)),
+            2_000..2_150 => Operation::Clock(ClockOp::BeforeMidnight {
+                secs: rng.random_range(1..=120),
+            }),
+            2_150..2_155 => Operation::Clock(ClockOp::BeforeMonthEnd {
+                secs: rng.random_range(1..=120),
+            }),
+            2_155..2_215 => Operation::Claims(IssueBatch),
+            2_215..6_215 => Operation::Claims(Fresh),
+            6_215..7_015 => Operation::Claims(OwnAgain),
+            7_015..8_015 => Operation::Claims(Stolen),
+            8_015..8_615 => Operation::Claims(Unknown),
+            8_615..9_215 => Operation::Claims(Mistyped),
+            _ => Operation::Claims(Redeliver),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Operation::Clock(c) => c.kind(),
+            Operation::Claims(c) => c.kind(),
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub seed: u64,
+    pub ops: u64,
+    pub ops_by_kind: BTreeMap<&'static str, u64>,
+    pub outcomes: BTreeMap<&'static str, u64>,
+    pub faults: BTreeMap<&'static str, u64>,
+    pub claims_committed: u64,
+    pub points_available: u64,
+    pub points_pending: u64,
+    pub participants_with_points: usize,
+    pub outbox_records: usize,
+    pub audit_records: usize,
+    pub batches: usize,
+    pub codes_issued: usize,
+    pub locks_set: usize,
+    pub started: DateTime<Utc>,
+    pub ended: DateTime<Utc>,
+}
+
+/// A violated invariant or a wrong answer, with what it takes to replay it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub seed: u64,
+    pub step: u64,
+    pub violation: String,
+    /// The last operations, the failing one last.
+    pub history: Vec<String>,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "simulation FAILED at step {} of seed {}:\n  {}\n\nthe last {} operations:",
+            self.step,
+            self.seed,
+            self.violation,
+            self.history.len()
+        )?;
+        for line in &self.history {
+            writeln!(f, "  {line}")?;
+        }
+        write!(
+            f,
+            "\nreplay exactly: ./dev sim --seed {} --ops {}",
+            self.seed,
+            self.step + 1
+        )
+    }
+}
+
+struct Sim {
+    config: Config,
+    rng: ChaCha8Rng,
+    world: World,
+    clock: FixedClock,
+    store: FaultyClaims<MemoryClaims>,
+    claims: Claims,
+    checker: Checker,
+    history: VecDeque<String>,
+    ops_by_kind: BTreeMap<&'static str, u64>,
+    outcomes: BTreeMap<&'static str, u64>,
+    faults: BTreeMap<&'static str, u64>,
+}
+
+/// Runs a simulation. The same `config` always gives the same result.
+pub fn run(config: &Config) -> Result<Summary, Failure> {
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let world = World::generate(&mut rng, config.participants, config.outlets);
+    let inner = match config.planted_bug {
+        Some(bug) => MemoryClaims::with_planted_bug(bug),
+        None => MemoryClaims::new(),
+    };
+    let mut sim = Sim {
+        store: FaultyClaims::new(inner, config.seed, config.faults),
+        config: config.clone(),
+        rng,
+        world,
+        clock: FixedClock::at(start()),
+        claims: Claims::new(claims::policy()),
+        checker: Checker::default(),
+        history: VecDeque::with_capacity(HISTORY + 1),
+        ops_by_kind: BTreeMap::new(),
+        outcomes: BTreeMap::new(),
+        faults: BTreeMap::new(),
+    };
+    for _ in 0..4 {
+        let now = sim.clock.now();
+        sim.claims.issue_batch(&mut sim.rng, sim.store.inner(), now);
+    }
+    for step in 0..config.ops {
+        sim.step(step)?;
+    }
+    let last = config.ops.saturating_sub(1);
+    sim.check_everything(last)?;
+    Ok(sim.summary())
+}
+
+impl Sim {
+    fn step(&mut self, step: u64) -> Result<(), Failure> {
+        let op = Operation::generate(&mut self.rng);
+        let (description, result) = self.apply(op);
+        *self.ops_by_kind.entry(op.kind()).or_default() += 1;
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history
+            .push_back(format!("step {step}: {description}"));
+        result.map_err(|violation| self.failure(step, violation))?;
+        // (`is_multiple_of` is newer than the workspace's rust-version.)
+        if step % self.config.full_check_every == self.config.full_check_every - 1 {
+            self.check_everything(step)?;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, op: Operation) -> (String, Result<(), String>) {
+        let now = self.clock.now();
+        match op {
+            Operation::Clock(c) => {
+                c.apply(&self.clock);
+                let then = self.clock.now();
+                if then.date_naive() != now.date_naive() {
+                    self.claims.prune_expired(then.date_naive());
+                }
+                (format!("{c} → {}", then.to_rfc3339()), Ok(()))
+            }
+            Operation::Claims(ClaimOp::IssueBatch) => (
+                self.claims
+                    .issue_batch(&mut self.rng, self.store.inner(), now),
+                Ok(()),
+            ),
+            Operation::Claims(op) => {
+                let Some(request) = self.claims.request(op, &mut self.rng, &self.world) else {
+                    return (format!("{}: nothing to act on yet", op.kind()), Ok(()));
+                };
+                let actor = &self.world.actors[request.actor];
+                let expected = self.claims.predict(actor, &request, now);
+                let mut faults = Vec::new();
+                let actual = self
+                    .claims
+                    .execute(&self.store, actor, &request, now, &mut faults);
+                let crashed = faults.contains(&Fault::CrashAfterCommit);
+                for f in &faults {
+                    *self.faults.entry(f.as_str()).or_default() += 1;
+                }
+                *self.outcomes.entry(actual.label()).or_default() += 1;
+                let described = format!(
+                    "{request} at {}: {}{}",
+                    now.to_rfc3339(),
+                    actual.label(),
+                    if faults.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " (faults: {})",
+                            faults
+                                .iter()
+                                .map(|f| f.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    }
+                );
+                let result = self
+                    .claims
+                    .settle(actor, &request, expected, &actual, crashed, now)
+                    .and_then(|()| {
+                        self.checker.check_step(
+                            self.store.inner(),
+                            &self.claims.model,
+                            &actor.participant,
+                            actor.outlet.as_ref(),
+                            self.claims.policy.fraud.failure_window(now).start,
+                        )
+                    });
+                (described, result)
+            }
+        }
+    }
+
+    fn check_everything(&mut self, step: u64) -> Result<(), Failure> {
+        self.checker
+            .check_everything(self.store.inner(), &self.claims.model)
+            .map_err(|v| self.failure(step, format!("full check: {v}")))
+    }
+
+    fn failure(&self, step: u64, violation: String) -> Failure {
+        Failure {
+            seed: self.config.seed,
+            step,
+            violation,
+            history: self.history.iter().cloned().collect(),
+        }
+    }
+
+    fn summary(&self) -> Summary {
+        let m = &self.claims.model;
+        let (outbox, audit) = self
+            .store
+            .inner()
+            .inspect(|w| (w.outbox.len(), w.audit.len()));
+        Summary {
+            seed: self.config.seed,
+            ops: self.config.ops,
+            ops_by_kind: self.ops_by_kind.clone(),
+            outcomes: self.outcomes.clone(),
+            faults: self.faults.clone(),
+            claims_committed: m.commits,
+            points_available: m.points_available,
+            points_pending: m.points_pending,
+            participants_with_points: m.balances.len(),
+            outbox_records: outbox,
+            audit_records: audit,
+            batches: m.batches.len(),
+            codes_issued: m.codes.len(),
+            locks_set: m.locks.len(),
+            started: start(),
+            ended: self.clock.now(),
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "seed {}: {} operations, every invariant held",
+            self.seed, self.ops
+        )?;
+        writeln!(
+            f,
+            "simulated time: {} → {} ({} days)",
+            self.started.to_rfc3339(),
+            self.ended.to_rfc3339(),
+            (self.ended - self.started).num_days()
+        )?;
+        let table = |f: &mut fmt::Formatter<'_>, title: &str, rows: &BTreeMap<&str, u64>| {
+            writeln!(f, "{title}:")?;
+            for (k, v) in rows {
+                writeln!(f, "  {k:<22} {v:>8}")?;
+            }
+            Ok(())
+        };
+        table(f, "operations", &self.ops_by_kind)?;
+        table(f, "answers", &self.outcomes)?;
+        table(f, "faults injected", &self.faults)?;
+        writeln!(f, "totals:")?;
+        writeln!(f, "  claims committed       {:>8}", self.claims_committed)?;
+        writeln!(f, "  points available       {:>8}", self.points_available)?;
+        writeln!(f, "  points pending review  {:>8}", self.points_pending)?;
+        writeln!(
+            f,
+            "  participants credited  {:>8}",
+            self.participants_with_points
+        )?;
+        writeln!(f, "  outbox records         {:>8}", self.outbox_records)?;
+        writeln!(f, "  audit records          {:>8}", self.audit_records)?;
+        writeln!(
+            f,
+            "  batches / codes        {:>8} / {}",
+            self.batches, self.codes_issued
+        )?;
+        write!(f, "  subjects ever locked   {:>8}", self.locks_set)
+    }
+}

@@ -1,0 +1,535 @@
+//! The claim store in memory: [`MemoryClaims`] implements [`ClaimStore`] with the semantics
+//! of [`crate::stores::claims::DynamoClaims`], without its AWS types.
+//!
+//! What it copies from the DynamoDB transaction, item by item:
+//!
+//! | DynamoDB item (in transaction order)         | here                                   |
+//! |----------------------------------------------|----------------------------------------|
+//! | code: `status = issued AND valid_until >= today` | [`ClaimsWorld::codes`]              |
+//! | lock checks: `locked_until <= now` (participant, then outlet) | [`ClaimsWorld::locks`] |
+//! | velocity counter: `hits < limit` (when a limit is given), `ADD hits 1` | [`ClaimsWorld::velocity`] |
+//! | ledger entry: `attribute_not_exists(pk)`      | [`ClaimsWorld::entries`]               |
+//! | balance: `attribute_not_exists(version)` or `version = expected`, `ADD` delta | [`ClaimsWorld::balances`] |
+//! | outlet totals: `ADD` delta                    | [`ClaimsWorld::outlet_totals`]         |
+//! | outbox record: `attribute_not_exists(pk)`     | [`ClaimsWorld::outbox`]                |
+//! | audit record                                  | [`ClaimsWorld::audit`]                 |
+//!
+//! Every condition is evaluated before anything is written, so a refused claim writes
+//! nothing, and the refusal reported is the one `DynamoClaims` reports when several
+//! conditions fail at once: a lock, then the code, then velocity, then the balance. A failed
+//! entry or outbox condition (which only corrupt data can cause) is a permanent
+//! [`InfraError`], as it is there.
+//!
+//! One difference on purpose: `DynamoClaims` remembers an unknown batch number for a
+//! minute (so probing costs no reads); here a batch is claimable as soon as it is added.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use loyalty_domain::claim::{
+    BatchInfo, ClaimAttempt, ClaimReceipt, ClaimStore, CodeState, FailedAttempt, FailureCounts,
+    Refusal,
+};
+use loyalty_domain::code::Code;
+use loyalty_domain::earning::month_key;
+use loyalty_domain::fraud::{AttemptOutcome, FlagReason, Subject};
+use loyalty_domain::ids::{OutletId, ParticipantId};
+use loyalty_domain::ledger::{Balance, Delta, Entry};
+use loyalty_domain::InfraError;
+
+/// A code as the codes table holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRecord {
+    pub batch: u32,
+    pub valid_until: NaiveDate,
+    pub status: CodeStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeStatus {
+    Issued,
+    /// Claimed, with the first answer, which a replay returns again.
+    Claimed {
+        by: ParticipantId,
+        at: DateTime<Utc>,
+        receipt: ClaimReceipt,
+    },
+}
+
+/// A balance (or outlet totals) item as stored: signed counters moved by `ADD`, like
+/// DynamoDB numbers, so a bug that drives a bucket below zero is visible rather than
+/// impossible to represent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredBalance {
+    pub available: i64,
+    pub pending: i64,
+    pub held: i64,
+    pub lifetime_earned: i64,
+    pub spent: i64,
+    pub expired: i64,
+    pub version: u64,
+    /// `earned_<yyyymm>`: points earned per calendar month.
+    pub earned_by_month: BTreeMap<u32, i64>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl StoredBalance {
+    fn add(&mut self, d: &Delta, at: DateTime<Utc>) {
+        self.available += d.available;
+        self.pending += d.pending;
+        self.held += d.held;
+        self.lifetime_earned += d.lifetime_earned;
+        self.spent += d.spent;
+        self.expired += d.expired;
+        self.version += 1;
+        if d.lifetime_earned != 0 {
+            *self.earned_by_month.entry(month_key(at)).or_default() += d.lifetime_earned;
+        }
+        self.updated_at = Some(at);
+    }
+
+    /// The balance as the domain sees it; a negative counter cannot be read, as a negative
+    /// number cannot be decoded from the DynamoDB item either.
+    pub fn to_balance(&self) -> Result<Balance, InfraError> {
+        let get = |name: &str, v: i64| {
+            u64::try_from(v).map_err(|_| {
+                InfraError::permanent("decode balance", format!("{name} is negative: {v}"))
+            })
+        };
+        Ok(Balance {
+            available: get("available", self.available)?,
+            pending: get("pending", self.pending)?,
+            held: get("held", self.held)?,
+            lifetime_earned: get("lifetime_earned", self.lifetime_earned)?,
+            spent: get("spent", self.spent)?,
+            expired: get("expired", self.expired)?,
+            version: self.version,
+        })
+    }
+
+    /// The buckets and counters that must never be negative, by name.
+    pub fn negative_fields(&self) -> Vec<(&'static str, i64)> {
+        [
+            ("available", self.available),
+            ("pending", self.pending),
+            ("held", self.held),
+            ("lifetime_earned", self.lifetime_earned),
+            ("spent", self.spent),
+            ("expired", self.expired),
+        ]
+        .into_iter()
+        .filter(|(_, v)| *v < 0)
+        .collect()
+    }
+}
+
+/// A notification written in the same commit as the claim it announces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEvent {
+    pub event_id: String,
+    pub payload: serde_json::Value,
+    pub at: DateTime<Utc>,
+}
+
+/// One audit record of an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub participant: ParticipantId,
+    pub outlet: Option<OutletId>,
+    pub code_hint: String,
+    pub outcome: AttemptOutcome,
+    pub at: DateTime<Utc>,
+}
+
+/// Everything the store holds. Tests and the simulator read it through
+/// [`MemoryClaims::inspect`]; only the port writes it.
+#[derive(Debug, Default)]
+pub struct ClaimsWorld {
+    pub batches: BTreeMap<u32, BatchInfo>,
+    /// By canonical code.
+    pub codes: BTreeMap<String, CodeRecord>,
+    /// Each participant's entries in the order they were appended.
+    pub entries: BTreeMap<ParticipantId, Vec<Entry>>,
+    /// The review queue: entries awaiting review and why.
+    pub reviews: BTreeMap<String, Vec<FlagReason>>,
+    pub balances: BTreeMap<ParticipantId, StoredBalance>,
+    pub outlet_totals: BTreeMap<OutletId, StoredBalance>,
+    /// Claims per participant per velocity window (by window start).
+    pub velocity: BTreeMap<(ParticipantId, i64), u64>,
+    /// Failures per subject key ([`Subject::key`]) per failure window (by window start).
+    pub failures: BTreeMap<(String, i64), u64>,
+    /// `locked_until` per subject key.
+    pub locks: BTreeMap<String, i64>,
+    /// By event id.
+    pub outbox: BTreeMap<String, OutboxEvent>,
+    pub audit: Vec<AuditRecord>,
+}
+
+/// Deliberate bugs, so that tests can prove the contract suite and the simulator's
+/// checkers catch them. Never set outside such tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// A commit moves the balance by the entry's delta twice.
+    CreditTwice,
+    /// The code condition is skipped: a claimed code can be claimed again (by anyone).
+    ReclaimableCodes,
+}
+
+/// The in-memory claim store. Cheap to create: one per test, or one per simulation run.
+#[derive(Debug, Default)]
+pub struct MemoryClaims {
+    world: Mutex<ClaimsWorld>,
+    bug: Option<PlantedBug>,
+}
+
+impl MemoryClaims {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store with a deliberate bug; see [`PlantedBug`].
+    pub fn with_planted_bug(bug: PlantedBug) -> Self {
+        Self {
+            world: Mutex::default(),
+            bug: Some(bug),
+        }
+    }
+
+    fn world(&self) -> MutexGuard<'_, ClaimsWorld> {
+        // A panic while holding the lock (a failed assertion in a test) must not hide the
+        // world from the checks that report it.
+        self.world.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // --- Seeding, as the batch worker would -------------------------------------------
+
+    /// Creates a batch (what `CodesStore::create_batch` records).
+    pub fn add_batch(&self, batch: BatchInfo) {
+        self.world().batches.insert(batch.number, batch);
+    }
+
+    /// Issues codes of `batch`, valid until the batch's date (what `CodesStore::put_codes`
+    /// writes). Issuing a claimed code again resets it, as the batch write would.
+    pub fn issue(&self, batch: &BatchInfo, codes: &[Code]) {
+        let mut w = self.world();
+        for code in codes {
+            w.codes.insert(
+                code.canonical().to_string(),
+                CodeRecord {
+                    batch: batch.number,
+                    valid_until: batch.valid_until,
+                    status: CodeStatus::Issued,
+                },
+            );
+        }
+    }
+
+    // --- Inspection --------------------------------------------------------------------
+
+    /// Reads the whole world under the lock, without copying it.
+    pub fn inspect<R>(&self, f: impl FnOnce(&ClaimsWorld) -> R) -> R {
+        f(&self.world())
+    }
+
+    pub fn entries(&self, participant: &ParticipantId) -> Vec<Entry> {
+        self.world()
+            .entries
+            .get(participant)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// `None` for an account that has never had an entry.
+    pub fn balance(&self, participant: &ParticipantId) -> Option<StoredBalance> {
+        self.world().balances.get(participant).cloned()
+    }
+
+    pub fn outlet_totals(&self, outlet: &OutletId) -> Option<StoredBalance> {
+        self.world().outlet_totals.get(outlet).cloned()
+    }
+
+    /// Outbox records in event-id order.
+    pub fn outbox(&self) -> Vec<OutboxEvent> {
+        self.world().outbox.values().cloned().collect()
+    }
+
+    pub fn audit(&self) -> Vec<AuditRecord> {
+        self.world().audit.clone()
+    }
+
+    pub fn code(&self, code: &Code) -> Option<CodeRecord> {
+        self.world().codes.get(code.canonical()).cloned()
+    }
+
+    /// Failures counted for `subject` in the window starting at `window_start`.
+    pub fn failures(&self, subject: &Subject, window_start: i64) -> u64 {
+        self.world()
+            .failures
+            .get(&(subject.key(), window_start))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn locked_until(&self, subject: &Subject) -> Option<i64> {
+        self.world().locks.get(&subject.key()).copied()
+    }
+
+    /// Everyone with a balance, in id order.
+    pub fn participants(&self) -> Vec<ParticipantId> {
+        self.world().balances.keys().cloned().collect()
+    }
+}
+
+/// The entry a claim appends: the same fields `DynamoClaims` writes.
+fn claim_entry(a: &ClaimAttempt) -> Entry {
+    Entry {
+        id: a.receipt.entry_id.clone(),
+        participant: a.claimant.participant.clone(),
+        outlet: a.claimant.outlet.clone(),
+        kind: a.kind,
+        amount: a.batch.points,
+        source: format!(
+            "batch {} · {} {}",
+            a.batch.number, a.batch.sku, a.batch.product_type
+        ),
+        created_at: a.now,
+        expires_on: Some(a.credit_expires_on),
+    }
+}
+
+fn outbox_payload(a: &ClaimAttempt, entry: &Entry) -> serde_json::Value {
+    serde_json::json!({
+        "type": if a.flags.is_empty() { "code_accepted" } else { "code_under_review" },
+        "participant_id": a.claimant.participant.as_str(),
+        "entry_id": entry.id.as_str(),
+        "points": a.batch.points.get(),
+        "sku": a.batch.sku,
+        "product_type": a.batch.product_type,
+        "available": a.receipt.balance.available,
+        "occurred_at": a.now.to_rfc3339(),
+    })
+}
+
+fn audit(f: &FailedAttempt) -> AuditRecord {
+    AuditRecord {
+        participant: f.claimant.participant.clone(),
+        outlet: f.claimant.outlet.clone(),
+        code_hint: f.code_hint.clone(),
+        outcome: f.outcome,
+        at: f.now,
+    }
+}
+
+impl ClaimsWorld {
+    /// The refusal `DynamoClaims` would report, or `None` when every condition holds.
+    fn refusal(
+        &self,
+        a: &ClaimAttempt,
+        bug: Option<PlantedBug>,
+    ) -> Result<Option<Refusal>, InfraError> {
+        let now = a.now.timestamp();
+        let participant = &a.claimant.participant;
+
+        let mut subjects = vec![Subject::Participant(participant.clone())];
+        if let Some(outlet) = &a.claimant.outlet {
+            subjects.push(Subject::Outlet(outlet.clone()));
+        }
+        for subject in &subjects {
+            if let Some(&until) = self.locks.get(&subject.key()) {
+                if until > now {
+                    return Ok(Some(Refusal::Locked { until }));
+                }
+            }
+        }
+
+        let today = a.now.date_naive();
+        let code = self.codes.get(a.code.canonical());
+        let code_holds = match code {
+            Some(CodeRecord {
+                status: CodeStatus::Issued,
+                valid_until,
+                ..
+            }) => *valid_until >= today,
+            _ => bug == Some(PlantedBug::ReclaimableCodes) && code.is_some(),
+        };
+        if !code_holds {
+            let state = match code {
+                None => CodeState::Missing,
+                Some(CodeRecord {
+                    status: CodeStatus::Claimed { by, receipt, .. },
+                    ..
+                }) => CodeState::ClaimedBy {
+                    participant: by.clone(),
+                    receipt: receipt.clone(),
+                },
+                Some(CodeRecord { valid_until, .. }) if *valid_until < today => CodeState::Expired,
+                Some(_) => {
+                    return Err(InfraError::permanent(
+                        "decode code",
+                        "code condition failed on an issued, valid code",
+                    ))
+                }
+            };
+            return Ok(Some(Refusal::Code(state)));
+        }
+
+        if let Some(limit) = a.velocity_limit {
+            // `attribute_not_exists(hits) OR hits < :limit`: a window without a counter
+            // passes whatever the limit (even 0).
+            let hits = self
+                .velocity
+                .get(&(participant.clone(), a.velocity_window.start));
+            if hits.is_some_and(|&hits| hits >= limit) {
+                return Ok(Some(Refusal::VelocityExceeded));
+            }
+        }
+
+        let stored = self.balances.get(participant);
+        let balance_holds = match (a.expected_balance, stored) {
+            (None, stored) => stored.is_none(),
+            (Some(expected), Some(stored)) => stored.version == expected.version,
+            (Some(_), None) => false,
+        };
+        if !balance_holds {
+            let current = match stored {
+                Some(b) => b.to_balance()?,
+                None => Balance::default(),
+            };
+            return Ok(Some(Refusal::BalanceMoved(current)));
+        }
+
+        let reclaimable = bug == Some(PlantedBug::ReclaimableCodes);
+        let entry_exists = self
+            .entries
+            .get(participant)
+            .is_some_and(|es| es.iter().any(|e| e.id == a.receipt.entry_id));
+        let outbox_exists = self
+            .outbox
+            .contains_key(&format!("code_accepted-{}", a.receipt.entry_id));
+        if !reclaimable && (entry_exists || outbox_exists) {
+            return Err(InfraError::permanent(
+                "claim transaction",
+                format!(
+                    "unexpected cancellation reasons: entry exists {entry_exists}, outbox record exists {outbox_exists}"
+                ),
+            ));
+        }
+        Ok(None)
+    }
+
+    fn commit(&mut self, a: &ClaimAttempt, bug: Option<PlantedBug>) {
+        let participant = &a.claimant.participant;
+        self.codes.insert(
+            a.code.canonical().to_string(),
+            CodeRecord {
+                batch: a.batch.number,
+                valid_until: self
+                    .codes
+                    .get(a.code.canonical())
+                    .map(|c| c.valid_until)
+                    .unwrap_or(a.batch.valid_until),
+                status: CodeStatus::Claimed {
+                    by: participant.clone(),
+                    at: a.now,
+                    receipt: a.receipt.clone(),
+                },
+            },
+        );
+        *self
+            .velocity
+            .entry((participant.clone(), a.velocity_window.start))
+            .or_default() += 1;
+
+        let entry = claim_entry(a);
+        let delta = entry.delta();
+        if !a.flags.is_empty() {
+            self.reviews
+                .insert(entry.id.as_str().to_string(), a.flags.clone());
+        }
+        let balance = self.balances.entry(participant.clone()).or_default();
+        balance.add(&delta, a.now);
+        if bug == Some(PlantedBug::CreditTwice) {
+            balance.add(&delta, a.now);
+        }
+        if let Some(outlet) = &a.claimant.outlet {
+            self.outlet_totals
+                .entry(outlet.clone())
+                .or_default()
+                .add(&delta, a.now);
+        }
+        let event_id = format!("code_accepted-{}", entry.id);
+        self.outbox.insert(
+            event_id.clone(),
+            OutboxEvent {
+                event_id,
+                payload: outbox_payload(a, &entry),
+                at: a.now,
+            },
+        );
+        self.entries
+            .entry(participant.clone())
+            .or_default()
+            .push(entry);
+        self.audit.push(AuditRecord {
+            participant: participant.clone(),
+            outlet: a.claimant.outlet.clone(),
+            code_hint: loyalty_domain::redact::tail(a.code.canonical()),
+            outcome: if a.flags.is_empty() {
+                AttemptOutcome::Accepted
+            } else {
+                AttemptOutcome::Flagged
+            },
+            at: a.now,
+        });
+    }
+
+    fn count_failure(&mut self, subject: &Subject, f: &FailedAttempt) -> u64 {
+        let n = self
+            .failures
+            .entry((subject.key(), f.window.start))
+            .or_default();
+        *n += 1;
+        *n
+    }
+}
+
+impl ClaimStore for MemoryClaims {
+    async fn batch(&self, number: u32) -> Result<Option<BatchInfo>, InfraError> {
+        Ok(self.world().batches.get(&number).cloned())
+    }
+
+    async fn try_claim(&self, attempt: &ClaimAttempt) -> Result<Result<(), Refusal>, InfraError> {
+        let mut w = self.world();
+        if let Some(refusal) = w.refusal(attempt, self.bug)? {
+            return Ok(Err(refusal));
+        }
+        w.commit(attempt, self.bug);
+        Ok(Ok(()))
+    }
+
+    async fn record_failure(&self, f: &FailedAttempt) -> Result<FailureCounts, InfraError> {
+        let mut w = self.world();
+        let participant = w.count_failure(&Subject::Participant(f.claimant.participant.clone()), f);
+        let outlet = f
+            .claimant
+            .outlet
+            .as_ref()
+            .map(|o| w.count_failure(&Subject::Outlet(o.clone()), f));
+        w.audit.push(audit(f));
+        Ok(FailureCounts {
+            participant,
+            outlet,
+        })
+    }
+
+    async fn record_attempt(&self, f: &FailedAttempt) -> Result<(), InfraError> {
+        self.world().audit.push(audit(f));
+        Ok(())
+    }
+
+    async fn lock(&self, subject: &Subject, until: i64) -> Result<(), InfraError> {
+        self.world().locks.insert(subject.key(), until);
+        Ok(())
+    }
+}

@@ -1,0 +1,16 @@
+//! In-memory implementations of the domain ports, one module per port, mirroring
+//! [`crate::stores`] (the DynamoDB ones).
+//!
+//! Each adapter keeps its world in one `Mutex` of ordered maps: every port call is atomic
+//! exactly where the DynamoDB call is (a `TransactWriteItems` becomes one critical section
+//! that checks every condition before it writes anything), and iteration order never
+//! depends on hashing, so a seeded simulation replays exactly. Besides the port they
+//! offer inspection methods (entries, balances, outbox records) for tests and the
+//! simulator (`infra/sim`).
+//!
+//! Where the two adapters disagree, the memory one is wrong: the contract suite in
+//! `tests/src/contract/` runs against both.
+
+pub mod claims;
+
+pub use claims::MemoryClaims;

@@ -1,0 +1,5 @@
+//! Contract suites: one per domain port, each an `async fn` per case over a harness, run
+//! once per adapter (memory in `tests/tests/memory/`, DynamoDB on the emulator in
+//! `tests/tests/integration/contract.rs`).
+
+pub mod claims;

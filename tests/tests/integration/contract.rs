@@ -1,0 +1,6 @@
+//! The port contracts against the DynamoDB adapters on the emulator. The same cases run on
+//! the memory adapters in `tests/tests/memory/`.
+
+mod claims {
+    loyalty_tests::claim_store_contract!(loyalty_tests::contract::claims::dynamo);
+}

@@ -1,0 +1,199 @@
+//! `POST /claims` on the memory claim store and a fixed clock: the handler's answers to the
+//! sample events in `events/code-claim/`, and what each request wrote. No emulator.
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Response};
+use loyalty_domain::claim::{BatchInfo, ClaimPolicy};
+use loyalty_domain::code::Code;
+use loyalty_domain::fraud::{AttemptOutcome, Subject};
+use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
+use loyalty_domain::ledger::EntryKind;
+use loyalty_domain::ports::FixedClock;
+use loyalty_domain::Points;
+use loyalty_platform::memory::MemoryClaims;
+use loyalty_tests::{body_json, ApiEvent};
+use serde_json::{json, Value};
+
+/// The participant, outlet and region of the sample events.
+const SAMPLE_PARTICIPANT: &str = "p-7f3a9c";
+const SAMPLE_OUTLET: &str = "o-5d2e8b";
+
+type App = code_claim::App<MemoryClaims, FixedClock>;
+
+/// The sample events' time: 22 Nov 2026, 10:00 UTC.
+fn event_time() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
+}
+
+fn valid_until() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 12, 31).unwrap()
+}
+
+/// An app on a fresh memory store holding one batch of `count` codes worth 40 points,
+/// shipped to the sample events' region.
+fn app(count: u32) -> (App, Vec<Code>) {
+    let store = MemoryClaims::new();
+    let batch = BatchInfo {
+        number: 17,
+        sku: "COLA-05".into(),
+        product_type: "Cola 0.5 l".into(),
+        points: Points(40),
+        region: RegionId::parse("north").unwrap(),
+        valid_until: valid_until(),
+    };
+    let codes = Code::chunk(&[17; 32], batch.number, 0, count);
+    store.add_batch(batch.clone());
+    store.issue(&batch, &codes);
+    let app =
+        code_claim::App::with_store(store, ClaimPolicy::default(), FixedClock::at(event_time()));
+    (app, codes)
+}
+
+/// `events/code-claim/claim.json` with `code` as the typed code.
+fn typed(code: &str) -> ApiEvent {
+    ApiEvent::load("code-claim/claim.json").body(json!({ "code": code }))
+}
+
+async fn send(app: &App, event: ApiEvent) -> (StatusCode, Value, Response<Body>) {
+    let response = app
+        .handle(event.request())
+        .await
+        .expect("handler never errs");
+    (response.status(), body_json(&response), response)
+}
+
+fn content_type(response: &Response<Body>) -> &str {
+    response.headers()["content-type"].to_str().unwrap()
+}
+
+fn sample_participant() -> ParticipantId {
+    ParticipantId::parse(SAMPLE_PARTICIPANT).unwrap()
+}
+
+#[tokio::test]
+async fn the_sample_claim_credits_the_code_once_with_entry_balance_totals_and_outbox_record() {
+    let (app, codes) = app(1);
+    let (status, body, _) = send(&app, typed(&codes[0].display())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "accepted");
+    assert_eq!(body["points"], 40);
+    assert_eq!(body["product"]["batch"], 17);
+    assert_eq!(body["product"]["sku"], "COLA-05");
+    assert_eq!(body["balance"]["available"], 40);
+    assert_eq!(body["claimed_at"], event_time().to_rfc3339());
+
+    let store = app.store();
+    let entries = store.entries(&sample_participant());
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].kind, EntryKind::CodeClaim);
+    assert_eq!(entries[0].id.as_str(), body["entry_id"]);
+    assert_eq!(entries[0].created_at, event_time());
+    let balance = store.balance(&sample_participant()).unwrap();
+    assert_eq!((balance.available, balance.version), (40, 1));
+    let outlet = OutletId::parse(SAMPLE_OUTLET).unwrap();
+    assert_eq!(store.outlet_totals(&outlet).unwrap().available, 40);
+    let outbox = store.outbox();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].payload["type"], "code_accepted");
+    assert_eq!(outbox[0].payload["participant_id"], SAMPLE_PARTICIPANT);
+}
+
+#[tokio::test]
+async fn the_sample_qr_claim_claims_by_link() {
+    let (app, codes) = app(1);
+    let event = ApiEvent::load("code-claim/claim-qr.json")
+        .body(json!({ "code": codes[0].qr_payload("https://club.example.com") }));
+    let (status, body, _) = send(&app, event).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["points"], 40);
+    assert_eq!(app.store().entries(&sample_participant()).len(), 1);
+}
+
+#[tokio::test]
+async fn a_replay_answers_the_first_receipt_and_writes_no_second_credit() {
+    let (app, codes) = app(1);
+    let (_, first, _) = send(&app, typed(&codes[0].display())).await;
+    // Later, from another device, typed sloppily.
+    app.clock().advance(Duration::minutes(5));
+    let (status, again, _) = send(&app, typed(&codes[0].canonical().to_lowercase())).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again, first, "a replay answers exactly the first receipt");
+
+    let store = app.store();
+    assert_eq!(store.entries(&sample_participant()).len(), 1);
+    assert_eq!(store.balance(&sample_participant()).unwrap().version, 1);
+    assert_eq!(store.outbox().len(), 1);
+    let outcomes: Vec<_> = store.audit().iter().map(|a| a.outcome).collect();
+    assert_eq!(
+        outcomes,
+        vec![AttemptOutcome::Accepted, AttemptOutcome::Replayed]
+    );
+}
+
+#[tokio::test]
+async fn a_code_claimed_by_someone_else_is_a_conflict_and_counts_as_a_failure() {
+    let (app, codes) = app(1);
+    send(&app, typed(&codes[0].display())).await;
+    let (status, body, response) = send(&app, typed(&codes[0].display()).sub("p-thief")).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(content_type(&response), "application/problem+json");
+    assert_eq!(body["code"], "code_already_claimed");
+
+    let store = app.store();
+    let thief = ParticipantId::parse("p-thief").unwrap();
+    assert!(store.entries(&thief).is_empty());
+    assert_eq!(store.balance(&thief), None);
+    assert_eq!(store.outbox().len(), 1);
+    let window = ClaimPolicy::default().fraud.failure_window(event_time());
+    assert_eq!(
+        store.failures(&Subject::Participant(thief), window.start),
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_sample_code_as_shipped_fails_its_check_and_is_refused_before_any_io() {
+    let (app, _) = app(1);
+    // The sample events carry a placeholder code whose check character is wrong.
+    let (status, body, response) = send(&app, ApiEvent::load("code-claim/claim.json")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(content_type(&response), "application/problem+json");
+    assert_eq!(body["code"], "code_check_failed");
+
+    let (status, body, _) = send(&app, typed("not a code")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["code"], "code_malformed");
+    let (status, body, _) = send(&app, typed("https://evil.example.com/x/ABCD")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["code"], "code_link_unrecognised");
+
+    // Nothing was read or written: not even an audit record.
+    assert!(app.store().audit().is_empty());
+}
+
+#[tokio::test]
+async fn unknown_and_expired_codes_are_refused_and_locks_answer_with_retry_after() {
+    let (app, codes) = app(2);
+    // A well-formed code of the batch that was never issued.
+    let never = Code::chunk(&[9; 32], 17, 3, 1)[0];
+    let (status, body, _) = send(&app, typed(&never.display())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["code"], "code_unknown");
+
+    // Five failures in a window lock the participant, even for a valid code.
+    for _ in 0..4 {
+        send(&app, typed(&never.display())).await;
+    }
+    let (status, body, response) = send(&app, typed(&codes[1].display())).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["code"], "claims_locked");
+    assert_eq!(response.headers()["retry-after"], "3600");
+
+    // Past the batch's date, by the app's clock (never the wall clock); the lock is over.
+    app.clock().advance(Duration::days(40));
+    let (status, body, _) = send(&app, typed(&codes[0].display())).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "code_expired");
+    assert!(app.store().entries(&sample_participant()).is_empty());
+}

@@ -1,0 +1,35 @@
+//! Tests that need no emulator: the port contracts on the memory adapters, handler tests
+//! of functions wired to them (fed from the sample events in `events/`), and use-case paths
+//! the handlers cannot reach.
+//!
+//! `cargo nextest run -p loyalty-tests --test memory`
+
+mod claim_use_case;
+mod code_claim;
+
+mod contract {
+    mod claims {
+        loyalty_tests::claim_store_contract!(loyalty_tests::contract::claims::memory);
+    }
+
+    /// The contract is not vacuous: a memory adapter with a planted bug fails it.
+    mod planted_bugs {
+        use loyalty_platform::memory::claims::PlantedBug;
+        use loyalty_tests::contract::claims::{self, memory_with_bug};
+
+        #[tokio::test]
+        #[should_panic(expected = "left == right")]
+        async fn a_store_that_credits_twice_fails_the_contract() {
+            claims::a_claim_commits_exactly_once(memory_with_bug(PlantedBug::CreditTwice)).await
+        }
+
+        #[tokio::test]
+        #[should_panic(expected = "left == right")]
+        async fn a_store_that_lets_a_claimed_code_be_claimed_again_fails_the_contract() {
+            claims::a_second_claim_of_the_same_code_is_refused_with_who_claimed_it(memory_with_bug(
+                PlantedBug::ReclaimableCodes,
+            ))
+            .await
+        }
+    }
+}
