@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -77,42 +78,51 @@ impl ItemExt for Item {
     }
 }
 
-/// Classifies an SDK failure that the caller did not handle as a business outcome.
-/// Throttling, timeouts and 5xx are retryable; anything else is a permanent bug.
-pub fn infra<E, R>(operation: &'static str, err: SdkError<E, R>) -> InfraError
+/// Classifies a DynamoDB failure that the caller did not handle as a business outcome: the one
+/// classifier of DynamoDB errors. The SDK's transport failures are classified by
+/// [`crate::aws::classify_with`]; a service error is converted into the service-wide
+/// [`aws_sdk_dynamodb::Error`] and matched on its variants:
+///
+/// | error | retryable | HTTP edge |
+/// |---|---|---|
+/// | timeout, dispatch failure, unreadable response | yes | 503 + Retry-After |
+/// | `ProvisionedThroughputExceeded`, `Throttling`, `RequestLimitExceeded`, `InternalServerError` | yes | 503 + Retry-After |
+/// | `TransactionConflict`, `TransactionInProgress`, `ReplicatedWriteConflict` | yes | 503 + Retry-After |
+/// | `IdempotentParameterMismatch` (logged: a fresh request succeeds) | yes | 503 + Retry-After |
+/// | any unmodelled error with a 5xx status | yes | 503 + Retry-After |
+/// | anything else (`ValidationException`, `ResourceNotFound`, ...): a bug in our request | no | 500 |
+///
+/// The message keeps the error code and message, so the 500 log says what was wrong.
+pub fn classify<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> InfraError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: Into<aws_sdk_dynamodb::Error> + std::error::Error + 'static,
 {
-    let retryable = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+    crate::aws::classify_with(operation, err, |e: &aws_sdk_dynamodb::Error| {
+        retryable_service_error(operation, e)
+    })
+}
+
+fn retryable_service_error(operation: &'static str, err: &aws_sdk_dynamodb::Error) -> bool {
+    use aws_sdk_dynamodb::Error as E;
+    match err {
+        E::ProvisionedThroughputExceededException(_)
+        | E::ThrottlingException(_)
+        | E::RequestLimitExceeded(_)
+        | E::InternalServerError(_)
+        | E::TransactionConflictException(_)
+        | E::TransactionInProgressException(_)
+        | E::ReplicatedWriteConflictException(_) => true,
+        // A ClientRequestToken reused with other parameters within its ten minutes: a retry
+        // of the caller's request builds a fresh request and succeeds, so never a 500.
+        E::IdempotentParameterMismatchException(e) => {
+            tracing::warn!(
+                operation,
+                error = %e,
+                "idempotent parameter mismatch: a client request token was reused with other parameters"
+            );
             true
         }
-        SdkError::ServiceError(service) => matches!(
-            service.err().code(),
-            Some(
-                "ProvisionedThroughputExceededException"
-                    | "ThrottlingException"
-                    | "RequestLimitExceeded"
-                    | "InternalServerError"
-                    | "ServiceUnavailable"
-                    | "TransactionInProgressException"
-            )
-        ),
         _ => false,
-    };
-    let message = match err.as_service_error() {
-        Some(e) => format!(
-            "{}: {}",
-            e.code().unwrap_or("unknown"),
-            e.message().unwrap_or("")
-        ),
-        None => format!("{err:?}"),
-    };
-    InfraError {
-        operation,
-        message,
-        retryable,
     }
 }
 
@@ -127,7 +137,7 @@ pub async fn query_all(
         .send()
         .try_collect()
         .await
-        .map_err(|e| infra(operation, e))
+        .map_err(|e| classify(operation, e))
 }
 
 /// A `LastEvaluatedKey` as an opaque, URL-safe cursor.
