@@ -44,7 +44,7 @@ pub fn classify_with<E, S>(
 ) -> InfraError
 where
     E: Into<S> + std::error::Error + 'static,
-    S: ProvideErrorMetadata + std::fmt::Debug,
+    S: ProvideErrorMetadata + std::fmt::Display,
 {
     match err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
@@ -53,12 +53,13 @@ where
         SdkError::ServiceError(context) => {
             let status = context.raw().status();
             let service: S = context.into_err().into();
-            let message = format!(
-                "{}: {} (HTTP {})",
-                service.code().unwrap_or("unknown"),
-                service.message().unwrap_or(""),
-                status.as_u16()
-            );
+            // The variant and its message ("ThrottlingException: ..."), or for an unmodelled
+            // error its code ("unhandled error (ValidationException)") and then its message.
+            let mut message = service.to_string();
+            if let Some(detail) = service.message().filter(|m| !message.contains(m)) {
+                message = format!("{message}: {detail}");
+            }
+            let message = format!("{message} (HTTP {})", status.as_u16());
             if retryable(&service) || status.is_server_error() {
                 InfraError::retryable(operation, message)
             } else {

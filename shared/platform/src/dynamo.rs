@@ -176,3 +176,96 @@ mod tests {
         assert_eq!(decode_cursor("not-base64!", "ACCOUNT#p1"), None);
     }
 }
+
+#[cfg(test)]
+mod classify_tests {
+    use aws_sdk_dynamodb::error::ConnectorError;
+    use aws_sdk_dynamodb::operation::get_item::GetItemError;
+    use aws_sdk_dynamodb::types::error::ThrottlingException;
+    use aws_sdk_dynamodb::Client;
+    use aws_smithy_mocks::mock;
+
+    use super::*;
+    use crate::tx::mock;
+
+    async fn get_item_failing_with(rule: aws_smithy_mocks::Rule) -> InfraError {
+        let client = mock::client(&[&rule]);
+        client
+            .get_item()
+            .table_name("t")
+            .set_key(Some(key("A", "X")))
+            .send()
+            .await
+            .map_err(|e| classify("read item", e))
+            .unwrap_err()
+    }
+
+    #[test]
+    fn a_timeout_is_retryable() {
+        let err: SdkError<GetItemError, HttpResponse> = SdkError::timeout_error("took too long");
+        let classified = classify("read item", err);
+        assert!(classified.retryable);
+        assert_eq!(classified.operation, "read item");
+    }
+
+    #[test]
+    fn a_dispatch_failure_is_retryable() {
+        let err: SdkError<GetItemError, HttpResponse> =
+            SdkError::dispatch_failure(ConnectorError::io("connection reset".into()));
+        assert!(classify("read item", err).retryable);
+    }
+
+    #[tokio::test]
+    async fn throttling_is_retryable() {
+        let err = get_item_failing_with(mock!(Client::get_item).then_error(|| {
+            GetItemError::ThrottlingException(
+                ThrottlingException::builder().message("slow down").build(),
+            )
+        }))
+        .await;
+        assert!(err.retryable, "{err:?}");
+        assert!(
+            err.message.contains("ThrottlingException: slow down"),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_validation_error_is_a_permanent_bug_with_its_detail() {
+        let err = get_item_failing_with(
+            mock!(Client::get_item)
+                .sequence()
+                .http_status(
+                    400,
+                    Some(
+                        r#"{"__type":"com.amazon.coral.validate#ValidationException","message":"The provided key element does not match the schema"}"#
+                            .into(),
+                    ),
+                )
+                .build(),
+        )
+        .await;
+        assert!(!err.retryable, "{err:?}");
+        assert!(err.message.contains("ValidationException"), "{err:?}");
+        assert!(
+            err.message
+                .contains("The provided key element does not match the schema"),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unmodelled_error_with_a_5xx_status_is_retryable() {
+        let err = get_item_failing_with(
+            mock!(Client::get_item)
+                .sequence()
+                .http_status(
+                    503,
+                    Some(r#"{"__type":"ServiceUnavailable","message":"try again"}"#.into()),
+                )
+                .build(),
+        )
+        .await;
+        assert!(err.retryable, "{err:?}");
+    }
+}

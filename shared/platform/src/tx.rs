@@ -332,3 +332,279 @@ impl<T: std::fmt::Debug> Refused<T> {
         format!("conditions failed: {tags:?}, conflict: {}", self.conflict)
     }
 }
+
+/// A DynamoDB client answered by `aws-smithy-mocks` rules, without the SDK's own retries.
+#[cfg(test)]
+pub(crate) mod mock {
+    use aws_sdk_dynamodb::config::{Credentials, Region};
+    use aws_sdk_dynamodb::Client;
+    use aws_smithy_mocks::{create_mock_http_client, MockResponseInterceptor, Rule, RuleMode};
+
+    pub fn client(rules: &[&Rule]) -> Client {
+        let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
+        for rule in rules {
+            interceptor = interceptor.with_rule(rule);
+        }
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version_latest()
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "mock"))
+            .http_client(create_mock_http_client())
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+            .interceptor(interceptor)
+            .build();
+        Client::from_conf(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use aws_sdk_dynamodb::operation::transact_write_items::{
+        TransactWriteItemsError, TransactWriteItemsInput, TransactWriteItemsOutput,
+    };
+    use aws_sdk_dynamodb::types::error::{
+        IdempotentParameterMismatchException, TransactionCanceledException,
+    };
+    use aws_sdk_dynamodb::types::{AttributeValue, Put, Update};
+    use aws_smithy_mocks::{mock, MockResponse};
+
+    use super::*;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Refusal {
+        First,
+        Second,
+    }
+
+    fn s(v: &str) -> AttributeValue {
+        AttributeValue::S(v.to_string())
+    }
+
+    fn put_new(pk: &str) -> PutBuilder {
+        Put::builder()
+            .table_name("t")
+            .item("pk", s(pk))
+            .item("sk", s("X"))
+            .condition_expression("attribute_not_exists(pk)")
+    }
+
+    fn reason(code: &str, item: Option<Item>) -> CancellationReason {
+        CancellationReason::builder()
+            .code(code)
+            .set_item(item)
+            .build()
+    }
+
+    fn cancelled(reasons: Vec<CancellationReason>) -> TransactWriteItemsError {
+        TransactWriteItemsError::TransactionCanceledException(
+            TransactionCanceledException::builder()
+                .message("Transaction cancelled")
+                .set_cancellation_reasons(Some(reasons))
+                .build(),
+        )
+    }
+
+    /// Like DynamoDB: the condition of the put of `pk = "B"` fails, wherever it is, and the
+    /// reason carries the item as it was.
+    fn b_exists(
+        input: &TransactWriteItemsInput,
+    ) -> MockResponse<TransactWriteItemsOutput, TransactWriteItemsError> {
+        let reasons = input
+            .transact_items()
+            .iter()
+            .map(|item| {
+                let pk = item.put().and_then(|p| p.item().get("pk")).cloned();
+                if pk == Some(s("B")) {
+                    let old = HashMap::from([
+                        ("pk".to_string(), s("B")),
+                        ("note".to_string(), s("was here")),
+                    ]);
+                    reason(CONDITION_FAILED, Some(old))
+                } else {
+                    reason("None", None)
+                }
+            })
+            .collect();
+        MockResponse::Error(cancelled(reasons))
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_decoded_by_its_tag_whatever_the_item_order() {
+        let rule = mock!(Client::transact_write_items).then_compute_response(b_exists);
+        let client = mock::client(&[&rule]);
+
+        let mut in_order = Tx::new();
+        in_order.put(put_new("A"), Refusal::First).unwrap();
+        in_order.put(put_new("B"), Refusal::Second).unwrap();
+        let mut reversed = Tx::new();
+        reversed.put(put_new("B"), Refusal::Second).unwrap();
+        reversed.put(put_new("A"), Refusal::First).unwrap();
+
+        for tx in [in_order, reversed] {
+            let refused = tx.commit(&client, "test").await.unwrap().unwrap_err();
+            assert!(refused.contains(&Refusal::Second));
+            assert!(!refused.contains(&Refusal::First));
+            assert_eq!(refused.tags().collect::<Vec<_>>(), [&Refusal::Second]);
+            assert_eq!(
+                refused.get(&Refusal::Second).and_then(|i| i.get("note")),
+                Some(&s("was here"))
+            );
+            assert!(!refused.is_conflict());
+        }
+        assert_eq!(rule.num_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn every_conditional_item_asks_for_the_item_as_it_was_and_unconditional_ones_do_not() {
+        let rule = mock!(Client::transact_write_items)
+            .match_requests(|input| {
+                let items = input.transact_items();
+                items[0]
+                    .put()
+                    .and_then(|p| p.return_values_on_condition_check_failure())
+                    == Some(&ReturnValuesOnConditionCheckFailure::AllOld)
+                    && items[1]
+                        .update()
+                        .and_then(|u| u.return_values_on_condition_check_failure())
+                        .is_none()
+                    && input.client_request_token() == Some("token-1")
+            })
+            .then_output(|| TransactWriteItemsOutput::builder().build());
+        let client = mock::client(&[&rule]);
+        let mut tx = Tx::new();
+        tx.put(put_new("A"), Refusal::First).unwrap();
+        tx.update_always(
+            Update::builder()
+                .table_name("t")
+                .key("pk", s("C"))
+                .key("sk", s("X"))
+                .update_expression("ADD n :one")
+                .expression_attribute_values(":one", AttributeValue::N("1".into())),
+        )
+        .unwrap();
+        tx.idempotency_token("token-1");
+        assert_eq!(tx.len(), 2);
+
+        assert_eq!(tx.commit(&client, "test").await, Ok(Ok(())));
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_cancellation_by_transaction_conflicts_alone_is_retryable() {
+        let rule = mock!(Client::transact_write_items).then_error(|| {
+            cancelled(vec![
+                reason("None", None),
+                reason("TransactionConflict", None),
+            ])
+        });
+        let client = mock::client(&[&rule]);
+        let tx = || {
+            let mut tx = Tx::new();
+            tx.put(put_new("A"), Refusal::First).unwrap();
+            tx.put(put_new("B"), Refusal::Second).unwrap();
+            tx
+        };
+
+        let err = tx().commit(&client, "test").await.unwrap_err();
+        assert!(err.retryable, "{err:?}");
+        assert!(err.message.contains("TransactionConflict"), "{err:?}");
+
+        // A store with its own retry loop gets it as a refusal that names no condition.
+        let refused = tx()
+            .commit_reporting_conflicts(&client, "test")
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(refused.is_conflict());
+        assert_eq!(refused.first(), None);
+    }
+
+    #[tokio::test]
+    async fn a_failed_condition_alongside_a_conflict_is_a_refusal_that_also_reports_the_conflict() {
+        let rule = mock!(Client::transact_write_items).then_error(|| {
+            cancelled(vec![
+                reason("TransactionConflict", None),
+                reason(CONDITION_FAILED, None),
+            ])
+        });
+        let client = mock::client(&[&rule]);
+        let mut tx = Tx::new();
+        tx.put(put_new("A"), Refusal::First).unwrap();
+        tx.put(put_new("B"), Refusal::Second).unwrap();
+
+        let refused = tx.commit(&client, "test").await.unwrap().unwrap_err();
+        assert_eq!(refused.first(), Some(&(Refusal::Second, None)));
+        assert!(refused.is_conflict());
+    }
+
+    #[tokio::test]
+    async fn a_cancellation_for_a_validation_error_is_a_permanent_bug_and_throttling_is_retryable()
+    {
+        let rule = mock!(Client::transact_write_items)
+            .sequence()
+            .error(|| cancelled(vec![reason("None", None), reason("ValidationError", None)]))
+            .error(|| cancelled(vec![reason("ThrottlingError", None)]))
+            .build();
+        let client = mock::client(&[&rule]);
+        let tx = || {
+            let mut tx = Tx::new();
+            tx.put(put_new("A"), Refusal::First).unwrap();
+            tx
+        };
+
+        let validation = tx().commit(&client, "test").await.unwrap_err();
+        assert!(!validation.retryable, "{validation:?}");
+        assert!(validation.message.contains("ValidationError"));
+        let throttled = tx().commit(&client, "test").await.unwrap_err();
+        assert!(throttled.retryable, "{throttled:?}");
+    }
+
+    #[tokio::test]
+    async fn an_idempotent_parameter_mismatch_is_retryable_not_a_500() {
+        let rule = mock!(Client::transact_write_items).then_error(|| {
+            TransactWriteItemsError::IdempotentParameterMismatchException(
+                IdempotentParameterMismatchException::builder()
+                    .message("token reused")
+                    .build(),
+            )
+        });
+        let client = mock::client(&[&rule]);
+        let mut tx = Tx::new();
+        tx.put(put_new("A"), Refusal::First).unwrap();
+        tx.idempotency_token("token-1");
+
+        let err = tx.commit(&client, "test").await.unwrap_err();
+        assert!(err.retryable, "{err:?}");
+        assert!(
+            err.message.contains("IdempotentParameterMismatch"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn appended_items_keep_their_refusals_under_the_new_tag_type() {
+        #[derive(Debug, Clone, PartialEq)]
+        enum Outer {
+            Mine,
+            Theirs(Refusal),
+        }
+        impl From<Refusal> for Outer {
+            fn from(r: Refusal) -> Self {
+                Outer::Theirs(r)
+            }
+        }
+        let mut theirs = Tx::new();
+        theirs.put(put_new("B"), Refusal::Second).unwrap();
+        let mut tx = Tx::new();
+        tx.put(put_new("A"), Outer::Mine).unwrap();
+        tx.append(theirs);
+
+        let tags: Vec<_> = tx.items.iter().map(|(_, t)| t.clone()).collect();
+        assert_eq!(
+            tags,
+            [Some(Outer::Mine), Some(Outer::Theirs(Refusal::Second))]
+        );
+    }
+}
