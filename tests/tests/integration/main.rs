@@ -12,3 +12,4 @@ mod moto_fidelity;
 mod participants;
 mod provisioning;
 mod simulation;
+mod transactions;
