@@ -80,3 +80,21 @@ where
 {
     classify_with(operation, err, |_: &aws_sdk_s3::Error| false)
 }
+
+/// The classifier of SQS failures, of the same shape as [`crate::dynamo::classify`]:
+/// `RequestThrottled`, `KmsThrottled` and `OverLimit` are retryable, as is any 5xx; every
+/// other modelled SQS error (`QueueDoesNotExist`, `InvalidMessageContents`, ...) is a bug in
+/// our request or configuration.
+pub fn classify_sqs<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> InfraError
+where
+    E: Into<aws_sdk_sqs::Error> + std::error::Error + 'static,
+{
+    classify_with(operation, err, |e: &aws_sdk_sqs::Error| {
+        matches!(
+            e,
+            aws_sdk_sqs::Error::RequestThrottled(_)
+                | aws_sdk_sqs::Error::KmsThrottled(_)
+                | aws_sdk_sqs::Error::OverLimit(_)
+        )
+    })
+}
