@@ -62,6 +62,22 @@ fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> InfraError {
     InfraError::permanent("build transaction", e.to_string())
 }
 
+/// A tagged item must have a condition (else its tag could never be reported) and an
+/// untagged one must not (else its failure could not be named): a bug in the store.
+fn expect_condition(condition: &Option<String>, tagged: bool) -> Result<(), InfraError> {
+    match (condition.is_some(), tagged) {
+        (true, true) | (false, false) => Ok(()),
+        (false, true) => Err(InfraError::permanent(
+            "build transaction",
+            "an item added with a refusal has no condition expression",
+        )),
+        (true, false) => Err(InfraError::permanent(
+            "build transaction",
+            "an item added without a refusal has a condition expression",
+        )),
+    }
+}
+
 impl<T> Tx<T> {
     pub fn new() -> Self {
         Self::default()
@@ -74,6 +90,7 @@ impl<T> Tx<T> {
 
     /// A conditional put: `refusal` is what a failure of its condition means.
     pub fn put(&mut self, put: PutBuilder, refusal: T) -> Result<&mut Self, InfraError> {
+        expect_condition(put.get_condition_expression(), true)?;
         let put = put
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
@@ -83,6 +100,7 @@ impl<T> Tx<T> {
 
     /// A conditional update: `refusal` is what a failure of its condition means.
     pub fn update(&mut self, update: UpdateBuilder, refusal: T) -> Result<&mut Self, InfraError> {
+        expect_condition(update.get_condition_expression(), true)?;
         let update = update
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
@@ -111,6 +129,7 @@ impl<T> Tx<T> {
 
     /// A conditional delete: `refusal` is what a failure of its condition means.
     pub fn delete(&mut self, delete: DeleteBuilder, refusal: T) -> Result<&mut Self, InfraError> {
+        expect_condition(delete.get_condition_expression(), true)?;
         let delete = delete
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
@@ -123,12 +142,14 @@ impl<T> Tx<T> {
 
     /// A put with no condition: it cannot refuse.
     pub fn put_always(&mut self, put: PutBuilder) -> Result<&mut Self, InfraError> {
+        expect_condition(put.get_condition_expression(), false)?;
         let put = put.build().map_err(build_err)?;
         Ok(self.push(TransactWriteItem::builder().put(put).build(), None))
     }
 
     /// An update with no condition (a counter `ADD`): it cannot refuse.
     pub fn update_always(&mut self, update: UpdateBuilder) -> Result<&mut Self, InfraError> {
+        expect_condition(update.get_condition_expression(), false)?;
         let update = update.build().map_err(build_err)?;
         Ok(self.push(TransactWriteItem::builder().update(update).build(), None))
     }
@@ -581,6 +602,20 @@ mod tests {
             err.message.contains("IdempotentParameterMismatch"),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn a_refusal_needs_a_condition_and_an_unconditional_item_has_none() {
+        let mut tx: Tx<Refusal> = Tx::new();
+        let unconditional = Put::builder()
+            .table_name("t")
+            .item("pk", s("A"))
+            .item("sk", s("X"));
+        assert!(tx.put(unconditional.clone(), Refusal::First).is_err());
+        assert!(tx.put_always(put_new("A")).is_err());
+        assert!(tx.put_always(unconditional).is_ok());
+        assert!(tx.put(put_new("B"), Refusal::Second).is_ok());
+        assert_eq!(tx.len(), 2);
     }
 
     #[test]
