@@ -1,7 +1,7 @@
 //! The one builder of `TransactWriteItems`.
 //!
 //! Each conditional item is added with the refusal it stands for: a tag of the store's own
-//! small enum (`CashbackRefusal::EventSeen`, `LedgerRefusal::Overdrawn`, ...). When DynamoDB
+//! small enum (`CashbackRefusal::EventSeen`, `LedgerRefusal::InsufficientBalance`, ...). When DynamoDB
 //! cancels the transaction, its cancellation reasons come back one per item, in item order;
 //! [`Tx::commit`] pairs them with the items' tags here, so that a store asks "did the
 //! `EventSeen` condition fail?" and never "did item 2 fail?". Reordering items, or adding

@@ -10,7 +10,7 @@
 //!   `CAP#participant`/`MONTH#<YYYY-MM>`: the points credited that month.
 //!
 //! Every event is one `TransactWriteItems`: the event marker, the order, and the cap counter
-//! and the ledger items when points move. A refusal is read by its tag ([`CashbackRefusal`],
+//! and the ledger items when points move. A refusal is read by its tag (`CashbackRefusal`,
 //! see [`crate::tx`]), never by position.
 //!
 //! Decisions:

@@ -2,7 +2,7 @@
 //!
 //! Items: code update, participant lock check, outlet lock check (optional), velocity
 //! counter, ledger entry, balance, outlet totals (optional), outbox record, audit record.
-//! A refusal is read by its tag ([`ClaimRefusal`], see [`crate::tx`]), never by position.
+//! A refusal is read by its tag (`ClaimRefusal`, see [`crate::tx`]), never by position.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -458,7 +458,10 @@ pub enum LedgerRefusal {
 /// carries the condition that its bucket covers it, so no balance ever goes negative.
 ///
 /// Every feature that moves points builds its transaction from these items plus its own
-/// (a webhook event marker, a counter with a cap), so balances stay equal to their entries.
+/// (a webhook event marker, a counter with a cap), so balances stay equal to their entries:
+/// it [`Tx::append`]s them to its own `Tx<T>` with `T: From<LedgerRefusal>`, so a refusal of
+/// these items reads as [`LedgerRefusal::EntryExists`], `InsufficientBalance` (the debit's
+/// condition) or `OutboxExists`, wherever they sit in the transaction.
 pub fn append_items(
     table: &str,
     entry: &Entry,
