@@ -236,7 +236,7 @@ impl ChunkWorker {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| loyalty_platform::dynamo::infra("export to S3", e))?;
+            .map_err(|e| loyalty_platform::aws::classify_s3("export to S3", e))?;
         Ok(())
     }
 }

@@ -174,7 +174,7 @@ impl Batches {
                     .set_entries(Some(entries))
                     .send()
                     .await
-                    .map_err(|e| InfraError::retryable("enqueue chunks", format!("{e:?}")))?;
+                    .map_err(|e| loyalty_platform::aws::classify_sqs("enqueue chunks", e))?;
                 pending = out
                     .failed
                     .iter()

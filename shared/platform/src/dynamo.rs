@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -77,42 +78,51 @@ impl ItemExt for Item {
     }
 }
 
-/// Classifies an SDK failure that the caller did not handle as a business outcome.
-/// Throttling, timeouts and 5xx are retryable; anything else is a permanent bug.
-pub fn infra<E, R>(operation: &'static str, err: SdkError<E, R>) -> InfraError
+/// Classifies a DynamoDB failure that the caller did not handle as a business outcome: the one
+/// classifier of DynamoDB errors. The SDK's transport failures are classified by
+/// [`crate::aws::classify_with`]; a service error is converted into the service-wide
+/// [`aws_sdk_dynamodb::Error`] and matched on its variants:
+///
+/// | error | retryable | HTTP edge |
+/// |---|---|---|
+/// | timeout, dispatch failure, unreadable response | yes | 503 + Retry-After |
+/// | `ProvisionedThroughputExceeded`, `Throttling`, `RequestLimitExceeded`, `InternalServerError` | yes | 503 + Retry-After |
+/// | `TransactionConflict`, `TransactionInProgress`, `ReplicatedWriteConflict` | yes | 503 + Retry-After |
+/// | `IdempotentParameterMismatch` (logged: a fresh request succeeds) | yes | 503 + Retry-After |
+/// | any unmodelled error with a 5xx status | yes | 503 + Retry-After |
+/// | anything else (`ValidationException`, `ResourceNotFound`, ...): a bug in our request | no | 500 |
+///
+/// The message keeps the error code and message, so the 500 log says what was wrong.
+pub fn classify<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> InfraError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: Into<aws_sdk_dynamodb::Error> + std::error::Error + 'static,
 {
-    let retryable = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+    crate::aws::classify_with(operation, err, |e: &aws_sdk_dynamodb::Error| {
+        retryable_service_error(operation, e)
+    })
+}
+
+fn retryable_service_error(operation: &'static str, err: &aws_sdk_dynamodb::Error) -> bool {
+    use aws_sdk_dynamodb::Error as E;
+    match err {
+        E::ProvisionedThroughputExceededException(_)
+        | E::ThrottlingException(_)
+        | E::RequestLimitExceeded(_)
+        | E::InternalServerError(_)
+        | E::TransactionConflictException(_)
+        | E::TransactionInProgressException(_)
+        | E::ReplicatedWriteConflictException(_) => true,
+        // A ClientRequestToken reused with other parameters within its ten minutes: a retry
+        // of the caller's request builds a fresh request and succeeds, so never a 500.
+        E::IdempotentParameterMismatchException(e) => {
+            tracing::warn!(
+                operation,
+                error = %e,
+                "idempotent parameter mismatch: a client request token was reused with other parameters"
+            );
             true
         }
-        SdkError::ServiceError(service) => matches!(
-            service.err().code(),
-            Some(
-                "ProvisionedThroughputExceededException"
-                    | "ThrottlingException"
-                    | "RequestLimitExceeded"
-                    | "InternalServerError"
-                    | "ServiceUnavailable"
-                    | "TransactionInProgressException"
-            )
-        ),
         _ => false,
-    };
-    let message = match err.as_service_error() {
-        Some(e) => format!(
-            "{}: {}",
-            e.code().unwrap_or("unknown"),
-            e.message().unwrap_or("")
-        ),
-        None => format!("{err:?}"),
-    };
-    InfraError {
-        operation,
-        message,
-        retryable,
     }
 }
 
@@ -127,7 +137,7 @@ pub async fn query_all(
         .send()
         .try_collect()
         .await
-        .map_err(|e| infra(operation, e))
+        .map_err(|e| classify(operation, e))
 }
 
 /// A `LastEvaluatedKey` as an opaque, URL-safe cursor.
@@ -191,5 +201,98 @@ mod tests {
         ] {
             assert_eq!(decode_cursor(&bad, "A#1", &keys), None, "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod classify_tests {
+    use aws_sdk_dynamodb::error::ConnectorError;
+    use aws_sdk_dynamodb::operation::get_item::GetItemError;
+    use aws_sdk_dynamodb::types::error::ThrottlingException;
+    use aws_sdk_dynamodb::Client;
+    use aws_smithy_mocks::mock;
+
+    use super::*;
+    use crate::tx::mock;
+
+    async fn get_item_failing_with(rule: aws_smithy_mocks::Rule) -> InfraError {
+        let client = mock::client(&[&rule]);
+        client
+            .get_item()
+            .table_name("t")
+            .set_key(Some(key("A", "X")))
+            .send()
+            .await
+            .map_err(|e| classify("read item", e))
+            .unwrap_err()
+    }
+
+    #[test]
+    fn a_timeout_is_retryable() {
+        let err: SdkError<GetItemError, HttpResponse> = SdkError::timeout_error("took too long");
+        let classified = classify("read item", err);
+        assert!(classified.retryable);
+        assert_eq!(classified.operation, "read item");
+    }
+
+    #[test]
+    fn a_dispatch_failure_is_retryable() {
+        let err: SdkError<GetItemError, HttpResponse> =
+            SdkError::dispatch_failure(ConnectorError::io("connection reset".into()));
+        assert!(classify("read item", err).retryable);
+    }
+
+    #[tokio::test]
+    async fn throttling_is_retryable() {
+        let err = get_item_failing_with(mock!(Client::get_item).then_error(|| {
+            GetItemError::ThrottlingException(
+                ThrottlingException::builder().message("slow down").build(),
+            )
+        }))
+        .await;
+        assert!(err.retryable, "{err:?}");
+        assert!(
+            err.message.contains("ThrottlingException: slow down"),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_validation_error_is_a_permanent_bug_with_its_detail() {
+        let err = get_item_failing_with(
+            mock!(Client::get_item)
+                .sequence()
+                .http_status(
+                    400,
+                    Some(
+                        r#"{"__type":"com.amazon.coral.validate#ValidationException","message":"The provided key element does not match the schema"}"#
+                            .into(),
+                    ),
+                )
+                .build(),
+        )
+        .await;
+        assert!(!err.retryable, "{err:?}");
+        assert!(err.message.contains("ValidationException"), "{err:?}");
+        assert!(
+            err.message
+                .contains("The provided key element does not match the schema"),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unmodelled_error_with_a_5xx_status_is_retryable() {
+        let err = get_item_failing_with(
+            mock!(Client::get_item)
+                .sequence()
+                .http_status(
+                    503,
+                    Some(r#"{"__type":"ServiceUnavailable","message":"try again"}"#.into()),
+                )
+                .build(),
+        )
+        .await;
+        assert!(err.retryable, "{err:?}");
     }
 }

@@ -22,7 +22,8 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::builders::PutBuilder;
+use aws_sdk_dynamodb::types::Put;
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use lambda_http::http::{header, StatusCode};
@@ -31,8 +32,9 @@ use loyalty_domain::ids::IdempotencyKey;
 use loyalty_domain::{Classified, InfraError, Kind};
 use sha2::{Digest, Sha256};
 
-use crate::dynamo::{infra, key, n, s, Item, ItemExt};
+use crate::dynamo::{classify, key, n, s, Item, ItemExt};
 use crate::http::{self, Problem};
+use crate::tx::Tx;
 
 pub const HEADER: &str = "idempotency-key";
 const TTL_SECS: i64 = 24 * 3600;
@@ -192,7 +194,7 @@ impl Idempotency {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| StoredError::Infra(infra("read idempotency record", e)))?
+            .map_err(|e| StoredError::Infra(classify("read idempotency record", e)))?
             .item
             .unwrap_or_default();
         // DynamoDB deletes expired items lazily; an expired record is no record.
@@ -229,7 +231,7 @@ impl Idempotency {
         Ok(Some(response))
     }
 
-    fn put(&self, k: &Keyed, answer: &Answer, now: DateTime<Utc>) -> Result<Put, InfraError> {
+    fn put(&self, k: &Keyed, answer: &Answer, now: DateTime<Utc>) -> PutBuilder {
         let content_type = http::json_content_type(answer.status);
         let mut item = record_key(k);
         item.extend(HashMap::from([
@@ -245,21 +247,20 @@ impl Idempotency {
             .condition_expression("attribute_not_exists(pk) OR #ttl <= :now")
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":now", n(now.timestamp()))
-            .build()
-            .map_err(|e| InfraError::permanent("build request", e.to_string()))
     }
 
-    /// The record of `answer`, to write in the same transaction as the change it reports.
-    /// Its condition fails when another request with the same key got there first.
+    /// The record of `answer`, to append to the same transaction as the change it reports.
+    /// Its condition fails, refused as [`KeyTaken`], when another request with the same key
+    /// got there first.
     pub fn record_item(
         &self,
         k: &Keyed,
         answer: &Answer,
         now: DateTime<Utc>,
-    ) -> Result<TransactWriteItem, InfraError> {
-        Ok(TransactWriteItem::builder()
-            .put(self.put(k, answer, now)?)
-            .build())
+    ) -> Result<Tx<KeyTaken>, InfraError> {
+        let mut tx = Tx::new();
+        tx.put(self.put(k, answer, now), KeyTaken)?;
+        Ok(tx)
     }
 
     /// Stores a refusal (nothing else was written) and answers it, or answers what a
@@ -270,12 +271,12 @@ impl Idempotency {
         answer: Answer,
         now: DateTime<Utc>,
     ) -> Result<Response<Body>, Problem> {
-        let put = self.put(k, &answer, now).map_err(Problem::from_error)?;
+        let put = self.put(k, &answer, now);
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(put.item().clone()))
+            .set_item(put.get_item().clone())
             .condition_expression("attribute_not_exists(pk) OR #ttl <= :now")
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":now", n(now.timestamp()))
@@ -283,12 +284,9 @@ impl Idempotency {
             .await;
         match result {
             Ok(_) => Ok(answer.into_response()),
-            Err(e) => match e.into_service_error() {
-                PutItemError::ConditionalCheckFailedException(_) => self.settle(k, now).await,
-                other => Err(Problem::from_error(InfraError::retryable(
-                    "store idempotency record",
-                    other.to_string(),
-                ))),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(_)) => self.settle(k, now).await,
+                _ => Err(Problem::from_error(classify("store idempotency record", e))),
             },
         }
     }
@@ -331,6 +329,11 @@ impl Idempotency {
         }
     }
 }
+
+/// The refusal of an idempotency record appended to a transaction: another request with
+/// the same key stored its answer first ([`Idempotency::settle`] answers what it stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyTaken;
 
 enum StoredError {
     Reused,

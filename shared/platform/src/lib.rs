@@ -4,7 +4,8 @@
 //! - [`telemetry`]: JSON tracing.
 //! - [`aws`]: SDK clients built once from one `SdkConfig`.
 //! - [`http`]: the HTTP edge: verified claims, JSON bodies, `application/problem+json`.
-//! - [`dynamo`]: attribute helpers and SDK-error classification shared by the stores.
+//! - [`dynamo`]: attribute helpers and the one classifier of DynamoDB errors.
+//! - [`tx`]: the one `TransactWriteItems` builder, whose refusals are decoded by tag.
 //! - [`stores`]: the DynamoDB adapters of the domain ports; [`memory`]: the same ports in
 //!   memory, for handler tests and the simulator (one contract suite runs against both).
 
@@ -16,5 +17,7 @@ pub mod idempotency;
 pub mod memory;
 pub mod stores;
 pub mod telemetry;
+pub mod tx;
 
 pub use loyalty_domain as domain;
+pub use tx::{Refused, Tx};

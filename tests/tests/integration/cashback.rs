@@ -456,13 +456,11 @@ async fn spend(f: &Fixture, who: &str, amount: u64) {
         created_at: f.tick(),
         expires_on: None,
     };
-    let items = append_items(f.stack.table_name("LedgerTable"), &entry, None).unwrap();
-    f.stack
-        .dynamodb()
-        .transact_write_items()
-        .set_transact_items(Some(items))
-        .send()
+    append_items(f.stack.table_name("LedgerTable"), &entry, None)
+        .unwrap()
+        .commit(&f.stack.dynamodb(), "spend")
         .await
+        .unwrap()
         .unwrap();
 }
 

@@ -10,7 +10,8 @@ use aws_sdk_dynamodb::operation::transact_write_items::{
     TransactWriteItemsError, TransactWriteItemsOutput,
 };
 use aws_sdk_dynamodb::types::error::{
-    ProvisionedThroughputExceededException, TransactionCanceledException,
+    IdempotentParameterMismatchException, ProvisionedThroughputExceededException,
+    TransactionCanceledException, TransactionInProgressException,
 };
 use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
 use aws_sdk_dynamodb::Client;
@@ -238,4 +239,63 @@ async fn throttling_is_a_retryable_infrastructure_failure_not_a_business_outcome
         "{err:?}"
     );
     assert_eq!(err.code(), "internal_error");
+}
+
+#[tokio::test]
+async fn a_transaction_still_in_progress_under_the_same_token_is_contention_and_is_retried() {
+    let in_progress = mock!(Client::transact_write_items)
+        .sequence()
+        .error(|| {
+            TransactWriteItemsError::TransactionInProgressException(
+                TransactionInProgressException::builder().build(),
+            )
+        })
+        .output(|| TransactWriteItemsOutput::builder().build())
+        .build();
+    let batch = batch_rule();
+    let claims = store(client(&[&batch, &in_progress]));
+
+    let claimed = claim(
+        &claims,
+        &ClaimPolicy::default(),
+        claimant("p-1"),
+        code(),
+        None,
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(in_progress.num_calls(), 2);
+    assert_eq!(claimed.receipt.points.get(), 15);
+}
+
+#[tokio::test]
+async fn an_idempotent_parameter_mismatch_is_a_retryable_failure_never_a_500() {
+    let mismatch = mock!(Client::transact_write_items).then_error(|| {
+        TransactWriteItemsError::IdempotentParameterMismatchException(
+            IdempotentParameterMismatchException::builder()
+                .message("token reused with other parameters")
+                .build(),
+        )
+    });
+    let batch = batch_rule();
+    let claims = store(client(&[&batch, &mismatch]));
+
+    let err = claim(
+        &claims,
+        &ClaimPolicy::default(),
+        claimant("p-1"),
+        code(),
+        None,
+        Utc::now(),
+    )
+    .await
+    .unwrap_err();
+
+    assert_eq!(
+        err.kind(),
+        Kind::Infrastructure { retryable: true },
+        "{err:?}"
+    );
 }

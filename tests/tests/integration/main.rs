@@ -14,3 +14,4 @@ mod moto_fidelity;
 mod participants;
 mod provisioning;
 mod simulation;
+mod transactions;

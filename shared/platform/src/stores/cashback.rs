@@ -9,9 +9,9 @@
 //!   `CLAWBACK#OUTSTANDING` while a clawback could not be covered);
 //!   `CAP#participant`/`MONTH#<YYYY-MM>`: the points credited that month.
 //!
-//! Every event is one `TransactWriteItems`: the event marker first, then the order, then the
-//! cap counter and the ledger items when points move. Cancellation reasons are read by that
-//! position.
+//! Every event is one `TransactWriteItems`: the event marker, the order, and the cap counter
+//! and the ledger items when points move. A refusal is read by its tag (`CashbackRefusal`,
+//! see [`crate::tx`]), never by position.
 //!
 //! Decisions:
 //! - A cancellation or return before release reverses the pending credit and gives its room
@@ -23,10 +23,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    CancellationReason, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{Put, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use loyalty_domain::cashback::{
@@ -38,14 +35,16 @@ use loyalty_domain::challenge::{ProgressError, ProgressSource};
 use loyalty_domain::earning::SupplierId;
 use loyalty_domain::ids::{ParticipantId, RegionId};
 use loyalty_domain::ledger::{Entry, EntryKind};
+use loyalty_domain::outbox::OutboxEvent;
 use loyalty_domain::{InfraError, Points};
 use serde::Serialize;
 
-use crate::dynamo::{infra, key, n, s, Item, ItemExt};
+use crate::dynamo::{classify, key, n, s, Item, ItemExt};
 use crate::stores::challenges::{ChallengeStore, ChallengeTables};
-use loyalty_domain::outbox::OutboxEvent;
-
-use crate::stores::ledger::{account_pk, append_items, balance_from_item, OutboxRecord};
+use crate::stores::ledger::{
+    account_pk, append_items, balance_from_item, LedgerRefusal, OutboxRecord,
+};
+use crate::tx::{Refused, Tx};
 
 /// Event markers outlive any partner's retry schedule by far.
 const EVENT_TTL_SECS: i64 = 90 * 24 * 3600;
@@ -115,28 +114,24 @@ fn order_pk(partner: &PartnerId, order: &OrderId) -> String {
     format!("ORDER#{partner}#{order}")
 }
 
-fn build(e: aws_sdk_dynamodb::error::BuildError) -> InfraError {
-    InfraError::permanent("build request", e.to_string())
+/// What a refused cashback transaction means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CashbackRefusal {
+    /// The event marker exists: this event was applied before (its item holds the result).
+    EventSeen,
+    /// The order exists: another event created it meanwhile.
+    OrderExists,
+    /// The order's status is no longer the one read: another event moved it.
+    OrderMoved,
+    /// The month's cap counter no longer leaves the room read (its item holds `used`).
+    CapReached,
+    Ledger(LedgerRefusal),
 }
 
-fn tx_put(
-    put: aws_sdk_dynamodb::types::builders::PutBuilder,
-) -> Result<TransactWriteItem, InfraError> {
-    Ok(TransactWriteItem::builder()
-        .put(put.build().map_err(build)?)
-        .build())
-}
-
-fn tx_update(
-    update: aws_sdk_dynamodb::types::builders::UpdateBuilder,
-) -> Result<TransactWriteItem, InfraError> {
-    Ok(TransactWriteItem::builder()
-        .update(update.build().map_err(build)?)
-        .build())
-}
-
-fn failed(reasons: &[CancellationReason], index: usize) -> bool {
-    reasons.get(index).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
+impl From<LedgerRefusal> for CashbackRefusal {
+    fn from(r: LedgerRefusal) -> Self {
+        Self::Ledger(r)
+    }
 }
 
 pub struct DynamoCashback {
@@ -174,37 +169,8 @@ impl DynamoCashback {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| infra("read item", e))?;
+            .map_err(|e| classify("read item", e))?;
         Ok(out.item)
-    }
-
-    /// `Ok(Err(reasons))` when a condition refused the transaction.
-    async fn transact(
-        &self,
-        items: Vec<TransactWriteItem>,
-    ) -> Result<Result<(), Vec<CancellationReason>>, InfraError> {
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(Ok(())),
-            Err(err) => match err.into_service_error() {
-                TransactWriteItemsError::TransactionCanceledException(c)
-                    if c.cancellation_reasons()
-                        .iter()
-                        .any(|r| r.code() == Some("ConditionalCheckFailed")) =>
-                {
-                    Ok(Err(c.cancellation_reasons().to_vec()))
-                }
-                other => Err(InfraError::retryable(
-                    "cashback transaction",
-                    other.to_string(),
-                )),
-            },
-        }
     }
 
     // ------------------------------------------------------------------ settings
@@ -228,7 +194,7 @@ impl DynamoCashback {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| infra("write partner", e))?;
+            .map_err(|e| classify("write partner", e))?;
         Ok(())
     }
 
@@ -263,7 +229,7 @@ impl DynamoCashback {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| infra("write minimum order", e))?;
+            .map_err(|e| classify("write minimum order", e))?;
         Ok(())
     }
 
@@ -340,7 +306,7 @@ impl DynamoCashback {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| infra("read release queue", e))?;
+                .map_err(|e| classify("read release queue", e))?;
             for item in out.items() {
                 let bad = |e: CashbackError| InfraError::permanent("decode order", e.to_string());
                 found.push((
@@ -404,7 +370,7 @@ impl DynamoCashback {
         partner: &PartnerId,
         result: &EventResult,
         now: DateTime<Utc>,
-    ) -> Result<TransactWriteItem, InfraError> {
+    ) -> Result<Tx<CashbackRefusal>, InfraError> {
         let event = EventId::parse(&result.event_id)
             .map_err(|e| InfraError::permanent("event marker", e.to_string()))?;
         let mut item = key(marker_pk(partner, &event), "EVENT");
@@ -414,30 +380,26 @@ impl DynamoCashback {
         );
         item.insert("received_at".into(), s(now.to_rfc3339()));
         item.insert("ttl".into(), n(now.timestamp() + EVENT_TTL_SECS));
-        tx_put(
+        let mut tx = Tx::new();
+        tx.put(
             Put::builder()
                 .table_name(&self.tables.activity)
                 .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                ),
-        )
+                .condition_expression("attribute_not_exists(pk)"),
+            CashbackRefusal::EventSeen,
+        )?;
+        Ok(tx)
     }
 
-    /// Runs a transaction whose first item is the event marker.
+    /// Runs a transaction that carries the event marker.
     async fn commit(
         &self,
-        items: Vec<TransactWriteItem>,
+        tx: Tx<CashbackRefusal>,
         result: EventResult,
     ) -> Result<Attempt, InfraError> {
-        match self.transact(items).await? {
+        match tx.commit(&self.client, "cashback transaction").await? {
             Ok(()) => Ok(Attempt::Done(result)),
-            Err(reasons) if failed(&reasons, 0) => match reasons[0].item() {
-                Some(item) => Ok(Attempt::Replayed(item.clone())),
-                None => Ok(Attempt::Retry),
-            },
-            Err(_) => Ok(Attempt::Retry),
+            Err(refused) => Ok(replayed_or_retry(&refused)),
         }
     }
 
@@ -460,7 +422,7 @@ impl DynamoCashback {
         if let Some(existing) = self.order(partner, &event.order_id).await? {
             // A second created event for one order (a partner bug): acknowledged, ignored.
             let r = result(existing.status, 0, Some("order_already_created"));
-            return self.commit(vec![self.marker(partner, &r, now)?], r).await;
+            return self.commit(self.marker(partner, &r, now)?, r).await;
         }
         let terms = self.partner(partner).await?;
         let minimum = self.minimum_order(&order.region).await?;
@@ -501,20 +463,19 @@ impl DynamoCashback {
             } else {
                 OrderStatus::Pending
             };
-            let mut items = vec![
-                self.marker(partner, &r, now)?,
-                tx_put(
-                    Put::builder()
-                        .table_name(&self.tables.activity)
-                        .set_item(Some(order_item(
-                            partner, event, order, status, credit, &month, now,
-                        )))
-                        .condition_expression("attribute_not_exists(pk)"),
-                )?,
-            ];
+            let mut tx = self.marker(partner, &r, now)?;
+            tx.put(
+                Put::builder()
+                    .table_name(&self.tables.activity)
+                    .set_item(Some(order_item(
+                        partner, event, order, status, credit, &month, now,
+                    )))
+                    .condition_expression("attribute_not_exists(pk)"),
+                CashbackRefusal::OrderExists,
+            )?;
             if credit > Points::ZERO {
                 let limit = self.policy.monthly_cap.get() - credit.get();
-                items.push(tx_update(
+                tx.update(
                     Update::builder()
                         .table_name(&self.tables.activity)
                         .set_key(Some(key(
@@ -526,11 +487,9 @@ impl DynamoCashback {
                         .expression_attribute_names("#ttl", "ttl")
                         .expression_attribute_values(":c", n(credit.get()))
                         .expression_attribute_values(":limit", n(limit))
-                        .expression_attribute_values(":ttl", n(now.timestamp() + CAP_TTL_SECS))
-                        .return_values_on_condition_check_failure(
-                            ReturnValuesOnConditionCheckFailure::AllOld,
-                        ),
-                )?);
+                        .expression_attribute_values(":ttl", n(now.timestamp() + CAP_TTL_SECS)),
+                    CashbackRefusal::CapReached,
+                )?;
                 let entry = Entry {
                     id: entry_ids::pending(partner, &event.order_id),
                     participant: order.participant_id.clone(),
@@ -552,20 +511,19 @@ impl DynamoCashback {
                     },
                     now,
                 );
-                items.extend(append_items(&self.tables.ledger, &entry, Some(outbox))?);
+                tx.append(append_items(&self.tables.ledger, &entry, Some(outbox))?);
             }
-            match self.transact(items).await? {
+            match tx.commit(&self.client, "cashback transaction").await? {
                 Ok(()) => return Ok(Attempt::Done(r)),
-                Err(reasons) if failed(&reasons, 0) => {
-                    return Ok(match reasons[0].item() {
-                        Some(item) => Attempt::Replayed(item.clone()),
-                        None => Attempt::Retry,
-                    })
+                Err(refused) if refused.contains(&CashbackRefusal::EventSeen) => {
+                    return Ok(replayed_or_retry(&refused))
                 }
                 // Another event created this order meanwhile: start over, it is seen then.
-                Err(reasons) if failed(&reasons, 1) => return Ok(Attempt::Retry),
-                Err(reasons) if failed(&reasons, 2) => {
-                    used = match reasons[2].item() {
+                Err(refused) if refused.contains(&CashbackRefusal::OrderExists) => {
+                    return Ok(Attempt::Retry)
+                }
+                Err(refused) if refused.contains(&CashbackRefusal::CapReached) => {
+                    used = match refused.get(&CashbackRefusal::CapReached) {
                         Some(cap) => cap.opt_number("used")?.unwrap_or(0),
                         None => self.used_this_month(&order.participant_id, &month).await?,
                     };
@@ -625,9 +583,9 @@ impl DynamoCashback {
         if order.status.counts_for_challenges_once_delivered() {
             self.count_for_challenges(&order, now).await?;
         }
-        let mut items = vec![self.marker(partner, &r, now)?];
+        let mut tx = self.marker(partner, &r, now)?;
         if let Some(update) = update {
-            items.push(tx_update(
+            tx.update(
                 update
                     .table_name(&self.tables.activity)
                     .set_key(Some(key(pk, "ORDER")))
@@ -635,9 +593,10 @@ impl DynamoCashback {
                     .expression_attribute_names("#st", "status")
                     .expression_attribute_values(":seen", s(order.status.as_str()))
                     .expression_attribute_values(":now", s(now.to_rfc3339())),
-            )?);
+                CashbackRefusal::OrderMoved,
+            )?;
         }
-        Ok(self.commit(items, r).await?)
+        Ok(self.commit(tx, r).await?)
     }
 
     /// Counts a delivered order's units towards challenges, one source per supplier. This
@@ -702,16 +661,16 @@ impl DynamoCashback {
                 .expression_attribute_values(":seen", s(order.status.as_str()))
                 .expression_attribute_values(":now", s(now.to_rfc3339()))
         };
-        let mut items = Vec::new();
-        let r = match order.status {
+        let (tx, r) = match order.status {
             OrderStatus::Pending | OrderStatus::Eligible => {
                 let r = result(OrderStatus::Reversed, order.cashback.get(), None);
-                items.push(self.marker(partner, &r, now)?);
-                items.push(tx_update(
+                let mut tx = self.marker(partner, &r, now)?;
+                tx.update(
                     order_update("SET #st = :new, withdrawn_at = :now REMOVE gsi1pk, gsi1sk")
                         .expression_attribute_values(":new", s(OrderStatus::Reversed.as_str())),
-                )?);
-                items.push(tx_update(
+                    CashbackRefusal::OrderMoved,
+                )?;
+                tx.update_always(
                     Update::builder()
                         .table_name(&self.tables.activity)
                         .set_key(Some(key(
@@ -720,7 +679,7 @@ impl DynamoCashback {
                         )))
                         .update_expression("ADD used :back")
                         .expression_attribute_values(":back", n(-(order.cashback.get() as i64))),
-                )?);
+                )?;
                 let entry = Entry {
                     id: entry_ids::reversed(partner, &order.id),
                     participant: order.participant.clone(),
@@ -731,8 +690,8 @@ impl DynamoCashback {
                     created_at: now,
                     expires_on: None,
                 };
-                items.extend(append_items(&self.tables.ledger, &entry, None)?);
-                r
+                tx.append(append_items(&self.tables.ledger, &entry, None)?);
+                (tx, r)
             }
             OrderStatus::Released => {
                 let balance = balance_from_item(
@@ -748,7 +707,7 @@ impl DynamoCashback {
                 let taken = Points(order.cashback.get().min(balance.available));
                 let outstanding = order.cashback.get() - taken.get();
                 let r = result(OrderStatus::ClawedBack, taken.get(), Some(outstanding));
-                items.push(self.marker(partner, &r, now)?);
+                let mut tx = self.marker(partner, &r, now)?;
                 let mut update = order_update(if outstanding > 0 {
                     "SET #st = :new, withdrawn_at = :now, clawed_back = :taken, outstanding_clawback = :rest, gsi1pk = :q, gsi1sk = :qs"
                 } else {
@@ -765,7 +724,7 @@ impl DynamoCashback {
                             s(format!("{}#{pk}", order.participant)),
                         );
                 }
-                items.push(tx_update(update)?);
+                tx.update(update, CashbackRefusal::OrderMoved)?;
                 if taken > Points::ZERO {
                     let entry = Entry {
                         id: entry_ids::clawback(partner, &order.id),
@@ -779,27 +738,27 @@ impl DynamoCashback {
                     };
                     // The overdraft guard in these items fails if the balance was spent
                     // meanwhile; the retry then claws back what is left.
-                    items.extend(append_items(&self.tables.ledger, &entry, None)?);
+                    tx.append(append_items(&self.tables.ledger, &entry, None)?);
                 }
-                r
+                (tx, r)
             }
             OrderStatus::NoCashback => {
                 let r = result(OrderStatus::Closed, 0, None);
-                items.push(self.marker(partner, &r, now)?);
-                items.push(tx_update(
+                let mut tx = self.marker(partner, &r, now)?;
+                tx.update(
                     order_update("SET #st = :new, withdrawn_at = :now")
                         .expression_attribute_values(":new", s(OrderStatus::Closed.as_str())),
-                )?);
-                r
+                    CashbackRefusal::OrderMoved,
+                )?;
+                (tx, r)
             }
             other => {
                 let mut r = result(other, 0, None);
                 r.reason = Some("no_change".into());
-                items.push(self.marker(partner, &r, now)?);
-                r
+                (self.marker(partner, &r, now)?, r)
             }
         };
-        Ok(self.commit(items, r).await?)
+        Ok(self.commit(tx, r).await?)
     }
 
     /// Releases a delivered order's pending cashback to available: settlement calls this on
@@ -839,7 +798,8 @@ impl DynamoCashback {
             },
             now,
         );
-        let mut items = vec![tx_update(
+        let mut tx = Tx::new();
+        tx.update(
             Update::builder()
                 .table_name(&self.tables.activity)
                 .set_key(Some(key(order_pk(partner, id), "ORDER")))
@@ -849,12 +809,13 @@ impl DynamoCashback {
                 .expression_attribute_values(":released", s(OrderStatus::Released.as_str()))
                 .expression_attribute_values(":eligible", s(OrderStatus::Eligible.as_str()))
                 .expression_attribute_values(":now", s(now.to_rfc3339())),
-        )?];
-        items.extend(append_items(&self.tables.ledger, &entry, Some(outbox))?);
-        match self.transact(items).await? {
+            CashbackRefusal::OrderMoved,
+        )?;
+        tx.append(append_items(&self.tables.ledger, &entry, Some(outbox))?);
+        match tx.commit(&self.client, "cashback transaction").await? {
             Ok(()) => Ok(ReleaseOutcome::Released(order.cashback)),
             // Cancelled or released concurrently: report what it is now.
-            Err(reasons) if failed(&reasons, 0) => {
+            Err(refused) if refused.contains(&CashbackRefusal::OrderMoved) => {
                 let now_status = self
                     .order(partner, id)
                     .await?
@@ -868,6 +829,15 @@ impl DynamoCashback {
             )
             .into()),
         }
+    }
+}
+
+/// After a refusal of an event's transaction: the stored first result when the event was
+/// seen before, or another attempt (the order or a counter moved under us).
+fn replayed_or_retry(refused: &Refused<CashbackRefusal>) -> Attempt {
+    match refused.get(&CashbackRefusal::EventSeen) {
+        Some(item) => Attempt::Replayed(item.clone()),
+        None => Attempt::Retry,
     }
 }
 

@@ -5,16 +5,15 @@
 //! `PROGRESS#<participant>`/`CHALLENGE#<id>` (`units`, `completed`) and
 //! `PROGRESS#<participant>`/`SOURCE#<challenge>#<reference>` (a source counted once).
 //!
-//! Recording a source is one transaction per matching challenge, in this order:
-//! source marker (must be new), progress (conditional on the units read, so concurrent
+//! Recording a source is one transaction per matching challenge, its refusals read by tag
+//! ([`crate::tx`]): source marker (must be new), progress (conditional on the units read, so concurrent
 //! sources never lose an update), and, when this step crosses the target, the bonus entry's
 //! ledger items. The bonus entry id is one per challenge and participant, so even a bug in
 //! the progress arithmetic could not grant it twice.
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::Put;
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use loyalty_domain::challenge::{
@@ -24,10 +23,28 @@ use loyalty_domain::ids::ParticipantId;
 use loyalty_domain::ledger::{Entry, EntryKind};
 use loyalty_domain::InfraError;
 
-use crate::dynamo::{infra, key, n, query_all, s, Item, ItemExt};
 use loyalty_domain::outbox::OutboxEvent;
 
-use crate::stores::ledger::{append_items, OutboxRecord};
+use crate::dynamo::{classify, key, n, query_all, s, Item, ItemExt};
+use crate::stores::ledger::{append_items, LedgerRefusal, OutboxRecord};
+use crate::tx::Tx;
+
+/// What a refused progress transaction means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ProgressRefusal {
+    /// The source marker exists: this source was counted before.
+    SourceCounted,
+    /// The progress is no longer what was read: another source counted meanwhile.
+    ProgressMoved,
+    /// The bonus entry's ledger items.
+    Ledger(LedgerRefusal),
+}
+
+impl From<LedgerRefusal> for ProgressRefusal {
+    fn from(r: LedgerRefusal) -> Self {
+        Self::Ledger(r)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ChallengeTables {
@@ -61,10 +78,6 @@ fn progress_from_item(item: &Item) -> Result<Progress, InfraError> {
     })
 }
 
-fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> InfraError {
-    InfraError::permanent("build request", e.to_string())
-}
-
 impl ChallengeStore {
     pub fn new(client: Client, tables: ChallengeTables) -> Self {
         Self { client, tables }
@@ -82,7 +95,7 @@ impl ChallengeStore {
             .item("updated_at", s(now.to_rfc3339()))
             .send()
             .await
-            .map_err(|e| infra("put challenge", e))?;
+            .map_err(|e| classify("put challenge", e))?;
         Ok(())
     }
 
@@ -149,7 +162,7 @@ impl ChallengeStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| infra("read progress", e))?;
+            .map_err(|e| classify("read progress", e))?;
         out.item.as_ref().map(progress_from_item).transpose()
     }
 
@@ -185,9 +198,7 @@ impl ChallengeStore {
                 .set_item(Some(key(&pk, source.marker_key(&challenge.id))))
                 .item("units", n(source.units))
                 .item("recorded_at", s(source.at.to_rfc3339()))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(build_err)?;
+                .condition_expression("attribute_not_exists(pk)");
             let mut progress = Put::builder()
                 .table_name(&self.tables.activity)
                 .set_item(Some(key(&pk, format!("CHALLENGE#{}", challenge.id))))
@@ -203,12 +214,9 @@ impl ChallengeStore {
                     .condition_expression("units = :read")
                     .expression_attribute_values(":read", n(p.units)),
             };
-            let mut items = vec![
-                TransactWriteItem::builder().put(marker).build(),
-                TransactWriteItem::builder()
-                    .put(progress.build().map_err(build_err)?)
-                    .build(),
-            ];
+            let mut tx = Tx::new();
+            tx.put(marker, ProgressRefusal::SourceCounted)?;
+            tx.put(progress, ProgressRefusal::ProgressMoved)?;
             let bonus = step.completes.then(|| Entry {
                 id: challenge.bonus_entry_id(&source.participant),
                 participant: source.participant.clone(),
@@ -220,7 +228,7 @@ impl ChallengeStore {
                 expires_on: None,
             });
             if let Some(entry) = &bonus {
-                items.extend(append_items(
+                tx.append(append_items(
                     &self.tables.ledger,
                     entry,
                     Some(OutboxRecord::new(
@@ -235,14 +243,11 @@ impl ChallengeStore {
                     )),
                 )?);
             }
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .send()
-                .await;
-            let cancelled = match result {
-                Ok(_) => {
+            let refused = match tx
+                .commit_reporting_conflicts(&self.client, "record progress")
+                .await?
+            {
+                Ok(()) => {
                     return Ok(ProgressOutcome {
                         challenge: challenge.id.clone(),
                         progress: step.next,
@@ -250,18 +255,9 @@ impl ChallengeStore {
                         already_counted: false,
                     })
                 }
-                Err(err) => match err.into_service_error() {
-                    TransactWriteItemsError::TransactionCanceledException(c) => c,
-                    other => {
-                        return Err(
-                            InfraError::retryable("record progress", other.to_string()).into()
-                        )
-                    }
-                },
+                Err(refused) => refused,
             };
-            let reasons = cancelled.cancellation_reasons();
-            let code = |i: usize| reasons.get(i).and_then(|r| r.code());
-            if code(0) == Some("ConditionalCheckFailed") {
+            if refused.contains(&ProgressRefusal::SourceCounted) {
                 return Ok(ProgressOutcome {
                     challenge: challenge.id.clone(),
                     progress: current.unwrap_or_default(),
@@ -269,17 +265,9 @@ impl ChallengeStore {
                     already_counted: true,
                 });
             }
-            let raced = code(1) == Some("ConditionalCheckFailed")
-                || reasons
-                    .iter()
-                    .any(|r| r.code() == Some("TransactionConflict"));
+            let raced = refused.contains(&ProgressRefusal::ProgressMoved) || refused.is_conflict();
             if !raced || attempt == ATTEMPTS {
-                let codes: Vec<_> = reasons.iter().map(|r| r.code().unwrap_or("?")).collect();
-                return Err(InfraError::retryable(
-                    "record progress",
-                    format!("cancelled: {codes:?}"),
-                )
-                .into());
+                return Err(InfraError::retryable("record progress", refused.describe()).into());
             }
             tokio::time::sleep(std::time::Duration::from_millis(5 * attempt as u64)).await;
         }

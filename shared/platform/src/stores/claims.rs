@@ -1,18 +1,15 @@
 //! The claim transaction: one `TransactWriteItems` per successful claim.
 //!
-//! Item order is fixed so cancellation reasons can be read by position:
-//! code update, participant lock check, outlet lock check (optional), velocity counter,
-//! ledger entry, balance, outlet totals (optional), outbox record, audit record.
+//! Items: code update, participant lock check, outlet lock check (optional), velocity
+//! counter, ledger entry, balance, outlet totals (optional), outbox record, audit record.
+//! A refusal is read by its tag (`ClaimRefusal`, see [`crate::tx`]), never by position.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::builders::ConditionCheckBuilder;
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, ReturnValue, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, NaiveDate, Utc};
 use loyalty_domain::claim::{
@@ -26,11 +23,12 @@ use loyalty_domain::{InfraError, Points};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::dynamo::{infra, key, n, s, Item, ItemExt};
-use crate::stores::codes::CodesStore;
 use loyalty_domain::outbox::{CodeClaimed, OutboxEvent};
 
+use crate::dynamo::{classify, key, n, s, Item, ItemExt};
+use crate::stores::codes::CodesStore;
 use crate::stores::ledger::{balance_from_item, balance_update, entry_item, OutboxRecord};
+use crate::tx::{Refused, Tx};
 
 /// Audit records are kept for 400 days, counters only as long as their window needs.
 const AUDIT_TTL_SECS: i64 = 400 * 24 * 3600;
@@ -66,13 +64,13 @@ impl DynamoClaims {
         }
     }
 
-    fn claim_items(&self, a: &ClaimAttempt) -> Result<Vec<TransactWriteItem>, InfraError> {
+    fn claim_items(&self, a: &ClaimAttempt) -> Result<Tx<ClaimRefusal>, InfraError> {
         let t = &self.tables;
         let participant = &a.claimant.participant;
         let now = a.now.timestamp();
-        let mut items = Vec::with_capacity(9);
+        let mut tx = Tx::new();
 
-        items.push(tx_update(
+        tx.update(
             Update::builder()
                 .table_name(&t.codes)
                 .set_key(Some(key(format!("CODE#{}", a.code.canonical()), "CODE")))
@@ -89,22 +87,22 @@ impl DynamoClaims {
                 .expression_attribute_values(
                     ":receipt",
                     s(StoredReceipt::from(&a.receipt).to_json()),
-                )
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
                 ),
-        )?);
+            ClaimRefusal::Code,
+        )?;
 
-        items.push(lock_check(
-            &t.fraud,
-            &Subject::Participant(participant.clone()),
-            now,
-        )?);
+        tx.check(
+            lock_check(&t.fraud, &Subject::Participant(participant.clone()), now),
+            ClaimRefusal::Locked,
+        )?;
         if let Some(outlet) = &a.claimant.outlet {
-            items.push(lock_check(&t.fraud, &Subject::Outlet(outlet.clone()), now)?);
+            tx.check(
+                lock_check(&t.fraud, &Subject::Outlet(outlet.clone()), now),
+                ClaimRefusal::Locked,
+            )?;
         }
 
-        let mut velocity = Update::builder()
+        let velocity = Update::builder()
             .table_name(&t.fraud)
             .set_key(Some(key(
                 format!("VELOCITY#P#{participant}#{}", a.velocity_window.start),
@@ -114,12 +112,15 @@ impl DynamoClaims {
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":ttl", n(a.velocity_window.end + 3600));
-        if let Some(limit) = a.velocity_limit {
-            velocity = velocity
-                .condition_expression("attribute_not_exists(hits) OR hits < :limit")
-                .expression_attribute_values(":limit", n(limit));
-        }
-        items.push(tx_update(velocity)?);
+        match a.velocity_limit {
+            Some(limit) => tx.update(
+                velocity
+                    .condition_expression("attribute_not_exists(hits) OR hits < :limit")
+                    .expression_attribute_values(":limit", n(limit)),
+                ClaimRefusal::VelocityExceeded,
+            )?,
+            None => tx.update_always(velocity)?,
+        };
 
         let entry = loyalty_domain::ledger::Entry {
             id: a.receipt.entry_id.clone(),
@@ -145,18 +146,13 @@ impl DynamoClaims {
             let reasons = a.flags.iter().map(|f| s(f.as_str())).collect();
             entry_item.insert("review_reasons".into(), AttributeValue::L(reasons));
         }
-        items.push(
-            TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(&t.ledger)
-                        .set_item(Some(entry_item))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .build()
-                        .map_err(build_err)?,
-                )
-                .build(),
-        );
+        tx.put(
+            Put::builder()
+                .table_name(&t.ledger)
+                .set_item(Some(entry_item))
+                .condition_expression("attribute_not_exists(pk)"),
+            ClaimRefusal::EntryExists,
+        )?;
 
         let delta = entry.delta();
         let balance = balance_update(
@@ -164,8 +160,7 @@ impl DynamoClaims {
             key(format!("ACCOUNT#{participant}"), "BALANCE"),
             &delta,
             a.now,
-        )
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        );
         // Optimistic concurrency on the balance: the receipt states the balance after this
         // claim, which is only true if nothing else moved it in between.
         let balance = match a.expected_balance {
@@ -174,14 +169,14 @@ impl DynamoClaims {
                 .condition_expression("version = :expected")
                 .expression_attribute_values(":expected", n(b.version)),
         };
-        items.push(tx_update(balance)?);
+        tx.update(balance, ClaimRefusal::BalanceMoved)?;
         if let Some(outlet) = &a.claimant.outlet {
-            items.push(tx_update(balance_update(
+            tx.update_always(balance_update(
                 &t.ledger,
                 key(format!("OUTLET#{outlet}"), "TOTALS"),
                 &delta,
                 a.now,
-            ))?);
+            ))?;
         }
 
         let claimed = CodeClaimed {
@@ -199,7 +194,7 @@ impl DynamoClaims {
             OutboxEvent::CodeUnderReview(claimed)
         };
         let outbox = OutboxRecord::new(&t.outbox, event, a.now);
-        items.push(outbox.item(a.now)?);
+        tx.put(outbox.put(a.now), ClaimRefusal::OutboxExists)?;
 
         let outcome = if a.flags.is_empty() {
             AttemptOutcome::Accepted
@@ -213,70 +208,68 @@ impl DynamoClaims {
             outcome,
             a.now,
         );
-        items.push(
-            TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(&t.fraud)
-                        .set_item(Some(audit))
-                        .build()
-                        .map_err(build_err)?,
-                )
-                .build(),
-        );
-        Ok(items)
+        tx.put_always(Put::builder().table_name(&t.fraud).set_item(Some(audit)))?;
+        tx.idempotency_token(request_token(a));
+        Ok(tx)
     }
 
-    /// Reads the cancellation reasons by position and picks the one that decides the outcome.
+    /// Picks the refusal that decides the outcome, by the tags of the failed conditions.
     fn refusal(
         &self,
         a: &ClaimAttempt,
-        reasons: &[aws_sdk_dynamodb::types::CancellationReason],
+        refused: &Refused<ClaimRefusal>,
     ) -> Result<Refusal, InfraError> {
-        let has_outlet = a.claimant.outlet.is_some();
-        let lock_positions: &[usize] = if has_outlet { &[1, 2] } else { &[1] };
-        let velocity = if has_outlet { 3 } else { 2 };
-        let balance = velocity + 2;
-        let failed =
-            |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
-
-        for &i in lock_positions {
-            if failed(i) {
-                let until = reasons[i]
-                    .item()
-                    .and_then(|item| item.get("locked_until"))
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(a.now.timestamp() + 60);
-                return Ok(Refusal::Locked { until });
-            }
+        if refused.contains(&ClaimRefusal::Locked) {
+            // The participant's lock is added first, so it is the one read when both failed.
+            let until = refused
+                .get(&ClaimRefusal::Locked)
+                .and_then(|item| item.get("locked_until"))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(a.now.timestamp() + 60);
+            return Ok(Refusal::Locked { until });
         }
-        if failed(0) {
-            let old = reasons[0].item().cloned().unwrap_or_default();
+        if refused.contains(&ClaimRefusal::Code) {
+            let old = refused
+                .get(&ClaimRefusal::Code)
+                .cloned()
+                .unwrap_or_default();
             return Ok(Refusal::Code(code_state(&old, a.now.date_naive())?));
         }
-        if failed(velocity) {
+        if refused.contains(&ClaimRefusal::VelocityExceeded) {
             return Ok(Refusal::VelocityExceeded);
         }
-        if failed(balance) {
-            let old = reasons[balance].item().cloned().unwrap_or_default();
+        if refused.contains(&ClaimRefusal::BalanceMoved) {
+            let old = refused
+                .get(&ClaimRefusal::BalanceMoved)
+                .cloned()
+                .unwrap_or_default();
             return Ok(Refusal::BalanceMoved(balance_from_item(&old)?));
         }
-        if reasons
-            .iter()
-            .any(|r| r.code() == Some("TransactionConflict"))
-        {
+        if refused.is_conflict() {
             return Ok(Refusal::Contended);
         }
-        let codes: Vec<_> = reasons
-            .iter()
-            .map(|r| r.code().unwrap_or("?").to_string())
-            .collect();
         Err(InfraError::permanent(
             "claim transaction",
-            format!("unexpected cancellation reasons {codes:?}"),
+            format!("unexpected refusal: {}", refused.describe()),
         ))
     }
+}
+
+/// What a refused claim transaction means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClaimRefusal {
+    /// The code is not issued and valid (claimed, expired or missing): its item tells which.
+    Code,
+    /// The participant or the outlet is locked out; the lock item holds `locked_until`.
+    Locked,
+    VelocityExceeded,
+    /// The ledger entry exists.
+    EntryExists,
+    /// The balance is not the version the receipt was computed from; its item is the balance.
+    BalanceMoved,
+    /// The outbox record exists.
+    OutboxExists,
 }
 
 fn code_state(old: &Item, today: NaiveDate) -> Result<CodeState, InfraError> {
@@ -305,28 +298,12 @@ fn code_state(old: &Item, today: NaiveDate) -> Result<CodeState, InfraError> {
     }
 }
 
-fn lock_check(table: &str, subject: &Subject, now: i64) -> Result<TransactWriteItem, InfraError> {
-    let check = ConditionCheck::builder()
+fn lock_check(table: &str, subject: &Subject, now: i64) -> ConditionCheckBuilder {
+    ConditionCheck::builder()
         .table_name(table)
         .set_key(Some(key(format!("LOCK#{}", subject.key()), "LOCK")))
         .condition_expression("attribute_not_exists(pk) OR locked_until <= :now")
         .expression_attribute_values(":now", n(now))
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-        .build()
-        .map_err(build_err)?;
-    Ok(TransactWriteItem::builder().condition_check(check).build())
-}
-
-fn tx_update(
-    update: aws_sdk_dynamodb::types::builders::UpdateBuilder,
-) -> Result<TransactWriteItem, InfraError> {
-    Ok(TransactWriteItem::builder()
-        .update(update.build().map_err(build_err)?)
-        .build())
-}
-
-fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> InfraError {
-    InfraError::permanent("build request", e.to_string())
 }
 
 fn audit_item(
@@ -421,24 +398,15 @@ impl ClaimStore for DynamoClaims {
     }
 
     async fn try_claim(&self, attempt: &ClaimAttempt) -> Result<Result<(), Refusal>, InfraError> {
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(self.claim_items(attempt)?))
-            .client_request_token(request_token(attempt))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Ok(())),
-            Err(err) => match err.into_service_error() {
-                TransactWriteItemsError::TransactionCanceledException(cancelled) => {
-                    Ok(Err(self.refusal(attempt, cancelled.cancellation_reasons())?))
-                }
-                TransactWriteItemsError::TransactionInProgressException(_) => {
-                    Ok(Err(Refusal::Contended))
-                }
-                other => Err(infra_service("claim transaction", other)),
-            },
+        // A conflict, or the same token still in flight, is `Refusal::Contended`: the domain
+        // retries it.
+        match self
+            .claim_items(attempt)?
+            .commit_reporting_conflicts(&self.client, "claim transaction")
+            .await?
+        {
+            Ok(()) => Ok(Ok(())),
+            Err(refused) => Ok(Err(self.refusal(attempt, &refused)?)),
         }
     }
 
@@ -477,7 +445,7 @@ impl ClaimStore for DynamoClaims {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| infra("audit attempt", e))?;
+            .map_err(|e| classify("audit attempt", e))?;
         Ok(())
     }
 
@@ -491,7 +459,7 @@ impl ClaimStore for DynamoClaims {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| infra("lock claims", e))?;
+            .map_err(|e| classify("lock claims", e))?;
         tracing::warn!(subject = %subject.key(), until, "claims locked after repeated failures");
         Ok(())
     }
@@ -514,28 +482,8 @@ impl DynamoClaims {
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await
-            .map_err(|e| infra("count failure", e))?;
+            .map_err(|e| classify("count failure", e))?;
         out.attributes.unwrap_or_default().number("failures")
-    }
-}
-
-fn infra_service(operation: &'static str, err: TransactWriteItemsError) -> InfraError {
-    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-    let retryable = matches!(
-        err,
-        TransactWriteItemsError::ProvisionedThroughputExceededException(_)
-            | TransactWriteItemsError::RequestLimitExceeded(_)
-            | TransactWriteItemsError::InternalServerError(_)
-            | TransactWriteItemsError::ThrottlingException(_)
-    );
-    InfraError {
-        operation,
-        message: format!(
-            "{}: {}",
-            err.code().unwrap_or("unknown"),
-            err.message().unwrap_or("")
-        ),
-        retryable,
     }
 }
 

@@ -31,7 +31,7 @@ use loyalty_domain::code::{Code, BATCHES};
 use loyalty_domain::ids::RegionId;
 use loyalty_domain::{InfraError, Points};
 
-use crate::dynamo::{infra, key, n, s, Item, ItemExt};
+use crate::dynamo::{classify, key, n, s, Item, ItemExt};
 
 /// BatchWriteItem's limit.
 const WRITE_BATCH: usize = 25;
@@ -120,7 +120,7 @@ impl CodesStore {
             {
                 Ok(None)
             }
-            Err(e) => Err(infra("allocate batch number", e)),
+            Err(e) => Err(classify("allocate batch number", e)),
         }
     }
 
@@ -152,7 +152,7 @@ impl CodesStore {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await
-            .map_err(|e| infra("create batch", e))?;
+            .map_err(|e| classify("create batch", e))?;
         Ok(())
     }
 
@@ -165,7 +165,7 @@ impl CodesStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| infra("get batch", e))?;
+            .map_err(|e| classify("get batch", e))?;
         out.item
             .map(|item| batch_from_item(number, &item))
             .transpose()
@@ -181,7 +181,7 @@ impl CodesStore {
             .projection_expression("pk")
             .send()
             .await
-            .map_err(|e| infra("get chunk marker", e))?;
+            .map_err(|e| classify("get chunk marker", e))?;
         Ok(out.item.is_some())
     }
 
@@ -200,7 +200,7 @@ impl CodesStore {
             .send()
             .try_collect()
             .await
-            .map_err(|e| infra("query chunk markers", e))?;
+            .map_err(|e| classify("query chunk markers", e))?;
         items.iter().map(marker_from_item).collect()
     }
 
@@ -259,7 +259,7 @@ impl CodesStore {
                 .request_items(&self.table, writes)
                 .send()
                 .await
-                .map_err(|e| infra("write codes", e))?;
+                .map_err(|e| classify("write codes", e))?;
             writes = out
                 .unprocessed_items
                 .and_then(|mut u| u.remove(&self.table))
@@ -301,7 +301,7 @@ impl CodesStore {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| infra("mark chunk done", e))?;
+            .map_err(|e| classify("mark chunk done", e))?;
         Ok(())
     }
 
@@ -333,7 +333,7 @@ impl CodesStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| infra("count chunk markers", e))?;
+                .map_err(|e| classify("count chunk markers", e))?;
             done += out.count as u64;
             start = out.last_evaluated_key;
             if start.is_none() {
@@ -366,7 +366,7 @@ impl CodesStore {
             {
                 Ok(false)
             }
-            Err(e) => Err(infra("mark batch ready", e)),
+            Err(e) => Err(classify("mark batch ready", e)),
         }
     }
 }
@@ -432,7 +432,7 @@ pub async fn read_code(
         .consistent_read(true)
         .send()
         .await
-        .map_err(|e| infra("read code", e))?;
+        .map_err(|e| classify("read code", e))?;
     Ok(out.item)
 }
 

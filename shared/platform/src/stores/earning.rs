@@ -3,12 +3,12 @@
 //! ProgrammeTable: `RULES`/`RULE#<id>` (the rule as JSON), `TIERS`/`TIERS`.
 //! ActivityTable: `LIMIT#<participant>`/`RULE#<rule>#<EVER|period>` counters (`used`).
 //!
-//! An action's transaction, in this order so cancellation reasons are read by position:
-//! idempotency record (optional), limit counters (0 to 2), then the ledger items of
-//! [`append_items`]: entry, balance, outlet totals (optional), outbox record.
+//! An action's transaction: the idempotency record (optional), the limit counters (0 to 2),
+//! then the ledger items of [`append_items`]. A refusal is read by its tag
+//! ([`crate::tx`]): a used-up limit, the key or the entry taken by a concurrent request.
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{CancellationReason, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::builders::UpdateBuilder;
+use aws_sdk_dynamodb::types::Update;
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use loyalty_domain::earning::{
@@ -18,10 +18,12 @@ use loyalty_domain::ids::ParticipantId;
 use loyalty_domain::ledger::Entry;
 use loyalty_domain::InfraError;
 
-use crate::dynamo::{infra, key, n, query_all, s, ItemExt};
 use loyalty_domain::outbox::OutboxEvent;
 
-use crate::stores::ledger::{append_items, DynamoLedger, OutboxRecord};
+use crate::dynamo::{classify, key, n, query_all, s, ItemExt};
+use crate::idempotency::KeyTaken;
+use crate::stores::ledger::{append_items, DynamoLedger, LedgerRefusal, OutboxRecord};
+use crate::tx::Tx;
 
 #[derive(Debug, Clone)]
 pub struct EarningTables {
@@ -42,20 +44,6 @@ pub struct EarningStore {
 
 fn decode<T: serde::de::DeserializeOwned>(raw: &str, what: &'static str) -> Result<T, InfraError> {
     serde_json::from_str(raw).map_err(|e| InfraError::permanent(what, e.to_string()))
-}
-
-fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> InfraError {
-    InfraError::permanent("build request", e.to_string())
-}
-
-fn failed(reasons: &[CancellationReason], i: usize) -> bool {
-    reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
-}
-
-fn conflicted(reasons: &[CancellationReason]) -> bool {
-    reasons
-        .iter()
-        .any(|r| r.code() == Some("TransactionConflict"))
 }
 
 /// What became of a balance-changing transaction.
@@ -85,7 +73,7 @@ impl EarningStore {
             .item("updated_at", s(now.to_rfc3339()))
             .send()
             .await
-            .map_err(|e| infra("put rule", e))?;
+            .map_err(|e| classify("put rule", e))?;
         Ok(())
     }
 
@@ -97,7 +85,7 @@ impl EarningStore {
             .set_key(Some(key("RULES", format!("RULE#{id}"))))
             .send()
             .await
-            .map_err(|e| infra("read rule", e))?;
+            .map_err(|e| classify("read rule", e))?;
         out.item
             .map(|item| decode(item.string("rule")?, "decode rule"))
             .transpose()
@@ -133,7 +121,7 @@ impl EarningStore {
             .item("updated_at", s(now.to_rfc3339()))
             .send()
             .await
-            .map_err(|e| infra("put tiers", e))?;
+            .map_err(|e| classify("put tiers", e))?;
         Ok(())
     }
 
@@ -151,13 +139,13 @@ impl EarningStore {
             .clone())
     }
 
-    fn counter_item(
+    fn counter_update(
         &self,
         participant: &ParticipantId,
         rule: &RuleId,
         counter: &LimitCounter,
-    ) -> Result<TransactWriteItem, InfraError> {
-        let mut update = Update::builder()
+    ) -> UpdateBuilder {
+        let update = Update::builder()
             .table_name(&self.tables.activity)
             .set_key(Some(key(
                 format!("LIMIT#{participant}"),
@@ -166,17 +154,14 @@ impl EarningStore {
             .condition_expression("attribute_not_exists(used) OR used < :max")
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":max", n(counter.max));
-        update = match counter.expires_at {
+        match counter.expires_at {
             // A period counter is read only during its period; keep it a day longer for audits.
             Some(end) => update
                 .update_expression("ADD used :one SET #ttl = :ttl")
                 .expression_attribute_names("#ttl", "ttl")
                 .expression_attribute_values(":ttl", n(end.timestamp() + 24 * 3600)),
             None => update.update_expression("ADD used :one"),
-        };
-        Ok(TransactWriteItem::builder()
-            .update(update.build().map_err(build_err)?)
-            .build())
+        }
     }
 
     /// Appends an action's entry, counting it against the rule's limits in the same
@@ -185,41 +170,38 @@ impl EarningStore {
         &self,
         rule: &Rule,
         entry: &Entry,
-        idempotency: Option<TransactWriteItem>,
+        idempotency: Option<Tx<KeyTaken>>,
     ) -> Result<Written, AccrualError> {
         let counters = rule.counters(entry.created_at);
-        let offset = usize::from(idempotency.is_some());
-        let mut items: Vec<TransactWriteItem> = idempotency.into_iter().collect();
-        for c in &counters {
-            items.push(self.counter_item(&entry.participant, &rule.id, c)?);
+        let mut tx = Tx::new();
+        if let Some(record) = idempotency {
+            tx.append(record);
         }
-        items.extend(append_items(
+        for c in &counters {
+            tx.update(
+                self.counter_update(&entry.participant, &rule.id, c),
+                EarningRefusal::Limit(c.scope),
+            )?;
+        }
+        tx.append(append_items(
             &self.tables.ledger,
             entry,
             Some(points_credited(&self.tables.outbox, entry, &rule.id)),
         )?);
         for attempt in 1..=CONFLICT_ATTEMPTS {
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
-            let cancelled = match result {
-                Ok(_) => return Ok(Written::Appended),
-                Err(err) => match err.into_service_error() {
-                    TransactWriteItemsError::TransactionCanceledException(c) => c,
-                    other => {
-                        return Err(InfraError::retryable("accrue action", other.to_string()).into())
-                    }
-                },
+            let refused = match tx
+                .clone()
+                .commit_reporting_conflicts(&self.client, "accrue action")
+                .await?
+            {
+                Ok(()) => return Ok(Written::Appended),
+                Err(refused) => refused,
             };
-            let reasons = cancelled.cancellation_reasons();
-            if offset == 1 && failed(reasons, 0) {
+            if refused.contains(&EarningRefusal::KeyTaken) {
                 return Ok(Written::KeyTaken);
             }
-            for (i, c) in counters.iter().enumerate() {
-                if failed(reasons, offset + i) {
+            for c in &counters {
+                if refused.contains(&EarningRefusal::Limit(c.scope)) {
                     return Err(match c.scope {
                         LimitScope::Participant => AccrualError::ParticipantLimit(rule.id.clone()),
                         LimitScope::Period => AccrualError::PeriodLimit(rule.id.clone()),
@@ -227,16 +209,11 @@ impl EarningStore {
                 }
             }
             // The entry id comes from the key, so an existing entry means the same key.
-            if failed(reasons, offset + counters.len()) {
+            if refused.contains(&EarningRefusal::Ledger(LedgerRefusal::EntryExists)) {
                 return Ok(Written::KeyTaken);
             }
-            if !conflicted(reasons) || attempt == CONFLICT_ATTEMPTS {
-                let codes: Vec<_> = reasons.iter().map(|r| r.code().unwrap_or("?")).collect();
-                return Err(InfraError::retryable(
-                    "accrue action",
-                    format!("cancelled: {codes:?}"),
-                )
-                .into());
+            if !refused.is_conflict() || attempt == CONFLICT_ATTEMPTS {
+                return Err(InfraError::retryable("accrue action", refused.describe()).into());
             }
             tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64)).await;
         }
@@ -246,41 +223,51 @@ impl EarningStore {
     /// Appends one sell-in line's entry. Returns false when the line was imported before
     /// (its entry id exists), which makes a retried import complete what it had not.
     pub async fn credit_sell_in(&self, entry: &Entry, rule: &RuleId) -> Result<bool, InfraError> {
-        let items = append_items(
+        let tx = append_items(
             &self.tables.ledger,
             entry,
             Some(points_credited(&self.tables.outbox, entry, rule)),
         )?;
         for attempt in 1..=CONFLICT_ATTEMPTS {
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
-            let cancelled = match result {
-                Ok(_) => return Ok(true),
-                Err(err) => match err.into_service_error() {
-                    TransactWriteItemsError::TransactionCanceledException(c) => c,
-                    other => {
-                        return Err(InfraError::retryable("credit sell-in", other.to_string()))
-                    }
-                },
+            let refused = match tx
+                .clone()
+                .commit_reporting_conflicts(&self.client, "credit sell-in")
+                .await?
+            {
+                Ok(()) => return Ok(true),
+                Err(refused) => refused,
             };
-            let reasons = cancelled.cancellation_reasons();
-            if failed(reasons, 0) {
+            if refused.contains(&LedgerRefusal::EntryExists) {
                 return Ok(false);
             }
-            if !conflicted(reasons) || attempt == CONFLICT_ATTEMPTS {
-                let codes: Vec<_> = reasons.iter().map(|r| r.code().unwrap_or("?")).collect();
-                return Err(InfraError::retryable(
-                    "credit sell-in",
-                    format!("cancelled: {codes:?}"),
-                ));
+            if !refused.is_conflict() || attempt == CONFLICT_ATTEMPTS {
+                return Err(InfraError::retryable("credit sell-in", refused.describe()));
             }
             tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64)).await;
         }
         unreachable!("the loop returns on its last attempt")
+    }
+}
+
+/// What a refused accrual means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EarningRefusal {
+    /// The idempotency record exists: the same key was answered concurrently.
+    KeyTaken,
+    /// A limit counter of this scope is used up.
+    Limit(LimitScope),
+    Ledger(LedgerRefusal),
+}
+
+impl From<KeyTaken> for EarningRefusal {
+    fn from(_: KeyTaken) -> Self {
+        Self::KeyTaken
+    }
+}
+
+impl From<LedgerRefusal> for EarningRefusal {
+    fn from(r: LedgerRefusal) -> Self {
+        Self::Ledger(r)
     }
 }
 
@@ -293,7 +280,7 @@ pub async fn read_tiers(client: &Client, programme_table: &str) -> Result<Tiers,
         .set_key(Some(key("TIERS", "TIERS")))
         .send()
         .await
-        .map_err(|e| infra("read tiers", e))?;
+        .map_err(|e| classify("read tiers", e))?;
     match out.item {
         None => Ok(Tiers::default()),
         Some(item) => {

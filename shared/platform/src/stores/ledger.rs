@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::builders::PutBuilder;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use loyalty_domain::earning::{month_key, MonthlyEarned};
@@ -13,7 +13,9 @@ use loyalty_domain::outbox::{Envelope, OutboxEvent, ReviewVerdict};
 use loyalty_domain::review::{Decision, PendingReview, ReviewError, ReviewId};
 use loyalty_domain::{InfraError, Points};
 
-use crate::dynamo::{decode_cursor, encode_cursor, infra, key, n, query_all, s, Item, ItemExt};
+use crate::dynamo::{classify, decode_cursor, encode_cursor, key, n, query_all, s, Item, ItemExt};
+use crate::idempotency::KeyTaken;
+use crate::tx::Tx;
 
 pub fn account_pk(participant: &ParticipantId) -> String {
     format!("ACCOUNT#{participant}")
@@ -210,7 +212,7 @@ impl DynamoLedger {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| infra("read balance", e))?;
+            .map_err(|e| classify("read balance", e))?;
         Ok(out.item.unwrap_or_default())
     }
 
@@ -257,7 +259,7 @@ impl DynamoLedger {
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(|e| infra("read history", e))?;
+            .map_err(|e| classify("read history", e))?;
         let items = out
             .items()
             .iter()
@@ -314,7 +316,7 @@ impl DynamoLedger {
             }))
             .send()
             .await
-            .map_err(|e| infra("read reviews", e))?;
+            .map_err(|e| classify("read reviews", e))?;
         let mut items = Vec::new();
         for item in out.items() {
             let entry = entry_from_item(item)?;
@@ -377,7 +379,7 @@ impl DynamoLedger {
         decision: Decision,
         reviewer: &str,
         now: DateTime<Utc>,
-        answer_record: Option<TransactWriteItem>,
+        answer_record: Option<Tx<KeyTaken>>,
     ) -> Result<DecisionWrite, ReviewError> {
         let id = ReviewId::of(&reviewed.participant, &reviewed.id);
         let decided = Self::decision_entry(reviewed, decision, now);
@@ -400,46 +402,60 @@ impl DynamoLedger {
             .condition_expression("attribute_exists(gsi1pk)")
             .expression_attribute_values(":d", s(decision.as_str()))
             .expression_attribute_values(":r", s(reviewer))
-            .expression_attribute_values(":now", s(now.to_rfc3339()))
-            .build()
-            .map_err(|e| InfraError::permanent("build request", e.to_string()))?;
-        // The dequeue comes first: its condition failing means someone decided already.
-        let mut items = vec![TransactWriteItem::builder().update(dequeue).build()];
-        items.extend(append_items(&self.table, &decided, outbox)?);
-        let answer_position = answer_record.as_ref().map(|_| items.len());
-        items.extend(answer_record);
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(DecisionWrite::Done(decided)),
-            Err(err) => match err.into_service_error() {
-                TransactWriteItemsError::TransactionCanceledException(c) => {
-                    let failed = |i: usize| {
-                        c.cancellation_reasons().get(i).and_then(|r| r.code())
-                            == Some("ConditionalCheckFailed")
-                    };
-                    if answer_position.is_some_and(failed) {
-                        Ok(DecisionWrite::KeyTaken)
-                    } else if failed(0) {
-                        Err(ReviewError::AlreadyDecided)
-                    } else {
-                        Err(ReviewError::Infra(InfraError::retryable(
-                            "decide review",
-                            "cancelled by a concurrent change",
-                        )))
-                    }
-                }
-                other => Err(ReviewError::Infra(InfraError::retryable(
-                    "decide review",
-                    other.to_string(),
-                ))),
-            },
+            .expression_attribute_values(":now", s(now.to_rfc3339()));
+        let mut tx = Tx::new();
+        tx.update(dequeue, ReviewRefusal::AlreadyDecided)?;
+        tx.append(append_items(&self.table, &decided, outbox)?);
+        if let Some(record) = answer_record {
+            tx.append(record);
+        }
+        match tx.commit(&self.client, "decide review").await? {
+            Ok(()) => Ok(DecisionWrite::Done(decided)),
+            Err(refused) if refused.contains(&ReviewRefusal::KeyTaken) => {
+                Ok(DecisionWrite::KeyTaken)
+            }
+            Err(refused) if refused.contains(&ReviewRefusal::AlreadyDecided) => {
+                Err(ReviewError::AlreadyDecided)
+            }
+            Err(refused) => Err(ReviewError::Infra(InfraError::retryable(
+                "decide review",
+                format!("cancelled by a concurrent change ({})", refused.describe()),
+            ))),
         }
     }
+}
+
+/// What a refused review decision means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ReviewRefusal {
+    /// The entry is no longer on the review queue: someone decided already.
+    AlreadyDecided,
+    /// The caller's idempotency record exists: the same key was answered concurrently.
+    KeyTaken,
+    Ledger(LedgerRefusal),
+}
+
+impl From<LedgerRefusal> for ReviewRefusal {
+    fn from(r: LedgerRefusal) -> Self {
+        Self::Ledger(r)
+    }
+}
+
+impl From<KeyTaken> for ReviewRefusal {
+    fn from(_: KeyTaken) -> Self {
+        Self::KeyTaken
+    }
+}
+
+/// What a refused append to the ledger means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerRefusal {
+    /// An entry with this (deterministic) id exists: this append happened before.
+    EntryExists,
+    /// The debited bucket of the balance does not cover the entry.
+    InsufficientBalance,
+    /// The outbox record exists: this announcement was written before.
+    OutboxExists,
 }
 
 /// The transaction items that append `entry` to the ledger: the entry itself (which must be
@@ -448,67 +464,60 @@ impl DynamoLedger {
 /// carries the condition that its bucket covers it, so no balance ever goes negative.
 ///
 /// Every feature that moves points builds its transaction from these items plus its own
-/// (a webhook event marker, a counter with a cap), so balances stay equal to their entries.
+/// (a webhook event marker, a counter with a cap), so balances stay equal to their entries:
+/// it [`Tx::append`]s them to its own `Tx<T>` with `T: From<LedgerRefusal>`, so a refusal of
+/// these items reads as [`LedgerRefusal::EntryExists`], `InsufficientBalance` (the debit's
+/// condition) or `OutboxExists`, wherever they sit in the transaction.
 pub fn append_items(
     table: &str,
     entry: &Entry,
     outbox: Option<OutboxRecord<'_>>,
-) -> Result<Vec<TransactWriteItem>, InfraError> {
-    let build = |e: aws_sdk_dynamodb::error::BuildError| {
-        InfraError::permanent("build request", e.to_string())
-    };
+) -> Result<Tx<LedgerRefusal>, InfraError> {
     let delta = entry.delta();
-    let mut balance = balance_update(
+    let balance = balance_update(
         table,
         key(account_pk(&entry.participant), "BALANCE"),
         &delta,
         entry.created_at,
     );
-    if let Some(bucket) = entry.kind.debits() {
-        let field = match bucket {
-            loyalty_domain::ledger::Bucket::Available => "available",
-            loyalty_domain::ledger::Bucket::Pending => "pending",
-            loyalty_domain::ledger::Bucket::Held => "held",
-        };
-        balance = balance
-            .condition_expression(format!("{field} >= :needed"))
-            .expression_attribute_values(":needed", n(entry.amount.get()));
+    let mut tx = Tx::new();
+    tx.put(
+        Put::builder()
+            .table_name(table)
+            .set_item(Some(entry_item(entry)))
+            .condition_expression("attribute_not_exists(pk)"),
+        LedgerRefusal::EntryExists,
+    )?;
+    match entry.kind.debits() {
+        Some(bucket) => {
+            let field = match bucket {
+                loyalty_domain::ledger::Bucket::Available => "available",
+                loyalty_domain::ledger::Bucket::Pending => "pending",
+                loyalty_domain::ledger::Bucket::Held => "held",
+            };
+            tx.update(
+                balance
+                    .condition_expression(format!("{field} >= :needed"))
+                    .expression_attribute_values(":needed", n(entry.amount.get())),
+                LedgerRefusal::InsufficientBalance,
+            )?;
+        }
+        None => {
+            tx.update_always(balance)?;
+        }
     }
-    let mut items = vec![
-        TransactWriteItem::builder()
-            .put(
-                Put::builder()
-                    .table_name(table)
-                    .set_item(Some(entry_item(entry)))
-                    .condition_expression("attribute_not_exists(pk)")
-                    .build()
-                    .map_err(build)?,
-            )
-            .build(),
-        TransactWriteItem::builder()
-            .update(balance.build().map_err(build)?)
-            .build(),
-    ];
     if let Some(outlet) = &entry.outlet {
-        items.push(
-            TransactWriteItem::builder()
-                .update(
-                    balance_update(
-                        table,
-                        key(outlet_pk(outlet), "TOTALS"),
-                        &delta,
-                        entry.created_at,
-                    )
-                    .build()
-                    .map_err(build)?,
-                )
-                .build(),
-        );
+        tx.update_always(balance_update(
+            table,
+            key(outlet_pk(outlet), "TOTALS"),
+            &delta,
+            entry.created_at,
+        ))?;
     }
     if let Some(record) = outbox {
-        items.push(record.item(entry.created_at)?);
+        tx.put(record.put(entry.created_at), LedgerRefusal::OutboxExists)?;
     }
-    Ok(items)
+    Ok(tx)
 }
 
 /// A notification-worthy event, written in the same transaction as the change it announces.
@@ -528,9 +537,11 @@ impl<'a> OutboxRecord<'a> {
         }
     }
 
-    pub fn item(&self, now: DateTime<Utc>) -> Result<TransactWriteItem, InfraError> {
+    /// The outbox record's put; its condition (`attribute_not_exists(pk)`) fails when this
+    /// event was written before.
+    pub fn put(&self, now: DateTime<Utc>) -> PutBuilder {
         let event_id = &self.envelope.event_id;
-        let put = Put::builder()
+        Put::builder()
             .table_name(self.table)
             .set_item(Some(HashMap::from([
                 ("pk".to_string(), s(format!("OUTBOX#{event_id}"))),
@@ -541,8 +552,5 @@ impl<'a> OutboxRecord<'a> {
                 ("ttl".to_string(), n(now.timestamp() + Self::TTL_SECS)),
             ])))
             .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| InfraError::permanent("build request", e.to_string()))?;
-        Ok(TransactWriteItem::builder().put(put).build())
     }
 }

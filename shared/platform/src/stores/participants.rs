@@ -10,10 +10,8 @@
 use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    CancellationReason, ConditionCheck, KeysAndAttributes, Put, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::builders::PutBuilder;
+use aws_sdk_dynamodb::types::{ConditionCheck, KeysAndAttributes, Put, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, Utc};
 use loyalty_domain::auth::OutletRole;
@@ -25,7 +23,8 @@ use loyalty_domain::participant::{
 use loyalty_domain::phone::PhoneNumber;
 use loyalty_domain::InfraError;
 
-use crate::dynamo::{decode_cursor, encode_cursor, infra, key, s, Item, ItemExt};
+use crate::dynamo::{classify, decode_cursor, encode_cursor, key, s, Item, ItemExt};
+use crate::tx::Tx;
 
 /// DynamoDB allows at most 100 items per transaction.
 const MAX_TRANSACTION_ITEMS: usize = 100;
@@ -33,7 +32,6 @@ const MAX_TRANSACTION_ITEMS: usize = 100;
 const MAX_BATCH_GET_KEYS: usize = 100;
 /// Used invitations stay readable this long after expiry, for support questions.
 const INVITATION_RETENTION_DAYS: i64 = 30;
-const CONDITION_FAILED: &str = "ConditionalCheckFailed";
 
 #[derive(Debug, Clone)]
 pub struct DynamoParticipantStore {
@@ -228,26 +226,26 @@ fn decode_invitation(code: &InvitationCode, item: &Item) -> Result<Invitation, I
     })
 }
 
-fn put(table: &str, item: Item, condition: Option<&str>) -> Result<TransactWriteItem, InfraError> {
-    let put = Put::builder()
-        .table_name(table)
-        .set_item(Some(item))
-        .set_condition_expression(condition.map(str::to_string))
-        .build()
-        .map_err(|e| InfraError::permanent("build transaction", e.to_string()))?;
-    Ok(TransactWriteItem::builder().put(put).build())
+fn put(table: &str, item: Item) -> PutBuilder {
+    Put::builder().table_name(table).set_item(Some(item))
 }
 
-/// The indexes of the items whose condition failed, or `None` if the transaction was
-/// cancelled for another reason (a conflict with another transaction, throttling).
-fn failed_conditions(reasons: &[CancellationReason]) -> Option<HashSet<usize>> {
-    let failed: HashSet<usize> = reasons
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.code() == Some(CONDITION_FAILED))
-        .map(|(i, _)| i)
-        .collect();
-    (!failed.is_empty()).then_some(failed)
+fn put_new(table: &str, item: Item) -> PutBuilder {
+    put(table, item).condition_expression("attribute_not_exists(pk)")
+}
+
+/// What a refused registration or profile change means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ParticipantRefusal {
+    /// The invitation is missing or used.
+    InvitationUsed,
+    PhoneTaken,
+    /// The profile exists (registering) or does not (saving).
+    Profile,
+    /// The outlet exists (a new outlet) or does not (joining one).
+    Outlet,
+    /// A member's membership item is missing.
+    Membership,
 }
 
 impl DynamoParticipantStore {
@@ -267,34 +265,8 @@ impl DynamoParticipantStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| infra("get participants item", e))?;
+            .map_err(|e| classify("get participants item", e))?;
         Ok(out.item)
-    }
-
-    /// Runs a transaction; on cancellation, returns the indexes of the items whose
-    /// condition failed so that the caller can name the business outcome.
-    async fn transact(
-        &self,
-        items: Vec<TransactWriteItem>,
-    ) -> Result<Result<(), HashSet<usize>>, InfraError> {
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        let err = match result {
-            Ok(_) => return Ok(Ok(())),
-            Err(err) => err,
-        };
-        if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
-            err.as_service_error()
-        {
-            if let Some(failed) = failed_conditions(cancelled.cancellation_reasons()) {
-                return Ok(Err(failed));
-            }
-        }
-        Err(infra("transact participants", err))
     }
 }
 
@@ -310,7 +282,7 @@ impl ParticipantStore for DynamoParticipantStore {
             .expression_attribute_values(":t", s(invitation.created_at.to_rfc3339()))
             .send()
             .await
-            .map_err(|e| infra("put region", e))?;
+            .map_err(|e| classify("put region", e))?;
         let result = self
             .client
             .put_item()
@@ -323,7 +295,7 @@ impl ParticipantStore for DynamoParticipantStore {
             Ok(_) => Ok(true),
             Err(err) => match err.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(_)) => Ok(false),
-                _ => Err(infra("put invitation", err)),
+                _ => Err(classify("put invitation", err)),
             },
         }
     }
@@ -351,74 +323,62 @@ impl ParticipantStore for DynamoParticipantStore {
 
     async fn register(&self, registration: &Registration) -> Result<(), ParticipantError> {
         let profile = &registration.profile;
+        use ParticipantRefusal as R;
         let consume = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(invite_pk(&registration.invitation), "INVITE")))
             .update_expression("SET used_by = :p, used_at = :t")
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(used_by)")
             .expression_attribute_values(":p", s(profile.id.as_str()))
-            .expression_attribute_values(":t", s(profile.created_at.to_rfc3339()))
-            .build()
-            .map_err(|e| InfraError::permanent("build transaction", e.to_string()))?;
-        // Fixed positions, so that a cancellation reason names its outcome.
-        const INVITE: usize = 0;
-        const PHONE: usize = 1;
-        const PROFILE: usize = 2;
-        const OUTLET: usize = 3;
-        let mut items = vec![
-            TransactWriteItem::builder().update(consume).build(),
-            put(
-                &self.table,
-                phone_item(&profile.phone, &profile.id),
-                Some("attribute_not_exists(pk)"),
-            )?,
-            put(
-                &self.table,
-                profile_item(profile),
-                Some("attribute_not_exists(pk)"),
-            )?,
-        ];
+            .expression_attribute_values(":t", s(profile.created_at.to_rfc3339()));
+        let mut tx = Tx::new();
+        tx.update(consume, R::InvitationUsed)?;
+        tx.put(
+            put_new(&self.table, phone_item(&profile.phone, &profile.id)),
+            R::PhoneTaken,
+        )?;
+        tx.put(put_new(&self.table, profile_item(profile)), R::Profile)?;
         match (&registration.new_outlet, &registration.membership) {
-            (Some(outlet), _) => items.push(put(
-                &self.table,
-                outlet_item(outlet),
-                Some("attribute_not_exists(pk)"),
-            )?),
+            (Some(outlet), _) => {
+                tx.put(put_new(&self.table, outlet_item(outlet)), R::Outlet)?;
+            }
             (None, Some(membership)) => {
                 let check = ConditionCheck::builder()
                     .table_name(&self.table)
                     .set_key(Some(key(outlet_pk(&membership.outlet), "OUTLET")))
-                    .condition_expression("attribute_exists(pk)")
-                    .build()
-                    .map_err(|e| InfraError::permanent("build transaction", e.to_string()))?;
-                items.push(TransactWriteItem::builder().condition_check(check).build());
+                    .condition_expression("attribute_exists(pk)");
+                tx.check(check, R::Outlet)?;
             }
             (None, None) => {}
         }
         if let Some(membership) = &registration.membership {
-            items.push(put(&self.table, member_item(membership), None)?);
+            tx.put_always(put(&self.table, member_item(membership)))?;
         }
-        match self.transact(items).await? {
+        match tx.commit(&self.client, "transact participants").await? {
             Ok(()) => Ok(()),
             // The same subject registering again is the likeliest cause when several fail.
-            Err(failed) if failed.contains(&PROFILE) => Err(ParticipantError::AlreadyRegistered),
-            Err(failed) if failed.contains(&PHONE) => Err(ParticipantError::PhoneTaken),
-            Err(failed) if failed.contains(&INVITE) => Err(ParticipantError::InvitationUsed),
-            Err(failed) if failed.contains(&OUTLET) => Err(ParticipantError::OutletNotFound),
-            Err(failed) => Err(InfraError::permanent(
+            Err(refused) if refused.contains(&R::Profile) => {
+                Err(ParticipantError::AlreadyRegistered)
+            }
+            Err(refused) if refused.contains(&R::PhoneTaken) => Err(ParticipantError::PhoneTaken),
+            Err(refused) if refused.contains(&R::InvitationUsed) => {
+                Err(ParticipantError::InvitationUsed)
+            }
+            Err(refused) if refused.contains(&R::Outlet) => Err(ParticipantError::OutletNotFound),
+            Err(refused) => Err(InfraError::permanent(
                 "register",
-                format!("unexpected failed items {failed:?}"),
+                format!("unexpected refusal: {}", refused.describe()),
             )
             .into()),
         }
     }
 
     async fn save_profile(&self, profile: &Profile) -> Result<(), ParticipantError> {
-        let mut items = vec![put(
-            &self.table,
-            profile_item(profile),
-            Some("attribute_exists(pk)"),
-        )?];
+        let mut tx = Tx::new();
+        tx.put(
+            put(&self.table, profile_item(profile)).condition_expression("attribute_exists(pk)"),
+            ParticipantRefusal::Profile,
+        )?;
         if let Some((outlet, _)) = &profile.outlet {
             // The outlet's member list shows names without reading every profile.
             let rename = Update::builder()
@@ -430,14 +390,14 @@ impl ParticipantStore for DynamoParticipantStore {
                 .update_expression("SET #n = :n")
                 .condition_expression("attribute_exists(pk)")
                 .expression_attribute_names("#n", "name")
-                .expression_attribute_values(":n", s(profile.name.as_str()))
-                .build()
-                .map_err(|e| InfraError::permanent("build transaction", e.to_string()))?;
-            items.push(TransactWriteItem::builder().update(rename).build());
+                .expression_attribute_values(":n", s(profile.name.as_str()));
+            tx.update(rename, ParticipantRefusal::Membership)?;
         }
-        match self.transact(items).await? {
+        match tx.commit(&self.client, "transact participants").await? {
             Ok(()) => Ok(()),
-            Err(failed) if failed.contains(&0) => Err(ParticipantError::NotRegistered),
+            Err(refused) if refused.contains(&ParticipantRefusal::Profile) => {
+                Err(ParticipantError::NotRegistered)
+            }
             Err(_) => Err(InfraError::permanent(
                 "save profile",
                 "membership item missing for a member",
@@ -460,7 +420,7 @@ impl ParticipantStore for DynamoParticipantStore {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| infra("query outlet members", e))?;
+                .map_err(|e| classify("query outlet members", e))?;
             for item in out.items() {
                 members.push(decode_member(item)?);
             }
@@ -509,7 +469,7 @@ impl ParticipantStore for DynamoParticipantStore {
             .limit(limit as i32)
             .send()
             .await
-            .map_err(|e| infra("query zone outlets", e))?;
+            .map_err(|e| classify("query zone outlets", e))?;
         let items = out
             .items()
             .iter()
@@ -553,7 +513,7 @@ impl ParticipantStore for DynamoParticipantStore {
                     .request_items(&self.table, wanted)
                     .send()
                     .await
-                    .map_err(|e| infra("batch get phones", e))?;
+                    .map_err(|e| classify("batch get phones", e))?;
                 for item in out
                     .responses()
                     .and_then(|r| r.get(&self.table))
@@ -579,37 +539,30 @@ impl ParticipantStore for DynamoParticipantStore {
     ) -> Result<(), ParticipantError> {
         let mut start = 0;
         while start < rows.len() {
-            let mut items = Vec::new();
-            // The line of the row behind each transaction item, to report a conflict.
-            let mut lines = Vec::new();
+            // Each conditional item is tagged with the line of its row, to report a conflict.
+            let mut tx: Tx<u64> = Tx::new();
             let mut end = start;
             while end < rows.len() {
                 let row = &rows[end];
                 let membership = row.membership(now);
                 let needed = 2 + usize::from(membership.is_some());
-                if items.len() + needed > MAX_TRANSACTION_ITEMS {
+                if tx.len() + needed > MAX_TRANSACTION_ITEMS {
                     break;
                 }
                 let profile = row.profile(now);
-                items.push(put(
-                    &self.table,
-                    phone_item(&row.phone, &profile.id),
-                    Some("attribute_not_exists(pk)"),
-                )?);
-                items.push(put(
-                    &self.table,
-                    profile_item(&profile),
-                    Some("attribute_not_exists(pk)"),
-                )?);
+                tx.put(
+                    put_new(&self.table, phone_item(&row.phone, &profile.id)),
+                    row.line,
+                )?;
+                tx.put(put_new(&self.table, profile_item(&profile)), row.line)?;
                 if let Some(membership) = membership {
-                    items.push(put(&self.table, member_item(&membership), None)?);
+                    tx.put_always(put(&self.table, member_item(&membership)))?;
                 }
-                lines.extend(std::iter::repeat_n(row.line, needed));
                 end += 1;
             }
-            if let Err(failed) = self.transact(items).await? {
+            if let Err(refused) = tx.commit(&self.client, "transact participants").await? {
                 // Someone took these phones between our check and this write.
-                let mut bad: Vec<u64> = failed.iter().map(|&i| lines[i]).collect();
+                let mut bad: Vec<u64> = refused.tags().copied().collect();
                 bad.sort_unstable();
                 bad.dedup();
                 let errors = bad
