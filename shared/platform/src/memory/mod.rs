@@ -12,5 +12,9 @@
 //! `tests/src/contract/` runs against both.
 
 pub mod claims;
+pub mod ids;
+pub mod participants;
 
 pub use claims::MemoryClaims;
+pub use ids::SeededIds;
+pub use participants::MemoryParticipants;
