@@ -10,7 +10,7 @@ use loyalty_domain::auth::{Caller, Role};
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::participant::{
     self as participant, Invitation, InvitationKind, InvitationRequest, Membership, Outlet,
-    ParticipantError, ProfileChanges, RegistrationForm,
+    ParticipantError, ParticipantStore, ProfileChanges, RegistrationForm,
 };
 use loyalty_domain::phone::{CountryCode, PhoneNumber};
 use loyalty_domain::ports::{Clock, IdSource, RandomIds, SystemClock};
@@ -26,10 +26,17 @@ const DEFAULT_PAGE_SIZE: u32 = 50;
 const TOKEN_REFRESH_NOTE: &str =
     "Refresh your token: the new one carries the outlet_id, outlet_role and region claims of this registration.";
 
-pub struct App {
-    store: DynamoParticipantStore,
+/// The function: the participant store `S`, the clock `C`, the id source for new outlets
+/// and the default country code, nothing else. Lambda runs it over DynamoDB, the wall clock
+/// and random ids ([`App::new`]); handler tests give it
+/// [`loyalty_platform::memory::MemoryParticipants`], a `FixedClock` and
+/// [`loyalty_platform::memory::SeededIds`] ([`App::with_store`]). No handler reads the wall
+/// clock or draws an id itself. Invitation codes are still drawn at random by
+/// [`participant::invite`].
+pub struct App<S = DynamoParticipantStore, C = Box<dyn Clock>> {
+    store: S,
     country: CountryCode,
-    clock: Box<dyn Clock>,
+    clock: C,
     ids: Box<dyn IdSource>,
 }
 
@@ -38,7 +45,7 @@ impl App {
         Self::with_ports(aws, env, Box::new(SystemClock), Box::new(RandomIds))
     }
 
-    /// Tests and simulations pass their own clock and ids.
+    /// The DynamoDB app with the caller's clock and ids (integration tests, the local runner).
     pub fn with_ports(
         aws: &aws_config::SdkConfig,
         env: &Env,
@@ -46,19 +53,48 @@ impl App {
         ids: Box<dyn IdSource>,
     ) -> Result<Self, ConfigError> {
         let table = env.required("PARTICIPANTS_TABLE")?;
-        let country = CountryCode::parse(&env.required("DEFAULT_COUNTRY_CODE")?).map_err(|e| {
-            ConfigError::Invalid {
-                key: "DEFAULT_COUNTRY_CODE".into(),
-                reason: e.to_string(),
-            }
-        })?;
         let store = DynamoParticipantStore::new(loyalty_platform::aws::dynamodb(aws), table);
-        Ok(Self {
+        Ok(App {
             store,
-            country,
+            country: country(env)?,
             clock,
             ids,
         })
+    }
+}
+
+/// The country whose numbers may be typed without a prefix (`DEFAULT_COUNTRY_CODE`).
+pub fn country(env: &Env) -> Result<CountryCode, ConfigError> {
+    CountryCode::parse(&env.required("DEFAULT_COUNTRY_CODE")?).map_err(|e| ConfigError::Invalid {
+        key: "DEFAULT_COUNTRY_CODE".into(),
+        reason: e.to_string(),
+    })
+}
+
+impl<S: ParticipantStore, C: Clock> App<S, C> {
+    /// Any participant store, clock and id source: the memory adapter, a fixed clock and
+    /// seeded ids in handler tests.
+    pub fn with_store(
+        store: S,
+        country: CountryCode,
+        clock: C,
+        ids: impl IdSource + 'static,
+    ) -> Self {
+        Self {
+            store,
+            country,
+            clock,
+            ids: Box::new(ids),
+        }
+    }
+
+    /// The store, for tests to inspect what a request wrote.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &C {
+        &self.clock
     }
 
     pub async fn handle(&self, req: Request) -> Result<Response<Body>, lambda_http::Error> {

@@ -3,3 +3,4 @@
 //! `tests/tests/integration/contract.rs`).
 
 pub mod claims;
+pub mod participants;

@@ -4,3 +4,7 @@
 mod claims {
     loyalty_tests::claim_store_contract!(loyalty_tests::contract::claims::dynamo);
 }
+
+mod participants {
+    loyalty_tests::participant_store_contract!(loyalty_tests::contract::participants::dynamo);
+}

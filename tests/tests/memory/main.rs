@@ -6,10 +6,15 @@
 
 mod claim_use_case;
 mod code_claim;
+mod participants;
 
 mod contract {
     mod claims {
         loyalty_tests::claim_store_contract!(loyalty_tests::contract::claims::memory);
+    }
+
+    mod participants {
+        loyalty_tests::participant_store_contract!(loyalty_tests::contract::participants::memory);
     }
 
     /// The contract is not vacuous: a memory adapter with a planted bug fails it.
