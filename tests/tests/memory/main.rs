@@ -36,5 +36,16 @@ mod contract {
             ))
             .await
         }
+
+        #[tokio::test]
+        #[should_panic(expected = "left == right")]
+        async fn a_store_that_lets_two_accounts_share_a_phone_fails_the_contract() {
+            use loyalty_platform::memory::participants::PlantedBug;
+            use loyalty_tests::contract::participants as contract;
+            contract::sixteen_concurrent_registrations_with_one_phone_create_exactly_one_account(
+                contract::memory_with_bug(PlantedBug::PhonesNotUnique),
+            )
+            .await
+        }
     }
 }

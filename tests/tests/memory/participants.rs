@@ -117,13 +117,14 @@ async fn the_sample_invitation_is_stored_for_the_reps_zone_for_fourteen_days() {
     let (status, body) = send(&app, ApiEvent::load("participants/create-invitation.json")).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(
-        (body["kind"].as_str(), body["zone"].as_str(), body["region"].as_str()),
+        (
+            body["kind"].as_str(),
+            body["zone"].as_str(),
+            body["region"].as_str()
+        ),
         (Some("new_outlet"), Some(SAMPLE_REP), Some("north"))
     );
-    assert_eq!(
-        body["expires_at"],
-        json!(event_time() + Duration::days(14))
-    );
+    assert_eq!(body["expires_at"], json!(event_time() + Duration::days(14)));
     let code = InvitationCode::parse(body["code"].as_str().unwrap()).unwrap();
     let stored = app.store().stored_invitation(&code).expect("stored");
     assert_eq!(stored.invitation.kind, InvitationKind::NewOutlet);
@@ -131,7 +132,10 @@ async fn the_sample_invitation_is_stored_for_the_reps_zone_for_fourteen_days() {
     assert_eq!(stored.invitation.created_at, event_time());
     assert_eq!((stored.invitation.used_by, stored.used_at), (None, None));
     let regions = app.store().inspect(|w| w.regions.clone());
-    assert_eq!(regions.get(&RegionId::parse("north").unwrap()), Some(&event_time()));
+    assert_eq!(
+        regions.get(&RegionId::parse("north").unwrap()),
+        Some(&event_time())
+    );
 }
 
 #[tokio::test]
@@ -158,7 +162,9 @@ async fn the_sample_registration_creates_the_owner_of_a_new_outlet_and_uses_the_
     );
     let stored = store.stored_profile(&pid(SAMPLE_PARTICIPANT)).unwrap();
     assert_eq!(stored.source, Source::Registration);
-    let written = store.inspect(|w| w.outlets.get(&oid(outlet)).cloned()).unwrap();
+    let written = store
+        .inspect(|w| w.outlets.get(&oid(outlet)).cloned())
+        .unwrap();
     assert_eq!(written.name.as_str(), "Corner Shop");
     assert_eq!(written.owner.as_str(), SAMPLE_PARTICIPANT);
     assert_eq!(written.zone.as_str(), SAMPLE_REP);
@@ -177,7 +183,9 @@ async fn a_join_outlet_invitation_registers_a_seller_of_the_existing_outlet() {
     let app = app();
     seed_sample_invitation(&app, InvitationKind::NewOutlet).await;
     assert_eq!(
-        send(&app, ApiEvent::load("participants/register.json")).await.0,
+        send(&app, ApiEvent::load("participants/register.json"))
+            .await
+            .0,
         StatusCode::CREATED
     );
     let outlet = drawn_outlets(1)[0].clone();
@@ -217,7 +225,9 @@ async fn a_second_registration_with_the_same_phone_is_409_phone_taken_and_writes
     let app = app();
     seed_sample_invitation(&app, InvitationKind::NewOutlet).await;
     assert_eq!(
-        send(&app, ApiEvent::load("participants/register.json")).await.0,
+        send(&app, ApiEvent::load("participants/register.json"))
+            .await
+            .0,
         StatusCode::CREATED
     );
     let code = invite(&app, json!({ "kind": "new_outlet" })).await;
@@ -233,7 +243,10 @@ async fn a_second_registration_with_the_same_phone_is_409_phone_taken_and_writes
     let unused = store
         .stored_invitation(&InvitationCode::parse(&code).unwrap())
         .unwrap();
-    assert_eq!(unused.invitation.used_by, None, "the invitation stays usable");
+    assert_eq!(
+        unused.invitation.used_by, None,
+        "the invitation stays usable"
+    );
     assert_eq!(
         store.phone_owner(&phone(SAMPLE_PHONE)),
         Some(pid(SAMPLE_PARTICIPANT))
@@ -245,7 +258,9 @@ async fn a_used_invitation_is_409_invitation_used_and_an_unknown_one_404() {
     let app = app();
     seed_sample_invitation(&app, InvitationKind::Individual).await;
     assert_eq!(
-        send(&app, ApiEvent::load("participants/register.json")).await.0,
+        send(&app, ApiEvent::load("participants/register.json"))
+            .await
+            .0,
         StatusCode::CREATED
     );
     let (status, body) = send(&app, register_as("p-other", SAMPLE_CODE, "07700 900999")).await;
@@ -284,7 +299,9 @@ async fn the_sample_profile_update_renames_the_owner_and_their_membership() {
 
     seed_sample_invitation(&app, InvitationKind::NewOutlet).await;
     assert_eq!(
-        send(&app, ApiEvent::load("participants/register.json")).await.0,
+        send(&app, ApiEvent::load("participants/register.json"))
+            .await
+            .0,
         StatusCode::CREATED
     );
     app.clock().advance(Duration::hours(2));
@@ -303,7 +320,10 @@ async fn the_sample_profile_update_renames_the_owner_and_their_membership() {
     assert_eq!(members[0].name.as_str(), "Ann Lee-Smith");
 
     let (status, me) = send(&app, ApiEvent::load("participants/get-profile.json")).await;
-    assert_eq!((status, me["name"].as_str()), (StatusCode::OK, Some("Ann Lee-Smith")));
+    assert_eq!(
+        (status, me["name"].as_str()),
+        (StatusCode::OK, Some("Ann Lee-Smith"))
+    );
 }
 
 #[tokio::test]
@@ -333,7 +353,9 @@ async fn the_sample_import_creates_members_once_and_refuses_a_registered_phone_w
     // A phone that a registration holds refuses the whole file.
     seed_sample_invitation(&app, InvitationKind::Individual).await;
     assert_eq!(
-        send(&app, ApiEvent::load("participants/register.json")).await.0,
+        send(&app, ApiEvent::load("participants/register.json"))
+            .await
+            .0,
         StatusCode::CREATED
     );
     let (status, body) = send(
@@ -342,7 +364,10 @@ async fn the_sample_import_creates_members_once_and_refuses_a_registered_phone_w
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(body["errors"], json!([{ "line": 3, "code": "phone_taken", "message": "this phone number already belongs to an account" }]));
+    assert_eq!(
+        body["errors"],
+        json!([{ "line": 3, "code": "phone_taken", "message": "this phone number already belongs to an account" }])
+    );
     assert_eq!(store.phone_owner(&phone("07700 900301")), None);
     assert_eq!(store.profile_count(), 3);
 }
@@ -352,8 +377,11 @@ async fn the_sample_zone_listing_pages_the_reps_outlets_with_a_cursor_of_theirs_
     let app = app();
     for i in 0..3 {
         let code = invite(&app, json!({ "kind": "new_outlet" })).await;
-        let (status, body) =
-            send(&app, register_as(&format!("p-own-{i}"), &code, &format!("07700 90040{i}"))).await;
+        let (status, body) = send(
+            &app,
+            register_as(&format!("p-own-{i}"), &code, &format!("07700 90040{i}")),
+        )
+        .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
     let mut mine = drawn_outlets(3);
@@ -361,7 +389,10 @@ async fn the_sample_zone_listing_pages_the_reps_outlets_with_a_cursor_of_theirs_
 
     let (status, first) = send(&app, zone_listing().query("limit", "2")).await;
     assert_eq!(status, StatusCode::OK, "{first}");
-    let cursor = first["next_cursor"].as_str().expect("a second page").to_string();
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_string();
     let (status, second) = send(
         &app,
         zone_listing().query("limit", "2").query("cursor", &cursor),
@@ -405,7 +436,13 @@ async fn sixteen_concurrent_registrations_with_one_phone_create_exactly_one_acco
     }
     let attempts = codes.iter().enumerate().map(|(i, code)| {
         let app = &app;
-        async move { send(app, register_as(&format!("p-racer-{i}"), code, "07700 900555")).await }
+        async move {
+            send(
+                app,
+                register_as(&format!("p-racer-{i}"), code, "07700 900555"),
+            )
+            .await
+        }
     });
     let results = join_all(attempts).await;
     let created: Vec<usize> = (0..16)

@@ -43,8 +43,8 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::participant::{
-    ImportRow, Invitation, InvitationCode, LineError, Membership, Outlet, Page,
-    ParticipantError, ParticipantStore, Profile, Registration,
+    ImportRow, Invitation, InvitationCode, LineError, Membership, Outlet, Page, ParticipantError,
+    ParticipantStore, Profile, Registration,
 };
 use loyalty_domain::phone::PhoneNumber;
 use loyalty_domain::InfraError;
@@ -76,15 +76,32 @@ pub struct ParticipantsWorld {
     pub regions: BTreeMap<RegionId, DateTime<Utc>>,
 }
 
+/// Deliberate bugs, so that tests can prove the contract suite catches them. Never set
+/// outside such tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// `register` skips the phone condition: two accounts can share a phone.
+    PhonesNotUnique,
+}
+
 /// The in-memory participant store. Cheap to create: one per test.
 #[derive(Debug, Default)]
 pub struct MemoryParticipants {
     world: Mutex<ParticipantsWorld>,
+    bug: Option<PlantedBug>,
 }
 
 impl MemoryParticipants {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store with a deliberate bug; see [`PlantedBug`].
+    pub fn with_planted_bug(bug: PlantedBug) -> Self {
+        Self {
+            world: Mutex::default(),
+            bug: Some(bug),
+        }
     }
 
     fn world(&self) -> MutexGuard<'_, ParticipantsWorld> {
@@ -200,7 +217,8 @@ impl ParticipantStore for MemoryParticipants {
             .invitations
             .get(registration.invitation.as_str())
             .is_some_and(|s| s.invitation.used_by.is_none());
-        let phone_free = !w.phones.contains_key(profile.phone.as_e164());
+        let phone_free = !w.phones.contains_key(profile.phone.as_e164())
+            || self.bug == Some(PlantedBug::PhonesNotUnique);
         let profile_free = !w.profiles.contains_key(&profile.id);
         let outlet_ok = match (&registration.new_outlet, &registration.membership) {
             (Some(outlet), _) => !w.outlets.contains_key(&outlet.id),
