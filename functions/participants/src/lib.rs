@@ -31,8 +31,7 @@ const TOKEN_REFRESH_NOTE: &str =
 /// and random ids ([`App::new`]); handler tests give it
 /// [`loyalty_platform::memory::MemoryParticipants`], a `FixedClock` and
 /// [`loyalty_platform::memory::SeededIds`] ([`App::with_store`]). No handler reads the wall
-/// clock or draws an id itself. Invitation codes are still drawn at random by
-/// [`participant::invite`].
+/// clock or draws an id itself: new outlet ids and invitation codes come from the id source.
 pub struct App<S = DynamoParticipantStore, C = Box<dyn Clock>> {
     store: S,
     country: CountryCode,
@@ -123,9 +122,10 @@ impl<S: ParticipantStore, C: Clock> App<S, C> {
             region: body.region.as_deref().map(parse_region).transpose()?,
             zone: body.zone.as_deref().map(parse_zone).transpose()?,
         };
-        let invitation = participant::invite(&self.store, &caller, request, self.clock.now())
-            .await
-            .map_err(problem)?;
+        let invitation =
+            participant::invite(&self.store, &caller, request, &*self.ids, self.clock.now())
+                .await
+                .map_err(problem)?;
         tracing::info!(by = %caller.subject, kind = invitation.kind.as_str(), code = ?invitation.code, "invitation created");
         Ok(json(
             StatusCode::CREATED,

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::{AuthError, Caller, OutletRole, Role};
 use crate::ids::{OutletId, ParticipantId, RegionId};
 use crate::phone::{CountryCode, PhoneError, PhoneNumber};
+use crate::ports::IdSource;
 use crate::{redact, Classified, InfraError, Kind};
 
 // ---------------------------------------------------------------- errors
@@ -209,6 +210,21 @@ impl InvitationCode {
         // A malformed code is reported like an unknown one: nothing to learn by probing.
         ok.then_some(Self(code))
             .ok_or(ParticipantError::InvitationNotFound)
+    }
+
+    /// A code derived from a fresh id of an [`IdSource`]: random ids give random codes, and
+    /// seeded ids the same codes on every run.
+    pub fn from_id(id: &str) -> Self {
+        let digest = Sha256::digest(id.as_bytes());
+        let code = digest
+            .chunks(4)
+            .take(Self::LEN)
+            .map(|word| {
+                let n = u32::from_be_bytes(word.try_into().expect("4 bytes"));
+                Self::ALPHABET[(n % Self::ALPHABET.len() as u32) as usize] as char
+            })
+            .collect();
+        Self(code)
     }
 
     pub fn random() -> Self {
@@ -902,11 +918,12 @@ pub trait ParticipantStore: Send + Sync {
 
 // ---------------------------------------------------------------- operations
 
-/// Issues an invitation with a fresh code.
-pub async fn invite<S: ParticipantStore>(
+/// Issues an invitation with a fresh code, drawn from `ids`.
+pub async fn invite<S: ParticipantStore, I: IdSource + ?Sized>(
     store: &S,
     caller: &Caller,
     request: InvitationRequest,
+    ids: &I,
     now: DateTime<Utc>,
 ) -> Result<Invitation, ParticipantError> {
     caller.require(&[Role::Rep, Role::Admin])?;
@@ -916,7 +933,7 @@ pub async fn invite<S: ParticipantStore>(
     };
     // 31^8 codes make a collision rare; a few draws make it negligible.
     for _ in 0..5 {
-        let code = InvitationCode::random();
+        let code = InvitationCode::from_id(&ids.new_id("invitation"));
         let invitation = Invitation::issue(caller, request.clone(), outlet.as_ref(), code, now)?;
         if store.put_invitation(&invitation).await? {
             return Ok(invitation);
@@ -1114,6 +1131,21 @@ mod tests {
         assert!(InvitationCode::parse("ABCD0345").is_err());
         assert!(InvitationCode::parse("ABC").is_err());
         assert_eq!(format!("{:?}", code()), "InvitationCode(****2345)");
+    }
+
+    #[test]
+    fn codes_derived_from_ids_are_valid_stable_and_distinct() {
+        let a = InvitationCode::from_id("invitation-1");
+        assert_eq!(a, InvitationCode::from_id("invitation-1"));
+        assert_eq!(InvitationCode::parse(a.as_str()).unwrap(), a);
+        let distinct: HashSet<String> = (0..1000)
+            .map(|i| {
+                InvitationCode::from_id(&format!("invitation-{i}"))
+                    .as_str()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(distinct.len(), 1000);
     }
 
     #[test]

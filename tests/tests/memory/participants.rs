@@ -126,6 +126,12 @@ async fn the_sample_invitation_is_stored_for_the_reps_zone_for_fourteen_days() {
     );
     assert_eq!(body["expires_at"], json!(event_time() + Duration::days(14)));
     let code = InvitationCode::parse(body["code"].as_str().unwrap()).unwrap();
+    let drawn = SeededIds::new(SEED).new_id("invitation");
+    assert_eq!(
+        code,
+        InvitationCode::from_id(&drawn),
+        "the code comes from the seeded ids"
+    );
     let stored = app.store().stored_invitation(&code).expect("stored");
     assert_eq!(stored.invitation.kind, InvitationKind::NewOutlet);
     assert_eq!(stored.invitation.created_by.as_str(), SAMPLE_REP);
@@ -384,7 +390,12 @@ async fn the_sample_zone_listing_pages_the_reps_outlets_with_a_cursor_of_theirs_
         .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
-    let mut mine = drawn_outlets(3);
+    // Invitation codes and outlet ids come from one sequence: invite, register, ...
+    let ids = SeededIds::new(SEED);
+    let mut mine: Vec<String> = (0..6)
+        .map(|i| ids.new_id(if i % 2 == 0 { "invitation" } else { "o" }))
+        .filter(|id| id.starts_with("o-"))
+        .collect();
     mine.sort();
 
     let (status, first) = send(&app, zone_listing().query("limit", "2")).await;
