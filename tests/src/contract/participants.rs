@@ -396,6 +396,9 @@ pub async fn joining_an_outlet_makes_a_seller_and_creates_no_outlet<H: Participa
     );
     let profile = h.store().profile(&pid("p-seller")).await.unwrap().unwrap();
     assert_eq!(profile.outlet, Some((oid("o-1"), OutletRole::Seller)));
+    assert!(h.store().members(&oid("o-none")).await.unwrap().is_empty());
+    assert_eq!(h.store().outlet(&oid("o-none")).await.unwrap(), None);
+    assert_eq!(h.store().profile(&pid("p-none")).await.unwrap(), None);
 }
 
 pub async fn a_second_registration_with_the_same_phone_is_phone_taken_and_writes_nothing<
