@@ -559,6 +559,23 @@ pub trait CashbackStore: Send + Sync {
     ) -> impl std::future::Future<Output = Result<Result<(), Refusal>, InfraError>> + Send;
 }
 
+/// Where admins' settings go: a partner's terms and a region's minimum order.
+pub trait CashbackSettings: Send + Sync {
+    fn put_partner(
+        &self,
+        partner: &PartnerId,
+        terms: &PartnerTerms,
+        now: DateTime<Utc>,
+    ) -> impl std::future::Future<Output = Result<(), InfraError>> + Send;
+
+    fn put_minimum_order(
+        &self,
+        region: &RegionId,
+        minimum: MinimumOrder,
+        now: DateTime<Utc>,
+    ) -> impl std::future::Future<Output = Result<(), InfraError>> + Send;
+}
+
 /// Applies one verified order event exactly once. A replayed event id returns its first
 /// result and writes nothing.
 pub async fn apply<S: CashbackStore>(

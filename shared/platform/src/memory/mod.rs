@@ -11,6 +11,8 @@
 //! Where the two adapters disagree, the memory one is wrong: the contract suite in
 //! `tests/src/contract/` runs against both.
 
+pub mod cashback;
 pub mod claims;
 
+pub use cashback::MemoryCashback;
 pub use claims::MemoryClaims;
