@@ -4,3 +4,7 @@
 mod claims {
     loyalty_tests::claim_store_contract!(loyalty_tests::contract::claims::dynamo);
 }
+
+mod cashback {
+    loyalty_tests::cashback_store_contract!(loyalty_tests::contract::cashback::dynamo);
+}

@@ -6,8 +6,13 @@
 
 mod claim_use_case;
 mod code_claim;
+mod partner_webhooks;
 
 mod contract {
+    mod cashback {
+        loyalty_tests::cashback_store_contract!(loyalty_tests::contract::cashback::memory);
+    }
+
     mod claims {
         loyalty_tests::claim_store_contract!(loyalty_tests::contract::claims::memory);
     }

@@ -331,7 +331,7 @@ impl DynamoCashback {
             .unwrap_or(0))
     }
 
-    /// Orders delivered in `month` and awaiting release, for settlement.
+    /// Orders delivered in `month` and awaiting release, for settlement: every page.
     pub async fn awaiting_release(
         &self,
         month: &str,
@@ -339,29 +339,44 @@ impl DynamoCashback {
         let mut found = Vec::new();
         let mut start = None;
         loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.tables.activity)
-                .index_name("gsi1")
-                .key_condition_expression("gsi1pk = :q")
-                .expression_attribute_values(":q", s(release_queue(month)))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify("read release queue", e))?;
-            for item in out.items() {
-                let bad = |e: CashbackError| InfraError::permanent("decode order", e.to_string());
-                found.push((
-                    PartnerId::parse(item.string("partner_id")?).map_err(bad)?,
-                    OrderId::parse(item.string("order_id")?).map_err(bad)?,
-                ));
-            }
-            match out.last_evaluated_key {
+            let (page, next) = self.awaiting_release_page(month, None, start).await?;
+            found.extend(page);
+            match next {
                 Some(k) => start = Some(k),
                 None => return Ok(found),
             }
         }
+    }
+
+    /// One page of [`Self::awaiting_release`]: at most `limit` orders (DynamoDB's 1 MB page
+    /// when `None`) from `start`, and the key the next page starts from.
+    pub async fn awaiting_release_page(
+        &self,
+        month: &str,
+        limit: Option<i32>,
+        start: Option<Item>,
+    ) -> Result<(Vec<(PartnerId, OrderId)>, Option<Item>), InfraError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.tables.activity)
+            .index_name("gsi1")
+            .key_condition_expression("gsi1pk = :q")
+            .expression_attribute_values(":q", s(release_queue(month)))
+            .set_limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| classify("read release queue", e))?;
+        let bad = |e: CashbackError| InfraError::permanent("decode order", e.to_string());
+        let mut page = Vec::new();
+        for item in out.items() {
+            page.push((
+                PartnerId::parse(item.string("partner_id")?).map_err(bad)?,
+                OrderId::parse(item.string("order_id")?).map_err(bad)?,
+            ));
+        }
+        Ok((page, out.last_evaluated_key))
     }
 
     // ------------------------------------------------------------------ events
