@@ -85,3 +85,38 @@ fn a_store_that_lets_a_claimed_code_be_claimed_again_is_caught() {
         "{failure}"
     );
 }
+
+#[test]
+fn a_fixed_seed_exercises_every_partner_order_path_with_every_invariant_holding() {
+    let summary = run(&Config::new(SEED, 20_000)).unwrap_or_else(|f| panic!("{f}"));
+    for answer in [
+        "order_credited",
+        "order_no_cashback",
+        "order_delivered",
+        "order_reversed",
+        "order_released",
+        "order_clawed_back",
+        "order_closed",
+        "order_no_change",
+        "order_unknown",
+        "order_not_releasable",
+        "spent",
+    ] {
+        assert!(
+            summary.outcomes.get(answer).copied().unwrap_or(0) > 0,
+            "no {answer} answers in {summary}"
+        );
+    }
+    for op in [
+        "order_out_of_order",
+        "order_replayed",
+        "order_redelivered",
+        "order_returned",
+    ] {
+        assert!(
+            summary.ops_by_kind.get(op).copied().unwrap_or(0) > 0,
+            "no {op} operations in {summary}"
+        );
+    }
+    assert!(summary.cashback_entries > 0 && summary.cashback_events > summary.cashback_orders);
+}

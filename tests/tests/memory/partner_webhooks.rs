@@ -112,8 +112,16 @@ async fn the_sample_order_life_credits_queues_counts_and_reverses_and_a_replay_w
     assert_eq!((status, &replay), (StatusCode::OK, &created));
     let after = app.store().inspect();
     assert_eq!(
-        (after.entries.len(), after.events.len(), after.outbox.len()),
-        (world.entries.len(), world.events.len(), world.outbox.len())
+        (
+            after.entry_ids.len(),
+            after.events.len(),
+            after.outbox.len()
+        ),
+        (
+            world.entry_ids.len(),
+            world.events.len(),
+            world.outbox.len()
+        )
     );
 
     let (status, delivered) = send(&app, sample("order-delivered")).await;
@@ -214,11 +222,15 @@ async fn bad_or_stale_signatures_and_unknown_partners_are_401_and_write_nothing(
     );
     let after = app.store().inspect();
     assert_eq!(
-        (after.events.len(), after.orders.len(), after.entries.len()),
+        (
+            after.events.len(),
+            after.orders.len(),
+            after.entry_ids.len()
+        ),
         (
             before.events.len(),
             before.orders.len(),
-            before.entries.len()
+            before.entry_ids.len()
         )
     );
 }

@@ -47,7 +47,10 @@ pub struct CashbackWorld {
     pub orders: BTreeMap<(PartnerId, OrderId), StoredOrder>,
     /// `(participant, YYYY-MM)` → points counted against the month's cap.
     pub caps: BTreeMap<(ParticipantId, String), i64>,
-    pub entries: BTreeMap<(ParticipantId, EntryId), Entry>,
+    /// Each participant's entries, in the order they were appended.
+    pub entries: BTreeMap<ParticipantId, Vec<Entry>>,
+    /// Every entry id appended (an entry id is unique across accounts).
+    pub entry_ids: std::collections::BTreeSet<EntryId>,
     pub balances: BTreeMap<ParticipantId, Balance>,
     /// Outbox records by event id.
     pub outbox: BTreeMap<String, OutboxEvent>,
@@ -95,6 +98,16 @@ impl MemoryCashback {
         self.world().clone()
     }
 
+    /// Looks at everything stored without copying it (the simulator's checker).
+    pub fn with_world<R>(&self, f: impl FnOnce(&CashbackWorld) -> R) -> R {
+        f(&self.world())
+    }
+
+    /// How many entries every account holds together.
+    pub fn entry_count(&self) -> usize {
+        self.world().entry_ids.len()
+    }
+
     pub fn stored_order(&self, partner: &PartnerId, id: &OrderId) -> Option<StoredOrder> {
         self.world()
             .orders
@@ -121,10 +134,9 @@ impl MemoryCashback {
     pub fn entries(&self, participant: &ParticipantId) -> Vec<Entry> {
         self.world()
             .entries
-            .iter()
-            .filter(|((p, _), _)| p == participant)
-            .map(|(_, e)| e.clone())
-            .collect()
+            .get(participant)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Orders listed in `queue` (`RELEASE#<month>` or `CLAWBACK#OUTSTANDING`), a page at a
@@ -179,16 +191,15 @@ impl MemoryCashback {
         let Ok(next) = balance.apply(EntryKind::Redemption, points) else {
             return false;
         };
-        if world
-            .entries
-            .contains_key(&(participant.clone(), id.clone()))
-        {
+        if !world.entry_ids.insert(id.clone()) {
             return false;
         }
         world.balances.insert(participant.clone(), next);
-        world.entries.insert(
-            (participant.clone(), id.clone()),
-            Entry {
+        world
+            .entries
+            .entry(participant.clone())
+            .or_default()
+            .push(Entry {
                 id,
                 participant: participant.clone(),
                 outlet: None,
@@ -197,8 +208,7 @@ impl MemoryCashback {
                 source: "spent".into(),
                 created_at: now,
                 expires_on: None,
-            },
-        );
+            });
         true
     }
 }
@@ -249,9 +259,7 @@ impl CashbackWorld {
             Ok(next) => next,
             Err(_) => return Err(Ok(Refusal::BalanceMoved)),
         };
-        let exists = self
-            .entries
-            .contains_key(&(entry.participant.clone(), entry.id.clone()))
+        let exists = self.entry_ids.contains(&entry.id)
             || announce
                 .as_ref()
                 .is_some_and(|a| self.outbox.contains_key(&outbox_id(a)));
@@ -386,9 +394,12 @@ impl CashbackStore for MemoryCashback {
         }
         if let (Some((entry, announce)), Some(next)) = (&d.entry, balance) {
             world.balances.insert(entry.participant.clone(), next);
+            world.entry_ids.insert(entry.id.clone());
             world
                 .entries
-                .insert((entry.participant.clone(), entry.id.clone()), entry.clone());
+                .entry(entry.participant.clone())
+                .or_default()
+                .push(entry.clone());
             if let Some(a) = announce {
                 world.outbox.insert(outbox_id(a), a.clone());
             }
