@@ -87,6 +87,8 @@ pub struct Terms {
 }
 
 /// What is known of the order.
+// One per request, on the stack of `apply`: never in a collection, so not worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Known {
     /// Not read. A created event assumes no order, a delivered one a pending order (the

@@ -31,6 +31,9 @@ use loyalty_domain::{InfraError, Points};
 
 use crate::stores::cashback::{release_queue, OUTSTANDING_CLAWBACKS};
 
+/// An order's key: its partner and the partner's order id.
+pub type OrderKey = (PartnerId, OrderId);
+
 /// An order and the queue it is listed in (DynamoDB's `gsi1pk`), if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredOrder {
@@ -146,7 +149,7 @@ impl MemoryCashback {
         queue: &str,
         after: Option<&(PartnerId, OrderId)>,
         limit: usize,
-    ) -> (Vec<(PartnerId, OrderId)>, Option<(PartnerId, OrderId)>) {
+    ) -> (Vec<OrderKey>, Option<OrderKey>) {
         let world = self.world();
         let mut page: Vec<(PartnerId, OrderId)> = world
             .orders
@@ -215,10 +218,10 @@ impl MemoryCashback {
 
 impl CashbackWorld {
     /// Every condition of `d`, in `DynamoCashback`'s precedence; `Ok` when all hold.
-    fn check(&self, d: &Decision) -> Result<Option<Balance>, Result<Refusal, InfraError>> {
+    fn check(&self, d: &Decision) -> Result<Result<Option<Balance>, Refusal>, InfraError> {
         if let Some((event, _)) = &d.event {
             if let Some(first) = self.events.get(&(d.partner.clone(), event.clone())) {
-                return Err(Ok(Refusal::EventSeen(first.clone())));
+                return Ok(Err(Refusal::EventSeen(first.clone())));
             }
         }
         let current = self
@@ -233,7 +236,7 @@ impl CashbackWorld {
             }
         };
         if moved {
-            return Err(Ok(Refusal::OrderMoved(current)));
+            return Ok(Err(Refusal::OrderMoved(current)));
         }
         if let Some(cap) = &d.cap {
             if let Some(limit) = cap.at_most {
@@ -243,12 +246,12 @@ impl CashbackWorld {
                     .copied();
                 // DynamoDB: `attribute_not_exists(used) OR used <= :limit`.
                 if let Some(used) = used.filter(|u| *u > limit as i64) {
-                    return Err(Ok(Refusal::CapMovedTo(used.max(0) as u64)));
+                    return Ok(Err(Refusal::CapMovedTo(used.max(0) as u64)));
                 }
             }
         }
         let Some((entry, announce)) = &d.entry else {
-            return Ok(None);
+            return Ok(Ok(None));
         };
         let balance = self
             .balances
@@ -257,19 +260,19 @@ impl CashbackWorld {
             .unwrap_or_default();
         let next = match balance.apply(entry.kind, entry.amount) {
             Ok(next) => next,
-            Err(_) => return Err(Ok(Refusal::BalanceMoved)),
+            Err(_) => return Ok(Err(Refusal::BalanceMoved)),
         };
         let exists = self.entry_ids.contains(&entry.id)
             || announce
                 .as_ref()
                 .is_some_and(|a| self.outbox.contains_key(&outbox_id(a)));
         if exists {
-            return Err(Err(InfraError::permanent(
+            return Err(InfraError::permanent(
                 "cashback transaction",
                 "refused by the ledger: the entry or its outbox record exists",
-            )));
+            ));
         }
-        Ok(Some(next))
+        Ok(Ok(Some(next)))
     }
 }
 
@@ -340,10 +343,9 @@ impl CashbackStore for MemoryCashback {
                     .or_insert(1);
             }
         }
-        let balance = match world.check(d) {
+        let balance = match world.check(d)? {
             Ok(b) => b,
-            Err(Ok(refusal)) => return Ok(Err(refusal)),
-            Err(Err(e)) => return Err(e),
+            Err(refusal) => return Ok(Err(refusal)),
         };
         if let Some((event, result)) = &d.event {
             world
