@@ -28,9 +28,8 @@ use crate::faults::{Fault, FaultyCashback};
 use crate::world::World;
 
 const MAX_TRIES: usize = 8;
-/// The monthly cap: twelve participants ordering all month fill it about a third of the way
-/// through, so months see credits, partial credits and full caps.
-pub const CAP: u64 = 10_000;
+/// The monthly cap: low enough that busy months see partial credits and full caps.
+pub const CAP: u64 = 2_000;
 pub const ACTIVE_PARTNER: &str = "sim-market";
 pub const INACTIVE_PARTNER: &str = "sim-closed";
 const DEFAULT_MINIMUM: u64 = 400_000;
@@ -168,6 +167,8 @@ impl Actual {
         match self {
             Actual::Event(Ok(r)) => match (r.change.as_str(), r.status.as_str()) {
                 (_, _) if r.reason.as_deref() == Some("no_change") => "order_no_change",
+                (_, _) if r.reason.as_deref() == Some("capped") => "order_capped",
+                (_, _) if r.reason.as_deref() == Some("monthly_cap_reached") => "order_cap_reached",
                 ("created", "pending") => "order_credited",
                 ("created", _) => "order_no_cashback",
                 ("delivered", _) => "order_delivered",

@@ -47,6 +47,8 @@ pub struct Config {
     pub faults: FaultRates,
     /// A deliberate bug in the memory store, to prove the checks catch it.
     pub planted_bug: Option<PlantedBug>,
+    /// A deliberate bug in the memory cashback store.
+    pub cashback_bug: Option<loyalty_platform::memory::cashback::PlantedBug>,
     pub participants: usize,
     pub outlets: usize,
     /// Steps between checks of the whole store from scratch (at least 1).
@@ -60,6 +62,7 @@ impl Config {
             ops,
             faults: FaultRates::default(),
             planted_bug: None,
+            cashback_bug: None,
             participants: 12,
             outlets: 3,
             full_check_every: 5_000,
@@ -202,7 +205,14 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
         clock: FixedClock::at(start()),
         claims: Claims::new(claims::policy()),
         checker: Checker::default(),
-        cashback_store: FaultyCashback::new(MemoryCashback::new(), config.seed, config.faults),
+        cashback_store: FaultyCashback::new(
+            match config.cashback_bug {
+                Some(bug) => MemoryCashback::with_planted_bug(bug),
+                None => MemoryCashback::new(),
+            },
+            config.seed,
+            config.faults,
+        ),
         cashback: Cashback::new(),
         cashback_checker: CashbackChecker::default(),
         history: VecDeque::with_capacity(HISTORY + 1),

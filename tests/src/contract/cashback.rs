@@ -54,6 +54,13 @@ pub async fn memory() -> MemoryHarness {
     }
 }
 
+/// A memory adapter with a deliberate bug: the contract must fail on it.
+pub fn memory_with_bug(bug: loyalty_platform::memory::cashback::PlantedBug) -> MemoryHarness {
+    MemoryHarness {
+        store: MemoryCashback::with_planted_bug(bug),
+    }
+}
+
 impl CashbackHarness for MemoryHarness {
     type Store = MemoryCashback;
 

@@ -61,16 +61,33 @@ pub struct CashbackWorld {
     pub challenge_counts: BTreeMap<(PartnerId, OrderId), u32>,
 }
 
+/// A deliberate bug, only to prove that the contract and the simulator catch bugs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// The cap counter's condition is never checked.
+    IgnoreCap,
+    /// The event marker's condition is never checked: a replay applies again.
+    ForgetReplays,
+}
+
 #[derive(Default)]
 pub struct MemoryCashback {
     world: Mutex<CashbackWorld>,
     /// Whether deliveries count towards challenges (the order is read first then).
     challenges: bool,
+    bug: Option<PlantedBug>,
 }
 
 impl MemoryCashback {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub fn with_planted_bug(bug: PlantedBug) -> Self {
+        Self {
+            bug: Some(bug),
+            ..Self::default()
+        }
     }
 
     /// A store where some challenge exists, so deliveries are counted.
@@ -218,8 +235,16 @@ impl MemoryCashback {
 
 impl CashbackWorld {
     /// Every condition of `d`, in `DynamoCashback`'s precedence; `Ok` when all hold.
-    fn check(&self, d: &Decision) -> Result<Result<Option<Balance>, Refusal>, InfraError> {
-        if let Some((event, _)) = &d.event {
+    fn check(
+        &self,
+        d: &Decision,
+        bug: Option<PlantedBug>,
+    ) -> Result<Result<Option<Balance>, Refusal>, InfraError> {
+        if let Some((event, _)) = d
+            .event
+            .as_ref()
+            .filter(|_| bug != Some(PlantedBug::ForgetReplays))
+        {
             if let Some(first) = self.events.get(&(d.partner.clone(), event.clone())) {
                 return Ok(Err(Refusal::EventSeen(first.clone())));
             }
@@ -238,7 +263,11 @@ impl CashbackWorld {
         if moved {
             return Ok(Err(Refusal::OrderMoved(current)));
         }
-        if let Some(cap) = &d.cap {
+        if let Some(cap) = d
+            .cap
+            .as_ref()
+            .filter(|_| bug != Some(PlantedBug::IgnoreCap))
+        {
             if let Some(limit) = cap.at_most {
                 let used = self
                     .caps
@@ -343,7 +372,7 @@ impl CashbackStore for MemoryCashback {
                     .or_insert(1);
             }
         }
-        let balance = match world.check(d)? {
+        let balance = match world.check(d, self.bug)? {
             Ok(b) => b,
             Err(refusal) => return Ok(Err(refusal)),
         };
