@@ -26,7 +26,7 @@
 //! and progress is recorded by the challenge store).
 //!
 //! Orders carry `queue_sk` (`<participant>#<order pk>`) from creation, so a transition can
-//! queue an order (`SET gsi1sk = queue_sk`) without reading it.
+//! queue an order (`SET gsi1sk = if_not_exists(queue_sk, :pk)`) without reading it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -505,12 +505,15 @@ impl DynamoCashback {
                         // The queue's sort key was stored with the order (`queue_sk`), so a
                         // delivery needs no read of the order to queue it.
                         set.push("gsi1pk = :q".into());
-                        set.push("gsi1sk = queue_sk".into());
+                        // (Orders stored before `queue_sk` existed sort by their key alone.)
+                        set.push("gsi1sk = if_not_exists(queue_sk, :pk)".into());
                         let q = match q {
                             Queue::Release(month) => release_queue(month),
                             Queue::OutstandingClawback => OUTSTANDING_CLAWBACKS.to_string(),
                         };
-                        update = update.expression_attribute_values(":q", s(q));
+                        update = update
+                            .expression_attribute_values(":q", s(q))
+                            .expression_attribute_values(":pk", s(pk.clone()));
                     }
                 }
                 let mut expression = format!("SET {}", set.join(", "));
