@@ -360,7 +360,7 @@ impl CashbackStore for MemoryCashback {
     async fn commit(
         &self,
         d: &Decision,
-        now: DateTime<Utc>,
+        _now: DateTime<Utc>,
     ) -> Result<Result<(), Refusal>, InfraError> {
         let mut world = self.world();
         if let Some(order) = &d.count_for_challenges {
@@ -435,7 +435,6 @@ impl CashbackStore for MemoryCashback {
                 world.outbox.insert(outbox_id(a), a.clone());
             }
         }
-        let _ = now;
         Ok(Ok(()))
     }
 }
