@@ -12,22 +12,28 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Error, Request, Response};
 use loyalty_domain::auth::Role;
 use loyalty_domain::cashback::{
-    verify, CashbackError, CashbackPolicy, MinimumOrder, OrderEvent, PartnerId, PartnerSecrets,
-    PartnerTerms, SIGNATURE_HEADER,
+    self, verify, CashbackError, CashbackPolicy, CashbackSettings, CashbackStore, MinimumOrder,
+    OrderEvent, PartnerId, PartnerSecrets, PartnerTerms, SIGNATURE_HEADER,
 };
 use loyalty_domain::ids::RegionId;
 use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_domain::{Classified, Points};
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
-use loyalty_platform::stores::cashback::{CashbackTables, DynamoCashback};
+use loyalty_platform::stores::cashback::{
+    CashbackTables, DynamoCashback, DEFAULT_SETTINGS_TTL_SECS,
+};
 use loyalty_platform::stores::partner_secrets::PartnerSecretsSource;
 use serde::{Deserialize, Serialize};
 
-pub struct App {
-    store: DynamoCashback,
+/// The function, generic over its store and clock: `App::new` (for `main.rs`), `with_clock`
+/// and `with_dynamodb` build the DynamoDB app; `with_store` takes any store (the memory
+/// adapter in handler tests).
+pub struct App<S = DynamoCashback, C = Box<dyn Clock>> {
+    store: S,
+    policy: CashbackPolicy,
     secrets: PartnerSecretsSource,
-    clock: Box<dyn Clock>,
+    clock: C,
 }
 
 impl App {
@@ -56,38 +62,79 @@ impl App {
             ledger: env.required("LEDGER_TABLE")?,
             outbox: env.required("OUTBOX_TABLE")?,
         };
-        let defaults = CashbackPolicy::default();
-        let minor_units_per_point: u64 = env.parse_or(
-            "CASHBACK_MINOR_UNITS_PER_POINT",
-            defaults.minor_units_per_point,
-        )?;
-        if minor_units_per_point == 0 {
+        let policy = policy(env)?;
+        let ttl: i64 = env.parse_or("CASHBACK_SETTINGS_CACHE_SECS", DEFAULT_SETTINGS_TTL_SECS)?;
+        if ttl < 0 {
             return Err(ConfigError::Invalid {
-                key: "CASHBACK_MINOR_UNITS_PER_POINT".into(),
-                reason: "must be at least 1".into(),
+                key: "CASHBACK_SETTINGS_CACHE_SECS".into(),
+                reason: "must be 0 or more".into(),
             });
         }
-        let default_minimum = env.parse_or(
-            "CASHBACK_DEFAULT_MINIMUM_ORDER_MINOR",
-            defaults.default_minimum_order.get(),
-        )?;
-        let policy = CashbackPolicy {
-            minor_units_per_point,
-            monthly_cap: Points(
-                env.parse_or("CASHBACK_MONTHLY_CAP_POINTS", defaults.monthly_cap.get())?,
-            ),
-            default_minimum_order: MinimumOrder::parse(default_minimum).map_err(|e| {
-                ConfigError::Invalid {
-                    key: "CASHBACK_DEFAULT_MINIMUM_ORDER_MINOR".into(),
-                    reason: e.to_string(),
-                }
-            })?,
-        };
-        Ok(Self {
-            store: DynamoCashback::new(dynamodb, tables, policy),
-            secrets: PartnerSecretsSource::from_env(env)?,
+        let store = DynamoCashback::new(dynamodb, tables, policy)
+            .with_settings_ttl(chrono::Duration::seconds(ttl));
+        Ok(App::with_store(
+            store,
+            policy,
+            PartnerSecretsSource::from_env(env)?,
             clock,
-        })
+        ))
+    }
+}
+
+/// The cashback settings from the function's environment (defaults where unset).
+pub fn policy(env: &Env) -> Result<CashbackPolicy, ConfigError> {
+    let defaults = CashbackPolicy::default();
+    let minor_units_per_point: u64 = env.parse_or(
+        "CASHBACK_MINOR_UNITS_PER_POINT",
+        defaults.minor_units_per_point,
+    )?;
+    if minor_units_per_point == 0 {
+        return Err(ConfigError::Invalid {
+            key: "CASHBACK_MINOR_UNITS_PER_POINT".into(),
+            reason: "must be at least 1".into(),
+        });
+    }
+    let default_minimum = env.parse_or(
+        "CASHBACK_DEFAULT_MINIMUM_ORDER_MINOR",
+        defaults.default_minimum_order.get(),
+    )?;
+    Ok(CashbackPolicy {
+        minor_units_per_point,
+        monthly_cap: Points(
+            env.parse_or("CASHBACK_MONTHLY_CAP_POINTS", defaults.monthly_cap.get())?,
+        ),
+        default_minimum_order: MinimumOrder::parse(default_minimum).map_err(|e| {
+            ConfigError::Invalid {
+                key: "CASHBACK_DEFAULT_MINIMUM_ORDER_MINOR".into(),
+                reason: e.to_string(),
+            }
+        })?,
+    })
+}
+
+impl<S: CashbackStore + CashbackSettings, C: Clock> App<S, C> {
+    /// Any store and clock: the memory adapter and a fixed clock in handler tests.
+    pub fn with_store(
+        store: S,
+        policy: CashbackPolicy,
+        secrets: PartnerSecretsSource,
+        clock: C,
+    ) -> Self {
+        Self {
+            store,
+            policy,
+            secrets,
+            clock,
+        }
+    }
+
+    /// The store, for tests to inspect what a request wrote.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &C {
+        &self.clock
     }
 
     pub async fn handle(&self, req: Request) -> Result<Response<Body>, Error> {
@@ -128,7 +175,9 @@ impl App {
             return Err(Problem::from_error(refused));
         }
         let event: OrderEvent = http::json_body(req)?;
-        let result = self.store.apply(&partner, &event, now).await.problem()?;
+        let result = cashback::apply(&self.store, &self.policy, &partner, &event, now)
+            .await
+            .problem()?;
         tracing::info!(
             partner = %partner,
             event_id = %event.event_id,

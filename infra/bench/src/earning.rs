@@ -112,8 +112,14 @@ pub async fn actions(
     ])
 }
 
-/// Round trips per partner webhook event: `events` orders created, then delivered, then one
-/// replayed event.
+/// Scenario names the report looks for: the steady state of a created and a delivered order.
+pub const CREATED_STEADY: &str = "order created (pending cashback), warm function: steady state";
+pub const DELIVERED_STEADY: &str =
+    "order delivered (eligible for release), warm function: steady state";
+
+/// Round trips per partner webhook event: the first created order on a cold function, then
+/// `events` more (the steady state); the first delivery, then `events` more; one replayed
+/// event; one cancellation.
 pub async fn webhooks(
     aws: &aws_config::SdkConfig,
     resources: &Resources,
@@ -126,9 +132,16 @@ pub async fn webhooks(
         &env,
         Box::new(SystemClock),
     )?;
+    // A partner written by another instance (the admin route of this one would warm its
+    // cache): the first event reads the settings as a cold function does.
+    let other = partner_webhooks::App::with_dynamodb(
+        loyalty_platform::aws::dynamodb(aws),
+        &env,
+        Box::new(SystemClock),
+    )?;
 
     let partner = json!({ "name": "Demo Market", "default_rate_bp": 300, "category_rates_bp": { "beverages": 500 }, "active": true });
-    let put = app
+    let put = other
         .handle(request(
             event("partner-webhooks/put-partner.json")?,
             &partner,
@@ -144,45 +157,68 @@ pub async fn webhooks(
         let header = sign(&secret, Utc::now().timestamp(), text.as_bytes());
         request(sample.clone(), body, &[(SIGNATURE_HEADER, header)])
     };
+    let created = |i: u64| {
+        json!({
+            "event_id": format!("bench-created-{i}"), "order_id": format!("BENCH-{i}"),
+            "occurred_at": Utc::now().to_rfc3339(), "type": "created",
+            // Eight participants: 20 orders of 625 points stay under each one's monthly cap.
+            "participant_id": format!("p-bench-{}", i % 8), "region": "almaty", "channel": "app",
+            "category": "beverages", "amount_minor": 1_250_000,
+            "lines": [{ "supplier_id": "cola-co", "units": 24 }]
+        })
+    };
+    let change = |kind: &str, i: u64| {
+        json!({ "event_id": format!("bench-{kind}-{i}"), "order_id": format!("BENCH-{i}"),
+                "occurred_at": Utc::now().to_rfc3339(), "type": kind })
+    };
     let mut scenarios = Vec::new();
-    for kind in ["created", "delivered"] {
-        let before = counter.snapshot();
-        for i in 0..events {
-            let body = if kind == "created" {
-                json!({
-                    "event_id": format!("bench-created-{i}"), "order_id": format!("BENCH-{i}"),
-                    "occurred_at": Utc::now().to_rfc3339(), "type": "created",
-                    "participant_id": format!("p-bench-{}", i % 4), "region": "almaty", "channel": "app",
-                    "category": "beverages", "amount_minor": 1_250_000,
-                    "lines": [{ "supplier_id": "cola-co", "units": 24 }]
-                })
-            } else {
-                json!({ "event_id": format!("bench-delivered-{i}"), "order_id": format!("BENCH-{i}"),
-                        "occurred_at": Utc::now().to_rfc3339(), "type": "delivered" })
-            };
-            let response = app.handle(signed(&body)).await?;
-            expect_status(&format!("{kind} webhook"), &response, 200)?;
+    let measure = |scenario: &'static str, bodies: Vec<Value>| {
+        let app = &app;
+        let counter = &counter;
+        let signed = &signed;
+        async move {
+            let before = counter.snapshot();
+            let n = bodies.len() as u64;
+            for body in bodies {
+                let response = app.handle(signed(&body)).await?;
+                expect_status(scenario, &response, 200)?;
+            }
+            Ok::<_, BoxError>(PerEvent {
+                scenario,
+                requests: counter.snapshot().since(&before),
+                events: n,
+            })
         }
-        let scenario = if kind == "created" {
-            "order created (pending cashback)"
-        } else {
-            "order delivered (eligible for release)"
-        };
-        scenarios.push(PerEvent {
-            scenario,
-            requests: counter.snapshot().since(&before),
-            events,
-        });
-    }
-    let before = counter.snapshot();
-    let replay = json!({ "event_id": "bench-created-0", "order_id": "BENCH-0", "occurred_at": Utc::now().to_rfc3339(),
-        "type": "created", "participant_id": "p-bench-0", "region": "almaty", "channel": "app",
-        "category": "beverages", "amount_minor": 1_250_000, "lines": [{ "supplier_id": "cola-co", "units": 24 }] });
-    app.handle(signed(&replay)).await?;
-    scenarios.push(PerEvent {
-        scenario: "replayed event",
-        requests: counter.snapshot().since(&before),
-        events: 1,
-    });
+    };
+    scenarios.push(
+        measure(
+            "order created, cold function (partner rates and regional minimum read, then cached)",
+            vec![created(0)],
+        )
+        .await?,
+    );
+    scenarios.push(measure(CREATED_STEADY, (1..=events).map(created).collect()).await?);
+    scenarios.push(
+        measure(
+            "order delivered, cold function (whether any challenge exists read, then cached)",
+            vec![change("delivered", 0)],
+        )
+        .await?,
+    );
+    scenarios.push(
+        measure(
+            DELIVERED_STEADY,
+            (1..=events).map(|i| change("delivered", i)).collect(),
+        )
+        .await?,
+    );
+    scenarios.push(measure("replayed event", vec![created(0)]).await?);
+    scenarios.push(
+        measure(
+            "order cancelled before release (the order is read: its credit decides the writes)",
+            vec![change("cancelled", 1)],
+        )
+        .await?,
+    );
     Ok(scenarios)
 }

@@ -27,6 +27,8 @@ struct Args {
     out: PathBuf,
     claims: usize,
     batch_codes: u32,
+    /// `--only earning`: measure section 1b alone and splice it into the existing report.
+    only_earning: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -34,6 +36,7 @@ fn parse_args() -> Result<Args, String> {
         out: PathBuf::from("reports/claims.md"),
         claims: 400,
         batch_codes: 100_000,
+        only_earning: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -46,9 +49,13 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|e| format!("--batch-codes: {e}"))?
             }
+            "--only" => match value()?.as_str() {
+                "earning" => args.only_earning = true,
+                other => return Err(format!("--only: unknown part {other} (known: earning)")),
+            },
             _ => {
                 return Err(format!(
-                    "unknown argument {flag}\nusage: loyalty-bench --out FILE [--claims N] [--batch-codes N]"
+                    "unknown argument {flag}\nusage: loyalty-bench --out FILE [--claims N] [--batch-codes N] [--only earning]"
                 ))
             }
         }
@@ -69,6 +76,24 @@ async fn main() -> Result<(), BoxError> {
     let endpoint = std::env::var("LOCAL_AWS_ENDPOINT").unwrap_or_else(|_| DEFAULT_ENDPOINT.into());
     let aws = stack::sdk_config(&endpoint).await;
     let template = Template::load_default()?;
+
+    if args.only_earning {
+        step("only: round trips per action accrual and per partner webhook event");
+        let resources = stack::provision_for(
+            &aws,
+            &template,
+            &["AccrualFunction", "PartnerWebhooksFunction"],
+            "earning",
+        )
+        .await?;
+        let actions = earning::actions(&aws, &resources, 20).await?;
+        let webhooks = earning::webhooks(&aws, &resources, 20).await?;
+        let existing = std::fs::read_to_string(&args.out)?;
+        let text = report::splice_earning(&existing, &actions, &webhooks)?;
+        std::fs::write(&args.out, text)?;
+        step(&format!("spliced section 1b into {}", args.out.display()));
+        return Ok(());
+    }
 
     step("round trips per claim");
     let resources = stack::provision_for(&aws, &template, &["CodeClaimFunction"], "claims").await?;

@@ -174,6 +174,7 @@ pub fn render(f: &Figures) -> String {
         cold_cache.requests.total(),
         verdict(cold_cache.requests.total() == 2)
     );
+    let _ = write!(w, "{}", earning_summary_rows(f.webhooks));
     let _ = writeln!(
         w,
         "| 2 | claim handler / bare `TransactWriteItems`, median | {ratio50:.3} ({} / {}) | ≤ 1.10 | {} |",
@@ -236,32 +237,7 @@ pub fn render(f: &Figures) -> String {
         "\n- Steady state is one `TransactWriteItems` (nine items with an outlet: code, two lock checks, velocity counter, ledger entry, balance, outlet totals, outbox, audit). Batch metadata is cached for the life of the warm function, and the balance version comes from the function's cache.\n- A participant's very first claim is also one write: with no balance yet, the condition is `attribute_not_exists(version)`.\n- A known participant on a function that has not seen them costs a refused write (the balance condition fails and returns the current balance) and a second write.\n- A replay is one cancelled transaction (its cancellation reason carries the stored receipt) plus the audit record of the attempt.\n- A failed attempt is one cancelled transaction, then failure counters for participant and outlet and the audit record, written concurrently.\n- A mistyped code never reaches DynamoDB: the check character rejects it.\n"
     );
 
-    let _ = writeln!(
-        w,
-        "## 1b. DynamoDB round trips per action accrual and per partner webhook event\n"
-    );
-    let _ = writeln!(
-        w,
-        "Counted the same way, through `accrual::App::handle` (`POST /actions` with a fresh `Idempotency-Key` each time, one participant, one survey rule) and `partner_webhooks::App::handle` (signed order events of the local demo partner: created, then delivered, four participants).\n"
-    );
-    let _ = writeln!(
-        w,
-        "| scenario | events | requests per event | by operation (total) |\n|---|---|---|---|"
-    );
-    for r in f.actions.iter().chain(f.webhooks) {
-        let _ = writeln!(
-            w,
-            "| {} | {} | {:.2} | {} |",
-            r.scenario,
-            r.events,
-            r.requests.total() as f64 / r.events as f64,
-            r.requests.describe()
-        );
-    }
-    let _ = writeln!(
-        w,
-        "\n- An action reads its idempotency record, the rule, the tier table and the balance (for the tier), then writes one transaction (idempotency record, limit counters, ledger entry, balance, outlet totals, outbox). The reads of rules and tiers are not cached yet: caching them in the warm function would bring an action to 3 round trips.\n- A created order reads the replay marker, the order, the partner's rates, the region's minimum and the month's cap counter (none cached), then writes one transaction (event marker, order, cap counter, ledger items); a delivered order also records challenge progress.\n"
-    );
+    let _ = write!(w, "{}", section_1b(f.actions, f.webhooks, None));
 
     let _ = writeln!(w, "## 2. Claim latency against the bare SDK\n");
     let _ = writeln!(
@@ -373,4 +349,103 @@ pub fn render(f: &Figures) -> String {
         samples.join(", ")
     );
     out
+}
+
+/// The summary rows of the partner webhook round trips, beside the claim's.
+fn earning_summary_rows(webhooks: &[PerEvent]) -> String {
+    let mut out = String::new();
+    for (name, scenario) in [
+        ("created", crate::earning::CREATED_STEADY),
+        ("delivered", crate::earning::DELIVERED_STEADY),
+    ] {
+        if let Some(r) = webhooks.iter().find(|r| r.scenario == scenario) {
+            let per = r.requests.total() as f64 / r.events as f64;
+            let _ = writeln!(
+                out,
+                "| 1 | DynamoDB round trips per {name} partner order event, steady state (section 1b) | {per:.2} | 1 | {} |",
+                verdict(per == 1.0)
+            );
+        }
+    }
+    out
+}
+
+/// Section 1b; `measured` names the run when the section was measured apart from the rest.
+fn section_1b(actions: &[PerEvent], webhooks: &[PerEvent], measured: Option<&str>) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(
+        w,
+        "## 1b. DynamoDB round trips per action accrual and per partner webhook event\n"
+    );
+    let _ = writeln!(
+        w,
+        "Counted the same way, through `accrual::App::handle` (`POST /actions` with a fresh `Idempotency-Key` each time, one participant, one survey rule) and `partner_webhooks::App::handle` (signed order events of the local demo partner: created, then delivered, eight participants).\n"
+    );
+    let _ = writeln!(
+        w,
+        "| scenario | events | requests per event | by operation (total) |\n|---|---|---|---|"
+    );
+    for r in actions.iter().chain(webhooks) {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {:.2} | {} |",
+            r.scenario,
+            r.events,
+            r.requests.total() as f64 / r.events as f64,
+            r.requests.describe()
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\n- An action reads its idempotency record, the rule, the tier table and the balance (for the tier), then writes one transaction (idempotency record, limit counters, ledger entry, balance, outlet totals, outbox). The reads of rules and tiers are not cached yet: caching them in the warm function would bring an action to 3 round trips."
+    );
+
+    let _ = writeln!(
+        w,
+        "- Partner order events (`functions/partner-webhooks`, rules in `loyalty_domain::cashback::order`): in the steady state a created and a delivered order are one `TransactWriteItems` each, with nothing read first. The event marker (`attribute_not_exists`), the order (absent for a created order, `status = pending` for a delivery) and the month's cap counter (`used <= cap - credit`, first guessed empty) are conditions in that one transaction, and a refusal returns the item as it was (`ALL_OLD`): the stored first result, the order, the counter. Partner rates, regional minimums and whether any challenge exists are cached per warm function for `CASHBACK_SETTINGS_CACHE_SECS` (default 60 s).\n- Second trips, and why: a cold function reads the partner's rates and the region's minimum (2 `GetItem`) or the challenge list (1 `Query`) once per cache period; a replay is the one refused transaction (no read: the marker's old item carries the first result); a cancellation or return reads the order first (its credit decides the entries and the cap room given back) and a return after release also reads the balance; while challenges exist a delivery reads the order (its lines) and records progress through the challenge store; a refusal (the month's room was smaller than guessed, the order moved) costs one more transaction.\n"
+    );
+    if let Some(run) = measured {
+        let _ = writeln!(w, "Section 1b and its summary rows measured by `loyalty-bench --only earning` ({run}); the rest of this report by the full run above.\n");
+    }
+    out
+}
+
+/// Replaces section 1b and its summary rows in an existing report with a fresh measurement
+/// (`loyalty-bench --only earning`), leaving every other figure as it was.
+pub fn splice_earning(
+    existing: &str,
+    actions: &[PerEvent],
+    webhooks: &[PerEvent],
+) -> Result<String, String> {
+    let commit = command_output("git", &["rev-parse", "--short", "HEAD"]);
+    let run = format!(
+        "{}, commit `{commit}`",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+    );
+    let start = existing
+        .find("## 1b.")
+        .ok_or("the report has no section 1b")?;
+    let end = existing[start..]
+        .find("\n## ")
+        .map(|i| start + i + 1)
+        .ok_or("section 1b is the last section")?;
+    let mut text = String::new();
+    text.push_str(&existing[..start]);
+    text.push_str(&section_1b(actions, webhooks, Some(&run)));
+    text.push_str(&existing[end..]);
+    // The summary rows: drop the old ones, add the new after the last claim round-trip row.
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.contains("partner order event, steady state"))
+        .map(str::to_string)
+        .collect();
+    let at = lines
+        .iter()
+        .rposition(|l| l.starts_with("| 1 |"))
+        .ok_or("the summary has no round-trip rows")?;
+    for (i, row) in earning_summary_rows(webhooks).lines().enumerate() {
+        lines.insert(at + 1 + i, row.to_string());
+    }
+    Ok(lines.join("\n") + "\n")
 }

@@ -14,6 +14,12 @@ use loyalty_domain::ledger::Balance;
 use loyalty_platform::memory::claims::{ClaimsWorld, CodeStatus, StoredBalance};
 use loyalty_platform::memory::MemoryClaims;
 
+use loyalty_domain::cashback::{OrderId, OrderStatus, PartnerId};
+use loyalty_platform::memory::cashback::CashbackWorld;
+use loyalty_platform::memory::MemoryCashback;
+use loyalty_platform::stores::cashback::OUTSTANDING_CLAWBACKS;
+
+use crate::cashback::{Model as CashbackModel, CAP};
 use crate::claims::Model;
 
 #[derive(Debug, Default)]
@@ -264,6 +270,237 @@ fn check_counts(w: &ClaimsWorld, model: &Model) -> Result<(), String> {
         return Err(format!(
             "the store holds {available} available and {pending} pending points, the model expects {} and {}",
             model.points_available, model.points_pending
+        ));
+    }
+    Ok(())
+}
+
+/// The cashback invariants: every balance is the sum of its entries and no bucket goes
+/// negative; no event or movement counts twice; no month's cap counter exceeds the cap or
+/// differs from the credits still counted against it; a clawback's taken and outstanding
+/// parts add up to the credit and the outstanding ones are queued; store equals model.
+#[derive(Debug, Default)]
+pub struct CashbackChecker {
+    /// Per participant: how many entries were replayed, and their balance.
+    replayed: BTreeMap<ParticipantId, (usize, Balance)>,
+}
+
+impl CashbackChecker {
+    /// What one step may have changed: one participant, one order, the global counts.
+    pub fn check_step(
+        &mut self,
+        store: &MemoryCashback,
+        model: &CashbackModel,
+        participant: Option<&ParticipantId>,
+        order: Option<&(PartnerId, OrderId)>,
+    ) -> Result<(), String> {
+        store.with_world(|w| {
+            if let Some(p) = participant {
+                self.check_account(w, model, p)?;
+                for ((q, month), used) in w.caps.range((p.clone(), String::new())..) {
+                    if q != p {
+                        break;
+                    }
+                    check_cap(model, q, month, *used)?;
+                }
+            }
+            if let Some(key) = order {
+                check_order(w, model, key)?;
+            }
+            check_cashback_counts(w, model)
+        })
+    }
+
+    /// Everything, from scratch.
+    pub fn check_everything(
+        &mut self,
+        store: &MemoryCashback,
+        model: &CashbackModel,
+    ) -> Result<(), String> {
+        self.replayed.clear();
+        store.with_world(|w| {
+            let people: std::collections::BTreeSet<&ParticipantId> = w
+                .entries
+                .keys()
+                .chain(w.balances.keys())
+                .chain(model.balances.keys())
+                .collect();
+            for p in people {
+                self.check_account(w, model, p)?;
+            }
+            let mut counted: BTreeMap<(ParticipantId, String), i64> = BTreeMap::new();
+            for key in w.orders.keys().chain(model.orders.keys()) {
+                check_order(w, model, key)?;
+            }
+            for stored in w.orders.values() {
+                let o = &stored.order;
+                if matches!(
+                    o.status,
+                    OrderStatus::Pending
+                        | OrderStatus::Eligible
+                        | OrderStatus::Released
+                        | OrderStatus::ClawedBack
+                ) {
+                    *counted
+                        .entry((o.participant.clone(), o.month.clone()))
+                        .or_default() += o.cashback.get() as i64;
+                }
+            }
+            for ((p, month), used) in &w.caps {
+                check_cap(model, p, month, *used)?;
+                let credits = counted.get(&(p.clone(), month.clone())).copied().unwrap_or(0);
+                if *used != credits {
+                    return Err(format!(
+                        "the cap counter of {p} for {month} is {used}, but the credits counted against it add up to {credits}"
+                    ));
+                }
+            }
+            check_cashback_counts(w, model)
+        })
+    }
+
+    fn check_account(
+        &mut self,
+        w: &CashbackWorld,
+        model: &CashbackModel,
+        p: &ParticipantId,
+    ) -> Result<(), String> {
+        let entries = w.entries.get(p).map(Vec::as_slice).unwrap_or_default();
+        let (checked, mut balance) = self.replayed.get(p).copied().unwrap_or_default();
+        if entries.len() < checked {
+            return Err(format!("entries of {p} disappeared"));
+        }
+        for e in &entries[checked..] {
+            balance = balance.apply(e.kind, e.amount).map_err(|err| {
+                format!("cashback: the entries of {p} do not replay at {}: {err} (a bucket would go negative)", e.id)
+            })?;
+        }
+        self.replayed.insert(p.clone(), (entries.len(), balance));
+        let stored = w.balances.get(p).copied().unwrap_or_default();
+        if stored != balance {
+            return Err(format!(
+                "cashback: the balance of {p} is not the sum of its entries: stored {stored:?}, entries give {balance:?}"
+            ));
+        }
+        let modelled = model.balances.get(p).copied().unwrap_or_default();
+        if stored != modelled {
+            return Err(format!(
+                "cashback: the balance of {p} is {stored:?}, the model says {modelled:?}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_cap(
+    model: &CashbackModel,
+    p: &ParticipantId,
+    month: &str,
+    used: i64,
+) -> Result<(), String> {
+    if used < 0 || used as u64 > CAP {
+        return Err(format!(
+            "the cap counter of {p} for {month} is {used}, outside 0..={CAP}"
+        ));
+    }
+    let modelled = model
+        .caps
+        .get(&(p.clone(), month.to_string()))
+        .copied()
+        .unwrap_or(0);
+    if used != modelled {
+        return Err(format!(
+            "the cap counter of {p} for {month} is {used}, the model says {modelled}"
+        ));
+    }
+    Ok(())
+}
+
+fn check_order(
+    w: &CashbackWorld,
+    model: &CashbackModel,
+    key: &(PartnerId, OrderId),
+) -> Result<(), String> {
+    let stored = w.orders.get(key);
+    let modelled = model.orders.get(key);
+    let (Some(stored), Some(m)) = (stored, modelled) else {
+        return if stored.is_none() && modelled.is_none() {
+            Ok(())
+        } else {
+            Err(format!(
+                "order {}/{}: stored {:?}, the model says {:?}",
+                key.0, key.1, stored, modelled
+            ))
+        };
+    };
+    let o = &stored.order;
+    let (taken, rest) = (o.clawed_back.get(), o.outstanding_clawback.get());
+    if o.status == OrderStatus::ClawedBack {
+        if taken + rest != o.cashback.get() {
+            return Err(format!(
+                "order {}/{}: clawed back {taken} + outstanding {rest} ≠ credit {}",
+                key.0,
+                key.1,
+                o.cashback.get()
+            ));
+        }
+        if (rest > 0) != (stored.queue.as_deref() == Some(OUTSTANDING_CLAWBACKS)) {
+            return Err(format!(
+                "order {}/{}: outstanding {rest} but queued as {:?}",
+                key.0, key.1, stored.queue
+            ));
+        }
+    } else if taken != 0 || rest != 0 {
+        return Err(format!(
+            "order {}/{} is {} with a clawback recorded",
+            key.0,
+            key.1,
+            o.status.as_str()
+        ));
+    }
+    let same = o.status == m.status
+        && o.participant == m.participant
+        && o.cashback.get() == m.cashback
+        && o.month == m.month
+        && taken == m.clawed_back
+        && rest == m.outstanding
+        && stored.queue == m.queue;
+    if !same {
+        return Err(format!(
+            "order {}/{}: stored {stored:?}, the model says {m:?}",
+            key.0, key.1
+        ));
+    }
+    Ok(())
+}
+
+fn check_cashback_counts(w: &CashbackWorld, model: &CashbackModel) -> Result<(), String> {
+    let appended: usize = w.entries.values().map(Vec::len).sum();
+    if appended != w.entry_ids.len() {
+        return Err(format!(
+            "cashback: {appended} entries appended but {} distinct ids: a movement counted twice",
+            w.entry_ids.len()
+        ));
+    }
+    if w.entry_ids.len() != model.entries {
+        return Err(format!(
+            "cashback: {} entries stored, the model made {}",
+            w.entry_ids.len(),
+            model.entries
+        ));
+    }
+    if w.events.len() != model.events.len() {
+        return Err(format!(
+            "cashback: {} events recorded, the model accepted {}: an event counted twice or was lost",
+            w.events.len(),
+            model.events.len()
+        ));
+    }
+    if w.orders.len() != model.orders.len() {
+        return Err(format!(
+            "cashback: {} orders stored, the model has {}",
+            w.orders.len(),
+            model.orders.len()
         ));
     }
     Ok(())

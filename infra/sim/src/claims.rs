@@ -437,7 +437,10 @@ impl Claims {
                 Err(ClaimError::Infra(e)) if e.retryable => continue,
                 Err(ClaimError::TooMuchContention) => continue,
                 Ok(claimed) => {
-                    if !claimed.replayed {
+                    // A replay carries the balance of its first commit: newer than the cache
+                    // when that commit's answer was lost (the app learns it from the replay).
+                    let newer = cached.is_none_or(|c| claimed.receipt.balance.version > c.version);
+                    if !claimed.replayed || newer {
                         self.cache
                             .insert(actor.participant.clone(), claimed.receipt.balance);
                     }

@@ -2,15 +2,23 @@
 //! seeded stream, throttles reads and writes, reports contention, or commits and then
 //! loses the answer (the crash after commit that makes the caller retry).
 //!
+//! [`FaultyCashback`] does the same around the cashback store.
+//!
 //! Failure counters, audit records and locks are passed through untouched for now, so the
 //! model can count them exactly; faulting them is a next step.
 
 use std::sync::Mutex;
 
+use chrono::{DateTime, Utc};
+use loyalty_domain::cashback::{
+    CashbackStore, Decision, MinimumOrder, Order, OrderId, PartnerId, PartnerTerms,
+    Refusal as CashbackRefusal,
+};
 use loyalty_domain::claim::{
     BatchInfo, ClaimAttempt, ClaimStore, FailedAttempt, FailureCounts, Refusal,
 };
 use loyalty_domain::fraud::Subject;
+use loyalty_domain::ids::{ParticipantId, RegionId};
 use loyalty_domain::InfraError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -150,5 +158,97 @@ impl<S: ClaimStore> ClaimStore for FaultyClaims<S> {
 
     async fn lock(&self, subject: &Subject, until: i64) -> Result<(), InfraError> {
         self.inner.lock(subject, until).await
+    }
+}
+
+/// The same faults around the cashback store: throttled reads (terms, order, balance),
+/// throttled commits (nothing written), and commits whose answer is lost (the caller
+/// retries and must get the first result: the event marker's refusal carries it).
+pub struct FaultyCashback<S> {
+    inner: S,
+    rates: FaultRates,
+    rng: Mutex<ChaCha8Rng>,
+    injected: Mutex<Vec<Fault>>,
+}
+
+impl<S> FaultyCashback<S> {
+    pub fn new(inner: S, seed: u64, rates: FaultRates) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(3);
+        Self {
+            inner,
+            rates,
+            rng: Mutex::new(rng),
+            injected: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The faults injected since the last call, in order.
+    pub fn take_injected(&self) -> Vec<Fault> {
+        std::mem::take(&mut *self.injected.lock().expect("faults"))
+    }
+
+    fn roll(&self, p: f64, fault: Fault) -> bool {
+        let hit = p > 0.0 && self.rng.lock().expect("fault rng").random_bool(p);
+        if hit {
+            self.injected.lock().expect("faults").push(fault);
+        }
+        hit
+    }
+}
+
+impl<S: CashbackStore> CashbackStore for FaultyCashback<S> {
+    async fn terms(
+        &self,
+        partner: &PartnerId,
+        region: &RegionId,
+        now: DateTime<Utc>,
+    ) -> Result<(Option<PartnerTerms>, Option<MinimumOrder>), InfraError> {
+        if self.roll(self.rates.throttled_read, Fault::ThrottledRead) {
+            return Err(throttled("read partner terms"));
+        }
+        self.inner.terms(partner, region, now).await
+    }
+
+    async fn order(&self, partner: &PartnerId, id: &OrderId) -> Result<Option<Order>, InfraError> {
+        if self.roll(self.rates.throttled_read, Fault::ThrottledRead) {
+            return Err(throttled("read order"));
+        }
+        self.inner.order(partner, id).await
+    }
+
+    async fn available(&self, participant: &ParticipantId) -> Result<u64, InfraError> {
+        if self.roll(self.rates.throttled_read, Fault::ThrottledRead) {
+            return Err(throttled("read balance"));
+        }
+        self.inner.available(participant).await
+    }
+
+    async fn counts_deliveries(&self, now: DateTime<Utc>) -> Result<bool, InfraError> {
+        self.inner.counts_deliveries(now).await
+    }
+
+    async fn commit(
+        &self,
+        decision: &Decision,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), CashbackRefusal>, InfraError> {
+        if self.roll(self.rates.throttled_write, Fault::ThrottledWrite) {
+            return Err(throttled("cashback transaction"));
+        }
+        let result = self.inner.commit(decision, now).await;
+        if matches!(result, Ok(Ok(())))
+            && self.roll(self.rates.crash_after_commit, Fault::CrashAfterCommit)
+        {
+            return Err(InfraError::retryable(
+                "cashback transaction",
+                "connection reset after the commit (injected)",
+            ));
+        }
+        result
     }
 }

@@ -13,6 +13,7 @@
 //! `predict`, `execute`, `settle`), a variant in [`Operation`] with weights in
 //! [`Operation::generate`], and its invariants in [`checker`].
 
+pub mod cashback;
 pub mod checker;
 pub mod claims;
 pub mod clock;
@@ -25,14 +26,15 @@ use std::fmt;
 use chrono::{DateTime, TimeZone, Utc};
 use loyalty_domain::ports::{Clock, FixedClock};
 use loyalty_platform::memory::claims::PlantedBug;
-use loyalty_platform::memory::MemoryClaims;
+use loyalty_platform::memory::{MemoryCashback, MemoryClaims};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::checker::Checker;
+use crate::cashback::{Cashback, CashbackOp};
+use crate::checker::{CashbackChecker, Checker};
 use crate::claims::{ClaimOp, Claims};
 use crate::clock::ClockOp;
-use crate::faults::{Fault, FaultRates, FaultyClaims};
+use crate::faults::{Fault, FaultRates, FaultyCashback, FaultyClaims};
 use crate::world::World;
 
 /// How many operations a failure report shows.
@@ -45,6 +47,8 @@ pub struct Config {
     pub faults: FaultRates,
     /// A deliberate bug in the memory store, to prove the checks catch it.
     pub planted_bug: Option<PlantedBug>,
+    /// A deliberate bug in the memory cashback store.
+    pub cashback_bug: Option<loyalty_platform::memory::cashback::PlantedBug>,
     pub participants: usize,
     pub outlets: usize,
     /// Steps between checks of the whole store from scratch (at least 1).
@@ -58,6 +62,7 @@ impl Config {
             ops,
             faults: FaultRates::default(),
             planted_bug: None,
+            cashback_bug: None,
             participants: 12,
             outlets: 3,
             full_check_every: 5_000,
@@ -75,13 +80,16 @@ pub fn start() -> DateTime<Utc> {
 pub enum Operation {
     Clock(ClockOp),
     Claims(ClaimOp),
+    Cashback(CashbackOp),
 }
 
 impl Operation {
-    /// Draws the next operation; weights are per 10,000.
+    /// Draws the next operation; weights are per 12,500: clock and claims in the first
+    /// 10,000, partner cashback in the rest.
     pub fn generate(rng: &mut ChaCha8Rng) -> Operation {
         use ClaimOp::*;
-        match rng.random_range(0..10_000) {
+        match rng.random_range(0..12_500u32) {
+            10_000.. => Operation::Cashback(CashbackOp::generate(rng)),
             0..2_000 => Operation::Clock(ClockOp::tick(rng)),
             2_000..2_150 => Operation::Clock(ClockOp::BeforeMidnight {
                 secs: rng.random_range(1..=120),
@@ -103,6 +111,7 @@ impl Operation {
         match self {
             Operation::Clock(c) => c.kind(),
             Operation::Claims(c) => c.kind(),
+            Operation::Cashback(c) => c.kind(),
         }
     }
 }
@@ -124,6 +133,9 @@ pub struct Summary {
     pub batches: usize,
     pub codes_issued: usize,
     pub locks_set: usize,
+    pub cashback_orders: usize,
+    pub cashback_events: usize,
+    pub cashback_entries: usize,
     pub started: DateTime<Utc>,
     pub ended: DateTime<Utc>,
 }
@@ -168,6 +180,9 @@ struct Sim {
     store: FaultyClaims<MemoryClaims>,
     claims: Claims,
     checker: Checker,
+    cashback_store: FaultyCashback<MemoryCashback>,
+    cashback: Cashback,
+    cashback_checker: CashbackChecker,
     history: VecDeque<String>,
     ops_by_kind: BTreeMap<&'static str, u64>,
     outcomes: BTreeMap<&'static str, u64>,
@@ -190,11 +205,22 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
         clock: FixedClock::at(start()),
         claims: Claims::new(claims::policy()),
         checker: Checker::default(),
+        cashback_store: FaultyCashback::new(
+            match config.cashback_bug {
+                Some(bug) => MemoryCashback::with_planted_bug(bug),
+                None => MemoryCashback::new(),
+            },
+            config.seed,
+            config.faults,
+        ),
+        cashback: Cashback::new(),
+        cashback_checker: CashbackChecker::default(),
         history: VecDeque::with_capacity(HISTORY + 1),
         ops_by_kind: BTreeMap::new(),
         outcomes: BTreeMap::new(),
         faults: BTreeMap::new(),
     };
+    sim.cashback.configure(sim.cashback_store.inner());
     for _ in 0..4 {
         let now = sim.clock.now();
         sim.claims.issue_batch(&mut sim.rng, sim.store.inner(), now);
@@ -236,6 +262,7 @@ impl Sim {
                 }
                 (format!("{c} → {}", then.to_rfc3339()), Ok(()))
             }
+            Operation::Cashback(op) => self.apply_cashback(op, now),
             Operation::Claims(ClaimOp::IssueBatch) => (
                 self.claims
                     .issue_batch(&mut self.rng, self.store.inner(), now),
@@ -290,9 +317,66 @@ impl Sim {
         }
     }
 
+    fn apply_cashback(
+        &mut self,
+        op: CashbackOp,
+        now: DateTime<Utc>,
+    ) -> (String, Result<(), String>) {
+        let Some(action) = self.cashback.request(op, &mut self.rng, &self.world, now) else {
+            return (format!("{}: nothing to act on yet", op.kind()), Ok(()));
+        };
+        let expected = self.cashback.predict(&action, now);
+        let participant = self.cashback.participant_of(&action);
+        let mut faults = Vec::new();
+        let actual = self
+            .cashback
+            .execute(&self.cashback_store, &action, now, &mut faults);
+        let crashed = faults.contains(&Fault::CrashAfterCommit);
+        for f in &faults {
+            *self.faults.entry(f.as_str()).or_default() += 1;
+        }
+        *self.outcomes.entry(actual.label()).or_default() += 1;
+        let described = format!(
+            "{}: {action} at {}: {}{}",
+            op.kind(),
+            now.to_rfc3339(),
+            actual.label(),
+            if faults.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (faults: {})",
+                    faults
+                        .iter()
+                        .map(|f| f.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
+        let participant = participant.or_else(|| self.cashback.participant_of(&action));
+        let order = Cashback::order_of(&action);
+        let result = self
+            .cashback
+            .settle(&action, expected, &actual, crashed, now)
+            .and_then(|()| {
+                self.cashback_checker.check_step(
+                    self.cashback_store.inner(),
+                    &self.cashback.model,
+                    participant.as_ref(),
+                    order.as_ref(),
+                )
+            });
+        (described, result)
+    }
+
     fn check_everything(&mut self, step: u64) -> Result<(), Failure> {
         self.checker
             .check_everything(self.store.inner(), &self.claims.model)
+            .and_then(|()| {
+                self.cashback_checker
+                    .check_everything(self.cashback_store.inner(), &self.cashback.model)
+            })
             .map_err(|v| self.failure(step, format!("full check: {v}")))
     }
 
@@ -326,6 +410,9 @@ impl Sim {
             batches: m.batches.len(),
             codes_issued: m.codes.len(),
             locks_set: m.locks.len(),
+            cashback_orders: self.cashback.model.orders.len(),
+            cashback_events: self.cashback.model.events.len(),
+            cashback_entries: self.cashback.model.entries,
             started: start(),
             ended: self.clock.now(),
         }
@@ -372,6 +459,9 @@ impl fmt::Display for Summary {
             "  batches / codes        {:>8} / {}",
             self.batches, self.codes_issued
         )?;
-        write!(f, "  subjects ever locked   {:>8}", self.locks_set)
+        writeln!(f, "  subjects ever locked   {:>8}", self.locks_set)?;
+        writeln!(f, "  cashback orders        {:>8}", self.cashback_orders)?;
+        writeln!(f, "  cashback events        {:>8}", self.cashback_events)?;
+        write!(f, "  cashback entries       {:>8}", self.cashback_entries)
     }
 }

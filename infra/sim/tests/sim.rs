@@ -1,5 +1,6 @@
 //! The simulator passes on a fixed seed, replays exactly, and catches planted bugs.
 
+use loyalty_platform::memory::cashback::PlantedBug as CashbackBug;
 use loyalty_platform::memory::claims::PlantedBug;
 use loyalty_sim::{run, Config};
 
@@ -84,4 +85,65 @@ fn a_store_that_lets_a_claimed_code_be_claimed_again_is_caught() {
         .any(|symptom| failure.violation.contains(symptom)),
         "{failure}"
     );
+}
+
+#[test]
+fn a_fixed_seed_exercises_every_partner_order_path_with_every_invariant_holding() {
+    let summary = run(&Config::new(SEED, 20_000)).unwrap_or_else(|f| panic!("{f}"));
+    for answer in [
+        "order_credited",
+        "order_capped",
+        "order_cap_reached",
+        "order_no_cashback",
+        "order_delivered",
+        "order_reversed",
+        "order_released",
+        "order_clawed_back",
+        "order_closed",
+        "order_no_change",
+        "order_unknown",
+        "order_not_releasable",
+        "spent",
+    ] {
+        assert!(
+            summary.outcomes.get(answer).copied().unwrap_or(0) > 0,
+            "no {answer} answers in {summary}"
+        );
+    }
+    for op in [
+        "order_out_of_order",
+        "order_replayed",
+        "order_redelivered",
+        "order_returned",
+    ] {
+        assert!(
+            summary.ops_by_kind.get(op).copied().unwrap_or(0) > 0,
+            "no {op} operations in {summary}"
+        );
+    }
+    assert!(summary.cashback_entries > 0 && summary.cashback_events > summary.cashback_orders);
+}
+
+fn with_cashback_bug(bug: CashbackBug) -> Config {
+    Config {
+        cashback_bug: Some(bug),
+        ..Config::new(SEED, 20_000)
+    }
+}
+
+#[test]
+fn a_cashback_store_that_ignores_the_monthly_cap_is_caught() {
+    let failure =
+        run(&with_cashback_bug(CashbackBug::IgnoreCap)).expect_err("the bug must be caught");
+    assert!(
+        failure.violation.contains("expected Result") || failure.violation.contains("cap counter"),
+        "{failure}"
+    );
+}
+
+#[test]
+fn a_cashback_store_that_applies_a_replayed_event_again_is_caught() {
+    let failure =
+        run(&with_cashback_bug(CashbackBug::ForgetReplays)).expect_err("the bug must be caught");
+    assert!(failure.violation.contains("expected Result"), "{failure}");
 }

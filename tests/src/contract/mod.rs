@@ -2,5 +2,6 @@
 //! once per adapter (memory in `tests/tests/memory/`, DynamoDB on the emulator in
 //! `tests/tests/integration/contract.rs`).
 
+pub mod cashback;
 pub mod claims;
 pub mod participants;

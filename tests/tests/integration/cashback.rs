@@ -739,3 +739,30 @@ async fn a_second_created_event_for_one_order_is_acknowledged_and_credits_nothin
     assert_eq!(balance.pending, POINTS);
     assert_ledger_consistent(&f.stack, &[participant("p-1")]).await;
 }
+
+#[tokio::test]
+async fn partner_rates_changed_by_another_instance_apply_within_the_cache_period() {
+    let f = Fixture::new().await;
+    // Another warm function (sharing the clock) raises beverages to 10%.
+    let other = partner_webhooks::App::with_clock(
+        &f.stack.aws,
+        &f.stack.env_for(FUNCTION),
+        Box::new(SharedClock(f.clock.clone())),
+    )
+    .unwrap();
+    let raise = ApiEvent::load("partner-webhooks/put-partner.json").body(json!({
+        "name": "Demo Market", "default_rate_bp": 300,
+        "category_rates_bp": { "beverages": 1_000 }, "active": true
+    }));
+    assert_eq!(
+        other.handle(raise.request()).await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    // This instance read the rates less than CASHBACK_SETTINGS_CACHE_SECS (60 s) ago.
+    let (_, first) = f.webhook(&created("e-1", "o-1", "p-1", AMOUNT)).await;
+    assert_eq!(first["points"].as_u64(), Some(POINTS));
+    f.clock.advance(Duration::seconds(60));
+    let (_, second) = f.webhook(&created("e-2", "o-2", "p-1", AMOUNT)).await;
+    assert_eq!(second["points"].as_u64(), Some(2 * POINTS), "{second}");
+}

@@ -8,3 +8,7 @@ mod claims {
 mod participants {
     loyalty_tests::participant_store_contract!(loyalty_tests::contract::participants::dynamo);
 }
+
+mod cashback {
+    loyalty_tests::cashback_store_contract!(loyalty_tests::contract::cashback::dynamo);
+}

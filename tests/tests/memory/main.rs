@@ -7,14 +7,43 @@
 mod claim_use_case;
 mod code_claim;
 mod participants;
+mod partner_webhooks;
 
 mod contract {
+    mod cashback {
+        loyalty_tests::cashback_store_contract!(loyalty_tests::contract::cashback::memory);
+    }
+
     mod claims {
         loyalty_tests::claim_store_contract!(loyalty_tests::contract::claims::memory);
     }
 
     mod participants {
         loyalty_tests::participant_store_contract!(loyalty_tests::contract::participants::memory);
+    }
+
+    /// The cashback contract is not vacuous either.
+    mod cashback_planted_bugs {
+        use loyalty_platform::memory::cashback::PlantedBug;
+        use loyalty_tests::contract::cashback::{self, memory_with_bug};
+
+        #[tokio::test]
+        #[should_panic(expected = "CapMovedTo")]
+        async fn a_store_that_ignores_the_cap_fails_the_contract() {
+            cashback::a_cap_without_the_room_is_refused_with_the_counter_and_writes_nothing(
+                memory_with_bug(PlantedBug::IgnoreCap),
+            )
+            .await
+        }
+
+        #[tokio::test]
+        #[should_panic(expected = "EventSeen")]
+        async fn a_store_that_applies_replays_again_fails_the_contract() {
+            cashback::a_created_order_commits_every_write_once_and_a_replay_is_refused_with_the_first_result(
+                memory_with_bug(PlantedBug::ForgetReplays),
+            )
+            .await
+        }
     }
 
     /// The contract is not vacuous: a memory adapter with a planted bug fails it.

@@ -11,10 +11,12 @@
 //! Where the two adapters disagree, the memory one is wrong: the contract suite in
 //! `tests/src/contract/` runs against both.
 
+pub mod cashback;
 pub mod claims;
 pub mod ids;
 pub mod participants;
 
+pub use cashback::MemoryCashback;
 pub use claims::MemoryClaims;
 pub use ids::SeededIds;
 pub use participants::MemoryParticipants;

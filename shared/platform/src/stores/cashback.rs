@@ -9,35 +9,42 @@
 //!   `CLAWBACK#OUTSTANDING` while a clawback could not be covered);
 //!   `CAP#participant`/`MONTH#<YYYY-MM>`: the points credited that month.
 //!
-//! Every event is one `TransactWriteItems`: the event marker, the order, and the cap counter
-//! and the ledger items when points move. A refusal is read by its tag (`CashbackRefusal`,
-//! see [`crate::tx`]), never by position.
+//! The rules live in the domain (`loyalty_domain::cashback::order`): this adapter implements
+//! its port, [`CashbackStore`], translating each `Decision` into one `TransactWriteItems` (the
+//! event marker, the order, the cap counter, the ledger items) and a refusal back into what
+//! changed, read by its tag (`CashbackRefusal`, see [`crate::tx`]) from the item as it was
+//! (`ALL_OLD`): the stored first result, the order now, the cap counter now.
 //!
-//! Decisions:
-//! - A cancellation or return before release reverses the pending credit and gives its room
-//!   back to the month it was counted in: the participant never had those points.
-//! - A return after release claws back what the available balance can cover, never more (a
-//!   balance never goes negative); the rest stays on the order as `outstanding_clawback` under
-//!   `gsi1pk = CLAWBACK#OUTSTANDING`, for settlement to collect from later credits. The
-//!   month's cap room is not given back: that month has been settled.
+//! Round trips: in the steady state a created and a delivered event are one
+//! `TransactWriteItems` each. Nothing is read first: the marker's condition answers replays,
+//! the order's condition checks the assumed state (none, or pending), the cap counter's
+//! condition checks the room (the first guess is an empty month). Partner rates, regional
+//! minimums and whether any challenge exists are cached per warm function for
+//! [`DEFAULT_SETTINGS_TTL_SECS`] (configurable). Extra trips: a refusal, a cancellation or
+//! return (the order is read: its credit decides the writes), a return after release (the
+//! balance is read), and a delivery while challenges exist (the order is read for its lines,
+//! and progress is recorded by the challenge store).
+//!
+//! Orders carry `queue_sk` (`<participant>#<order pk>`) from creation, so a transition can
+//! queue an order (`SET gsi1sk = if_not_exists(queue_sk, :pk)`) without reading it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 use aws_sdk_dynamodb::types::{Put, Update};
 use aws_sdk_dynamodb::Client;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use loyalty_domain::cashback::{
-    cashback, entry_ids, month_of, within_cap, CashbackError, CashbackPolicy, EventId,
-    MinimumOrder, NewOrder, OrderChange, OrderEvent, OrderId, OrderLine, OrderStatus, PartnerId,
-    PartnerTerms,
+    self, CashbackError, CashbackPolicy, CashbackSettings, CashbackStore, Decision, EventId,
+    MinimumOrder, OrderEvent, OrderId, OrderStatus, OrderWrite, PartnerId, PartnerTerms, Queue,
+    QueueMove, Refusal,
 };
 use loyalty_domain::challenge::{ProgressError, ProgressSource};
 use loyalty_domain::earning::SupplierId;
 use loyalty_domain::ids::{ParticipantId, RegionId};
-use loyalty_domain::ledger::{Entry, EntryKind};
-use loyalty_domain::outbox::OutboxEvent;
 use loyalty_domain::{InfraError, Points};
-use serde::Serialize;
+
+pub use loyalty_domain::cashback::{EventResult, Order, ReleaseOutcome};
 
 use crate::dynamo::{classify, key, n, s, Item, ItemExt};
 use crate::stores::challenges::{ChallengeStore, ChallengeTables};
@@ -50,9 +57,10 @@ use crate::tx::{Refused, Tx};
 const EVENT_TTL_SECS: i64 = 90 * 24 * 3600;
 /// Cap counters are needed for their month and a little after (late reversals).
 const CAP_TTL_SECS: i64 = 400 * 24 * 3600;
-/// Each refused attempt means another writer moved the same item, so under contention every
-/// attempt makes progress for someone; this bounds one request's share of the wait.
-const MAX_ATTEMPTS: usize = 64;
+/// How long a warm function trusts the partner rates, regional minimums and whether any
+/// challenge exists, unless configured (`CASHBACK_SETTINGS_CACHE_SECS`). A change made
+/// through this function's own admin routes is seen at once by that instance.
+pub const DEFAULT_SETTINGS_TTL_SECS: i64 = 60;
 
 pub const OUTSTANDING_CLAWBACKS: &str = "CLAWBACK#OUTSTANDING";
 
@@ -68,50 +76,12 @@ pub struct CashbackTables {
     pub outbox: String,
 }
 
-/// What an event did; stored with the event so that a replay answers the same.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct EventResult {
-    pub event_id: String,
-    pub order_id: String,
-    #[serde(rename = "type")]
-    pub change: String,
-    /// The order's status after the event.
-    pub status: String,
-    /// Points this event moved (credited, reversed or clawed back).
-    pub points: u64,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub outstanding_clawback: Option<u64>,
-}
-
-/// A stored order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Order {
-    pub partner: PartnerId,
-    pub id: OrderId,
-    pub participant: ParticipantId,
-    pub region: RegionId,
-    pub status: OrderStatus,
-    /// Points credited to pending when it was created (0 when it earned nothing).
-    pub cashback: Points,
-    /// The month whose cap the cashback counts against.
-    pub month: String,
-    pub lines: Vec<OrderLine>,
-    pub ordered_at: DateTime<Utc>,
-    pub clawed_back: Points,
-    pub outstanding_clawback: Points,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReleaseOutcome {
-    Released(Points),
-    /// Not delivered, already released, reversed or earning nothing: nothing to release.
-    NotEligible(OrderStatus),
-}
-
 fn order_pk(partner: &PartnerId, order: &OrderId) -> String {
     format!("ORDER#{partner}#{order}")
+}
+
+fn cap_key(participant: &ParticipantId, month: &str) -> Item {
+    key(format!("CAP#{participant}"), format!("MONTH#{month}"))
 }
 
 /// What a refused cashback transaction means.
@@ -119,12 +89,11 @@ fn order_pk(partner: &PartnerId, order: &OrderId) -> String {
 enum CashbackRefusal {
     /// The event marker exists: this event was applied before (its item holds the result).
     EventSeen,
-    /// The order exists: another event created it meanwhile.
-    OrderExists,
-    /// The order's status is no longer the one read: another event moved it.
+    /// The order exists where none was expected, or its status is no longer the one
+    /// expected (its item, if any, is the order now).
     OrderMoved,
-    /// The month's cap counter no longer leaves the room read (its item holds `used`).
-    CapReached,
+    /// The month's cap counter no longer leaves the room (its item holds `used`).
+    CapMoved,
     Ledger(LedgerRefusal),
 }
 
@@ -134,11 +103,70 @@ impl From<LedgerRefusal> for CashbackRefusal {
     }
 }
 
+/// Settings a warm function remembers, each with the time (by the caller's clock) it was read.
+#[derive(Default)]
+struct SettingsCache {
+    inner: Mutex<CacheState>,
+}
+
+#[derive(Default)]
+struct CacheState {
+    partners: BTreeMap<PartnerId, (DateTime<Utc>, Option<PartnerTerms>)>,
+    minimums: BTreeMap<RegionId, (DateTime<Utc>, Option<MinimumOrder>)>,
+    challenges: Option<(DateTime<Utc>, bool)>,
+}
+
+fn fresh<T: Clone>(
+    entry: Option<&(DateTime<Utc>, T)>,
+    now: DateTime<Utc>,
+    ttl: Duration,
+) -> Option<T> {
+    entry
+        .filter(|(at, _)| now >= *at && now - *at < ttl)
+        .map(|(_, v)| v.clone())
+}
+
+impl SettingsCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn partner(
+        &self,
+        p: &PartnerId,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Option<Option<PartnerTerms>> {
+        fresh(self.lock().partners.get(p), now, ttl)
+    }
+    fn set_partner(&self, p: &PartnerId, terms: Option<PartnerTerms>, now: DateTime<Utc>) {
+        self.lock().partners.insert(p.clone(), (now, terms));
+    }
+    fn minimum(
+        &self,
+        r: &RegionId,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Option<Option<MinimumOrder>> {
+        fresh(self.lock().minimums.get(r), now, ttl)
+    }
+    fn set_minimum(&self, r: &RegionId, minimum: Option<MinimumOrder>, now: DateTime<Utc>) {
+        self.lock().minimums.insert(r.clone(), (now, minimum));
+    }
+    fn challenges(&self, now: DateTime<Utc>, ttl: Duration) -> Option<bool> {
+        fresh(self.lock().challenges.as_ref(), now, ttl)
+    }
+    fn set_challenges(&self, any: bool, now: DateTime<Utc>) {
+        self.lock().challenges = Some((now, any));
+    }
+}
+
 pub struct DynamoCashback {
     client: Client,
     tables: CashbackTables,
     policy: CashbackPolicy,
     challenges: ChallengeStore,
+    cache: SettingsCache,
+    settings_ttl: Duration,
 }
 
 impl DynamoCashback {
@@ -157,7 +185,20 @@ impl DynamoCashback {
             tables,
             policy,
             challenges,
+            cache: SettingsCache::default(),
+            settings_ttl: Duration::seconds(DEFAULT_SETTINGS_TTL_SECS),
         }
+    }
+
+    /// How long partner rates, regional minimums and the existence of challenges are
+    /// remembered (0: read them for every event).
+    pub fn with_settings_ttl(mut self, ttl: Duration) -> Self {
+        self.settings_ttl = ttl;
+        self
+    }
+
+    pub fn policy(&self) -> &CashbackPolicy {
+        &self.policy
     }
 
     async fn get(&self, table: &str, pk: String, sk: &str) -> Result<Option<Item>, InfraError> {
@@ -195,6 +236,7 @@ impl DynamoCashback {
             .send()
             .await
             .map_err(|e| classify("write partner", e))?;
+        self.cache.set_partner(partner, Some(terms.clone()), now);
         Ok(())
     }
 
@@ -230,6 +272,7 @@ impl DynamoCashback {
             .send()
             .await
             .map_err(|e| classify("write minimum order", e))?;
+        self.cache.set_minimum(region, Some(minimum), now);
         Ok(())
     }
 
@@ -288,7 +331,7 @@ impl DynamoCashback {
             .unwrap_or(0))
     }
 
-    /// Orders delivered in `month` and awaiting release, for settlement.
+    /// Orders delivered in `month` and awaiting release, for settlement: every page.
     pub async fn awaiting_release(
         &self,
         month: &str,
@@ -296,307 +339,69 @@ impl DynamoCashback {
         let mut found = Vec::new();
         let mut start = None;
         loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.tables.activity)
-                .index_name("gsi1")
-                .key_condition_expression("gsi1pk = :q")
-                .expression_attribute_values(":q", s(release_queue(month)))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify("read release queue", e))?;
-            for item in out.items() {
-                let bad = |e: CashbackError| InfraError::permanent("decode order", e.to_string());
-                found.push((
-                    PartnerId::parse(item.string("partner_id")?).map_err(bad)?,
-                    OrderId::parse(item.string("order_id")?).map_err(bad)?,
-                ));
-            }
-            match out.last_evaluated_key {
+            let (page, next) = self.awaiting_release_page(month, None, start).await?;
+            found.extend(page);
+            match next {
                 Some(k) => start = Some(k),
                 None => return Ok(found),
             }
         }
     }
 
+    /// One page of [`Self::awaiting_release`]: at most `limit` orders (DynamoDB's 1 MB page
+    /// when `None`) from `start`, and the key the next page starts from.
+    pub async fn awaiting_release_page(
+        &self,
+        month: &str,
+        limit: Option<i32>,
+        start: Option<Item>,
+    ) -> Result<(Vec<(PartnerId, OrderId)>, Option<Item>), InfraError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.tables.activity)
+            .index_name("gsi1")
+            .key_condition_expression("gsi1pk = :q")
+            .expression_attribute_values(":q", s(release_queue(month)))
+            .set_limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| classify("read release queue", e))?;
+        let bad = |e: CashbackError| InfraError::permanent("decode order", e.to_string());
+        let mut page = Vec::new();
+        for item in out.items() {
+            page.push((
+                PartnerId::parse(item.string("partner_id")?).map_err(bad)?,
+                OrderId::parse(item.string("order_id")?).map_err(bad)?,
+            ));
+        }
+        Ok((page, out.last_evaluated_key))
+    }
+
     // ------------------------------------------------------------------ events
 
-    /// Applies one verified order event exactly once. A replayed event id returns its first
-    /// result and writes nothing.
+    /// Applies one verified order event exactly once (the domain's [`cashback::apply`] over
+    /// this store). A replayed event id returns its first result and writes nothing.
     pub async fn apply(
         &self,
         partner: &PartnerId,
         event: &OrderEvent,
         now: DateTime<Utc>,
     ) -> Result<EventResult, CashbackError> {
-        if let Some(first) = self.replayed(partner, &event.event_id).await? {
-            return Ok(first);
-        }
-        for _ in 0..MAX_ATTEMPTS {
-            let attempt = match &event.change {
-                OrderChange::Created(order) => self.created(partner, event, order, now).await?,
-                OrderChange::Delivered => self.delivered(partner, event, now).await?,
-                OrderChange::Cancelled | OrderChange::Returned => {
-                    self.withdrawn(partner, event, now).await?
-                }
-            };
-            match attempt {
-                Attempt::Done(result) => return Ok(result),
-                Attempt::Replayed(item) => return Ok(stored_result(&item)?),
-                Attempt::Retry => continue,
-            }
-        }
-        Err(InfraError::retryable("apply order event", "too much contention").into())
+        cashback::apply(self, &self.policy, partner, event, now).await
     }
 
-    async fn replayed(
+    /// Releases a delivered order's pending cashback to available (the domain's
+    /// [`cashback::release`]): settlement calls this on the monthly processing day for each
+    /// order in [`Self::awaiting_release`]. Safe to repeat.
+    pub async fn release_order(
         &self,
         partner: &PartnerId,
-        event: &EventId,
-    ) -> Result<Option<EventResult>, InfraError> {
-        match self
-            .get(&self.tables.activity, marker_pk(partner, event), "EVENT")
-            .await?
-        {
-            Some(item) => stored_result(&item).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    fn marker(
-        &self,
-        partner: &PartnerId,
-        result: &EventResult,
+        id: &OrderId,
         now: DateTime<Utc>,
-    ) -> Result<Tx<CashbackRefusal>, InfraError> {
-        let event = EventId::parse(&result.event_id)
-            .map_err(|e| InfraError::permanent("event marker", e.to_string()))?;
-        let mut item = key(marker_pk(partner, &event), "EVENT");
-        item.insert(
-            "result".into(),
-            s(serde_json::to_string(result).expect("results serialise")),
-        );
-        item.insert("received_at".into(), s(now.to_rfc3339()));
-        item.insert("ttl".into(), n(now.timestamp() + EVENT_TTL_SECS));
-        let mut tx = Tx::new();
-        tx.put(
-            Put::builder()
-                .table_name(&self.tables.activity)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)"),
-            CashbackRefusal::EventSeen,
-        )?;
-        Ok(tx)
-    }
-
-    /// Runs a transaction that carries the event marker.
-    async fn commit(
-        &self,
-        tx: Tx<CashbackRefusal>,
-        result: EventResult,
-    ) -> Result<Attempt, InfraError> {
-        match tx.commit(&self.client, "cashback transaction").await? {
-            Ok(()) => Ok(Attempt::Done(result)),
-            Err(refused) => Ok(replayed_or_retry(&refused)),
-        }
-    }
-
-    async fn created(
-        &self,
-        partner: &PartnerId,
-        event: &OrderEvent,
-        order: &NewOrder,
-        now: DateTime<Utc>,
-    ) -> Result<Attempt, InfraError> {
-        let result = |status: OrderStatus, points: u64, reason: Option<&str>| EventResult {
-            event_id: event.event_id.to_string(),
-            order_id: event.order_id.to_string(),
-            change: "created".into(),
-            status: status.as_str().into(),
-            points,
-            reason: reason.map(str::to_string),
-            outstanding_clawback: None,
-        };
-        if let Some(existing) = self.order(partner, &event.order_id).await? {
-            // A second created event for one order (a partner bug): acknowledged, ignored.
-            let r = result(existing.status, 0, Some("order_already_created"));
-            return self.commit(self.marker(partner, &r, now)?, r).await;
-        }
-        let terms = self.partner(partner).await?;
-        let minimum = self.minimum_order(&order.region).await?;
-        let month = month_of(now);
-        let earned = cashback(&self.policy, terms.as_ref(), order, minimum);
-
-        let mut used = match earned {
-            Ok(_) => self.used_this_month(&order.participant_id, &month).await?,
-            Err(_) => 0,
-        };
-        // Optimistic: credit what the month's room allows as last seen, on condition that the
-        // counter still leaves that room; a refusal returns the counter, so no re-read.
-        for _ in 0..MAX_ATTEMPTS {
-            let (credit, r) = match earned {
-                Err(why) => (
-                    Points::ZERO,
-                    result(OrderStatus::NoCashback, 0, Some(why.as_str())),
-                ),
-                Ok(full) => {
-                    let credit = within_cap(full, used, self.policy.monthly_cap);
-                    if credit == Points::ZERO {
-                        (
-                            credit,
-                            result(OrderStatus::NoCashback, 0, Some("monthly_cap_reached")),
-                        )
-                    } else if credit < full {
-                        (
-                            credit,
-                            result(OrderStatus::Pending, credit.get(), Some("capped")),
-                        )
-                    } else {
-                        (credit, result(OrderStatus::Pending, credit.get(), None))
-                    }
-                }
-            };
-            let status = if credit == Points::ZERO {
-                OrderStatus::NoCashback
-            } else {
-                OrderStatus::Pending
-            };
-            let mut tx = self.marker(partner, &r, now)?;
-            tx.put(
-                Put::builder()
-                    .table_name(&self.tables.activity)
-                    .set_item(Some(order_item(
-                        partner, event, order, status, credit, &month, now,
-                    )))
-                    .condition_expression("attribute_not_exists(pk)"),
-                CashbackRefusal::OrderExists,
-            )?;
-            if credit > Points::ZERO {
-                let limit = self.policy.monthly_cap.get() - credit.get();
-                tx.update(
-                    Update::builder()
-                        .table_name(&self.tables.activity)
-                        .set_key(Some(key(
-                            format!("CAP#{}", order.participant_id),
-                            format!("MONTH#{month}"),
-                        )))
-                        .update_expression("ADD used :c SET #ttl = :ttl")
-                        .condition_expression("attribute_not_exists(used) OR used <= :limit")
-                        .expression_attribute_names("#ttl", "ttl")
-                        .expression_attribute_values(":c", n(credit.get()))
-                        .expression_attribute_values(":limit", n(limit))
-                        .expression_attribute_values(":ttl", n(now.timestamp() + CAP_TTL_SECS)),
-                    CashbackRefusal::CapReached,
-                )?;
-                let entry = Entry {
-                    id: entry_ids::pending(partner, &event.order_id),
-                    participant: order.participant_id.clone(),
-                    outlet: None,
-                    kind: EntryKind::CashbackPending,
-                    amount: credit,
-                    source: format!("{partner} order {}", event.order_id),
-                    created_at: now,
-                    expires_on: None,
-                };
-                let outbox = OutboxRecord::new(
-                    &self.tables.outbox,
-                    OutboxEvent::CashbackPending {
-                        participant_id: order.participant_id.clone(),
-                        entry_id: entry.id.clone(),
-                        partner_id: partner.to_string(),
-                        order_id: event.order_id.to_string(),
-                        points: credit,
-                    },
-                    now,
-                );
-                tx.append(append_items(&self.tables.ledger, &entry, Some(outbox))?);
-            }
-            match tx.commit(&self.client, "cashback transaction").await? {
-                Ok(()) => return Ok(Attempt::Done(r)),
-                Err(refused) if refused.contains(&CashbackRefusal::EventSeen) => {
-                    return Ok(replayed_or_retry(&refused))
-                }
-                // Another event created this order meanwhile: start over, it is seen then.
-                Err(refused) if refused.contains(&CashbackRefusal::OrderExists) => {
-                    return Ok(Attempt::Retry)
-                }
-                Err(refused) if refused.contains(&CashbackRefusal::CapReached) => {
-                    used = match refused.get(&CashbackRefusal::CapReached) {
-                        Some(cap) => cap.opt_number("used")?.unwrap_or(0),
-                        None => self.used_this_month(&order.participant_id, &month).await?,
-                    };
-                }
-                Err(_) => return Ok(Attempt::Retry),
-            }
-        }
-        Err(InfraError::retryable(
-            "credit cashback",
-            "monthly cap under too much contention",
-        ))
-    }
-
-    async fn delivered(
-        &self,
-        partner: &PartnerId,
-        event: &OrderEvent,
-        now: DateTime<Utc>,
-    ) -> Result<Attempt, CashbackError> {
-        let order = self
-            .order(partner, &event.order_id)
-            .await?
-            .ok_or(CashbackError::UnknownOrder)?;
-        let result = |status: OrderStatus, reason: Option<&str>| EventResult {
-            event_id: event.event_id.to_string(),
-            order_id: event.order_id.to_string(),
-            change: "delivered".into(),
-            status: status.as_str().into(),
-            points: 0,
-            reason: reason.map(str::to_string),
-            outstanding_clawback: None,
-        };
-        let pk = order_pk(partner, &event.order_id);
-        let (r, update) = match order.status {
-            OrderStatus::Pending => (
-                result(OrderStatus::Eligible, None),
-                Some(
-                    Update::builder()
-                        .update_expression(
-                            "SET #st = :eligible, delivered_at = :now, gsi1pk = :q, gsi1sk = :qs",
-                        )
-                        .expression_attribute_values(":eligible", s(OrderStatus::Eligible.as_str()))
-                        .expression_attribute_values(":q", s(release_queue(&month_of(now))))
-                        .expression_attribute_values(
-                            ":qs",
-                            s(format!("{}#{pk}", order.participant)),
-                        ),
-                ),
-            ),
-            // Still delivered, for challenges and reports, though it earned nothing.
-            OrderStatus::NoCashback => (
-                result(OrderStatus::NoCashback, None),
-                Some(Update::builder().update_expression("SET delivered_at = :now")),
-            ),
-            other => (result(other, Some("no_change")), None),
-        };
-        if order.status.counts_for_challenges_once_delivered() {
-            self.count_for_challenges(&order, now).await?;
-        }
-        let mut tx = self.marker(partner, &r, now)?;
-        if let Some(update) = update {
-            tx.update(
-                update
-                    .table_name(&self.tables.activity)
-                    .set_key(Some(key(pk, "ORDER")))
-                    .condition_expression("#st = :seen")
-                    .expression_attribute_names("#st", "status")
-                    .expression_attribute_values(":seen", s(order.status.as_str()))
-                    .expression_attribute_values(":now", s(now.to_rfc3339())),
-                CashbackRefusal::OrderMoved,
-            )?;
-        }
-        Ok(self.commit(tx, r).await?)
+    ) -> Result<ReleaseOutcome, CashbackError> {
+        cashback::release(self, partner, id, now).await
     }
 
     /// Counts a delivered order's units towards challenges, one source per supplier. This
@@ -630,223 +435,275 @@ impl DynamoCashback {
         Ok(())
     }
 
-    async fn withdrawn(
+    /// The decision as one `TransactWriteItems`, each conditional item tagged with what its
+    /// failure means.
+    fn transaction(
         &self,
-        partner: &PartnerId,
-        event: &OrderEvent,
+        d: &Decision,
         now: DateTime<Utc>,
-    ) -> Result<Attempt, CashbackError> {
-        let order = self
-            .order(partner, &event.order_id)
-            .await?
-            .ok_or(CashbackError::UnknownOrder)?;
-        let change = event.change.as_str();
-        let result = |status: OrderStatus, points: u64, outstanding: Option<u64>| EventResult {
-            event_id: event.event_id.to_string(),
-            order_id: event.order_id.to_string(),
-            change: change.into(),
-            status: status.as_str().into(),
-            points,
-            reason: None,
-            outstanding_clawback: outstanding,
-        };
-        let pk = order_pk(partner, &event.order_id);
-        let order_update = |expression: &str| {
-            Update::builder()
-                .table_name(&self.tables.activity)
-                .set_key(Some(key(pk.clone(), "ORDER")))
-                .update_expression(expression)
-                .condition_expression("#st = :seen")
-                .expression_attribute_names("#st", "status")
-                .expression_attribute_values(":seen", s(order.status.as_str()))
-                .expression_attribute_values(":now", s(now.to_rfc3339()))
-        };
-        let (tx, r) = match order.status {
-            OrderStatus::Pending | OrderStatus::Eligible => {
-                let r = result(OrderStatus::Reversed, order.cashback.get(), None);
-                let mut tx = self.marker(partner, &r, now)?;
-                tx.update(
-                    order_update("SET #st = :new, withdrawn_at = :now REMOVE gsi1pk, gsi1sk")
-                        .expression_attribute_values(":new", s(OrderStatus::Reversed.as_str())),
-                    CashbackRefusal::OrderMoved,
-                )?;
-                tx.update_always(
-                    Update::builder()
-                        .table_name(&self.tables.activity)
-                        .set_key(Some(key(
-                            format!("CAP#{}", order.participant),
-                            format!("MONTH#{}", order.month),
-                        )))
-                        .update_expression("ADD used :back")
-                        .expression_attribute_values(":back", n(-(order.cashback.get() as i64))),
-                )?;
-                let entry = Entry {
-                    id: entry_ids::reversed(partner, &order.id),
-                    participant: order.participant.clone(),
-                    outlet: None,
-                    kind: EntryKind::CashbackReversed,
-                    amount: order.cashback,
-                    source: format!("{partner} order {} {change}", order.id),
-                    created_at: now,
-                    expires_on: None,
-                };
-                tx.append(append_items(&self.tables.ledger, &entry, None)?);
-                (tx, r)
-            }
-            OrderStatus::Released => {
-                let balance = balance_from_item(
-                    &self
-                        .get(
-                            &self.tables.ledger,
-                            account_pk(&order.participant),
-                            "BALANCE",
-                        )
-                        .await?
-                        .unwrap_or_default(),
-                )?;
-                let taken = Points(order.cashback.get().min(balance.available));
-                let outstanding = order.cashback.get() - taken.get();
-                let r = result(OrderStatus::ClawedBack, taken.get(), Some(outstanding));
-                let mut tx = self.marker(partner, &r, now)?;
-                let mut update = order_update(if outstanding > 0 {
-                    "SET #st = :new, withdrawn_at = :now, clawed_back = :taken, outstanding_clawback = :rest, gsi1pk = :q, gsi1sk = :qs"
-                } else {
-                    "SET #st = :new, withdrawn_at = :now, clawed_back = :taken, outstanding_clawback = :rest"
-                })
-                .expression_attribute_values(":new", s(OrderStatus::ClawedBack.as_str()))
-                .expression_attribute_values(":taken", n(taken.get()))
-                .expression_attribute_values(":rest", n(outstanding));
-                if outstanding > 0 {
-                    update = update
-                        .expression_attribute_values(":q", s(OUTSTANDING_CLAWBACKS))
-                        .expression_attribute_values(
-                            ":qs",
-                            s(format!("{}#{pk}", order.participant)),
-                        );
-                }
-                tx.update(update, CashbackRefusal::OrderMoved)?;
-                if taken > Points::ZERO {
-                    let entry = Entry {
-                        id: entry_ids::clawback(partner, &order.id),
-                        participant: order.participant.clone(),
-                        outlet: None,
-                        kind: EntryKind::Clawback,
-                        amount: taken,
-                        source: format!("{partner} order {} {change} after release", order.id),
-                        created_at: now,
-                        expires_on: None,
-                    };
-                    // The overdraft guard in these items fails if the balance was spent
-                    // meanwhile; the retry then claws back what is left.
-                    tx.append(append_items(&self.tables.ledger, &entry, None)?);
-                }
-                (tx, r)
-            }
-            OrderStatus::NoCashback => {
-                let r = result(OrderStatus::Closed, 0, None);
-                let mut tx = self.marker(partner, &r, now)?;
-                tx.update(
-                    order_update("SET #st = :new, withdrawn_at = :now")
-                        .expression_attribute_values(":new", s(OrderStatus::Closed.as_str())),
-                    CashbackRefusal::OrderMoved,
-                )?;
-                (tx, r)
-            }
-            other => {
-                let mut r = result(other, 0, None);
-                r.reason = Some("no_change".into());
-                (self.marker(partner, &r, now)?, r)
-            }
-        };
-        Ok(self.commit(tx, r).await?)
-    }
-
-    /// Releases a delivered order's pending cashback to available: settlement calls this on
-    /// the monthly processing day for each order in [`Self::awaiting_release`]. Safe to
-    /// repeat: a released order is reported as not eligible, and nothing moves twice.
-    pub async fn release_order(
-        &self,
-        partner: &PartnerId,
-        id: &OrderId,
-        now: DateTime<Utc>,
-    ) -> Result<ReleaseOutcome, CashbackError> {
-        let order = self
-            .order(partner, id)
-            .await?
-            .ok_or(CashbackError::UnknownOrder)?;
-        if order.status != OrderStatus::Eligible || order.cashback == Points::ZERO {
-            return Ok(ReleaseOutcome::NotEligible(order.status));
-        }
-        let entry = Entry {
-            id: entry_ids::released(partner, id),
-            participant: order.participant.clone(),
-            outlet: None,
-            kind: EntryKind::CashbackReleased,
-            amount: order.cashback,
-            source: format!("{partner} order {id} released"),
-            created_at: now,
-            expires_on: None,
-        };
-        let outbox = OutboxRecord::new(
-            &self.tables.outbox,
-            OutboxEvent::CashbackReleased {
-                participant_id: order.participant.clone(),
-                entry_id: entry.id.clone(),
-                partner_id: partner.to_string(),
-                order_id: id.to_string(),
-                points: order.cashback,
-            },
-            now,
-        );
+    ) -> Result<Tx<CashbackRefusal>, InfraError> {
         let mut tx = Tx::new();
-        tx.update(
-            Update::builder()
-                .table_name(&self.tables.activity)
-                .set_key(Some(key(order_pk(partner, id), "ORDER")))
-                .update_expression("SET #st = :released, released_at = :now REMOVE gsi1pk, gsi1sk")
-                .condition_expression("#st = :eligible")
-                .expression_attribute_names("#st", "status")
-                .expression_attribute_values(":released", s(OrderStatus::Released.as_str()))
-                .expression_attribute_values(":eligible", s(OrderStatus::Eligible.as_str()))
-                .expression_attribute_values(":now", s(now.to_rfc3339())),
-            CashbackRefusal::OrderMoved,
-        )?;
-        tx.append(append_items(&self.tables.ledger, &entry, Some(outbox))?);
-        match tx.commit(&self.client, "cashback transaction").await? {
-            Ok(()) => Ok(ReleaseOutcome::Released(order.cashback)),
-            // Cancelled or released concurrently: report what it is now.
-            Err(refused) if refused.contains(&CashbackRefusal::OrderMoved) => {
-                let now_status = self
-                    .order(partner, id)
-                    .await?
-                    .map(|o| o.status)
-                    .unwrap_or(order.status);
-                Ok(ReleaseOutcome::NotEligible(now_status))
+        if let Some((event, result)) = &d.event {
+            let mut item = key(marker_pk(&d.partner, event), "EVENT");
+            item.insert(
+                "result".into(),
+                s(serde_json::to_string(result).expect("results serialise")),
+            );
+            item.insert("received_at".into(), s(now.to_rfc3339()));
+            item.insert("ttl".into(), n(now.timestamp() + EVENT_TTL_SECS));
+            tx.put(
+                Put::builder()
+                    .table_name(&self.tables.activity)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(pk)"),
+                CashbackRefusal::EventSeen,
+            )?;
+        }
+        let pk = order_pk(&d.partner, &d.order_id);
+        match &d.order {
+            OrderWrite::None => {}
+            OrderWrite::Create(order) => {
+                tx.put(
+                    Put::builder()
+                        .table_name(&self.tables.activity)
+                        .set_item(Some(order_item(order, now)))
+                        .condition_expression("attribute_not_exists(pk)"),
+                    CashbackRefusal::OrderMoved,
+                )?;
             }
-            Err(_) => Err(InfraError::permanent(
-                "release cashback",
-                "the ledger refused a release of pending points",
-            )
-            .into()),
+            OrderWrite::Transition {
+                expect,
+                to,
+                stamp,
+                queue,
+                clawback,
+            } => {
+                let mut set = vec![
+                    "#st = :to".to_string(),
+                    format!("{} = :now", stamp.attribute()),
+                ];
+                let mut remove = Vec::new();
+                let mut update = Update::builder()
+                    .table_name(&self.tables.activity)
+                    .set_key(Some(key(pk.clone(), "ORDER")))
+                    .condition_expression("#st = :expect")
+                    .expression_attribute_names("#st", "status")
+                    .expression_attribute_values(":expect", s(expect.as_str()))
+                    .expression_attribute_values(":to", s(to.as_str()))
+                    .expression_attribute_values(":now", s(now.to_rfc3339()));
+                if let Some((taken, rest)) = clawback {
+                    set.push("clawed_back = :taken".into());
+                    set.push("outstanding_clawback = :rest".into());
+                    update = update
+                        .expression_attribute_values(":taken", n(taken.get()))
+                        .expression_attribute_values(":rest", n(rest.get()));
+                }
+                match queue {
+                    QueueMove::Keep => {}
+                    QueueMove::Leave => remove.extend(["gsi1pk", "gsi1sk"]),
+                    QueueMove::Enter(q) => {
+                        // The queue's sort key was stored with the order (`queue_sk`), so a
+                        // delivery needs no read of the order to queue it.
+                        set.push("gsi1pk = :q".into());
+                        // (Orders stored before `queue_sk` existed sort by their key alone.)
+                        set.push("gsi1sk = if_not_exists(queue_sk, :pk)".into());
+                        let q = match q {
+                            Queue::Release(month) => release_queue(month),
+                            Queue::OutstandingClawback => OUTSTANDING_CLAWBACKS.to_string(),
+                        };
+                        update = update
+                            .expression_attribute_values(":q", s(q))
+                            .expression_attribute_values(":pk", s(pk.clone()));
+                    }
+                }
+                let mut expression = format!("SET {}", set.join(", "));
+                if !remove.is_empty() {
+                    expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+                }
+                tx.update(
+                    update.update_expression(expression),
+                    CashbackRefusal::OrderMoved,
+                )?;
+            }
+        }
+        if let Some(cap) = &d.cap {
+            let update = Update::builder()
+                .table_name(&self.tables.activity)
+                .set_key(Some(cap_key(&cap.participant, &cap.month)))
+                .expression_attribute_values(":c", n(cap.delta));
+            match cap.at_most {
+                Some(limit) => {
+                    tx.update(
+                        update
+                            .update_expression("ADD used :c SET #ttl = :ttl")
+                            .condition_expression("attribute_not_exists(used) OR used <= :limit")
+                            .expression_attribute_names("#ttl", "ttl")
+                            .expression_attribute_values(":limit", n(limit))
+                            .expression_attribute_values(":ttl", n(now.timestamp() + CAP_TTL_SECS)),
+                        CashbackRefusal::CapMoved,
+                    )?;
+                }
+                None => {
+                    tx.update_always(update.update_expression("ADD used :c"))?;
+                }
+            }
+        }
+        if let Some((entry, announce)) = &d.entry {
+            let outbox = announce
+                .clone()
+                .map(|event| OutboxRecord::new(&self.tables.outbox, event, now));
+            // A debit's overdraft guard fails if the balance was spent meanwhile; the use
+            // case then reads the balance again.
+            tx.append(append_items(&self.tables.ledger, entry, outbox)?);
+        }
+        Ok(tx)
+    }
+
+    /// What a refused transaction means, from the items as they were (`ALL_OLD`); an item
+    /// the emulator did not return is read (a refusal only, never the steady state).
+    async fn refusal(
+        &self,
+        d: &Decision,
+        refused: &Refused<CashbackRefusal>,
+    ) -> Result<Refusal, InfraError> {
+        if let Some((event, _)) = &d.event {
+            if refused.contains(&CashbackRefusal::EventSeen) {
+                let first = match refused.get(&CashbackRefusal::EventSeen) {
+                    Some(item) => stored_result(item)?,
+                    None => self
+                        .replayed(&d.partner, event)
+                        .await?
+                        .ok_or_else(|| InfraError::retryable("read event", "marker vanished"))?,
+                };
+                return Ok(Refusal::EventSeen(first));
+            }
+        }
+        if refused.contains(&CashbackRefusal::OrderMoved) {
+            let now_is = match refused.get(&CashbackRefusal::OrderMoved) {
+                Some(item) => Some(order_from_item(&d.partner, &d.order_id, item)?),
+                None => self.order(&d.partner, &d.order_id).await?,
+            };
+            return Ok(Refusal::OrderMoved(now_is));
+        }
+        if refused.contains(&CashbackRefusal::CapMoved) {
+            let used = match refused.get(&CashbackRefusal::CapMoved) {
+                Some(item) => item.opt_number("used")?.unwrap_or(0),
+                None => {
+                    let cap = d.cap.as_ref().expect("a cap refusal has a cap move");
+                    self.used_this_month(&cap.participant, &cap.month).await?
+                }
+            };
+            return Ok(Refusal::CapMovedTo(used));
+        }
+        if refused.contains(&CashbackRefusal::Ledger(LedgerRefusal::InsufficientBalance)) {
+            return Ok(Refusal::BalanceMoved);
+        }
+        // The entry or outbox record exists while the order still had the status read: only
+        // corrupt data does this.
+        Err(InfraError::permanent(
+            "cashback transaction",
+            format!("refused by the ledger: {}", refused.describe()),
+        ))
+    }
+
+    async fn replayed(
+        &self,
+        partner: &PartnerId,
+        event: &EventId,
+    ) -> Result<Option<EventResult>, InfraError> {
+        match self
+            .get(&self.tables.activity, marker_pk(partner, event), "EVENT")
+            .await?
+        {
+            Some(item) => stored_result(&item).map(Some),
+            None => Ok(None),
         }
     }
 }
 
-/// After a refusal of an event's transaction: the stored first result when the event was
-/// seen before, or another attempt (the order or a counter moved under us).
-fn replayed_or_retry(refused: &Refused<CashbackRefusal>) -> Attempt {
-    match refused.get(&CashbackRefusal::EventSeen) {
-        Some(item) => Attempt::Replayed(item.clone()),
-        None => Attempt::Retry,
+impl CashbackSettings for DynamoCashback {
+    async fn put_partner(
+        &self,
+        partner: &PartnerId,
+        terms: &PartnerTerms,
+        now: DateTime<Utc>,
+    ) -> Result<(), InfraError> {
+        DynamoCashback::put_partner(self, partner, terms, now).await
+    }
+
+    async fn put_minimum_order(
+        &self,
+        region: &RegionId,
+        minimum: MinimumOrder,
+        now: DateTime<Utc>,
+    ) -> Result<(), InfraError> {
+        DynamoCashback::put_minimum_order(self, region, minimum, now).await
     }
 }
 
-enum Attempt {
-    Done(EventResult),
-    /// The marker existed: its stored item.
-    Replayed(Item),
-    /// The order or a counter moved under us: read again and retry.
-    Retry,
+impl CashbackStore for DynamoCashback {
+    async fn terms(
+        &self,
+        partner: &PartnerId,
+        region: &RegionId,
+        now: DateTime<Utc>,
+    ) -> Result<(Option<PartnerTerms>, Option<MinimumOrder>), InfraError> {
+        let terms = match self.cache.partner(partner, now, self.settings_ttl) {
+            Some(t) => t,
+            None => {
+                let t = self.partner(partner).await?;
+                self.cache.set_partner(partner, t.clone(), now);
+                t
+            }
+        };
+        let minimum = match self.cache.minimum(region, now, self.settings_ttl) {
+            Some(m) => m,
+            None => {
+                let m = self.minimum_order(region).await?;
+                self.cache.set_minimum(region, m, now);
+                m
+            }
+        };
+        Ok((terms, minimum))
+    }
+
+    async fn order(&self, partner: &PartnerId, id: &OrderId) -> Result<Option<Order>, InfraError> {
+        DynamoCashback::order(self, partner, id).await
+    }
+
+    async fn available(&self, participant: &ParticipantId) -> Result<u64, InfraError> {
+        let item = self
+            .get(&self.tables.ledger, account_pk(participant), "BALANCE")
+            .await?
+            .unwrap_or_default();
+        Ok(balance_from_item(&item)?.available)
+    }
+
+    async fn counts_deliveries(&self, now: DateTime<Utc>) -> Result<bool, InfraError> {
+        if let Some(any) = self.cache.challenges(now, self.settings_ttl) {
+            return Ok(any);
+        }
+        let any = !self.challenges.challenges().await?.is_empty();
+        self.cache.set_challenges(any, now);
+        Ok(any)
+    }
+
+    async fn commit(
+        &self,
+        decision: &Decision,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), Refusal>, InfraError> {
+        if let Some(order) = &decision.count_for_challenges {
+            if self.counts_deliveries(now).await? {
+                self.count_for_challenges(order, now).await?;
+            }
+        }
+        let tx = self.transaction(decision, now)?;
+        match tx.commit(&self.client, "cashback transaction").await? {
+            Ok(()) => Ok(Ok(())),
+            Err(refused) => Ok(Err(self.refusal(decision, &refused).await?)),
+        }
+    }
 }
 
 fn marker_pk(partner: &PartnerId, event: &EventId) -> String {
@@ -858,36 +715,30 @@ fn stored_result(item: &Item) -> Result<EventResult, InfraError> {
         .map_err(|e| InfraError::permanent("decode event result", e.to_string()))
 }
 
-fn order_item(
-    partner: &PartnerId,
-    event: &OrderEvent,
-    order: &NewOrder,
-    status: OrderStatus,
-    credit: Points,
-    month: &str,
-    now: DateTime<Utc>,
-) -> Item {
+fn order_item(order: &Order, now: DateTime<Utc>) -> Item {
+    let pk = order_pk(&order.partner, &order.id);
     HashMap::from([
-        ("pk".to_string(), s(order_pk(partner, &event.order_id))),
-        ("sk".to_string(), s("ORDER")),
-        ("partner_id".to_string(), s(partner.as_str())),
-        ("order_id".to_string(), s(event.order_id.as_str())),
         (
-            "participant_id".to_string(),
-            s(order.participant_id.as_str()),
+            "queue_sk".to_string(),
+            s(format!("{}#{pk}", order.participant)),
         ),
+        ("pk".to_string(), s(pk)),
+        ("sk".to_string(), s("ORDER")),
+        ("partner_id".to_string(), s(order.partner.as_str())),
+        ("order_id".to_string(), s(order.id.as_str())),
+        ("participant_id".to_string(), s(order.participant.as_str())),
         ("region".to_string(), s(order.region.as_str())),
         ("channel".to_string(), s(&order.channel)),
         ("category".to_string(), s(&order.category)),
         ("amount_minor".to_string(), n(order.amount_minor)),
-        ("status".to_string(), s(status.as_str())),
-        ("cashback".to_string(), n(credit.get())),
-        ("month".to_string(), s(month)),
+        ("status".to_string(), s(order.status.as_str())),
+        ("cashback".to_string(), n(order.cashback.get())),
+        ("month".to_string(), s(&order.month)),
         (
             "lines".to_string(),
             s(serde_json::to_string(&order.lines).expect("lines serialise")),
         ),
-        ("ordered_at".to_string(), s(event.occurred_at.to_rfc3339())),
+        ("ordered_at".to_string(), s(order.ordered_at.to_rfc3339())),
         ("created_at".to_string(), s(now.to_rfc3339())),
     ])
 }
@@ -900,6 +751,9 @@ fn order_from_item(partner: &PartnerId, id: &OrderId, item: &Item) -> Result<Ord
         participant: ParticipantId::parse(item.string("participant_id")?)
             .map_err(|e| bad(e.to_string()))?,
         region: RegionId::parse(item.string("region")?).map_err(|e| bad(e.to_string()))?,
+        channel: item.opt_string("channel").unwrap_or_default().to_string(),
+        category: item.opt_string("category").unwrap_or_default().to_string(),
+        amount_minor: item.opt_number("amount_minor")?.unwrap_or(0),
         status: OrderStatus::parse(item.string("status")?)
             .ok_or_else(|| bad("unknown status".into()))?,
         cashback: Points(item.number("cashback")?),

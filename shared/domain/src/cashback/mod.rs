@@ -34,6 +34,12 @@ use crate::earning::SupplierId;
 use crate::ids::{EntryId, ParticipantId, RegionId};
 use crate::{Classified, InfraError, Kind, Points};
 
+pub mod order;
+pub use order::{
+    apply, decide, decide_release, release, CashbackSettings, CashbackStore, Decision, EventResult,
+    Known, Order, OrderWrite, Queue, QueueMove, Refusal, ReleaseOutcome, Stamp, State, Step, Terms,
+};
+
 /// How far a signature's timestamp may be from our clock, either way.
 pub const SIGNATURE_TOLERANCE_SECS: i64 = 300;
 pub const SIGNATURE_HEADER: &str = "x-loyalty-signature";

@@ -1,0 +1,513 @@
+//! The contract of the [`CashbackStore`] port, run against both adapters: [`MemoryCashback`]
+//! (`tests/tests/memory/`) and [`DynamoCashback`] on the emulator
+//! (`tests/tests/integration/contract.rs`). Each case is an `async fn` over a
+//! [`CashbackHarness`]; [`cashback_store_contract!`](crate::cashback_store_contract) makes
+//! one test per case. Decisions come from the domain's `decide` (or are edited by hand to
+//! hit one condition), so the cases check the store's conditions, refusals and
+//! all-or-nothing commits, not the rules.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeZone, Utc};
+use loyalty_domain::cashback::{
+    self, decide, CashbackPolicy, CashbackSettings, CashbackStore, Decision, EventId, Known,
+    NewOrder, OrderChange, OrderEvent, OrderId, OrderLine, OrderStatus, PartnerId, PartnerTerms,
+    Refusal, State, Step, Terms,
+};
+use loyalty_domain::earning::SupplierId;
+use loyalty_domain::ids::{EntryId, ParticipantId, RegionId};
+use loyalty_domain::ledger::{Balance, Entry, EntryKind};
+use loyalty_domain::Points;
+use loyalty_platform::dynamo::ItemExt;
+use loyalty_platform::memory::MemoryCashback;
+use loyalty_platform::stores::cashback::{CashbackTables, DynamoCashback};
+use loyalty_platform::stores::ledger::{append_items, DynamoLedger};
+
+use crate::TestStack;
+
+/// One adapter of the port, with what the contract needs to seed and observe it, through
+/// the adapter's own storage.
+#[allow(async_fn_in_trait)]
+pub trait CashbackHarness {
+    type Store: CashbackStore + CashbackSettings;
+    fn store(&self) -> &Self::Store;
+    async fn balance(&self, participant: &ParticipantId) -> Balance;
+    /// The month's cap counter (0 when there is none).
+    async fn used(&self, participant: &ParticipantId, month: &str) -> i64;
+    /// Spends available points elsewhere (a redemption).
+    async fn spend(&self, participant: &ParticipantId, points: u64, now: DateTime<Utc>);
+    /// The queue (`gsi1pk`) the order is listed in.
+    async fn queue_of(&self, partner: &PartnerId, order: &OrderId) -> Option<String>;
+    /// The release queue of `month`, read `page` orders at a time: every page.
+    async fn release_pages(&self, month: &str, page: usize) -> Vec<Vec<(PartnerId, OrderId)>>;
+}
+
+// --- The memory adapter ----------------------------------------------------------------
+
+pub struct MemoryHarness {
+    store: MemoryCashback,
+}
+
+pub async fn memory() -> MemoryHarness {
+    MemoryHarness {
+        store: MemoryCashback::new(),
+    }
+}
+
+/// A memory adapter with a deliberate bug: the contract must fail on it.
+pub fn memory_with_bug(bug: loyalty_platform::memory::cashback::PlantedBug) -> MemoryHarness {
+    MemoryHarness {
+        store: MemoryCashback::with_planted_bug(bug),
+    }
+}
+
+impl CashbackHarness for MemoryHarness {
+    type Store = MemoryCashback;
+
+    fn store(&self) -> &MemoryCashback {
+        &self.store
+    }
+
+    async fn balance(&self, participant: &ParticipantId) -> Balance {
+        self.store.balance(participant)
+    }
+
+    async fn used(&self, participant: &ParticipantId, month: &str) -> i64 {
+        self.store.used_this_month(participant, month)
+    }
+
+    async fn spend(&self, participant: &ParticipantId, points: u64, now: DateTime<Utc>) {
+        let id = EntryId::parse(&format!("spend-{participant}-{points}")).unwrap();
+        assert!(self.store.spend(participant, id, Points(points), now));
+    }
+
+    async fn queue_of(&self, partner: &PartnerId, order: &OrderId) -> Option<String> {
+        self.store
+            .stored_order(partner, order)
+            .and_then(|o| o.queue)
+    }
+
+    async fn release_pages(&self, month: &str, page: usize) -> Vec<Vec<(PartnerId, OrderId)>> {
+        let queue = loyalty_platform::stores::cashback::release_queue(month);
+        let mut pages = Vec::new();
+        let mut after = None;
+        loop {
+            let (found, next) = self.store.queued(&queue, after.as_ref(), page);
+            pages.push(found);
+            match next {
+                Some(n) => after = Some(n),
+                None => return pages,
+            }
+        }
+    }
+}
+
+// --- The DynamoDB adapter --------------------------------------------------------------
+
+pub struct DynamoHarness {
+    store: DynamoCashback,
+    ledger: DynamoLedger,
+    stack: TestStack,
+}
+
+pub async fn dynamo() -> DynamoHarness {
+    let stack = TestStack::for_function("PartnerWebhooksFunction").await;
+    let tables = CashbackTables {
+        programme: stack.table_name("ProgrammeTable").into(),
+        activity: stack.table_name("ActivityTable").into(),
+        ledger: stack.table_name("LedgerTable").into(),
+        outbox: stack.table_name("OutboxTable").into(),
+    };
+    DynamoHarness {
+        store: DynamoCashback::new(stack.dynamodb(), tables, CashbackPolicy::default()),
+        ledger: DynamoLedger::new(stack.dynamodb(), stack.table_name("LedgerTable")),
+        stack,
+    }
+}
+
+impl CashbackHarness for DynamoHarness {
+    type Store = DynamoCashback;
+
+    fn store(&self) -> &DynamoCashback {
+        &self.store
+    }
+
+    async fn balance(&self, participant: &ParticipantId) -> Balance {
+        self.ledger.balance(participant).await.unwrap()
+    }
+
+    async fn used(&self, participant: &ParticipantId, month: &str) -> i64 {
+        self.store
+            .used_this_month(participant, month)
+            .await
+            .unwrap() as i64
+    }
+
+    async fn spend(&self, participant: &ParticipantId, points: u64, now: DateTime<Utc>) {
+        let entry = Entry {
+            id: EntryId::parse(&format!("spend-{participant}-{points}")).unwrap(),
+            participant: participant.clone(),
+            outlet: None,
+            kind: EntryKind::Redemption,
+            amount: Points(points),
+            source: "catalogue".into(),
+            created_at: now,
+            expires_on: None,
+        };
+        append_items(self.stack.table_name("LedgerTable"), &entry, None)
+            .unwrap()
+            .commit(&self.stack.dynamodb(), "spend")
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    async fn queue_of(&self, partner: &PartnerId, order: &OrderId) -> Option<String> {
+        let item = self
+            .stack
+            .dynamodb()
+            .get_item()
+            .table_name(self.stack.table_name("ActivityTable"))
+            .set_key(Some(loyalty_platform::dynamo::key(
+                format!("ORDER#{partner}#{order}"),
+                "ORDER",
+            )))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item?;
+        item.opt_string("gsi1pk").map(str::to_string)
+    }
+
+    async fn release_pages(&self, month: &str, page: usize) -> Vec<Vec<(PartnerId, OrderId)>> {
+        let mut pages = Vec::new();
+        let mut start = None;
+        loop {
+            let (found, next) = self
+                .store
+                .awaiting_release_page(month, Some(page as i32), start)
+                .await
+                .unwrap();
+            pages.push(found);
+            match next {
+                Some(k) => start = Some(k),
+                None => return pages,
+            }
+        }
+    }
+}
+
+// --- Cases -------------------------------------------------------------------------------
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
+}
+
+const MONTH: &str = "2026-11";
+
+fn partner() -> PartnerId {
+    PartnerId::parse("demo-market").unwrap()
+}
+
+fn p1() -> ParticipantId {
+    ParticipantId::parse("p-1").unwrap()
+}
+
+fn terms() -> Terms {
+    Terms {
+        policy: CashbackPolicy::default(),
+        partner: Some(PartnerTerms {
+            name: "Demo".into(),
+            default_rate_bp: 500,
+            category_rates_bp: BTreeMap::new(),
+            active: true,
+        }),
+        region_minimum: None,
+    }
+}
+
+/// 5% of 12 500.00: 625 points.
+const AMOUNT: u64 = 1_250_000;
+
+fn created(event: &str, order: &str, amount_minor: u64) -> OrderEvent {
+    OrderEvent {
+        event_id: EventId::parse(event).unwrap(),
+        order_id: OrderId::parse(order).unwrap(),
+        occurred_at: now(),
+        change: OrderChange::Created(NewOrder {
+            participant_id: p1(),
+            region: RegionId::parse("almaty").unwrap(),
+            channel: "app".into(),
+            category: "beverages".into(),
+            amount_minor,
+            lines: vec![OrderLine {
+                supplier_id: SupplierId::parse("cola-co").unwrap(),
+                units: 24,
+            }],
+        }),
+    }
+}
+
+fn change(event: &str, order: &str, change: OrderChange) -> OrderEvent {
+    OrderEvent {
+        event_id: EventId::parse(event).unwrap(),
+        order_id: OrderId::parse(order).unwrap(),
+        occurred_at: now(),
+        change,
+    }
+}
+
+fn decision(state: &State, event: &OrderEvent) -> Decision {
+    match decide(&terms(), state, &partner(), event, now()).unwrap() {
+        Step::Commit(d) => *d,
+        Step::Read(need) => panic!("needs {need:?}"),
+    }
+}
+
+async fn run<H: CashbackHarness>(h: &H, event: OrderEvent) -> cashback::EventResult {
+    let policy = CashbackPolicy::default();
+    h.store()
+        .put_partner(&partner(), terms().partner.as_ref().unwrap(), now())
+        .await
+        .unwrap();
+    cashback::apply(h.store(), &policy, &partner(), &event, now())
+        .await
+        .unwrap()
+}
+
+async fn order<H: CashbackHarness>(h: &H, id: &str) -> Option<cashback::Order> {
+    h.store()
+        .order(&partner(), &OrderId::parse(id).unwrap())
+        .await
+        .unwrap()
+}
+
+pub async fn a_created_order_commits_every_write_once_and_a_replay_is_refused_with_the_first_result<
+    H: CashbackHarness,
+>(
+    h: H,
+) {
+    let d = decision(&State::unread(), &created("e-1", "o-1", AMOUNT));
+    assert_eq!(h.store().commit(&d, now()).await.unwrap(), Ok(()));
+    let stored = order(&h, "o-1").await.expect("the order is stored");
+    assert_eq!(
+        (stored.status, stored.cashback),
+        (OrderStatus::Pending, Points(625))
+    );
+    assert_eq!(stored.lines.len(), 1);
+    assert_eq!(h.used(&p1(), MONTH).await, 625);
+    assert_eq!(h.balance(&p1()).await.pending, 625);
+
+    let first = d.event.clone().unwrap().1;
+    assert_eq!(
+        h.store().commit(&d, now()).await.unwrap(),
+        Err(Refusal::EventSeen(first))
+    );
+    assert_eq!(h.used(&p1(), MONTH).await, 625, "a replay moved the cap");
+    assert_eq!(h.balance(&p1()).await.pending, 625, "a replay credited");
+}
+
+pub async fn creating_an_existing_order_is_refused_with_the_order_and_writes_nothing<
+    H: CashbackHarness,
+>(
+    h: H,
+) {
+    let first = decision(&State::unread(), &created("e-1", "o-1", AMOUNT));
+    h.store().commit(&first, now()).await.unwrap().unwrap();
+    let again = decision(&State::unread(), &created("e-2", "o-1", AMOUNT));
+    match h.store().commit(&again, now()).await.unwrap() {
+        Err(Refusal::OrderMoved(Some(o))) => assert_eq!(o.status, OrderStatus::Pending),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.used(&p1(), MONTH).await, 625);
+    assert_eq!(h.balance(&p1()).await.pending, 625);
+    // Its marker was not written either: decided again, it commits.
+    let known = State {
+        order: Known::Present(order(&h, "o-1").await.unwrap()),
+        ..State::unread()
+    };
+    let ack = decision(&known, &created("e-2", "o-1", AMOUNT));
+    assert_eq!(h.store().commit(&ack, now()).await.unwrap(), Ok(()));
+}
+
+pub async fn a_transition_of_an_absent_or_moved_order_is_refused_with_what_it_is<
+    H: CashbackHarness,
+>(
+    h: H,
+) {
+    let delivered = change("e-2", "o-1", OrderChange::Delivered);
+    let d = decision(&State::unread(), &delivered);
+    assert_eq!(
+        h.store().commit(&d, now()).await.unwrap(),
+        Err(Refusal::OrderMoved(None))
+    );
+    // Nothing was written, so the same event applies once the order exists.
+    run(&h, created("e-1", "o-1", AMOUNT)).await;
+    assert_eq!(h.store().commit(&d, now()).await.unwrap(), Ok(()));
+    assert_eq!(
+        h.queue_of(&partner(), &OrderId::parse("o-1").unwrap())
+            .await,
+        Some(format!("RELEASE#{MONTH}"))
+    );
+    // Expecting pending again (another event id): refused with the order as it is now.
+    let d = decision(
+        &State::unread(),
+        &change("e-3", "o-1", OrderChange::Delivered),
+    );
+    match h.store().commit(&d, now()).await.unwrap() {
+        Err(Refusal::OrderMoved(Some(o))) => assert_eq!(o.status, OrderStatus::Eligible),
+        other => panic!("{other:?}"),
+    }
+}
+
+pub async fn a_cap_without_the_room_is_refused_with_the_counter_and_writes_nothing<
+    H: CashbackHarness,
+>(
+    h: H,
+) {
+    // 4 × 625 = 2 500 of 3 000 used.
+    for i in 0..4 {
+        run(&h, created(&format!("e-{i}"), &format!("o-{i}"), AMOUNT)).await;
+    }
+    assert_eq!(h.used(&p1(), MONTH).await, 2_500);
+    // Decided as if the month were empty: the counter's condition refuses it.
+    let d = decision(&State::unread(), &created("e-9", "o-9", AMOUNT));
+    assert_eq!(
+        h.store().commit(&d, now()).await.unwrap(),
+        Err(Refusal::CapMovedTo(2_500))
+    );
+    assert_eq!(order(&h, "o-9").await, None, "the order was written");
+    assert_eq!(h.balance(&p1()).await.pending, 2_500);
+    // With the counter it said, the room is credited.
+    let d = decision(
+        &State {
+            cap_used: 2_500,
+            ..State::unread()
+        },
+        &created("e-9", "o-9", AMOUNT),
+    );
+    assert_eq!(h.store().commit(&d, now()).await.unwrap(), Ok(()));
+    assert_eq!(h.used(&p1(), MONTH).await, 3_000);
+}
+
+pub async fn a_reversal_gives_the_room_back_and_leaves_the_release_queue<H: CashbackHarness>(h: H) {
+    run(&h, created("e-1", "o-1", AMOUNT)).await;
+    run(&h, change("e-2", "o-1", OrderChange::Delivered)).await;
+    let r = run(&h, change("e-3", "o-1", OrderChange::Cancelled)).await;
+    assert_eq!((r.status.as_str(), r.points), ("reversed", 625));
+    assert_eq!(h.used(&p1(), MONTH).await, 0);
+    assert_eq!(h.balance(&p1()).await.pending, 0);
+    assert_eq!(
+        h.queue_of(&partner(), &OrderId::parse("o-1").unwrap())
+            .await,
+        None
+    );
+}
+
+pub async fn a_clawback_the_balance_no_longer_covers_is_refused_and_writes_nothing<
+    H: CashbackHarness,
+>(
+    h: H,
+) {
+    run(&h, created("e-1", "o-1", AMOUNT)).await;
+    run(&h, change("e-2", "o-1", OrderChange::Delivered)).await;
+    let released = cashback::release(
+        h.store(),
+        &partner(),
+        &OrderId::parse("o-1").unwrap(),
+        now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(released, cashback::ReleaseOutcome::Released(Points(625)));
+    let o = order(&h, "o-1").await.unwrap();
+    // Decided with the whole balance available; then 200 are spent.
+    let state = State {
+        order: Known::Present(o),
+        available: Some(625),
+        ..State::unread()
+    };
+    let d = decision(&state, &change("e-3", "o-1", OrderChange::Returned));
+    h.spend(&p1(), 200, now()).await;
+    assert_eq!(
+        h.store().commit(&d, now()).await.unwrap(),
+        Err(Refusal::BalanceMoved)
+    );
+    assert_eq!(
+        order(&h, "o-1").await.unwrap().status,
+        OrderStatus::Released
+    );
+    // The use case reads the balance again: 425 taken, 200 outstanding, queued.
+    let r = run(&h, change("e-3", "o-1", OrderChange::Returned)).await;
+    assert_eq!((r.points, r.outstanding_clawback), (425, Some(200)));
+    let o = order(&h, "o-1").await.unwrap();
+    assert_eq!(
+        (o.clawed_back, o.outstanding_clawback),
+        (Points(425), Points(200))
+    );
+    assert_eq!(
+        h.queue_of(&partner(), &OrderId::parse("o-1").unwrap())
+            .await,
+        Some("CLAWBACK#OUTSTANDING".into())
+    );
+    assert_eq!(h.balance(&p1()).await.available, 0);
+}
+
+pub async fn the_event_marker_outranks_the_order_when_both_refuse<H: CashbackHarness>(h: H) {
+    run(&h, created("e-1", "o-1", AMOUNT)).await;
+    let first = run(&h, change("e-2", "o-1", OrderChange::Delivered)).await;
+    // Replayed as a decision expecting pending: both the marker and the order refuse.
+    let d = decision(
+        &State::unread(),
+        &change("e-2", "o-1", OrderChange::Delivered),
+    );
+    assert_eq!(
+        h.store().commit(&d, now()).await.unwrap(),
+        Err(Refusal::EventSeen(first))
+    );
+}
+
+pub async fn the_release_queue_lists_every_delivered_order_across_pages<H: CashbackHarness>(h: H) {
+    let mut expected = Vec::new();
+    for i in 0..5 {
+        let o = format!("o-{i}");
+        run(&h, created(&format!("c-{i}"), &o, AMOUNT)).await;
+        run(&h, change(&format!("d-{i}"), &o, OrderChange::Delivered)).await;
+        expected.push((partner(), OrderId::parse(&o).unwrap()));
+    }
+    // Created but not delivered: not listed.
+    run(&h, created("c-9", "o-9", AMOUNT)).await;
+    let pages = h.release_pages(MONTH, 2).await;
+    assert!(pages.len() >= 3, "{pages:?}");
+    assert!(pages.iter().all(|p| p.len() <= 2), "{pages:?}");
+    let mut all: Vec<_> = pages.into_iter().flatten().collect();
+    all.sort();
+    assert_eq!(all, expected);
+    assert!(h.release_pages("2026-12", 2).await.concat().is_empty());
+}
+
+/// One `#[tokio::test]` per case of the cashback contract, for the harness factory given.
+#[macro_export]
+macro_rules! cashback_store_contract {
+    ($harness:path) => {
+        $crate::cashback_store_contract!(@cases $harness;
+            a_created_order_commits_every_write_once_and_a_replay_is_refused_with_the_first_result,
+            creating_an_existing_order_is_refused_with_the_order_and_writes_nothing,
+            a_transition_of_an_absent_or_moved_order_is_refused_with_what_it_is,
+            a_cap_without_the_room_is_refused_with_the_counter_and_writes_nothing,
+            a_reversal_gives_the_room_back_and_leaves_the_release_queue,
+            a_clawback_the_balance_no_longer_covers_is_refused_and_writes_nothing,
+            the_event_marker_outranks_the_order_when_both_refuse,
+            the_release_queue_lists_every_delivered_order_across_pages,
+        );
+    };
+    (@cases $harness:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                $crate::contract::cashback::$case($harness().await).await
+            }
+        )*
+    };
+}
