@@ -584,7 +584,10 @@ pub enum SellInError {
     Lines(Vec<LineError>),
     /// Lines imported before with other content. Found before any write, the whole import
     /// is refused; see the accrual function for a change that races the import.
-    #[error("{} line(s) were imported before with other content; nothing was imported", .0.len())]
+    #[error(
+        "{} line(s) were imported before with another participant, supplier or quantity",
+        .0.len()
+    )]
     Changed(Vec<LineError>),
 }
 
