@@ -416,3 +416,120 @@ async fn two_cold_functions_racing_a_new_participants_first_claim_of_a_code_both
         "a token was reused for another request"
     );
 }
+
+/// DynamoDB as far as a new participant's balance goes: a claim commits when its balance
+/// condition holds (no balance item yet, or the version it expects), else it is refused
+/// with the balance as it is; a token reused with other items is a mismatch.
+#[derive(Default)]
+struct NewAccount {
+    state: Mutex<(u64, u64, HashMap<String, Vec<TransactWriteItem>>)>,
+}
+
+fn balance_at(items: &[TransactWriteItem]) -> usize {
+    items
+        .iter()
+        .position(|i| {
+            i.update()
+                .is_some_and(|u| u.key().get("sk") == Some(&s("BALANCE")))
+        })
+        .expect("a claim moves the balance")
+}
+
+impl NewAccount {
+    fn rules(self: &Arc<Self>) -> [Rule; 3] {
+        let db = self.clone();
+        let mismatch = mock!(Client::transact_write_items)
+            .match_requests(move |req| {
+                let state = db.state.lock().unwrap();
+                req.client_request_token()
+                    .and_then(|t| state.2.get(t))
+                    .is_some_and(|items| items.as_slice() != req.transact_items())
+            })
+            .then_error(|| {
+                TransactWriteItemsError::IdempotentParameterMismatchException(
+                    IdempotentParameterMismatchException::builder().build(),
+                )
+            });
+        let db = self.clone();
+        let commit = mock!(Client::transact_write_items)
+            .match_requests(move |req| {
+                let mut state = db.state.lock().unwrap();
+                let items = req.transact_items();
+                let balance = items[balance_at(items)].update().unwrap();
+                let holds = match balance.condition_expression() {
+                    Some("attribute_not_exists(version)") => state.0 == 0,
+                    _ => balance.expression_attribute_values().unwrap()[":expected"] == n(state.0),
+                };
+                if holds {
+                    state.0 += 1;
+                    state.1 += 15;
+                    if let Some(t) = req.client_request_token() {
+                        state.2.insert(t.to_string(), items.to_vec());
+                    }
+                }
+                holds
+            })
+            .then_output(|| TransactWriteItemsOutput::builder().build());
+        let db = self.clone();
+        let moved = mock!(Client::transact_write_items).then_error(move || {
+            let state = db.state.lock().unwrap();
+            let (_, items) = state.2.iter().next().expect("a claim committed first");
+            let at = balance_at(items);
+            let reasons = (0..items.len())
+                .map(|i| {
+                    let reason = CancellationReason::builder();
+                    if i == at {
+                        reason
+                            .code("ConditionalCheckFailed")
+                            .set_item(Some(HashMap::from([
+                                ("version".to_string(), n(state.0)),
+                                ("available".to_string(), n(state.1)),
+                                ("lifetime_earned".to_string(), n(state.1)),
+                            ])))
+                            .build()
+                    } else {
+                        reason.code("None").build()
+                    }
+                })
+                .collect();
+            TransactWriteItemsError::TransactionCanceledException(
+                TransactionCanceledException::builder()
+                    .set_cancellation_reasons(Some(reasons))
+                    .build(),
+            )
+        });
+        [mismatch, commit, moved]
+    }
+}
+
+#[tokio::test]
+async fn two_cold_functions_racing_a_new_participants_first_claims_of_two_codes_are_both_accepted()
+{
+    let db = Arc::new(NewAccount::default());
+    let [mismatch, commit, moved] = db.rules();
+    let batch = batch_rule();
+    let rules = [&batch, &mismatch, &commit, &moved];
+    let policy = ClaimPolicy::default();
+    let now = Utc::now();
+    let codes = Code::chunk(&[1; 32], BATCH, 0, 2);
+    let first = store(client(&rules));
+    let second = store(client(&rules));
+
+    let a = claim(&first, &policy, claimant("p-new"), codes[0], None, now)
+        .await
+        .unwrap();
+    // The second also expected no balance yet: refused, it retries with the balance it saw.
+    let b = claim(&second, &policy, claimant("p-new"), codes[1], None, now)
+        .await
+        .expect("the documented answer: accepted, on the balance as it now is");
+
+    assert_eq!(a.receipt.balance.available, 15);
+    assert_eq!(b.receipt.balance.available, 30);
+    assert_eq!(moved.num_calls(), 1);
+    assert_eq!(commit.num_calls(), 2);
+    assert_eq!(
+        mismatch.num_calls(),
+        0,
+        "a token was reused for another request"
+    );
+}
