@@ -4,8 +4,10 @@
 //!   tier multiplier applied; limits are conditional counters in the ledger transaction.
 //! - `GET /me/challenges` (participant): progress in every challenge.
 //! - `POST /admin/sell-in` (admin, `Idempotency-Key`, `text/csv` or JSON lines): validated
-//!   as a whole first, so a bad line writes nothing; then each line is credited exactly once
-//!   (its entry id is the line's identity) and feeds challenge progress.
+//!   as a whole first, so a bad line writes nothing, nor does a line imported before with
+//!   other content (409 `line_changed`); then each line is credited exactly once (its entry
+//!   id and its marker are the line's identity: invoice, outlet, SKU, date) and feeds
+//!   challenge progress.
 //! - `GET /admin/rules`, `PUT /admin/rules/{ruleId}`, `GET|PUT /admin/tiers`,
 //!   `PUT /admin/challenges/{challengeId}` (admin).
 
@@ -26,7 +28,7 @@ use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
 use loyalty_platform::idempotency::{Answer, Idempotency, Keyed};
 use loyalty_platform::stores::challenges::{ChallengeStore, ChallengeTables};
-use loyalty_platform::stores::earning::{EarningStore, EarningTables, Written};
+use loyalty_platform::stores::earning::{EarningStore, EarningTables, SellInCredit, Written};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -246,12 +248,25 @@ impl App {
             let priced = lines
                 .and_then(|lines| price_lines(lines, &rules))
                 .map_err(sell_in_problem)?;
+            // A line imported before with other content refuses the whole import before any
+            // write, like an invalid line: the importer corrects the file, or reverses the
+            // first credit, rather than getting half an import.
+            let identities: Vec<_> = priced
+                .iter()
+                .map(|p| (entry_ids::sell_in(&p.line.identity()), p.line.fingerprint()))
+                .collect();
+            let changed = self.earning.changed_lines(&identities).await.problem()?;
+            if !changed.is_empty() {
+                let lines = changed.iter().map(|&i| priced[i].line.changed()).collect();
+                return Err(sell_in_problem(SellInError::Changed(lines)));
+            }
             let now = self.clock.now();
             let tiers = self.earning.tiers().await.problem()?;
             let mut tier_cache: HashMap<ParticipantId, Tier> = HashMap::new();
             let (mut credited, mut repeated, mut points) = (0u64, 0u64, 0u64);
             let mut completed = Vec::new();
-            for p in &priced {
+            let mut raced = Vec::new();
+            for (p, (id, fingerprint)) in priced.iter().zip(identities) {
                 let participant = &p.line.participant;
                 let tier = match tier_cache.get(participant) {
                     Some(t) => t.clone(),
@@ -266,7 +281,7 @@ impl App {
                     }
                 };
                 let entry = Entry {
-                    id: entry_ids::sell_in(&p.line),
+                    id,
                     participant: participant.clone(),
                     outlet: Some(p.line.outlet.clone()),
                     kind: EntryKind::Accrual,
@@ -280,16 +295,23 @@ impl App {
                     created_at: now,
                     expires_on: None,
                 };
-                if self
+                match self
                     .earning
-                    .credit_sell_in(&entry, &p.rule)
+                    .credit_sell_in(&entry, &p.rule, &fingerprint)
                     .await
                     .problem()?
                 {
-                    credited += 1;
-                    points += entry.amount.get();
-                } else {
-                    repeated += 1;
+                    SellInCredit::Credited => {
+                        credited += 1;
+                        points += entry.amount.get();
+                    }
+                    SellInCredit::AlreadyImported => repeated += 1,
+                    // Changed by a concurrent import since the check above: nothing written
+                    // for this line, nor progress counted.
+                    SellInCredit::Changed => {
+                        raced.push(p.line.changed());
+                        continue;
+                    }
                 }
                 // Also after a repeated line: an interrupted import may have credited the
                 // line without counting it yet; the source marker makes this a no-op otherwise.
@@ -310,6 +332,19 @@ impl App {
                 }));
             }
             tracing::info!(lines = priced.len(), credited, repeated, points, "sell-in imported");
+            if !raced.is_empty() {
+                // Only a concurrent import can get here; the other lines are written (each
+                // exactly once), and the answer says so next to the changed lines.
+                let errors = json!(raced);
+                return Err(
+                    Problem::from_error(SellInError::Changed(raced)).with_extensions(json!({
+                        "errors": errors,
+                        "credited": credited,
+                        "already_imported": repeated,
+                        "points": points,
+                    })),
+                );
+            }
             let answer = Answer::new(
                 StatusCode::OK,
                 json!({
@@ -379,7 +414,9 @@ impl App {
 
 fn sell_in_problem(e: SellInError) -> Problem {
     let errors = match &e {
-        SellInError::Lines(errors) => Some(json!({ "errors": errors })),
+        SellInError::Lines(errors) | SellInError::Changed(errors) => {
+            Some(json!({ "errors": errors }))
+        }
         _ => None,
     };
     let problem = Problem::from_error(e);

@@ -493,6 +493,67 @@ pub struct SellInLine {
     pub quantity: u32,
 }
 
+/// What makes an invoice line one line, wherever and however often it is uploaded: the
+/// invoice, and within it the outlet, the SKU and the date. The participant, supplier and
+/// quantity are the line's content ([`SellInLine::fingerprint`]): a line whose participant
+/// changed is the same line changed, never a second line, or it would be credited twice
+/// (once to each participant). The line's place in the upload is not part of it either, so
+/// the same file reordered is the same lines.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LineIdentity {
+    pub invoice: String,
+    pub outlet: OutletId,
+    pub sku: Sku,
+    pub date: NaiveDate,
+}
+
+impl SellInLine {
+    pub fn identity(&self) -> LineIdentity {
+        LineIdentity {
+            invoice: self.invoice.clone(),
+            outlet: self.outlet.clone(),
+            sku: self.sku.clone(),
+            date: self.date,
+        }
+    }
+
+    /// A hash of everything the line says (its place in the upload aside): a re-import
+    /// with the same fingerprint is the same line again, with another one a changed line.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [
+            self.invoice.as_str(),
+            &self.date.to_string(),
+            self.outlet.as_str(),
+            self.participant.as_str(),
+            self.supplier.as_str(),
+            self.sku.as_str(),
+            &self.quantity.to_string(),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0u8]);
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// How a re-import of this line with other content is reported.
+    pub fn changed(&self) -> LineError {
+        LineError {
+            line: self.line,
+            field: "line",
+            reason: format!(
+                "invoice {} (outlet {}, SKU {}, {}) was imported before with another \
+                 participant, supplier or quantity",
+                self.invoice,
+                self.outlet.as_str(),
+                self.sku.as_str(),
+                self.date
+            ),
+        }
+    }
+}
+
 /// A line as uploaded: every field a string or number, checked by [`SellInLine::parse`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -521,6 +582,13 @@ pub enum SellInError {
     TooLarge { max: usize },
     #[error("{} line(s) are invalid; nothing was imported", .0.len())]
     Lines(Vec<LineError>),
+    /// Lines imported before with other content. Found before any write, the whole import
+    /// is refused; see the accrual function for a change that races the import.
+    #[error(
+        "{} line(s) were imported before with another participant, supplier or quantity",
+        .0.len()
+    )]
+    Changed(Vec<LineError>),
 }
 
 impl Classified for SellInError {
@@ -528,6 +596,7 @@ impl Classified for SellInError {
         match self {
             SellInError::Empty | SellInError::TooLarge { .. } => Kind::BadInput,
             SellInError::Lines(_) => Kind::Unprocessable,
+            SellInError::Changed(_) => Kind::Conflict,
         }
     }
     fn code(&self) -> &'static str {
@@ -535,6 +604,7 @@ impl Classified for SellInError {
             SellInError::Empty => "empty_import",
             SellInError::TooLarge { .. } => "import_too_large",
             SellInError::Lines(_) => "invalid_lines",
+            SellInError::Changed(_) => "line_changed",
         }
     }
 }
@@ -617,8 +687,7 @@ fn collect(parsed: Vec<Result<SellInLine, LineError>>) -> Result<Vec<SellInLine>
     for p in parsed {
         match p {
             Ok(l) => {
-                let identity = (l.invoice.clone(), l.outlet.clone(), l.sku.clone(), l.date);
-                if let Some(first) = seen.insert(identity, l.line) {
+                if let Some(first) = seen.insert(l.identity(), l.line) {
                     errors.push(LineError {
                         line: l.line,
                         field: "sku",
@@ -800,8 +869,11 @@ pub mod entry_ids {
         hashed("action", &[participant.as_str(), idempotency_key])
     }
 
-    /// One per invoice line identity, so re-importing a line appends nothing.
-    pub fn sell_in(line: &super::SellInLine) -> EntryId {
+    /// One per invoice line identity, so re-importing a line appends nothing. (The entry
+    /// sits under its participant, so it alone cannot tell a line moved to another
+    /// participant: the store keeps a line marker for that.) Unchanged since the first
+    /// import, so lines imported before keep their ids.
+    pub fn sell_in(line: &super::LineIdentity) -> EntryId {
         hashed(
             "sellin",
             &[
@@ -1014,6 +1086,58 @@ mod tests {
     }
 
     const HEADER: &str = "invoice,date,outlet_id,participant_id,supplier_id,sku,quantity\n";
+
+    fn one_line(csv_line: &str, at_line: usize) -> SellInLine {
+        let blanks = "\n".repeat(at_line - 2);
+        let mut lines = parse_sell_in_csv(&format!("{HEADER}{blanks}{csv_line}\n")).unwrap();
+        assert_eq!(lines[0].line, at_line);
+        lines.remove(0)
+    }
+
+    #[test]
+    fn a_sell_in_line_is_identified_by_invoice_outlet_sku_and_date_wherever_it_sits() {
+        let line = one_line("INV-1,2026-11-10,o-1,p-1,acme,COLA-05,10", 2);
+        let moved = one_line("INV-1,2026-11-10,o-1,p-1,acme,COLA-05,10", 7);
+        assert_eq!(line.identity(), moved.identity());
+        assert_eq!(line.fingerprint(), moved.fingerprint());
+        // The entry id is the one lines imported before were given.
+        assert_eq!(
+            entry_ids::sell_in(&line.identity()).as_str(),
+            "sellin-36eb25895e11b40ec0c6ee29"
+        );
+        for other in [
+            "INV-2,2026-11-10,o-1,p-1,acme,COLA-05,10",
+            "INV-1,2026-11-11,o-1,p-1,acme,COLA-05,10",
+            "INV-1,2026-11-10,o-2,p-1,acme,COLA-05,10",
+            "INV-1,2026-11-10,o-1,p-1,acme,COLA-1,10",
+        ] {
+            let other = one_line(other, 2);
+            assert_ne!(other.identity(), line.identity(), "{other:?}");
+            assert_ne!(
+                entry_ids::sell_in(&other.identity()),
+                entry_ids::sell_in(&line.identity())
+            );
+        }
+    }
+
+    #[test]
+    fn a_line_with_another_participant_supplier_or_quantity_is_the_same_line_changed() {
+        let line = one_line("INV-1,2026-11-10,o-1,p-1,acme,COLA-05,10", 2);
+        for changed in [
+            "INV-1,2026-11-10,o-1,p-9,acme,COLA-05,10",
+            "INV-1,2026-11-10,o-1,p-1,other,COLA-05,10",
+            "INV-1,2026-11-10,o-1,p-1,acme,COLA-05,11",
+        ] {
+            let changed = one_line(changed, 2);
+            assert_eq!(changed.identity(), line.identity());
+            assert_ne!(changed.fingerprint(), line.fingerprint(), "{changed:?}");
+        }
+        let error = SellInError::Changed(vec![line.changed()]);
+        assert_eq!(
+            (error.kind(), error.code()),
+            (Kind::Conflict, "line_changed")
+        );
+    }
 
     #[test]
     fn a_good_csv_parses_every_line() {

@@ -27,8 +27,10 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::builders::{
     ConditionCheckBuilder, DeleteBuilder, PutBuilder, UpdateBuilder,
 };
+use std::collections::{BTreeMap, HashMap};
+
 use aws_sdk_dynamodb::types::{
-    CancellationReason, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, CancellationReason, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use loyalty_domain::InfraError;
@@ -168,10 +170,28 @@ impl<T> Tx<T> {
     }
 
     /// The `ClientRequestToken`: DynamoDB treats a repeat with the same token within ten
-    /// minutes as the same transaction (the SDK's retry of a request whose answer was lost).
+    /// minutes as the same transaction (the SDK's retry of a request whose answer was lost),
+    /// and a repeat with other items as `IdempotentParameterMismatch`. A token must
+    /// therefore never be shared by two different transactions: prefer
+    /// [`Self::content_token`], which cannot be.
     pub fn idempotency_token(&mut self, token: impl Into<String>) -> &mut Self {
         self.token = Some(token.into());
         self
+    }
+
+    /// Sets the `ClientRequestToken` to a hash of the whole transaction as it stands (every
+    /// item: its kind, table, key or item, expressions, names and values), so identical
+    /// transactions share a token and different ones never do. Call it after the last item.
+    ///
+    /// Why not a token from the request's identity (code, participant, ...): two requests
+    /// with the same identity but other items (another timestamp, another audit record)
+    /// would share it, and DynamoDB would refuse the second for ten minutes with
+    /// `IdempotentParameterMismatch` instead of answering it. Why a token at all: the SDK
+    /// resends the very same request when an answer is lost, and DynamoDB then answers the
+    /// first outcome instead of refusing the repeat against the transaction's own writes.
+    pub fn content_token(&mut self) -> &mut Self {
+        let token = content_hash(self.items.iter().map(|(item, _)| item));
+        self.idempotency_token(token)
     }
 
     pub fn len(&self) -> usize {
@@ -239,6 +259,121 @@ impl<T> Tx<T> {
             _ => Err(classify(operation, err)),
         }
     }
+}
+
+/// 36 hex characters (DynamoDB's limit for a token) of a SHA-256 over a canonical encoding
+/// of the items: maps in key order, every string length-prefixed.
+fn content_hash<'a>(items: impl Iterator<Item = &'a TransactWriteItem>) -> String {
+    use sha2::{Digest, Sha256};
+
+    fn text(h: &mut Sha256, v: &str) {
+        h.update((v.len() as u64).to_be_bytes());
+        h.update(v.as_bytes());
+    }
+    fn opt(h: &mut Sha256, v: Option<&str>) {
+        match v {
+            None => h.update([0]),
+            Some(v) => {
+                h.update([1]);
+                text(h, v);
+            }
+        }
+    }
+    fn names(h: &mut Sha256, map: Option<&HashMap<String, String>>) {
+        let sorted: BTreeMap<_, _> = map.into_iter().flatten().collect();
+        h.update((sorted.len() as u64).to_be_bytes());
+        for (k, v) in sorted {
+            text(h, k);
+            text(h, v);
+        }
+    }
+    fn values(h: &mut Sha256, map: Option<&HashMap<String, AttributeValue>>) {
+        let sorted: BTreeMap<_, _> = map.into_iter().flatten().collect();
+        h.update((sorted.len() as u64).to_be_bytes());
+        for (k, v) in sorted {
+            text(h, k);
+            value(h, v);
+        }
+    }
+    fn value(h: &mut Sha256, v: &AttributeValue) {
+        let list = |h: &mut Sha256, tag: &str, vs: &[String]| {
+            text(h, tag);
+            h.update((vs.len() as u64).to_be_bytes());
+            vs.iter().for_each(|v| text(h, v));
+        };
+        match v {
+            AttributeValue::S(v) => list(h, "S", std::slice::from_ref(v)),
+            AttributeValue::N(v) => list(h, "N", std::slice::from_ref(v)),
+            AttributeValue::Ss(v) => list(h, "SS", v),
+            AttributeValue::Ns(v) => list(h, "NS", v),
+            AttributeValue::Bool(v) => list(h, "BOOL", &[v.to_string()]),
+            AttributeValue::Null(v) => list(h, "NULL", &[v.to_string()]),
+            AttributeValue::B(v) => {
+                text(h, "B");
+                h.update((v.as_ref().len() as u64).to_be_bytes());
+                h.update(v.as_ref());
+            }
+            AttributeValue::Bs(vs) => {
+                text(h, "BS");
+                h.update((vs.len() as u64).to_be_bytes());
+                for v in vs {
+                    h.update((v.as_ref().len() as u64).to_be_bytes());
+                    h.update(v.as_ref());
+                }
+            }
+            AttributeValue::L(vs) => {
+                text(h, "L");
+                h.update((vs.len() as u64).to_be_bytes());
+                vs.iter().for_each(|v| value(h, v));
+            }
+            AttributeValue::M(m) => {
+                text(h, "M");
+                values(h, Some(m));
+            }
+            // A variant this SDK does not know cannot be built by our stores; its debug text
+            // is still content.
+            other => list(h, "?", &[format!("{other:?}")]),
+        }
+    }
+
+    let mut h = Sha256::new();
+    for item in items {
+        if let Some(p) = item.put() {
+            text(&mut h, "put");
+            text(&mut h, p.table_name());
+            values(&mut h, Some(p.item()));
+            opt(&mut h, p.condition_expression());
+            names(&mut h, p.expression_attribute_names());
+            values(&mut h, p.expression_attribute_values());
+        } else if let Some(u) = item.update() {
+            text(&mut h, "update");
+            text(&mut h, u.table_name());
+            values(&mut h, Some(u.key()));
+            text(&mut h, u.update_expression());
+            opt(&mut h, u.condition_expression());
+            names(&mut h, u.expression_attribute_names());
+            values(&mut h, u.expression_attribute_values());
+        } else if let Some(d) = item.delete() {
+            text(&mut h, "delete");
+            text(&mut h, d.table_name());
+            values(&mut h, Some(d.key()));
+            opt(&mut h, d.condition_expression());
+            names(&mut h, d.expression_attribute_names());
+            values(&mut h, d.expression_attribute_values());
+        } else if let Some(c) = item.condition_check() {
+            text(&mut h, "check");
+            text(&mut h, c.table_name());
+            values(&mut h, Some(c.key()));
+            text(&mut h, c.condition_expression());
+            names(&mut h, c.expression_attribute_names());
+            values(&mut h, c.expression_attribute_values());
+        }
+    }
+    h.finalize()
+        .iter()
+        .take(18)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Pairs the cancellation reasons with the items' tags (one reason per item, in order).
@@ -409,6 +544,74 @@ mod tests {
             .item("pk", s(pk))
             .item("sk", s("X"))
             .condition_expression("attribute_not_exists(pk)")
+    }
+
+    /// A transaction built afresh each call, so its maps have fresh hash orders.
+    fn sample(amount: &str, nested: &str) -> Tx<Refusal> {
+        let mut tx = Tx::new();
+        tx.put(
+            put_new("A")
+                .item("a", s("1"))
+                .item("b", s("2"))
+                .item("c", s("3"))
+                .item(
+                    "m",
+                    AttributeValue::M(HashMap::from([
+                        ("x".to_string(), s(nested)),
+                        ("y".to_string(), AttributeValue::N("1".into())),
+                        ("z".to_string(), AttributeValue::L(vec![s("l")])),
+                    ])),
+                ),
+            Refusal::First,
+        )
+        .unwrap();
+        tx.update_always(
+            Update::builder()
+                .table_name("t")
+                .key("pk", s("B"))
+                .key("sk", s("X"))
+                .update_expression("ADD n :n SET #t = :t")
+                .expression_attribute_names("#t", "ttl")
+                .expression_attribute_values(":n", AttributeValue::N(amount.into()))
+                .expression_attribute_values(":t", AttributeValue::N("9".into())),
+        )
+        .unwrap();
+        tx
+    }
+
+    fn token_of(mut tx: Tx<Refusal>) -> String {
+        tx.content_token();
+        tx.token.unwrap()
+    }
+
+    #[test]
+    fn identical_transactions_share_a_content_token_and_different_ones_never_do() {
+        let token = token_of(sample("5", "n"));
+        assert_eq!(token.len(), 36, "DynamoDB takes at most 36 characters");
+        for _ in 0..20 {
+            assert_eq!(token_of(sample("5", "n")), token);
+        }
+        assert_ne!(token_of(sample("6", "n")), token, "another value");
+        assert_ne!(token_of(sample("5", "o")), token, "another nested value");
+        let mut more = sample("5", "n");
+        more.put_always(Put::builder().table_name("t").item("pk", s("C")))
+            .unwrap();
+        assert_ne!(token_of(more), token, "another item");
+        let mut other_table = Tx::<Refusal>::new();
+        other_table
+            .put(put_new("A").table_name("u"), Refusal::First)
+            .unwrap();
+        let mut same_table = Tx::<Refusal>::new();
+        same_table.put(put_new("A"), Refusal::First).unwrap();
+        assert_ne!(token_of(other_table), token_of(same_table), "another table");
+        // Length prefixes keep "ab"+"c" apart from "a"+"bc".
+        let split = |a: &str, b: &str| {
+            let mut tx = Tx::<Refusal>::new();
+            tx.put_always(Put::builder().table_name("t").item(a, s(b)))
+                .unwrap();
+            token_of(tx)
+        };
+        assert_ne!(split("ab", "c"), split("a", "bc"));
     }
 
     fn reason(code: &str, item: Option<Item>) -> CancellationReason {

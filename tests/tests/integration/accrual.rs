@@ -7,10 +7,13 @@ use chrono::{DateTime, Duration, Utc};
 use futures::future::join_all;
 use lambda_http::http::StatusCode;
 use loyalty_domain::challenge::ProgressSource;
-use loyalty_domain::earning::Slug;
+use loyalty_domain::earning::{entry_ids, parse_sell_in_csv, SellInLine, Slug};
 use loyalty_domain::ids::ParticipantId;
+use loyalty_domain::ledger::{Entry, EntryKind};
 use loyalty_domain::ports::{Clock, FixedClock};
+use loyalty_domain::Points;
 use loyalty_platform::stores::challenges::{ChallengeStore, ChallengeTables};
+use loyalty_platform::stores::earning::{EarningStore, EarningTables, SellInCredit};
 use loyalty_platform::stores::ledger::DynamoLedger;
 use loyalty_tests::{body_json, ApiEvent, TestStack};
 use serde_json::{json, Value};
@@ -455,6 +458,144 @@ async fn a_sell_in_import_with_a_bad_line_writes_nothing_and_names_the_line() {
     assert_eq!(available(&f.stack, "p-1").await, 20);
     assert_eq!(available(&f.stack, "p-2").await, 8);
     assert_ledger_consistent(&f.stack, &[pid("p-1"), pid("p-2")]).await;
+}
+
+#[tokio::test]
+async fn a_re_imported_line_with_other_content_is_409_line_changed_and_the_import_writes_nothing() {
+    let f = fixture().await;
+    cola_rule(&f, 2).await;
+    let first = format!(
+        "{CSV_HEADER}INV-1,2026-11-10,o-1,p-1,acme,COLA-05,10\nINV-2,2026-11-10,o-2,p-2,acme,COLA-05,4\n"
+    );
+    let (status, body) = call(&f.app, sell_in(&first, "changed-imp-001")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["credited"], 2);
+
+    // Line 2 changes its quantity, line 3 its participant; line 4 is new and valid.
+    let changed = format!(
+        "{CSV_HEADER}INV-1,2026-11-10,o-1,p-1,acme,COLA-05,12\nINV-2,2026-11-10,o-2,p-9,acme,COLA-05,4\nINV-3,2026-11-10,o-3,p-3,acme,COLA-05,5\n"
+    );
+    let (status, body) = call(&f.app, sell_in(&changed, "changed-imp-002")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "line_changed");
+    let lines: Vec<_> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [2, 3], "{body}");
+    // Refused as a whole before any write: not even the new line is credited.
+    assert_eq!(available(&f.stack, "p-1").await, 20);
+    assert_eq!(available(&f.stack, "p-2").await, 8);
+    assert_eq!(available(&f.stack, "p-9").await, 0);
+    assert_eq!(available(&f.stack, "p-3").await, 0);
+
+    // The same content, at other places in another upload, is the same lines.
+    let reordered = format!(
+        "{CSV_HEADER}INV-2,2026-11-10,o-2,p-2,acme,COLA-05,4\nINV-1,2026-11-10,o-1,p-1,acme,COLA-05,10\n"
+    );
+    let (status, body) = call(&f.app, sell_in(&reordered, "changed-imp-003")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["already_imported"].clone(), body["points"].clone()),
+        (json!(2), json!(0))
+    );
+    assert_eq!(available(&f.stack, "p-1").await, 20);
+    assert_ledger_consistent(&f.stack, &[pid("p-1"), pid("p-2"), pid("p-3"), pid("p-9")]).await;
+}
+
+#[tokio::test]
+async fn a_sell_in_line_is_never_credited_twice_even_after_its_outbox_record_has_expired() {
+    let f = fixture().await;
+    cola_rule(&f, 2).await;
+    let csv = format!("{CSV_HEADER}INV-7,2026-11-10,o-1,p-1,acme,COLA-05,10\n");
+    let (status, body) = call(&f.app, sell_in(&csv, "outbox-ttl-0001")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["credited"], 1);
+
+    // The emulator does not expire items: delete every outbox record as its TTL would.
+    let dynamo = f.stack.dynamodb();
+    let outbox = f.stack.table_name("OutboxTable");
+    let records = dynamo.scan().table_name(outbox).send().await.unwrap();
+    assert!(!records.items().is_empty());
+    for item in records.items() {
+        dynamo
+            .delete_item()
+            .table_name(outbox)
+            .key("pk", item["pk"].clone())
+            .key("sk", item["sk"].clone())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    f.clock.advance(Duration::days(8));
+    let (status, body) = call(&f.app, sell_in(&csv, "outbox-ttl-0002")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["already_imported"].clone(), body["credited"].clone()),
+        (json!(1), json!(0))
+    );
+    // Nor to another participant: the entry is the participant's, the line is not.
+    let moved = format!("{CSV_HEADER}INV-7,2026-11-10,o-1,p-9,acme,COLA-05,10\n");
+    let (status, body) = call(&f.app, sell_in(&moved, "outbox-ttl-0003")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "line_changed");
+    assert_eq!(available(&f.stack, "p-1").await, 20);
+    assert_eq!(available(&f.stack, "p-9").await, 0);
+    assert_ledger_consistent(&f.stack, &[pid("p-1"), pid("p-9")]).await;
+}
+
+#[tokio::test]
+async fn a_line_changed_between_the_check_and_the_write_is_refused_by_the_write_itself() {
+    let f = fixture().await;
+    let store = EarningStore::new(
+        f.stack.dynamodb(),
+        EarningTables {
+            programme: f.stack.table_name("ProgrammeTable").into(),
+            activity: f.stack.table_name("ActivityTable").into(),
+            ledger: f.stack.table_name("LedgerTable").into(),
+            outbox: f.stack.table_name("OutboxTable").into(),
+        },
+    );
+    let line = |participant: &str, quantity: u32| {
+        let csv =
+            format!("{CSV_HEADER}INV-5,2026-11-10,o-1,{participant},acme,COLA-05,{quantity}\n");
+        parse_sell_in_csv(&csv).unwrap().remove(0)
+    };
+    let entry = |l: &SellInLine| Entry {
+        id: entry_ids::sell_in(&l.identity()),
+        participant: l.participant.clone(),
+        outlet: Some(l.outlet.clone()),
+        kind: EntryKind::Accrual,
+        amount: Points::parse(2 * l.quantity as u64).unwrap(),
+        source: "sell-in".into(),
+        created_at: monday(),
+        expires_on: None,
+    };
+    let rule = Slug::parse("cola-sell-in").unwrap();
+    let credit = |l: SellInLine| {
+        let store = &store;
+        let rule = &rule;
+        async move {
+            store
+                .credit_sell_in(&entry(&l), rule, &l.fingerprint())
+                .await
+                .unwrap()
+        }
+    };
+
+    assert_eq!(credit(line("p-1", 10)).await, SellInCredit::Credited);
+    assert_eq!(credit(line("p-1", 10)).await, SellInCredit::AlreadyImported);
+    assert_eq!(credit(line("p-1", 11)).await, SellInCredit::Changed);
+    assert_eq!(credit(line("p-9", 10)).await, SellInCredit::Changed);
+    let ids = [line("p-1", 10), line("p-9", 10)]
+        .map(|l| (entry_ids::sell_in(&l.identity()), l.fingerprint()));
+    assert_eq!(store.changed_lines(&ids).await.unwrap(), [1]);
+    assert_eq!(available(&f.stack, "p-1").await, 20);
+    assert_eq!(available(&f.stack, "p-9").await, 0);
+    assert_ledger_consistent(&f.stack, &[pid("p-1"), pid("p-9")]).await;
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use loyalty_platform::config::Env;
 use loyalty_platform::stores::codes::CodesStore;
 use loyalty_tests::{body_json, ApiEvent, TestStack};
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 use crate::ledger_check::assert_ledger_consistent;
 
@@ -541,10 +542,17 @@ async fn every_attempt_is_audited_without_storing_the_whole_code() {
 #[tokio::test]
 async fn history_lists_entries_newest_first_with_a_cursor() {
     let f = fixture(3, 10, "north").await;
-    let app = claim_app(&f.stack, f.stack.env_for("CodeClaimFunction"));
+    // The entries get different timestamps from a clock the test moves, not from sleeping.
+    let clock = Arc::new(FixedClock::at(Utc::now()));
+    let app = code_claim::App::with_clock(
+        &f.stack.aws,
+        &f.stack.env_for("CodeClaimFunction"),
+        Box::new(clock.clone()),
+    )
+    .expect("claim app");
     for c in &f.codes {
         claim(&app, "p-1", Some("o-1"), &c.display()).await;
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        clock.advance(Duration::seconds(1));
     }
     let wallet = wallet::App::new(&f.stack.aws, &f.stack.env_for("WalletFunction")).unwrap();
     let page = |cursor: Option<&str>| {

@@ -205,6 +205,8 @@ async fn a_crashed_invocation_leaves_the_whole_batch_for_redelivery() {
     .await
     .unwrap();
     assert_eq!(received, 2, "both messages arrive in one batch");
+    // Waits on the emulator's own timer, not on ours: the messages reappear when SQS's
+    // visibility timeout ends, and no clock of ours can move that.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(visible_count(&sqs, &jobs).await, 2);
 }

@@ -408,7 +408,8 @@ async fn sqs_long_polls_stay_concurrent_with_dynamodb_traffic() {
         })
         .collect();
     // Lets the polls reach the emulator first; a server that serialised them with DynamoDB
-    // would then hold every write below for up to 20 s per poll.
+    // would then hold every write below for up to 20 s per poll. A wait on the emulator
+    // (no time of ours passes), so no clock can replace it.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
     for i in 0..WRITES {

@@ -209,7 +209,11 @@ impl DynamoClaims {
             a.now,
         );
         tx.put_always(Put::builder().table_name(&t.fraud).set_item(Some(audit)))?;
-        tx.idempotency_token(request_token(a));
+        // From the whole content, not from the code and participant: two claims of one
+        // code (two cold functions, a double tap) differ in time and audit record, and a
+        // shared token would refuse the second with `IdempotentParameterMismatch` instead
+        // of answering it. The SDK's resend of this very request keeps its token.
+        tx.content_token();
         Ok(tx)
     }
 
@@ -353,26 +357,6 @@ fn rand_bytes() -> [u8; 8] {
     COUNTER
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         .to_be_bytes()
-}
-
-/// A deterministic `ClientRequestToken`, so the SDK's own retry of a transaction whose
-/// response was lost is recognised by DynamoDB as the same transaction.
-fn request_token(a: &ClaimAttempt) -> String {
-    let mut h = Sha256::new();
-    h.update(a.claimant.participant.as_str().as_bytes());
-    h.update(a.code.canonical().as_bytes());
-    h.update(
-        a.expected_balance
-            .map(|b| b.version)
-            .unwrap_or(0)
-            .to_be_bytes(),
-    );
-    h.update([a.velocity_limit.is_some() as u8]);
-    h.finalize()
-        .iter()
-        .take(18)
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 impl ClaimStore for DynamoClaims {

@@ -1,20 +1,23 @@
 //! Earning rules and tiers in ProgrammeTable; action limits and sell-in credits.
 //!
 //! ProgrammeTable: `RULES`/`RULE#<id>` (the rule as JSON), `TIERS`/`TIERS`.
-//! ActivityTable: `LIMIT#<participant>`/`RULE#<rule>#<EVER|period>` counters (`used`).
+//! ActivityTable: `LIMIT#<participant>`/`RULE#<rule>#<EVER|period>` counters (`used`);
+//! `SELLIN#<entry id>`/`LINE` sell-in line markers (`fingerprint`), kept forever.
 //!
 //! An action's transaction: the idempotency record (optional), the limit counters (0 to 2),
 //! then the ledger items of [`append_items`]. A refusal is read by its tag
 //! ([`crate::tx`]): a used-up limit, the key or the entry taken by a concurrent request.
 
+use std::collections::HashMap;
+
 use aws_sdk_dynamodb::types::builders::UpdateBuilder;
-use aws_sdk_dynamodb::types::Update;
+use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use loyalty_domain::earning::{
     earned_trailing_12_months, AccrualError, LimitCounter, LimitScope, Rule, RuleId, Tier, Tiers,
 };
-use loyalty_domain::ids::ParticipantId;
+use loyalty_domain::ids::{EntryId, ParticipantId};
 use loyalty_domain::ledger::Entry;
 use loyalty_domain::InfraError;
 
@@ -31,6 +34,19 @@ pub struct EarningTables {
     pub activity: String,
     pub ledger: String,
     pub outbox: String,
+}
+
+/// BatchGetItem's limit.
+const MAX_BATCH_GET_KEYS: usize = 100;
+
+/// What crediting one sell-in line did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SellInCredit {
+    Credited,
+    /// The same line with the same content was credited before: nothing was written.
+    AlreadyImported,
+    /// The line was credited before with other content: nothing was written.
+    Changed,
 }
 
 /// How often a transaction that lost a race on a hot item is tried again.
@@ -220,25 +236,58 @@ impl EarningStore {
         unreachable!("the loop returns on its last attempt")
     }
 
-    /// Appends one sell-in line's entry. Returns false when the line was imported before
-    /// (its entry id exists), which makes a retried import complete what it had not.
-    pub async fn credit_sell_in(&self, entry: &Entry, rule: &RuleId) -> Result<bool, InfraError> {
-        let tx = append_items(
+    /// Appends one sell-in line's entry (its id is the line's identity) with the line's
+    /// marker: `fingerprint` is the line's content. The marker has no TTL and is keyed by
+    /// the line, not by the participant, so exactly-once never rests on the outbox record
+    /// (which expires after 7 days): a line re-imported with the same content is
+    /// `AlreadyImported`, with other content (another participant included) `Changed`, and
+    /// nothing is written either way; a retried import completes what it had not.
+    pub async fn credit_sell_in(
+        &self,
+        entry: &Entry,
+        rule: &RuleId,
+        fingerprint: &str,
+    ) -> Result<SellInCredit, InfraError> {
+        let mut tx: Tx<SellInRefusal> = Tx::new();
+        tx.put(
+            Put::builder()
+                .table_name(&self.tables.activity)
+                .set_item(Some(HashMap::from([
+                    ("pk".to_string(), s(line_pk(&entry.id))),
+                    ("sk".to_string(), s("LINE")),
+                    ("fingerprint".to_string(), s(fingerprint)),
+                    ("entry_id".to_string(), s(entry.id.as_str())),
+                    ("participant_id".to_string(), s(entry.participant.as_str())),
+                    ("imported_at".to_string(), s(entry.created_at.to_rfc3339())),
+                ])))
+                .condition_expression("attribute_not_exists(pk) OR fingerprint = :fp")
+                .expression_attribute_values(":fp", s(fingerprint)),
+            SellInRefusal::LineChanged,
+        )?;
+        tx.append(append_items(
             &self.tables.ledger,
             entry,
             Some(points_credited(&self.tables.outbox, entry, rule)),
-        )?;
+        )?);
         for attempt in 1..=CONFLICT_ATTEMPTS {
             let refused = match tx
                 .clone()
                 .commit_reporting_conflicts(&self.client, "credit sell-in")
                 .await?
             {
-                Ok(()) => return Ok(true),
+                Ok(()) => return Ok(SellInCredit::Credited),
                 Err(refused) => refused,
             };
-            if refused.contains(&LedgerRefusal::EntryExists) {
-                return Ok(false);
+            let entry_exists = refused.contains(&SellInRefusal::Ledger(LedgerRefusal::EntryExists));
+            // The outbox record without this participant's entry: a line credited to another
+            // participant before line markers existed (and less than 7 days ago).
+            let moved = !entry_exists
+                && refused.contains(&SellInRefusal::Ledger(LedgerRefusal::OutboxExists));
+            if refused.contains(&SellInRefusal::LineChanged) || moved {
+                return Ok(SellInCredit::Changed);
+            }
+            if entry_exists {
+                return Ok(SellInCredit::AlreadyImported);
             }
             if !refused.is_conflict() || attempt == CONFLICT_ATTEMPTS {
                 return Err(InfraError::retryable("credit sell-in", refused.describe()));
@@ -246,6 +295,85 @@ impl EarningStore {
             tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64)).await;
         }
         unreachable!("the loop returns on its last attempt")
+    }
+}
+
+impl EarningStore {
+    /// Of the lines given as (entry id, fingerprint), the positions of those imported before
+    /// with another fingerprint: read before an import writes anything, so that it can be
+    /// refused as a whole.
+    pub async fn changed_lines(
+        &self,
+        lines: &[(EntryId, String)],
+    ) -> Result<Vec<usize>, InfraError> {
+        let table = &self.tables.activity;
+        let mut stored: HashMap<String, String> = HashMap::new();
+        // One import never names a line twice, but a repeated key would fail the read.
+        let pks: std::collections::BTreeSet<String> =
+            lines.iter().map(|(id, _)| line_pk(id)).collect();
+        let pks: Vec<String> = pks.into_iter().collect();
+        for chunk in pks.chunks(MAX_BATCH_GET_KEYS) {
+            let keys = chunk.iter().map(|pk| key(pk.as_str(), "LINE")).collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| InfraError::permanent("build batch get", e.to_string()))?,
+            );
+            while let Some(wanted) = request.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(table, wanted)
+                    .send()
+                    .await
+                    .map_err(|e| classify("read sell-in lines", e))?;
+                for item in out
+                    .responses()
+                    .and_then(|r| r.get(table))
+                    .into_iter()
+                    .flatten()
+                {
+                    stored.insert(
+                        item.string("pk")?.to_string(),
+                        item.string("fingerprint")?.to_string(),
+                    );
+                }
+                request = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(table))
+                    .filter(|k| !k.keys().is_empty());
+            }
+        }
+        Ok(lines
+            .iter()
+            .enumerate()
+            .filter(|(_, (id, fingerprint))| {
+                stored
+                    .get(&line_pk(id))
+                    .is_some_and(|stored| stored != fingerprint)
+            })
+            .map(|(i, _)| i)
+            .collect())
+    }
+}
+
+fn line_pk(entry: &EntryId) -> String {
+    format!("SELLIN#{entry}")
+}
+
+/// What a refused sell-in credit means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SellInRefusal {
+    /// The line's marker holds another fingerprint.
+    LineChanged,
+    Ledger(LedgerRefusal),
+}
+
+impl From<LedgerRefusal> for SellInRefusal {
+    fn from(r: LedgerRefusal) -> Self {
+        Self::Ledger(r)
     }
 }
 
