@@ -246,11 +246,12 @@ pub async fn report_action<S: ActionStore>(
     for _ in 0..MAX_ATTEMPTS {
         let (tier, expected_balance) = if programme.tiered() {
             match &basis {
-                Some(b) => (
+                // A balance item has version 1 from its first entry on; 0 is no item.
+                Some(b) if b.version > 0 => (
                     tier_of(&programme.tiers, b, now),
                     BalanceExpectation::Version(b.version),
                 ),
-                None => (
+                _ => (
                     programme.tiers.tier_for(0).clone(),
                     BalanceExpectation::Absent,
                 ),

@@ -11,6 +11,8 @@
 //! Where the two adapters disagree, the memory one is wrong: the contract suite in
 //! `tests/src/contract/` runs against both.
 
+pub mod actions;
 pub mod claims;
 
+pub use actions::MemoryActions;
 pub use claims::MemoryClaims;
