@@ -166,6 +166,16 @@ pub trait ActionStore: Send + Sync {
         &self,
         attempt: &ActionAttempt,
     ) -> impl Future<Output = Result<Result<(), ActionRefusal>, InfraError>> + Send;
+
+    /// Stores the answer to a refused report (nothing else is written) under its key, so a
+    /// retry gets the same refusal; `Ok(Err(stored))` when a live answer already holds the key.
+    fn remember(
+        &self,
+        key: &KeyedRequest,
+        status: u16,
+        body: String,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Result<(), StoredAnswer>, InfraError>> + Send;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -361,6 +371,15 @@ mod tests {
             } else {
                 Err(r.remove(0))
             })
+        }
+        async fn remember(
+            &self,
+            _: &KeyedRequest,
+            _: u16,
+            _: String,
+            _: DateTime<Utc>,
+        ) -> Result<Result<(), StoredAnswer>, InfraError> {
+            Ok(Ok(()))
         }
     }
 

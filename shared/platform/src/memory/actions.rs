@@ -8,8 +8,8 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use loyalty_domain::action::{
-    ActionAttempt, ActionReceipt, ActionRefusal, ActionStore, BalanceExpectation, Programme,
-    StoredAnswer, TierBasis,
+    ActionAttempt, ActionReceipt, ActionRefusal, ActionStore, BalanceExpectation, KeyedRequest,
+    Programme, StoredAnswer, TierBasis,
 };
 use loyalty_domain::earning::{LimitScope, Rule, Tiers};
 use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
@@ -125,32 +125,6 @@ impl MemoryActions {
             .get(&(scope.to_string(), key.to_string()))
             .cloned()
     }
-
-    /// Stores a refusal's answer under a key, unless a live record holds it; answers the
-    /// live record then (as a refused conditional put).
-    pub fn remember(
-        &self,
-        scope: &str,
-        key: &str,
-        answer: StoredAnswer,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoredAnswer> {
-        let mut w = self.lock();
-        let id = (scope.to_string(), key.to_string());
-        if let Some(r) = w.records.get(&id) {
-            if r.ttl > now.timestamp() {
-                return Err(r.answer.clone());
-            }
-        }
-        w.records.insert(
-            id,
-            KeyRecord {
-                answer,
-                ttl: now.timestamp() + RECORD_TTL_SECS,
-            },
-        );
-        Ok(())
-    }
 }
 
 fn basis(b: Option<&StoredBalance>) -> TierBasis {
@@ -262,6 +236,40 @@ impl ActionStore for MemoryActions {
             },
         );
         w.entries.insert(entry_id, entry.clone());
+        Ok(Ok(()))
+    }
+
+    async fn remember(
+        &self,
+        key: &KeyedRequest,
+        status: u16,
+        body: String,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), StoredAnswer>, InfraError> {
+        let mut w = self.lock();
+        let id = (key.scope.clone(), key.key.as_str().to_string());
+        if let Some(r) = w.records.get(&id) {
+            if r.ttl > now.timestamp() {
+                return Ok(Err(r.answer.clone()));
+            }
+        }
+        let content_type = if status >= 400 {
+            "application/problem+json"
+        } else {
+            "application/json"
+        };
+        w.records.insert(
+            id,
+            KeyRecord {
+                answer: StoredAnswer {
+                    fingerprint: key.fingerprint.clone(),
+                    status,
+                    body,
+                    content_type: Some(content_type.into()),
+                },
+                ttl: now.timestamp() + RECORD_TTL_SECS,
+            },
+        );
         Ok(Ok(()))
     }
 }

@@ -15,9 +15,10 @@
 
 use aws_sdk_dynamodb::types::{Put, Update};
 use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
 use loyalty_domain::action::{
-    ActionAttempt, ActionRefusal, ActionStore, BalanceExpectation, Programme, StoredAnswer,
-    TierBasis,
+    ActionAttempt, ActionRefusal, ActionStore, BalanceExpectation, KeyedRequest, Programme,
+    StoredAnswer, TierBasis,
 };
 use loyalty_domain::earning::{LimitCounter, LimitScope, RuleId};
 use loyalty_domain::ids::ParticipantId;
@@ -148,13 +149,7 @@ impl DynamoActions {
     /// The refusal that decides the outcome, in the port's order of precedence.
     fn refusal(&self, refused: &Refused<ActionTag>) -> Result<ActionRefusal, InfraError> {
         if let Some(old) = refused.get(&ActionTag::KeyTaken) {
-            let r = StoredRecord::from_item(old)?;
-            return Ok(ActionRefusal::KeyTaken(StoredAnswer {
-                fingerprint: r.fingerprint,
-                status: r.status,
-                body: r.body,
-                content_type: r.content_type,
-            }));
+            return Ok(ActionRefusal::KeyTaken(stored_answer(old)?));
         }
         if refused.contains(&ActionTag::EntryExists) || refused.contains(&ActionTag::OutboxExists) {
             return Ok(ActionRefusal::EntryExists);
@@ -207,4 +202,47 @@ impl ActionStore for DynamoActions {
             Err(refused) => Ok(Err(self.refusal(&refused)?)),
         }
     }
+
+    async fn remember(
+        &self,
+        key: &KeyedRequest,
+        status: u16,
+        body: String,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), StoredAnswer>, InfraError> {
+        let mut tx = Tx::new();
+        tx.put(
+            record_put(
+                &self.tables.activity,
+                &key.scope,
+                key.key.as_str(),
+                &key.fingerprint,
+                status,
+                body,
+                now,
+            ),
+            ActionTag::KeyTaken,
+        )?;
+        // One item: its refusal carries the record that holds the key.
+        match tx.commit(&self.client, "remember action refusal").await? {
+            Ok(()) => Ok(Ok(())),
+            Err(refused) => match refused.get(&ActionTag::KeyTaken) {
+                Some(old) => Ok(Err(stored_answer(old)?)),
+                None => Err(InfraError::retryable(
+                    "remember action refusal",
+                    refused.describe(),
+                )),
+            },
+        }
+    }
+}
+
+fn stored_answer(item: &Item) -> Result<StoredAnswer, InfraError> {
+    let r = StoredRecord::from_item(item)?;
+    Ok(StoredAnswer {
+        fingerprint: r.fingerprint,
+        status: r.status,
+        body: r.body,
+        content_type: r.content_type,
+    })
 }
