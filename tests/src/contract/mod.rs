@@ -2,4 +2,5 @@
 //! once per adapter (memory in `tests/tests/memory/`, DynamoDB on the emulator in
 //! `tests/tests/integration/contract.rs`).
 
+pub mod actions;
 pub mod claims;

@@ -4,3 +4,7 @@
 mod claims {
     loyalty_tests::claim_store_contract!(loyalty_tests::contract::claims::dynamo);
 }
+
+mod actions {
+    loyalty_tests::action_store_contract!(loyalty_tests::contract::actions::dynamo);
+}

@@ -4,10 +4,15 @@
 //!
 //! `cargo nextest run -p loyalty-tests --test memory`
 
+mod accrual;
 mod claim_use_case;
 mod code_claim;
 
 mod contract {
+    mod actions {
+        loyalty_tests::action_store_contract!(loyalty_tests::contract::actions::memory);
+    }
+
     mod claims {
         loyalty_tests::claim_store_contract!(loyalty_tests::contract::claims::memory);
     }
