@@ -13,6 +13,7 @@
 //! `predict`, `execute`, `settle`), a variant in [`Operation`] with weights in
 //! [`Operation::generate`], and its invariants in [`checker`].
 
+pub mod actions;
 pub mod checker;
 pub mod claims;
 pub mod clock;
@@ -29,6 +30,7 @@ use loyalty_platform::memory::MemoryClaims;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::actions::{ActionOp, Actions};
 use crate::checker::Checker;
 use crate::claims::{ClaimOp, Claims};
 use crate::clock::ClockOp;
@@ -75,6 +77,7 @@ pub fn start() -> DateTime<Utc> {
 pub enum Operation {
     Clock(ClockOp),
     Claims(ClaimOp),
+    Actions(ActionOp),
 }
 
 impl Operation {
@@ -99,10 +102,25 @@ impl Operation {
         }
     }
 
+    /// Draws an action operation, from the actions' own random stream (so that adding
+    /// actions left every claim sequence of a seed as it was); weights per 1,000.
+    pub fn generate_action(rng: &mut ChaCha8Rng) -> Option<Operation> {
+        let op = match rng.random_range(0..1_000) {
+            0..60 => ActionOp::Fresh,
+            60..90 => ActionOp::Replay,
+            90..100 => ActionOp::Reuse,
+            100..108 => ActionOp::Elsewhere,
+            108..120 => ActionOp::Exhaust,
+            _ => return None,
+        };
+        Some(Operation::Actions(op))
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Operation::Clock(c) => c.kind(),
             Operation::Claims(c) => c.kind(),
+            Operation::Actions(a) => a.kind(),
         }
     }
 }
@@ -167,6 +185,9 @@ struct Sim {
     clock: FixedClock,
     store: FaultyClaims<MemoryClaims>,
     claims: Claims,
+    actions: Actions,
+    /// The actions' own random stream.
+    action_rng: ChaCha8Rng,
     checker: Checker,
     history: VecDeque<String>,
     ops_by_kind: BTreeMap<&'static str, u64>,
@@ -189,6 +210,8 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
         world,
         clock: FixedClock::at(start()),
         claims: Claims::new(claims::policy()),
+        actions: Actions::new(),
+        action_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0xAC71_0A5E_ED00_0001),
         checker: Checker::default(),
         history: VecDeque::with_capacity(HISTORY + 1),
         ops_by_kind: BTreeMap::new(),
@@ -210,6 +233,18 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
 impl Sim {
     fn step(&mut self, step: u64) -> Result<(), Failure> {
         let op = Operation::generate(&mut self.rng);
+        self.one(step, op)?;
+        if let Some(op) = Operation::generate_action(&mut self.action_rng) {
+            self.one(step, op)?;
+        }
+        // (`is_multiple_of` is newer than the workspace's rust-version.)
+        if step % self.config.full_check_every == self.config.full_check_every - 1 {
+            self.check_everything(step)?;
+        }
+        Ok(())
+    }
+
+    fn one(&mut self, step: u64, op: Operation) -> Result<(), Failure> {
         let (description, result) = self.apply(op);
         *self.ops_by_kind.entry(op.kind()).or_default() += 1;
         if self.history.len() == HISTORY {
@@ -217,12 +252,7 @@ impl Sim {
         }
         self.history
             .push_back(format!("step {step}: {description}"));
-        result.map_err(|violation| self.failure(step, violation))?;
-        // (`is_multiple_of` is newer than the workspace's rust-version.)
-        if step % self.config.full_check_every == self.config.full_check_every - 1 {
-            self.check_everything(step)?;
-        }
-        Ok(())
+        result.map_err(|violation| self.failure(step, violation))
     }
 
     fn apply(&mut self, op: Operation) -> (String, Result<(), String>) {
@@ -235,6 +265,26 @@ impl Sim {
                     self.claims.prune_expired(then.date_naive());
                 }
                 (format!("{c} → {}", then.to_rfc3339()), Ok(()))
+            }
+            Operation::Actions(ActionOp::Elsewhere) => (
+                self.actions
+                    .credit_elsewhere(&mut self.action_rng, &self.world, now),
+                Ok(()),
+            ),
+            Operation::Actions(op) => {
+                let Some(request) = self.actions.request(op, &mut self.action_rng, &self.world)
+                else {
+                    return (format!("{}: nothing to act on yet", op.kind()), Ok(()));
+                };
+                let expected = self.actions.predict(&request, now);
+                let actual = self.actions.execute(&self.world, &request, now);
+                *self.outcomes.entry(actual.label()).or_default() += 1;
+                let described = format!("{request} at {}: {}", now.to_rfc3339(), actual.label());
+                let result = self
+                    .actions
+                    .settle(&self.world, &request, expected, &actual, now)
+                    .and_then(|()| self.actions.check_step(&self.world, request.actor));
+                (described, result)
             }
             Operation::Claims(ClaimOp::IssueBatch) => (
                 self.claims
@@ -293,6 +343,7 @@ impl Sim {
     fn check_everything(&mut self, step: u64) -> Result<(), Failure> {
         self.checker
             .check_everything(self.store.inner(), &self.claims.model)
+            .and_then(|()| self.actions.check_everything(&self.world))
             .map_err(|v| self.failure(step, format!("full check: {v}")))
     }
 
