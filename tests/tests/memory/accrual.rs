@@ -16,7 +16,6 @@ use serde_json::{json, Value};
 /// The participant and outlet of the sample event.
 const SAMPLE_PARTICIPANT: &str = "p-7f3a9c";
 const SAMPLE_OUTLET: &str = "o-5d2e8b";
-const SAMPLE_KEY: &str = "7c1e4a2b-survey-2026-11";
 
 type App = accrual::App<MemoryActions, FixedClock>;
 
