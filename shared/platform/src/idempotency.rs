@@ -13,6 +13,10 @@
 //! - Two requests racing with one key: both may pass [`Idempotency::begin`], but only one
 //!   record write succeeds; the loser calls [`Idempotency::settle`] to answer what the
 //!   winner answered.
+//! - A route whose change is one transaction can skip the read: [`Idempotency::keyed`] parses
+//!   the key and fingerprint, the transaction carries the record ([`record_put`]), and a
+//!   refused record returns the stored answer as its `ALL_OLD` ([`StoredRecord::from_item`],
+//!   replayed with [`replay`]). `POST /actions` does this: one round trip in the steady state.
 //! - A record past its `ttl` is treated exactly as a record DynamoDB's (lazy) TTL deletion
 //!   has removed: the key is unknown again. Where the key itself named the change (an
 //!   action's entry id comes from it), that change still exists, so the write loses and
