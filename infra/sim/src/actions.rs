@@ -76,7 +76,7 @@ pub fn rules() -> Vec<Rule> {
             "survey",
             Action::Survey,
             15,
-            Some(40),
+            Some(2_000),
             Some((3, Period::Day)),
         ),
         rule(
@@ -91,7 +91,7 @@ pub fn rules() -> Vec<Rule> {
             "audit",
             Action::OutletSelfAudit,
             40,
-            Some(6),
+            Some(40),
             Some((2, Period::Month)),
         ),
     ]
@@ -250,7 +250,13 @@ impl Actions {
                 if self.used.is_empty() {
                     return None;
                 }
-                let (actor, key) = self.used[rng.random_range(0..self.used.len())].clone();
+                // Mostly recent keys (a client retrying), sometimes any (a late retry).
+                let i = if rng.random_bool(0.8) {
+                    self.used.len() - 1 - rng.random_range(0..self.used.len().min(30))
+                } else {
+                    rng.random_range(0..self.used.len())
+                };
+                let (actor, key) = self.used[i].clone();
                 let first = self.model.keys.get(&(actor, key.clone()))?.rule;
                 let rule = if op == ActionOp::Replay {
                     first
