@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Mutex;
 
 use chrono::{DateTime, TimeZone, Utc};
 use futures::executor::block_on;
@@ -23,14 +24,16 @@ use loyalty_domain::earning::{
     PeriodLimit, Rule, RuleId, Tier, Tiers, Trigger,
 };
 use loyalty_domain::ids::{IdempotencyKey, ParticipantId};
-use loyalty_domain::{Classified, Points};
+use loyalty_domain::{Classified, InfraError, Points};
 use loyalty_platform::memory::MemoryActions;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::world::World;
 
 const RECORD_SECS: i64 = 24 * 3600;
+/// Tries of one request by the client when the answer is lost.
+const MAX_TRIES: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActionOp {
@@ -188,8 +191,75 @@ pub struct Model {
     pub credited: BTreeMap<usize, u64>,
 }
 
+/// [`MemoryActions`] with faults: a write refused as contended (nothing written), or
+/// committed with its answer lost (the client retries the same key and must get a replay).
+pub struct FaultyActions {
+    inner: MemoryActions,
+    rng: Mutex<ChaCha8Rng>,
+    pub injected: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl FaultyActions {
+    pub fn new(seed: u64) -> Self {
+        Self {
+            inner: MemoryActions::new(),
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0xFA_17ED)),
+            injected: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn inner(&self) -> &MemoryActions {
+        &self.inner
+    }
+
+    fn count(&self, fault: &'static str) {
+        *self
+            .injected
+            .lock()
+            .expect("faults")
+            .entry(fault)
+            .or_default() += 1;
+    }
+}
+
+impl ActionStore for FaultyActions {
+    async fn programme(&self) -> Result<loyalty_domain::action::Programme, InfraError> {
+        self.inner.programme().await
+    }
+
+    async fn try_accrue(
+        &self,
+        attempt: &loyalty_domain::action::ActionAttempt,
+    ) -> Result<Result<(), loyalty_domain::action::ActionRefusal>, InfraError> {
+        let draw = self.rng.lock().expect("rng").random_range(0..1_000);
+        if draw < 30 {
+            self.count("action contended");
+            return Ok(Err(loyalty_domain::action::ActionRefusal::Contended));
+        }
+        let result = self.inner.try_accrue(attempt).await?;
+        if draw < 50 && result.is_ok() {
+            self.count("action answer lost");
+            return Err(InfraError::retryable(
+                "sim",
+                "committed, then the answer was lost",
+            ));
+        }
+        Ok(result)
+    }
+
+    async fn remember(
+        &self,
+        key: &KeyedRequest,
+        status: u16,
+        body: String,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), loyalty_domain::action::StoredAnswer>, InfraError> {
+        self.inner.remember(key, status, body, now).await
+    }
+}
+
 pub struct Actions {
-    pub store: MemoryActions,
+    pub store: FaultyActions,
     pub model: Model,
     rules: Vec<Rule>,
     /// The function's tier-basis cache.
@@ -199,20 +269,14 @@ pub struct Actions {
     used: Vec<(usize, String)>,
 }
 
-impl Default for Actions {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Actions {
-    pub fn new() -> Self {
-        let store = MemoryActions::new();
+    pub fn new(seed: u64) -> Self {
+        let store = FaultyActions::new(seed);
         let rules = rules();
         for r in &rules {
-            store.put_rule(r.clone());
+            store.inner().put_rule(r.clone());
         }
-        store.put_tiers(tiers());
+        store.inner().put_tiers(tiers());
         Self {
             store,
             model: Model::default(),
@@ -342,37 +406,57 @@ impl Actions {
             key: key.clone(),
         };
         let programme = block_on(self.store.programme()).expect("memory never fails");
-        let known = self.basis.get(&participant).cloned();
-        match block_on(report_action(&self.store, &programme, &report, known, now)) {
-            Ok(Reported::Credited { receipt, basis }) => {
-                match basis {
-                    Some(b) => self.basis.insert(participant, b),
-                    None => self.basis.remove(&participant),
-                };
-                Answer::Credited {
-                    points: receipt.points.get(),
+        let mut lost = false;
+        for _ in 0..MAX_TRIES {
+            let known = self.basis.get(&participant).cloned();
+            let answer = match block_on(report_action(&self.store, &programme, &report, known, now))
+            {
+                Err(ActionError::Infra(_)) => {
+                    // The client retries the same request with the same key.
+                    lost = true;
+                    self.basis.remove(&participant);
+                    continue;
                 }
-            }
-            Ok(Reported::Replay(stored)) => Answer::Replay {
-                status: stored.status,
-                body: stored.body,
-            },
-            Err(ActionError::Refused(
-                e @ (AccrualError::ParticipantLimit(_) | AccrualError::PeriodLimit(_)),
-            )) => {
-                // Remembered under the key, as the function does.
-                match block_on(self.store.remember(&key, 409, e.code().to_string(), now))
-                    .expect("memory never fails")
-                {
-                    Ok(()) => Answer::Refused(e.code()),
-                    Err(stored) => Answer::Replay {
-                        status: stored.status,
-                        body: stored.body,
-                    },
+                Ok(Reported::Credited { receipt, basis }) => {
+                    match basis {
+                        Some(b) => self.basis.insert(participant.clone(), b),
+                        None => self.basis.remove(&participant),
+                    };
+                    Answer::Credited {
+                        points: receipt.points.get(),
+                    }
                 }
-            }
-            Err(e) => Answer::Refused(e.code()),
+                Ok(Reported::Replay(stored)) if lost && stored.status == 201 => {
+                    // Our own lost commit, answered again: what the first try would have said.
+                    let body: serde_json::Value =
+                        serde_json::from_str(&stored.body).expect("a stored body is JSON");
+                    Answer::Credited {
+                        points: body["points"].as_u64().expect("points"),
+                    }
+                }
+                Ok(Reported::Replay(stored)) => Answer::Replay {
+                    status: stored.status,
+                    body: stored.body,
+                },
+                Err(ActionError::Refused(
+                    e @ (AccrualError::ParticipantLimit(_) | AccrualError::PeriodLimit(_)),
+                )) => {
+                    // Remembered under the key, as the function does.
+                    match block_on(self.store.remember(&key, 409, e.code().to_string(), now))
+                        .expect("memory never fails")
+                    {
+                        Ok(()) => Answer::Refused(e.code()),
+                        Err(stored) => Answer::Replay {
+                            status: stored.status,
+                            body: stored.body,
+                        },
+                    }
+                }
+                Err(e) => Answer::Refused(e.code()),
+            };
+            return answer;
         }
+        Answer::Refused("gave up after lost answers")
     }
 
     /// Compares the answer with the prediction, then moves the model.
@@ -415,6 +499,7 @@ impl Actions {
                 *self.model.credited.entry(r.actor).or_default() += 1;
                 let body = self
                     .store
+                    .inner()
                     .record(world.actors[r.actor].participant.as_str(), &r.key)
                     .map(|k| k.answer.body)
                     .unwrap_or_default();
@@ -462,6 +547,7 @@ impl Actions {
         let actor = world.pick(rng);
         let points = rng.random_range(10..=200);
         self.store
+            .inner()
             .credit_elsewhere(&world.actors[actor].participant, points, now);
         *self.model.balances.entry(actor).or_default() += points;
         *self.model.elsewhere.entry(actor).or_default() += points;
@@ -479,6 +565,7 @@ impl Actions {
     pub fn check_step(&self, world: &World, actor: usize) -> Result<(), String> {
         let stored = self
             .store
+            .inner()
             .balance(&world.actors[actor].participant)
             .map(|b| b.available)
             .unwrap_or(0);
@@ -495,11 +582,12 @@ impl Actions {
     /// key credited twice.
     pub fn check_everything(&self, world: &World) -> Result<(), String> {
         for (i, actor) in world.actors.iter().enumerate() {
-            let entries = self.store.entries(&actor.participant);
+            let entries = self.store.inner().entries(&actor.participant);
             let sum: u64 = entries.iter().map(|e| e.amount.get()).sum();
             let elsewhere = self.model.elsewhere.get(&i).copied().unwrap_or(0);
             let balance = self
                 .store
+                .inner()
                 .balance(&actor.participant)
                 .map(|b| b.available)
                 .unwrap_or(0);

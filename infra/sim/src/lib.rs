@@ -210,7 +210,7 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
         world,
         clock: FixedClock::at(start()),
         claims: Claims::new(claims::policy()),
-        actions: Actions::new(),
+        actions: Actions::new(config.seed),
         action_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0xAC71_0A5E_ED00_0001),
         checker: Checker::default(),
         history: VecDeque::with_capacity(HISTORY + 1),
@@ -367,7 +367,13 @@ impl Sim {
             ops: self.config.ops,
             ops_by_kind: self.ops_by_kind.clone(),
             outcomes: self.outcomes.clone(),
-            faults: self.faults.clone(),
+            faults: {
+                let mut faults = self.faults.clone();
+                for (k, v) in self.actions.store.injected.lock().expect("faults").iter() {
+                    *faults.entry(k).or_default() += v;
+                }
+                faults
+            },
             claims_committed: m.commits,
             points_available: m.points_available,
             points_pending: m.points_pending,
