@@ -53,6 +53,13 @@ pub async fn memory() -> MemoryHarness {
     }
 }
 
+/// A memory adapter with a deliberate bug: the contract must fail on it.
+pub fn memory_with_bug(bug: loyalty_platform::memory::actions::ActionsBug) -> MemoryHarness {
+    MemoryHarness {
+        store: MemoryActions::with_planted_bug(bug),
+    }
+}
+
 impl ActionsHarness for MemoryHarness {
     type Store = MemoryActions;
 

@@ -24,6 +24,17 @@ mod contract {
 
         #[tokio::test]
         #[should_panic(expected = "left == right")]
+        async fn an_action_store_that_ignores_limits_fails_the_contract() {
+            loyalty_tests::contract::actions::a_used_up_limit_is_refused_with_its_count_and_writes_nothing(
+                loyalty_tests::contract::actions::memory_with_bug(
+                    loyalty_platform::memory::actions::ActionsBug::IgnoreLimits,
+                ),
+            )
+            .await
+        }
+
+        #[tokio::test]
+        #[should_panic(expected = "left == right")]
         async fn a_store_that_credits_twice_fails_the_contract() {
             claims::a_claim_commits_exactly_once(memory_with_bug(PlantedBug::CreditTwice)).await
         }

@@ -47,11 +47,26 @@ pub struct ActionsWorld {
 #[derive(Debug, Default)]
 pub struct MemoryActions {
     world: Mutex<ActionsWorld>,
+    bug: Option<ActionsBug>,
+}
+
+/// A deliberate bug, only to prove that the contract catches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionsBug {
+    /// Limit counters are counted but never checked.
+    IgnoreLimits,
 }
 
 impl MemoryActions {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub fn with_planted_bug(bug: ActionsBug) -> Self {
+        Self {
+            bug: Some(bug),
+            ..Self::default()
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ActionsWorld> {
@@ -180,7 +195,10 @@ impl ActionStore for MemoryActions {
             for (id, c) in &counter_ids {
                 let used = w.counters.get(id).copied();
                 // `attribute_not_exists(used) OR used < :max`
-                if c.scope == scope && used.is_some_and(|u| u >= c.max as u64) {
+                if c.scope == scope
+                    && used.is_some_and(|u| u >= c.max as u64)
+                    && self.bug != Some(ActionsBug::IgnoreLimits)
+                {
                     return Ok(Err(ActionRefusal::Limit {
                         scope,
                         used: used.unwrap_or(0),
