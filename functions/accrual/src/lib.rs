@@ -1,7 +1,12 @@
 //! Earning beyond pack codes.
 //!
 //! - `POST /actions` (participant, `Idempotency-Key`): a target action earns by its rule, the
-//!   tier multiplier applied; limits are conditional counters in the ledger transaction.
+//!   tier multiplier applied; [`loyalty_domain::action::report_action`] over the
+//!   [`ActionStore`] port decides, and the steady state is ONE DynamoDB round trip: rules and
+//!   tiers come from [`ProgrammeCache`] (at most `PROGRAMME_CACHE_SECS` stale), the tier basis
+//!   from [`BasisCache`] (checked by the balance version inside the write), and the key's
+//!   record and the limit counters are conditions of the same write, whose refusal returns
+//!   the stored answer or the counter.
 //! - `GET /me/challenges` (participant): progress in every challenge.
 //! - `POST /admin/sell-in` (admin, `Idempotency-Key`, `text/csv` or JSON lines): validated
 //!   as a whole first, so a bad line writes nothing, nor does a line imported before with
@@ -12,31 +17,79 @@
 //!   `PUT /admin/challenges/{challengeId}` (admin).
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
+use chrono::{DateTime, Duration, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Error, Request, Response};
+use loyalty_domain::action::{
+    report_action, ActionError, ActionReport, ActionStore, KeyedRequest, Programme, Reported,
+    TierBasis,
+};
 use loyalty_domain::auth::{Caller, Role};
 use loyalty_domain::challenge::{Challenge, ChallengeRequest, ProgressSource};
 use loyalty_domain::earning::{
-    check_action, entry_ids, parse_sell_in_csv, parse_sell_in_json_lines, price_lines,
-    with_multiplier, AccrualError, Rule, RuleId, RuleRequest, SellInError, Slug, Tier, Tiers,
+    entry_ids, parse_sell_in_csv, parse_sell_in_json_lines, price_lines, with_multiplier, Rule,
+    RuleId, RuleRequest, SellInError, Slug, Tier, Tiers,
 };
 use loyalty_domain::ids::ParticipantId;
 use loyalty_domain::ledger::{Entry, EntryKind};
 use loyalty_domain::ports::{Clock, SystemClock};
+use loyalty_domain::InfraError;
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
-use loyalty_platform::idempotency::{Answer, Idempotency, Keyed};
+use loyalty_platform::idempotency::{self, Answer, Idempotency, IdempotencyError, Keyed};
+use loyalty_platform::stores::actions::DynamoActions;
 use loyalty_platform::stores::challenges::{ChallengeStore, ChallengeTables};
-use loyalty_platform::stores::earning::{EarningStore, EarningTables, SellInCredit, Written};
+use loyalty_platform::stores::earning::{EarningStore, EarningTables, SellInCredit};
 use serde::Deserialize;
 use serde_json::json;
 
-pub struct App {
+/// The function: the action port `S`, the clock `C`, the settings and the warm caches.
+/// Lambda runs it over DynamoDB and the wall clock ([`App::new`]); handler tests give it
+/// [`loyalty_platform::memory::MemoryActions`] and a `FixedClock` ([`App::with_store`]).
+/// The admin, sell-in and challenge routes still use their DynamoDB stores directly
+/// ([`Admin`]); an app built with [`App::with_store`] has none and answers them 500.
+pub struct App<S = DynamoActions, C = Box<dyn Clock>> {
+    actions: S,
+    settings: ActionSettings,
+    programme: ProgrammeCache,
+    balances: BasisCache,
+    admin: Option<Admin>,
+    clock: C,
+}
+
+/// The DynamoDB stores of the routes that do not go through [`ActionStore`] yet.
+pub struct Admin {
     earning: EarningStore,
     challenges: ChallengeStore,
     idempotency: Idempotency,
-    clock: Box<dyn Clock>,
+}
+
+/// Settings of `POST /actions`.
+#[derive(Debug, Clone)]
+pub struct ActionSettings {
+    /// How long rules and tiers read once are used before they are read again.
+    pub programme_staleness: Duration,
+}
+
+impl Default for ActionSettings {
+    fn default() -> Self {
+        Self {
+            programme_staleness: Duration::seconds(30),
+        }
+    }
+}
+
+/// The settings from the function's environment (defaults where unset).
+pub fn settings(env: &Env) -> Result<ActionSettings, ConfigError> {
+    let secs: i64 = env.parse_or(
+        "PROGRAMME_CACHE_SECS",
+        ActionSettings::default().programme_staleness.num_seconds(),
+    )?;
+    Ok(ActionSettings {
+        programme_staleness: Duration::seconds(secs.max(0)),
+    })
 }
 
 impl App {
@@ -63,16 +116,14 @@ impl App {
         let activity = env.required("ACTIVITY_TABLE")?;
         let ledger = env.required("LEDGER_TABLE")?;
         let outbox = env.required("OUTBOX_TABLE")?;
-        Ok(Self {
-            earning: EarningStore::new(
-                dynamodb.clone(),
-                EarningTables {
-                    programme: programme.clone(),
-                    activity: activity.clone(),
-                    ledger: ledger.clone(),
-                    outbox: outbox.clone(),
-                },
-            ),
+        let tables = EarningTables {
+            programme: programme.clone(),
+            activity: activity.clone(),
+            ledger: ledger.clone(),
+            outbox: outbox.clone(),
+        };
+        let admin = Admin {
+            earning: EarningStore::new(dynamodb.clone(), tables.clone()),
             challenges: ChallengeStore::new(
                 dynamodb.clone(),
                 ChallengeTables {
@@ -82,8 +133,47 @@ impl App {
                     outbox,
                 },
             ),
-            idempotency: Idempotency::new(dynamodb, activity),
+            idempotency: Idempotency::new(dynamodb.clone(), activity),
+        };
+        let mut app = App::with_store(DynamoActions::new(dynamodb, tables), settings(env)?, clock);
+        app.admin = Some(admin);
+        Ok(app)
+    }
+}
+
+impl<S: ActionStore, C: Clock> App<S, C> {
+    /// Any action store and clock: the memory adapter and a fixed clock in handler tests.
+    pub fn with_store(actions: S, settings: ActionSettings, clock: C) -> Self {
+        Self {
+            actions,
+            settings,
+            programme: ProgrammeCache::default(),
+            balances: BasisCache::default(),
+            admin: None,
             clock,
+        }
+    }
+
+    /// The store, for tests to inspect what a request wrote.
+    pub fn store(&self) -> &S {
+        &self.actions
+    }
+
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// Forgets the cached rules and tiers (after this function changed them).
+    pub fn forget_programme(&self) {
+        self.programme.clear();
+    }
+
+    fn admin_stores(&self) -> Result<&Admin, Problem> {
+        self.admin.as_ref().ok_or_else(|| {
+            Problem::from_error(InfraError::permanent(
+                "accrual",
+                "this route needs the DynamoDB stores",
+            ))
         })
     }
 
@@ -123,7 +213,8 @@ impl App {
         F: FnOnce(Keyed) -> Fut,
         Fut: std::future::Future<Output = Result<Response<Body>, Problem>>,
     {
-        self.idempotency
+        self.admin_stores()?
+            .idempotency
             .once(req, caller.subject.as_str(), self.clock.now(), work)
             .await
     }
@@ -132,86 +223,112 @@ impl App {
         let caller = http::caller(req)?;
         let participant = caller.participant().problem()?.clone();
         let outlet = caller.outlet.as_ref().map(|(o, _)| o.clone());
-        self.once(req, &caller, |keyed| async move {
-            let body: ActionBody = http::json_body(req)?;
-            let rule_id = RuleId::parse(&body.rule_id)
-                .map_err(|e| Problem::bad_request("invalid_rule_id", e.to_string()))?;
-            let reference = body.reference.unwrap_or_default();
-            if reference.chars().count() > 120 {
-                return Err(Problem::bad_request(
-                    "invalid_reference",
-                    "reference must be at most 120 characters.",
-                ));
-            }
-            let now = self.clock.now();
-            let rule = self
-                .earning
-                .rule(&rule_id)
-                .await
-                .problem()?
-                .ok_or_else(|| Problem::from_error(AccrualError::UnknownRule(rule_id.clone())))?;
-            let action = check_action(&rule, now).problem()?;
-            let tiers = self.earning.tiers().await.problem()?;
-            let tier = self
-                .earning
-                .tier_of(&tiers, &participant, now)
-                .await
-                .problem()?;
-            let entry = Entry {
-                id: entry_ids::action(&participant, keyed.key.as_str()),
-                participant: participant.clone(),
-                outlet,
-                kind: EntryKind::Accrual,
-                amount: with_multiplier(rule.points, &tier),
-                source: if reference.is_empty() {
-                    format!("rule {}", rule.id)
-                } else {
-                    format!("rule {}: {reference}", rule.id)
+        let keyed: Keyed = Idempotency::keyed(req, caller.subject.as_str())?;
+        let key = KeyedRequest {
+            scope: keyed.scope().to_string(),
+            key: keyed.key.clone(),
+            fingerprint: keyed.fingerprint().to_string(),
+        };
+        let now = self.clock.now();
+        match self.action(req, participant, outlet, &key, now).await {
+            Ok(response) => Ok(response),
+            // A business refusal is remembered like a success, so a retry gets it again.
+            Err(problem) => match Answer::from_problem(&problem) {
+                None => Err(problem),
+                Some(answer) => match self
+                    .actions
+                    .remember(&key, answer.status.as_u16(), answer.body.to_string(), now)
+                    .await
+                    .problem()?
+                {
+                    Ok(()) => Ok(answer.into_response()),
+                    Err(stored) if stored.fingerprint != key.fingerprint => {
+                        Err(Problem::from_error(IdempotencyError::Reused))
+                    }
+                    Err(stored) => idempotency::replay(
+                        stored.status,
+                        stored.body,
+                        stored.content_type.as_deref(),
+                    ),
                 },
-                created_at: now,
-                expires_on: None,
-            };
-            let answer = Answer::new(
-                StatusCode::CREATED,
-                json!({
-                    "entry_id": entry.id.as_str(),
-                    "rule_id": rule.id.as_str(),
-                    "action": action,
-                    "points": entry.amount.get(),
-                    "base_points": rule.points.get(),
-                    "tier": tier.name,
-                    "multiplier_percent": tier.multiplier_percent,
-                }),
-            );
-            let record = self
-                .idempotency
-                .record_item(&keyed, &answer, now)
-                .problem()?;
-            match self
-                .earning
-                .accrue_action(&rule, &entry, Some(record))
-                .await
-                .problem()?
-            {
-                Written::Appended => {
-                    tracing::info!(
-                        rule = %rule.id,
-                        entry = %entry.id,
-                        points = entry.amount.get(),
-                        "action accrued"
-                    );
-                    Ok(answer.into_response())
+            },
+        }
+    }
+
+    async fn action(
+        &self,
+        req: &Request,
+        participant: ParticipantId,
+        outlet: Option<loyalty_domain::ids::OutletId>,
+        key: &KeyedRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Response<Body>, Problem> {
+        let body: ActionBody = http::json_body(req)?;
+        let rule_id = RuleId::parse(&body.rule_id)
+            .map_err(|e| Problem::bad_request("invalid_rule_id", e.to_string()))?;
+        let reference = body.reference.unwrap_or_default();
+        if reference.chars().count() > 120 {
+            return Err(Problem::bad_request(
+                "invalid_reference",
+                "reference must be at most 120 characters.",
+            ));
+        }
+        let programme = self.programme(&rule_id, now).await.problem()?;
+        let report = ActionReport {
+            participant: participant.clone(),
+            outlet,
+            rule: rule_id,
+            reference,
+            key: key.clone(),
+        };
+        let known = self.balances.get(&participant);
+        match report_action(&self.actions, &programme, &report, known, now).await {
+            Ok(Reported::Credited { receipt, basis }) => {
+                match basis {
+                    Some(b) => self.balances.put(participant, b),
+                    None => self.balances.forget(&participant),
                 }
-                Written::KeyTaken => self.idempotency.settle(&keyed, now).await,
+                tracing::info!(
+                    rule = %receipt.rule_id,
+                    entry = %receipt.entry_id,
+                    points = receipt.points.get(),
+                    "action accrued"
+                );
+                Ok(http::json(StatusCode::CREATED, &receipt.body()))
             }
-        })
-        .await
+            Ok(Reported::Replay(stored)) => {
+                idempotency::replay(stored.status, stored.body, stored.content_type.as_deref())
+            }
+            Err(ActionError::KeyReused) => Err(Problem::from_error(IdempotencyError::Reused)),
+            Err(ActionError::KeyExpired) => Err(Problem::from_error(IdempotencyError::Expired)),
+            Err(e) => Err(Problem::from_error(e)),
+        }
+    }
+
+    /// Rules and tiers from the warm cache; read again when older than the staleness bound,
+    /// or when the rule asked for is not in it (a rule created since is seen at once).
+    async fn programme(&self, rule: &RuleId, now: DateTime<Utc>) -> Result<Programme, InfraError> {
+        if let Some(p) = self
+            .programme
+            .fresh(now, self.settings.programme_staleness)
+            .filter(|p| p.rule(rule).is_some())
+        {
+            return Ok(p);
+        }
+        let p = self.actions.programme().await?;
+        self.programme.put(p.clone(), now);
+        Ok(p)
     }
 
     async fn my_challenges(&self, req: &Request) -> Result<Response<Body>, Problem> {
         let caller = http::caller(req)?;
         let participant = caller.participant().problem()?;
-        let progress = self.challenges.progress_of(participant).await.problem()?;
+        let progress = self
+            .admin_stores()?
+            .challenges
+            .progress_of(participant)
+            .await
+            .problem()?;
         let challenges: Vec<_> = progress
             .iter()
             .map(|(c, p)| {
@@ -244,7 +361,7 @@ impl App {
             } else {
                 parse_sell_in_json_lines(text)
             };
-            let rules = self.earning.rules().await.problem()?;
+            let rules = self.admin_stores()?.earning.rules().await.problem()?;
             let priced = lines
                 .and_then(|lines| price_lines(lines, &rules))
                 .map_err(sell_in_problem)?;
@@ -255,13 +372,13 @@ impl App {
                 .iter()
                 .map(|p| (entry_ids::sell_in(&p.line.identity()), p.line.fingerprint()))
                 .collect();
-            let changed = self.earning.changed_lines(&identities).await.problem()?;
+            let changed = self.admin_stores()?.earning.changed_lines(&identities).await.problem()?;
             if !changed.is_empty() {
                 let lines = changed.iter().map(|&i| priced[i].line.changed()).collect();
                 return Err(sell_in_problem(SellInError::Changed(lines)));
             }
             let now = self.clock.now();
-            let tiers = self.earning.tiers().await.problem()?;
+            let tiers = self.admin_stores()?.earning.tiers().await.problem()?;
             let mut tier_cache: HashMap<ParticipantId, Tier> = HashMap::new();
             let (mut credited, mut repeated, mut points) = (0u64, 0u64, 0u64);
             let mut completed = Vec::new();
@@ -272,6 +389,7 @@ impl App {
                     Some(t) => t.clone(),
                     None => {
                         let t = self
+                            .admin_stores()?
                             .earning
                             .tier_of(&tiers, participant, now)
                             .await
@@ -296,6 +414,7 @@ impl App {
                     expires_on: None,
                 };
                 match self
+                    .admin_stores()?
                     .earning
                     .credit_sell_in(&entry, &p.rule, &fingerprint)
                     .await
@@ -316,6 +435,7 @@ impl App {
                 // Also after a repeated line: an interrupted import may have credited the
                 // line without counting it yet; the source marker makes this a no-op otherwise.
                 let outcomes = self
+                    .admin_stores()?
                     .challenges
                     .record_progress(&ProgressSource {
                         participant: participant.clone(),
@@ -357,14 +477,14 @@ impl App {
             );
             // Many transactions wrote the lines; each is exactly-once by its entry id, so the
             // answer is stored after them, and a retry before it completes the import.
-            self.idempotency.remember(&keyed, answer, now).await
+            self.admin_stores()?.idempotency.remember(&keyed, answer, now).await
         })
         .await
     }
 
     async fn list_rules(&self, req: &Request) -> Result<Response<Body>, Problem> {
         Self::admin(req)?;
-        let rules = self.earning.rules().await.problem()?;
+        let rules = self.admin_stores()?.earning.rules().await.problem()?;
         Ok(http::json(StatusCode::OK, &json!({ "rules": rules })))
     }
 
@@ -374,16 +494,18 @@ impl App {
             .map_err(|e| Problem::bad_request("invalid_rule_id", e.to_string()))?;
         let body: RuleRequest = http::json_body(req)?;
         let rule = Rule::parse(id, body).problem()?;
-        self.earning
+        self.admin_stores()?
+            .earning
             .put_rule(&rule, self.clock.now())
             .await
             .problem()?;
+        self.forget_programme();
         Ok(http::json(StatusCode::OK, &rule))
     }
 
     async fn get_tiers(&self, req: &Request) -> Result<Response<Body>, Problem> {
         Self::admin(req)?;
-        let tiers = self.earning.tiers().await.problem()?;
+        let tiers = self.admin_stores()?.earning.tiers().await.problem()?;
         Ok(http::json(StatusCode::OK, &json!({ "tiers": tiers })))
     }
 
@@ -391,10 +513,12 @@ impl App {
         Self::admin(req)?;
         let body: TiersBody = http::json_body(req)?;
         let tiers = Tiers::parse(body.tiers).problem()?;
-        self.earning
+        self.admin_stores()?
+            .earning
             .put_tiers(&tiers, self.clock.now())
             .await
             .problem()?;
+        self.forget_programme();
         Ok(http::json(StatusCode::OK, &json!({ "tiers": tiers })))
     }
 
@@ -404,7 +528,8 @@ impl App {
             .map_err(|e| Problem::bad_request("invalid_challenge_id", e.to_string()))?;
         let body: ChallengeRequest = http::json_body(req)?;
         let challenge = Challenge::parse(id, body).problem()?;
-        self.challenges
+        self.admin_stores()?
+            .challenges
             .put_challenge(&challenge, self.clock.now())
             .await
             .problem()?;
@@ -423,6 +548,59 @@ fn sell_in_problem(e: SellInError) -> Problem {
     match errors {
         Some(ext) => problem.with_extensions(ext),
         None => problem,
+    }
+}
+
+/// Rules and tiers as last read, with when. `PUT /admin/rules` and `PUT /admin/tiers` on this
+/// instance clear it; other warm instances see a change within the staleness bound
+/// (`PROGRAMME_CACHE_SECS`). A participant's tier is never stale: it is computed from the
+/// balance whose version the write checks.
+#[derive(Default)]
+pub struct ProgrammeCache(Mutex<Option<(Programme, DateTime<Utc>)>>);
+
+impl ProgrammeCache {
+    fn fresh(&self, now: DateTime<Utc>, staleness: Duration) -> Option<Programme> {
+        let slot = self.0.lock().expect("programme cache");
+        match &*slot {
+            // A clock that went back is no reason to trust the copy.
+            Some((p, at)) if *at <= now && now - *at < staleness => Some(p.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, p: Programme, at: DateTime<Utc>) {
+        *self.0.lock().expect("programme cache") = Some((p, at));
+    }
+
+    fn clear(&self) {
+        *self.0.lock().expect("programme cache") = None;
+    }
+}
+
+/// The last tier basis (balance version and earned months) this warm function saw per
+/// participant. With a current version an action is a single write; a stale one costs one
+/// refused write, which returns the real balance.
+#[derive(Default)]
+pub struct BasisCache(Mutex<HashMap<ParticipantId, TierBasis>>);
+
+impl BasisCache {
+    /// Bounded so a long-lived function cannot grow without limit; when full it starts over.
+    const CAPACITY: usize = 50_000;
+
+    fn get(&self, p: &ParticipantId) -> Option<TierBasis> {
+        self.0.lock().expect("basis cache").get(p).cloned()
+    }
+
+    fn put(&self, p: ParticipantId, basis: TierBasis) {
+        let mut map = self.0.lock().expect("basis cache");
+        if map.len() >= Self::CAPACITY {
+            map.clear();
+        }
+        map.insert(p, basis);
+    }
+
+    fn forget(&self, p: &ParticipantId) {
+        self.0.lock().expect("basis cache").remove(p);
     }
 }
 

@@ -48,8 +48,37 @@ fn expect_status(
     }
 }
 
-/// Round trips per reported action: `events` actions of one participant, each with its own
-/// Idempotency-Key, then one replay.
+/// One `POST /actions` as `participant`, which must answer 201 (a replay answers 201 too).
+async fn report(
+    app: &accrual::App,
+    sample: &Value,
+    participant: &str,
+    key: String,
+    body: Value,
+) -> Result<(), BoxError> {
+    let req = request(
+        as_participant(sample.clone(), participant),
+        &body,
+        &[("idempotency-key", key)],
+    );
+    let response = app.handle(req).await?;
+    expect_status("POST /actions", &response, 201)
+}
+
+fn as_participant(mut event: Value, participant: &str) -> Value {
+    event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] =
+        Value::String(participant.into());
+    event
+}
+
+/// Round trips per reported action, with two tiers configured (so every write carries the
+/// balance-version condition the tier was computed from):
+/// - the first action on a fresh function (rules and tiers not cached yet);
+/// - `events` more actions of the same participant, each with its own Idempotency-Key: the
+///   steady state;
+/// - a replay of one key;
+/// - a participant with a balance on a fresh function whose programme cache is warm but that
+///   has not seen them (tier basis cache cold).
 pub async fn actions(
     aws: &aws_config::SdkConfig,
     resources: &Resources,
@@ -71,42 +100,99 @@ pub async fn actions(
         .handle(request(event("accrual/put-rule.json")?, &rule, &[]))
         .await?;
     expect_status("PUT /admin/rules", &put, 200)?;
+    let tiers = json!({ "tiers": [
+        { "name": "bronze", "threshold": 0, "multiplier_percent": 100 },
+        { "name": "silver", "threshold": 1000000, "multiplier_percent": 150 }
+    ]});
+    let put = app
+        .handle(request(event("accrual/put-tiers.json")?, &tiers, &[]))
+        .await?;
+    expect_status("PUT /admin/tiers", &put, 200)?;
 
     let sample = event("accrual/report-action.json")?;
-    let body = json!({ "rule_id": "survey-q4", "reference": "bench" });
-    let mut first = None;
+    let body = |i: u64| json!({ "rule_id": "survey-q4", "reference": format!("bench-{i}") });
+
+    let before = counter.snapshot();
+    report(
+        &app,
+        &sample,
+        "p-bench-1",
+        "bench-action-first".into(),
+        body(0),
+    )
+    .await?;
+    let first = counter.snapshot().since(&before);
+
     let before = counter.snapshot();
     for i in 0..events {
-        let key = format!("bench-action-{i:08}");
-        let body = json!({ "rule_id": "survey-q4", "reference": format!("bench-{i}") });
-        let response = app
-            .handle(request(
-                sample.clone(),
-                &body,
-                &[("idempotency-key", key.clone())],
-            ))
-            .await?;
-        expect_status("POST /actions", &response, 201)
-            .or_else(|_| expect_status("POST /actions", &response, 200))?;
-        first.get_or_insert((key, body));
+        report(
+            &app,
+            &sample,
+            "p-bench-1",
+            format!("bench-action-{i:08}"),
+            body(i + 1),
+        )
+        .await?;
     }
     let per_action = counter.snapshot().since(&before);
 
-    let (key, replay_body) = first.unwrap_or((String::from("bench-action-none"), body));
     let before = counter.snapshot();
-    app.handle(request(sample, &replay_body, &[("idempotency-key", key)]))
-        .await?;
+    report(
+        &app,
+        &sample,
+        "p-bench-1",
+        "bench-action-00000000".into(),
+        body(1),
+    )
+    .await?;
     let replay = counter.snapshot().since(&before);
+
+    // A fresh function: warm its programme cache with another participant, then p-bench-1.
+    let fresh_counter = Counter::default();
+    let fresh = accrual::App::with_dynamodb(
+        counted_dynamodb(aws, &fresh_counter),
+        &env,
+        Box::new(SystemClock),
+    )?;
+    report(
+        &fresh,
+        &sample,
+        "p-bench-2",
+        "bench-warm-0001".into(),
+        body(0),
+    )
+    .await?;
+    let before = fresh_counter.snapshot();
+    report(
+        &fresh,
+        &sample,
+        "p-bench-1",
+        "bench-cold-basis-1".into(),
+        body(0),
+    )
+    .await?;
+    let cold_basis = fresh_counter.snapshot().since(&before);
 
     Ok(vec![
         PerEvent {
-            scenario: "reported action (new Idempotency-Key)",
+            scenario: "first action on a fresh function (rules and tiers not cached)",
+            requests: first,
+            events: 1,
+        },
+        PerEvent {
+            scenario: "steady state: reported action (new Idempotency-Key)",
             requests: per_action,
             events,
         },
         PerEvent {
             scenario: "replayed action (same key and body)",
             requests: replay,
+            events: 1,
+        },
+        PerEvent {
+            scenario:
+                "known participant on a function that has not seen them (tier basis cache cold)",
+            requests: cold_basis,
             events: 1,
         },
     ])

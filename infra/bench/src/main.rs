@@ -1,8 +1,9 @@
-//! `loyalty-bench --out reports/claims.md [--claims N] [--batch-codes N]`
+//! `loyalty-bench --out reports/claims.md [--claims N] [--batch-codes N] [--only earning,functions]`
 //!
-//! Measures pack-code claims and batch issuance against the emulator at
-//! `LOCAL_AWS_ENDPOINT` and writes a Markdown report. It states figures and targets; it
-//! asserts nothing about time.
+//! Measures pack-code claims and batch issuance, round trips of actions and webhooks, and
+//! every function's size and cold start, against the emulator at `LOCAL_AWS_ENDPOINT`, and
+//! writes a Markdown report. It states figures and targets; it asserts nothing about time.
+//! `--only earning,functions` measures only those two parts and writes a report of them.
 
 mod binary;
 mod claims;
@@ -27,8 +28,8 @@ struct Args {
     out: PathBuf,
     claims: usize,
     batch_codes: u32,
-    /// `--only earning`: measure section 1b alone and splice it into the existing report.
-    only_earning: bool,
+    /// Only round trips of actions and webhooks, and the functions' sizes and cold starts.
+    only_earning_and_functions: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -36,7 +37,7 @@ fn parse_args() -> Result<Args, String> {
         out: PathBuf::from("reports/claims.md"),
         claims: 400,
         batch_codes: 100_000,
-        only_earning: false,
+        only_earning_and_functions: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -44,18 +45,21 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--out" => args.out = PathBuf::from(value()?),
             "--claims" => args.claims = value()?.parse().map_err(|e| format!("--claims: {e}"))?,
+            "--only" => {
+                let v = value()?;
+                if v != "earning,functions" {
+                    return Err(format!("--only supports `earning,functions`, not {v}"));
+                }
+                args.only_earning_and_functions = true;
+            }
             "--batch-codes" => {
                 args.batch_codes = value()?
                     .parse()
                     .map_err(|e| format!("--batch-codes: {e}"))?
             }
-            "--only" => match value()?.as_str() {
-                "earning" => args.only_earning = true,
-                other => return Err(format!("--only: unknown part {other} (known: earning)")),
-            },
             _ => {
                 return Err(format!(
-                    "unknown argument {flag}\nusage: loyalty-bench --out FILE [--claims N] [--batch-codes N] [--only earning]"
+                    "unknown argument {flag}\nusage: loyalty-bench --out FILE [--claims N] [--batch-codes N] [--only earning,functions]"
                 ))
             }
         }
@@ -77,27 +81,26 @@ async fn main() -> Result<(), BoxError> {
     let aws = stack::sdk_config(&endpoint).await;
     let template = Template::load_default()?;
 
-    if args.only_earning {
-        step("only: round trips per action accrual and per partner webhook event");
-        let resources = stack::provision_for(
-            &aws,
-            &template,
-            &["AccrualFunction", "PartnerWebhooksFunction"],
-            "earning",
-        )
-        .await?;
-        let actions = earning::actions(&aws, &resources, 20).await?;
-        let webhooks = earning::webhooks(&aws, &resources, 20).await?;
-        let existing = std::fs::read_to_string(&args.out)?;
-        let text = report::splice_earning(&existing, &actions, &webhooks)?;
-        std::fs::write(&args.out, text)?;
-        step(&format!("spliced section 1b into {}", args.out.display()));
-        return Ok(());
+    step("round trips per action accrual and per partner webhook event");
+    let resources = stack::provision_for(
+        &aws,
+        &template,
+        &["AccrualFunction", "PartnerWebhooksFunction"],
+        "earning",
+    )
+    .await?;
+    let actions = earning::actions(&aws, &resources, 20).await?;
+    let webhooks = earning::webhooks(&aws, &resources, 20).await?;
+
+    let functions = measure_functions(&aws, &template, &endpoint).await?;
+
+    if args.only_earning_and_functions {
+        let text = report::render_earning_and_functions(&endpoint, &actions, &webhooks, &functions);
+        return write(&args.out, text);
     }
 
     step("round trips per claim");
     let resources = stack::provision_for(&aws, &template, &["CodeClaimFunction"], "claims").await?;
-    let claim_env = resources.env_for("CodeClaimFunction")?;
     let codes_needed = 60 + 2 * (claims::WARM_UP + args.claims);
     let mut rig = claims::Rig::new(&aws, resources, codes_needed as u32).await?;
     let round_trips = claims::round_trips(&mut rig).await?;
@@ -120,38 +123,58 @@ async fn main() -> Result<(), BoxError> {
         stack::provision_for(&aws, &template, &["BatchWorkerFunction"], "issue").await?;
     let issue = issue::issue(&aws, &resources, args.batch_codes).await?;
 
-    step("round trips per action accrual and per partner webhook event");
-    let resources = stack::provision_for(
-        &aws,
-        &template,
-        &["AccrualFunction", "PartnerWebhooksFunction"],
-        "earning",
-    )
-    .await?;
-    let actions = earning::actions(&aws, &resources, 20).await?;
-    let webhooks = earning::webhooks(&aws, &resources, 20).await?;
-
-    step("release build of code-claim");
-    let binary = binary::build_release().await?;
-    let size = binary::size(&binary)?;
-    step(&format!("{COLD_STARTS} cold starts"));
-    let cold = binary::cold_starts(&binary, &claim_env, &endpoint, COLD_STARTS).await?;
-
     let text = report::render(&report::Figures {
         endpoint: &endpoint,
         round_trips: &round_trips,
         latency: &latency,
         cpu: &cpu,
         issue: &issue,
-        size: &size,
-        cold: &cold,
+        functions: &functions,
         actions: &actions,
         webhooks: &webhooks,
     });
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+    write(&args.out, text)
+}
+
+fn write(out: &std::path::Path, text: String) -> Result<(), BoxError> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&args.out, text)?;
-    step(&format!("wrote {}", args.out.display()));
+    std::fs::write(out, text)?;
+    step(&format!("wrote {}", out.display()));
     Ok(())
+}
+
+/// Release builds of every function, their sizes, and their cold starts against tables of
+/// their own.
+async fn measure_functions(
+    aws: &aws_config::SdkConfig,
+    template: &Template,
+    endpoint: &str,
+) -> Result<Vec<binary::FunctionFigures>, BoxError> {
+    step("release build of every function");
+    binary::build_release().await?;
+    let ids: Vec<&str> = binary::FUNCTIONS.iter().map(|(_, id)| *id).collect();
+    let resources = stack::provision_for(aws, template, &ids, "functions").await?;
+    let mut figures = Vec::new();
+    for (package, id) in binary::FUNCTIONS {
+        step(&format!("{package}: size and {COLD_STARTS} cold starts"));
+        let size = binary::size(package)?;
+        let env = resources.env_for(id)?;
+        let cold = binary::cold_starts(
+            &binary::host_binary(package),
+            id,
+            &env,
+            endpoint,
+            COLD_STARTS,
+        )
+        .await
+        .map_err(|e| e.to_string());
+        figures.push(binary::FunctionFigures {
+            package,
+            size,
+            cold,
+        });
+    }
+    Ok(figures)
 }

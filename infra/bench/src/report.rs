@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::binary::Size;
+use crate::binary::FunctionFigures;
 use crate::claims::{Latency, RoundTrip};
 use crate::earning::PerEvent;
 use crate::issue::Issue;
@@ -15,8 +15,7 @@ pub struct Figures<'a> {
     pub latency: &'a Latency,
     pub cpu: &'a [Duration],
     pub issue: &'a Issue,
-    pub size: &'a Size,
-    pub cold: &'a [Duration],
+    pub functions: &'a [FunctionFigures],
     pub actions: &'a [PerEvent],
     pub webhooks: &'a [PerEvent],
 }
@@ -116,10 +115,17 @@ pub fn render(f: &Figures) -> String {
     let ddb_per_1000 = i.dynamodb.total() as f64 * 1000.0 / i.codes as f64;
     let s3_puts = i.s3.get("S3 PUT");
     let million_secs = 1_000_000.0 / codes_per_sec;
-    let (cold50, cold_max) = (
-        percentile(f.cold, 50.0),
-        f.cold.iter().max().copied().unwrap_or_default(),
-    );
+    let claim_fn = f
+        .functions
+        .iter()
+        .find(|x| x.package == "code-claim")
+        .expect("code-claim is measured");
+    let action_steady = f
+        .actions
+        .iter()
+        .find(|r| r.scenario.starts_with("steady"))
+        .expect("steady actions are measured");
+    let steady_per_action = action_steady.requests.total() as f64 / action_steady.events as f64;
 
     let mut out = String::new();
     let w = &mut out;
@@ -177,6 +183,11 @@ pub fn render(f: &Figures) -> String {
     let _ = write!(w, "{}", earning_summary_rows(f.webhooks));
     let _ = writeln!(
         w,
+        "| 1 | DynamoDB round trips per reported action (`POST /actions`), steady state | {steady_per_action:.2} | 1 | {} |",
+        verdict(steady_per_action == 1.0)
+    );
+    let _ = writeln!(
+        w,
         "| 2 | claim handler / bare `TransactWriteItems`, median | {ratio50:.3} ({} / {}) | ≤ 1.10 | {} |",
         ms(h50),
         ms(b50),
@@ -203,18 +214,15 @@ pub fn render(f: &Figures) -> String {
     );
     let _ = writeln!(
         w,
-        "| 5 | code-claim binary size | {:.1} MB ({} bytes) | | |",
-        f.size.bytes as f64 / 1e6,
-        thousands(f.size.bytes)
+        "| 5 | code-claim binary / deployment zip (every function: section 5) | {} / {} | | |",
+        mb(claim_fn.size.bytes),
+        claim_fn.size.zip_bytes.map(mb).unwrap_or("—".into())
     );
     let _ = writeln!(
         w,
-        "| 6 | cold-start init (spawn to first `/invocation/next`), median / max of {} | {} / {} | | |\n",
-        f.cold.len(),
-        ms(cold50),
-        ms(cold_max)
+        "| 6 | code-claim cold-start init (spawn to first `/invocation/next`), median / max (every function: section 6) | {} | | |\n",
+        cold_summary(&claim_fn.cold)
     );
-
     let _ = writeln!(w, "## 1. DynamoDB round trips per claim\n");
     let _ = writeln!(
         w,
@@ -237,7 +245,7 @@ pub fn render(f: &Figures) -> String {
         "\n- Steady state is one `TransactWriteItems` (nine items with an outlet: code, two lock checks, velocity counter, ledger entry, balance, outlet totals, outbox, audit). Batch metadata is cached for the life of the warm function, and the balance version comes from the function's cache.\n- A participant's very first claim is also one write: with no balance yet, the condition is `attribute_not_exists(version)`.\n- A known participant on a function that has not seen them costs a refused write (the balance condition fails and returns the current balance) and a second write.\n- A replay is one cancelled transaction (its cancellation reason carries the stored receipt) plus the audit record of the attempt.\n- A failed attempt is one cancelled transaction, then failure counters for participant and outlet and the audit record, written concurrently.\n- A mistyped code never reaches DynamoDB: the check character rejects it.\n"
     );
 
-    let _ = write!(w, "{}", section_1b(f.actions, f.webhooks, None));
+    earning_section(w, f.actions, f.webhooks);
 
     let _ = writeln!(w, "## 2. Claim latency against the bare SDK\n");
     let _ = writeln!(
@@ -325,29 +333,129 @@ pub fn render(f: &Figures) -> String {
         thousands((s3_puts as f64 * 1_000_000.0 / i.codes as f64).round() as u64)
     );
 
-    let _ = writeln!(w, "## 5. Release binary size\n");
-    let _ = writeln!(
-        w,
-        "{:.1} MB ({} bytes): {}. Stripped, LTO, one codegen unit, `panic = \"abort\"`.\n",
-        f.size.bytes as f64 / 1e6,
-        thousands(f.size.bytes),
-        f.size.what
-    );
+    functions_sections(w, f.functions);
+    out
+}
 
-    let _ = writeln!(w, "## 6. Cold-start init time\n");
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+fn cold_summary(cold: &Result<Vec<Duration>, String>) -> String {
+    match cold {
+        Ok(times) if !times.is_empty() => format!(
+            "{} / {}",
+            ms(percentile(times, 50.0)),
+            ms(times.iter().max().copied().unwrap_or_default())
+        ),
+        Ok(_) => "—".into(),
+        Err(e) => format!("did not start: {e}"),
+    }
+}
+
+/// Section 1b: round trips of actions and webhook events.
+fn earning_section(w: &mut String, actions: &[PerEvent], webhooks: &[PerEvent]) {
     let _ = writeln!(
         w,
-        "The host release binary is spawned with `AWS_LAMBDA_RUNTIME_API` pointing at a local Runtime API served by the benchmark, the function's environment from template.yaml and the emulator endpoint. The time is from spawn to the arrival of its first `GET /2018-06-01/runtime/invocation/next`: process start, tracing setup, SDK configuration and `App::new`. The poll is held open, then the process is killed. Lambda's own sandbox and download time is not included.\n"
+        "## 1b. DynamoDB round trips per action accrual and per partner webhook event\n"
     );
-    let samples: Vec<String> = f.cold.iter().map(|d| ms(*d)).collect();
     let _ = writeln!(
         w,
-        "| starts | median | max | all |\n|---|---|---|---|\n| {} | {} | {} | {} |",
-        f.cold.len(),
-        ms(cold50),
-        ms(cold_max),
-        samples.join(", ")
+        "Counted the same way, through `accrual::App::handle` (`POST /actions` with a fresh `Idempotency-Key` each time, one survey rule, two tiers configured so that every write carries the balance-version condition) and `partner_webhooks::App::handle` (signed order events of the local demo partner: created, then delivered, four participants).\n"
     );
+    let _ = writeln!(
+        w,
+        "| scenario | events | requests per event | by operation (total) |\n|---|---|---|---|"
+    );
+    for r in actions.iter().chain(webhooks) {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {:.2} | {} |",
+            r.scenario,
+            r.events,
+            r.requests.total() as f64 / r.events as f64,
+            r.requests.describe()
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\n- An action in the steady state is one `TransactWriteItems`: the idempotency record of the answer (`attribute_not_exists(pk) OR ttl <= :now`), the limit counters (`used < :max`), the ledger entry, the balance (`version = :expected`, the version the tier was computed from), outlet totals and the outbox record. Rules and tiers come from the warm function's cache (`PROGRAMME_CACHE_SECS`, 30 s by default); the tier basis (version and earned months of the balance) from the function's cache, updated by each write. Before this change an action took 5 round trips (idempotency read, rule, tiers, balance, transaction).\n- Every other path is decided from a refusal's `ALL_OLD`: a replay is one refused transaction whose idempotency item is the stored answer; a used-up limit returns the counter (then the refusal is stored under the key, one more write); a stale tier basis returns the current balance and the write is tried again.\n- A fresh function reads the rules (`Query`) and the tiers (`GetItem`) once, concurrently."
+    );
+    let _ = writeln!(
+        w,
+        "- Partner order events (`functions/partner-webhooks`, rules in `loyalty_domain::cashback::order`): in the steady state a created and a delivered order are one `TransactWriteItems` each, with nothing read first. The event marker (`attribute_not_exists`), the order (absent for a created order, `status = pending` for a delivery) and the month's cap counter (`used <= cap - credit`, first guessed empty) are conditions in that one transaction, and a refusal returns the item as it was (`ALL_OLD`): the stored first result, the order, the counter. Partner rates, regional minimums and whether any challenge exists are cached per warm function for `CASHBACK_SETTINGS_CACHE_SECS` (default 60 s).\n- Second trips, and why: a cold function reads the partner's rates and the region's minimum (2 `GetItem`) or the challenge list (1 `Query`) once per cache period; a replay is the one refused transaction (no read: the marker's old item carries the first result); a cancellation or return reads the order first (its credit decides the entries and the cap room given back) and a return after release also reads the balance; while challenges exist a delivery reads the order (its lines) and records progress through the challenge store; a refusal (the month's room was smaller than guessed, the order moved) costs one more transaction.\n"
+    );
+}
+
+/// Sections 5 and 6: every function's size and cold start.
+fn functions_sections(w: &mut String, functions: &[FunctionFigures]) {
+    let _ = writeln!(w, "## 5. Release binary and deployment zip size\n");
+    let _ = writeln!(
+        w,
+        "Stripped, LTO, one codegen unit, `panic = \"abort\"`. The zip is what Lambda receives: the binary as `bootstrap`, alone, `zip -9`.\n"
+    );
+    let _ = writeln!(w, "| function | binary | zip | what |\n|---|---|---|---|");
+    for f in functions {
+        let _ = writeln!(
+            w,
+            "| {} | {} ({} bytes) | {} | {} |",
+            f.package,
+            mb(f.size.bytes),
+            thousands(f.size.bytes),
+            f.size
+                .zip_bytes
+                .map(|z| format!("{} ({} bytes)", mb(z), thousands(z)))
+                .unwrap_or("— (no `zip` command)".into()),
+            f.size.what
+        );
+    }
+    let _ = writeln!(w, "\n## 6. Cold-start init time\n");
+    let _ = writeln!(
+        w,
+        "Each host release binary is spawned with `AWS_LAMBDA_RUNTIME_API` pointing at a local Runtime API served by the benchmark, the function's environment from template.yaml and the emulator endpoint. The time is from spawn to the arrival of its first `GET /2018-06-01/runtime/invocation/next`: process start, tracing setup, SDK configuration and `App::new`. The poll is held open, then the process is killed. Lambda's own sandbox and download time is not included.\n"
+    );
+    let _ = writeln!(
+        w,
+        "| function | starts | median / max | all |\n|---|---|---|---|"
+    );
+    for f in functions {
+        let (n, all) = match &f.cold {
+            Ok(times) => (
+                times.len(),
+                times.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", "),
+            ),
+            Err(_) => (0, String::new()),
+        };
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} |",
+            f.package,
+            n,
+            cold_summary(&f.cold),
+            all
+        );
+    }
+}
+
+/// The report of `--only earning,functions`: sections 1b, 5 and 6 alone.
+pub fn render_earning_and_functions(
+    endpoint: &str,
+    actions: &[PerEvent],
+    webhooks: &[PerEvent],
+    functions: &[FunctionFigures],
+) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(
+        w,
+        "# Actions, webhooks and every function: benchmark report\n"
+    );
+    let _ = writeln!(
+        w,
+        "Written by `loyalty-bench --only earning,functions`; do not edit by hand. Figures are measurements of one run, not assertions. Emulator: {endpoint}. The claim figures are in [claims.md](claims.md).\n"
+    );
+    earning_section(w, actions, webhooks);
+    functions_sections(w, functions);
     out
 }
 
@@ -368,84 +476,4 @@ fn earning_summary_rows(webhooks: &[PerEvent]) -> String {
         }
     }
     out
-}
-
-/// Section 1b; `measured` names the run when the section was measured apart from the rest.
-fn section_1b(actions: &[PerEvent], webhooks: &[PerEvent], measured: Option<&str>) -> String {
-    let mut out = String::new();
-    let w = &mut out;
-    let _ = writeln!(
-        w,
-        "## 1b. DynamoDB round trips per action accrual and per partner webhook event\n"
-    );
-    let _ = writeln!(
-        w,
-        "Counted the same way, through `accrual::App::handle` (`POST /actions` with a fresh `Idempotency-Key` each time, one participant, one survey rule) and `partner_webhooks::App::handle` (signed order events of the local demo partner: created, then delivered, eight participants).\n"
-    );
-    let _ = writeln!(
-        w,
-        "| scenario | events | requests per event | by operation (total) |\n|---|---|---|---|"
-    );
-    for r in actions.iter().chain(webhooks) {
-        let _ = writeln!(
-            w,
-            "| {} | {} | {:.2} | {} |",
-            r.scenario,
-            r.events,
-            r.requests.total() as f64 / r.events as f64,
-            r.requests.describe()
-        );
-    }
-    let _ = writeln!(
-        w,
-        "\n- An action reads its idempotency record, the rule, the tier table and the balance (for the tier), then writes one transaction (idempotency record, limit counters, ledger entry, balance, outlet totals, outbox). The reads of rules and tiers are not cached yet: caching them in the warm function would bring an action to 3 round trips."
-    );
-
-    let _ = writeln!(
-        w,
-        "- Partner order events (`functions/partner-webhooks`, rules in `loyalty_domain::cashback::order`): in the steady state a created and a delivered order are one `TransactWriteItems` each, with nothing read first. The event marker (`attribute_not_exists`), the order (absent for a created order, `status = pending` for a delivery) and the month's cap counter (`used <= cap - credit`, first guessed empty) are conditions in that one transaction, and a refusal returns the item as it was (`ALL_OLD`): the stored first result, the order, the counter. Partner rates, regional minimums and whether any challenge exists are cached per warm function for `CASHBACK_SETTINGS_CACHE_SECS` (default 60 s).\n- Second trips, and why: a cold function reads the partner's rates and the region's minimum (2 `GetItem`) or the challenge list (1 `Query`) once per cache period; a replay is the one refused transaction (no read: the marker's old item carries the first result); a cancellation or return reads the order first (its credit decides the entries and the cap room given back) and a return after release also reads the balance; while challenges exist a delivery reads the order (its lines) and records progress through the challenge store; a refusal (the month's room was smaller than guessed, the order moved) costs one more transaction.\n"
-    );
-    if let Some(run) = measured {
-        let _ = writeln!(w, "Section 1b and its summary rows measured by `loyalty-bench --only earning` ({run}); the rest of this report by the full run above.\n");
-    }
-    out
-}
-
-/// Replaces section 1b and its summary rows in an existing report with a fresh measurement
-/// (`loyalty-bench --only earning`), leaving every other figure as it was.
-pub fn splice_earning(
-    existing: &str,
-    actions: &[PerEvent],
-    webhooks: &[PerEvent],
-) -> Result<String, String> {
-    let commit = command_output("git", &["rev-parse", "--short", "HEAD"]);
-    let run = format!(
-        "{}, commit `{commit}`",
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
-    );
-    let start = existing
-        .find("## 1b.")
-        .ok_or("the report has no section 1b")?;
-    let end = existing[start..]
-        .find("\n## ")
-        .map(|i| start + i + 1)
-        .ok_or("section 1b is the last section")?;
-    let mut text = String::new();
-    text.push_str(&existing[..start]);
-    text.push_str(&section_1b(actions, webhooks, Some(&run)));
-    text.push_str(&existing[end..]);
-    // The summary rows: drop the old ones, add the new after the last claim round-trip row.
-    let mut lines: Vec<String> = text
-        .lines()
-        .filter(|l| !l.contains("partner order event, steady state"))
-        .map(str::to_string)
-        .collect();
-    let at = lines
-        .iter()
-        .rposition(|l| l.starts_with("| 1 |"))
-        .ok_or("the summary has no round-trip rows")?;
-    for (i, row) in earning_summary_rows(webhooks).lines().enumerate() {
-        lines.insert(at + 1 + i, row.to_string());
-    }
-    Ok(lines.join("\n") + "\n")
 }

@@ -13,6 +13,7 @@
 //! `predict`, `execute`, `settle`), a variant in [`Operation`] with weights in
 //! [`Operation::generate`], and its invariants in [`checker`].
 
+pub mod actions;
 pub mod cashback;
 pub mod checker;
 pub mod claims;
@@ -30,6 +31,7 @@ use loyalty_platform::memory::{MemoryCashback, MemoryClaims};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::actions::{ActionOp, Actions};
 use crate::cashback::{Cashback, CashbackOp};
 use crate::checker::{CashbackChecker, Checker};
 use crate::claims::{ClaimOp, Claims};
@@ -81,6 +83,7 @@ pub enum Operation {
     Clock(ClockOp),
     Claims(ClaimOp),
     Cashback(CashbackOp),
+    Actions(ActionOp),
 }
 
 impl Operation {
@@ -107,11 +110,26 @@ impl Operation {
         }
     }
 
+    /// Draws an action operation, from the actions' own random stream (so that adding
+    /// actions left every claim sequence of a seed as it was); weights per 1,000.
+    pub fn generate_action(rng: &mut ChaCha8Rng) -> Option<Operation> {
+        let op = match rng.random_range(0..1_000) {
+            0..60 => ActionOp::Fresh,
+            60..90 => ActionOp::Replay,
+            90..100 => ActionOp::Reuse,
+            100..108 => ActionOp::Elsewhere,
+            108..120 => ActionOp::Exhaust,
+            _ => return None,
+        };
+        Some(Operation::Actions(op))
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Operation::Clock(c) => c.kind(),
             Operation::Claims(c) => c.kind(),
             Operation::Cashback(c) => c.kind(),
+            Operation::Actions(a) => a.kind(),
         }
     }
 }
@@ -179,6 +197,9 @@ struct Sim {
     clock: FixedClock,
     store: FaultyClaims<MemoryClaims>,
     claims: Claims,
+    actions: Actions,
+    /// The actions' own random stream.
+    action_rng: ChaCha8Rng,
     checker: Checker,
     cashback_store: FaultyCashback<MemoryCashback>,
     cashback: Cashback,
@@ -204,6 +225,8 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
         world,
         clock: FixedClock::at(start()),
         claims: Claims::new(claims::policy()),
+        actions: Actions::new(config.seed),
+        action_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0xAC71_0A5E_ED00_0001),
         checker: Checker::default(),
         cashback_store: FaultyCashback::new(
             match config.cashback_bug {
@@ -236,6 +259,18 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
 impl Sim {
     fn step(&mut self, step: u64) -> Result<(), Failure> {
         let op = Operation::generate(&mut self.rng);
+        self.one(step, op)?;
+        if let Some(op) = Operation::generate_action(&mut self.action_rng) {
+            self.one(step, op)?;
+        }
+        // (`is_multiple_of` is newer than the workspace's rust-version.)
+        if step % self.config.full_check_every == self.config.full_check_every - 1 {
+            self.check_everything(step)?;
+        }
+        Ok(())
+    }
+
+    fn one(&mut self, step: u64, op: Operation) -> Result<(), Failure> {
         let (description, result) = self.apply(op);
         *self.ops_by_kind.entry(op.kind()).or_default() += 1;
         if self.history.len() == HISTORY {
@@ -243,12 +278,7 @@ impl Sim {
         }
         self.history
             .push_back(format!("step {step}: {description}"));
-        result.map_err(|violation| self.failure(step, violation))?;
-        // (`is_multiple_of` is newer than the workspace's rust-version.)
-        if step % self.config.full_check_every == self.config.full_check_every - 1 {
-            self.check_everything(step)?;
-        }
-        Ok(())
+        result.map_err(|violation| self.failure(step, violation))
     }
 
     fn apply(&mut self, op: Operation) -> (String, Result<(), String>) {
@@ -263,6 +293,26 @@ impl Sim {
                 (format!("{c} → {}", then.to_rfc3339()), Ok(()))
             }
             Operation::Cashback(op) => self.apply_cashback(op, now),
+            Operation::Actions(ActionOp::Elsewhere) => (
+                self.actions
+                    .credit_elsewhere(&mut self.action_rng, &self.world, now),
+                Ok(()),
+            ),
+            Operation::Actions(op) => {
+                let Some(request) = self.actions.request(op, &mut self.action_rng, &self.world)
+                else {
+                    return (format!("{}: nothing to act on yet", op.kind()), Ok(()));
+                };
+                let expected = self.actions.predict(&request, now);
+                let actual = self.actions.execute(&self.world, &request, now);
+                *self.outcomes.entry(actual.label()).or_default() += 1;
+                let described = format!("{request} at {}: {}", now.to_rfc3339(), actual.label());
+                let result = self
+                    .actions
+                    .settle(&self.world, &request, expected, &actual, now)
+                    .and_then(|()| self.actions.check_step(&self.world, request.actor));
+                (described, result)
+            }
             Operation::Claims(ClaimOp::IssueBatch) => (
                 self.claims
                     .issue_batch(&mut self.rng, self.store.inner(), now),
@@ -377,6 +427,7 @@ impl Sim {
                 self.cashback_checker
                     .check_everything(self.cashback_store.inner(), &self.cashback.model)
             })
+            .and_then(|()| self.actions.check_everything(&self.world))
             .map_err(|v| self.failure(step, format!("full check: {v}")))
     }
 
@@ -400,7 +451,13 @@ impl Sim {
             ops: self.config.ops,
             ops_by_kind: self.ops_by_kind.clone(),
             outcomes: self.outcomes.clone(),
-            faults: self.faults.clone(),
+            faults: {
+                let mut faults = self.faults.clone();
+                for (k, v) in self.actions.store.injected.lock().expect("faults").iter() {
+                    *faults.entry(k).or_default() += v;
+                }
+                faults
+            },
             claims_committed: m.commits,
             points_available: m.points_available,
             points_pending: m.points_pending,

@@ -17,6 +17,11 @@ fn a_fixed_seed_runs_a_few_thousand_operations_with_every_invariant_holding() {
         "already_claimed",
         "unknown",
         "bad_input",
+        "action credited",
+        "action replayed",
+        "period_limit_reached",
+        "participant_limit_reached",
+        "idempotency_key_reused",
     ] {
         assert!(
             summary.outcomes.get(answer).copied().unwrap_or(0) > 0,

@@ -16,6 +16,7 @@ pub use error::{Classified, InfraError, Kind};
 pub use points::Points;
 
 // Feature modules. Each is owned by one feature; see docs/architecture.md.
+pub mod action;
 pub mod batch;
 pub mod cashback;
 pub mod challenge;

@@ -13,6 +13,10 @@
 //! - Two requests racing with one key: both may pass [`Idempotency::begin`], but only one
 //!   record write succeeds; the loser calls [`Idempotency::settle`] to answer what the
 //!   winner answered.
+//! - A route whose change is one transaction can skip the read: [`Idempotency::keyed`] parses
+//!   the key and fingerprint, the transaction carries the record ([`record_put`]), and a
+//!   refused record returns the stored answer as its `ALL_OLD` ([`StoredRecord::from_item`],
+//!   replayed with [`replay`]). `POST /actions` does this: one round trip in the steady state.
 //! - A record past its `ttl` is treated exactly as a record DynamoDB's (lazy) TTL deletion
 //!   has removed: the key is unknown again. Where the key itself named the change (an
 //!   action's entry id comes from it), that change still exists, so the write loses and
@@ -32,7 +36,7 @@ use loyalty_domain::ids::IdempotencyKey;
 use loyalty_domain::{Classified, InfraError, Kind};
 use sha2::{Digest, Sha256};
 
-use crate::dynamo::{classify, key, n, s, Item, ItemExt};
+use crate::dynamo::{classify, key as key_item, n, s, Item, ItemExt};
 use crate::http::{self, Problem};
 use crate::tx::Tx;
 
@@ -75,6 +79,101 @@ pub struct Keyed {
     /// Whose key: keys are only unique per caller.
     scope: String,
     fingerprint: String,
+}
+
+impl Keyed {
+    /// Whose key it is (the caller's subject).
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// Route, path and body, hashed.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+}
+
+/// A stored record as read back (from a read, or from a refused write's `ALL_OLD`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub fingerprint: String,
+    pub status: u16,
+    pub body: String,
+    pub content_type: Option<String>,
+    pub ttl: i64,
+}
+
+impl StoredRecord {
+    pub fn from_item(item: &Item) -> Result<Self, InfraError> {
+        Ok(Self {
+            fingerprint: item.string("fingerprint")?.to_string(),
+            status: item.number("status")? as u16,
+            body: item.string("body")?.to_string(),
+            content_type: item.opt_string("content_type").map(str::to_string),
+            ttl: item.signed("ttl")?,
+        })
+    }
+}
+
+/// The replay of a stored answer: its status, body and media type, marked as a replay.
+pub fn replay(
+    status: u16,
+    body: String,
+    content_type: Option<&str>,
+) -> Result<Response<Body>, Problem> {
+    let status = StatusCode::from_u16(status).map_err(|e| {
+        Problem::from_error(InfraError::permanent(
+            "decode idempotency record",
+            e.to_string(),
+        ))
+    })?;
+    Response::builder()
+        .status(status)
+        .header(
+            header::CONTENT_TYPE,
+            content_type.unwrap_or(http::json_content_type(status)),
+        )
+        .header("idempotent-replayed", "true")
+        .body(Body::Text(body))
+        .map_err(|e| {
+            Problem::from_error(InfraError::permanent(
+                "decode idempotency record",
+                e.to_string(),
+            ))
+        })
+}
+
+/// The key of the record of `key` in `scope`.
+pub fn record_key_of(scope: &str, key: &str) -> Item {
+    key_item(format!("IDEMPOTENCY#{scope}#{key}"), "IDEMPOTENCY")
+}
+
+/// The conditional put of an answer's record: refused while a live record holds the key.
+pub fn record_put(
+    table: &str,
+    scope: &str,
+    idempotency_key: &str,
+    fingerprint: &str,
+    status: u16,
+    body: String,
+    now: DateTime<Utc>,
+) -> PutBuilder {
+    let content_type =
+        http::json_content_type(StatusCode::from_u16(status).unwrap_or(StatusCode::OK));
+    let mut item = record_key_of(scope, idempotency_key);
+    item.extend(HashMap::from([
+        ("fingerprint".to_string(), s(fingerprint)),
+        ("status".to_string(), n(status)),
+        ("body".to_string(), s(body)),
+        ("content_type".to_string(), s(content_type)),
+        ("ttl".to_string(), n(now.timestamp() + TTL_SECS)),
+    ]));
+    Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk) OR #ttl <= :now")
+        .expression_attribute_names("#ttl", "ttl")
+        .expression_attribute_values(":now", n(now.timestamp()))
 }
 
 /// An answer as it will be stored and replayed.
@@ -125,10 +224,7 @@ pub struct Idempotency {
 }
 
 fn record_key(k: &Keyed) -> Item {
-    key(
-        format!("IDEMPOTENCY#{}#{}", k.scope, k.key.as_str()),
-        "IDEMPOTENCY",
-    )
+    record_key_of(&k.scope, k.key.as_str())
 }
 
 fn body_bytes(req: &Request) -> &[u8] {
@@ -154,6 +250,20 @@ impl Idempotency {
         scope: &str,
         now: DateTime<Utc>,
     ) -> Result<Begun, Problem> {
+        let keyed = Self::keyed(req, scope)?;
+        match self
+            .stored(&keyed, now)
+            .await
+            .map_err(Problem::from_error)?
+        {
+            Some(response) => Ok(Begun::Replay(response)),
+            None => Ok(Begun::Fresh(keyed)),
+        }
+    }
+
+    /// The key and fingerprint of a request, without reading anything: for writes that
+    /// carry the record as a condition and learn of an earlier answer from its refusal.
+    pub fn keyed(req: &Request, scope: &str) -> Result<Keyed, Problem> {
         let raw = http::header(req, HEADER)
             .ok_or_else(|| Problem::from_error(IdempotencyError::Missing))?;
         let key = IdempotencyKey::parse(raw)
@@ -166,19 +276,11 @@ impl Idempotency {
         hash.update([0u8]);
         hash.update(body_bytes(req));
         let fingerprint: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        let keyed = Keyed {
+        Ok(Keyed {
             key,
             scope: scope.to_string(),
             fingerprint,
-        };
-        match self
-            .stored(&keyed, now)
-            .await
-            .map_err(Problem::from_error)?
-        {
-            Some(response) => Ok(Begun::Replay(response)),
-            None => Ok(Begun::Fresh(keyed)),
-        }
+        })
     }
 
     async fn stored(
@@ -232,21 +334,15 @@ impl Idempotency {
     }
 
     fn put(&self, k: &Keyed, answer: &Answer, now: DateTime<Utc>) -> PutBuilder {
-        let content_type = http::json_content_type(answer.status);
-        let mut item = record_key(k);
-        item.extend(HashMap::from([
-            ("fingerprint".to_string(), s(&k.fingerprint)),
-            ("status".to_string(), n(answer.status.as_u16())),
-            ("body".to_string(), s(answer.body.to_string())),
-            ("content_type".to_string(), s(content_type)),
-            ("ttl".to_string(), n(now.timestamp() + TTL_SECS)),
-        ]));
-        Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR #ttl <= :now")
-            .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_values(":now", n(now.timestamp()))
+        record_put(
+            &self.table,
+            &k.scope,
+            k.key.as_str(),
+            &k.fingerprint,
+            answer.status.as_u16(),
+            answer.body.to_string(),
+            now,
+        )
     }
 
     /// The record of `answer`, to append to the same transaction as the change it reports.

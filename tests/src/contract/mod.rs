@@ -2,6 +2,7 @@
 //! once per adapter (memory in `tests/tests/memory/`, DynamoDB on the emulator in
 //! `tests/tests/integration/contract.rs`).
 
+pub mod actions;
 pub mod cashback;
 pub mod claims;
 pub mod participants;

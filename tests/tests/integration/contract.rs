@@ -12,3 +12,7 @@ mod participants {
 mod cashback {
     loyalty_tests::cashback_store_contract!(loyalty_tests::contract::cashback::dynamo);
 }
+
+mod actions {
+    loyalty_tests::action_store_contract!(loyalty_tests::contract::actions::dynamo);
+}

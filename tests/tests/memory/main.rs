@@ -4,6 +4,7 @@
 //!
 //! `cargo nextest run -p loyalty-tests --test memory`
 
+mod accrual;
 mod claim_use_case;
 mod code_claim;
 mod participants;
@@ -12,6 +13,10 @@ mod partner_webhooks;
 mod contract {
     mod cashback {
         loyalty_tests::cashback_store_contract!(loyalty_tests::contract::cashback::memory);
+    }
+
+    mod actions {
+        loyalty_tests::action_store_contract!(loyalty_tests::contract::actions::memory);
     }
 
     mod claims {
@@ -50,6 +55,17 @@ mod contract {
     mod planted_bugs {
         use loyalty_platform::memory::claims::PlantedBug;
         use loyalty_tests::contract::claims::{self, memory_with_bug};
+
+        #[tokio::test]
+        #[should_panic(expected = "left == right")]
+        async fn an_action_store_that_ignores_limits_fails_the_contract() {
+            loyalty_tests::contract::actions::a_used_up_limit_is_refused_with_its_count_and_writes_nothing(
+                loyalty_tests::contract::actions::memory_with_bug(
+                    loyalty_platform::memory::actions::ActionsBug::IgnoreLimits,
+                ),
+            )
+            .await
+        }
 
         #[tokio::test]
         #[should_panic(expected = "left == right")]

@@ -75,7 +75,7 @@ pub struct StoredBalance {
 }
 
 impl StoredBalance {
-    fn add(&mut self, d: &Delta, at: DateTime<Utc>) {
+    pub(crate) fn add(&mut self, d: &Delta, at: DateTime<Utc>) {
         self.available += d.available;
         self.pending += d.pending;
         self.held += d.held;

@@ -11,11 +11,13 @@
 //! Where the two adapters disagree, the memory one is wrong: the contract suite in
 //! `tests/src/contract/` runs against both.
 
+pub mod actions;
 pub mod cashback;
 pub mod claims;
 pub mod ids;
 pub mod participants;
 
+pub use actions::MemoryActions;
 pub use cashback::MemoryCashback;
 pub use claims::MemoryClaims;
 pub use ids::SeededIds;

@@ -1,5 +1,6 @@
 //! DynamoDB implementations of the domain ports, one module per area.
 
+pub mod actions;
 pub mod cashback;
 pub mod challenges;
 pub mod claims;

@@ -1,0 +1,636 @@
+//! Reported actions in the simulator: random actions, replays with the same
+//! Idempotency-Key, a key reused with another body, credits from elsewhere that move the
+//! balance under the cached tier basis, and bursts that exhaust a rule's limits.
+//!
+//! Requests run through the real use case [`report_action`] over [`MemoryActions`], with a
+//! tier-basis cache like the function's, and refusals remembered under their key as the
+//! function does. A reference model predicts every answer (limits, tiers, the 24-hour life
+//! of a key's record) before the request runs; after every step the participant's balance
+//! must equal the model's, and the full check verifies that every balance is the sum of its
+//! entries (plus credits from elsewhere), that no limit is ever exceeded and that no key
+//! credits twice.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Mutex;
+
+use chrono::{DateTime, TimeZone, Utc};
+use futures::executor::block_on;
+use loyalty_domain::action::{
+    report_action, ActionError, ActionReport, ActionStore, KeyedRequest, Reported, TierBasis,
+};
+use loyalty_domain::earning::{
+    earned_trailing_12_months, month_key, with_multiplier, AccrualError, Action, Period,
+    PeriodLimit, Rule, RuleId, Tier, Tiers, Trigger,
+};
+use loyalty_domain::ids::{IdempotencyKey, ParticipantId};
+use loyalty_domain::{Classified, InfraError, Points};
+use loyalty_platform::memory::MemoryActions;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::world::World;
+
+const RECORD_SECS: i64 = 24 * 3600;
+/// Tries of one request by the client when the answer is lost.
+const MAX_TRIES: usize = 4;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionOp {
+    /// An action under a new key.
+    Fresh,
+    /// A key sent again with the same body.
+    Replay,
+    /// A key sent again with another rule.
+    Reuse,
+    /// Another feature credits the participant (the cached tier basis goes stale).
+    Elsewhere,
+    /// A burst of new keys on the tightly limited rule.
+    Exhaust,
+}
+
+impl ActionOp {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ActionOp::Fresh => "action fresh",
+            ActionOp::Replay => "action replay",
+            ActionOp::Reuse => "action reused key",
+            ActionOp::Elsewhere => "credit elsewhere",
+            ActionOp::Exhaust => "action exhaust",
+        }
+    }
+}
+
+/// The rules of the simulation: low limits, so that they are reached often.
+pub fn rules() -> Vec<Rule> {
+    let from = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let rule =
+        |id: &str, action, points, per_participant, per_period: Option<(u32, Period)>| Rule {
+            id: RuleId::parse(id).expect("rule id"),
+            trigger: Trigger::Action(action),
+            points: Points(points),
+            per_participant,
+            per_period: per_period.map(|(max, period)| PeriodLimit { max, period }),
+            valid_from: from,
+            valid_until: None,
+        };
+    vec![
+        rule(
+            "survey",
+            Action::Survey,
+            15,
+            Some(2_000),
+            Some((3, Period::Day)),
+        ),
+        rule(
+            "quiz",
+            Action::QuizPassed,
+            25,
+            None,
+            Some((4, Period::Week)),
+        ),
+        rule("welcome", Action::WelcomeBonus, 100, Some(1), None),
+        rule(
+            "audit",
+            Action::OutletSelfAudit,
+            40,
+            Some(40),
+            Some((2, Period::Month)),
+        ),
+    ]
+}
+
+pub fn tiers() -> Tiers {
+    Tiers::parse(vec![
+        Tier {
+            name: "bronze".into(),
+            threshold: 0,
+            multiplier_percent: 100,
+        },
+        Tier {
+            name: "silver".into(),
+            threshold: 400,
+            multiplier_percent: 125,
+        },
+        Tier {
+            name: "gold".into(),
+            threshold: 1500,
+            multiplier_percent: 150,
+        },
+    ])
+    .expect("tiers")
+}
+
+/// One request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub actor: usize,
+    pub key: String,
+    pub rule: usize,
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "actor {} reports rule #{} under key {}",
+            self.actor, self.rule, self.key
+        )
+    }
+}
+
+/// An answer, as a caller sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Credited {
+        points: u64,
+    },
+    /// The stored first answer: its status and body.
+    Replay {
+        status: u16,
+        body: String,
+    },
+    Refused(&'static str),
+}
+
+impl Answer {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Answer::Credited { .. } => "action credited",
+            Answer::Replay { status: 201, .. } => "action replayed",
+            Answer::Replay { .. } => "action refusal replayed",
+            Answer::Refused(code) => code,
+        }
+    }
+}
+
+/// What a key holds in the model.
+#[derive(Debug, Clone)]
+struct KeyState {
+    rule: usize,
+    status: u16,
+    body: String,
+    stored_at: DateTime<Utc>,
+    credited: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Model {
+    keys: BTreeMap<(usize, String), KeyState>,
+    /// (actor, rule) → credits ever.
+    ever: BTreeMap<(usize, usize), u32>,
+    /// (actor, rule, period key) → credits in that period.
+    periods: BTreeMap<(usize, usize, String), u32>,
+    /// actor → points (actions and elsewhere) by month.
+    months: BTreeMap<usize, BTreeMap<u32, i64>>,
+    /// actor → expected balance.
+    pub balances: BTreeMap<usize, u64>,
+    /// actor → points credited elsewhere.
+    pub elsewhere: BTreeMap<usize, u64>,
+    /// actor → actions credited.
+    pub credited: BTreeMap<usize, u64>,
+}
+
+/// [`MemoryActions`] with faults: a write refused as contended (nothing written), or
+/// committed with its answer lost (the client retries the same key and must get a replay).
+pub struct FaultyActions {
+    inner: MemoryActions,
+    rng: Mutex<ChaCha8Rng>,
+    pub injected: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl FaultyActions {
+    pub fn new(seed: u64) -> Self {
+        Self {
+            inner: MemoryActions::new(),
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0xFA_17ED)),
+            injected: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn inner(&self) -> &MemoryActions {
+        &self.inner
+    }
+
+    fn count(&self, fault: &'static str) {
+        *self
+            .injected
+            .lock()
+            .expect("faults")
+            .entry(fault)
+            .or_default() += 1;
+    }
+}
+
+impl ActionStore for FaultyActions {
+    async fn programme(&self) -> Result<loyalty_domain::action::Programme, InfraError> {
+        self.inner.programme().await
+    }
+
+    async fn try_accrue(
+        &self,
+        attempt: &loyalty_domain::action::ActionAttempt,
+    ) -> Result<Result<(), loyalty_domain::action::ActionRefusal>, InfraError> {
+        let draw = self.rng.lock().expect("rng").random_range(0..1_000);
+        if draw < 30 {
+            self.count("action contended");
+            return Ok(Err(loyalty_domain::action::ActionRefusal::Contended));
+        }
+        let result = self.inner.try_accrue(attempt).await?;
+        if draw < 50 && result.is_ok() {
+            self.count("action answer lost");
+            return Err(InfraError::retryable(
+                "sim",
+                "committed, then the answer was lost",
+            ));
+        }
+        Ok(result)
+    }
+
+    async fn remember(
+        &self,
+        key: &KeyedRequest,
+        status: u16,
+        body: String,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), loyalty_domain::action::StoredAnswer>, InfraError> {
+        self.inner.remember(key, status, body, now).await
+    }
+}
+
+pub struct Actions {
+    pub store: FaultyActions,
+    pub model: Model,
+    rules: Vec<Rule>,
+    /// The function's tier-basis cache.
+    basis: BTreeMap<ParticipantId, TierBasis>,
+    next_key: u64,
+    /// Keys used so far, for replays.
+    used: Vec<(usize, String)>,
+}
+
+impl Actions {
+    pub fn new(seed: u64) -> Self {
+        let store = FaultyActions::new(seed);
+        let rules = rules();
+        for r in &rules {
+            store.inner().put_rule(r.clone());
+        }
+        store.inner().put_tiers(tiers());
+        Self {
+            store,
+            model: Model::default(),
+            rules,
+            basis: BTreeMap::new(),
+            next_key: 0,
+            used: Vec::new(),
+        }
+    }
+
+    fn new_key(&mut self) -> String {
+        self.next_key += 1;
+        format!("sim-key-{:08}", self.next_key)
+    }
+
+    /// Draws the request of `op`; none when there is nothing to replay yet.
+    pub fn request(
+        &mut self,
+        op: ActionOp,
+        rng: &mut ChaCha8Rng,
+        world: &World,
+    ) -> Option<Request> {
+        match op {
+            ActionOp::Fresh => Some(Request {
+                actor: world.pick(rng),
+                key: self.new_key(),
+                rule: rng.random_range(0..self.rules.len()),
+            }),
+            ActionOp::Exhaust => Some(Request {
+                actor: rng.random_range(0..2),
+                key: self.new_key(),
+                rule: 0,
+            }),
+            ActionOp::Replay | ActionOp::Reuse => {
+                if self.used.is_empty() {
+                    return None;
+                }
+                // Mostly recent keys (a client retrying), sometimes any (a late retry).
+                let i = if rng.random_bool(0.8) {
+                    self.used.len() - 1 - rng.random_range(0..self.used.len().min(30))
+                } else {
+                    rng.random_range(0..self.used.len())
+                };
+                let (actor, key) = self.used[i].clone();
+                let first = self.model.keys.get(&(actor, key.clone()))?.rule;
+                let rule = if op == ActionOp::Replay {
+                    first
+                } else {
+                    (first + 1 + rng.random_range(0..self.rules.len() - 1)) % self.rules.len()
+                };
+                Some(Request { actor, key, rule })
+            }
+            ActionOp::Elsewhere => None,
+        }
+    }
+
+    fn fingerprint(rule: usize) -> String {
+        format!("fingerprint-rule-{rule}")
+    }
+
+    /// What the answer must be.
+    pub fn predict(&self, r: &Request, now: DateTime<Utc>) -> Answer {
+        if let Some(k) = self.model.keys.get(&(r.actor, r.key.clone())) {
+            if now.timestamp() < k.stored_at.timestamp() + RECORD_SECS {
+                return if k.rule == r.rule {
+                    Answer::Replay {
+                        status: k.status,
+                        body: k.body.clone(),
+                    }
+                } else {
+                    Answer::Refused("idempotency_key_reused")
+                };
+            }
+            if k.credited {
+                // The entry the key names exists; its answer is gone.
+                return Answer::Refused("idempotency_key_expired");
+            }
+        }
+        let rule = &self.rules[r.rule];
+        if let Some(max) = rule.per_participant {
+            if self
+                .model
+                .ever
+                .get(&(r.actor, r.rule))
+                .copied()
+                .unwrap_or(0)
+                >= max
+            {
+                return Answer::Refused("participant_limit_reached");
+            }
+        }
+        if let Some(limit) = rule.per_period {
+            let period = limit.period.window(now).0;
+            if self
+                .model
+                .periods
+                .get(&(r.actor, r.rule, period))
+                .copied()
+                .unwrap_or(0)
+                >= limit.max
+            {
+                return Answer::Refused("period_limit_reached");
+            }
+        }
+        let months = self.model.months.get(&r.actor).cloned().unwrap_or_default();
+        let tier = tiers()
+            .tier_for(earned_trailing_12_months(&months, now))
+            .clone();
+        Answer::Credited {
+            points: with_multiplier(rule.points, &tier).get(),
+        }
+    }
+
+    /// Runs the request through the real use case, as the function does.
+    pub fn execute(&mut self, world: &World, r: &Request, now: DateTime<Utc>) -> Answer {
+        let participant = world.actors[r.actor].participant.clone();
+        let key = KeyedRequest {
+            scope: participant.as_str().to_string(),
+            key: IdempotencyKey::parse(&r.key).expect("key"),
+            fingerprint: Self::fingerprint(r.rule),
+        };
+        let report = ActionReport {
+            participant: participant.clone(),
+            outlet: world.actors[r.actor].outlet.clone(),
+            rule: self.rules[r.rule].id.clone(),
+            reference: String::new(),
+            key: key.clone(),
+        };
+        let programme = block_on(self.store.programme()).expect("memory never fails");
+        let mut lost = false;
+        for _ in 0..MAX_TRIES {
+            let known = self.basis.get(&participant).cloned();
+            let answer = match block_on(report_action(&self.store, &programme, &report, known, now))
+            {
+                Err(ActionError::Infra(_)) => {
+                    // The client retries the same request with the same key.
+                    lost = true;
+                    self.basis.remove(&participant);
+                    continue;
+                }
+                Ok(Reported::Credited { receipt, basis }) => {
+                    match basis {
+                        Some(b) => self.basis.insert(participant.clone(), b),
+                        None => self.basis.remove(&participant),
+                    };
+                    Answer::Credited {
+                        points: receipt.points.get(),
+                    }
+                }
+                Ok(Reported::Replay(stored)) if lost && stored.status == 201 => {
+                    // Our own lost commit, answered again: what the first try would have said.
+                    let body: serde_json::Value =
+                        serde_json::from_str(&stored.body).expect("a stored body is JSON");
+                    Answer::Credited {
+                        points: body["points"].as_u64().expect("points"),
+                    }
+                }
+                Ok(Reported::Replay(stored)) => Answer::Replay {
+                    status: stored.status,
+                    body: stored.body,
+                },
+                Err(ActionError::Refused(
+                    e @ (AccrualError::ParticipantLimit(_) | AccrualError::PeriodLimit(_)),
+                )) => {
+                    // Remembered under the key, as the function does.
+                    match block_on(self.store.remember(&key, 409, e.code().to_string(), now))
+                        .expect("memory never fails")
+                    {
+                        Ok(()) => Answer::Refused(e.code()),
+                        Err(stored) => Answer::Replay {
+                            status: stored.status,
+                            body: stored.body,
+                        },
+                    }
+                }
+                Err(e) => Answer::Refused(e.code()),
+            };
+            return answer;
+        }
+        Answer::Refused("gave up after lost answers")
+    }
+
+    /// Compares the answer with the prediction, then moves the model.
+    pub fn settle(
+        &mut self,
+        world: &World,
+        r: &Request,
+        expected: Answer,
+        actual: &Answer,
+        now: DateTime<Utc>,
+    ) -> Result<(), String> {
+        let matches = match (&expected, actual) {
+            // The body holds the entry id and tier; the model checks the points.
+            (Answer::Credited { points: a }, Answer::Credited { points: b }) => a == b,
+            (a, b) => a == b,
+        };
+        if !matches {
+            return Err(format!("{r}: expected {expected:?}, got {actual:?}"));
+        }
+        let id = (r.actor, r.key.clone());
+        match actual {
+            Answer::Credited { points } => {
+                let rule = &self.rules[r.rule];
+                *self.model.ever.entry((r.actor, r.rule)).or_default() += 1;
+                if let Some(limit) = rule.per_period {
+                    *self
+                        .model
+                        .periods
+                        .entry((r.actor, r.rule, limit.period.window(now).0))
+                        .or_default() += 1;
+                }
+                *self
+                    .model
+                    .months
+                    .entry(r.actor)
+                    .or_default()
+                    .entry(month_key(now))
+                    .or_default() += *points as i64;
+                *self.model.balances.entry(r.actor).or_default() += points;
+                *self.model.credited.entry(r.actor).or_default() += 1;
+                let body = self
+                    .store
+                    .inner()
+                    .record(world.actors[r.actor].participant.as_str(), &r.key)
+                    .map(|k| k.answer.body)
+                    .unwrap_or_default();
+                if !self.model.keys.contains_key(&id) {
+                    self.used.push(id.clone());
+                }
+                self.model.keys.insert(
+                    id,
+                    KeyState {
+                        rule: r.rule,
+                        status: 201,
+                        body,
+                        stored_at: now,
+                        credited: true,
+                    },
+                );
+            }
+            Answer::Refused(code @ ("participant_limit_reached" | "period_limit_reached")) => {
+                if !self.model.keys.contains_key(&id) {
+                    self.used.push(id.clone());
+                }
+                self.model.keys.insert(
+                    id,
+                    KeyState {
+                        rule: r.rule,
+                        status: 409,
+                        body: code.to_string(),
+                        stored_at: now,
+                        credited: false,
+                    },
+                );
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Another feature credits `actor` (a claim, a sell-in line): the balance moves.
+    pub fn credit_elsewhere(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        world: &World,
+        now: DateTime<Utc>,
+    ) -> String {
+        let actor = world.pick(rng);
+        let points = rng.random_range(10..=200);
+        self.store
+            .inner()
+            .credit_elsewhere(&world.actors[actor].participant, points, now);
+        *self.model.balances.entry(actor).or_default() += points;
+        *self.model.elsewhere.entry(actor).or_default() += points;
+        *self
+            .model
+            .months
+            .entry(actor)
+            .or_default()
+            .entry(month_key(now))
+            .or_default() += points as i64;
+        format!("actor {actor} credited {points} elsewhere")
+    }
+
+    /// After a step: the actor's balance is the model's.
+    pub fn check_step(&self, world: &World, actor: usize) -> Result<(), String> {
+        let stored = self
+            .store
+            .inner()
+            .balance(&world.actors[actor].participant)
+            .map(|b| b.available)
+            .unwrap_or(0);
+        let expected = self.model.balances.get(&actor).copied().unwrap_or(0) as i64;
+        if stored != expected {
+            return Err(format!(
+                "actor {actor}: balance {stored}, the model says {expected}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every balance is its entries plus credits from elsewhere; no limit is exceeded; no
+    /// key credited twice.
+    pub fn check_everything(&self, world: &World) -> Result<(), String> {
+        for (i, actor) in world.actors.iter().enumerate() {
+            let entries = self.store.inner().entries(&actor.participant);
+            let sum: u64 = entries.iter().map(|e| e.amount.get()).sum();
+            let elsewhere = self.model.elsewhere.get(&i).copied().unwrap_or(0);
+            let balance = self
+                .store
+                .inner()
+                .balance(&actor.participant)
+                .map(|b| b.available)
+                .unwrap_or(0);
+            if balance != (sum + elsewhere) as i64 {
+                return Err(format!(
+                    "actor {i}: balance {balance} but entries {sum} + elsewhere {elsewhere}"
+                ));
+            }
+            let credited = self.model.credited.get(&i).copied().unwrap_or(0);
+            if entries.len() as u64 != credited {
+                return Err(format!(
+                    "actor {i}: {} entries for {credited} credited keys: a key credited twice?",
+                    entries.len()
+                ));
+            }
+            for rule in &self.rules {
+                let of_rule: Vec<_> = entries
+                    .iter()
+                    .filter(|e| e.source == format!("rule {}", rule.id))
+                    .collect();
+                if let Some(max) = rule.per_participant {
+                    if of_rule.len() > max as usize {
+                        return Err(format!(
+                            "actor {i}: {} credits of {} over its limit {max}",
+                            of_rule.len(),
+                            rule.id
+                        ));
+                    }
+                }
+                if let Some(limit) = rule.per_period {
+                    let mut per: BTreeMap<String, u32> = BTreeMap::new();
+                    for e in &of_rule {
+                        *per.entry(limit.period.window(e.created_at).0).or_default() += 1;
+                    }
+                    if let Some((period, n)) = per.iter().find(|(_, n)| **n > limit.max) {
+                        return Err(format!(
+                            "actor {i}: {n} credits of {} in {period}, over its limit {}",
+                            rule.id, limit.max
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

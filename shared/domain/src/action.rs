@@ -1,0 +1,594 @@
+//! Reporting a target action (`POST /actions`): a rule credits points, scaled by the
+//! participant's tier, at most as often as the rule's limits allow, once per Idempotency-Key.
+//!
+//! The whole report is one atomic write (the [`ActionStore::try_accrue`] port): the
+//! idempotency record of the answer, the limit counters, the ledger entry, the balance (whose
+//! version is the condition the tier was computed from), the outlet totals and the outbox
+//! record. A refusal says what changed (the stored answer, a counter's value, the current
+//! balance), so the steady state is one write and every other path is decided from the
+//! refusal without a read. This module decides what a refusal means and what to try next.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use crate::earning::{
+    check_action, earned_trailing_12_months, entry_ids, month_key, with_multiplier, AccrualError,
+    Action, LimitCounter, LimitScope, MonthlyEarned, Rule, RuleId, Tier, Tiers,
+};
+use crate::ids::{EntryId, IdempotencyKey, OutletId, ParticipantId};
+use crate::ledger::{Entry, EntryKind};
+use crate::{Classified, InfraError, Kind, Points};
+
+/// Programme settings an action needs: safe to cache in a warm function for a bounded time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Programme {
+    pub rules: Vec<Rule>,
+    pub tiers: Tiers,
+}
+
+impl Programme {
+    pub fn rule(&self, id: &RuleId) -> Option<&Rule> {
+        self.rules.iter().find(|r| &r.id == id)
+    }
+
+    /// One tier means nobody's multiplier depends on their balance.
+    pub fn tiered(&self) -> bool {
+        self.tiers.as_slice().len() > 1
+    }
+}
+
+/// The part of a balance the tier is computed from, with the version that dates it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TierBasis {
+    pub version: u64,
+    pub months: MonthlyEarned,
+}
+
+impl TierBasis {
+    /// The basis after crediting `points` at `at`.
+    pub fn credited(&self, points: Points, at: DateTime<Utc>) -> TierBasis {
+        let mut months = self.months.clone();
+        *months.entry(month_key(at)).or_insert(0) += points.get() as i64;
+        TierBasis {
+            version: self.version + 1,
+            months,
+        }
+    }
+}
+
+/// What the write expects of the balance item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BalanceExpectation {
+    /// The multiplier does not depend on the balance (a single tier): no condition.
+    Any,
+    /// An account that has never had an entry.
+    Absent,
+    /// The balance at this version.
+    Version(u64),
+}
+
+/// The Idempotency-Key of a request: whose key, the key, and the fingerprint of the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedRequest {
+    /// Keys are only unique per caller.
+    pub scope: String,
+    pub key: IdempotencyKey,
+    /// Route, path and body, hashed: the same key with another fingerprint is a misuse.
+    pub fingerprint: String,
+}
+
+/// An answer stored under an Idempotency-Key, as the store returned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub fingerprint: String,
+    pub status: u16,
+    pub body: String,
+    pub content_type: Option<String>,
+}
+
+/// What a participant reports.
+#[derive(Debug, Clone)]
+pub struct ActionReport {
+    pub participant: ParticipantId,
+    pub outlet: Option<OutletId>,
+    pub rule: RuleId,
+    /// At most 120 characters (checked by the caller); empty when none.
+    pub reference: String,
+    pub key: KeyedRequest,
+}
+
+/// The answer to a credited action; stored under the key in the same write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionReceipt {
+    pub entry_id: EntryId,
+    pub rule_id: RuleId,
+    pub action: Action,
+    pub points: Points,
+    pub base_points: Points,
+    pub tier: String,
+    pub multiplier_percent: u32,
+}
+
+impl ActionReceipt {
+    /// HTTP status of a credited action.
+    pub const STATUS: u16 = 201;
+
+    /// The JSON body callers receive (and a replay receives again).
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "entry_id": self.entry_id.as_str(),
+            "rule_id": self.rule_id.as_str(),
+            "action": self.action,
+            "points": self.points.get(),
+            "base_points": self.base_points.get(),
+            "tier": self.tier,
+            "multiplier_percent": self.multiplier_percent,
+        })
+    }
+}
+
+/// Everything the store needs to write one action atomically.
+#[derive(Debug, Clone)]
+pub struct ActionAttempt {
+    pub key: KeyedRequest,
+    pub rule: RuleId,
+    pub counters: Vec<LimitCounter>,
+    pub entry: Entry,
+    pub expected_balance: BalanceExpectation,
+    pub receipt: ActionReceipt,
+    pub now: DateTime<Utc>,
+}
+
+/// Why the atomic write did not commit. When several conditions fail, the store reports the
+/// first in this order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionRefusal {
+    /// A live answer is stored under this key; here it is.
+    KeyTaken(StoredAnswer),
+    /// The entry this key names exists, but no live answer: the key was used over 24 h ago.
+    EntryExists,
+    /// A counter of this scope has reached its ceiling; `used` is its value.
+    Limit { scope: LimitScope, used: u64 },
+    /// The balance is not the expected version; here is its tier basis now.
+    BalanceMoved(TierBasis),
+    /// Another transaction touched the same items at the same moment; retry.
+    Contended,
+}
+
+/// The port through which actions reach storage.
+pub trait ActionStore: Send + Sync {
+    /// Rules and tiers, read fresh.
+    fn programme(&self) -> impl Future<Output = Result<Programme, InfraError>> + Send;
+
+    /// One atomic write; `Ok(Err(refusal))` when a condition failed.
+    fn try_accrue(
+        &self,
+        attempt: &ActionAttempt,
+    ) -> impl Future<Output = Result<Result<(), ActionRefusal>, InfraError>> + Send;
+
+    /// Stores the answer to a refused report (nothing else is written) under its key, so a
+    /// retry gets the same refusal; `Ok(Err(stored))` when a live answer already holds the key.
+    fn remember(
+        &self,
+        key: &KeyedRequest,
+        status: u16,
+        body: String,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Result<(), StoredAnswer>, InfraError>> + Send;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    #[error(transparent)]
+    Refused(#[from] AccrualError),
+    #[error("this Idempotency-Key was used with a different request")]
+    KeyReused,
+    #[error("this Idempotency-Key was used more than 24 hours ago; send a new key")]
+    KeyExpired,
+    #[error("the action could not be recorded because of concurrent activity; please retry")]
+    TooMuchContention,
+    #[error(transparent)]
+    Infra(InfraError),
+}
+
+impl From<InfraError> for ActionError {
+    fn from(e: InfraError) -> Self {
+        ActionError::Infra(e)
+    }
+}
+
+impl Classified for ActionError {
+    fn kind(&self) -> Kind {
+        match self {
+            ActionError::Refused(e) => e.kind(),
+            ActionError::KeyReused | ActionError::KeyExpired => Kind::Unprocessable,
+            ActionError::TooMuchContention => Kind::Infrastructure { retryable: true },
+            ActionError::Infra(e) => e.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ActionError::Refused(e) => e.code(),
+            ActionError::KeyReused => "idempotency_key_reused",
+            ActionError::KeyExpired => "idempotency_key_expired",
+            ActionError::TooMuchContention => "contention",
+            ActionError::Infra(e) => e.code(),
+        }
+    }
+}
+
+/// What became of a report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reported {
+    /// Credited now. `basis` is the balance's tier basis after the write (for the caller's
+    /// cache), when the write knew it.
+    Credited {
+        receipt: ActionReceipt,
+        basis: Option<TierBasis>,
+    },
+    /// The key was answered before: the first answer, to give again.
+    Replay(StoredAnswer),
+}
+
+/// Attempts of the atomic write before giving up when the balance keeps moving or
+/// transactions keep colliding.
+pub const MAX_ATTEMPTS: usize = 6;
+
+/// Reports an action. `programme` is the caller's (possibly cached) view of the settings;
+/// `known` its cached view of the participant's tier basis: when current, the report is one
+/// write; when stale or absent, the refusal tells the real one and the write is tried again.
+pub async fn report_action<S: ActionStore>(
+    store: &S,
+    programme: &Programme,
+    report: &ActionReport,
+    known: Option<TierBasis>,
+    now: DateTime<Utc>,
+) -> Result<Reported, ActionError> {
+    let rule = programme
+        .rule(&report.rule)
+        .ok_or_else(|| AccrualError::UnknownRule(report.rule.clone()))?;
+    let action = check_action(rule, now)?;
+    let counters = rule.counters(now);
+    let entry_id = entry_ids::action(&report.participant, report.key.key.as_str());
+    let mut basis = known;
+    for _ in 0..MAX_ATTEMPTS {
+        let (tier, expected_balance) = if programme.tiered() {
+            match &basis {
+                // A balance item has version 1 from its first entry on; 0 is no item.
+                Some(b) if b.version > 0 => (
+                    tier_of(&programme.tiers, b, now),
+                    BalanceExpectation::Version(b.version),
+                ),
+                _ => (
+                    programme.tiers.tier_for(0).clone(),
+                    BalanceExpectation::Absent,
+                ),
+            }
+        } else {
+            (programme.tiers.tier_for(0).clone(), BalanceExpectation::Any)
+        };
+        let points = with_multiplier(rule.points, &tier);
+        let receipt = ActionReceipt {
+            entry_id: entry_id.clone(),
+            rule_id: rule.id.clone(),
+            action,
+            points,
+            base_points: rule.points,
+            tier: tier.name.clone(),
+            multiplier_percent: tier.multiplier_percent,
+        };
+        let attempt = ActionAttempt {
+            key: report.key.clone(),
+            rule: rule.id.clone(),
+            counters: counters.clone(),
+            entry: Entry {
+                id: entry_id.clone(),
+                participant: report.participant.clone(),
+                outlet: report.outlet.clone(),
+                kind: EntryKind::Accrual,
+                amount: points,
+                source: if report.reference.is_empty() {
+                    format!("rule {}", rule.id)
+                } else {
+                    format!("rule {}: {}", rule.id, report.reference)
+                },
+                created_at: now,
+                expires_on: None,
+            },
+            expected_balance,
+            receipt,
+            now,
+        };
+        match store.try_accrue(&attempt).await? {
+            Ok(()) => {
+                let after = match attempt.expected_balance {
+                    BalanceExpectation::Any => None,
+                    BalanceExpectation::Absent => Some(TierBasis::default()),
+                    BalanceExpectation::Version(_) => basis.clone(),
+                }
+                .map(|b| b.credited(points, now));
+                return Ok(Reported::Credited {
+                    receipt: attempt.receipt,
+                    basis: after,
+                });
+            }
+            Err(ActionRefusal::KeyTaken(stored)) => {
+                return if stored.fingerprint == report.key.fingerprint {
+                    Ok(Reported::Replay(stored))
+                } else {
+                    Err(ActionError::KeyReused)
+                };
+            }
+            Err(ActionRefusal::EntryExists) => return Err(ActionError::KeyExpired),
+            Err(ActionRefusal::Limit { scope, .. }) => {
+                return Err(match scope {
+                    LimitScope::Participant => AccrualError::ParticipantLimit(rule.id.clone()),
+                    LimitScope::Period => AccrualError::PeriodLimit(rule.id.clone()),
+                }
+                .into())
+            }
+            Err(ActionRefusal::BalanceMoved(now_basis)) => basis = Some(now_basis),
+            Err(ActionRefusal::Contended) => {}
+        }
+    }
+    Err(ActionError::TooMuchContention)
+}
+
+/// The tier a basis earns at `now`.
+pub fn tier_of(tiers: &Tiers, basis: &TierBasis, now: DateTime<Utc>) -> Tier {
+    tiers
+        .tier_for(earned_trailing_12_months(&basis.months, now))
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::earning::{Period, PeriodLimit, Trigger};
+    use std::sync::Mutex;
+
+    /// A scripted store: answers each write with the next refusal, then commits.
+    #[derive(Default)]
+    struct Scripted {
+        refusals: Mutex<Vec<ActionRefusal>>,
+        seen: Mutex<Vec<ActionAttempt>>,
+    }
+
+    impl ActionStore for Scripted {
+        async fn programme(&self) -> Result<Programme, InfraError> {
+            Ok(Programme::default())
+        }
+        async fn try_accrue(
+            &self,
+            attempt: &ActionAttempt,
+        ) -> Result<Result<(), ActionRefusal>, InfraError> {
+            self.seen.lock().unwrap().push(attempt.clone());
+            let mut r = self.refusals.lock().unwrap();
+            Ok(if r.is_empty() {
+                Ok(())
+            } else {
+                Err(r.remove(0))
+            })
+        }
+        async fn remember(
+            &self,
+            _: &KeyedRequest,
+            _: u16,
+            _: String,
+            _: DateTime<Utc>,
+        ) -> Result<Result<(), StoredAnswer>, InfraError> {
+            Ok(Ok(()))
+        }
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn rule(id: &str, points: u64) -> Rule {
+        Rule {
+            id: RuleId::parse(id).unwrap(),
+            trigger: Trigger::Action(Action::Survey),
+            points: Points(points),
+            per_participant: Some(3),
+            per_period: Some(PeriodLimit {
+                max: 1,
+                period: Period::Month,
+            }),
+            valid_from: at("2026-01-01T00:00:00Z"),
+            valid_until: Some(at("2027-01-01T00:00:00Z")),
+        }
+    }
+
+    fn tiered() -> Programme {
+        Programme {
+            rules: vec![rule("survey", 40)],
+            tiers: Tiers::parse(vec![
+                Tier {
+                    name: "bronze".into(),
+                    threshold: 0,
+                    multiplier_percent: 100,
+                },
+                Tier {
+                    name: "silver".into(),
+                    threshold: 100,
+                    multiplier_percent: 150,
+                },
+            ])
+            .unwrap(),
+        }
+    }
+
+    fn report(rule: &str, fingerprint: &str) -> ActionReport {
+        ActionReport {
+            participant: ParticipantId::parse("p-1").unwrap(),
+            outlet: None,
+            rule: RuleId::parse(rule).unwrap(),
+            reference: String::new(),
+            key: KeyedRequest {
+                scope: "p-1".into(),
+                key: IdempotencyKey::parse("key-00000001").unwrap(),
+                fingerprint: fingerprint.into(),
+            },
+        }
+    }
+
+    const NOW: &str = "2026-11-16T10:00:00Z";
+
+    #[tokio::test]
+    async fn an_unknown_or_inactive_rule_writes_nothing() {
+        let store = Scripted::default();
+        let mut p = tiered();
+        let e = report_action(&store, &p, &report("nope", "f"), None, at(NOW)).await;
+        assert_eq!(e.unwrap_err().code(), "rule_not_found");
+        p.rules[0].valid_until = Some(at("2026-02-01T00:00:00Z"));
+        let e = report_action(&store, &p, &report("survey", "f"), None, at(NOW)).await;
+        assert_eq!(e.unwrap_err().code(), "rule_not_active");
+        assert!(store.seen.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_current_cache_is_one_write_and_the_tier_follows_the_basis() {
+        let store = Scripted::default();
+        let basis = TierBasis {
+            version: 7,
+            months: MonthlyEarned::from([(202611, 120)]),
+        };
+        let r = report_action(
+            &store,
+            &tiered(),
+            &report("survey", "f"),
+            Some(basis),
+            at(NOW),
+        )
+        .await
+        .unwrap();
+        let Reported::Credited { receipt, basis } = r else {
+            panic!("credited")
+        };
+        assert_eq!(
+            (receipt.points, receipt.tier.as_str()),
+            (Points(60), "silver")
+        );
+        assert_eq!(basis.unwrap().version, 8);
+        let seen = store.seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].expected_balance, BalanceExpectation::Version(7));
+        assert_eq!(seen[0].counters.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_moved_balance_is_retried_at_the_tier_it_reports() {
+        let store = Scripted::default();
+        store
+            .refusals
+            .lock()
+            .unwrap()
+            .push(ActionRefusal::BalanceMoved(TierBasis {
+                version: 3,
+                months: MonthlyEarned::from([(202611, 100)]),
+            }));
+        let r = report_action(&store, &tiered(), &report("survey", "f"), None, at(NOW))
+            .await
+            .unwrap();
+        let Reported::Credited { receipt, basis } = r else {
+            panic!("credited")
+        };
+        assert_eq!(receipt.tier, "silver");
+        assert_eq!(
+            basis.unwrap().months.get(&202611).copied(),
+            Some(160),
+            "the cache learns the credit"
+        );
+        let seen = store.seen.lock().unwrap();
+        assert_eq!(seen[0].expected_balance, BalanceExpectation::Absent);
+        assert_eq!(seen[1].expected_balance, BalanceExpectation::Version(3));
+    }
+
+    #[tokio::test]
+    async fn without_tiers_the_balance_is_no_condition() {
+        let store = Scripted::default();
+        let p = Programme {
+            rules: vec![rule("survey", 40)],
+            tiers: Tiers::default(),
+        };
+        report_action(&store, &p, &report("survey", "f"), None, at(NOW))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.seen.lock().unwrap()[0].expected_balance,
+            BalanceExpectation::Any
+        );
+    }
+
+    #[tokio::test]
+    async fn refusals_mean_replay_reuse_expiry_or_a_limit() {
+        let stored = StoredAnswer {
+            fingerprint: "f".into(),
+            status: 201,
+            body: "{}".into(),
+            content_type: None,
+        };
+        let cases: Vec<(ActionRefusal, &str, Result<(), &str>)> = vec![
+            (ActionRefusal::KeyTaken(stored.clone()), "f", Ok(())),
+            (
+                ActionRefusal::KeyTaken(stored.clone()),
+                "other",
+                Err("idempotency_key_reused"),
+            ),
+            (
+                ActionRefusal::EntryExists,
+                "f",
+                Err("idempotency_key_expired"),
+            ),
+            (
+                ActionRefusal::Limit {
+                    scope: LimitScope::Participant,
+                    used: 3,
+                },
+                "f",
+                Err("participant_limit_reached"),
+            ),
+            (
+                ActionRefusal::Limit {
+                    scope: LimitScope::Period,
+                    used: 1,
+                },
+                "f",
+                Err("period_limit_reached"),
+            ),
+        ];
+        for (refusal, fingerprint, want) in cases {
+            let store = Scripted::default();
+            store.refusals.lock().unwrap().push(refusal.clone());
+            let got = report_action(
+                &store,
+                &tiered(),
+                &report("survey", fingerprint),
+                None,
+                at(NOW),
+            )
+            .await;
+            match (got, want) {
+                (Ok(Reported::Replay(s)), Ok(())) => assert_eq!(s, stored),
+                (Err(e), Err(code)) => assert_eq!(e.code(), code, "{refusal:?}"),
+                (got, want) => panic!("{refusal:?}: {got:?} vs {want:?}"),
+            }
+            assert_eq!(
+                store.seen.lock().unwrap().len(),
+                1,
+                "decided from the refusal"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn endless_contention_gives_up() {
+        let store = Scripted::default();
+        *store.refusals.lock().unwrap() = vec![ActionRefusal::Contended; MAX_ATTEMPTS];
+        let e = report_action(&store, &tiered(), &report("survey", "f"), None, at(NOW)).await;
+        assert_eq!(e.unwrap_err(), ActionError::TooMuchContention);
+    }
+}

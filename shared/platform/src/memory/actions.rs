@@ -1,0 +1,293 @@
+//! [`ActionStore`] in memory, with [`crate::stores::actions::DynamoActions`]' conditions and
+//! refusal precedence: the key's record, then the entry (and its outbox record), then the
+//! limit counters (participant before period), then the balance version, all checked before
+//! anything is written.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use loyalty_domain::action::{
+    ActionAttempt, ActionReceipt, ActionRefusal, ActionStore, BalanceExpectation, KeyedRequest,
+    Programme, StoredAnswer, TierBasis,
+};
+use loyalty_domain::earning::{LimitScope, Rule, Tiers};
+use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
+use loyalty_domain::ledger::Entry;
+use loyalty_domain::outbox::{Envelope, OutboxEvent as DomainEvent};
+use loyalty_domain::InfraError;
+
+use super::claims::{OutboxEvent, StoredBalance};
+
+/// How long an answer is kept under its key, as in DynamoDB (24 h TTL).
+const RECORD_TTL_SECS: i64 = 24 * 3600;
+
+/// An answer stored under (caller, key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub answer: StoredAnswer,
+    /// Epoch seconds; at or past it the record counts as absent.
+    pub ttl: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct ActionsWorld {
+    pub programme: Programme,
+    /// (caller, key) → the first answer.
+    pub records: BTreeMap<(String, String), KeyRecord>,
+    /// (participant, rule, counter key) → used.
+    pub counters: BTreeMap<(ParticipantId, String, String), u64>,
+    pub entries: BTreeMap<(ParticipantId, EntryId), Entry>,
+    pub balances: BTreeMap<ParticipantId, StoredBalance>,
+    pub outlet_totals: BTreeMap<OutletId, StoredBalance>,
+    pub outbox: BTreeMap<String, OutboxEvent>,
+}
+
+/// Actions over ordered maps behind one lock.
+#[derive(Debug, Default)]
+pub struct MemoryActions {
+    world: Mutex<ActionsWorld>,
+    bug: Option<ActionsBug>,
+}
+
+/// A deliberate bug, only to prove that the contract catches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionsBug {
+    /// Limit counters are counted but never checked.
+    IgnoreLimits,
+}
+
+impl MemoryActions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with_planted_bug(bug: ActionsBug) -> Self {
+        Self {
+            bug: Some(bug),
+            ..Self::default()
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ActionsWorld> {
+        self.world.lock().expect("actions world")
+    }
+
+    /// Adds or replaces a rule (as `PUT /admin/rules/{id}` does).
+    pub fn put_rule(&self, rule: Rule) {
+        let mut w = self.lock();
+        w.programme.rules.retain(|r| r.id != rule.id);
+        w.programme.rules.push(rule);
+        w.programme.rules.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+
+    pub fn put_tiers(&self, tiers: Tiers) {
+        self.lock().programme.tiers = tiers;
+    }
+
+    /// Moves a balance as another feature's write would (a sell-in credit, a claim): bumps
+    /// its version and the month's earned points.
+    pub fn credit_elsewhere(&self, participant: &ParticipantId, points: u64, at: DateTime<Utc>) {
+        let delta = loyalty_domain::ledger::Delta::of(
+            loyalty_domain::ledger::EntryKind::Accrual,
+            loyalty_domain::Points(points),
+        );
+        self.lock()
+            .balances
+            .entry(participant.clone())
+            .or_default()
+            .add(&delta, at);
+    }
+
+    pub fn inspect<R>(&self, f: impl FnOnce(&ActionsWorld) -> R) -> R {
+        f(&self.lock())
+    }
+
+    pub fn entries(&self, participant: &ParticipantId) -> Vec<Entry> {
+        self.lock()
+            .entries
+            .iter()
+            .filter(|((p, _), _)| p == participant)
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    pub fn balance(&self, participant: &ParticipantId) -> Option<StoredBalance> {
+        self.lock().balances.get(participant).cloned()
+    }
+
+    pub fn outlet_totals(&self, outlet: &OutletId) -> Option<StoredBalance> {
+        self.lock().outlet_totals.get(outlet).cloned()
+    }
+
+    pub fn outbox(&self) -> Vec<OutboxEvent> {
+        self.lock().outbox.values().cloned().collect()
+    }
+
+    /// A limit counter's value (0 when never written).
+    pub fn used(&self, participant: &ParticipantId, rule: &str, counter: &str) -> u64 {
+        self.lock()
+            .counters
+            .get(&(participant.clone(), rule.to_string(), counter.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The record stored under a caller's key, expired or not.
+    pub fn record(&self, scope: &str, key: &str) -> Option<KeyRecord> {
+        self.lock()
+            .records
+            .get(&(scope.to_string(), key.to_string()))
+            .cloned()
+    }
+}
+
+fn basis(b: Option<&StoredBalance>) -> TierBasis {
+    b.map(|b| TierBasis {
+        version: b.version,
+        months: b.earned_by_month.clone(),
+    })
+    .unwrap_or_default()
+}
+
+impl ActionStore for MemoryActions {
+    async fn programme(&self) -> Result<Programme, InfraError> {
+        Ok(self.lock().programme.clone())
+    }
+
+    async fn try_accrue(&self, a: &ActionAttempt) -> Result<Result<(), ActionRefusal>, InfraError> {
+        let mut w = self.lock();
+        let entry = &a.entry;
+        let record_id = (a.key.scope.clone(), a.key.key.as_str().to_string());
+        if let Some(r) = w.records.get(&record_id) {
+            if r.ttl > a.now.timestamp() {
+                return Ok(Err(ActionRefusal::KeyTaken(r.answer.clone())));
+            }
+        }
+        let envelope = Envelope::new(
+            DomainEvent::PointsCredited {
+                participant_id: entry.participant.clone(),
+                entry_id: entry.id.clone(),
+                rule_id: a.rule.clone(),
+                points: entry.amount,
+            },
+            a.now,
+        );
+        let entry_id = (entry.participant.clone(), entry.id.clone());
+        if w.entries.contains_key(&entry_id) || w.outbox.contains_key(&envelope.event_id) {
+            return Ok(Err(ActionRefusal::EntryExists));
+        }
+        let counter_ids: Vec<_> = a
+            .counters
+            .iter()
+            .map(|c| {
+                (
+                    (
+                        entry.participant.clone(),
+                        a.rule.as_str().to_string(),
+                        c.key.clone(),
+                    ),
+                    c,
+                )
+            })
+            .collect();
+        for scope in [LimitScope::Participant, LimitScope::Period] {
+            for (id, c) in &counter_ids {
+                let used = w.counters.get(id).copied();
+                // `attribute_not_exists(used) OR used < :max`
+                if c.scope == scope
+                    && used.is_some_and(|u| u >= c.max as u64)
+                    && self.bug != Some(ActionsBug::IgnoreLimits)
+                {
+                    return Ok(Err(ActionRefusal::Limit {
+                        scope,
+                        used: used.unwrap_or(0),
+                    }));
+                }
+            }
+        }
+        let current = w.balances.get(&entry.participant);
+        let balance_ok = match a.expected_balance {
+            BalanceExpectation::Any => true,
+            BalanceExpectation::Absent => current.is_none(),
+            BalanceExpectation::Version(v) => current.is_some_and(|b| b.version == v),
+        };
+        if !balance_ok {
+            return Ok(Err(ActionRefusal::BalanceMoved(basis(current))));
+        }
+
+        // Every condition holds: write everything.
+        w.records.insert(
+            record_id,
+            KeyRecord {
+                answer: StoredAnswer {
+                    fingerprint: a.key.fingerprint.clone(),
+                    status: ActionReceipt::STATUS,
+                    body: a.receipt.body().to_string(),
+                    content_type: Some("application/json".into()),
+                },
+                ttl: a.now.timestamp() + RECORD_TTL_SECS,
+            },
+        );
+        for (id, _) in counter_ids {
+            *w.counters.entry(id).or_default() += 1;
+        }
+        let delta = entry.delta();
+        w.balances
+            .entry(entry.participant.clone())
+            .or_default()
+            .add(&delta, a.now);
+        if let Some(outlet) = &entry.outlet {
+            w.outlet_totals
+                .entry(outlet.clone())
+                .or_default()
+                .add(&delta, a.now);
+        }
+        let payload: serde_json::Value =
+            serde_json::from_str(&envelope.to_json()).expect("an envelope is JSON");
+        w.outbox.insert(
+            envelope.event_id.clone(),
+            OutboxEvent {
+                event_id: envelope.event_id.clone(),
+                payload,
+                at: a.now,
+            },
+        );
+        w.entries.insert(entry_id, entry.clone());
+        Ok(Ok(()))
+    }
+
+    async fn remember(
+        &self,
+        key: &KeyedRequest,
+        status: u16,
+        body: String,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), StoredAnswer>, InfraError> {
+        let mut w = self.lock();
+        let id = (key.scope.clone(), key.key.as_str().to_string());
+        if let Some(r) = w.records.get(&id) {
+            if r.ttl > now.timestamp() {
+                return Ok(Err(r.answer.clone()));
+            }
+        }
+        let content_type = if status >= 400 {
+            "application/problem+json"
+        } else {
+            "application/json"
+        };
+        w.records.insert(
+            id,
+            KeyRecord {
+                answer: StoredAnswer {
+                    fingerprint: key.fingerprint.clone(),
+                    status,
+                    body,
+                    content_type: Some(content_type.into()),
+                },
+                ttl: now.timestamp() + RECORD_TTL_SECS,
+            },
+        );
+        Ok(Ok(()))
+    }
+}

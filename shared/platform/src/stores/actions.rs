@@ -1,0 +1,248 @@
+//! [`ActionStore`] over DynamoDB: one `TransactWriteItems` per reported action.
+//!
+//! Items, each conditional one tagged with what its refusal means ([`crate::tx`]):
+//!
+//! | item | condition | refusal, and what its `ALL_OLD` tells |
+//! |---|---|---|
+//! | ActivityTable `IDEMPOTENCY#caller#key` (the answer) | `attribute_not_exists(pk) OR ttl <= :now` | `KeyTaken`: the stored answer, replayed without a read |
+//! | ActivityTable `LIMIT#participant`/`RULE#rule#EVER` and `#<period>` (0 to 2) | `attribute_not_exists(used) OR used < :max` | `Limit`: the counter's value |
+//! | LedgerTable `ACCOUNT#participant`/`ENTRY#id` | `attribute_not_exists(pk)` | `EntryExists`: the key named it more than 24 h ago |
+//! | LedgerTable `ACCOUNT#participant`/`BALANCE` | `version = :v` or `attribute_not_exists(version)`; none with a single tier | `BalanceMoved`: the balance, hence the tier basis |
+//! | LedgerTable `OUTLET#outlet`/`TOTALS` (with an outlet) | none | — |
+//! | OutboxTable `points_credited-<entry>` | `attribute_not_exists(pk)` | as `EntryExists` |
+//!
+//! This adapter only translates; [`loyalty_domain::action::report_action`] decides.
+
+use aws_sdk_dynamodb::types::{Put, Update};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+use loyalty_domain::action::{
+    ActionAttempt, ActionRefusal, ActionStore, BalanceExpectation, KeyedRequest, Programme,
+    StoredAnswer, TierBasis,
+};
+use loyalty_domain::earning::{LimitCounter, LimitScope, RuleId};
+use loyalty_domain::ids::ParticipantId;
+use loyalty_domain::InfraError;
+
+use crate::dynamo::{key, n, Item, ItemExt};
+use crate::idempotency::{record_put, StoredRecord};
+use crate::stores::earning::{points_credited, read_rules, read_tiers, EarningTables};
+use crate::stores::ledger::{
+    account_pk, balance_from_item, balance_update, entry_item, monthly_earned_from_item, outlet_pk,
+};
+use crate::tx::{Refused, Tx};
+
+/// What a refused action transaction means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ActionTag {
+    KeyTaken,
+    Limit(LimitScope),
+    EntryExists,
+    OutboxExists,
+    BalanceMoved,
+}
+
+#[derive(Clone)]
+pub struct DynamoActions {
+    client: Client,
+    tables: EarningTables,
+}
+
+/// The key of a limit counter.
+pub fn counter_key(participant: &ParticipantId, rule: &RuleId, counter: &LimitCounter) -> Item {
+    key(
+        format!("LIMIT#{participant}"),
+        format!("RULE#{rule}#{}", counter.key),
+    )
+}
+
+/// The tier basis in a balance item (an absent item is version 0 with nothing earned).
+pub fn tier_basis_from_item(item: &Item) -> Result<TierBasis, InfraError> {
+    Ok(TierBasis {
+        version: balance_from_item(item)?.version,
+        months: monthly_earned_from_item(item)?,
+    })
+}
+
+impl DynamoActions {
+    pub fn new(client: Client, tables: EarningTables) -> Self {
+        Self { client, tables }
+    }
+
+    pub fn tables(&self) -> &EarningTables {
+        &self.tables
+    }
+
+    fn transaction(&self, a: &ActionAttempt) -> Result<Tx<ActionTag>, InfraError> {
+        let t = &self.tables;
+        let entry = &a.entry;
+        let mut tx = Tx::new();
+        tx.put(
+            record_put(
+                &t.activity,
+                &a.key.scope,
+                a.key.key.as_str(),
+                &a.key.fingerprint,
+                loyalty_domain::action::ActionReceipt::STATUS,
+                a.receipt.body().to_string(),
+                a.now,
+            ),
+            ActionTag::KeyTaken,
+        )?;
+        for c in &a.counters {
+            let update = Update::builder()
+                .table_name(&t.activity)
+                .set_key(Some(counter_key(&entry.participant, &a.rule, c)))
+                .condition_expression("attribute_not_exists(used) OR used < :max")
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":max", n(c.max));
+            let update = match c.expires_at {
+                // A period counter is read only during its period; kept a day longer for audits.
+                Some(end) => update
+                    .update_expression("ADD used :one SET #ttl = :ttl")
+                    .expression_attribute_names("#ttl", "ttl")
+                    .expression_attribute_values(":ttl", n(end.timestamp() + 24 * 3600)),
+                None => update.update_expression("ADD used :one"),
+            };
+            tx.update(update, ActionTag::Limit(c.scope))?;
+        }
+        tx.put(
+            Put::builder()
+                .table_name(&t.ledger)
+                .set_item(Some(entry_item(entry)))
+                .condition_expression("attribute_not_exists(pk)"),
+            ActionTag::EntryExists,
+        )?;
+        let delta = entry.delta();
+        let balance = balance_update(
+            &t.ledger,
+            key(account_pk(&entry.participant), "BALANCE"),
+            &delta,
+            a.now,
+        );
+        match a.expected_balance {
+            BalanceExpectation::Any => tx.update_always(balance)?,
+            BalanceExpectation::Absent => tx.update(
+                balance.condition_expression("attribute_not_exists(version)"),
+                ActionTag::BalanceMoved,
+            )?,
+            BalanceExpectation::Version(v) => tx.update(
+                balance
+                    .condition_expression("version = :expected")
+                    .expression_attribute_values(":expected", n(v)),
+                ActionTag::BalanceMoved,
+            )?,
+        };
+        if let Some(outlet) = &entry.outlet {
+            tx.update_always(balance_update(
+                &t.ledger,
+                key(outlet_pk(outlet), "TOTALS"),
+                &delta,
+                a.now,
+            ))?;
+        }
+        let outbox = points_credited(&t.outbox, entry, &a.rule);
+        tx.put(outbox.put(a.now), ActionTag::OutboxExists)?;
+        Ok(tx)
+    }
+
+    /// The refusal that decides the outcome, in the port's order of precedence.
+    fn refusal(&self, refused: &Refused<ActionTag>) -> Result<ActionRefusal, InfraError> {
+        if let Some(old) = refused.get(&ActionTag::KeyTaken) {
+            return Ok(ActionRefusal::KeyTaken(stored_answer(old)?));
+        }
+        if refused.contains(&ActionTag::EntryExists) || refused.contains(&ActionTag::OutboxExists) {
+            return Ok(ActionRefusal::EntryExists);
+        }
+        for scope in [LimitScope::Participant, LimitScope::Period] {
+            if refused.contains(&ActionTag::Limit(scope)) {
+                let used = match refused.get(&ActionTag::Limit(scope)) {
+                    Some(old) => old.opt_number("used")?.unwrap_or(0),
+                    None => 0,
+                };
+                return Ok(ActionRefusal::Limit { scope, used });
+            }
+        }
+        if refused.contains(&ActionTag::BalanceMoved) {
+            let old = refused
+                .get(&ActionTag::BalanceMoved)
+                .cloned()
+                .unwrap_or_default();
+            return Ok(ActionRefusal::BalanceMoved(tier_basis_from_item(&old)?));
+        }
+        if refused.is_conflict() {
+            return Ok(ActionRefusal::Contended);
+        }
+        Err(InfraError::permanent(
+            "action transaction",
+            format!("unexpected refusal: {}", refused.describe()),
+        ))
+    }
+}
+
+impl ActionStore for DynamoActions {
+    async fn programme(&self) -> Result<Programme, InfraError> {
+        let (rules, tiers) = tokio::try_join!(
+            read_rules(&self.client, &self.tables.programme),
+            read_tiers(&self.client, &self.tables.programme)
+        )?;
+        Ok(Programme { rules, tiers })
+    }
+
+    async fn try_accrue(
+        &self,
+        attempt: &ActionAttempt,
+    ) -> Result<Result<(), ActionRefusal>, InfraError> {
+        let tx = self.transaction(attempt)?;
+        match tx
+            .commit_reporting_conflicts(&self.client, "report action")
+            .await?
+        {
+            Ok(()) => Ok(Ok(())),
+            Err(refused) => Ok(Err(self.refusal(&refused)?)),
+        }
+    }
+
+    async fn remember(
+        &self,
+        key: &KeyedRequest,
+        status: u16,
+        body: String,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), StoredAnswer>, InfraError> {
+        let mut tx = Tx::new();
+        tx.put(
+            record_put(
+                &self.tables.activity,
+                &key.scope,
+                key.key.as_str(),
+                &key.fingerprint,
+                status,
+                body,
+                now,
+            ),
+            ActionTag::KeyTaken,
+        )?;
+        // One item: its refusal carries the record that holds the key.
+        match tx.commit(&self.client, "remember action refusal").await? {
+            Ok(()) => Ok(Ok(())),
+            Err(refused) => match refused.get(&ActionTag::KeyTaken) {
+                Some(old) => Ok(Err(stored_answer(old)?)),
+                None => Err(InfraError::retryable(
+                    "remember action refusal",
+                    refused.describe(),
+                )),
+            },
+        }
+    }
+}
+
+fn stored_answer(item: &Item) -> Result<StoredAnswer, InfraError> {
+    let r = StoredRecord::from_item(item)?;
+    Ok(StoredAnswer {
+        fingerprint: r.fingerprint,
+        status: r.status,
+        body: r.body,
+        content_type: r.content_type,
+    })
+}
