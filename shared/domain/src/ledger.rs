@@ -789,7 +789,7 @@ mod tests {
                 1..200,
             )
         ) {
-            let mut members = vec![Balance::default(); 3];
+            let mut members = [Balance::default(); 3];
             let mut programme: std::collections::HashMap<ProgrammeAccount, i64> =
                 Default::default();
             for (kind, amount, who, (id, source)) in ops {
