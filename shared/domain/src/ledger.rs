@@ -380,8 +380,13 @@ pub const PROGRAMME_SHARDS: u32 = 16;
 /// The shard an entry's programme side lands on: a hash of the entry id, so a retry of the
 /// same entry lands on the same shard.
 pub fn programme_shard(entry: &EntryId) -> u32 {
+    shard_of(entry.as_str())
+}
+
+/// The shard for any stable key (an entry id, a funding id).
+pub fn shard_of(key: &str) -> u32 {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(entry.as_str().as_bytes());
+    let digest = Sha256::digest(key.as_bytes());
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % PROGRAMME_SHARDS
 }
 
