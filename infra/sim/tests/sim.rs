@@ -85,3 +85,13 @@ fn a_store_that_lets_a_claimed_code_be_claimed_again_is_caught() {
         "{failure}"
     );
 }
+
+#[test]
+fn a_store_that_credits_without_the_programme_side_is_caught_at_the_first_claim() {
+    let failure = run(&with_bug(PlantedBug::OneSided)).expect_err("the bug must be caught");
+    assert!(
+        failure.violation.contains("double entry broken"),
+        "{failure}"
+    );
+    assert!(failure.step < 50, "{failure}");
+}
