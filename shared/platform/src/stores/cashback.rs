@@ -625,6 +625,8 @@ impl DynamoCashback {
                 Err(ProgressError::Infra(e)) => return Err(e),
                 // A challenge removed while we were counting: nothing left to count towards.
                 Err(ProgressError::NotFound(_)) => {}
+                // Not returned by record_progress: it skips a challenge out of budget.
+                Err(ProgressError::BudgetExhausted(_)) => {}
             }
         }
         Ok(())

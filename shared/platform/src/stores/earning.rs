@@ -208,6 +208,9 @@ impl EarningStore {
                     });
                 }
             }
+            if refused.contains(&EarningRefusal::Ledger(LedgerRefusal::BudgetExhausted)) {
+                return Err(AccrualError::BudgetExhausted(rule.id.clone()));
+            }
             // The entry id comes from the key, so an existing entry means the same key.
             if refused.contains(&EarningRefusal::Ledger(LedgerRefusal::EntryExists)) {
                 return Ok(Written::KeyTaken);
