@@ -7,6 +7,10 @@
 //!   replay answers 200 with the first result and writes nothing.
 //! - `PUT /admin/partners/{partnerId}`: a partner's name, rates (basis points) and status.
 //! - `PUT /admin/regions/{regionId}/minimum-order`: a region's minimum order (minor units).
+//! - `POST /admin/partners/{partnerId}/budget` (admin, `Idempotency-Key`): give the partner's
+//!   cashback fund a budget, or top it up. Pending cashback the fund cannot cover is recorded
+//!   as no cashback with the reason `budget_exhausted`. The key names the top-up, so a
+//!   retry funds nothing twice; every answer states the fund as it is now.
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Error, Request, Response};
@@ -16,16 +20,19 @@ use loyalty_domain::cashback::{
     PartnerTerms, SIGNATURE_HEADER,
 };
 use loyalty_domain::ids::RegionId;
+use loyalty_domain::ledger::ProgrammeAccount;
 use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_domain::{Classified, Points};
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
 use loyalty_platform::stores::cashback::{CashbackTables, DynamoCashback};
+use loyalty_platform::stores::ledger::DynamoLedger;
 use loyalty_platform::stores::partner_secrets::PartnerSecretsSource;
 use serde::{Deserialize, Serialize};
 
 pub struct App {
     store: DynamoCashback,
+    ledger: DynamoLedger,
     secrets: PartnerSecretsSource,
     clock: Box<dyn Clock>,
 }
@@ -84,6 +91,7 @@ impl App {
             })?,
         };
         Ok(Self {
+            ledger: DynamoLedger::new(dynamodb.clone(), tables.ledger.clone()),
             store: DynamoCashback::new(dynamodb, tables, policy),
             secrets: PartnerSecretsSource::from_env(env)?,
             clock,
@@ -99,6 +107,7 @@ impl App {
             "POST /webhooks/partners/{partnerId}" => self.webhook(req).await,
             "PUT /admin/partners/{partnerId}" => self.put_partner(req).await,
             "PUT /admin/regions/{regionId}/minimum-order" => self.put_minimum_order(req).await,
+            "POST /admin/partners/{partnerId}/budget" => self.fund_partner(req).await,
             _ => Err(Problem::route_not_found()),
         }
     }
@@ -159,6 +168,53 @@ impl App {
         ))
     }
 
+    async fn fund_partner(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        let caller = http::caller(req)?;
+        caller.require(&[Role::Admin]).problem()?;
+        let partner = PartnerId::parse(http::path_param(req, "partnerId")?).problem()?;
+        let key = http::header(req, "idempotency-key")
+            .filter(|k| (8..=128).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+            .ok_or_else(|| {
+                Problem::bad_request(
+                    "idempotency_key_missing",
+                    "A budget top-up needs an Idempotency-Key header of 8 to 128 characters.",
+                )
+            })?;
+        let body: BudgetBody = http::json_body(req)?;
+        let amount = Points::parse(body.amount)
+            .ok()
+            .filter(|p| *p > Points::ZERO)
+            .ok_or_else(|| {
+                Problem::bad_request(
+                    "invalid_amount",
+                    "amount must be a positive number of points.",
+                )
+            })?;
+        if self.store.partner(&partner).await.problem()?.is_none() {
+            return Err(Problem::new(
+                StatusCode::NOT_FOUND,
+                "partner_not_found",
+                "No partner with that id: create it with PUT /admin/partners/{partnerId} first.",
+            ));
+        }
+        let account = ProgrammeAccount::PartnerFund(partner);
+        let funding_id = format!("{}:{key}", caller.subject.as_str());
+        self.ledger
+            .fund_budget(&account, amount, &funding_id, self.clock.now())
+            .await
+            .problem()?;
+        let balance = self.ledger.programme_balance(&account).await.problem()?;
+        tracing::info!(account = %account, amount = amount.get(), "budget funded");
+        Ok(http::json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "account": account.key(),
+                "remaining": balance.balance,
+                "funded": balance.funded.unwrap_or(0),
+            }),
+        ))
+    }
+
     async fn put_minimum_order(&self, req: &Request) -> Result<Response<Body>, Problem> {
         http::caller(req)?.require(&[Role::Admin]).problem()?;
         let region = RegionId::parse(http::path_param(req, "regionId")?).map_err(|e| {
@@ -176,6 +232,12 @@ impl App {
             &serde_json::json!({ "region_id": region.as_str(), "amount_minor": minimum.get() }),
         ))
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BudgetBody {
+    amount: u64,
 }
 
 #[derive(Deserialize)]

@@ -190,6 +190,12 @@ const ROUTES: &[Route] = &[
     },
     Route {
         function: "PartnerWebhooksFunction",
+        route: "POST /admin/partners/{partnerId}/budget",
+        event: "partner-webhooks/fund-partner-budget.json",
+        refused: &["participant", "rep"],
+    },
+    Route {
+        function: "PartnerWebhooksFunction",
         route: "PUT /admin/regions/{regionId}/minimum-order",
         event: "partner-webhooks/put-region-minimum-order.json",
         refused: &["participant", "rep"],

@@ -435,11 +435,17 @@ impl DynamoCashback {
         };
         // Optimistic: credit what the month's room allows as last seen, on condition that the
         // counter still leaves that room; a refusal returns the counter, so no re-read.
+        // Set when the partner's fund has a budget and its shard cannot cover the credit.
+        let mut budget_exhausted = false;
         for _ in 0..MAX_ATTEMPTS {
             let (credit, r) = match earned {
                 Err(why) => (
                     Points::ZERO,
                     result(OrderStatus::NoCashback, 0, Some(why.as_str())),
+                ),
+                Ok(_) if budget_exhausted => (
+                    Points::ZERO,
+                    result(OrderStatus::NoCashback, 0, Some("budget_exhausted")),
                 ),
                 Ok(full) => {
                     let credit = within_cap(full, used, self.policy.monthly_cap);
@@ -527,6 +533,12 @@ impl DynamoCashback {
                         Some(cap) => cap.opt_number("used")?.unwrap_or(0),
                         None => self.used_this_month(&order.participant_id, &month).await?,
                     };
+                }
+                Err(refused)
+                    if refused
+                        .contains(&CashbackRefusal::Ledger(LedgerRefusal::BudgetExhausted)) =>
+                {
+                    budget_exhausted = true;
                 }
                 Err(_) => return Ok(Attempt::Retry),
             }
