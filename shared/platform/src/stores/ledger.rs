@@ -135,6 +135,15 @@ pub fn entry_item(e: &Entry) -> Item {
         ("amount".to_string(), n(e.amount.get())),
         ("source".to_string(), s(&e.source)),
         ("created_at".to_string(), s(e.created_at.to_rfc3339())),
+        // The programme account on the other side, written with it (`none` for moves inside
+        // the member's account). An entry without it predates double entry: the backfill
+        // gives it its programme side (see `DynamoLedger::backfill_programme_side`).
+        (
+            COUNTER_ATTR.to_string(),
+            s(e.transfer()
+                .map(|t| t.account.key())
+                .unwrap_or_else(|| "none".into())),
+        ),
     ]);
     if let Some(o) = &e.outlet {
         item.insert("outlet_id".into(), s(o.as_str()));
@@ -144,6 +153,8 @@ pub fn entry_item(e: &Entry) -> Item {
     }
     item
 }
+
+const COUNTER_ATTR: &str = "counter_account";
 
 pub fn entry_from_item(item: &Item) -> Result<Entry, InfraError> {
     let bad = |e: String| InfraError::permanent("decode entry", e);
@@ -397,6 +408,76 @@ impl DynamoLedger {
             match out.last_evaluated_key() {
                 Some(k) => start = Some(k.clone()),
                 None => return Ok(items),
+            }
+        }
+    }
+
+    /// The upgrade of a deployment that predates double entry: every entry without a
+    /// `counter_account` gets its programme side, one transaction per entry (the mark on the
+    /// entry, on condition it is still unmarked, and the `ADD` to its programme shard), so the
+    /// job may run beside live traffic, stop anywhere and run again. Returns how many entries
+    /// it marked; a second run returns 0.
+    pub async fn backfill_programme_side(&self) -> Result<u64, InfraError> {
+        let mut marked = 0;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(sk, :entry) AND attribute_not_exists(#c)")
+                .expression_attribute_names("#c", COUNTER_ATTR)
+                .expression_attribute_values(":entry", s("ENTRY#"))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify("scan entries", e))?;
+            for item in out.items() {
+                let entry = entry_from_item(item)?;
+                let mut tx: Tx<BackfillRefusal> = Tx::new();
+                tx.update(
+                    Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key(
+                            account_pk(&entry.participant),
+                            format!("ENTRY#{}", entry.id),
+                        )))
+                        .update_expression("SET #c = :account")
+                        .condition_expression("attribute_exists(pk) AND attribute_not_exists(#c)")
+                        .expression_attribute_names("#c", COUNTER_ATTR)
+                        .expression_attribute_values(
+                            ":account",
+                            s(entry
+                                .transfer()
+                                .map(|t| t.account.key())
+                                .unwrap_or_else(|| "none".into())),
+                        ),
+                    BackfillRefusal::Marked,
+                )?;
+                if let Some(t) = entry.transfer() {
+                    tx.update_always(programme_update(
+                        &self.table,
+                        &t.account,
+                        programme_shard(&entry.id),
+                        t.change,
+                        entry.created_at,
+                    ))?;
+                }
+                match tx.commit(&self.client, "backfill programme side").await? {
+                    Ok(()) => marked += 1,
+                    // Marked meanwhile (by a concurrent run): its side is written.
+                    Err(refused) if refused.contains(&BackfillRefusal::Marked) => {}
+                    Err(refused) => {
+                        return Err(InfraError::retryable(
+                            "backfill programme side",
+                            refused.describe(),
+                        ))
+                    }
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) => start = Some(k.clone()),
+                None => return Ok(marked),
             }
         }
     }
@@ -720,6 +801,12 @@ pub enum Funded {
     Funded,
     /// A funding with this id was written before; nothing moved this time.
     AlreadyFunded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BackfillRefusal {
+    /// The entry carries its counter account already.
+    Marked,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
