@@ -712,3 +712,43 @@ async fn a_rule_with_a_budget_credits_until_its_shard_runs_dry_and_never_overspe
     assert_eq!(issuer.balance, -(budget as i64));
     assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
 }
+
+/// A challenge whose budget cannot cover its bonus counts nothing from the source that would
+/// complete it (nothing is written) and says why in the log; after a top-up the same source
+/// counts and the bonus is granted once.
+#[tokio::test]
+async fn a_challenge_out_of_budget_waits_for_a_top_up_then_grants_its_bonus_once() {
+    use loyalty_domain::ledger::PROGRAMME_SHARDS;
+    let f = fixture().await;
+    acme_challenge(&f, 10).await;
+    let (status, body) = call(&f.app, fund("challenge", "acme-nov", 1, "fund-c-0001")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let store = challenge_store(&f.stack);
+    let source = ProgressSource {
+        participant: pid("p-1"),
+        supplier: Slug::parse("acme").unwrap(),
+        units: 10,
+        date: "2026-11-20".parse().unwrap(),
+        reference: "order-demo-1".into(),
+        at: monday(),
+    };
+    let outcomes = store.record_progress(&source).await.unwrap();
+    assert!(outcomes.is_empty(), "{outcomes:?}");
+    let progress = store.progress_of(&pid("p-1")).await.unwrap();
+    assert!(
+        progress.iter().all(|(_, p)| p.units == 0 && !p.completed),
+        "{progress:?}"
+    );
+    assert_eq!(available(&f.stack, "p-1").await, 0);
+
+    let top_up = 500 * PROGRAMME_SHARDS as u64;
+    let (status, body) = call(&f.app, fund("challenge", "acme-nov", top_up, "fund-c-0002")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["funded"].as_i64(), Some(top_up as i64 + 1));
+    let outcomes = store.record_progress(&source).await.unwrap();
+    assert_eq!(outcomes.iter().filter(|o| o.bonus.is_some()).count(), 1);
+    let again = store.record_progress(&source).await.unwrap();
+    assert!(again[0].already_counted && again[0].bonus.is_none());
+    assert_eq!(available(&f.stack, "p-1").await, 500);
+    assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
+}
