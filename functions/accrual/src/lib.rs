@@ -563,6 +563,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_budget_top_up_without_an_idempotency_key_or_with_a_bad_id_is_400_before_any_read() {
+        for name in ["fund-rule-budget.json", "fund-challenge-budget.json"] {
+            let req = event(name, |e| {
+                e["headers"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("idempotency-key");
+            });
+            let (status, body) = call(req).await;
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("idempotency_key_missing")),
+                "{name}"
+            );
+        }
+        let req = event("fund-rule-budget.json", |e| {
+            e["pathParameters"]["ruleId"] = "Not A Slug".into();
+        });
+        let (status, body) = call(req).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_rule_id"))
+        );
+    }
+
+    #[tokio::test]
     async fn only_admins_import_sell_in_or_change_rules() {
         for name in [
             "import-sell-in.json",
