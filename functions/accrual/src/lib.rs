@@ -15,6 +15,9 @@
 //!   challenge progress.
 //! - `GET /admin/rules`, `PUT /admin/rules/{ruleId}`, `GET|PUT /admin/tiers`,
 //!   `PUT /admin/challenges/{challengeId}` (admin).
+//! - `POST /admin/rules/{ruleId}/budget`, `POST /admin/challenges/{challengeId}/budget`
+//!   (admin, `Idempotency-Key`): give a rule's accruals or a challenge's bonuses a budget, or
+//!   top it up; credits it cannot cover are refused with `budget_exhausted`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -33,15 +36,16 @@ use loyalty_domain::earning::{
     RuleId, RuleRequest, SellInError, Slug, Tier, Tiers,
 };
 use loyalty_domain::ids::ParticipantId;
-use loyalty_domain::ledger::{Entry, EntryKind};
+use loyalty_domain::ledger::{Entry, EntryKind, ProgrammeAccount};
 use loyalty_domain::ports::{Clock, SystemClock};
-use loyalty_domain::InfraError;
+use loyalty_domain::{InfraError, Points};
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
 use loyalty_platform::idempotency::{self, Answer, Idempotency, IdempotencyError, Keyed};
 use loyalty_platform::stores::actions::DynamoActions;
 use loyalty_platform::stores::challenges::{ChallengeStore, ChallengeTables};
 use loyalty_platform::stores::earning::{EarningStore, EarningTables, SellInCredit};
+use loyalty_platform::stores::ledger::DynamoLedger;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -63,6 +67,7 @@ pub struct App<S = DynamoActions, C = Box<dyn Clock>> {
 pub struct Admin {
     earning: EarningStore,
     challenges: ChallengeStore,
+    ledger: DynamoLedger,
     idempotency: Idempotency,
 }
 
@@ -124,6 +129,7 @@ impl App {
         };
         let admin = Admin {
             earning: EarningStore::new(dynamodb.clone(), tables.clone()),
+            ledger: DynamoLedger::new(dynamodb.clone(), ledger.clone()),
             challenges: ChallengeStore::new(
                 dynamodb.clone(),
                 ChallengeTables {
@@ -191,6 +197,10 @@ impl<S: ActionStore, C: Clock> App<S, C> {
             "GET /admin/tiers" => self.get_tiers(req).await,
             "PUT /admin/tiers" => self.put_tiers(req).await,
             "PUT /admin/challenges/{challengeId}" => self.put_challenge(req).await,
+            "POST /admin/rules/{ruleId}/budget" => self.fund_budget(req, "ruleId").await,
+            "POST /admin/challenges/{challengeId}/budget" => {
+                self.fund_budget(req, "challengeId").await
+            }
             _ => Err(Problem::route_not_found()),
         }
     }
@@ -537,6 +547,86 @@ impl<S: ActionStore, C: Clock> App<S, C> {
     }
 }
 
+impl<S: ActionStore, C: Clock> App<S, C> {
+    /// Funds the budget of a rule or a challenge (`param` names which) from the issuer, once
+    /// per Idempotency-Key, and answers what is left and what was ever funded.
+    async fn fund_budget(&self, req: &Request, param: &str) -> Result<Response<Body>, Problem> {
+        let caller = Self::admin(req)?;
+        let raw = http::path_param(req, param)?;
+        let account = match param {
+            "ruleId" => ProgrammeAccount::Rule(
+                RuleId::parse(raw)
+                    .map_err(|e| Problem::bad_request("invalid_rule_id", e.to_string()))?,
+            ),
+            _ => ProgrammeAccount::Challenge(
+                Slug::parse(raw)
+                    .map_err(|e| Problem::bad_request("invalid_challenge_id", e.to_string()))?,
+            ),
+        };
+        let subject = caller.subject.as_str().to_string();
+        self.once(req, &caller, |keyed| async move {
+            let body: BudgetBody = http::json_body(req)?;
+            let amount = Points::parse(body.amount)
+                .ok()
+                .filter(|p| *p > Points::ZERO)
+                .ok_or_else(|| {
+                    Problem::bad_request(
+                        "invalid_amount",
+                        "amount must be a positive number of points.",
+                    )
+                })?;
+            let stores = self.admin_stores()?;
+            let exists = match &account {
+                ProgrammeAccount::Rule(id) => stores.earning.rule(id).await.problem()?.is_some(),
+                ProgrammeAccount::Challenge(id) => stores
+                    .challenges
+                    .challenges()
+                    .await
+                    .problem()?
+                    .iter()
+                    .any(|c| &c.id == id),
+                _ => false,
+            };
+            if !exists {
+                return Err(match &account {
+                    ProgrammeAccount::Rule(id) => Problem::from_error(
+                        loyalty_domain::earning::AccrualError::UnknownRule(id.clone()),
+                    ),
+                    ProgrammeAccount::Challenge(id) => Problem::from_error(
+                        loyalty_domain::challenge::ProgressError::NotFound(id.clone()),
+                    ),
+                    _ => Problem::route_not_found(),
+                });
+            }
+            let now = self.clock.now();
+            let funding_id = format!("{subject}:{}", keyed.key.as_str());
+            let ledger = &stores.ledger;
+            ledger
+                .fund_budget(&account, amount, &funding_id, now)
+                .await
+                .problem()?;
+            let balance = ledger.programme_balance(&account).await.problem()?;
+            tracing::info!(account = %account, amount = amount.get(), "budget funded");
+            let answer = Answer::new(
+                StatusCode::OK,
+                json!({
+                    "account": account.key(),
+                    "remaining": balance.balance,
+                    "funded": balance.funded.unwrap_or(0),
+                }),
+            );
+            stores.idempotency.remember(&keyed, answer, now).await
+        })
+        .await
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BudgetBody {
+    amount: u64,
+}
+
 fn sell_in_problem(e: SellInError) -> Problem {
     let errors = match &e {
         SellInError::Lines(errors) | SellInError::Changed(errors) => {
@@ -685,6 +775,32 @@ mod tests {
         assert_eq!(
             (status, body["code"].as_str()),
             (StatusCode::BAD_REQUEST, Some("idempotency_key_missing"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_budget_top_up_without_an_idempotency_key_or_with_a_bad_id_is_400_before_any_read() {
+        for name in ["fund-rule-budget.json", "fund-challenge-budget.json"] {
+            let req = event(name, |e| {
+                e["headers"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("idempotency-key");
+            });
+            let (status, body) = call(req).await;
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("idempotency_key_missing")),
+                "{name}"
+            );
+        }
+        let req = event("fund-rule-budget.json", |e| {
+            e["pathParameters"]["ruleId"] = "Not A Slug".into();
+        });
+        let (status, body) = call(req).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_rule_id"))
         );
     }
 

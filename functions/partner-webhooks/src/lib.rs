@@ -7,6 +7,10 @@
 //!   replay answers 200 with the first result and writes nothing.
 //! - `PUT /admin/partners/{partnerId}`: a partner's name, rates (basis points) and status.
 //! - `PUT /admin/regions/{regionId}/minimum-order`: a region's minimum order (minor units).
+//! - `POST /admin/partners/{partnerId}/budget` (admin, `Idempotency-Key`): give the partner's
+//!   cashback fund a budget, or top it up. Pending cashback the fund cannot cover is recorded
+//!   as no cashback with the reason `budget_exhausted`. The key names the top-up, so a
+//!   retry funds nothing twice; every answer states the fund as it is now.
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Error, Request, Response};
@@ -16,13 +20,15 @@ use loyalty_domain::cashback::{
     OrderEvent, PartnerId, PartnerSecrets, PartnerTerms, SIGNATURE_HEADER,
 };
 use loyalty_domain::ids::RegionId;
+use loyalty_domain::ledger::ProgrammeAccount;
 use loyalty_domain::ports::{Clock, SystemClock};
-use loyalty_domain::{Classified, Points};
+use loyalty_domain::{Classified, InfraError, Points};
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
 use loyalty_platform::stores::cashback::{
     CashbackTables, DynamoCashback, DEFAULT_SETTINGS_TTL_SECS,
 };
+use loyalty_platform::stores::ledger::DynamoLedger;
 use loyalty_platform::stores::partner_secrets::PartnerSecretsSource;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +38,9 @@ use serde::{Deserialize, Serialize};
 pub struct App<S = DynamoCashback, C = Box<dyn Clock>> {
     store: S,
     policy: CashbackPolicy,
+    /// Budget top-ups (`POST /admin/partners/{partnerId}/budget`) write the ledger directly;
+    /// only the DynamoDB app has them.
+    budgets: Option<Budgets>,
     secrets: PartnerSecretsSource,
     clock: C,
 }
@@ -70,15 +79,23 @@ impl App {
                 reason: "must be 0 or more".into(),
             });
         }
+        let budgets = Budgets {
+            ledger: DynamoLedger::new(dynamodb.clone(), tables.ledger.clone()),
+            // Read fresh (no settings cache): a top-up must not fund a partner just deleted.
+            partners: DynamoCashback::new(dynamodb.clone(), tables.clone(), policy),
+        };
         let store = DynamoCashback::new(dynamodb, tables, policy)
             .with_settings_ttl(chrono::Duration::seconds(ttl));
-        Ok(App::with_store(
-            store,
-            policy,
-            PartnerSecretsSource::from_env(env)?,
-            clock,
-        ))
+        let mut app = App::with_store(store, policy, PartnerSecretsSource::from_env(env)?, clock);
+        app.budgets = Some(budgets);
+        Ok(app)
     }
+}
+
+/// What a budget top-up needs: the ledger, and the partners as stored.
+struct Budgets {
+    ledger: DynamoLedger,
+    partners: DynamoCashback,
 }
 
 /// The cashback settings from the function's environment (defaults where unset).
@@ -123,6 +140,7 @@ impl<S: CashbackStore + CashbackSettings, C: Clock> App<S, C> {
         Self {
             store,
             policy,
+            budgets: None,
             secrets,
             clock,
         }
@@ -146,6 +164,7 @@ impl<S: CashbackStore + CashbackSettings, C: Clock> App<S, C> {
             "POST /webhooks/partners/{partnerId}" => self.webhook(req).await,
             "PUT /admin/partners/{partnerId}" => self.put_partner(req).await,
             "PUT /admin/regions/{regionId}/minimum-order" => self.put_minimum_order(req).await,
+            "POST /admin/partners/{partnerId}/budget" => self.fund_partner(req).await,
             _ => Err(Problem::route_not_found()),
         }
     }
@@ -208,6 +227,66 @@ impl<S: CashbackStore + CashbackSettings, C: Clock> App<S, C> {
         ))
     }
 
+    async fn fund_partner(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        let caller = http::caller(req)?;
+        caller.require(&[Role::Admin]).problem()?;
+        let partner = PartnerId::parse(http::path_param(req, "partnerId")?).problem()?;
+        let key = http::header(req, "idempotency-key")
+            .filter(|k| (8..=128).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+            .ok_or_else(|| {
+                Problem::bad_request(
+                    "idempotency_key_missing",
+                    "A budget top-up needs an Idempotency-Key header of 8 to 128 characters.",
+                )
+            })?;
+        let body: BudgetBody = http::json_body(req)?;
+        let amount = Points::parse(body.amount)
+            .ok()
+            .filter(|p| *p > Points::ZERO)
+            .ok_or_else(|| {
+                Problem::bad_request(
+                    "invalid_amount",
+                    "amount must be a positive number of points.",
+                )
+            })?;
+        let budgets = self.budgets.as_ref().ok_or_else(|| {
+            Problem::from_error(InfraError::permanent(
+                "fund partner",
+                "this app was built without the DynamoDB ledger",
+            ))
+        })?;
+        let ledger = &budgets.ledger;
+        if budgets
+            .partners
+            .partner(&partner)
+            .await
+            .problem()?
+            .is_none()
+        {
+            return Err(Problem::new(
+                StatusCode::NOT_FOUND,
+                "partner_not_found",
+                "No partner with that id: create it with PUT /admin/partners/{partnerId} first.",
+            ));
+        }
+        let account = ProgrammeAccount::PartnerFund(partner);
+        let funding_id = format!("{}:{key}", caller.subject.as_str());
+        ledger
+            .fund_budget(&account, amount, &funding_id, self.clock.now())
+            .await
+            .problem()?;
+        let balance = ledger.programme_balance(&account).await.problem()?;
+        tracing::info!(account = %account, amount = amount.get(), "budget funded");
+        Ok(http::json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "account": account.key(),
+                "remaining": balance.balance,
+                "funded": balance.funded.unwrap_or(0),
+            }),
+        ))
+    }
+
     async fn put_minimum_order(&self, req: &Request) -> Result<Response<Body>, Problem> {
         http::caller(req)?.require(&[Role::Admin]).problem()?;
         let region = RegionId::parse(http::path_param(req, "regionId")?).map_err(|e| {
@@ -225,6 +304,12 @@ impl<S: CashbackStore + CashbackSettings, C: Clock> App<S, C> {
             &serde_json::json!({ "region_id": region.as_str(), "amount_minor": minimum.get() }),
         ))
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BudgetBody {
+    amount: u64,
 }
 
 #[derive(Deserialize)]

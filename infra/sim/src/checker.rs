@@ -28,6 +28,10 @@ pub struct Checker {
     seen: BTreeMap<String, ParticipantId>,
     /// Per participant: how many entries were checked, and their replayed balance.
     replayed: BTreeMap<ParticipantId, (usize, Balance)>,
+    /// Double entry, incrementally: each participant's points (available + pending + held)
+    /// when last checked, and their sum.
+    member_points: BTreeMap<ParticipantId, i64>,
+    member_sum: i64,
 }
 
 impl Checker {
@@ -42,6 +46,7 @@ impl Checker {
     ) -> Result<(), String> {
         store.inspect(|w| {
             self.check_participant(w, model, participant)?;
+            self.check_double_entry(w, participant)?;
             if let Some(o) = outlet {
                 check_outlet(w, model, o)?;
             }
@@ -113,8 +118,32 @@ impl Checker {
             for o in w.outlet_totals.keys().chain(model.outlet_totals.keys()) {
                 check_outlet(w, model, o)?;
             }
+            self.member_points = w
+                .balances
+                .iter()
+                .map(|(p, b)| (p.clone(), points(b)))
+                .collect();
+            self.member_sum = self.member_points.values().sum();
+            check_sum_zero(w, self.member_sum)?;
             check_counts(w, model)
         })
+    }
+
+    /// Member accounts plus programme accounts sum to zero. Only `participant` moved in this
+    /// step, so the members' sum is kept up to date from its change alone;
+    /// [`Checker::check_everything`] recomputes it.
+    fn check_double_entry(
+        &mut self,
+        w: &ClaimsWorld,
+        participant: &ParticipantId,
+    ) -> Result<(), String> {
+        let now = w.balances.get(participant).map(points).unwrap_or(0);
+        let before = self
+            .member_points
+            .insert(participant.clone(), now)
+            .unwrap_or(0);
+        self.member_sum += now - before;
+        check_sum_zero(w, self.member_sum)
     }
 
     fn check_participant(
@@ -155,6 +184,20 @@ impl Checker {
         }
         compare_with_model(w, model, p, &entries[from..])
     }
+}
+
+fn points(b: &StoredBalance) -> i64 {
+    b.available + b.pending + b.held
+}
+
+fn check_sum_zero(w: &ClaimsWorld, member_sum: i64) -> Result<(), String> {
+    let programme: i64 = w.programme.values().sum();
+    if member_sum + programme != 0 {
+        return Err(format!(
+            "double entry broken: member accounts hold {member_sum} points, programme accounts {programme}; they must sum to zero"
+        ));
+    }
+    Ok(())
 }
 
 fn credited_twice(entry: &str, first: &ParticipantId, second: &ParticipantId) -> String {

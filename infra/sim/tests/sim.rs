@@ -152,3 +152,13 @@ fn a_cashback_store_that_applies_a_replayed_event_again_is_caught() {
         run(&with_cashback_bug(CashbackBug::ForgetReplays)).expect_err("the bug must be caught");
     assert!(failure.violation.contains("expected Result"), "{failure}");
 }
+
+#[test]
+fn a_store_that_credits_without_the_programme_side_is_caught_at_the_first_claim() {
+    let failure = run(&with_bug(PlantedBug::OneSided)).expect_err("the bug must be caught");
+    assert!(
+        failure.violation.contains("double entry broken"),
+        "{failure}"
+    );
+    assert!(failure.step < 50, "{failure}");
+}

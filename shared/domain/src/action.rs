@@ -152,6 +152,8 @@ pub enum ActionRefusal {
     Limit { scope: LimitScope, used: u64 },
     /// The balance is not the expected version; here is its tier basis now.
     BalanceMoved(TierBasis),
+    /// The rule's budget (its programme account's shard) cannot cover the points.
+    BudgetExhausted,
     /// Another transaction touched the same items at the same moment; retry.
     Contended,
 }
@@ -328,6 +330,9 @@ pub async fn report_action<S: ActionStore>(
                     LimitScope::Period => AccrualError::PeriodLimit(rule.id.clone()),
                 }
                 .into())
+            }
+            Err(ActionRefusal::BudgetExhausted) => {
+                return Err(AccrualError::BudgetExhausted(rule.id.clone()).into())
             }
             Err(ActionRefusal::BalanceMoved(now_basis)) => basis = Some(now_basis),
             Err(ActionRefusal::Contended) => {}

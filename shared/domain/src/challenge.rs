@@ -172,6 +172,8 @@ pub struct ProgressOutcome {
 pub enum ProgressError {
     #[error("challenge {0} not found")]
     NotFound(ChallengeId),
+    #[error("the budget of challenge {0} cannot cover its bonus")]
+    BudgetExhausted(ChallengeId),
     #[error(transparent)]
     Infra(#[from] InfraError),
 }
@@ -180,12 +182,14 @@ impl Classified for ProgressError {
     fn kind(&self) -> Kind {
         match self {
             ProgressError::NotFound(_) => Kind::NotFound,
+            ProgressError::BudgetExhausted(_) => Kind::Unprocessable,
             ProgressError::Infra(e) => e.kind(),
         }
     }
     fn code(&self) -> &'static str {
         match self {
             ProgressError::NotFound(_) => "challenge_not_found",
+            ProgressError::BudgetExhausted(_) => "budget_exhausted",
             ProgressError::Infra(e) => e.code(),
         }
     }

@@ -325,6 +325,8 @@ pub enum AccrualError {
     ParticipantLimit(RuleId),
     #[error("you have earned from rule {0} as often as it allows in this period")]
     PeriodLimit(RuleId),
+    #[error("the budget of rule {0} cannot cover these points")]
+    BudgetExhausted(RuleId),
     #[error(transparent)]
     Infra(#[from] InfraError),
 }
@@ -333,7 +335,9 @@ impl Classified for AccrualError {
     fn kind(&self) -> Kind {
         match self {
             AccrualError::UnknownRule(_) => Kind::NotFound,
-            AccrualError::NotAnAction(_) | AccrualError::OutsideWindow(_) => Kind::Unprocessable,
+            AccrualError::NotAnAction(_)
+            | AccrualError::OutsideWindow(_)
+            | AccrualError::BudgetExhausted(_) => Kind::Unprocessable,
             AccrualError::ParticipantLimit(_) | AccrualError::PeriodLimit(_) => Kind::Conflict,
             AccrualError::Infra(e) => e.kind(),
         }
@@ -345,6 +349,7 @@ impl Classified for AccrualError {
             AccrualError::OutsideWindow(_) => "rule_not_active",
             AccrualError::ParticipantLimit(_) => "participant_limit_reached",
             AccrualError::PeriodLimit(_) => "period_limit_reached",
+            AccrualError::BudgetExhausted(_) => "budget_exhausted",
             AccrualError::Infra(e) => e.code(),
         }
     }

@@ -772,3 +772,124 @@ async fn concurrent_sources_complete_a_challenge_exactly_once_and_a_repeated_sou
     assert_eq!(available(&f.stack, "p-1").await, 500);
     assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
 }
+
+fn fund(kind: &str, id: &str, amount: u64, key: &str) -> ApiEvent {
+    let (event, param) = match kind {
+        "rule" => ("accrual/fund-rule-budget.json", "ruleId"),
+        _ => ("accrual/fund-challenge-budget.json", "challengeId"),
+    };
+    ApiEvent::load(event)
+        .path_param(param, id)
+        .body(json!({ "amount": amount }))
+        .header("idempotency-key", key)
+}
+
+/// A rule with a budget never overspends it: each shard holds an even share, a credit its
+/// shard cannot cover is refused with `budget_exhausted`, a top-up is idempotent, and member
+/// and programme accounts (issuer, budget shards) still sum to zero.
+#[tokio::test]
+async fn a_rule_with_a_budget_credits_until_its_shard_runs_dry_and_never_overspends() {
+    use loyalty_domain::ledger::{ProgrammeAccount, PROGRAMME_SHARDS};
+    let f = fixture().await;
+    put_rule(
+        &f,
+        "survey-q4",
+        json!({ "action": "survey", "points": 100, "valid_from": "2026-10-01T00:00:00Z" }),
+    )
+    .await;
+    let budget = 100 * PROGRAMME_SHARDS as u64;
+    let (status, body) = call(&f.app, fund("rule", "survey-q4", budget, "fund-0001")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["remaining"].as_i64(), body["funded"].as_i64()),
+        (Some(budget as i64), Some(budget as i64))
+    );
+    // The same key again funds nothing more.
+    let (status, _) = call(&f.app, fund("rule", "survey-q4", budget, "fund-0001")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = call(&f.app, fund("rule", "no-such-rule", 10, "fund-0002")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("rule_not_found"))
+    );
+    let (status, body) = call(&f.app, fund("rule", "survey-q4", 0, "fund-0003")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_amount"))
+    );
+
+    // Each shard covers exactly one credit, so by the 17th action a shard must refuse.
+    let mut credited = 0;
+    let mut refused = None;
+    for i in 0..=PROGRAMME_SHARDS {
+        let (status, body) = call(&f.app, action("p-1", "survey-q4", &format!("act-{i:04}"))).await;
+        match status {
+            StatusCode::CREATED => credited += 100,
+            _ => {
+                refused = Some((status, body));
+                break;
+            }
+        }
+    }
+    let (status, body) = refused.expect("a shard ran dry");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("budget_exhausted")),
+        "{body}"
+    );
+    assert!(credited <= budget);
+    assert_eq!(available(&f.stack, "p-1").await, credited);
+    let ledger = DynamoLedger::new(f.stack.dynamodb(), f.stack.table_name("LedgerTable"));
+    let account = ProgrammeAccount::Rule(Slug::parse("survey-q4").unwrap());
+    let b = ledger.programme_balance(&account).await.unwrap();
+    assert_eq!(
+        (b.balance, b.funded),
+        ((budget - credited) as i64, Some(budget as i64))
+    );
+    let issuer = ledger
+        .programme_balance(&ProgrammeAccount::Issuer)
+        .await
+        .unwrap();
+    assert_eq!(issuer.balance, -(budget as i64));
+    assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
+}
+
+/// A challenge whose budget cannot cover its bonus counts nothing from the source that would
+/// complete it (nothing is written) and says why in the log; after a top-up the same source
+/// counts and the bonus is granted once.
+#[tokio::test]
+async fn a_challenge_out_of_budget_waits_for_a_top_up_then_grants_its_bonus_once() {
+    use loyalty_domain::ledger::PROGRAMME_SHARDS;
+    let f = fixture().await;
+    acme_challenge(&f, 10).await;
+    let (status, body) = call(&f.app, fund("challenge", "acme-nov", 1, "fund-c-0001")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let store = challenge_store(&f.stack);
+    let source = ProgressSource {
+        participant: pid("p-1"),
+        supplier: Slug::parse("acme").unwrap(),
+        units: 10,
+        date: "2026-11-20".parse().unwrap(),
+        reference: "order-demo-1".into(),
+        at: monday(),
+    };
+    let outcomes = store.record_progress(&source).await.unwrap();
+    assert!(outcomes.is_empty(), "{outcomes:?}");
+    let progress = store.progress_of(&pid("p-1")).await.unwrap();
+    assert!(
+        progress.iter().all(|(_, p)| p.units == 0 && !p.completed),
+        "{progress:?}"
+    );
+    assert_eq!(available(&f.stack, "p-1").await, 0);
+
+    let top_up = 500 * PROGRAMME_SHARDS as u64;
+    let (status, body) = call(&f.app, fund("challenge", "acme-nov", top_up, "fund-c-0002")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["funded"].as_i64(), Some(top_up as i64 + 1));
+    let outcomes = store.record_progress(&source).await.unwrap();
+    assert_eq!(outcomes.iter().filter(|o| o.bonus.is_some()).count(), 1);
+    let again = store.record_progress(&source).await.unwrap();
+    assert!(again[0].already_counted && again[0].bonus.is_none());
+    assert_eq!(available(&f.stack, "p-1").await, 500);
+    assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
+}

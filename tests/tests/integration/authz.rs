@@ -171,9 +171,27 @@ const ROUTES: &[Route] = &[
         refused: &["participant", "rep"],
     },
     Route {
+        function: "AccrualFunction",
+        route: "POST /admin/rules/{ruleId}/budget",
+        event: "accrual/fund-rule-budget.json",
+        refused: &["participant", "rep"],
+    },
+    Route {
+        function: "AccrualFunction",
+        route: "POST /admin/challenges/{challengeId}/budget",
+        event: "accrual/fund-challenge-budget.json",
+        refused: &["participant", "rep"],
+    },
+    Route {
         function: "PartnerWebhooksFunction",
         route: "PUT /admin/partners/{partnerId}",
         event: "partner-webhooks/put-partner.json",
+        refused: &["participant", "rep"],
+    },
+    Route {
+        function: "PartnerWebhooksFunction",
+        route: "POST /admin/partners/{partnerId}/budget",
+        event: "partner-webhooks/fund-partner-budget.json",
         refused: &["participant", "rep"],
     },
     Route {

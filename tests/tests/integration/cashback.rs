@@ -766,3 +766,63 @@ async fn partner_rates_changed_by_another_instance_apply_within_the_cache_period
     let (_, second) = f.webhook(&created("e-2", "o-2", "p-1", AMOUNT)).await;
     assert_eq!(second["points"].as_u64(), Some(2 * POINTS), "{second}");
 }
+
+/// A partner's fund with a budget never pays more than it holds: each shard covers one order
+/// here, an order its shard cannot cover is recorded as no cashback (`budget_exhausted`), a
+/// reversal refunds the fund, and member and programme accounts sum to zero.
+#[tokio::test]
+async fn a_partner_fund_with_a_budget_never_overspends_and_a_reversal_refunds_it() {
+    use loyalty_domain::ledger::{ProgrammeAccount, PROGRAMME_SHARDS};
+    let f = Fixture::new().await;
+    let budget = POINTS * PROGRAMME_SHARDS as u64;
+    let fund = |amount: u64, key: &str| {
+        ApiEvent::load("partner-webhooks/fund-partner-budget.json")
+            .path_param("partnerId", DEMO_PARTNER)
+            .body(json!({ "amount": amount }))
+            .header("idempotency-key", key)
+    };
+    let (status, body) = f.call(fund(budget, "fund-0001")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["remaining"].as_i64(), Some(budget as i64));
+    let (status, body) = f.call(fund(budget, "fund-0001")).await;
+    assert_eq!(
+        (status, body["funded"].as_i64()),
+        (StatusCode::OK, Some(budget as i64)),
+        "a retried top-up funds once"
+    );
+    let (status, body) = f
+        .call(fund(10, "fund-0002").path_param("partnerId", "nobody"))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("partner_not_found"))
+    );
+
+    let mut people = Vec::new();
+    let mut refused = None;
+    for i in 0..=PROGRAMME_SHARDS {
+        let p = format!("p-{i}");
+        people.push(participant(&p));
+        let (status, r) = f
+            .webhook(&created(&format!("e-{i}"), &format!("o-{i}"), &p, AMOUNT))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{r}");
+        if r["status"] == "no_cashback" {
+            refused = Some((i, r));
+            break;
+        }
+        assert_eq!(r["points"].as_u64(), Some(POINTS), "{r}");
+    }
+    let (last, r) = refused.expect("a shard ran dry");
+    assert_eq!(r["reason"].as_str(), Some("budget_exhausted"), "{r}");
+    let account = ProgrammeAccount::PartnerFund(PartnerId::parse(DEMO_PARTNER).unwrap());
+    let before = f.ledger().programme_balance(&account).await.unwrap();
+    assert_eq!(before.balance, (budget - POINTS * last as u64) as i64);
+
+    // Cancelling the first order gives its points back to the fund.
+    let (status, r) = f.webhook(&change("e-x", "o-0", "cancelled")).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let after = f.ledger().programme_balance(&account).await.unwrap();
+    assert_eq!(after.balance, before.balance + POINTS as i64);
+    assert_ledger_consistent(&f.stack, &people).await;
+}

@@ -1,6 +1,8 @@
 //! The ledger invariant, checked after every test that moves points: each stored balance
 //! equals the replay of its account's entries, and each outlet's totals equal the sum of the
 //! deltas of its members' entries. Callers pass every participant whose points moved.
+//! Double entry: the points of all member accounts plus the balances of all programme
+//! accounts (summed over their shards) are zero, over the whole table.
 
 use std::collections::HashMap;
 
@@ -34,6 +36,26 @@ pub async fn assert_ledger_consistent(stack: &TestStack, participants: &[Partici
                 sum.expired += d.expired;
                 *count += 1;
             }
+        }
+    }
+    let members = ledger.all_member_points().await.expect("member accounts");
+    let programme = ledger
+        .all_programme_balances()
+        .await
+        .expect("programme accounts");
+    let programme_sum: i64 = programme.values().map(|b| b.balance).sum();
+    assert_eq!(
+        members + programme_sum,
+        0,
+        "member accounts ({members}) and programme accounts ({programme:?}) do not sum to zero"
+    );
+    for (account, b) in &programme {
+        if let Some(funded) = b.funded {
+            assert!(
+                b.shards.iter().all(|s| *s >= 0),
+                "budget of {account} (funded {funded}) is overdrawn: {:?}",
+                b.shards
+            );
         }
     }
     for (outlet, (sum, count)) in outlet_sums {

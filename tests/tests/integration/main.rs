@@ -8,6 +8,7 @@ mod claim_mocks;
 mod claims;
 mod contract;
 mod docs;
+mod double_entry;
 mod ledger_check;
 mod local_runner;
 mod moto_fidelity;

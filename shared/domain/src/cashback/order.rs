@@ -107,6 +107,9 @@ pub struct State {
     pub cap_used: u64,
     /// The participant's available balance, read only for a clawback.
     pub available: Option<u64>,
+    /// The partner's fund has a budget that cannot cover the credit (learnt from a refusal):
+    /// the order earns nothing, like an order over the monthly cap.
+    pub budget_exhausted: bool,
 }
 
 impl State {
@@ -115,6 +118,7 @@ impl State {
             order: Known::Unread,
             cap_used: 0,
             available: None,
+            budget_exhausted: false,
         }
     }
 }
@@ -212,6 +216,8 @@ pub enum Refusal {
     CapMovedTo(u64),
     /// The balance no longer covers the entry (spent meanwhile).
     BalanceMoved,
+    /// The partner's fund has a budget, and the shard the credit draws on cannot cover it.
+    BudgetExhausted,
 }
 
 /// What [`decide`] needs read before it can decide.
@@ -285,6 +291,10 @@ pub fn decide(
                 Err(why) => (
                     Points::ZERO,
                     result(OrderStatus::NoCashback, 0, Some(why.as_str())),
+                ),
+                Ok(_) if state.budget_exhausted => (
+                    Points::ZERO,
+                    result(OrderStatus::NoCashback, 0, Some("budget_exhausted")),
                 ),
                 Ok(full) => {
                     let credit = within_cap(full, state.cap_used, terms.policy.monthly_cap);
@@ -628,6 +638,7 @@ pub async fn apply<S: CashbackStore>(
                     Err(Refusal::OrderMoved(now_is)) => state.order = known(now_is),
                     Err(Refusal::CapMovedTo(used)) => state.cap_used = used,
                     Err(Refusal::BalanceMoved) => state.available = None,
+                    Err(Refusal::BudgetExhausted) => state.budget_exhausted = true,
                 }
             }
         }

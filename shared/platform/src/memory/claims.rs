@@ -11,6 +11,7 @@
 //! | ledger entry: `attribute_not_exists(pk)`      | [`ClaimsWorld::entries`]               |
 //! | balance: `attribute_not_exists(version)` or `version = expected`, `ADD` delta | [`ClaimsWorld::balances`] |
 //! | outlet totals: `ADD` delta                    | [`ClaimsWorld::outlet_totals`]         |
+//! | programme account shard: `ADD` the entry's transfer | [`ClaimsWorld::programme`]       |
 //! | outbox record: `attribute_not_exists(pk)`     | [`ClaimsWorld::outbox`]                |
 //! | audit record                                  | [`ClaimsWorld::audit`]                 |
 //!
@@ -35,7 +36,7 @@ use loyalty_domain::code::Code;
 use loyalty_domain::earning::month_key;
 use loyalty_domain::fraud::{AttemptOutcome, FlagReason, Subject};
 use loyalty_domain::ids::{OutletId, ParticipantId};
-use loyalty_domain::ledger::{Balance, Delta, Entry};
+use loyalty_domain::ledger::{programme_shard, Balance, Delta, Entry, ProgrammeAccount};
 use loyalty_domain::InfraError;
 
 /// A code as the codes table holds it.
@@ -155,6 +156,8 @@ pub struct ClaimsWorld {
     pub reviews: BTreeMap<String, Vec<FlagReason>>,
     pub balances: BTreeMap<ParticipantId, StoredBalance>,
     pub outlet_totals: BTreeMap<OutletId, StoredBalance>,
+    /// Programme account shards (the other side of every entry), as `programme_balance`.
+    pub programme: BTreeMap<(ProgrammeAccount, u32), i64>,
     /// Claims per participant per velocity window (by window start).
     pub velocity: BTreeMap<(ParticipantId, i64), u64>,
     /// Failures per subject key ([`Subject::key`]) per failure window (by window start).
@@ -174,6 +177,8 @@ pub enum PlantedBug {
     CreditTwice,
     /// The code condition is skipped: a claimed code can be claimed again (by anyone).
     ReclaimableCodes,
+    /// A commit credits the participant but not the programme account on the other side.
+    OneSided,
 }
 
 /// The in-memory claim store. Cheap to create: one per test, or one per simulation run.
@@ -457,6 +462,15 @@ impl ClaimsWorld {
                 .entry(outlet.clone())
                 .or_default()
                 .add(&delta, a.now);
+        }
+        if let Some(side) = entry
+            .transfer()
+            .filter(|_| bug != Some(PlantedBug::OneSided))
+        {
+            *self
+                .programme
+                .entry((side.account, programme_shard(&entry.id)))
+                .or_default() += side.change;
         }
         let event_id = format!("code_accepted-{}", entry.id);
         self.outbox.insert(

@@ -29,6 +29,7 @@ use crate::idempotency::{record_put, StoredRecord};
 use crate::stores::earning::{points_credited, read_rules, read_tiers, EarningTables};
 use crate::stores::ledger::{
     account_pk, balance_from_item, balance_update, entry_item, monthly_earned_from_item, outlet_pk,
+    programme_items, LedgerRefusal,
 };
 use crate::tx::{Refused, Tx};
 
@@ -40,6 +41,20 @@ enum ActionTag {
     EntryExists,
     OutboxExists,
     BalanceMoved,
+    /// The programme side of the entry (the rule's account): its budget cannot cover it.
+    Budget,
+}
+
+impl From<LedgerRefusal> for ActionTag {
+    fn from(r: LedgerRefusal) -> Self {
+        match r {
+            LedgerRefusal::BudgetExhausted => ActionTag::Budget,
+            LedgerRefusal::EntryExists => ActionTag::EntryExists,
+            LedgerRefusal::OutboxExists => ActionTag::OutboxExists,
+            // The programme side refuses only for a budget; an action debits no member bucket.
+            LedgerRefusal::InsufficientBalance => ActionTag::Budget,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -141,6 +156,8 @@ impl DynamoActions {
                 a.now,
             ))?;
         }
+        // Double entry: the rule's programme account pays for the points (within its budget).
+        tx.append(programme_items(&t.ledger, entry)?);
         let outbox = points_credited(&t.outbox, entry, &a.rule);
         tx.put(outbox.put(a.now), ActionTag::OutboxExists)?;
         Ok(tx)
@@ -169,6 +186,9 @@ impl DynamoActions {
                 .cloned()
                 .unwrap_or_default();
             return Ok(ActionRefusal::BalanceMoved(tier_basis_from_item(&old)?));
+        }
+        if refused.contains(&ActionTag::Budget) {
+            return Ok(ActionRefusal::BudgetExhausted);
         }
         if refused.is_conflict() {
             return Ok(ActionRefusal::Contended);

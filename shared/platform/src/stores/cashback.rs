@@ -430,6 +430,8 @@ impl DynamoCashback {
                 Err(ProgressError::Infra(e)) => return Err(e),
                 // A challenge removed while we were counting: nothing left to count towards.
                 Err(ProgressError::NotFound(_)) => {}
+                // Not returned by record_progress: it skips a challenge out of budget.
+                Err(ProgressError::BudgetExhausted(_)) => {}
             }
         }
         Ok(())
@@ -594,6 +596,9 @@ impl DynamoCashback {
                 }
             };
             return Ok(Refusal::CapMovedTo(used));
+        }
+        if refused.contains(&CashbackRefusal::Ledger(LedgerRefusal::BudgetExhausted)) {
+            return Ok(Refusal::BudgetExhausted);
         }
         if refused.contains(&CashbackRefusal::Ledger(LedgerRefusal::InsufficientBalance)) {
             return Ok(Refusal::BalanceMoved);

@@ -169,6 +169,8 @@ impl ChallengeStore {
     /// Records `source`'s units towards every challenge it counts for, and grants a
     /// challenge's bonus in the same transaction as the progress that completes it.
     /// A source recorded again changes nothing; call this again freely after a failure.
+    /// A challenge whose budget cannot cover the bonus a source would complete is skipped
+    /// (nothing written, `budget_exhausted` logged); the others still count the source.
     pub async fn record_progress(
         &self,
         source: &ProgressSource,
@@ -176,7 +178,18 @@ impl ChallengeStore {
         let mut outcomes = Vec::new();
         for challenge in self.challenges().await? {
             if challenge.counts(&source.supplier, source.date) {
-                outcomes.push(self.record_one(&challenge, source).await?);
+                match self.record_one(&challenge, source).await {
+                    Ok(outcome) => outcomes.push(outcome),
+                    // Nothing was written (the bonus, the progress and the source's marker
+                    // share one transaction), so recording this source again after a top-up
+                    // counts it and grants the bonus.
+                    Err(ProgressError::BudgetExhausted(id)) => tracing::warn!(
+                        challenge = %id,
+                        code = "budget_exhausted",
+                        "the challenge's budget cannot cover its bonus: progress not counted"
+                    ),
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(outcomes)
@@ -264,6 +277,9 @@ impl ChallengeStore {
                     bonus: None,
                     already_counted: true,
                 });
+            }
+            if refused.contains(&ProgressRefusal::Ledger(LedgerRefusal::BudgetExhausted)) {
+                return Err(ProgressError::BudgetExhausted(challenge.id.clone()));
             }
             let raced = refused.contains(&ProgressRefusal::ProgressMoved) || refused.is_conflict();
             if !raced || attempt == ATTEMPTS {

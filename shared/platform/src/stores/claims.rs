@@ -18,7 +18,7 @@ use loyalty_domain::claim::{
 };
 use loyalty_domain::fraud::{AttemptOutcome, Subject};
 use loyalty_domain::ids::{EntryId, ParticipantId};
-use loyalty_domain::ledger::Balance;
+use loyalty_domain::ledger::{programme_shard, Balance};
 use loyalty_domain::{InfraError, Points};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -27,7 +27,9 @@ use loyalty_domain::outbox::{CodeClaimed, OutboxEvent};
 
 use crate::dynamo::{classify, key, n, s, Item, ItemExt};
 use crate::stores::codes::CodesStore;
-use crate::stores::ledger::{balance_from_item, balance_update, entry_item, OutboxRecord};
+use crate::stores::ledger::{
+    balance_from_item, balance_update, entry_item, programme_update, OutboxRecord,
+};
 use crate::tx::{Refused, Tx};
 
 /// Audit records are kept for 400 days, counters only as long as their window needs.
@@ -175,6 +177,17 @@ impl DynamoClaims {
                 &t.ledger,
                 key(format!("OUTLET#{outlet}"), "TOTALS"),
                 &delta,
+                a.now,
+            ))?;
+        }
+        // Double entry: a claim is paid from the codes account, which has no budget, so its
+        // side carries no condition (see `programme_items`).
+        if let Some(side) = entry.transfer() {
+            tx.update_always(programme_update(
+                &t.ledger,
+                &side.account,
+                programme_shard(&entry.id),
+                side.change,
                 a.now,
             ))?;
         }

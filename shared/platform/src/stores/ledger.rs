@@ -8,7 +8,10 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use loyalty_domain::earning::{month_key, MonthlyEarned};
 use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
-use loyalty_domain::ledger::{entry_ids, Balance, Delta, Entry, EntryKind};
+use loyalty_domain::ledger::{
+    entry_ids, programme_shard, shard_of, Balance, Delta, Entry, EntryKind, ProgrammeAccount,
+    Transfer, PROGRAMME_SHARDS,
+};
 use loyalty_domain::outbox::{Envelope, OutboxEvent, ReviewVerdict};
 use loyalty_domain::review::{Decision, PendingReview, ReviewError, ReviewId};
 use loyalty_domain::{InfraError, Points};
@@ -25,6 +28,99 @@ pub fn outlet_pk(outlet: &OutletId) -> String {
     format!("OUTLET#{outlet}")
 }
 
+/// One shard of a programme account's balance: `PROGRAMME#<account>#<shard>`, sk `BALANCE`.
+pub fn programme_pk(account: &ProgrammeAccount, shard: u32) -> String {
+    format!("PROGRAMME#{account}#{shard:02}")
+}
+
+/// The programme side of an entry, or of a budget's funding: `ADD programme_balance`, on the
+/// shard `shard` of `account`. The item names its account and shard, so a scan can sum them.
+pub fn programme_update(
+    table: &str,
+    account: &ProgrammeAccount,
+    shard: u32,
+    change: i64,
+    now: DateTime<Utc>,
+) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+    Update::builder()
+        .table_name(table)
+        .set_key(Some(key(programme_pk(account, shard), "BALANCE")))
+        .update_expression(
+            "ADD programme_balance :change, version :one \
+             SET programme_account = :account, programme_shard = :shard, updated_at = :now",
+        )
+        .expression_attribute_values(":change", n(change))
+        .expression_attribute_values(":one", n(1))
+        .expression_attribute_values(":account", s(account.key()))
+        .expression_attribute_values(":shard", n(shard))
+        .expression_attribute_values(":now", s(now.to_rfc3339()))
+}
+
+/// The programme-account item of `entry`'s transfer (none for moves inside a member's
+/// account). A debit of a programme account that has a budget (a `budget` attribute, set
+/// when it was funded) must be covered by its shard, tagged [`LedgerRefusal::BudgetExhausted`];
+/// an account without a budget issues points and may go negative.
+pub fn programme_items(table: &str, entry: &Entry) -> Result<Tx<LedgerRefusal>, InfraError> {
+    let mut tx = Tx::new();
+    let Some(Transfer { account, change }) = entry.transfer() else {
+        return Ok(tx);
+    };
+    let update = programme_update(
+        table,
+        &account,
+        programme_shard(&entry.id),
+        change,
+        entry.created_at,
+    );
+    if change < 0 {
+        tx.update(
+            update
+                .condition_expression(
+                    "attribute_not_exists(budget) OR programme_balance >= :needed_budget",
+                )
+                .expression_attribute_values(":needed_budget", n(-change)),
+            LedgerRefusal::BudgetExhausted,
+        )?;
+    } else {
+        tx.update_always(update)?;
+    }
+    Ok(tx)
+}
+
+/// A programme account's balance: the sum of its shards, and its budget when it has one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProgrammeBalance {
+    /// Negative for an account that issues points; what is left for an account with a budget.
+    pub balance: i64,
+    /// Everything ever funded, for an account with a budget.
+    pub funded: Option<i64>,
+    /// Each shard's balance, by shard number.
+    pub shards: Vec<i64>,
+}
+
+fn programme_balance_from_items<'a>(items: impl IntoIterator<Item = &'a Item>) -> ProgrammeBalance {
+    let mut b = ProgrammeBalance {
+        shards: vec![0; PROGRAMME_SHARDS as usize],
+        ..Default::default()
+    };
+    for item in items {
+        let balance = item.signed("programme_balance").unwrap_or(0);
+        let shard = item
+            .opt_number("programme_shard")
+            .ok()
+            .flatten()
+            .unwrap_or(0) as usize;
+        if let Some(slot) = b.shards.get_mut(shard) {
+            *slot += balance;
+        }
+        b.balance += balance;
+        if let Ok(funded) = item.signed("budget") {
+            *b.funded.get_or_insert(0) += funded;
+        }
+    }
+    b
+}
+
 pub fn entry_item(e: &Entry) -> Item {
     let mut item = HashMap::from([
         ("pk".to_string(), s(account_pk(&e.participant))),
@@ -39,6 +135,15 @@ pub fn entry_item(e: &Entry) -> Item {
         ("amount".to_string(), n(e.amount.get())),
         ("source".to_string(), s(&e.source)),
         ("created_at".to_string(), s(e.created_at.to_rfc3339())),
+        // The programme account on the other side, written with it (`none` for moves inside
+        // the member's account). An entry without it predates double entry: the backfill
+        // gives it its programme side (see `DynamoLedger::backfill_programme_side`).
+        (
+            COUNTER_ATTR.to_string(),
+            s(e.transfer()
+                .map(|t| t.account.key())
+                .unwrap_or_else(|| "none".into())),
+        ),
     ]);
     if let Some(o) = &e.outlet {
         item.insert("outlet_id".into(), s(o.as_str()));
@@ -48,6 +153,8 @@ pub fn entry_item(e: &Entry) -> Item {
     }
     item
 }
+
+const COUNTER_ATTR: &str = "counter_account";
 
 pub fn entry_from_item(item: &Item) -> Result<Entry, InfraError> {
     let bad = |e: String| InfraError::permanent("decode entry", e);
@@ -231,6 +338,168 @@ impl DynamoLedger {
 
     pub async fn outlet_totals(&self, outlet: &OutletId) -> Result<Balance, InfraError> {
         balance_from_item(&self.get(outlet_pk(outlet), "TOTALS").await?)
+    }
+
+    /// A programme account's balance, summed over its shards (one consistent read each).
+    pub async fn programme_balance(
+        &self,
+        account: &ProgrammeAccount,
+    ) -> Result<ProgrammeBalance, InfraError> {
+        let mut items = Vec::new();
+        for shard in 0..PROGRAMME_SHARDS {
+            items.push(self.get(programme_pk(account, shard), "BALANCE").await?);
+        }
+        Ok(programme_balance_from_items(&items))
+    }
+
+    /// Every programme account's balance, from a scan of the table: for audits and tests
+    /// that check member and programme accounts sum to zero.
+    pub async fn all_programme_balances(
+        &self,
+    ) -> Result<std::collections::BTreeMap<ProgrammeAccount, ProgrammeBalance>, InfraError> {
+        let mut by_account: HashMap<String, Vec<Item>> = HashMap::new();
+        for item in self.scan_balances("PROGRAMME#").await? {
+            if let Some(account) = item.opt_string("programme_account") {
+                by_account
+                    .entry(account.to_string())
+                    .or_default()
+                    .push(item);
+            }
+        }
+        by_account
+            .into_iter()
+            .map(|(raw, items)| {
+                let account = ProgrammeAccount::parse(&raw).ok_or_else(|| {
+                    InfraError::permanent("read programme accounts", format!("unknown {raw}"))
+                })?;
+                Ok((account, programme_balance_from_items(&items)))
+            })
+            .collect()
+    }
+
+    /// The sum over every member account (available + pending + held), from a scan: the
+    /// other half of the double-entry check.
+    pub async fn all_member_points(&self) -> Result<i64, InfraError> {
+        let mut sum = 0;
+        for item in self.scan_balances("ACCOUNT#").await? {
+            let b = balance_from_item(&item)?;
+            sum += (b.available + b.pending + b.held) as i64;
+        }
+        Ok(sum)
+    }
+
+    async fn scan_balances(&self, prefix: &str) -> Result<Vec<Item>, InfraError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .filter_expression("begins_with(pk, :prefix) AND sk = :balance")
+                .expression_attribute_values(":prefix", s(prefix))
+                .expression_attribute_values(":balance", s("BALANCE"))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify("scan balances", e))?;
+            items.extend(out.items().iter().cloned());
+            match out.last_evaluated_key() {
+                Some(k) => start = Some(k.clone()),
+                None => return Ok(items),
+            }
+        }
+    }
+
+    /// The upgrade of a deployment that predates double entry: every entry without a
+    /// `counter_account` gets its programme side, one transaction per entry (the mark on the
+    /// entry, on condition it is still unmarked, and the `ADD` to its programme shard), so the
+    /// job may run beside live traffic, stop anywhere and run again. Returns how many entries
+    /// it marked; a second run returns 0.
+    pub async fn backfill_programme_side(&self) -> Result<u64, InfraError> {
+        let mut marked = 0;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(sk, :entry) AND attribute_not_exists(#c)")
+                .expression_attribute_names("#c", COUNTER_ATTR)
+                .expression_attribute_values(":entry", s("ENTRY#"))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify("scan entries", e))?;
+            for item in out.items() {
+                let entry = entry_from_item(item)?;
+                let mut tx: Tx<BackfillRefusal> = Tx::new();
+                tx.update(
+                    Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key(
+                            account_pk(&entry.participant),
+                            format!("ENTRY#{}", entry.id),
+                        )))
+                        .update_expression("SET #c = :account")
+                        .condition_expression("attribute_exists(pk) AND attribute_not_exists(#c)")
+                        .expression_attribute_names("#c", COUNTER_ATTR)
+                        .expression_attribute_values(
+                            ":account",
+                            s(entry
+                                .transfer()
+                                .map(|t| t.account.key())
+                                .unwrap_or_else(|| "none".into())),
+                        ),
+                    BackfillRefusal::Marked,
+                )?;
+                if let Some(t) = entry.transfer() {
+                    tx.update_always(programme_update(
+                        &self.table,
+                        &t.account,
+                        programme_shard(&entry.id),
+                        t.change,
+                        entry.created_at,
+                    ))?;
+                }
+                match tx.commit(&self.client, "backfill programme side").await? {
+                    Ok(()) => marked += 1,
+                    // Marked meanwhile (by a concurrent run): its side is written.
+                    Err(refused) if refused.contains(&BackfillRefusal::Marked) => {}
+                    Err(refused) => {
+                        return Err(InfraError::retryable(
+                            "backfill programme side",
+                            refused.describe(),
+                        ))
+                    }
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) => start = Some(k.clone()),
+                None => return Ok(marked),
+            }
+        }
+    }
+
+    /// Gives `account` a budget, or tops it up: moves `amount` from
+    /// [`ProgrammeAccount::Issuer`] to the account, spread evenly over its shards, in one
+    /// transaction with a funding record keyed by `funding_id` (the caller's idempotency
+    /// key), so a retried top-up funds nothing twice. From then on, credits paid from the
+    /// account are refused once their shard cannot cover them.
+    pub async fn fund_budget(
+        &self,
+        account: &ProgrammeAccount,
+        amount: Points,
+        funding_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Funded, InfraError> {
+        let tx = funding_items(&self.table, account, amount, funding_id, now)?;
+        match tx.commit(&self.client, "fund budget").await? {
+            Ok(()) => Ok(Funded::Funded),
+            Err(refused) if refused.contains(&FundingRefusal::Exists) => Ok(Funded::AlreadyFunded),
+            Err(refused) => Err(InfraError::retryable("fund budget", refused.describe())),
+        }
     }
 
     /// Entries newest first, `limit` at a time.
@@ -454,20 +723,25 @@ pub enum LedgerRefusal {
     EntryExists,
     /// The debited bucket of the balance does not cover the entry.
     InsufficientBalance,
+    /// The programme account the entry is paid from has a budget, and its shard does not
+    /// cover the entry.
+    BudgetExhausted,
     /// The outbox record exists: this announcement was written before.
     OutboxExists,
 }
 
 /// The transaction items that append `entry` to the ledger: the entry itself (which must be
 /// new, so a retry with the same deterministic id appends nothing), the participant's balance,
-/// the outlet's totals when the entry has an outlet, and optionally an outbox record. A debit
-/// carries the condition that its bucket covers it, so no balance ever goes negative.
+/// the outlet's totals when the entry has an outlet, the programme account on the other side
+/// ([`programme_items`]: double entry), and optionally an outbox record. A debit carries the
+/// condition that its bucket covers it, so no balance ever goes negative; a credit paid from a
+/// budget carries the condition that the budget covers it.
 ///
 /// Every feature that moves points builds its transaction from these items plus its own
 /// (a webhook event marker, a counter with a cap), so balances stay equal to their entries:
 /// it [`Tx::append`]s them to its own `Tx<T>` with `T: From<LedgerRefusal>`, so a refusal of
 /// these items reads as [`LedgerRefusal::EntryExists`], `InsufficientBalance` (the debit's
-/// condition) or `OutboxExists`, wherever they sit in the transaction.
+/// condition), `BudgetExhausted` or `OutboxExists`, wherever they sit in the transaction.
 pub fn append_items(
     table: &str,
     entry: &Entry,
@@ -514,9 +788,74 @@ pub fn append_items(
             entry.created_at,
         ))?;
     }
+    tx.append(programme_items(table, entry)?);
     if let Some(record) = outbox {
         tx.put(record.put(entry.created_at), LedgerRefusal::OutboxExists)?;
     }
+    Ok(tx)
+}
+
+/// How a budget funding ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Funded {
+    Funded,
+    /// A funding with this id was written before; nothing moved this time.
+    AlreadyFunded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BackfillRefusal {
+    /// The entry carries its counter account already.
+    Marked,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FundingRefusal {
+    Exists,
+}
+
+/// The items of a budget funding (see [`DynamoLedger::fund_budget`]): the funding record,
+/// each shard of `account` (`ADD programme_balance` and `budget` by its share), and the
+/// issuer's shard for the funding, so the sum over all accounts stays zero.
+fn funding_items(
+    table: &str,
+    account: &ProgrammeAccount,
+    amount: Points,
+    funding_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Tx<FundingRefusal>, InfraError> {
+    let total = amount.get() as i64;
+    let mut tx = Tx::new();
+    tx.put(
+        Put::builder()
+            .table_name(table)
+            .set_item(Some(HashMap::from([
+                ("pk".to_string(), s(format!("PROGRAMME#{account}"))),
+                ("sk".to_string(), s(format!("FUNDING#{funding_id}"))),
+                ("amount".to_string(), n(total)),
+                ("created_at".to_string(), s(now.to_rfc3339())),
+            ])))
+            .condition_expression("attribute_not_exists(pk)"),
+        FundingRefusal::Exists,
+    )?;
+    let shards = PROGRAMME_SHARDS as i64;
+    for shard in 0..PROGRAMME_SHARDS {
+        // The remainder goes to the first shards, one point each.
+        let share = total / shards + i64::from((shard as i64) < total % shards);
+        tx.update_always(
+            programme_update(table, account, shard, share, now).update_expression(
+                "ADD programme_balance :change, budget :change, version :one \
+                     SET programme_account = :account, programme_shard = :shard, updated_at = :now",
+            ),
+        )?;
+    }
+    tx.update_always(programme_update(
+        table,
+        &ProgrammeAccount::Issuer,
+        shard_of(funding_id),
+        -total,
+        now,
+    ))?;
     Ok(tx)
 }
 
