@@ -30,21 +30,22 @@ use loyalty_domain::action::{
     TierBasis,
 };
 use loyalty_domain::auth::{Caller, Role};
-use loyalty_domain::challenge::{Challenge, ChallengeRequest, ProgressSource};
+use loyalty_domain::challenge::{Challenge, ChallengeRequest};
 use loyalty_domain::earning::{
-    entry_ids, parse_sell_in_csv, parse_sell_in_json_lines, price_lines, with_multiplier, Rule,
-    RuleId, RuleRequest, SellInError, Slug, Tier, Tiers,
+    parse_sell_in_csv, parse_sell_in_json_lines, price_lines, Rule, RuleId, RuleRequest,
+    SellInError, Slug, Tier, Tiers,
 };
 use loyalty_domain::ids::ParticipantId;
-use loyalty_domain::ledger::{Entry, EntryKind, ProgrammeAccount};
+use loyalty_domain::ledger::ProgrammeAccount;
 use loyalty_domain::ports::{Clock, SystemClock};
+use loyalty_domain::sellin::{self, ImportOutcome};
 use loyalty_domain::{InfraError, Points};
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
 use loyalty_platform::idempotency::{self, Answer, Idempotency, IdempotencyError, Keyed};
 use loyalty_platform::stores::actions::DynamoActions;
 use loyalty_platform::stores::challenges::{ChallengeStore, ChallengeTables};
-use loyalty_platform::stores::earning::{EarningStore, EarningTables, SellInCredit};
+use loyalty_platform::stores::earning::{EarningStore, EarningTables};
 use loyalty_platform::stores::ledger::DynamoLedger;
 use serde::Deserialize;
 use serde_json::json;
@@ -375,93 +376,36 @@ impl<S: ActionStore, C: Clock> App<S, C> {
             let priced = lines
                 .and_then(|lines| price_lines(lines, &rules))
                 .map_err(sell_in_problem)?;
-            // A line imported before with other content refuses the whole import before any
-            // write, like an invalid line: the importer corrects the file, or reverses the
-            // first credit, rather than getting half an import.
-            let identities: Vec<_> = priced
-                .iter()
-                .map(|p| (entry_ids::sell_in(&p.line.identity()), p.line.fingerprint()))
-                .collect();
-            let changed = self.admin_stores()?.earning.changed_lines(&identities).await.problem()?;
-            if !changed.is_empty() {
-                let lines = changed.iter().map(|&i| priced[i].line.changed()).collect();
-                return Err(sell_in_problem(SellInError::Changed(lines)));
-            }
+            // The rules are the domain's (loyalty_domain::sellin::import): a line imported
+            // before with other content refuses the whole import before any write, like an
+            // invalid line; else each line is credited exactly once.
             let now = self.clock.now();
-            let tiers = self.admin_stores()?.earning.tiers().await.problem()?;
-            let mut tier_cache: HashMap<ParticipantId, Tier> = HashMap::new();
-            let (mut credited, mut repeated, mut points) = (0u64, 0u64, 0u64);
+            let admin = self.admin_stores()?;
+            let lines = match sellin::import(&admin.earning, priced, now).await.problem()? {
+                ImportOutcome::Changed(lines) => {
+                    return Err(sell_in_problem(SellInError::Changed(lines)))
+                }
+                ImportOutcome::Imported(lines) => lines,
+            };
+            let (credited, repeated, points) = ImportOutcome::counts(&lines);
             let mut completed = Vec::new();
             let mut raced = Vec::new();
-            for (p, (id, fingerprint)) in priced.iter().zip(identities) {
-                let participant = &p.line.participant;
-                let tier = match tier_cache.get(participant) {
-                    Some(t) => t.clone(),
-                    None => {
-                        let t = self
-                            .admin_stores()?
-                            .earning
-                            .tier_of(&tiers, participant, now)
-                            .await
-                            .problem()?;
-                        tier_cache.insert(participant.clone(), t.clone());
-                        t
-                    }
-                };
-                let entry = Entry {
-                    id,
-                    participant: participant.clone(),
-                    outlet: Some(p.line.outlet.clone()),
-                    kind: EntryKind::Accrual,
-                    amount: with_multiplier(p.points, &tier),
-                    source: format!(
-                        "sell-in {} {} x{}",
-                        p.line.invoice,
-                        p.line.sku.as_str(),
-                        p.line.quantity
-                    ),
-                    created_at: now,
-                    expires_on: None,
-                };
-                match self
-                    .admin_stores()?
-                    .earning
-                    .credit_sell_in(&entry, &p.rule, &fingerprint)
-                    .await
-                    .problem()?
-                {
-                    SellInCredit::Credited => {
-                        credited += 1;
-                        points += entry.amount.get();
-                    }
-                    SellInCredit::AlreadyImported => repeated += 1,
-                    // Changed by a concurrent import since the check above: nothing written
-                    // for this line, nor progress counted.
-                    SellInCredit::Changed => {
-                        raced.push(p.line.changed());
-                        continue;
-                    }
-                }
+            for line in &lines {
                 // Also after a repeated line: an interrupted import may have credited the
-                // line without counting it yet; the source marker makes this a no-op otherwise.
-                let outcomes = self
-                    .admin_stores()?
-                    .challenges
-                    .record_progress(&ProgressSource {
-                        participant: participant.clone(),
-                        supplier: p.line.supplier.clone(),
-                        units: p.line.quantity as u64,
-                        date: p.line.date,
-                        reference: entry.id.as_str().to_string(),
-                        at: now,
-                    })
-                    .await
-                    .problem()?;
+                // line without counting it yet; the source marker makes this a no-op
+                // otherwise. A line changed by a concurrent import since the check wrote
+                // nothing and counts for nothing.
+                let Some(source) = line.progress(now) else {
+                    raced.push(line.line.line.changed());
+                    continue;
+                };
+                let participant = source.participant.clone();
+                let outcomes = admin.challenges.record_progress(&source).await.problem()?;
                 completed.extend(outcomes.into_iter().filter(|o| o.bonus.is_some()).map(|o| {
                     json!({ "challenge_id": o.challenge.as_str(), "participant_id": participant.as_str() })
                 }));
             }
-            tracing::info!(lines = priced.len(), credited, repeated, points, "sell-in imported");
+            tracing::info!(lines = lines.len(), credited, repeated, points, "sell-in imported");
             if !raced.is_empty() {
                 // Only a concurrent import can get here; the other lines are written (each
                 // exactly once), and the answer says so next to the changed lines.
@@ -478,7 +422,7 @@ impl<S: ActionStore, C: Clock> App<S, C> {
             let answer = Answer::new(
                 StatusCode::OK,
                 json!({
-                    "lines": priced.len(),
+                    "lines": lines.len(),
                     "credited": credited,
                     "already_imported": repeated,
                     "points": points,

@@ -28,3 +28,4 @@ pub mod ledger;
 pub mod outbox;
 pub mod participant;
 pub mod review;
+pub mod sellin;

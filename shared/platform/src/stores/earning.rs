@@ -11,10 +11,13 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{KeysAndAttributes, Put};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
-use loyalty_domain::earning::{earned_trailing_12_months, Rule, RuleId, Tier, Tiers};
+use loyalty_domain::earning::{
+    earned_trailing_12_months, MonthlyEarned, Rule, RuleId, Tier, Tiers,
+};
 use loyalty_domain::ids::{EntryId, ParticipantId};
 use loyalty_domain::ledger::Entry;
 use loyalty_domain::outbox::OutboxEvent;
+use loyalty_domain::sellin::SellInStore;
 use loyalty_domain::InfraError;
 
 use crate::dynamo::{classify, key, query_all, s, ItemExt};
@@ -32,15 +35,7 @@ pub struct EarningTables {
 /// BatchGetItem's limit.
 const MAX_BATCH_GET_KEYS: usize = 100;
 
-/// What crediting one sell-in line did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SellInCredit {
-    Credited,
-    /// The same line with the same content was credited before: nothing was written.
-    AlreadyImported,
-    /// The line was credited before with other content: nothing was written.
-    Changed,
-}
+pub use loyalty_domain::sellin::SellInCredit;
 
 /// How often a transaction that lost a race on a hot item is tried again.
 const CONFLICT_ATTEMPTS: usize = 4;
@@ -250,6 +245,34 @@ impl EarningStore {
             })
             .map(|(i, _)| i)
             .collect())
+    }
+}
+
+/// The sell-in port: each call is the store's own method, translated.
+impl SellInStore for EarningStore {
+    async fn changed_lines(&self, lines: &[(EntryId, String)]) -> Result<Vec<usize>, InfraError> {
+        EarningStore::changed_lines(self, lines).await
+    }
+
+    async fn tiers(&self) -> Result<Tiers, InfraError> {
+        EarningStore::tiers(self).await
+    }
+
+    async fn earned_months(
+        &self,
+        participant: &ParticipantId,
+    ) -> Result<MonthlyEarned, InfraError> {
+        let ledger = DynamoLedger::new(self.client.clone(), &self.tables.ledger);
+        Ok(ledger.balance_and_months(participant).await?.1)
+    }
+
+    async fn credit_line(
+        &self,
+        entry: &Entry,
+        rule: &RuleId,
+        fingerprint: &str,
+    ) -> Result<SellInCredit, InfraError> {
+        self.credit_sell_in(entry, rule, fingerprint).await
     }
 }
 

@@ -1,0 +1,175 @@
+//! Importing sell-in (`POST /admin/sell-in`): every validated, priced invoice line is
+//! credited exactly once, scaled by its participant's tier.
+//!
+//! Parsing and pricing are pure ([`crate::earning::parse_sell_in_csv`],
+//! [`crate::earning::price_lines`]); [`import`] decides the rest over the [`SellInStore`]
+//! port: a line imported before with other content refuses the whole import before any
+//! write ([`ImportOutcome::Changed`]); otherwise each line is one atomic write (its marker,
+//! keyed by the line's identity and holding its fingerprint, with its ledger entry), whose
+//! refusal says whether the line was credited before with the same content
+//! ([`SellInCredit::AlreadyImported`]) or, by a concurrent import, with other content
+//! ([`SellInCredit::Changed`]). Challenge progress is not part of the port: the handler
+//! records it for every line the import credited or found credited
+//! ([`LineOutcome::progress`]), so a retried import completes what an interrupted one had
+//! not.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use crate::challenge::ProgressSource;
+use crate::earning::{
+    earned_trailing_12_months, entry_ids, with_multiplier, LineError, MonthlyEarned, PricedLine,
+    RuleId, Tier, Tiers,
+};
+use crate::ids::{EntryId, ParticipantId};
+use crate::ledger::{Entry, EntryKind};
+use crate::InfraError;
+
+/// What crediting one sell-in line did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SellInCredit {
+    Credited,
+    /// The same line with the same content was credited before: nothing was written.
+    AlreadyImported,
+    /// The line was credited before with other content: nothing was written.
+    Changed,
+}
+
+/// The port through which sell-in reaches storage.
+pub trait SellInStore: Send + Sync {
+    /// Of the lines given as (entry id, fingerprint), the positions of those credited before
+    /// with another fingerprint (a consistent read).
+    fn changed_lines(
+        &self,
+        lines: &[(EntryId, String)],
+    ) -> impl Future<Output = Result<Vec<usize>, InfraError>> + Send;
+
+    /// The configured tiers (one base tier at ×1 when none are).
+    fn tiers(&self) -> impl Future<Output = Result<Tiers, InfraError>> + Send;
+
+    /// The points the participant earned per month: the basis of their tier.
+    fn earned_months(
+        &self,
+        participant: &ParticipantId,
+    ) -> impl Future<Output = Result<MonthlyEarned, InfraError>> + Send;
+
+    /// One atomic write: the line's marker (`fingerprint`, keyed by the entry id, which is
+    /// the line's identity) with the entry, its balance and its outbox record; all or
+    /// nothing.
+    fn credit_line(
+        &self,
+        entry: &Entry,
+        rule: &RuleId,
+        fingerprint: &str,
+    ) -> impl Future<Output = Result<SellInCredit, InfraError>> + Send;
+}
+
+/// One line of an import that was not refused as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineOutcome {
+    pub line: PricedLine,
+    /// The entry as written (or as it would have been, when not credited now).
+    pub entry: Entry,
+    pub credit: SellInCredit,
+}
+
+impl LineOutcome {
+    /// The challenge progress the line counts for: `None` for a line changed by a
+    /// concurrent import (nothing of it was written).
+    pub fn progress(&self, at: DateTime<Utc>) -> Option<ProgressSource> {
+        (self.credit != SellInCredit::Changed).then(|| ProgressSource {
+            participant: self.line.line.participant.clone(),
+            supplier: self.line.line.supplier.clone(),
+            units: self.line.line.quantity as u64,
+            date: self.line.line.date,
+            reference: self.entry.id.as_str().to_string(),
+            at,
+        })
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportOutcome {
+    /// Lines imported before with other content: nothing was written.
+    Changed(Vec<LineError>),
+    /// Every line in upload order, each credited now, before, or (only when a concurrent
+    /// import changed it after the check) not at all.
+    Imported(Vec<LineOutcome>),
+}
+
+impl ImportOutcome {
+    /// Lines credited now, lines credited before, points credited now.
+    pub fn counts(lines: &[LineOutcome]) -> (u64, u64, u64) {
+        lines.iter().fold((0, 0, 0), |(c, r, p), l| match l.credit {
+            SellInCredit::Credited => (c + 1, r, p + l.entry.amount.get()),
+            SellInCredit::AlreadyImported => (c, r + 1, p),
+            SellInCredit::Changed => (c, r, p),
+        })
+    }
+}
+
+/// The entry a priced line is credited as, at the participant's tier.
+pub fn entry_of(p: &PricedLine, tier: &Tier, now: DateTime<Utc>) -> Entry {
+    Entry {
+        id: entry_ids::sell_in(&p.line.identity()),
+        participant: p.line.participant.clone(),
+        outlet: Some(p.line.outlet.clone()),
+        kind: EntryKind::Accrual,
+        amount: with_multiplier(p.points, tier),
+        source: format!(
+            "sell-in {} {} x{}",
+            p.line.invoice,
+            p.line.sku.as_str(),
+            p.line.quantity
+        ),
+        created_at: now,
+        expires_on: None,
+    }
+}
+
+/// Imports priced lines: refused as a whole when a line was credited before with other
+/// content, else each line credited exactly once, in upload order.
+pub async fn import<S: SellInStore>(
+    store: &S,
+    priced: Vec<PricedLine>,
+    now: DateTime<Utc>,
+) -> Result<ImportOutcome, InfraError> {
+    let identities: Vec<_> = priced
+        .iter()
+        .map(|p| (entry_ids::sell_in(&p.line.identity()), p.line.fingerprint()))
+        .collect();
+    let changed = store.changed_lines(&identities).await?;
+    if !changed.is_empty() {
+        return Ok(ImportOutcome::Changed(
+            changed.iter().map(|&i| priced[i].line.changed()).collect(),
+        ));
+    }
+    let tiers = store.tiers().await?;
+    let mut tier_cache: HashMap<ParticipantId, Tier> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(priced.len());
+    for (p, (_, fingerprint)) in priced.into_iter().zip(identities) {
+        let participant = &p.line.participant;
+        let tier = match tier_cache.get(participant) {
+            Some(t) => t.clone(),
+            None => {
+                let months = store.earned_months(participant).await?;
+                let t = tiers
+                    .tier_for(earned_trailing_12_months(&months, now))
+                    .clone();
+                tier_cache.insert(participant.clone(), t.clone());
+                t
+            }
+        };
+        let entry = entry_of(&p, &tier, now);
+        let credit = store.credit_line(&entry, &p.rule, &fingerprint).await?;
+        outcomes.push(LineOutcome {
+            line: p,
+            entry,
+            credit,
+        });
+    }
+    Ok(ImportOutcome::Imported(outcomes))
+}
