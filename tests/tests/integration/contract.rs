@@ -16,3 +16,7 @@ mod cashback {
 mod actions {
     loyalty_tests::action_store_contract!(loyalty_tests::contract::actions::dynamo);
 }
+
+mod sellin {
+    loyalty_tests::sell_in_store_contract!(loyalty_tests::contract::sellin::dynamo);
+}

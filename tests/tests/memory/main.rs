@@ -19,6 +19,21 @@ mod contract {
         loyalty_tests::action_store_contract!(loyalty_tests::contract::actions::memory);
     }
 
+    mod sellin {
+        loyalty_tests::sell_in_store_contract!(loyalty_tests::contract::sellin::memory);
+
+        #[tokio::test]
+        #[should_panic(expected = "left == right")]
+        async fn a_sell_in_store_that_ignores_fingerprints_fails_the_contract() {
+            loyalty_tests::contract::sellin::a_line_with_other_content_is_changed_and_writes_nothing(
+                loyalty_tests::contract::sellin::memory_with_bug(
+                    loyalty_platform::memory::sellin::SellInBug::IgnoreFingerprint,
+                ),
+            )
+            .await
+        }
+    }
+
     mod claims {
         loyalty_tests::claim_store_contract!(loyalty_tests::contract::claims::memory);
     }
