@@ -19,6 +19,7 @@ pub mod checker;
 pub mod claims;
 pub mod clock;
 pub mod faults;
+pub mod sellin;
 pub mod world;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -84,6 +85,7 @@ pub enum Operation {
     Claims(ClaimOp),
     Cashback(CashbackOp),
     Actions(ActionOp),
+    SellIn(sellin::SellInOp),
 }
 
 impl Operation {
@@ -130,6 +132,7 @@ impl Operation {
             Operation::Claims(c) => c.kind(),
             Operation::Cashback(c) => c.kind(),
             Operation::Actions(a) => a.kind(),
+            Operation::SellIn(s) => s.kind(),
         }
     }
 }
@@ -200,6 +203,9 @@ struct Sim {
     actions: Actions,
     /// The actions' own random stream.
     action_rng: ChaCha8Rng,
+    sell_in: sellin::SellIn,
+    /// Sell-in's own random stream.
+    sell_in_rng: ChaCha8Rng,
     checker: Checker,
     cashback_store: FaultyCashback<MemoryCashback>,
     cashback: Cashback,
@@ -227,6 +233,8 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
         claims: Claims::new(claims::policy()),
         actions: Actions::new(config.seed),
         action_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0xAC71_0A5E_ED00_0001),
+        sell_in: sellin::SellIn::new(),
+        sell_in_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x5E11_1A00_0000_0001),
         checker: Checker::default(),
         cashback_store: FaultyCashback::new(
             match config.cashback_bug {
@@ -263,6 +271,9 @@ impl Sim {
         if let Some(op) = Operation::generate_action(&mut self.action_rng) {
             self.one(step, op)?;
         }
+        if let Some(op) = sellin::SellInOp::generate(&mut self.sell_in_rng) {
+            self.one(step, Operation::SellIn(op))?;
+        }
         // (`is_multiple_of` is newer than the workspace's rust-version.)
         if step % self.config.full_check_every == self.config.full_check_every - 1 {
             self.check_everything(step)?;
@@ -293,6 +304,13 @@ impl Sim {
                 (format!("{c} → {}", then.to_rfc3339()), Ok(()))
             }
             Operation::Cashback(op) => self.apply_cashback(op, now),
+            Operation::SellIn(op) => {
+                let (described, label, result) =
+                    self.sell_in
+                        .apply(op, &mut self.sell_in_rng, &self.world, now);
+                *self.outcomes.entry(label).or_default() += 1;
+                (described, result)
+            }
             Operation::Actions(ActionOp::Elsewhere) => (
                 self.actions
                     .credit_elsewhere(&mut self.action_rng, &self.world, now),
@@ -428,6 +446,7 @@ impl Sim {
                     .check_everything(self.cashback_store.inner(), &self.cashback.model)
             })
             .and_then(|()| self.actions.check_everything(&self.world))
+            .and_then(|()| self.sell_in.check_everything(&self.world))
             .map_err(|v| self.failure(step, format!("full check: {v}")))
     }
 

@@ -43,8 +43,8 @@ pub struct MemorySellIn {
 /// A deliberate bug, only to prove that the contract catches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SellInBug {
-    /// The marker's fingerprint is never compared: a line moved to another participant is
-    /// credited again.
+    /// The marker's fingerprint is never compared (neither by the check nor by the write): a
+    /// line moved to another participant is credited again.
     IgnoreFingerprint,
 }
 
@@ -103,10 +103,13 @@ impl MemorySellIn {
 impl SellInStore for MemorySellIn {
     async fn changed_lines(&self, lines: &[(EntryId, String)]) -> Result<Vec<usize>, InfraError> {
         let w = self.lock();
+        let check_fingerprint = self.bug != Some(SellInBug::IgnoreFingerprint);
         Ok(lines
             .iter()
             .enumerate()
-            .filter(|(_, (id, fp))| w.markers.get(id).is_some_and(|m| &m.fingerprint != fp))
+            .filter(|(_, (id, fp))| {
+                check_fingerprint && w.markers.get(id).is_some_and(|m| &m.fingerprint != fp)
+            })
             .map(|(i, _)| i)
             .collect())
     }
