@@ -9,6 +9,7 @@ mod claim_use_case;
 mod code_claim;
 mod participants;
 mod partner_webhooks;
+mod sellin;
 
 mod contract {
     mod cashback {
