@@ -173,3 +173,114 @@ pub async fn import<S: SellInStore>(
     }
     Ok(ImportOutcome::Imported(outcomes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::earning::{SellInLine, Sku};
+    use crate::ids::OutletId;
+    use crate::Points;
+    use std::sync::Mutex;
+
+    /// A store with fixed markers and earned points, recording every write and tier read.
+    #[derive(Default)]
+    struct Scripted {
+        changed: Vec<usize>,
+        months: MonthlyEarned,
+        month_reads: Mutex<u32>,
+        credits: Mutex<Vec<Entry>>,
+    }
+
+    impl SellInStore for Scripted {
+        async fn changed_lines(&self, _: &[(EntryId, String)]) -> Result<Vec<usize>, InfraError> {
+            Ok(self.changed.clone())
+        }
+        async fn tiers(&self) -> Result<Tiers, InfraError> {
+            Tiers::parse(vec![
+                Tier {
+                    name: "base".into(),
+                    threshold: 0,
+                    multiplier_percent: 100,
+                },
+                Tier {
+                    name: "gold".into(),
+                    threshold: 100,
+                    multiplier_percent: 200,
+                },
+            ])
+            .map_err(|e| InfraError::permanent("tiers", e.to_string()))
+        }
+        async fn earned_months(&self, _: &ParticipantId) -> Result<MonthlyEarned, InfraError> {
+            *self.month_reads.lock().unwrap() += 1;
+            Ok(self.months.clone())
+        }
+        async fn credit_line(
+            &self,
+            entry: &Entry,
+            _: &RuleId,
+            _: &str,
+        ) -> Result<SellInCredit, InfraError> {
+            self.credits.lock().unwrap().push(entry.clone());
+            Ok(SellInCredit::Credited)
+        }
+    }
+
+    fn at() -> DateTime<Utc> {
+        "2026-11-22T10:00:00Z".parse().unwrap()
+    }
+
+    fn priced(n: usize, sku: &str, quantity: u32) -> PricedLine {
+        PricedLine {
+            line: SellInLine {
+                line: n,
+                invoice: "INV-1".into(),
+                date: "2026-11-20".parse().unwrap(),
+                outlet: OutletId::parse("o-1").unwrap(),
+                participant: ParticipantId::parse("p-ana").unwrap(),
+                supplier: RuleId::parse("acme").unwrap(),
+                sku: Sku::parse(sku).unwrap(),
+                quantity,
+            },
+            rule: RuleId::parse("cola").unwrap(),
+            points: Points(quantity as u64),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_changed_line_refuses_the_import_before_any_write() {
+        let store = Scripted {
+            changed: vec![1],
+            ..Scripted::default()
+        };
+        let lines = vec![priced(2, "COLA-1", 3), priced(3, "COLA-2", 4)];
+        let outcome = import(&store, lines, at()).await.unwrap();
+        let ImportOutcome::Changed(errors) = outcome else {
+            panic!("refused: {outcome:?}");
+        };
+        assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), vec![3]);
+        assert!(store.credits.lock().unwrap().is_empty());
+        assert_eq!(*store.month_reads.lock().unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn each_line_is_credited_at_the_tier_read_once_per_participant() {
+        let mut months = MonthlyEarned::new();
+        months.insert(crate::earning::month_key(at()), 150);
+        let store = Scripted {
+            months,
+            ..Scripted::default()
+        };
+        let lines = vec![priced(2, "COLA-1", 3), priced(3, "COLA-2", 4)];
+        let ImportOutcome::Imported(done) = import(&store, lines, at()).await.unwrap() else {
+            panic!("imported");
+        };
+        assert_eq!(ImportOutcome::counts(&done), (2, 0, 14));
+        assert_eq!(*store.month_reads.lock().unwrap(), 1);
+        let credits = store.credits.lock().unwrap();
+        assert_eq!(credits[0].source, "sell-in INV-1 COLA-1 x3");
+        assert_ne!(credits[0].id, credits[1].id);
+        assert!(done
+            .iter()
+            .all(|l| l.progress(at()).unwrap().reference == l.entry.id.as_str()));
+    }
+}
