@@ -5,7 +5,7 @@ use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
 
 use loyalty_domain::ports::Clock;
-use loyalty_domain::review::{Decision, ReviewId};
+use loyalty_domain::review::{self, Decision, ReviewError, ReviewId, ReviewStore};
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
 use loyalty_platform::idempotency::{Answer, Idempotency};
@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::admin;
 
-const MAX_PAGE: i32 = 100;
+const MAX_PAGE: usize = 100;
 
 pub struct Reviews {
     ledger: DynamoLedger,
@@ -62,7 +62,7 @@ impl Reviews {
         };
         let page = self
             .ledger
-            .pending_reviews(http::query_param(req, "cursor"), limit)
+            .pending(http::query_param(req, "cursor"), limit)
             .await
             .problem()?;
         let reviews: Vec<_> = page
@@ -96,15 +96,16 @@ impl Reviews {
         let reviewer = reviewer.subject.as_str();
         self.idempotency
             .once(req, reviewer, now, |keyed| async move {
-                let reviewed = self.ledger.entry_under_review(&id).await.problem()?;
-                let decided = DynamoLedger::decision_entry(&reviewed, body.decision, now);
+                let decided = review::prepare(&self.ledger, &id, body.decision, reviewer, now)
+                    .await
+                    .problem()?;
                 let answer = Answer::new(
                     StatusCode::OK,
                     serde_json::json!({
                         "review_id": id.to_string(),
                         "decision": body.decision.as_str(),
-                        "entry_id": decided.id.as_str(),
-                        "points": decided.amount.get(),
+                        "entry_id": decided.entry.id.as_str(),
+                        "points": decided.entry.amount.get(),
                     }),
                 );
                 let record = self
@@ -113,11 +114,12 @@ impl Reviews {
                     .problem()?;
                 let written = self
                     .ledger
-                    .decide_review(&reviewed, body.decision, reviewer, now, Some(record))
+                    .commit_decision(&decided, Some(record))
                     .await
                     .problem()?;
                 match written {
-                    DecisionWrite::Done(_) => Ok(answer.into_response()),
+                    DecisionWrite::Done => Ok(answer.into_response()),
+                    DecisionWrite::AlreadyDecided => Err(ReviewError::AlreadyDecided).problem(),
                     DecisionWrite::KeyTaken => self.idempotency.settle(&keyed, now).await,
                 }
             })

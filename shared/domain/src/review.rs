@@ -1,7 +1,13 @@
 //! The review queue: claims flagged by a fraud rule wait here for an admin's decision.
 
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
 use crate::ids::{EntryId, ParticipantId};
-use crate::ledger::{Entry, EntryKind};
+use crate::ledger::{entry_ids, Entry, EntryKind};
+use crate::outbox::{OutboxEvent, ReviewVerdict};
+pub use crate::participant::Page;
 use crate::{Classified, InfraError, Kind};
 
 /// Names one flagged entry: `<participant>.<entry>`. The dot never occurs in either id.
@@ -72,6 +78,8 @@ pub enum ReviewError {
     NotFound,
     #[error("this claim has already been reviewed")]
     AlreadyDecided,
+    #[error("the cursor is not valid for this listing")]
+    InvalidCursor,
     #[error(transparent)]
     Infra(#[from] InfraError),
 }
@@ -82,6 +90,7 @@ impl Classified for ReviewError {
             ReviewError::BadId => Kind::BadInput,
             ReviewError::NotFound => Kind::NotFound,
             ReviewError::AlreadyDecided => Kind::Conflict,
+            ReviewError::InvalidCursor => Kind::BadInput,
             ReviewError::Infra(e) => e.kind(),
         }
     }
@@ -90,8 +99,124 @@ impl Classified for ReviewError {
             ReviewError::BadId => "review_id_invalid",
             ReviewError::NotFound => "review_not_found",
             ReviewError::AlreadyDecided => "review_already_decided",
+            ReviewError::InvalidCursor => "invalid_cursor",
             ReviewError::Infra(e) => e.code(),
         }
+    }
+}
+
+// ---------------------------------------------------------------- use case and port
+
+/// A decision on one flagged claim, as it is committed: the reviewed entry leaves the
+/// queue, `entry` is appended (approval moves the points from pending to available,
+/// rejection removes them from pending), and `event` is announced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decided {
+    pub id: ReviewId,
+    pub reviewed: Entry,
+    pub decision: Decision,
+    pub reviewer: String,
+    pub entry: Entry,
+    pub event: OutboxEvent,
+    pub at: DateTime<Utc>,
+}
+
+impl Decided {
+    /// The decision `decision` on `reviewed`, by `reviewer` at `now`. Pure.
+    pub fn of(reviewed: &Entry, decision: Decision, reviewer: &str, now: DateTime<Utc>) -> Self {
+        let entry = Entry {
+            id: entry_ids::review_decision(&reviewed.id),
+            participant: reviewed.participant.clone(),
+            outlet: reviewed.outlet.clone(),
+            kind: decision.entry_kind(),
+            amount: reviewed.amount,
+            source: format!("review of {}", reviewed.id),
+            created_at: now,
+            expires_on: reviewed.expires_on,
+        };
+        let event = OutboxEvent::ClaimReviewed {
+            participant_id: reviewed.participant.clone(),
+            entry_id: reviewed.id.clone(),
+            decision: match decision {
+                Decision::Approve => ReviewVerdict::Approved,
+                Decision::Reject => ReviewVerdict::Rejected,
+            },
+            points: reviewed.amount,
+        };
+        Self {
+            id: ReviewId::of(&reviewed.participant, &reviewed.id),
+            reviewed: reviewed.clone(),
+            decision,
+            reviewer: reviewer.to_string(),
+            entry,
+            event,
+            at: now,
+        }
+    }
+}
+
+/// How a commit of a decision ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    Ok,
+    /// The entry was no longer on the queue: nothing was written.
+    AlreadyDecided,
+}
+
+/// The port through which review decisions reach storage.
+pub trait ReviewStore: Send + Sync {
+    /// The entry `id` names, if it is a claim under review (decided or not).
+    fn entry_under_review(
+        &self,
+        id: &ReviewId,
+    ) -> impl Future<Output = Result<Option<Entry>, InfraError>> + Send;
+
+    /// Claims awaiting a decision, oldest first; `Err(InvalidCursor)` for a cursor this
+    /// listing did not hand out.
+    fn pending(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<PendingReview>, ReviewError>> + Send;
+
+    /// One atomic write: dequeue the reviewed entry (refused if it is no longer queued),
+    /// append the decision entry, move the balance, write the outbox event.
+    fn commit(
+        &self,
+        decided: &Decided,
+    ) -> impl Future<Output = Result<Committed, InfraError>> + Send;
+}
+
+/// The decision to commit: `id` must name a claim under review. Reads, writes nothing.
+/// An adapter that commits more in the same write (an HTTP answer under its
+/// Idempotency-Key) prepares, then commits itself; everyone else calls [`decide`].
+pub async fn prepare<S: ReviewStore>(
+    store: &S,
+    id: &ReviewId,
+    decision: Decision,
+    reviewer: &str,
+    now: DateTime<Utc>,
+) -> Result<Decided, ReviewError> {
+    let reviewed = store
+        .entry_under_review(id)
+        .await?
+        .filter(|e| e.kind == EntryKind::CodeClaimUnderReview && e.id == id.entry)
+        .ok_or(ReviewError::NotFound)?;
+    Ok(Decided::of(&reviewed, decision, reviewer, now))
+}
+
+/// Approves or rejects the flagged claim `id`: at most once.
+pub async fn decide<S: ReviewStore>(
+    store: &S,
+    id: &ReviewId,
+    decision: Decision,
+    reviewer: &str,
+    now: DateTime<Utc>,
+) -> Result<Decided, ReviewError> {
+    let decided = prepare(store, id, decision, reviewer, now).await?;
+    match store.commit(&decided).await? {
+        Committed::Ok => Ok(decided),
+        Committed::AlreadyDecided => Err(ReviewError::AlreadyDecided),
     }
 }
 

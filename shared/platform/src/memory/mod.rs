@@ -16,9 +16,11 @@ pub mod cashback;
 pub mod claims;
 pub mod ids;
 pub mod participants;
+pub mod reviews;
 
 pub use actions::MemoryActions;
 pub use cashback::MemoryCashback;
 pub use claims::MemoryClaims;
 pub use ids::SeededIds;
 pub use participants::MemoryParticipants;
+pub use reviews::MemoryReviews;
