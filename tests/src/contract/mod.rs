@@ -6,3 +6,4 @@ pub mod actions;
 pub mod cashback;
 pub mod claims;
 pub mod participants;
+pub mod reviews;

@@ -16,3 +16,7 @@ mod cashback {
 mod actions {
     loyalty_tests::action_store_contract!(loyalty_tests::contract::actions::dynamo);
 }
+
+mod reviews {
+    loyalty_tests::review_store_contract!(loyalty_tests::contract::reviews::dynamo);
+}

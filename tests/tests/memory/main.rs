@@ -27,6 +27,10 @@ mod contract {
         loyalty_tests::participant_store_contract!(loyalty_tests::contract::participants::memory);
     }
 
+    mod reviews {
+        loyalty_tests::review_store_contract!(loyalty_tests::contract::reviews::memory);
+    }
+
     /// The cashback contract is not vacuous either.
     mod cashback_planted_bugs {
         use loyalty_platform::memory::cashback::PlantedBug;
