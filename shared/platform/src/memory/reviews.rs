@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
+use loyalty_domain::action::{KeyedRequest, StoredAnswer};
 use loyalty_domain::ids::{EntryId, ParticipantId};
 use loyalty_domain::ledger::{Balance, Entry, EntryKind};
 use loyalty_domain::outbox::OutboxEvent;
@@ -13,6 +14,9 @@ use loyalty_domain::review::{
     Committed, Decided, Decision, Page, PendingReview, ReviewError, ReviewId, ReviewStore,
 };
 use loyalty_domain::InfraError;
+
+/// How long an answer holds its key, as in `crate::idempotency`.
+const ANSWER_TTL_SECS: i64 = 24 * 3600;
 
 const CURSOR_PREFIX: &str = "memory-review:";
 
@@ -35,6 +39,9 @@ pub struct ReviewsWorld {
     pub queue: BTreeMap<(String, EntryId), (ParticipantId, Vec<String>)>,
     pub verdicts: BTreeMap<(ParticipantId, EntryId), Verdict>,
     pub outbox: Vec<OutboxEvent>,
+    /// Answers under Idempotency-Keys by (scope, key), with the second they expire at:
+    /// the records `Idempotency` keeps in the activity table.
+    pub answers: BTreeMap<(String, String), (StoredAnswer, i64)>,
 }
 
 #[derive(Debug, Default)]
@@ -120,6 +127,121 @@ impl MemoryReviews {
     }
 }
 
+fn answer_key(key: &KeyedRequest) -> (String, String) {
+    (key.scope.clone(), key.key.as_str().to_string())
+}
+
+/// Answers under Idempotency-Keys, kept with the decisions so that a decision and its
+/// answer are written together, as `DynamoLedger::commit_decision` does with its record.
+impl MemoryReviews {
+    /// The live answer under `key`, if any.
+    pub fn answered(&self, key: &KeyedRequest, now: DateTime<Utc>) -> Option<StoredAnswer> {
+        self.inspect(|w| Self::live(w, key, now))
+    }
+
+    fn live(w: &ReviewsWorld, key: &KeyedRequest, now: DateTime<Utc>) -> Option<StoredAnswer> {
+        w.answers
+            .get(&answer_key(key))
+            .filter(|(_, ttl)| *ttl > now.timestamp())
+            .map(|(a, _)| a.clone())
+    }
+
+    fn put_answer(
+        w: &mut ReviewsWorld,
+        key: &KeyedRequest,
+        status: u16,
+        body: String,
+        now: DateTime<Utc>,
+    ) {
+        let stored = StoredAnswer {
+            fingerprint: key.fingerprint.clone(),
+            status,
+            body,
+            content_type: None,
+        };
+        w.answers
+            .insert(answer_key(key), (stored, now.timestamp() + ANSWER_TTL_SECS));
+    }
+
+    /// Stores a refusal's answer; `Err(stored)` when a live answer holds the key.
+    pub fn remember(
+        &self,
+        key: &KeyedRequest,
+        status: u16,
+        body: String,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoredAnswer> {
+        let mut w = self.world.lock().unwrap();
+        if let Some(stored) = Self::live(&w, key, now) {
+            return Err(stored);
+        }
+        Self::put_answer(&mut w, key, status, body, now);
+        Ok(())
+    }
+
+    /// [`ReviewStore::commit`] with the answer under `key` in the same write. The key is
+    /// checked first (`Err(stored)`), then the queue.
+    pub fn commit_answered(
+        &self,
+        decided: &Decided,
+        key: &KeyedRequest,
+        status: u16,
+        body: String,
+    ) -> Result<Result<Committed, StoredAnswer>, InfraError> {
+        let mut w = self.world.lock().unwrap();
+        if let Some(stored) = Self::live(&w, key, decided.at) {
+            return Ok(Err(stored));
+        }
+        let committed = Self::commit_in(&mut w, decided)?;
+        if committed == Committed::Ok {
+            Self::put_answer(&mut w, key, status, body, decided.at);
+        }
+        Ok(Ok(committed))
+    }
+
+    fn commit_in(w: &mut ReviewsWorld, decided: &Decided) -> Result<Committed, InfraError> {
+        let queued = queue_key(&decided.reviewed);
+        // The condition first (`attribute_exists(gsi1pk)`), then the ledger's: nothing is
+        // written unless every one holds.
+        if !w.queue.contains_key(&queued) {
+            return Ok(Committed::AlreadyDecided);
+        }
+        let key = (decided.entry.participant.clone(), decided.entry.id.clone());
+        if w.entries.contains_key(&key) {
+            return Err(InfraError::retryable(
+                "decide review",
+                "cancelled by a concurrent change (EntryExists)",
+            ));
+        }
+        let balance = w
+            .balances
+            .get(&decided.entry.participant)
+            .copied()
+            .unwrap_or_default();
+        if balance
+            .apply(decided.entry.kind, decided.entry.amount)
+            .is_err()
+        {
+            return Err(InfraError::retryable(
+                "decide review",
+                "cancelled by a concurrent change (InsufficientBalance)",
+            ));
+        }
+        w.queue.remove(&queued);
+        w.verdicts.insert(
+            (decided.id.participant.clone(), decided.id.entry.clone()),
+            Verdict {
+                decision: decided.decision,
+                reviewer: decided.reviewer.clone(),
+                at: decided.at,
+            },
+        );
+        Self::append(w, decided.entry.clone())?;
+        w.outbox.push(decided.event.clone());
+        Ok(Committed::Ok)
+    }
+}
+
 impl ReviewStore for MemoryReviews {
     async fn entry_under_review(&self, id: &ReviewId) -> Result<Option<Entry>, InfraError> {
         Ok(self.inspect(|w| {
@@ -175,45 +297,6 @@ impl ReviewStore for MemoryReviews {
     }
 
     async fn commit(&self, decided: &Decided) -> Result<Committed, InfraError> {
-        let mut w = self.world.lock().unwrap();
-        let queued = queue_key(&decided.reviewed);
-        // The condition first (`attribute_exists(gsi1pk)`), then the ledger's: nothing is
-        // written unless every one holds.
-        if !w.queue.contains_key(&queued) {
-            return Ok(Committed::AlreadyDecided);
-        }
-        let key = (decided.entry.participant.clone(), decided.entry.id.clone());
-        if w.entries.contains_key(&key) {
-            return Err(InfraError::retryable(
-                "decide review",
-                "cancelled by a concurrent change (EntryExists)",
-            ));
-        }
-        let balance = w
-            .balances
-            .get(&decided.entry.participant)
-            .copied()
-            .unwrap_or_default();
-        if balance
-            .apply(decided.entry.kind, decided.entry.amount)
-            .is_err()
-        {
-            return Err(InfraError::retryable(
-                "decide review",
-                "cancelled by a concurrent change (InsufficientBalance)",
-            ));
-        }
-        w.queue.remove(&queued);
-        w.verdicts.insert(
-            (decided.id.participant.clone(), decided.id.entry.clone()),
-            Verdict {
-                decision: decided.decision,
-                reviewer: decided.reviewer.clone(),
-                at: decided.at,
-            },
-        );
-        Self::append(&mut w, decided.entry.clone())?;
-        w.outbox.push(decided.event.clone());
-        Ok(Committed::Ok)
+        Self::commit_in(&mut self.world.lock().unwrap(), decided)
     }
 }
