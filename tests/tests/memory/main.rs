@@ -7,6 +7,7 @@
 mod accrual;
 mod claim_use_case;
 mod code_claim;
+mod codes_admin;
 mod participants;
 mod partner_webhooks;
 
