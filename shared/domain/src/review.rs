@@ -231,4 +231,102 @@ mod tests {
         assert!(ReviewId::parse("no-dot").is_err());
         assert!(ReviewId::parse("p 1.x").is_err());
     }
+
+    use crate::ids::OutletId;
+    use crate::Points;
+    use chrono::TimeZone;
+    use std::sync::Mutex;
+
+    /// A store holding one entry, whose commit answers what it is told to.
+    struct OneEntry {
+        entry: Entry,
+        answer: Committed,
+        commits: Mutex<u32>,
+    }
+
+    impl ReviewStore for OneEntry {
+        async fn entry_under_review(&self, id: &ReviewId) -> Result<Option<Entry>, InfraError> {
+            Ok((id.entry == self.entry.id).then(|| self.entry.clone()))
+        }
+        async fn pending(
+            &self,
+            _: Option<&str>,
+            _: usize,
+        ) -> Result<Page<PendingReview>, ReviewError> {
+            Err(ReviewError::InvalidCursor)
+        }
+        async fn commit(&self, _: &Decided) -> Result<Committed, InfraError> {
+            *self.commits.lock().unwrap() += 1;
+            Ok(self.answer)
+        }
+    }
+
+    fn store(kind: EntryKind, answer: Committed) -> OneEntry {
+        OneEntry {
+            entry: Entry {
+                id: EntryId::parse("claim-ABC").unwrap(),
+                participant: ParticipantId::parse("p-1").unwrap(),
+                outlet: Some(OutletId::parse("o-1").unwrap()),
+                kind,
+                amount: Points(40),
+                source: "batch 1".into(),
+                created_at: Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap(),
+                expires_on: None,
+            },
+            answer,
+            commits: Mutex::new(0),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_decision_moves_the_held_points_by_its_verdict_and_names_the_review() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
+        let id = ReviewId::parse("p-1.claim-ABC").unwrap();
+        for (decision, kind, verdict) in [
+            (
+                Decision::Approve,
+                EntryKind::ReviewApproved,
+                ReviewVerdict::Approved,
+            ),
+            (
+                Decision::Reject,
+                EntryKind::ReviewRejected,
+                ReviewVerdict::Rejected,
+            ),
+        ] {
+            let s = store(EntryKind::CodeClaimUnderReview, Committed::Ok);
+            let d = decide(&s, &id, decision, "admin-1", now).await.unwrap();
+            assert_eq!(
+                (d.entry.kind, d.entry.amount, d.at),
+                (kind, Points(40), now)
+            );
+            assert_eq!(d.entry.id, entry_ids::review_decision(&s.entry.id));
+            assert_eq!(d.id, id);
+            assert!(
+                matches!(d.event, OutboxEvent::ClaimReviewed { decision: v, .. } if v == verdict)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_or_unflagged_entry_is_not_found_and_a_refused_commit_is_already_decided() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
+        let id = ReviewId::parse("p-1.claim-ABC").unwrap();
+        let other = ReviewId::parse("p-1.claim-XYZ").unwrap();
+        let s = store(EntryKind::CodeClaimUnderReview, Committed::AlreadyDecided);
+        assert!(matches!(
+            decide(&s, &other, Decision::Approve, "a", now).await,
+            Err(ReviewError::NotFound)
+        ));
+        assert!(matches!(
+            decide(&s, &id, Decision::Approve, "a", now).await,
+            Err(ReviewError::AlreadyDecided)
+        ));
+        let approved = store(EntryKind::ReviewApproved, Committed::Ok);
+        assert!(matches!(
+            decide(&approved, &id, Decision::Reject, "a", now).await,
+            Err(ReviewError::NotFound)
+        ));
+        assert_eq!(*approved.commits.lock().unwrap(), 0);
+    }
 }
