@@ -39,21 +39,22 @@ pub trait Desk: ReviewStore {
     ) -> impl Future<Output = Result<Option<StoredAnswer>, InfraError>> + Send;
 
     /// Commits `decided` and, if it commits, `answer` under `key`, in one write;
-    /// `Ok(Err(stored))` when a live answer holds the key already.
+    /// `Ok(Err(Some(stored)))` when a live answer holds the key already, `Ok(Err(None))`
+    /// when the answer that held it expired since (the key was used up long ago).
     fn commit_answered(
         &self,
         decided: &Decided,
         key: &Keyed,
         answer: &Answer,
-    ) -> impl Future<Output = Result<Result<Committed, StoredAnswer>, InfraError>> + Send;
+    ) -> impl Future<Output = Result<Result<Committed, Option<StoredAnswer>>, InfraError>> + Send;
 
-    /// Stores a refusal's answer; `Ok(Err(stored))` when a live answer holds the key.
+    /// Stores a refusal's answer; `Ok(Err(..))` as for [`Desk::commit_answered`].
     fn remember(
         &self,
         key: &Keyed,
         answer: &Answer,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Result<(), StoredAnswer>, InfraError>> + Send;
+    ) -> impl Future<Output = Result<Result<(), Option<StoredAnswer>>, InfraError>> + Send;
 }
 
 /// The review queue in the ledger table, answers in the activity table.
@@ -108,16 +109,12 @@ impl Desk for DynamoDesk {
         decided: &Decided,
         key: &Keyed,
         answer: &Answer,
-    ) -> Result<Result<Committed, StoredAnswer>, InfraError> {
+    ) -> Result<Result<Committed, Option<StoredAnswer>>, InfraError> {
         let record = self.idempotency.record_item(key, answer, decided.at)?;
         match self.ledger.commit_decision(decided, Some(record)).await? {
             DecisionWrite::Done => Ok(Ok(Committed::Ok)),
             DecisionWrite::AlreadyDecided => Ok(Ok(Committed::AlreadyDecided)),
-            DecisionWrite::KeyTaken => Ok(Err(self
-                .idempotency
-                .answered(key, decided.at)
-                .await?
-                .unwrap_or_else(expired))),
+            DecisionWrite::KeyTaken => Ok(Err(self.idempotency.answered(key, decided.at).await?)),
         }
     }
 
@@ -126,7 +123,7 @@ impl Desk for DynamoDesk {
         key: &Keyed,
         answer: &Answer,
         now: DateTime<Utc>,
-    ) -> Result<Result<(), StoredAnswer>, InfraError> {
+    ) -> Result<Result<(), Option<StoredAnswer>>, InfraError> {
         self.idempotency.remember_answer(key, answer, now).await
     }
 }
@@ -153,14 +150,15 @@ impl Desk for MemoryReviews {
         decided: &Decided,
         key: &Keyed,
         answer: &Answer,
-    ) -> Result<Result<Committed, StoredAnswer>, InfraError> {
-        MemoryReviews::commit_answered(
+    ) -> Result<Result<Committed, Option<StoredAnswer>>, InfraError> {
+        Ok(MemoryReviews::commit_answered(
             self,
             decided,
             &keyed_request(key),
             answer.status.as_u16(),
             answer.body.to_string(),
-        )
+        )?
+        .map_err(Some))
     }
 
     async fn remember(
@@ -168,14 +166,15 @@ impl Desk for MemoryReviews {
         key: &Keyed,
         answer: &Answer,
         now: DateTime<Utc>,
-    ) -> Result<Result<(), StoredAnswer>, InfraError> {
+    ) -> Result<Result<(), Option<StoredAnswer>>, InfraError> {
         Ok(MemoryReviews::remember(
             self,
             &keyed_request(key),
             answer.status.as_u16(),
             answer.body.to_string(),
             now,
-        ))
+        )
+        .map_err(Some))
     }
 }
 
@@ -190,23 +189,12 @@ struct DecisionBody {
     decision: Decision,
 }
 
-/// What a refusal by an answer that has expired since stands for: the key was used up
-/// more than 24 hours ago (422 `idempotency_key_expired`).
-fn expired() -> StoredAnswer {
-    StoredAnswer {
-        fingerprint: String::new(),
-        status: 0,
-        body: String::new(),
-        content_type: None,
-    }
-}
-
 /// The first answer under a key: a replay, or `idempotency_key_reused` for another request,
 /// or `idempotency_key_expired` when the record that refused us is gone.
-fn replay_of(key: &Keyed, stored: StoredAnswer) -> Result<Response<Body>, Problem> {
-    if stored.status == 0 {
+fn replay_of(key: &Keyed, stored: Option<StoredAnswer>) -> Result<Response<Body>, Problem> {
+    let Some(stored) = stored else {
         return Err(Problem::from_error(IdempotencyError::Expired));
-    }
+    };
     if stored.fingerprint != key.fingerprint() {
         return Err(Problem::from_error(IdempotencyError::Reused));
     }
@@ -283,7 +271,7 @@ impl<D: Desk> Reviews<D> {
         let reviewer = reviewer.subject.as_str();
         let keyed = Idempotency::keyed(req, reviewer)?;
         if let Some(stored) = self.desk.answered(&keyed, now).await.problem()? {
-            return replay_of(&keyed, stored);
+            return replay_of(&keyed, Some(stored));
         }
         match self
             .decision(&keyed, &id, body.decision, reviewer, now)

@@ -418,14 +418,14 @@ impl Idempotency {
         )
     }
 
-    /// [`Self::remember`] for callers that answer themselves: `Ok(Err(stored))` when a live
-    /// answer holds the key (an expired one that refused us reads as `status` 0).
+    /// [`Self::remember`] for callers that answer themselves: `Ok(Err(Some(stored)))` when a
+    /// live answer holds the key, `Ok(Err(None))` when the one that refused us expired since.
     pub async fn remember_answer(
         &self,
         k: &Keyed,
         answer: &Answer,
         now: DateTime<Utc>,
-    ) -> Result<Result<(), loyalty_domain::action::StoredAnswer>, InfraError> {
+    ) -> Result<Result<(), Option<loyalty_domain::action::StoredAnswer>>, InfraError> {
         let put = self.put(k, answer, now);
         let result = self
             .client
@@ -440,15 +440,9 @@ impl Idempotency {
         match result {
             Ok(_) => Ok(Ok(())),
             Err(e) => match e.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(_)) => Ok(Err(self
-                    .answered(k, now)
-                    .await?
-                    .unwrap_or(loyalty_domain::action::StoredAnswer {
-                        fingerprint: String::new(),
-                        status: 0,
-                        body: String::new(),
-                        content_type: None,
-                    }))),
+                Some(PutItemError::ConditionalCheckFailedException(_)) => {
+                    Ok(Err(self.answered(k, now).await?))
+                }
                 _ => Err(classify("store idempotency record", e)),
             },
         }
