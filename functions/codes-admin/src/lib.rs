@@ -15,9 +15,49 @@ use loyalty_platform::http::{self, respond, Problem, ResultExt};
 mod batches;
 mod reviews;
 
-pub struct App {
-    batches: batches::Batches,
-    reviews: reviews::Reviews,
+pub use reviews::{Desk, DynamoDesk};
+
+/// `batches` is DynamoDB only: an app built [`App::with_desk`] answers its routes 500.
+pub struct App<D = DynamoDesk> {
+    batches: Option<batches::Batches>,
+    reviews: reviews::Reviews<D>,
+}
+
+impl<D: Desk> App<D> {
+    /// The review routes over any desk (`MemoryReviews` in tests) and clock.
+    pub fn with_desk(desk: D, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            batches: None,
+            reviews: reviews::Reviews::with_desk(desk, clock),
+        }
+    }
+
+    pub fn desk(&self) -> &D {
+        self.reviews.desk()
+    }
+
+    pub async fn handle(&self, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+        Ok(respond(self.route(&req).await))
+    }
+
+    fn batches(&self) -> Result<&batches::Batches, Problem> {
+        self.batches.as_ref().ok_or_else(|| {
+            Problem::from_error(loyalty_domain::InfraError::permanent(
+                "codes-admin",
+                "this app has no batch store",
+            ))
+        })
+    }
+
+    async fn route(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        match http::route_key(req) {
+            "POST /admin/batches" => self.batches()?.create(req).await,
+            "GET /admin/batches/{batchId}" => self.batches()?.get(req).await,
+            "GET /admin/reviews" => self.reviews.list(req).await,
+            "POST /admin/reviews/{reviewId}/decision" => self.reviews.decide(req).await,
+            _ => Err(Problem::route_not_found()),
+        }
+    }
 }
 
 impl App {
@@ -32,23 +72,9 @@ impl App {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ConfigError> {
         Ok(Self {
-            batches: batches::Batches::new(aws, env, clock.clone())?,
+            batches: Some(batches::Batches::new(aws, env, clock.clone())?),
             reviews: reviews::Reviews::new(aws, env, clock)?,
         })
-    }
-
-    pub async fn handle(&self, req: Request) -> Result<Response<Body>, lambda_http::Error> {
-        Ok(respond(self.route(&req).await))
-    }
-
-    async fn route(&self, req: &Request) -> Result<Response<Body>, Problem> {
-        match http::route_key(req) {
-            "POST /admin/batches" => self.batches.create(req).await,
-            "GET /admin/batches/{batchId}" => self.batches.get(req).await,
-            "GET /admin/reviews" => self.reviews.list(req).await,
-            "POST /admin/reviews/{reviewId}/decision" => self.reviews.decide(req).await,
-            _ => Err(Problem::route_not_found()),
-        }
     }
 }
 

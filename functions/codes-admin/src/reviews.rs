@@ -1,24 +1,185 @@
 //! The fraud review queue: claims whose points a rule sent to pending.
+//!
+//! The rules are the domain's (`loyalty_domain::review`: `prepare`, `decide`, the
+//! `ReviewStore` port); this module reads requests, keeps the `Idempotency-Key` promise
+//! through a [`Desk`], and renders answers.
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
+use std::future::Future;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+use loyalty_domain::action::{KeyedRequest, StoredAnswer};
+use loyalty_domain::ids::EntryId;
 use loyalty_domain::ports::Clock;
-use loyalty_domain::review::{Decision, ReviewId};
+use loyalty_domain::review::{
+    self, Committed, Decided, Decision, Page, PendingReview, ReviewError, ReviewId, ReviewStore,
+};
+use loyalty_domain::InfraError;
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
-use loyalty_platform::idempotency::{Answer, Idempotency};
+use loyalty_platform::idempotency::{self, Answer, Idempotency, IdempotencyError, Keyed};
+use loyalty_platform::memory::MemoryReviews;
 use loyalty_platform::stores::ledger::{DecisionWrite, DynamoLedger};
 use serde::Deserialize;
 
 use crate::admin;
 
-const MAX_PAGE: i32 = 100;
+const MAX_PAGE: usize = 100;
 
-pub struct Reviews {
+/// The review port plus the answers under Idempotency-Keys, written together with a
+/// decision so that a retry after a lost response gets the first answer.
+pub trait Desk: ReviewStore {
+    /// The live answer under `key`, if any.
+    fn answered(
+        &self,
+        key: &Keyed,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<StoredAnswer>, InfraError>> + Send;
+
+    /// Commits `decided` and, if it commits, `answer` under `key`, in one write;
+    /// `Ok(Err(Some(stored)))` when a live answer holds the key already, `Ok(Err(None))`
+    /// when the answer that held it expired since (the key was used up long ago).
+    fn commit_answered(
+        &self,
+        decided: &Decided,
+        key: &Keyed,
+        answer: &Answer,
+    ) -> impl Future<Output = Result<Result<Committed, Option<StoredAnswer>>, InfraError>> + Send;
+
+    /// Stores a refusal's answer; `Ok(Err(..))` as for [`Desk::commit_answered`].
+    fn remember(
+        &self,
+        key: &Keyed,
+        answer: &Answer,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Result<(), Option<StoredAnswer>>, InfraError>> + Send;
+}
+
+/// The review queue in the ledger table, answers in the activity table.
+pub struct DynamoDesk {
     ledger: DynamoLedger,
     idempotency: Idempotency,
+}
+
+impl DynamoDesk {
+    pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
+        let dynamodb = loyalty_platform::aws::dynamodb(aws);
+        let ledger = DynamoLedger::new(dynamodb.clone(), env.required("LEDGER_TABLE")?)
+            .with_outbox(env.required("OUTBOX_TABLE")?);
+        let idempotency = Idempotency::new(dynamodb, env.required("ACTIVITY_TABLE")?);
+        Ok(Self {
+            ledger,
+            idempotency,
+        })
+    }
+}
+
+impl ReviewStore for DynamoDesk {
+    async fn entry_under_review(
+        &self,
+        id: &ReviewId,
+    ) -> Result<Option<loyalty_domain::ledger::Entry>, InfraError> {
+        self.ledger.entry_under_review(id).await
+    }
+    async fn pending(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<PendingReview>, ReviewError> {
+        self.ledger.pending(cursor, limit).await
+    }
+    async fn commit(&self, decided: &Decided) -> Result<Committed, InfraError> {
+        self.ledger.commit(decided).await
+    }
+}
+
+impl Desk for DynamoDesk {
+    async fn answered(
+        &self,
+        key: &Keyed,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoredAnswer>, InfraError> {
+        self.idempotency.answered(key, now).await
+    }
+
+    async fn commit_answered(
+        &self,
+        decided: &Decided,
+        key: &Keyed,
+        answer: &Answer,
+    ) -> Result<Result<Committed, Option<StoredAnswer>>, InfraError> {
+        let record = self.idempotency.record_item(key, answer, decided.at)?;
+        match self.ledger.commit_decision(decided, Some(record)).await? {
+            DecisionWrite::Done => Ok(Ok(Committed::Ok)),
+            DecisionWrite::AlreadyDecided => Ok(Ok(Committed::AlreadyDecided)),
+            DecisionWrite::KeyTaken => Ok(Err(self.idempotency.answered(key, decided.at).await?)),
+        }
+    }
+
+    async fn remember(
+        &self,
+        key: &Keyed,
+        answer: &Answer,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), Option<StoredAnswer>>, InfraError> {
+        self.idempotency.remember_answer(key, answer, now).await
+    }
+}
+
+fn keyed_request(key: &Keyed) -> KeyedRequest {
+    KeyedRequest {
+        scope: key.scope().to_string(),
+        key: key.key.clone(),
+        fingerprint: key.fingerprint().to_string(),
+    }
+}
+
+impl Desk for MemoryReviews {
+    async fn answered(
+        &self,
+        key: &Keyed,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoredAnswer>, InfraError> {
+        Ok(MemoryReviews::answered(self, &keyed_request(key), now))
+    }
+
+    async fn commit_answered(
+        &self,
+        decided: &Decided,
+        key: &Keyed,
+        answer: &Answer,
+    ) -> Result<Result<Committed, Option<StoredAnswer>>, InfraError> {
+        Ok(MemoryReviews::commit_answered(
+            self,
+            decided,
+            &keyed_request(key),
+            answer.status.as_u16(),
+            answer.body.to_string(),
+        )?
+        .map_err(Some))
+    }
+
+    async fn remember(
+        &self,
+        key: &Keyed,
+        answer: &Answer,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), Option<StoredAnswer>>, InfraError> {
+        Ok(MemoryReviews::remember(
+            self,
+            &keyed_request(key),
+            answer.status.as_u16(),
+            answer.body.to_string(),
+            now,
+        )
+        .map_err(Some))
+    }
+}
+
+pub struct Reviews<D = DynamoDesk> {
+    desk: D,
     clock: Arc<dyn Clock>,
 }
 
@@ -28,21 +189,35 @@ struct DecisionBody {
     decision: Decision,
 }
 
-impl Reviews {
+/// The first answer under a key: a replay, or `idempotency_key_reused` for another request,
+/// or `idempotency_key_expired` when the record that refused us is gone.
+fn replay_of(key: &Keyed, stored: Option<StoredAnswer>) -> Result<Response<Body>, Problem> {
+    let Some(stored) = stored else {
+        return Err(Problem::from_error(IdempotencyError::Expired));
+    };
+    if stored.fingerprint != key.fingerprint() {
+        return Err(Problem::from_error(IdempotencyError::Reused));
+    }
+    idempotency::replay(stored.status, stored.body, stored.content_type.as_deref())
+}
+
+impl Reviews<DynamoDesk> {
     pub fn new(
         aws: &aws_config::SdkConfig,
         env: &Env,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ConfigError> {
-        let dynamodb = loyalty_platform::aws::dynamodb(aws);
-        let ledger = DynamoLedger::new(dynamodb.clone(), env.required("LEDGER_TABLE")?)
-            .with_outbox(env.required("OUTBOX_TABLE")?);
-        let idempotency = Idempotency::new(dynamodb, env.required("ACTIVITY_TABLE")?);
-        Ok(Self {
-            ledger,
-            idempotency,
-            clock,
-        })
+        Ok(Self::with_desk(DynamoDesk::new(aws, env)?, clock))
+    }
+}
+
+impl<D: Desk> Reviews<D> {
+    pub fn with_desk(desk: D, clock: Arc<dyn Clock>) -> Self {
+        Self { desk, clock }
+    }
+
+    pub fn desk(&self) -> &D {
+        &self.desk
     }
 
     pub async fn list(&self, req: &Request) -> Result<Response<Body>, Problem> {
@@ -61,8 +236,8 @@ impl Reviews {
                 })?,
         };
         let page = self
-            .ledger
-            .pending_reviews(http::query_param(req, "cursor"), limit)
+            .desk
+            .pending(http::query_param(req, "cursor"), limit)
             .await
             .problem()?;
         let reviews: Vec<_> = page
@@ -94,33 +269,57 @@ impl Reviews {
         let body: DecisionBody = http::json_body(req)?;
         let now = self.clock.now();
         let reviewer = reviewer.subject.as_str();
-        self.idempotency
-            .once(req, reviewer, now, |keyed| async move {
-                let reviewed = self.ledger.entry_under_review(&id).await.problem()?;
-                let decided = DynamoLedger::decision_entry(&reviewed, body.decision, now);
-                let answer = Answer::new(
-                    StatusCode::OK,
-                    serde_json::json!({
-                        "review_id": id.to_string(),
-                        "decision": body.decision.as_str(),
-                        "entry_id": decided.id.as_str(),
-                        "points": decided.amount.get(),
-                    }),
-                );
-                let record = self
-                    .idempotency
-                    .record_item(&keyed, &answer, now)
-                    .problem()?;
-                let written = self
-                    .ledger
-                    .decide_review(&reviewed, body.decision, reviewer, now, Some(record))
-                    .await
-                    .problem()?;
-                match written {
-                    DecisionWrite::Done(_) => Ok(answer.into_response()),
-                    DecisionWrite::KeyTaken => self.idempotency.settle(&keyed, now).await,
-                }
-            })
+        let keyed = Idempotency::keyed(req, reviewer)?;
+        if let Some(stored) = self.desk.answered(&keyed, now).await.problem()? {
+            return replay_of(&keyed, Some(stored));
+        }
+        match self
+            .decision(&keyed, &id, body.decision, reviewer, now)
             .await
+        {
+            Ok(response) => Ok(response),
+            // A business refusal is remembered like a success, so a retry gets it again.
+            Err(problem) => match Answer::from_problem(&problem) {
+                None => Err(problem),
+                Some(answer) => match self.desk.remember(&keyed, &answer, now).await.problem()? {
+                    Ok(()) => Ok(answer.into_response()),
+                    Err(stored) => replay_of(&keyed, stored),
+                },
+            },
+        }
     }
+
+    async fn decision(
+        &self,
+        keyed: &Keyed,
+        id: &ReviewId,
+        decision: Decision,
+        reviewer: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Response<Body>, Problem> {
+        let decided = review::prepare(&self.desk, id, decision, reviewer, now)
+            .await
+            .problem()?;
+        let answer = Answer::new(StatusCode::OK, decided_body(&decided.id, &decided));
+        match self
+            .desk
+            .commit_answered(&decided, keyed, &answer)
+            .await
+            .problem()?
+        {
+            Ok(Committed::Ok) => Ok(answer.into_response()),
+            Ok(Committed::AlreadyDecided) => Err(Problem::from_error(ReviewError::AlreadyDecided)),
+            Err(stored) => replay_of(keyed, stored),
+        }
+    }
+}
+
+fn decided_body(id: &ReviewId, decided: &Decided) -> serde_json::Value {
+    let entry: &EntryId = &decided.entry.id;
+    serde_json::json!({
+        "review_id": id.to_string(),
+        "decision": decided.decision.as_str(),
+        "entry_id": entry.as_str(),
+        "points": decided.entry.amount.get(),
+    })
 }

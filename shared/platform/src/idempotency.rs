@@ -387,6 +387,67 @@ impl Idempotency {
         }
     }
 
+    /// The live answer under `k`, whatever its fingerprint (the caller compares).
+    pub async fn answered(
+        &self,
+        k: &Keyed,
+        now: DateTime<Utc>,
+    ) -> Result<Option<loyalty_domain::action::StoredAnswer>, InfraError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(record_key(k)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("read idempotency record", e))?
+            .item
+            .unwrap_or_default();
+        if item.is_empty() {
+            return Ok(None);
+        }
+        let r = StoredRecord::from_item(&item)?;
+        Ok(
+            (r.ttl > now.timestamp()).then_some(loyalty_domain::action::StoredAnswer {
+                fingerprint: r.fingerprint,
+                status: r.status,
+                body: r.body,
+                content_type: r.content_type,
+            }),
+        )
+    }
+
+    /// [`Self::remember`] for callers that answer themselves: `Ok(Err(Some(stored)))` when a
+    /// live answer holds the key, `Ok(Err(None))` when the one that refused us expired since.
+    pub async fn remember_answer(
+        &self,
+        k: &Keyed,
+        answer: &Answer,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), Option<loyalty_domain::action::StoredAnswer>>, InfraError> {
+        let put = self.put(k, answer, now);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(put.get_item().clone())
+            .condition_expression("attribute_not_exists(pk) OR #ttl <= :now")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Ok(())),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(_)) => {
+                    Ok(Err(self.answered(k, now).await?))
+                }
+                _ => Err(classify("store idempotency record", e)),
+            },
+        }
+    }
+
     /// Runs `work` once per Idempotency-Key of `scope` (the caller): a replay answers what the
     /// first request did, and a business refusal is remembered like a success. `work` gets
     /// the key to write its answer with [`Self::record_item`] in its own transaction.

@@ -6,4 +6,5 @@ pub mod actions;
 pub mod cashback;
 pub mod claims;
 pub mod participants;
+pub mod reviews;
 pub mod sellin;

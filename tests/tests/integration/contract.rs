@@ -20,3 +20,7 @@ mod actions {
 mod sellin {
     loyalty_tests::sell_in_store_contract!(loyalty_tests::contract::sellin::dynamo);
 }
+
+mod reviews {
+    loyalty_tests::review_store_contract!(loyalty_tests::contract::reviews::dynamo);
+}

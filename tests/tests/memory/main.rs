@@ -7,6 +7,7 @@
 mod accrual;
 mod claim_use_case;
 mod code_claim;
+mod codes_admin;
 mod participants;
 mod partner_webhooks;
 mod sellin;
@@ -41,6 +42,10 @@ mod contract {
 
     mod participants {
         loyalty_tests::participant_store_contract!(loyalty_tests::contract::participants::memory);
+    }
+
+    mod reviews {
+        loyalty_tests::review_store_contract!(loyalty_tests::contract::reviews::memory);
     }
 
     /// The cashback contract is not vacuous either.

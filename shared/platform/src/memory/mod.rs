@@ -16,6 +16,7 @@ pub mod cashback;
 pub mod claims;
 pub mod ids;
 pub mod participants;
+pub mod reviews;
 pub mod sellin;
 
 pub use actions::MemoryActions;
@@ -23,4 +24,5 @@ pub use cashback::MemoryCashback;
 pub use claims::MemoryClaims;
 pub use ids::SeededIds;
 pub use participants::MemoryParticipants;
+pub use reviews::MemoryReviews;
 pub use sellin::MemorySellIn;

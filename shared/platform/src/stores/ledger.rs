@@ -9,11 +9,13 @@ use chrono::{DateTime, Utc};
 use loyalty_domain::earning::{month_key, MonthlyEarned};
 use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
 use loyalty_domain::ledger::{
-    entry_ids, programme_shard, shard_of, Balance, Delta, Entry, EntryKind, ProgrammeAccount,
-    Transfer, PROGRAMME_SHARDS,
+    programme_shard, shard_of, Balance, Delta, Entry, EntryKind, ProgrammeAccount, Transfer,
+    PROGRAMME_SHARDS,
 };
-use loyalty_domain::outbox::{Envelope, OutboxEvent, ReviewVerdict};
-use loyalty_domain::review::{Decision, PendingReview, ReviewError, ReviewId};
+use loyalty_domain::outbox::{Envelope, OutboxEvent};
+use loyalty_domain::review::{
+    Committed, Decided, Page as ReviewPage, PendingReview, ReviewError, ReviewId, ReviewStore,
+};
 use loyalty_domain::{InfraError, Points};
 
 use crate::dynamo::{classify, decode_cursor, encode_cursor, key, n, query_all, s, Item, ItemExt};
@@ -254,7 +256,9 @@ pub fn balance_update(
 /// How a review decision's write ended, when it was not refused.
 #[derive(Debug)]
 pub enum DecisionWrite {
-    Done(Entry),
+    Done,
+    /// The entry was no longer on the queue: nothing was written.
+    AlreadyDecided,
     /// Another request with the same Idempotency-Key wrote its answer first.
     KeyTaken,
 }
@@ -610,86 +614,92 @@ impl DynamoLedger {
         Ok(Page { items, next_cursor })
     }
 
-    /// The flagged entry a review id names, if it is still a claim under review.
-    pub async fn entry_under_review(&self, id: &ReviewId) -> Result<Entry, ReviewError> {
+    /// The entry a review id names, whatever its kind (the use case checks it).
+    async fn reviewed_entry(&self, id: &ReviewId) -> Result<Option<Entry>, InfraError> {
         let item = self
             .get(account_pk(&id.participant), &format!("ENTRY#{}", id.entry))
             .await?;
         if item.is_empty() {
-            return Err(ReviewError::NotFound);
+            return Ok(None);
         }
-        let reviewed = entry_from_item(&item)?;
-        if reviewed.kind != EntryKind::CodeClaimUnderReview {
-            return Err(ReviewError::NotFound);
-        }
-        Ok(reviewed)
+        entry_from_item(&item).map(Some)
     }
 
-    /// The entry a decision on `reviewed` appends.
-    pub fn decision_entry(reviewed: &Entry, decision: Decision, now: DateTime<Utc>) -> Entry {
-        Entry {
-            id: entry_ids::review_decision(&reviewed.id),
-            participant: reviewed.participant.clone(),
-            outlet: reviewed.outlet.clone(),
-            kind: decision.entry_kind(),
-            amount: reviewed.amount,
-            source: format!("review of {}", reviewed.id),
-            created_at: now,
-            expires_on: reviewed.expires_on,
-        }
-    }
-
-    /// Approves or rejects a flagged claim: one transaction takes the entry off the queue,
-    /// appends the decision entry, moves the balance and outlet totals, announces it, and
-    /// writes `answer_record` (the caller's idempotency record) when given.
-    pub async fn decide_review(
+    /// Commits a review decision ([`loyalty_domain::review::decide`]'s rules): one
+    /// transaction takes the entry off the queue, appends the decision entry, moves the
+    /// balance and outlet totals, announces it, and writes `answer_record` (the caller's
+    /// idempotency record) when given.
+    pub async fn commit_decision(
         &self,
-        reviewed: &Entry,
-        decision: Decision,
-        reviewer: &str,
-        now: DateTime<Utc>,
+        decided: &Decided,
         answer_record: Option<Tx<KeyTaken>>,
-    ) -> Result<DecisionWrite, ReviewError> {
-        let id = ReviewId::of(&reviewed.participant, &reviewed.id);
-        let decided = Self::decision_entry(reviewed, decision, now);
-        let outbox = self.outbox.as_deref().map(|table| {
-            let event = OutboxEvent::ClaimReviewed {
-                participant_id: decided.participant.clone(),
-                entry_id: reviewed.id.clone(),
-                decision: match decision {
-                    Decision::Approve => ReviewVerdict::Approved,
-                    Decision::Reject => ReviewVerdict::Rejected,
-                },
-                points: decided.amount,
-            };
-            OutboxRecord::new(table, event, now)
-        });
+    ) -> Result<DecisionWrite, InfraError> {
+        let id = &decided.id;
+        let outbox = self
+            .outbox
+            .as_deref()
+            .map(|table| OutboxRecord::new(table, decided.event.clone(), decided.at));
         let dequeue = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(account_pk(&id.participant), format!("ENTRY#{}", id.entry))))
             .update_expression("REMOVE gsi1pk, gsi1sk SET review_status = :d, reviewed_by = :r, reviewed_at = :now")
             .condition_expression("attribute_exists(gsi1pk)")
-            .expression_attribute_values(":d", s(decision.as_str()))
-            .expression_attribute_values(":r", s(reviewer))
-            .expression_attribute_values(":now", s(now.to_rfc3339()));
+            .expression_attribute_values(":d", s(decided.decision.as_str()))
+            .expression_attribute_values(":r", s(&decided.reviewer))
+            .expression_attribute_values(":now", s(decided.at.to_rfc3339()));
         let mut tx = Tx::new();
         tx.update(dequeue, ReviewRefusal::AlreadyDecided)?;
-        tx.append(append_items(&self.table, &decided, outbox)?);
+        tx.append(append_items(&self.table, &decided.entry, outbox)?);
         if let Some(record) = answer_record {
             tx.append(record);
         }
         match tx.commit(&self.client, "decide review").await? {
-            Ok(()) => Ok(DecisionWrite::Done(decided)),
+            Ok(()) => Ok(DecisionWrite::Done),
             Err(refused) if refused.contains(&ReviewRefusal::KeyTaken) => {
                 Ok(DecisionWrite::KeyTaken)
             }
             Err(refused) if refused.contains(&ReviewRefusal::AlreadyDecided) => {
-                Err(ReviewError::AlreadyDecided)
+                Ok(DecisionWrite::AlreadyDecided)
             }
-            Err(refused) => Err(ReviewError::Infra(InfraError::retryable(
+            Err(refused) => Err(InfraError::retryable(
                 "decide review",
                 format!("cancelled by a concurrent change ({})", refused.describe()),
-            ))),
+            )),
+        }
+    }
+}
+
+/// The review port over the ledger table: a translator, the rules are in
+/// [`loyalty_domain::review`].
+impl ReviewStore for DynamoLedger {
+    async fn entry_under_review(&self, id: &ReviewId) -> Result<Option<Entry>, InfraError> {
+        self.reviewed_entry(id).await
+    }
+
+    async fn pending(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ReviewPage<PendingReview>, ReviewError> {
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        match self.pending_reviews(cursor, limit).await {
+            Ok(page) => Ok(ReviewPage {
+                items: page.items,
+                next_cursor: page.next_cursor,
+            }),
+            Err(PageError::BadCursor) => Err(ReviewError::InvalidCursor),
+            Err(PageError::Infra(e)) => Err(ReviewError::Infra(e)),
+        }
+    }
+
+    async fn commit(&self, decided: &Decided) -> Result<Committed, InfraError> {
+        match self.commit_decision(decided, None).await? {
+            DecisionWrite::Done => Ok(Committed::Ok),
+            DecisionWrite::AlreadyDecided => Ok(Committed::AlreadyDecided),
+            DecisionWrite::KeyTaken => Err(InfraError::permanent(
+                "decide review",
+                "an idempotency record refused a decision that carried none",
+            )),
         }
     }
 }
