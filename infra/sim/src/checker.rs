@@ -12,6 +12,7 @@ use loyalty_domain::fraud::Subject;
 use loyalty_domain::ids::{OutletId, ParticipantId};
 use loyalty_domain::ledger::Balance;
 use loyalty_platform::memory::claims::{ClaimsWorld, CodeStatus, StoredBalance};
+use loyalty_platform::memory::ledger::ProgrammeShards;
 use loyalty_platform::memory::MemoryClaims;
 
 use loyalty_domain::cashback::{OrderId, OrderStatus, PartnerId};
@@ -195,6 +196,30 @@ fn check_sum_zero(w: &ClaimsWorld, member_sum: i64) -> Result<(), String> {
     if member_sum + programme != 0 {
         return Err(format!(
             "double entry broken: member accounts hold {member_sum} points, programme accounts {programme}; they must sum to zero"
+        ));
+    }
+    Ok(())
+}
+
+/// Double entry and budgets for a store whose programme side is a [`ProgrammeShards`]
+/// (actions, cashback): member accounts (`member_sum`: available, pending and held points)
+/// and programme accounts sum to zero, a budgeted shard never goes below zero, and no
+/// budgeted account pays out more than it was funded.
+pub fn check_programme(
+    store: &str,
+    member_sum: i64,
+    shards: &ProgrammeShards,
+) -> Result<(), String> {
+    let programme = shards.sum();
+    if member_sum + programme != 0 {
+        return Err(format!(
+            "{store}: double entry broken: member accounts hold {member_sum} points, programme accounts {programme}; they must sum to zero"
+        ));
+    }
+    let overdrawn = shards.overdrawn();
+    if !overdrawn.is_empty() {
+        return Err(format!(
+            "{store}: budgets overspent (account, shard, balance): {overdrawn:?}"
         ));
     }
     Ok(())

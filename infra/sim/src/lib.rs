@@ -296,7 +296,7 @@ impl Sim {
             Operation::Actions(ActionOp::Elsewhere) => (
                 self.actions
                     .credit_elsewhere(&mut self.action_rng, &self.world, now),
-                Ok(()),
+                self.actions.check_double_entry(),
             ),
             Operation::Actions(op) => {
                 let Some(request) = self.actions.request(op, &mut self.action_rng, &self.world)

@@ -605,7 +605,14 @@ pub async fn a_credit_within_its_rules_budget_moves_the_account_by_its_points(
     assert_double_entry(&h).await;
     // Without a budget, a rule's account issues points (goes negative).
     let free = rule("free", 7, None, None);
-    let b = attempt("p-1", None, &free, "key-0000002", BalanceExpectation::Any, at);
+    let b = attempt(
+        "p-1",
+        None,
+        &free,
+        "key-0000002",
+        BalanceExpectation::Any,
+        at,
+    );
     assert_eq!(accrue(&h, &b).await, Ok(()));
     assert_eq!(
         h.programme_balance(&ProgrammeAccount::Rule(free.id.clone()))

@@ -159,7 +159,11 @@ mod tests {
         assert_eq!(s.fund(&rule, Points(160), "f-1"), Funded::Funded);
         assert_eq!(s.fund(&rule, Points(160), "f-1"), Funded::AlreadyFunded);
         assert_eq!(s.balance(&rule).funded, Some(160));
-        assert_eq!(s.sum(), -100, "funding moves points between programme accounts");
+        assert_eq!(
+            s.sum(),
+            -100,
+            "funding moves points between programme accounts"
+        );
         // Each shard holds 10 (after the unbudgeted -100 on one shard, that one is negative).
         let small = accrual("action-2", 5);
         let shard = programme_shard(&small.id);
