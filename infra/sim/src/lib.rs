@@ -244,6 +244,7 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
         faults: BTreeMap::new(),
     };
     sim.cashback.configure(sim.cashback_store.inner());
+    sim.cashback.fund(sim.cashback_store.inner());
     for _ in 0..4 {
         let now = sim.clock.now();
         sim.claims.issue_batch(&mut sim.rng, sim.store.inner(), now);
