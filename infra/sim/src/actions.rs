@@ -24,12 +24,21 @@ use loyalty_domain::earning::{
     PeriodLimit, Rule, RuleId, Tier, Tiers, Trigger,
 };
 use loyalty_domain::ids::{IdempotencyKey, ParticipantId};
+use loyalty_domain::ledger::{programme_shard, ProgrammeAccount};
 use loyalty_domain::{Classified, InfraError, Points};
 use loyalty_platform::memory::MemoryActions;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::world::World;
+
+/// The programme shard of the entry `actor`'s report under `key` appends.
+fn shard(world: &World, actor: usize, key: &str) -> u32 {
+    programme_shard(&loyalty_domain::earning::entry_ids::action(
+        &world.actors[actor].participant,
+        key,
+    ))
+}
 
 const RECORD_SECS: i64 = 24 * 3600;
 /// Tries of one request by the client when the answer is lost.
@@ -60,6 +69,10 @@ impl ActionOp {
         }
     }
 }
+
+/// Budgets of the simulation's rules (by index in [`rules`]): the quiz's runs out during a
+/// default run, so over-budget refusals happen.
+pub const BUDGETS: [(usize, u64); 1] = [(1, 16 * 400)];
 
 /// The rules of the simulation: low limits, so that they are reached often.
 pub fn rules() -> Vec<Rule> {
@@ -127,6 +140,8 @@ pub struct Request {
     pub actor: usize,
     pub key: String,
     pub rule: usize,
+    /// The programme shard the entry of (actor, key) lands on.
+    pub shard: u32,
 }
 
 impl fmt::Display for Request {
@@ -189,6 +204,8 @@ pub struct Model {
     pub elsewhere: BTreeMap<usize, u64>,
     /// actor → actions credited.
     pub credited: BTreeMap<usize, u64>,
+    /// (rule, shard) → what is left of a budgeted rule's shard.
+    pub budgets: BTreeMap<(usize, u32), i64>,
 }
 
 /// [`MemoryActions`] with faults: a write refused as contended (nothing written), or
@@ -277,9 +294,20 @@ impl Actions {
             store.inner().put_rule(r.clone());
         }
         store.inner().put_tiers(tiers());
+        let mut model = Model::default();
+        for (rule, amount) in BUDGETS {
+            let account = ProgrammeAccount::Rule(rules[rule].id.clone());
+            store
+                .inner()
+                .fund_budget(&account, Points(amount), "sim-funding");
+            let funded = store.inner().programme_balance(&account);
+            for (shard, left) in funded.shards.iter().enumerate() {
+                model.budgets.insert((rule, shard as u32), *left);
+            }
+        }
         Self {
             store,
-            model: Model::default(),
+            model,
             rules,
             basis: BTreeMap::new(),
             next_key: 0,
@@ -300,16 +328,26 @@ impl Actions {
         world: &World,
     ) -> Option<Request> {
         match op {
-            ActionOp::Fresh => Some(Request {
-                actor: world.pick(rng),
-                key: self.new_key(),
-                rule: rng.random_range(0..self.rules.len()),
-            }),
-            ActionOp::Exhaust => Some(Request {
-                actor: rng.random_range(0..2),
-                key: self.new_key(),
-                rule: 0,
-            }),
+            ActionOp::Fresh => {
+                let actor = world.pick(rng);
+                let key = self.new_key();
+                Some(Request {
+                    shard: shard(world, actor, &key),
+                    actor,
+                    key,
+                    rule: rng.random_range(0..self.rules.len()),
+                })
+            }
+            ActionOp::Exhaust => {
+                let actor = rng.random_range(0..2);
+                let key = self.new_key();
+                Some(Request {
+                    shard: shard(world, actor, &key),
+                    actor,
+                    key,
+                    rule: 0,
+                })
+            }
             ActionOp::Replay | ActionOp::Reuse => {
                 if self.used.is_empty() {
                     return None;
@@ -327,7 +365,12 @@ impl Actions {
                 } else {
                     (first + 1 + rng.random_range(0..self.rules.len() - 1)) % self.rules.len()
                 };
-                Some(Request { actor, key, rule })
+                Some(Request {
+                    shard: shard(world, actor, &key),
+                    actor,
+                    key,
+                    rule,
+                })
             }
             ActionOp::Elsewhere => None,
         }
@@ -385,9 +428,13 @@ impl Actions {
         let tier = tiers()
             .tier_for(earned_trailing_12_months(&months, now))
             .clone();
-        Answer::Credited {
-            points: with_multiplier(rule.points, &tier).get(),
+        let points = with_multiplier(rule.points, &tier).get();
+        if let Some(left) = self.model.budgets.get(&(r.rule, r.shard)) {
+            if *left < points as i64 {
+                return Answer::Refused("budget_exhausted");
+            }
         }
+        Answer::Credited { points }
     }
 
     /// Runs the request through the real use case, as the function does.
@@ -497,6 +544,9 @@ impl Actions {
                     .or_default() += *points as i64;
                 *self.model.balances.entry(r.actor).or_default() += points;
                 *self.model.credited.entry(r.actor).or_default() += 1;
+                if let Some(left) = self.model.budgets.get_mut(&(r.rule, r.shard)) {
+                    *left -= *points as i64;
+                }
                 let body = self
                     .store
                     .inner()
@@ -561,8 +611,32 @@ impl Actions {
         format!("actor {actor} credited {points} elsewhere")
     }
 
+    /// After every step: member and programme accounts sum to zero, and no budget is
+    /// overspent; each budgeted shard holds what the model says is left.
+    pub fn check_double_entry(&self) -> Result<(), String> {
+        self.store.inner().inspect(|w| {
+            let members: i64 = w
+                .balances
+                .values()
+                .map(|b| b.available + b.pending + b.held)
+                .sum();
+            crate::checker::check_programme("actions", members, &w.accounts)?;
+            for ((rule, shard), left) in &self.model.budgets {
+                let account = ProgrammeAccount::Rule(self.rules[*rule].id.clone());
+                let stored = w.accounts.balances.get(&(account, *shard)).copied();
+                if stored != Some(*left) {
+                    return Err(format!(
+                        "budget of rule #{rule} shard {shard}: stored {stored:?}, the model says {left}"
+                    ));
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// After a step: the actor's balance is the model's.
     pub fn check_step(&self, world: &World, actor: usize) -> Result<(), String> {
+        self.check_double_entry()?;
         let stored = self
             .store
             .inner()

@@ -12,12 +12,13 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use futures::executor::block_on;
+use loyalty_domain::cashback::entry_ids as cashback_ids;
 use loyalty_domain::cashback::{
     self, month_of, CashbackError, CashbackPolicy, EventId, EventResult, MinimumOrder, NewOrder,
     OrderChange, OrderEvent, OrderId, OrderStatus, PartnerId, PartnerTerms, ReleaseOutcome,
 };
 use loyalty_domain::ids::{EntryId, ParticipantId, RegionId};
-use loyalty_domain::ledger::{Balance, EntryKind};
+use loyalty_domain::ledger::{programme_shard, Balance, EntryKind, ProgrammeAccount};
 use loyalty_domain::Points;
 use loyalty_platform::memory::MemoryCashback;
 use loyalty_platform::stores::cashback::{release_queue, OUTSTANDING_CLAWBACKS};
@@ -32,6 +33,9 @@ const MAX_TRIES: usize = 8;
 pub const CAP: u64 = 2_000;
 pub const ACTIVE_PARTNER: &str = "sim-market";
 pub const INACTIVE_PARTNER: &str = "sim-closed";
+/// The active partner's cashback budget: it runs out during a default run (reversals and
+/// clawbacks refund it), so some orders are recorded as `budget_exhausted`.
+pub const PARTNER_BUDGET: u64 = 16 * 10_000;
 const DEFAULT_MINIMUM: u64 = 400_000;
 const SOUTH_MINIMUM: u64 = 800_000;
 
@@ -143,6 +147,16 @@ pub struct Model {
     pub caps: BTreeMap<(ParticipantId, String), i64>,
     pub balances: BTreeMap<ParticipantId, Balance>,
     pub entries: usize,
+    /// Shard → what is left of the active partner's budget on it.
+    pub budget: BTreeMap<u32, i64>,
+}
+
+/// The programme shard of a cashback entry, by its id builder.
+fn shard_of(
+    id: fn(&PartnerId, &OrderId) -> EntryId,
+    (partner, order): &(PartnerId, OrderId),
+) -> u32 {
+    programme_shard(&id(partner, order))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,6 +183,9 @@ impl Actual {
                 (_, _) if r.reason.as_deref() == Some("no_change") => "order_no_change",
                 (_, _) if r.reason.as_deref() == Some("capped") => "order_capped",
                 (_, _) if r.reason.as_deref() == Some("monthly_cap_reached") => "order_cap_reached",
+                (_, _) if r.reason.as_deref() == Some("budget_exhausted") => {
+                    "order_budget_exhausted"
+                }
                 ("created", "pending") => "order_credited",
                 ("created", _) => "order_no_cashback",
                 ("delivered", _) => "order_delivered",
@@ -234,6 +251,16 @@ impl Cashback {
             &RegionId::parse("south").expect("region"),
             MinimumOrder::parse(SOUTH_MINIMUM).expect("a minimum"),
         );
+    }
+
+    /// Funds the active partner's budget in the store and the model.
+    pub fn fund(&mut self, store: &MemoryCashback) {
+        let account = ProgrammeAccount::PartnerFund(partner(ACTIVE_PARTNER));
+        store.fund_budget(&account, Points(PARTNER_BUDGET), "sim-funding");
+        let funded = store.programme_balance(&account);
+        for (shard, left) in funded.shards.iter().enumerate() {
+            self.model.budget.insert(shard as u32, *left);
+        }
     }
 
     fn event_id(&mut self) -> EventId {
@@ -400,8 +427,17 @@ impl Cashback {
                                     .unwrap_or(0);
                                 let room = (CAP as i64 - used).max(0) as u64;
                                 let credit = points.min(room);
+                                let shard = shard_of(
+                                    cashback_ids::pending,
+                                    &(p.clone(), e.order_id.clone()),
+                                );
+                                let left = self.model.budget.get(&shard).copied();
                                 if credit == 0 {
                                     result(OrderStatus::NoCashback, 0, Some("monthly_cap_reached"))
+                                } else if *p.as_str() == *ACTIVE_PARTNER
+                                    && left.is_some_and(|l| l < credit as i64)
+                                {
+                                    result(OrderStatus::NoCashback, 0, Some("budget_exhausted"))
                                 } else if credit < points {
                                     result(OrderStatus::Pending, credit, Some("capped"))
                                 } else {
@@ -563,6 +599,11 @@ impl Cashback {
                         .apply(EntryKind::CashbackPending, Points(r.points))
                         .map_err(|e| e.to_string())?;
                     m.entries += 1;
+                    if p.as_str() == ACTIVE_PARTNER {
+                        *m.budget
+                            .entry(shard_of(cashback_ids::pending, &key))
+                            .or_default() -= r.points as i64;
+                    }
                 }
                 m.orders.insert(
                     key.clone(),
@@ -600,6 +641,11 @@ impl Cashback {
                             .apply(EntryKind::CashbackReversed, Points(o.cashback))
                             .map_err(|e| e.to_string())?;
                         m.entries += 1;
+                        if p.as_str() == ACTIVE_PARTNER && o.cashback > 0 {
+                            *m.budget
+                                .entry(shard_of(cashback_ids::reversed, &key))
+                                .or_default() += o.cashback as i64;
+                        }
                         self.eligible.retain(|k| *k != key);
                     }
                     OrderStatus::Released => {
@@ -615,6 +661,11 @@ impl Cashback {
                                 .apply(EntryKind::Clawback, Points(r.points))
                                 .map_err(|e| e.to_string())?;
                             m.entries += 1;
+                            if p.as_str() == ACTIVE_PARTNER {
+                                *m.budget
+                                    .entry(shard_of(cashback_ids::clawback, &key))
+                                    .or_default() += r.points as i64;
+                            }
                         }
                         self.released.retain(|k| *k != key);
                     }

@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 
 use loyalty_domain::fraud::Subject;
 use loyalty_domain::ids::{OutletId, ParticipantId};
-use loyalty_domain::ledger::Balance;
+use loyalty_domain::ledger::{Balance, ProgrammeAccount};
 use loyalty_platform::memory::claims::{ClaimsWorld, CodeStatus, StoredBalance};
+use loyalty_platform::memory::ledger::ProgrammeShards;
 use loyalty_platform::memory::MemoryClaims;
 
 use loyalty_domain::cashback::{OrderId, OrderStatus, PartnerId};
@@ -200,6 +201,53 @@ fn check_sum_zero(w: &ClaimsWorld, member_sum: i64) -> Result<(), String> {
     Ok(())
 }
 
+/// Double entry and budgets for a store whose programme side is a [`ProgrammeShards`]
+/// (actions, cashback): member accounts (`member_sum`: available, pending and held points)
+/// and programme accounts sum to zero, a budgeted shard never goes below zero, and no
+/// budgeted account pays out more than it was funded.
+pub fn check_programme(
+    store: &str,
+    member_sum: i64,
+    shards: &ProgrammeShards,
+) -> Result<(), String> {
+    let programme = shards.sum();
+    if member_sum + programme != 0 {
+        return Err(format!(
+            "{store}: double entry broken: member accounts hold {member_sum} points, programme accounts {programme}; they must sum to zero"
+        ));
+    }
+    let overdrawn = shards.overdrawn();
+    if !overdrawn.is_empty() {
+        return Err(format!(
+            "{store}: budgets overspent (account, shard, balance): {overdrawn:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Double entry and the partner's budget in the cashback store: every shard of the budget
+/// holds what the model says is left.
+fn check_cashback_programme(w: &CashbackWorld, model: &CashbackModel) -> Result<(), String> {
+    let members: i64 = w
+        .balances
+        .values()
+        .map(|b| (b.available + b.pending + b.held) as i64)
+        .sum();
+    check_programme("cashback", members, &w.accounts)?;
+    let fund = ProgrammeAccount::PartnerFund(
+        PartnerId::parse(crate::cashback::ACTIVE_PARTNER).expect("partner id"),
+    );
+    for (shard, left) in &model.budget {
+        let stored = w.accounts.balances.get(&(fund.clone(), *shard)).copied();
+        if stored != Some(*left) {
+            return Err(format!(
+                "cashback budget shard {shard}: stored {stored:?}, the model says {left}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn credited_twice(entry: &str, first: &ParticipantId, second: &ParticipantId) -> String {
     format!("a code was credited twice: entry {entry} is in the accounts of {first} and {second}")
 }
@@ -350,7 +398,8 @@ impl CashbackChecker {
             if let Some(key) = order {
                 check_order(w, model, key)?;
             }
-            check_cashback_counts(w, model)
+            check_cashback_counts(w, model)?;
+            check_cashback_programme(w, model)
         })
     }
 
@@ -398,7 +447,8 @@ impl CashbackChecker {
                     ));
                 }
             }
-            check_cashback_counts(w, model)
+            check_cashback_counts(w, model)?;
+            check_cashback_programme(w, model)
         })
     }
 

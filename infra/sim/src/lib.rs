@@ -252,6 +252,7 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
         faults: BTreeMap::new(),
     };
     sim.cashback.configure(sim.cashback_store.inner());
+    sim.cashback.fund(sim.cashback_store.inner());
     for _ in 0..4 {
         let now = sim.clock.now();
         sim.claims.issue_batch(&mut sim.rng, sim.store.inner(), now);
@@ -314,7 +315,7 @@ impl Sim {
             Operation::Actions(ActionOp::Elsewhere) => (
                 self.actions
                     .credit_elsewhere(&mut self.action_rng, &self.world, now),
-                Ok(()),
+                self.actions.check_double_entry(),
             ),
             Operation::Actions(op) => {
                 let Some(request) = self.actions.request(op, &mut self.action_rng, &self.world)

@@ -14,7 +14,7 @@ use loyalty_domain::earning::{
     Trigger,
 };
 use loyalty_domain::ids::{IdempotencyKey, OutletId, ParticipantId};
-use loyalty_domain::ledger::{Balance, Entry, EntryKind};
+use loyalty_domain::ledger::{Balance, Entry, EntryKind, ProgrammeAccount};
 use loyalty_domain::Points;
 use loyalty_platform::dynamo::ItemExt;
 use loyalty_platform::memory::MemoryActions;
@@ -39,6 +39,12 @@ pub trait ActionsHarness {
     async fn has_outbox_record(&self, event_id: &str) -> bool;
     /// A limit counter's value (0 when never written).
     async fn used(&self, participant: &ParticipantId, rule: &Rule, counter: &str) -> u64;
+    /// Gives a programme account a budget, as an admin top-up does.
+    async fn fund_budget(&self, account: &ProgrammeAccount, amount: Points, funding_id: &str);
+    /// A programme account's balance (the sum of its shards).
+    async fn programme_balance(&self, account: &ProgrammeAccount) -> i64;
+    /// The sum over every member account plus every programme account: always zero.
+    async fn double_entry_sum(&self) -> i64;
 }
 
 // --- The memory adapter ----------------------------------------------------------------
@@ -101,6 +107,18 @@ impl ActionsHarness for MemoryHarness {
 
     async fn used(&self, participant: &ParticipantId, rule: &Rule, counter: &str) -> u64 {
         self.store.used(participant, rule.id.as_str(), counter)
+    }
+
+    async fn fund_budget(&self, account: &ProgrammeAccount, amount: Points, funding_id: &str) {
+        self.store.fund_budget(account, amount, funding_id);
+    }
+
+    async fn programme_balance(&self, account: &ProgrammeAccount) -> i64 {
+        self.store.programme_balance(account).balance
+    }
+
+    async fn double_entry_sum(&self) -> i64 {
+        self.store.member_points() + self.store.programme_points()
     }
 }
 
@@ -197,6 +215,34 @@ impl ActionsHarness for DynamoHarness {
         out.item
             .map(|i| i.opt_number("used").expect("used").unwrap_or(0))
             .unwrap_or(0)
+    }
+
+    async fn fund_budget(&self, account: &ProgrammeAccount, amount: Points, funding_id: &str) {
+        self.ledger
+            .fund_budget(account, amount, funding_id, now())
+            .await
+            .expect("fund budget");
+    }
+
+    async fn programme_balance(&self, account: &ProgrammeAccount) -> i64 {
+        self.ledger
+            .programme_balance(account)
+            .await
+            .expect("programme balance")
+            .balance
+    }
+
+    async fn double_entry_sum(&self) -> i64 {
+        let members = self.ledger.all_member_points().await.expect("members");
+        let programme: i64 = self
+            .ledger
+            .all_programme_balances()
+            .await
+            .expect("programme accounts")
+            .values()
+            .map(|b| b.balance)
+            .sum();
+        members + programme
     }
 }
 
@@ -517,6 +563,65 @@ pub async fn a_remembered_refusal_holds_the_key(h: impl ActionsHarness) {
     assert!(h.entries(&pid("p-1")).await.is_empty());
 }
 
+/// Double entry: every member account plus every programme account sums to zero.
+async fn assert_double_entry<H: ActionsHarness>(h: &H) {
+    assert_eq!(h.double_entry_sum().await, 0, "member + programme accounts");
+}
+
+pub async fn a_credit_over_its_rules_budget_is_refused_and_writes_nothing(h: impl ActionsHarness) {
+    let at = now();
+    let p = pid("p-1");
+    let r = rule("survey", 40, None, None);
+    let account = ProgrammeAccount::Rule(r.id.clone());
+    // 16 shards of 2 points each: no shard covers 40.
+    h.fund_budget(&account, Points(32), "funding-1").await;
+    assert_eq!(h.programme_balance(&account).await, 32);
+    assert_double_entry(&h).await;
+    let a = attempt("p-1", None, &r, "key-0000001", BalanceExpectation::Any, at);
+    assert_eq!(accrue(&h, &a).await, Err(ActionRefusal::BudgetExhausted));
+    assert!(h.entries(&p).await.is_empty());
+    assert_eq!(h.balance(&p).await, Balance::default());
+    assert!(
+        !h.has_outbox_record(&format!("points_credited-{}", a.entry.id))
+            .await
+    );
+    assert_eq!(h.programme_balance(&account).await, 32, "all or nothing");
+    assert_double_entry(&h).await;
+}
+
+pub async fn a_credit_within_its_rules_budget_moves_the_account_by_its_points(
+    h: impl ActionsHarness,
+) {
+    let at = now();
+    let p = pid("p-1");
+    let r = rule("survey", 40, None, None);
+    let account = ProgrammeAccount::Rule(r.id.clone());
+    // 16 shards of 100 points each: any shard covers 40.
+    h.fund_budget(&account, Points(1600), "funding-1").await;
+    let a = attempt("p-1", None, &r, "key-0000001", BalanceExpectation::Any, at);
+    assert_eq!(accrue(&h, &a).await, Ok(()));
+    assert_eq!(h.balance(&p).await.available, 40);
+    assert_eq!(h.programme_balance(&account).await, 1600 - 40);
+    assert_double_entry(&h).await;
+    // Without a budget, a rule's account issues points (goes negative).
+    let free = rule("free", 7, None, None);
+    let b = attempt(
+        "p-1",
+        None,
+        &free,
+        "key-0000002",
+        BalanceExpectation::Any,
+        at,
+    );
+    assert_eq!(accrue(&h, &b).await, Ok(()));
+    assert_eq!(
+        h.programme_balance(&ProgrammeAccount::Rule(free.id.clone()))
+            .await,
+        -7
+    );
+    assert_double_entry(&h).await;
+}
+
 #[macro_export]
 macro_rules! action_store_contract {
     ($harness:path) => {
@@ -529,6 +634,8 @@ macro_rules! action_store_contract {
             a_stale_balance_is_refused_with_the_current_tier_basis,
             an_expired_key_whose_entry_exists_is_refused_as_the_entry,
             a_remembered_refusal_holds_the_key,
+            a_credit_over_its_rules_budget_is_refused_and_writes_nothing,
+            a_credit_within_its_rules_budget_moves_the_account_by_its_points,
         );
     };
     (@cases $harness:path; $($case:ident),* $(,)?) => {

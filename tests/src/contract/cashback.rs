@@ -16,7 +16,7 @@ use loyalty_domain::cashback::{
 };
 use loyalty_domain::earning::SupplierId;
 use loyalty_domain::ids::{EntryId, ParticipantId, RegionId};
-use loyalty_domain::ledger::{Balance, Entry, EntryKind};
+use loyalty_domain::ledger::{Balance, Entry, EntryKind, ProgrammeAccount};
 use loyalty_domain::Points;
 use loyalty_platform::dynamo::ItemExt;
 use loyalty_platform::memory::MemoryCashback;
@@ -40,6 +40,12 @@ pub trait CashbackHarness {
     async fn queue_of(&self, partner: &PartnerId, order: &OrderId) -> Option<String>;
     /// The release queue of `month`, read `page` orders at a time: every page.
     async fn release_pages(&self, month: &str, page: usize) -> Vec<Vec<(PartnerId, OrderId)>>;
+    /// Gives a programme account a budget, as an admin top-up does.
+    async fn fund_budget(&self, account: &ProgrammeAccount, amount: Points, funding_id: &str);
+    /// A programme account's balance (the sum of its shards).
+    async fn programme_balance(&self, account: &ProgrammeAccount) -> i64;
+    /// The sum over every member account plus every programme account: always zero.
+    async fn double_entry_sum(&self) -> i64;
 }
 
 // --- The memory adapter ----------------------------------------------------------------
@@ -99,6 +105,18 @@ impl CashbackHarness for MemoryHarness {
                 None => return pages,
             }
         }
+    }
+
+    async fn fund_budget(&self, account: &ProgrammeAccount, amount: Points, funding_id: &str) {
+        self.store.fund_budget(account, amount, funding_id);
+    }
+
+    async fn programme_balance(&self, account: &ProgrammeAccount) -> i64 {
+        self.store.programme_balance(account).balance
+    }
+
+    async fn double_entry_sum(&self) -> i64 {
+        self.store.member_points() + self.store.programme_points()
     }
 }
 
@@ -195,6 +213,34 @@ impl CashbackHarness for DynamoHarness {
                 None => return pages,
             }
         }
+    }
+
+    async fn fund_budget(&self, account: &ProgrammeAccount, amount: Points, funding_id: &str) {
+        self.ledger
+            .fund_budget(account, amount, funding_id, now())
+            .await
+            .expect("fund budget");
+    }
+
+    async fn programme_balance(&self, account: &ProgrammeAccount) -> i64 {
+        self.ledger
+            .programme_balance(account)
+            .await
+            .expect("programme balance")
+            .balance
+    }
+
+    async fn double_entry_sum(&self) -> i64 {
+        let members = self.ledger.all_member_points().await.expect("members");
+        let programme: i64 = self
+            .ledger
+            .all_programme_balances()
+            .await
+            .expect("programme accounts")
+            .values()
+            .map(|b| b.balance)
+            .sum();
+        members + programme
     }
 }
 
@@ -487,6 +533,60 @@ pub async fn the_release_queue_lists_every_delivered_order_across_pages<H: Cashb
     assert!(h.release_pages("2026-12", 2).await.concat().is_empty());
 }
 
+/// Double entry: every member account plus every programme account sums to zero.
+async fn assert_double_entry<H: CashbackHarness>(h: &H) {
+    assert_eq!(h.double_entry_sum().await, 0, "member + programme accounts");
+}
+
+fn fund() -> ProgrammeAccount {
+    ProgrammeAccount::PartnerFund(partner())
+}
+
+pub async fn cashback_over_the_partners_budget_is_refused_and_writes_nothing_then_recorded_as_none<
+    H: CashbackHarness,
+>(
+    h: H,
+) {
+    // 16 shards of 100 points each: no shard covers 625.
+    h.fund_budget(&fund(), Points(1600), "funding-1").await;
+    let d = decision(&State::unread(), &created("e-1", "o-1", AMOUNT));
+    assert_eq!(
+        h.store().commit(&d, now()).await.unwrap(),
+        Err(Refusal::BudgetExhausted)
+    );
+    assert_eq!(order(&h, "o-1").await, None, "all or nothing");
+    assert_eq!(h.used(&p1(), MONTH).await, 0);
+    assert_eq!(h.balance(&p1()).await, Balance::default());
+    assert_eq!(h.programme_balance(&fund()).await, 1600);
+    assert_double_entry(&h).await;
+
+    // Through the use case the order is recorded, without cashback.
+    let r = run(&h, created("e-1", "o-1", AMOUNT)).await;
+    assert_eq!(
+        (r.status.as_str(), r.points, r.reason.as_deref()),
+        ("no_cashback", 0, Some("budget_exhausted"))
+    );
+    let stored = order(&h, "o-1").await.expect("the order is stored");
+    assert_eq!(stored.status, OrderStatus::NoCashback);
+    assert_eq!(h.balance(&p1()).await, Balance::default());
+    assert_eq!(h.programme_balance(&fund()).await, 1600);
+    assert_double_entry(&h).await;
+}
+
+pub async fn cashback_within_the_partners_budget_moves_the_fund_by_its_points<
+    H: CashbackHarness,
+>(
+    h: H,
+) {
+    // 16 shards of 1000 points each: any shard covers 625.
+    h.fund_budget(&fund(), Points(16_000), "funding-1").await;
+    let d = decision(&State::unread(), &created("e-1", "o-1", AMOUNT));
+    assert_eq!(h.store().commit(&d, now()).await.unwrap(), Ok(()));
+    assert_eq!(h.balance(&p1()).await.pending, 625);
+    assert_eq!(h.programme_balance(&fund()).await, 16_000 - 625);
+    assert_double_entry(&h).await;
+}
+
 /// One `#[tokio::test]` per case of the cashback contract, for the harness factory given.
 #[macro_export]
 macro_rules! cashback_store_contract {
@@ -500,6 +600,8 @@ macro_rules! cashback_store_contract {
             a_clawback_the_balance_no_longer_covers_is_refused_and_writes_nothing,
             the_event_marker_outranks_the_order_when_both_refuse,
             the_release_queue_lists_every_delivered_order_across_pages,
+            cashback_over_the_partners_budget_is_refused_and_writes_nothing_then_recorded_as_none,
+            cashback_within_the_partners_budget_moves_the_fund_by_its_points,
         );
     };
     (@cases $harness:path; $($case:ident),* $(,)?) => {

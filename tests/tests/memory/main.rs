@@ -89,6 +89,17 @@ mod contract {
         }
 
         #[tokio::test]
+        #[should_panic(expected = "BudgetExhausted")]
+        async fn an_action_store_that_ignores_budgets_fails_the_contract() {
+            loyalty_tests::contract::actions::a_credit_over_its_rules_budget_is_refused_and_writes_nothing(
+                loyalty_tests::contract::actions::memory_with_bug(
+                    loyalty_platform::memory::actions::ActionsBug::IgnoreBudgets,
+                ),
+            )
+            .await
+        }
+
+        #[tokio::test]
         #[should_panic(expected = "left == right")]
         async fn a_store_that_credits_twice_fails_the_contract() {
             claims::a_claim_commits_exactly_once(memory_with_bug(PlantedBug::CreditTwice)).await

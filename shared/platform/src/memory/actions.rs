@@ -1,6 +1,7 @@
 //! [`ActionStore`] in memory, with [`crate::stores::actions::DynamoActions`]' conditions and
 //! refusal precedence: the key's record, then the entry (and its outbox record), then the
-//! limit counters (participant before period), then the balance version, all checked before
+//! limit counters (participant before period), then the balance version, then the rule's
+//! budget (the programme side, [`super::ledger::ProgrammeShards`]), all checked before
 //! anything is written.
 
 use std::collections::BTreeMap;
@@ -18,6 +19,8 @@ use loyalty_domain::outbox::{Envelope, OutboxEvent as DomainEvent};
 use loyalty_domain::InfraError;
 
 use super::claims::{OutboxEvent, StoredBalance};
+use super::ledger::ProgrammeShards;
+use crate::stores::ledger::{Funded, ProgrammeBalance};
 
 /// How long an answer is kept under its key, as in DynamoDB (24 h TTL).
 const RECORD_TTL_SECS: i64 = 24 * 3600;
@@ -41,6 +44,8 @@ pub struct ActionsWorld {
     pub balances: BTreeMap<ParticipantId, StoredBalance>,
     pub outlet_totals: BTreeMap<OutletId, StoredBalance>,
     pub outbox: BTreeMap<String, OutboxEvent>,
+    /// The programme side of every entry: rules' accounts, with their budgets.
+    pub accounts: ProgrammeShards,
 }
 
 /// Actions over ordered maps behind one lock.
@@ -55,6 +60,8 @@ pub struct MemoryActions {
 pub enum ActionsBug {
     /// Limit counters are counted but never checked.
     IgnoreLimits,
+    /// A rule's budget is never checked: its shards may be overdrawn.
+    IgnoreBudgets,
 }
 
 impl MemoryActions {
@@ -85,18 +92,56 @@ impl MemoryActions {
         self.lock().programme.tiers = tiers;
     }
 
-    /// Moves a balance as another feature's write would (a sell-in credit, a claim): bumps
-    /// its version and the month's earned points.
+    /// Moves a balance as another feature's write would (a sell-in credit): bumps its
+    /// version and the month's earned points, and debits the sell-in programme account, so
+    /// member and programme accounts still sum to zero.
     pub fn credit_elsewhere(&self, participant: &ParticipantId, points: u64, at: DateTime<Utc>) {
         let delta = loyalty_domain::ledger::Delta::of(
             loyalty_domain::ledger::EntryKind::Accrual,
             loyalty_domain::Points(points),
         );
-        self.lock()
-            .balances
+        let mut w = self.lock();
+        w.balances
             .entry(participant.clone())
             .or_default()
             .add(&delta, at);
+        *w.accounts
+            .balances
+            .entry((loyalty_domain::ledger::ProgrammeAccount::SellIn, 0))
+            .or_default() -= points as i64;
+    }
+
+    /// Gives a programme account (a rule's) a budget or tops it up, as
+    /// `DynamoLedger::fund_budget` does.
+    pub fn fund_budget(
+        &self,
+        account: &loyalty_domain::ledger::ProgrammeAccount,
+        amount: loyalty_domain::Points,
+        funding_id: &str,
+    ) -> Funded {
+        self.lock().accounts.fund(account, amount, funding_id)
+    }
+
+    /// One programme account's balance, as `DynamoLedger::programme_balance` reads it.
+    pub fn programme_balance(
+        &self,
+        account: &loyalty_domain::ledger::ProgrammeAccount,
+    ) -> ProgrammeBalance {
+        self.lock().accounts.balance(account)
+    }
+
+    /// The sum over every member account (available + pending + held).
+    pub fn member_points(&self) -> i64 {
+        self.lock()
+            .balances
+            .values()
+            .map(|b| b.available + b.pending + b.held)
+            .sum()
+    }
+
+    /// The sum over every programme account.
+    pub fn programme_points(&self) -> i64 {
+        self.lock().accounts.sum()
     }
 
     pub fn inspect<R>(&self, f: impl FnOnce(&ActionsWorld) -> R) -> R {
@@ -215,6 +260,9 @@ impl ActionStore for MemoryActions {
         if !balance_ok {
             return Ok(Err(ActionRefusal::BalanceMoved(basis(current))));
         }
+        if !w.accounts.covers(entry) && self.bug != Some(ActionsBug::IgnoreBudgets) {
+            return Ok(Err(ActionRefusal::BudgetExhausted));
+        }
 
         // Every condition holds: write everything.
         w.records.insert(
@@ -253,6 +301,7 @@ impl ActionStore for MemoryActions {
                 at: a.now,
             },
         );
+        w.accounts.apply(entry);
         w.entries.insert(entry_id, entry.clone());
         Ok(Ok(()))
     }

@@ -59,6 +59,8 @@ pub struct CashbackWorld {
     pub outbox: BTreeMap<String, OutboxEvent>,
     /// Delivered orders counted towards challenges: `(partner, order)` → times counted.
     pub challenge_counts: BTreeMap<(PartnerId, OrderId), u32>,
+    /// The programme side of every entry: partners' funds, with their budgets.
+    pub accounts: super::ledger::ProgrammeShards,
 }
 
 /// A deliberate bug, only to prove that the contract and the simulator catch bugs.
@@ -124,6 +126,39 @@ impl MemoryCashback {
     }
 
     /// How many entries every account holds together.
+    /// Gives a programme account (a partner's fund) a budget or tops it up, as
+    /// `DynamoLedger::fund_budget` does.
+    pub fn fund_budget(
+        &self,
+        account: &loyalty_domain::ledger::ProgrammeAccount,
+        amount: Points,
+        funding_id: &str,
+    ) -> crate::stores::ledger::Funded {
+        self.world().accounts.fund(account, amount, funding_id)
+    }
+
+    /// One programme account's balance, as `DynamoLedger::programme_balance` reads it.
+    pub fn programme_balance(
+        &self,
+        account: &loyalty_domain::ledger::ProgrammeAccount,
+    ) -> crate::stores::ledger::ProgrammeBalance {
+        self.world().accounts.balance(account)
+    }
+
+    /// The sum over every member account (available + pending + held).
+    pub fn member_points(&self) -> i64 {
+        self.world()
+            .balances
+            .values()
+            .map(|b| (b.available + b.pending + b.held) as i64)
+            .sum()
+    }
+
+    /// The sum over every programme account.
+    pub fn programme_points(&self) -> i64 {
+        self.world().accounts.sum()
+    }
+
     pub fn entry_count(&self) -> usize {
         self.world().entry_ids.len()
     }
@@ -215,20 +250,22 @@ impl MemoryCashback {
             return false;
         }
         world.balances.insert(participant.clone(), next);
+        let entry = Entry {
+            id,
+            participant: participant.clone(),
+            outlet: None,
+            kind: EntryKind::Redemption,
+            amount: points,
+            source: "spent".into(),
+            created_at: now,
+            expires_on: None,
+        };
+        world.accounts.apply(&entry);
         world
             .entries
             .entry(participant.clone())
             .or_default()
-            .push(Entry {
-                id,
-                participant: participant.clone(),
-                outlet: None,
-                kind: EntryKind::Redemption,
-                amount: points,
-                source: "spent".into(),
-                created_at: now,
-                expires_on: None,
-            });
+            .push(entry);
         true
     }
 }
@@ -287,6 +324,9 @@ impl CashbackWorld {
             .get(&entry.participant)
             .copied()
             .unwrap_or_default();
+        if !self.accounts.covers(entry) {
+            return Ok(Err(Refusal::BudgetExhausted));
+        }
         let next = match balance.apply(entry.kind, entry.amount) {
             Ok(next) => next,
             Err(_) => return Ok(Err(Refusal::BalanceMoved)),
@@ -426,6 +466,7 @@ impl CashbackStore for MemoryCashback {
         if let (Some((entry, announce)), Some(next)) = (&d.entry, balance) {
             world.balances.insert(entry.participant.clone(), next);
             world.entry_ids.insert(entry.id.clone());
+            world.accounts.apply(entry);
             world
                 .entries
                 .entry(entry.participant.clone())

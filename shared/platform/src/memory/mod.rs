@@ -15,6 +15,7 @@ pub mod actions;
 pub mod cashback;
 pub mod claims;
 pub mod ids;
+pub mod ledger;
 pub mod participants;
 pub mod reviews;
 pub mod sellin;
