@@ -77,31 +77,26 @@ impl FaultRates {
     }
 }
 
-pub struct FaultyClaims<S> {
-    inner: S,
+/// The seeded dice of one fault wrapper: each wrapper rolls on its own stream of the run's
+/// seed, so adding a wrapper leaves the other wrappers' faults where they were.
+struct Injector {
     rates: FaultRates,
     rng: Mutex<ChaCha8Rng>,
     injected: Mutex<Vec<Fault>>,
 }
 
-impl<S> FaultyClaims<S> {
-    pub fn new(inner: S, seed: u64, rates: FaultRates) -> Self {
+impl Injector {
+    fn new(seed: u64, stream: u64, rates: FaultRates) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(1);
+        rng.set_stream(stream);
         Self {
-            inner,
             rates,
             rng: Mutex::new(rng),
             injected: Mutex::new(Vec::new()),
         }
     }
 
-    pub fn inner(&self) -> &S {
-        &self.inner
-    }
-
-    /// The faults injected since the last call, in order.
-    pub fn take_injected(&self) -> Vec<Fault> {
+    fn take_injected(&self) -> Vec<Fault> {
         std::mem::take(&mut *self.injected.lock().expect("faults"))
     }
 
@@ -114,6 +109,33 @@ impl<S> FaultyClaims<S> {
     }
 }
 
+pub struct FaultyClaims<S> {
+    inner: S,
+    faults: Injector,
+}
+
+impl<S> FaultyClaims<S> {
+    pub fn new(inner: S, seed: u64, rates: FaultRates) -> Self {
+        Self {
+            inner,
+            faults: Injector::new(seed, 1, rates),
+        }
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The faults injected since the last call, in order.
+    pub fn take_injected(&self) -> Vec<Fault> {
+        self.faults.take_injected()
+    }
+
+    fn roll(&self, p: f64, fault: Fault) -> bool {
+        self.faults.roll(p, fault)
+    }
+}
+
 fn throttled(operation: &'static str) -> InfraError {
     InfraError::retryable(
         operation,
@@ -123,22 +145,25 @@ fn throttled(operation: &'static str) -> InfraError {
 
 impl<S: ClaimStore> ClaimStore for FaultyClaims<S> {
     async fn batch(&self, number: u32) -> Result<Option<BatchInfo>, InfraError> {
-        if self.roll(self.rates.throttled_read, Fault::ThrottledRead) {
+        if self.roll(self.faults.rates.throttled_read, Fault::ThrottledRead) {
             return Err(throttled("read batch"));
         }
         self.inner.batch(number).await
     }
 
     async fn try_claim(&self, attempt: &ClaimAttempt) -> Result<Result<(), Refusal>, InfraError> {
-        if self.roll(self.rates.throttled_write, Fault::ThrottledWrite) {
+        if self.roll(self.faults.rates.throttled_write, Fault::ThrottledWrite) {
             return Err(throttled("claim transaction"));
         }
-        if self.roll(self.rates.contended, Fault::Contended) {
+        if self.roll(self.faults.rates.contended, Fault::Contended) {
             return Ok(Err(Refusal::Contended));
         }
         let result = self.inner.try_claim(attempt).await;
         if matches!(result, Ok(Ok(())))
-            && self.roll(self.rates.crash_after_commit, Fault::CrashAfterCommit)
+            && self.roll(
+                self.faults.rates.crash_after_commit,
+                Fault::CrashAfterCommit,
+            )
         {
             return Err(InfraError::retryable(
                 "claim transaction",
@@ -166,20 +191,14 @@ impl<S: ClaimStore> ClaimStore for FaultyClaims<S> {
 /// retries and must get the first result: the event marker's refusal carries it).
 pub struct FaultyCashback<S> {
     inner: S,
-    rates: FaultRates,
-    rng: Mutex<ChaCha8Rng>,
-    injected: Mutex<Vec<Fault>>,
+    faults: Injector,
 }
 
 impl<S> FaultyCashback<S> {
     pub fn new(inner: S, seed: u64, rates: FaultRates) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(3);
         Self {
             inner,
-            rates,
-            rng: Mutex::new(rng),
-            injected: Mutex::new(Vec::new()),
+            faults: Injector::new(seed, 3, rates),
         }
     }
 
@@ -189,15 +208,11 @@ impl<S> FaultyCashback<S> {
 
     /// The faults injected since the last call, in order.
     pub fn take_injected(&self) -> Vec<Fault> {
-        std::mem::take(&mut *self.injected.lock().expect("faults"))
+        self.faults.take_injected()
     }
 
     fn roll(&self, p: f64, fault: Fault) -> bool {
-        let hit = p > 0.0 && self.rng.lock().expect("fault rng").random_bool(p);
-        if hit {
-            self.injected.lock().expect("faults").push(fault);
-        }
-        hit
+        self.faults.roll(p, fault)
     }
 }
 
@@ -208,21 +223,21 @@ impl<S: CashbackStore> CashbackStore for FaultyCashback<S> {
         region: &RegionId,
         now: DateTime<Utc>,
     ) -> Result<(Option<PartnerTerms>, Option<MinimumOrder>), InfraError> {
-        if self.roll(self.rates.throttled_read, Fault::ThrottledRead) {
+        if self.roll(self.faults.rates.throttled_read, Fault::ThrottledRead) {
             return Err(throttled("read partner terms"));
         }
         self.inner.terms(partner, region, now).await
     }
 
     async fn order(&self, partner: &PartnerId, id: &OrderId) -> Result<Option<Order>, InfraError> {
-        if self.roll(self.rates.throttled_read, Fault::ThrottledRead) {
+        if self.roll(self.faults.rates.throttled_read, Fault::ThrottledRead) {
             return Err(throttled("read order"));
         }
         self.inner.order(partner, id).await
     }
 
     async fn available(&self, participant: &ParticipantId) -> Result<u64, InfraError> {
-        if self.roll(self.rates.throttled_read, Fault::ThrottledRead) {
+        if self.roll(self.faults.rates.throttled_read, Fault::ThrottledRead) {
             return Err(throttled("read balance"));
         }
         self.inner.available(participant).await
@@ -237,12 +252,15 @@ impl<S: CashbackStore> CashbackStore for FaultyCashback<S> {
         decision: &Decision,
         now: DateTime<Utc>,
     ) -> Result<Result<(), CashbackRefusal>, InfraError> {
-        if self.roll(self.rates.throttled_write, Fault::ThrottledWrite) {
+        if self.roll(self.faults.rates.throttled_write, Fault::ThrottledWrite) {
             return Err(throttled("cashback transaction"));
         }
         let result = self.inner.commit(decision, now).await;
         if matches!(result, Ok(Ok(())))
-            && self.roll(self.rates.crash_after_commit, Fault::CrashAfterCommit)
+            && self.roll(
+                self.faults.rates.crash_after_commit,
+                Fault::CrashAfterCommit,
+            )
         {
             return Err(InfraError::retryable(
                 "cashback transaction",
