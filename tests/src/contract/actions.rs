@@ -233,16 +233,7 @@ impl ActionsHarness for DynamoHarness {
     }
 
     async fn double_entry_sum(&self) -> i64 {
-        let members = self.ledger.all_member_points().await.expect("members");
-        let programme: i64 = self
-            .ledger
-            .all_programme_balances()
-            .await
-            .expect("programme accounts")
-            .values()
-            .map(|b| b.balance)
-            .sum();
-        members + programme
+        self.ledger.accounts_sum().await.expect("accounts")
     }
 }
 

@@ -392,6 +392,19 @@ impl DynamoLedger {
         Ok(sum)
     }
 
+    /// Member accounts plus programme accounts: zero in a consistent ledger (double entry).
+    /// Two scans, for reconciliation and tests, never for a request.
+    pub async fn accounts_sum(&self) -> Result<i64, InfraError> {
+        let members = self.all_member_points().await?;
+        let programme: i64 = self
+            .all_programme_balances()
+            .await?
+            .values()
+            .map(|b| b.balance)
+            .sum();
+        Ok(members + programme)
+    }
+
     async fn scan_balances(&self, prefix: &str) -> Result<Vec<Item>, InfraError> {
         let mut items = Vec::new();
         let mut start = None;
