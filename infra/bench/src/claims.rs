@@ -13,7 +13,7 @@ use lambda_http::http::StatusCode;
 use loyalty_domain::batch::{Batch, BatchStatus};
 use loyalty_domain::code::Code;
 use loyalty_domain::ids::{OutletId, ParticipantId};
-use loyalty_domain::ledger::{entry_ids, Entry, EntryKind};
+use loyalty_domain::ledger::{entry_ids, programme_shard, Entry, EntryKind};
 use loyalty_domain::ports::SystemClock;
 use loyalty_local::provision::Resources;
 use loyalty_platform::config::Env;
@@ -330,7 +330,7 @@ pub async fn latency(rig: &mut Rig, samples: usize) -> Result<Latency, BoxError>
     Ok(result)
 }
 
-/// The claim transaction written by hand with the SDK: the same nine items on the same
+/// The claim transaction written by hand with the SDK: the same ten items on the same
 /// tables with the same conditions, for participants that claim as often as the handler's.
 struct Bare {
     run: i64,
@@ -482,6 +482,23 @@ impl Bare {
             &entry.delta(),
             now,
         ))?);
+        // The programme side of the double entry: the codes account gives what the member
+        // gets, on the entry's shard, so the sum over all accounts stays zero.
+        let shard = programme_shard(&entry.id);
+        items.push(update(
+            Update::builder()
+                .table_name(&ledger)
+                .set_key(Some(key(format!("PROGRAMME#codes#{shard:02}"), "BALANCE")))
+                .update_expression(
+                    "ADD programme_balance :change, version :one \
+                     SET programme_account = :account, programme_shard = :shard, updated_at = :now",
+                )
+                .expression_attribute_values(":change", n(-(POINTS as i64)))
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":account", s("codes"))
+                .expression_attribute_values(":shard", n(shard as i64))
+                .expression_attribute_values(":now", s(&now.to_rfc3339())),
+        )?);
         let event_id = format!("code_accepted-{}", entry.id);
         let payload = serde_json::json!({
             "type": "code_accepted", "participant_id": participant, "entry_id": entry.id.as_str(),
