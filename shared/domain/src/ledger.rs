@@ -390,6 +390,39 @@ pub fn shard_of(key: &str) -> u32 {
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % PROGRAMME_SHARDS
 }
 
+/// How to cover a budgeted debit of `needed` points from shard `home` when that shard alone
+/// falls short: `(donor shard, points)` moves into `home`, largest donors first (ties to the
+/// lower shard), so that `home` then holds at least `needed`. `None` when the account as a
+/// whole cannot cover it, so the refusal stands. An empty plan means `home` covers it already.
+///
+/// A budget is spread over shards (so no single item takes every write of a busy
+/// promotion); without gathering, a credit that the budget covers could be refused because
+/// its own shard ran dry. Moves between shards of one account leave every sum unchanged.
+pub fn gather_plan(shards: &[i64], home: u32, needed: i64) -> Option<Vec<(u32, i64)>> {
+    let held = shards.get(home as usize).copied().unwrap_or(0);
+    let mut short = needed - held;
+    if short <= 0 {
+        return Some(Vec::new());
+    }
+    let mut donors: Vec<(u32, i64)> = shards
+        .iter()
+        .enumerate()
+        .map(|(shard, &balance)| (shard as u32, balance))
+        .filter(|&(shard, balance)| shard != home && balance > 0)
+        .collect();
+    donors.sort_by_key(|&(shard, balance)| (std::cmp::Reverse(balance), shard));
+    let mut plan = Vec::new();
+    for (shard, balance) in donors {
+        if short == 0 {
+            break;
+        }
+        let take = balance.min(short);
+        plan.push((shard, take));
+        short -= take;
+    }
+    (short == 0).then_some(plan)
+}
+
 /// The signed change an entry makes to a balance. The adapter applies exactly this with
 /// DynamoDB `ADD`, in the same transaction as the entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -741,11 +774,57 @@ mod tests {
         assert!(programme_shard(&id) < PROGRAMME_SHARDS);
     }
 
+    #[test]
+    fn a_short_shard_draws_from_the_largest_other_shards_first() {
+        let mut shards = vec![0i64; PROGRAMME_SHARDS as usize];
+        shards[0] = 3;
+        shards[1] = 5;
+        shards[2] = 9;
+        shards[3] = 9;
+        assert_eq!(gather_plan(&shards, 0, 2), Some(vec![]));
+        assert_eq!(gather_plan(&shards, 0, 15), Some(vec![(2, 9), (3, 3)]));
+        assert_eq!(gather_plan(&shards, 0, 27), None);
+        assert_eq!(
+            gather_plan(&shards, 0, 26),
+            Some(vec![(2, 9), (3, 9), (1, 5)])
+        );
+    }
+
     fn any_kind() -> impl Strategy<Value = EntryKind> {
         proptest::sample::select(EntryKind::ALL.to_vec())
     }
 
     proptest! {
+        /// Whatever the shards hold, gathering covers a debit exactly when the account does,
+        /// moves only what donors hold, and leaves the account's total unchanged.
+        #[test]
+        fn gathering_covers_a_debit_exactly_when_the_whole_account_does(
+            shards in proptest::collection::vec(-50i64..200, PROGRAMME_SHARDS as usize),
+            home in 0..PROGRAMME_SHARDS,
+            needed in 1i64..800,
+        ) {
+            let positive: i64 = shards.iter()
+                .enumerate()
+                .filter(|&(s, &b)| s as u32 != home && b > 0)
+                .map(|(_, &b)| b)
+                .sum();
+            let covered = shards[home as usize] + positive >= needed;
+            match gather_plan(&shards, home, needed) {
+                None => prop_assert!(!covered),
+                Some(plan) => {
+                    prop_assert!(covered);
+                    let mut after = shards.clone();
+                    for (donor, take) in &plan {
+                        prop_assert!(*donor != home && *take > 0 && *take <= shards[*donor as usize]);
+                        after[*donor as usize] -= take;
+                        after[home as usize] += take;
+                    }
+                    prop_assert!(after[home as usize] >= needed);
+                    prop_assert_eq!(after.iter().sum::<i64>(), shards.iter().sum::<i64>());
+                }
+            }
+        }
+
         /// A seeded simulation of random operations: after every step the balance equals
         /// the sum of the deltas of the entries accepted so far, no bucket is negative,
         /// and refused operations change nothing.

@@ -6,7 +6,9 @@ use chrono::{TimeZone, Utc};
 use loyalty_domain::ids::{EntryId, ParticipantId};
 use loyalty_domain::ledger::{programme_shard, Entry, EntryKind, ProgrammeAccount};
 use loyalty_domain::Points;
-use loyalty_platform::stores::ledger::{append_items, programme_pk, DynamoLedger};
+use loyalty_platform::stores::ledger::{
+    append_items, gather_budget, programme_pk, DynamoLedger, Gathered, LedgerRefusal,
+};
 use loyalty_tests::TestStack;
 
 use crate::ledger_check::assert_ledger_consistent;
@@ -113,5 +115,49 @@ async fn the_backfill_gives_entries_from_before_the_upgrade_their_programme_side
             .balance,
         100
     );
+    assert_ledger_consistent(&stack, &[ParticipantId::parse("p-1").unwrap()]).await;
+}
+
+#[tokio::test]
+async fn a_credit_the_budget_covers_is_paid_even_when_its_own_shard_ran_dry() {
+    let stack = TestStack::for_function("AccrualFunction").await;
+    let (client, table) = (stack.dynamodb(), stack.table_name("LedgerTable"));
+    let ledger = DynamoLedger::new(client.clone(), table);
+    let rule = ProgrammeAccount::Rule(loyalty_domain::earning::Slug::parse("survey-q4").unwrap());
+    // 48 points: 3 on each of the 16 shards, so no shard alone covers a credit of 40.
+    let now = Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap();
+    ledger
+        .fund_budget(&rule, Points(48), "t:1", now)
+        .await
+        .unwrap();
+    let credit = entry("action-big-1", EntryKind::Accrual, 40, 1);
+    let append = |e: &Entry| {
+        append_items(table, e, None)
+            .unwrap()
+            .commit(&client, "append")
+    };
+
+    let refused = append(&credit).await.unwrap().unwrap_err();
+    assert!(refused.contains(&LedgerRefusal::BudgetExhausted));
+    assert_eq!(
+        gather_budget(&client, table, &credit).await.unwrap(),
+        Gathered::Ready
+    );
+    append(&credit)
+        .await
+        .unwrap()
+        .expect("paid after gathering");
+    let after = ledger.programme_balance(&rule).await.unwrap();
+    assert_eq!((after.balance, after.funded), (8, Some(48)));
+    assert!(after.shards.iter().all(|&s| s >= 0), "{:?}", after.shards);
+
+    // 8 points are left in the whole account: a second credit of 10 is refused for good.
+    let second = entry("action-big-2", EntryKind::Accrual, 10, 2);
+    assert!(append(&second).await.unwrap().is_err());
+    assert_eq!(
+        gather_budget(&client, table, &second).await.unwrap(),
+        Gathered::Exhausted
+    );
+    assert_eq!(ledger.programme_balance(&rule).await.unwrap().balance, 8);
     assert_ledger_consistent(&stack, &[ParticipantId::parse("p-1").unwrap()]).await;
 }

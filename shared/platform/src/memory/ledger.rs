@@ -11,11 +11,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use loyalty_domain::ledger::{
-    programme_shard, shard_of, Entry, ProgrammeAccount, Transfer, PROGRAMME_SHARDS,
+    gather_plan, programme_shard, shard_of, Entry, ProgrammeAccount, Transfer, PROGRAMME_SHARDS,
 };
 use loyalty_domain::Points;
 
-use crate::stores::ledger::{Funded, ProgrammeBalance};
+use crate::stores::ledger::{Funded, Gathered, ProgrammeBalance};
 
 /// Programme account shards, as the ledger table's `PROGRAMME#` items hold them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,6 +39,24 @@ impl ProgrammeShards {
         change >= 0
             || !self.budgets.contains_key(&shard)
             || self.balances.get(&shard).copied().unwrap_or(0) >= -change
+    }
+
+    /// What [`crate::stores::ledger::gather_budget`] does after a refusal: moves what
+    /// `entry`'s shard lacks from the account's other shards, by the same plan.
+    pub fn gather(&mut self, entry: &Entry) -> Gathered {
+        let Some(Transfer { account, change }) = entry.transfer() else {
+            return Gathered::Ready;
+        };
+        let home = programme_shard(&entry.id);
+        let shards = self.balance(&account).shards;
+        let Some(plan) = gather_plan(&shards, home, -change) else {
+            return Gathered::Exhausted;
+        };
+        for (donor, take) in plan {
+            *self.balances.entry((account.clone(), donor)).or_default() -= take;
+            *self.balances.entry((account.clone(), home)).or_default() += take;
+        }
+        Gathered::Ready
     }
 
     /// Writes the programme side of `entry` (checked with [`Self::covers`] first).
@@ -170,5 +188,21 @@ mod tests {
         let has = s.balances[&(rule.clone(), shard)];
         assert_eq!(s.covers(&small), has >= 5);
         assert!(!s.covers(&accrual("action-3", 11)));
+    }
+
+    #[test]
+    fn gathering_pays_a_credit_the_budget_covers_and_refuses_one_it_does_not() {
+        let mut s = ProgrammeShards::default();
+        let rule = ProgrammeAccount::Rule(Slug::parse("r-1").unwrap());
+        s.fund(&rule, Points(48), "f-1");
+        let big = accrual("action-1", 40);
+        assert!(!s.covers(&big), "3 points a shard");
+        assert_eq!(s.gather(&big), Gathered::Ready);
+        assert!(s.covers(&big));
+        s.apply(&big);
+        assert_eq!(s.balance(&rule).balance, 8);
+        assert!(s.balance(&rule).shards.iter().all(|&b| b >= 0));
+        assert_eq!(s.gather(&accrual("action-2", 9)), Gathered::Exhausted);
+        assert_eq!(s.balance(&rule).balance, 8, "a refused gathering moves nothing");
     }
 }

@@ -3,14 +3,14 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::builders::PutBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use loyalty_domain::earning::{month_key, MonthlyEarned};
 use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
 use loyalty_domain::ledger::{
-    programme_shard, shard_of, Balance, Delta, Entry, EntryKind, ProgrammeAccount, Transfer,
-    PROGRAMME_SHARDS,
+    gather_plan, programme_shard, shard_of, Balance, Delta, Entry, EntryKind, ProgrammeAccount,
+    Transfer, PROGRAMME_SHARDS,
 };
 use loyalty_domain::outbox::{Envelope, OutboxEvent};
 use loyalty_domain::review::{
@@ -87,6 +87,100 @@ pub fn programme_items(table: &str, entry: &Entry) -> Result<Tx<LedgerRefusal>, 
         tx.update_always(update)?;
     }
     Ok(tx)
+}
+
+/// What [`gather_budget`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gathered {
+    /// The entry's shard holds enough now (or did already): commit the entry again. A
+    /// concurrent draw may still take it first, so callers bound their attempts.
+    Ready,
+    /// The account as a whole cannot cover the entry: the `BudgetExhausted` refusal stands.
+    Exhausted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GatherRefusal {
+    /// A donor shard was drawn meanwhile; the caller's retry reads the shards again.
+    DonorMoved,
+}
+
+/// After `entry`'s programme side was refused as [`LedgerRefusal::BudgetExhausted`]: reads
+/// the account's shards (one consistent `BatchGetItem`) and moves what the entry's shard
+/// lacks from the other shards ([`loyalty_domain::ledger::gather_plan`]), in one transaction
+/// conditional on each donor still holding what it gives. Moves inside one account change
+/// no sum. Steady-state credits never come here: it costs two more round trips, once per
+/// shard that runs dry.
+pub async fn gather_budget(
+    client: &Client,
+    table: &str,
+    entry: &Entry,
+) -> Result<Gathered, InfraError> {
+    let Some(Transfer { account, change }) = entry.transfer() else {
+        return Ok(Gathered::Ready);
+    };
+    let home = programme_shard(&entry.id);
+    let keys = (0..PROGRAMME_SHARDS)
+        .map(|shard| key(programme_pk(&account, shard), "BALANCE"))
+        .collect();
+    let mut request = Some(
+        KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| InfraError::permanent("build batch get", e.to_string()))?,
+    );
+    let mut items = Vec::new();
+    while let Some(wanted) = request.take() {
+        let out = client
+            .batch_get_item()
+            .request_items(table, wanted)
+            .send()
+            .await
+            .map_err(|e| classify("read budget shards", e))?;
+        items.extend(
+            out.responses()
+                .and_then(|r| r.get(table))
+                .into_iter()
+                .flatten()
+                .cloned(),
+        );
+        request = out
+            .unprocessed_keys
+            .and_then(|mut u| u.remove(table))
+            .filter(|k| !k.keys().is_empty());
+    }
+    let shards = programme_balance_from_items(&items).shards;
+    let Some(plan) = gather_plan(&shards, home, -change) else {
+        return Ok(Gathered::Exhausted);
+    };
+    if plan.is_empty() {
+        return Ok(Gathered::Ready);
+    }
+    let mut tx = Tx::new();
+    let mut gathered = 0;
+    for (donor, take) in plan {
+        gathered += take;
+        tx.update(
+            programme_update(table, &account, donor, -take, entry.created_at)
+                .condition_expression("programme_balance >= :take")
+                .expression_attribute_values(":take", n(take)),
+            GatherRefusal::DonorMoved,
+        )?;
+    }
+    tx.update_always(programme_update(
+        table,
+        &account,
+        home,
+        gathered,
+        entry.created_at,
+    ))?;
+    // A refusal means a donor was drawn meanwhile: the caller's next attempt either fits
+    // or gathers again from what the shards hold then.
+    let _ = tx
+        .commit_reporting_conflicts(client, "gather budget")
+        .await?;
+    Ok(Gathered::Ready)
 }
 
 /// A programme account's balance: the sum of its shards, and its budget when it has one.
