@@ -18,7 +18,9 @@ use loyalty_domain::cashback::{
     OrderChange, OrderEvent, OrderId, OrderStatus, PartnerId, PartnerTerms, ReleaseOutcome,
 };
 use loyalty_domain::ids::{EntryId, ParticipantId, RegionId};
-use loyalty_domain::ledger::{programme_shard, Balance, EntryKind, ProgrammeAccount};
+use loyalty_domain::ledger::{
+    gather_plan, programme_shard, Balance, EntryKind, ProgrammeAccount, PROGRAMME_SHARDS,
+};
 use loyalty_domain::Points;
 use loyalty_platform::memory::MemoryCashback;
 use loyalty_platform::stores::cashback::{release_queue, OUTSTANDING_CLAWBACKS};
@@ -149,6 +151,21 @@ pub struct Model {
     pub entries: usize,
     /// Shard → what is left of the active partner's budget on it.
     pub budget: BTreeMap<u32, i64>,
+}
+
+/// Debits `points` from the fund's `home` shard as the store does: what the shard lacks is
+/// first gathered from the other shards by the domain's plan.
+fn draw(budget: &mut BTreeMap<u32, i64>, home: u32, points: i64) -> Result<(), String> {
+    let shards: Vec<i64> = (0..PROGRAMME_SHARDS)
+        .map(|s| budget.get(&s).copied().unwrap_or(0))
+        .collect();
+    let plan = gather_plan(&shards, home, points).ok_or("model: credited beyond the fund")?;
+    for (donor, take) in plan {
+        *budget.entry(donor).or_default() -= take;
+        *budget.entry(home).or_default() += take;
+    }
+    *budget.entry(home).or_default() -= points;
+    Ok(())
 }
 
 /// The programme shard of a cashback entry, by its id builder.
@@ -427,15 +444,15 @@ impl Cashback {
                                     .unwrap_or(0);
                                 let room = (CAP as i64 - used).max(0) as u64;
                                 let credit = points.min(room);
-                                let shard = shard_of(
-                                    cashback_ids::pending,
-                                    &(p.clone(), e.order_id.clone()),
-                                );
-                                let left = self.model.budget.get(&shard).copied();
+                                // The store gathers a dry shard from the others, so only
+                                // the whole fund decides.
+                                let funded = !self.model.budget.is_empty();
+                                let left: i64 = self.model.budget.values().sum();
                                 if credit == 0 {
                                     result(OrderStatus::NoCashback, 0, Some("monthly_cap_reached"))
                                 } else if *p.as_str() == *ACTIVE_PARTNER
-                                    && left.is_some_and(|l| l < credit as i64)
+                                    && funded
+                                    && left < credit as i64
                                 {
                                     result(OrderStatus::NoCashback, 0, Some("budget_exhausted"))
                                 } else if credit < points {
@@ -599,10 +616,12 @@ impl Cashback {
                         .apply(EntryKind::CashbackPending, Points(r.points))
                         .map_err(|e| e.to_string())?;
                     m.entries += 1;
-                    if p.as_str() == ACTIVE_PARTNER {
-                        *m.budget
-                            .entry(shard_of(cashback_ids::pending, &key))
-                            .or_default() -= r.points as i64;
+                    if p.as_str() == ACTIVE_PARTNER && !m.budget.is_empty() {
+                        draw(
+                            &mut m.budget,
+                            shard_of(cashback_ids::pending, &key),
+                            r.points as i64,
+                        )?;
                     }
                 }
                 m.orders.insert(

@@ -538,8 +538,8 @@ pub async fn cashback_over_the_partners_budget_is_refused_and_writes_nothing_the
 >(
     h: H,
 ) {
-    // 16 shards of 100 points each: no shard covers 625.
-    h.fund_budget(&fund(), Points(1600), "funding-1").await;
+    // 600 points over 16 shards: the whole fund cannot cover 625.
+    h.fund_budget(&fund(), Points(600), "funding-1").await;
     let d = decision(&State::unread(), &created("e-1", "o-1", AMOUNT));
     assert_eq!(
         h.store().commit(&d, now()).await.unwrap(),
@@ -548,7 +548,7 @@ pub async fn cashback_over_the_partners_budget_is_refused_and_writes_nothing_the
     assert_eq!(order(&h, "o-1").await, None, "all or nothing");
     assert_eq!(h.used(&p1(), MONTH).await, 0);
     assert_eq!(h.balance(&p1()).await, Balance::default());
-    assert_eq!(h.programme_balance(&fund()).await, 1600);
+    assert_eq!(h.programme_balance(&fund()).await, 600);
     assert_double_entry(&h).await;
 
     // Through the use case the order is recorded, without cashback.
@@ -560,7 +560,21 @@ pub async fn cashback_over_the_partners_budget_is_refused_and_writes_nothing_the
     let stored = order(&h, "o-1").await.expect("the order is stored");
     assert_eq!(stored.status, OrderStatus::NoCashback);
     assert_eq!(h.balance(&p1()).await, Balance::default());
-    assert_eq!(h.programme_balance(&fund()).await, 1600);
+    assert_eq!(h.programme_balance(&fund()).await, 600);
+    assert_double_entry(&h).await;
+}
+
+pub async fn cashback_the_whole_fund_covers_is_paid_though_no_single_shard_holds_it<
+    H: CashbackHarness,
+>(
+    h: H,
+) {
+    // 16 shards of 100 points each: no shard alone covers 625, the fund does.
+    h.fund_budget(&fund(), Points(1600), "funding-1").await;
+    let d = decision(&State::unread(), &created("e-1", "o-1", AMOUNT));
+    assert_eq!(h.store().commit(&d, now()).await.unwrap(), Ok(()));
+    assert_eq!(h.balance(&p1()).await.pending, 625);
+    assert_eq!(h.programme_balance(&fund()).await, 1600 - 625);
     assert_double_entry(&h).await;
 }
 
@@ -593,6 +607,7 @@ macro_rules! cashback_store_contract {
             the_release_queue_lists_every_delivered_order_across_pages,
             cashback_over_the_partners_budget_is_refused_and_writes_nothing_then_recorded_as_none,
             cashback_within_the_partners_budget_moves_the_fund_by_its_points,
+            cashback_the_whole_fund_covers_is_paid_though_no_single_shard_holds_it,
         );
     };
     (@cases $harness:path; $($case:ident),* $(,)?) => {

@@ -203,6 +203,10 @@ mod tests {
         assert_eq!(s.balance(&rule).balance, 8);
         assert!(s.balance(&rule).shards.iter().all(|&b| b >= 0));
         assert_eq!(s.gather(&accrual("action-2", 9)), Gathered::Exhausted);
-        assert_eq!(s.balance(&rule).balance, 8, "a refused gathering moves nothing");
+        assert_eq!(
+            s.balance(&rule).balance,
+            8,
+            "a refused gathering moves nothing"
+        );
     }
 }

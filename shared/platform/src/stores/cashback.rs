@@ -49,10 +49,14 @@ pub use loyalty_domain::cashback::{EventResult, Order, ReleaseOutcome};
 use crate::dynamo::{classify, key, n, s, Item, ItemExt};
 use crate::stores::challenges::{ChallengeStore, ChallengeTables};
 use crate::stores::ledger::{
-    account_pk, append_items, balance_from_item, LedgerRefusal, OutboxRecord,
+    account_pk, append_items, balance_from_item, gather_budget, Gathered, LedgerRefusal,
+    OutboxRecord,
 };
 use crate::tx::{Refused, Tx};
 
+/// How many times a credit refused by its dry budget shard is retried after gathering
+/// ([`gather_budget`]); more than one only when other credits drain the fund meanwhile.
+const GATHERS: usize = 3;
 /// Event markers outlive any partner's retry schedule by far.
 const EVENT_TTL_SECS: i64 = 90 * 24 * 3600;
 /// Cap counters are needed for their month and a little after (late reversals).
@@ -703,11 +707,26 @@ impl CashbackStore for DynamoCashback {
                 self.count_for_challenges(order, now).await?;
             }
         }
-        let tx = self.transaction(decision, now)?;
-        match tx.commit(&self.client, "cashback transaction").await? {
-            Ok(()) => Ok(Ok(())),
-            Err(refused) => Ok(Err(self.refusal(decision, &refused).await?)),
+        for attempt in 0..=GATHERS {
+            let tx = self.transaction(decision, now)?;
+            let refused = match tx.commit(&self.client, "cashback transaction").await? {
+                Ok(()) => return Ok(Ok(())),
+                Err(refused) => self.refusal(decision, &refused).await?,
+            };
+            // Budgets are a storage detail spread over shards: the port refuses only when
+            // the partner's whole fund cannot cover the credit, so a dry shard is refilled
+            // from the others before the refusal is believed.
+            if let (Refusal::BudgetExhausted, Some((entry, _))) = (&refused, &decision.entry) {
+                if attempt < GATHERS
+                    && gather_budget(&self.client, &self.tables.ledger, entry).await?
+                        == Gathered::Ready
+                {
+                    continue;
+                }
+            }
+            return Ok(Err(refused));
         }
+        unreachable!("the last attempt returns")
     }
 }
 
