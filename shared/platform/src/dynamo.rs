@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::Client;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use loyalty_domain::InfraError;
@@ -138,6 +139,48 @@ pub async fn query_all(
         .try_collect()
         .await
         .map_err(|e| classify(operation, e))
+}
+
+/// BatchGetItem's limit of keys per request.
+pub const MAX_BATCH_GET_KEYS: usize = 100;
+
+/// Every item of `keys` in `table` that exists, read consistently with `BatchGetItem` (up to
+/// [`MAX_BATCH_GET_KEYS`] a request; unprocessed keys are asked for again).
+pub async fn batch_get_all(
+    client: &Client,
+    table: &str,
+    keys: Vec<Item>,
+    operation: &'static str,
+) -> Result<Vec<Item>, InfraError> {
+    let mut items = Vec::new();
+    for chunk in keys.chunks(MAX_BATCH_GET_KEYS) {
+        let mut request = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(chunk.to_vec()))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| InfraError::permanent(operation, e.to_string()))?,
+        );
+        while let Some(wanted) = request.take() {
+            let mut out = client
+                .batch_get_item()
+                .request_items(table, wanted)
+                .send()
+                .await
+                .map_err(|e| classify(operation, e))?;
+            items.extend(
+                out.responses
+                    .as_mut()
+                    .and_then(|r| r.remove(table))
+                    .unwrap_or_default(),
+            );
+            request = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(table))
+                .filter(|k| !k.keys().is_empty());
+        }
+    }
+    Ok(items)
 }
 
 /// A `LastEvaluatedKey` as an opaque, URL-safe cursor.

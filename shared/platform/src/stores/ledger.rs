@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::builders::PutBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use loyalty_domain::earning::{month_key, MonthlyEarned};
@@ -18,7 +18,9 @@ use loyalty_domain::review::{
 };
 use loyalty_domain::{InfraError, Points};
 
-use crate::dynamo::{classify, decode_cursor, encode_cursor, key, n, query_all, s, Item, ItemExt};
+use crate::dynamo::{
+    batch_get_all, classify, decode_cursor, encode_cursor, key, n, query_all, s, Item, ItemExt,
+};
 use crate::idempotency::KeyTaken;
 use crate::tx::Tx;
 
@@ -123,33 +125,7 @@ pub async fn gather_budget(
     let keys = (0..PROGRAMME_SHARDS)
         .map(|shard| key(programme_pk(&account, shard), "BALANCE"))
         .collect();
-    let mut request = Some(
-        KeysAndAttributes::builder()
-            .set_keys(Some(keys))
-            .consistent_read(true)
-            .build()
-            .map_err(|e| InfraError::permanent("build batch get", e.to_string()))?,
-    );
-    let mut items = Vec::new();
-    while let Some(wanted) = request.take() {
-        let out = client
-            .batch_get_item()
-            .request_items(table, wanted)
-            .send()
-            .await
-            .map_err(|e| classify("read budget shards", e))?;
-        items.extend(
-            out.responses()
-                .and_then(|r| r.get(table))
-                .into_iter()
-                .flatten()
-                .cloned(),
-        );
-        request = out
-            .unprocessed_keys
-            .and_then(|mut u| u.remove(table))
-            .filter(|k| !k.keys().is_empty());
-    }
+    let items = batch_get_all(client, table, keys, "read budget shards").await?;
     let shards = programme_balance_from_items(&items).shards;
     let Some(plan) = gather_plan(&shards, home, -change) else {
         return Ok(Gathered::Exhausted);

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::builders::PutBuilder;
-use aws_sdk_dynamodb::types::{ConditionCheck, KeysAndAttributes, Put, Update};
+use aws_sdk_dynamodb::types::{ConditionCheck, Put, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, Utc};
 use loyalty_domain::auth::OutletRole;
@@ -23,13 +23,11 @@ use loyalty_domain::participant::{
 use loyalty_domain::phone::PhoneNumber;
 use loyalty_domain::InfraError;
 
-use crate::dynamo::{classify, decode_cursor, encode_cursor, key, s, Item, ItemExt};
+use crate::dynamo::{batch_get_all, classify, decode_cursor, encode_cursor, key, s, Item, ItemExt};
 use crate::tx::Tx;
 
 /// DynamoDB allows at most 100 items per transaction.
 const MAX_TRANSACTION_ITEMS: usize = 100;
-/// And at most 100 keys per BatchGetItem.
-const MAX_BATCH_GET_KEYS: usize = 100;
 /// Used invitations stay readable this long after expiry, for support questions.
 const INVITATION_RETENTION_DAYS: i64 = 30;
 
@@ -493,41 +491,14 @@ impl ParticipantStore for DynamoParticipantStore {
     ) -> Result<HashMap<String, ParticipantId>, InfraError> {
         let unique: HashSet<&str> = phones.iter().map(|p| p.as_e164()).collect();
         let unique: Vec<&str> = unique.into_iter().collect();
+        let keys = unique
+            .iter()
+            .map(|e164| key(format!("PHONE#{e164}"), "PHONE"))
+            .collect();
         let mut owners = HashMap::new();
-        for chunk in unique.chunks(MAX_BATCH_GET_KEYS) {
-            let keys = chunk
-                .iter()
-                .map(|e164| key(format!("PHONE#{e164}"), "PHONE"))
-                .collect();
-            let mut request = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| InfraError::permanent("build batch get", e.to_string()))?,
-            );
-            while let Some(wanted) = request.take() {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, wanted)
-                    .send()
-                    .await
-                    .map_err(|e| classify("batch get phones", e))?;
-                for item in out
-                    .responses()
-                    .and_then(|r| r.get(&self.table))
-                    .into_iter()
-                    .flatten()
-                {
-                    let e164 = item.string("pk")?.trim_start_matches("PHONE#").to_string();
-                    owners.insert(e164, participant_id(item, "participant_id")?);
-                }
-                request = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .filter(|k| !k.keys().is_empty());
-            }
+        for item in batch_get_all(&self.client, &self.table, keys, "batch get phones").await? {
+            let e164 = item.string("pk")?.trim_start_matches("PHONE#").to_string();
+            owners.insert(e164, participant_id(&item, "participant_id")?);
         }
         Ok(owners)
     }
