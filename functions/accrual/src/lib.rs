@@ -30,7 +30,9 @@ use loyalty_domain::action::{
     TierBasis,
 };
 use loyalty_domain::auth::{Caller, Role};
-use loyalty_domain::challenge::{Challenge, ChallengeRequest};
+use loyalty_domain::challenge::{
+    progress_of, record_progress, Challenge, ChallengeRequest, ChallengeStore,
+};
 use loyalty_domain::earning::{
     parse_sell_in_csv, parse_sell_in_json_lines, price_lines, Rule, RuleId, RuleRequest,
     SellInError, Slug, Tier, Tiers,
@@ -44,7 +46,7 @@ use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
 use loyalty_platform::idempotency::{self, Answer, Idempotency, IdempotencyError, Keyed};
 use loyalty_platform::stores::actions::DynamoActions;
-use loyalty_platform::stores::challenges::{ChallengeStore, ChallengeTables};
+use loyalty_platform::stores::challenges::{log_out_of_budget, ChallengeTables, DynamoChallenges};
 use loyalty_platform::stores::earning::{EarningStore, EarningTables};
 use loyalty_platform::stores::ledger::DynamoLedger;
 use serde::Deserialize;
@@ -67,7 +69,7 @@ pub struct App<S = DynamoActions, C = Box<dyn Clock>> {
 /// The DynamoDB stores of the routes that do not go through [`ActionStore`] yet.
 pub struct Admin {
     earning: EarningStore,
-    challenges: ChallengeStore,
+    challenges: DynamoChallenges,
     ledger: DynamoLedger,
     idempotency: Idempotency,
 }
@@ -131,7 +133,7 @@ impl App {
         let admin = Admin {
             earning: EarningStore::new(dynamodb.clone(), tables.clone()),
             ledger: DynamoLedger::new(dynamodb.clone(), ledger.clone()),
-            challenges: ChallengeStore::new(
+            challenges: DynamoChallenges::new(
                 dynamodb.clone(),
                 ChallengeTables {
                     programme,
@@ -334,10 +336,7 @@ impl<S: ActionStore, C: Clock> App<S, C> {
     async fn my_challenges(&self, req: &Request) -> Result<Response<Body>, Problem> {
         let caller = http::caller(req)?;
         let participant = caller.participant().problem()?;
-        let progress = self
-            .admin_stores()?
-            .challenges
-            .progress_of(participant)
+        let progress = progress_of(&self.admin_stores()?.challenges, participant)
             .await
             .problem()?;
         let challenges: Vec<_> = progress
@@ -381,7 +380,10 @@ impl<S: ActionStore, C: Clock> App<S, C> {
             // invalid line; else each line is credited exactly once.
             let now = self.clock.now();
             let admin = self.admin_stores()?;
-            let lines = match sellin::import(&admin.earning, priced, now).await.problem()? {
+            let lines = match sellin::import(&admin.earning, priced, now)
+                .await
+                .problem()?
+            {
                 ImportOutcome::Changed(lines) => {
                     return Err(sell_in_problem(SellInError::Changed(lines)))
                 }
@@ -400,12 +402,21 @@ impl<S: ActionStore, C: Clock> App<S, C> {
                     continue;
                 };
                 let participant = source.participant.clone();
-                let outcomes = admin.challenges.record_progress(&source).await.problem()?;
-                completed.extend(outcomes.into_iter().filter(|o| o.bonus.is_some()).map(|o| {
-                    json!({ "challenge_id": o.challenge.as_str(), "participant_id": participant.as_str() })
+                let recorded = record_progress(&admin.challenges, &source)
+                    .await
+                    .problem()?;
+                log_out_of_budget(&recorded.out_of_budget);
+                completed.extend(recorded.completed().map(|id| {
+                    json!({ "challenge_id": id.as_str(), "participant_id": participant.as_str() })
                 }));
             }
-            tracing::info!(lines = lines.len(), credited, repeated, points, "sell-in imported");
+            tracing::info!(
+                lines = lines.len(),
+                credited,
+                repeated,
+                points,
+                "sell-in imported"
+            );
             if !raced.is_empty() {
                 // Only a concurrent import can get here; the other lines are written (each
                 // exactly once), and the answer says so next to the changed lines.
@@ -431,7 +442,10 @@ impl<S: ActionStore, C: Clock> App<S, C> {
             );
             // Many transactions wrote the lines; each is exactly-once by its entry id, so the
             // answer is stored after them, and a retry before it completes the import.
-            self.admin_stores()?.idempotency.remember(&keyed, answer, now).await
+            self.admin_stores()?
+                .idempotency
+                .remember(&keyed, answer, now)
+                .await
         })
         .await
     }

@@ -253,13 +253,20 @@ pub trait ChallengeStore: Send + Sync {
         &self,
         step: &StepCommit,
     ) -> impl Future<Output = Result<Result<(), StepRefusal>, InfraError>> + Send;
+
+    /// Waits before attempt `attempt` (2 and up) of a step whose progress moved. The domain
+    /// has no timer, so the pause is the adapter's: DynamoDB spreads racing writers out (the
+    /// progress item is hot while a participant's sources arrive together); memory, where
+    /// every step is atomic, does not wait.
+    fn backoff(&self, attempt: usize) -> impl Future<Output = ()> + Send {
+        let _ = attempt;
+        std::future::ready(())
+    }
 }
 
 /// Attempts of one step while other sources of the same participant keep moving the
-/// progress. There is no pause between attempts: the domain has no timer, and each attempt
-/// reads the progress again, so the loser of a race retries from the winner's result and
-/// succeeds unless yet another source lands in between (the sim and the contract's 16
-/// concurrent sources stay well inside this bound).
+/// progress; each attempt reads the progress again, so the loser of a race retries from the
+/// winner's result.
 pub const MAX_ATTEMPTS: usize = 8;
 
 /// Records `source`'s units towards every challenge it counts for, and grants a
@@ -307,7 +314,11 @@ impl Recorded {
 }
 
 /// The write that adds `source` to `read` in `challenge`.
-pub fn step_of(challenge: &Challenge, source: &ProgressSource, read: Option<Progress>) -> StepCommit {
+pub fn step_of(
+    challenge: &Challenge,
+    source: &ProgressSource,
+    read: Option<Progress>,
+) -> StepCommit {
     let step = read.unwrap_or_default().add(source.units, challenge);
     StepCommit {
         challenge: challenge.id.clone(),
@@ -326,7 +337,10 @@ async fn record_one<S: ChallengeStore>(
     source: &ProgressSource,
 ) -> Result<ProgressOutcome, ProgressError> {
     let mut last = StepRefusal::Contended;
-    for _ in 0..MAX_ATTEMPTS {
+    for attempt in 1..=MAX_ATTEMPTS {
+        if attempt > 1 {
+            store.backoff(attempt).await;
+        }
         let read = store.progress(&source.participant, &challenge.id).await?;
         let step = step_of(challenge, source, read);
         match store.commit_step(&step).await? {
@@ -600,12 +614,18 @@ mod tests {
     #[tokio::test]
     async fn a_source_counts_once_and_the_step_that_crosses_the_target_carries_the_bonus() {
         let store = fake();
-        let first = record_progress(&store, &source("line-1", 60)).await.unwrap();
+        let first = record_progress(&store, &source("line-1", 60))
+            .await
+            .unwrap();
         assert_eq!(first.outcomes[0].progress.units, 60);
         assert_eq!(first.completed().count(), 0);
-        let again = record_progress(&store, &source("line-1", 60)).await.unwrap();
+        let again = record_progress(&store, &source("line-1", 60))
+            .await
+            .unwrap();
         assert!(again.outcomes[0].already_counted);
-        let second = record_progress(&store, &source("line-2", 50)).await.unwrap();
+        let second = record_progress(&store, &source("line-2", 50))
+            .await
+            .unwrap();
         let c = challenge();
         assert_eq!(
             second.completed().collect::<Vec<_>>(),
@@ -613,9 +633,18 @@ mod tests {
             "110 units cross the target of 100"
         );
         let w = store.world.lock().unwrap();
-        assert_eq!(w.progress[&c.id], Progress { units: 110, completed: true });
+        assert_eq!(
+            w.progress[&c.id],
+            Progress {
+                units: 110,
+                completed: true
+            }
+        );
         assert_eq!(w.bonuses.len(), 1);
-        assert_eq!(w.bonuses[0].id, c.bonus_entry_id(&ParticipantId::parse("p-1").unwrap()));
+        assert_eq!(
+            w.bonuses[0].id,
+            c.bonus_entry_id(&ParticipantId::parse("p-1").unwrap())
+        );
         assert_eq!(w.bonuses[0].source, "challenge acme-100");
     }
 
@@ -624,7 +653,10 @@ mod tests {
         let store = fake();
         let mut late = source("line-1", 500);
         late.date = "2026-12-01".parse().unwrap();
-        assert_eq!(record_progress(&store, &late).await.unwrap(), Recorded::default());
+        assert_eq!(
+            record_progress(&store, &late).await.unwrap(),
+            Recorded::default()
+        );
         assert_eq!(store.world.lock().unwrap().commits, 0);
     }
 
@@ -632,8 +664,13 @@ mod tests {
     async fn progress_that_moved_is_read_again_and_no_unit_is_lost() {
         let store = fake();
         store.world.lock().unwrap().races = 3;
-        let recorded = record_progress(&store, &source("line-1", 10)).await.unwrap();
-        assert_eq!(recorded.outcomes[0].progress.units, 13, "3 racing units + 10");
+        let recorded = record_progress(&store, &source("line-1", 10))
+            .await
+            .unwrap();
+        assert_eq!(
+            recorded.outcomes[0].progress.units, 13,
+            "3 racing units + 10"
+        );
         assert_eq!(store.world.lock().unwrap().commits, 4);
     }
 
@@ -641,8 +678,13 @@ mod tests {
     async fn progress_that_keeps_moving_is_a_retryable_failure_after_the_last_attempt() {
         let store = fake();
         store.world.lock().unwrap().races = MAX_ATTEMPTS;
-        let err = record_progress(&store, &source("line-1", 10)).await.unwrap_err();
-        assert!(matches!(&err, ProgressError::Infra(e) if e.retryable), "{err:?}");
+        let err = record_progress(&store, &source("line-1", 10))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ProgressError::Infra(e) if e.retryable),
+            "{err:?}"
+        );
         assert!(store.world.lock().unwrap().markers.is_empty());
     }
 
@@ -650,12 +692,19 @@ mod tests {
     async fn a_challenge_out_of_budget_is_skipped_and_counts_the_source_after_a_top_up() {
         let store = fake();
         store.world.lock().unwrap().budget = Some(499);
-        let recorded = record_progress(&store, &source("line-1", 100)).await.unwrap();
+        let recorded = record_progress(&store, &source("line-1", 100))
+            .await
+            .unwrap();
         assert_eq!(recorded.out_of_budget, vec![challenge().id]);
         assert!(recorded.outcomes.is_empty());
-        assert!(store.world.lock().unwrap().progress.is_empty(), "nothing written");
+        assert!(
+            store.world.lock().unwrap().progress.is_empty(),
+            "nothing written"
+        );
         store.world.lock().unwrap().budget = Some(500);
-        let recorded = record_progress(&store, &source("line-1", 100)).await.unwrap();
+        let recorded = record_progress(&store, &source("line-1", 100))
+            .await
+            .unwrap();
         assert_eq!(recorded.completed().count(), 1);
     }
 
@@ -670,7 +719,10 @@ mod tests {
         let listed = progress_of(&store, &ParticipantId::parse("p-1").unwrap())
             .await
             .unwrap();
-        let units: Vec<_> = listed.iter().map(|(c, p)| (c.id.as_str(), p.units)).collect();
+        let units: Vec<_> = listed
+            .iter()
+            .map(|(c, p)| (c.id.as_str(), p.units))
+            .collect();
         assert_eq!(units, vec![("acme-100", 7), ("other", 0)]);
     }
 

@@ -4,6 +4,7 @@
 
 pub mod actions;
 pub mod cashback;
+pub mod challenges;
 pub mod claims;
 pub mod participants;
 pub mod reviews;

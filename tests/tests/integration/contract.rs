@@ -24,3 +24,7 @@ mod sellin {
 mod reviews {
     loyalty_tests::review_store_contract!(loyalty_tests::contract::reviews::dynamo);
 }
+
+mod challenges {
+    loyalty_tests::challenge_store_contract!(loyalty_tests::contract::challenges::dynamo);
+}

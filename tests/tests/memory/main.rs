@@ -17,6 +17,10 @@ mod contract {
         loyalty_tests::cashback_store_contract!(loyalty_tests::contract::cashback::memory);
     }
 
+    mod challenges {
+        loyalty_tests::challenge_store_contract!(loyalty_tests::contract::challenges::memory);
+    }
+
     mod actions {
         loyalty_tests::action_store_contract!(loyalty_tests::contract::actions::memory);
     }

@@ -20,7 +20,7 @@ use loyalty_domain::InfraError;
 
 use super::claims::{OutboxEvent, StoredBalance};
 use super::ledger::ProgrammeShards;
-use crate::stores::ledger::{Funded, ProgrammeBalance};
+use crate::stores::ledger::{Funded, LedgerRefusal, ProgrammeBalance};
 
 /// How long an answer is kept under its key, as in DynamoDB (24 h TTL).
 const RECORD_TTL_SECS: i64 = 24 * 3600;
@@ -128,6 +128,47 @@ impl MemoryActions {
         account: &loyalty_domain::ledger::ProgrammeAccount,
     ) -> ProgrammeBalance {
         self.lock().accounts.balance(account)
+    }
+
+    /// Appends a credit another accrual feature decided (a challenge bonus) with its outbox
+    /// event, as [`crate::stores::ledger::append_items`] does: refused, with nothing
+    /// written, when the entry or its event exists or the programme account's budget
+    /// cannot cover it (checked in that order).
+    pub fn credit(
+        &self,
+        entry: &Entry,
+        event: DomainEvent,
+        at: DateTime<Utc>,
+    ) -> Result<(), LedgerRefusal> {
+        let mut w = self.lock();
+        let envelope = Envelope::new(event, at);
+        let id = (entry.participant.clone(), entry.id.clone());
+        if w.entries.contains_key(&id) {
+            return Err(LedgerRefusal::EntryExists);
+        }
+        if w.outbox.contains_key(&envelope.event_id) {
+            return Err(LedgerRefusal::OutboxExists);
+        }
+        if !w.accounts.covers(entry) {
+            return Err(LedgerRefusal::BudgetExhausted);
+        }
+        w.balances
+            .entry(entry.participant.clone())
+            .or_default()
+            .add(&entry.delta(), at);
+        let payload: serde_json::Value =
+            serde_json::from_str(&envelope.to_json()).expect("an envelope is JSON");
+        w.outbox.insert(
+            envelope.event_id.clone(),
+            OutboxEvent {
+                event_id: envelope.event_id.clone(),
+                payload,
+                at,
+            },
+        );
+        w.accounts.apply(entry);
+        w.entries.insert(id, entry.clone());
+        Ok(())
     }
 
     /// The sum over every member account (available + pending + held).

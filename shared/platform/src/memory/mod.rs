@@ -13,6 +13,7 @@
 
 pub mod actions;
 pub mod cashback;
+pub mod challenges;
 pub mod claims;
 pub mod ids;
 pub mod ledger;
@@ -22,6 +23,7 @@ pub mod sellin;
 
 pub use actions::MemoryActions;
 pub use cashback::MemoryCashback;
+pub use challenges::MemoryChallenges;
 pub use claims::MemoryClaims;
 pub use ids::SeededIds;
 pub use participants::MemoryParticipants;
