@@ -9,3 +9,4 @@ pub mod claims;
 pub mod participants;
 pub mod reviews;
 pub mod sellin;
+pub mod settings;

@@ -28,3 +28,7 @@ mod reviews {
 mod challenges {
     loyalty_tests::challenge_store_contract!(loyalty_tests::contract::challenges::dynamo);
 }
+
+mod settings {
+    loyalty_tests::earning_settings_contract!(loyalty_tests::contract::settings::dynamo);
+}

@@ -21,6 +21,10 @@ mod contract {
         loyalty_tests::challenge_store_contract!(loyalty_tests::contract::challenges::memory);
     }
 
+    mod settings {
+        loyalty_tests::earning_settings_contract!(loyalty_tests::contract::settings::memory);
+    }
+
     mod actions {
         loyalty_tests::action_store_contract!(loyalty_tests::contract::actions::memory);
     }

@@ -12,11 +12,14 @@ use loyalty_domain::action::{
     ActionAttempt, ActionReceipt, ActionRefusal, ActionStore, BalanceExpectation, KeyedRequest,
     Programme, StoredAnswer, TierBasis,
 };
-use loyalty_domain::earning::{LimitScope, Rule, Tiers};
+use loyalty_domain::earning::{LimitScope, MonthlyEarned, Rule, RuleId, Tiers};
 use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
 use loyalty_domain::ledger::Entry;
+use loyalty_domain::ledger::ProgrammeAccount;
 use loyalty_domain::outbox::{Envelope, OutboxEvent as DomainEvent};
+use loyalty_domain::settings::EarningSettings;
 use loyalty_domain::InfraError;
+use loyalty_domain::Points;
 
 use super::claims::{OutboxEvent, StoredBalance};
 use super::ledger::ProgrammeShards;
@@ -225,6 +228,58 @@ impl MemoryActions {
             .records
             .get(&(scope.to_string(), key.to_string()))
             .cloned()
+    }
+}
+
+/// The settings port over the same world: rules and tiers are the programme actions read,
+/// budgets the programme accounts actions are paid from.
+impl EarningSettings for MemoryActions {
+    async fn rules(&self) -> Result<Vec<Rule>, InfraError> {
+        Ok(self.lock().programme.rules.clone())
+    }
+
+    async fn rule(&self, id: &RuleId) -> Result<Option<Rule>, InfraError> {
+        Ok(self.lock().programme.rule(id).cloned())
+    }
+
+    async fn put_rule(&self, rule: &Rule, _now: DateTime<Utc>) -> Result<(), InfraError> {
+        MemoryActions::put_rule(self, rule.clone());
+        Ok(())
+    }
+
+    async fn tiers(&self) -> Result<Tiers, InfraError> {
+        Ok(self.lock().programme.tiers.clone())
+    }
+
+    async fn put_tiers(&self, tiers: &Tiers, _now: DateTime<Utc>) -> Result<(), InfraError> {
+        MemoryActions::put_tiers(self, tiers.clone());
+        Ok(())
+    }
+
+    async fn earned_months(
+        &self,
+        participant: &ParticipantId,
+    ) -> Result<MonthlyEarned, InfraError> {
+        Ok(basis(self.lock().balances.get(participant)).months)
+    }
+
+    async fn fund_budget(
+        &self,
+        account: &ProgrammeAccount,
+        amount: Points,
+        funding_id: &str,
+        _now: DateTime<Utc>,
+    ) -> Result<Funded, InfraError> {
+        Ok(MemoryActions::fund_budget(
+            self, account, amount, funding_id,
+        ))
+    }
+
+    async fn programme_balance(
+        &self,
+        account: &ProgrammeAccount,
+    ) -> Result<ProgrammeBalance, InfraError> {
+        Ok(MemoryActions::programme_balance(self, account))
     }
 }
 
