@@ -12,6 +12,7 @@
 //! `tests/src/contract/` runs against both.
 
 pub mod actions;
+pub mod answers;
 pub mod cashback;
 pub mod challenges;
 pub mod claims;
@@ -22,6 +23,7 @@ pub mod reviews;
 pub mod sellin;
 
 pub use actions::MemoryActions;
+pub use answers::MemoryAnswers;
 pub use cashback::MemoryCashback;
 pub use challenges::MemoryChallenges;
 pub use claims::MemoryClaims;
