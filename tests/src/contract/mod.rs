@@ -3,6 +3,7 @@
 //! `tests/tests/integration/contract.rs`).
 
 pub mod actions;
+pub mod answers;
 pub mod cashback;
 pub mod challenges;
 pub mod claims;

@@ -32,3 +32,7 @@ mod challenges {
 mod settings {
     loyalty_tests::earning_settings_contract!(loyalty_tests::contract::settings::dynamo);
 }
+
+mod answers {
+    loyalty_tests::answer_store_contract!(loyalty_tests::contract::answers::dynamo);
+}

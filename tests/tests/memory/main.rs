@@ -25,6 +25,10 @@ mod contract {
         loyalty_tests::earning_settings_contract!(loyalty_tests::contract::settings::memory);
     }
 
+    mod answers {
+        loyalty_tests::answer_store_contract!(loyalty_tests::contract::answers::memory);
+    }
+
     mod actions {
         loyalty_tests::action_store_contract!(loyalty_tests::contract::actions::memory);
     }
