@@ -7,17 +7,21 @@
 //!   from [`BasisCache`] (checked by the balance version inside the write), and the key's
 //!   record and the limit counters are conditions of the same write, whose refusal returns
 //!   the stored answer or the counter.
-//! - `GET /me/challenges` (participant): progress in every challenge.
+//! - `GET /me/challenges` (participant): progress in every challenge
+//!   ([`loyalty_domain::challenge::progress_of`] over the [`ChallengeStore`] port).
 //! - `POST /admin/sell-in` (admin, `Idempotency-Key`, `text/csv` or JSON lines): validated
 //!   as a whole first, so a bad line writes nothing, nor does a line imported before with
 //!   other content (409 `line_changed`); then each line is credited exactly once (its entry
-//!   id and its marker are the line's identity: invoice, outlet, SKU, date) and feeds
-//!   challenge progress.
-//! - `GET /admin/rules`, `PUT /admin/rules/{ruleId}`, `GET|PUT /admin/tiers`,
-//!   `PUT /admin/challenges/{challengeId}` (admin).
+//!   id and its marker are the line's identity: invoice, outlet, SKU, date;
+//!   [`loyalty_domain::sellin::import`] over [`SellInStore`]) and feeds challenge progress
+//!   ([`loyalty_domain::challenge::record_progress`]).
+//! - `GET /admin/rules`, `PUT /admin/rules/{ruleId}`, `GET|PUT /admin/tiers` (admin, over the
+//!   [`EarningSettings`] port), `PUT /admin/challenges/{challengeId}` (admin, over
+//!   [`ChallengeStore`]).
 //! - `POST /admin/rules/{ruleId}/budget`, `POST /admin/challenges/{challengeId}/budget`
 //!   (admin, `Idempotency-Key`): give a rule's accruals or a challenge's bonuses a budget, or
-//!   top it up; credits it cannot cover are refused with `budget_exhausted`.
+//!   top it up; credits it cannot cover are refused with `budget_exhausted`. Answers under
+//!   Idempotency-Keys go through the [`AnswerStore`] port ([`idempotency::once`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
