@@ -16,6 +16,7 @@ use loyalty_domain::earning::Slug;
 use loyalty_domain::ids::ParticipantId;
 use loyalty_domain::ledger::{Entry, ProgrammeAccount, PROGRAMME_SHARDS};
 use loyalty_domain::Points;
+use loyalty_platform::memory::challenges::ChallengesBug;
 use loyalty_platform::memory::MemoryChallenges;
 use loyalty_platform::stores::challenges::{ChallengeTables, DynamoChallenges};
 use loyalty_platform::stores::ledger::DynamoLedger;
@@ -48,6 +49,13 @@ pub struct MemoryHarness {
 pub async fn memory() -> MemoryHarness {
     MemoryHarness {
         store: MemoryChallenges::new(),
+    }
+}
+
+/// A memory adapter with a deliberate bug: the contract must fail on it.
+pub fn memory_with_bug(bug: ChallengesBug) -> MemoryHarness {
+    MemoryHarness {
+        store: MemoryChallenges::with_planted_bug(bug),
     }
 }
 

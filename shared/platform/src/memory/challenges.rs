@@ -36,6 +36,14 @@ pub struct ChallengesWorld {
 pub struct MemoryChallenges {
     world: Mutex<ChallengesWorld>,
     ledger: Arc<MemoryActions>,
+    bug: Option<ChallengesBug>,
+}
+
+/// A deliberate bug, only to prove that the contract catches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengesBug {
+    /// Source markers are written but never checked: a source recorded again counts again.
+    IgnoreMarkers,
 }
 
 impl MemoryChallenges {
@@ -47,8 +55,15 @@ impl MemoryChallenges {
     /// A store whose bonuses land in `ledger`.
     pub fn with_ledger(ledger: Arc<MemoryActions>) -> Self {
         Self {
-            world: Mutex::default(),
             ledger,
+            ..Self::default()
+        }
+    }
+
+    pub fn with_planted_bug(bug: ChallengesBug) -> Self {
+        Self {
+            bug: Some(bug),
+            ..Self::default()
         }
     }
 
@@ -113,7 +128,7 @@ impl ChallengeStore for MemoryChallenges {
         let mut w = self.lock();
         let participant = &step.source.participant;
         let marker = (participant.clone(), step.source.marker_key(&step.challenge));
-        if w.markers.contains(&marker) {
+        if w.markers.contains(&marker) && self.bug != Some(ChallengesBug::IgnoreMarkers) {
             return Ok(Err(StepRefusal::SourceCounted));
         }
         let progress_key = (participant.clone(), step.challenge.clone());
