@@ -124,3 +124,70 @@ pub async fn current_tier<S: EarningSettings>(
         .tier_for(earned_trailing_12_months(&months, now))
         .clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::earning::month_key;
+    use chrono::TimeZone;
+
+    /// Tiers and one participant's months; nothing else is read by [`current_tier`].
+    struct Fake(Tiers, MonthlyEarned);
+
+    impl EarningSettings for Fake {
+        async fn rules(&self) -> Result<Vec<Rule>, InfraError> {
+            unreachable!()
+        }
+        async fn rule(&self, _: &RuleId) -> Result<Option<Rule>, InfraError> {
+            unreachable!()
+        }
+        async fn put_rule(&self, _: &Rule, _: DateTime<Utc>) -> Result<(), InfraError> {
+            unreachable!()
+        }
+        async fn tiers(&self) -> Result<Tiers, InfraError> {
+            Ok(self.0.clone())
+        }
+        async fn put_tiers(&self, _: &Tiers, _: DateTime<Utc>) -> Result<(), InfraError> {
+            unreachable!()
+        }
+        async fn earned_months(&self, _: &ParticipantId) -> Result<MonthlyEarned, InfraError> {
+            Ok(self.1.clone())
+        }
+        async fn fund_budget(
+            &self,
+            _: &ProgrammeAccount,
+            _: Points,
+            _: &str,
+            _: DateTime<Utc>,
+        ) -> Result<Funded, InfraError> {
+            unreachable!()
+        }
+        async fn programme_balance(
+            &self,
+            _: &ProgrammeAccount,
+        ) -> Result<ProgrammeBalance, InfraError> {
+            unreachable!()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_current_tier_counts_only_the_trailing_12_months() {
+        let tier = |name: &str, threshold| Tier {
+            name: name.into(),
+            threshold,
+            multiplier_percent: 100,
+        };
+        let tiers = Tiers::parse(vec![tier("base", 0), tier("gold", 1_000)]).unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
+        let year_ago = Utc.with_ymd_and_hms(2025, 11, 1, 0, 0, 0).unwrap();
+        let p = ParticipantId::parse("p-1").unwrap();
+        let months = MonthlyEarned::from([(month_key(year_ago), 600), (month_key(now), 600)]);
+        let store = Fake(tiers, months);
+        assert_eq!(current_tier(&store, &p, now).await.unwrap().name, "base");
+        let october = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap();
+        let mut months = store.1.clone();
+        months.insert(month_key(october), 400);
+        let store = Fake(store.0, months);
+        assert_eq!(current_tier(&store, &p, now).await.unwrap().name, "gold");
+    }
+}
