@@ -3,6 +3,10 @@
 //! limit counters (participant before period), then the balance version, then the rule's
 //! budget (the programme side, [`super::ledger::ProgrammeShards`]), all checked before
 //! anything is written.
+//!
+//! The same world is accrual's [`EarningSettings`] in memory (rules, tiers, budgets, earned
+//! months) and the ledger [`super::MemoryChallenges`] credits bonuses to
+//! ([`MemoryActions::credit`]), so an `accrual::App` built on memory sees one programme.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -14,12 +18,10 @@ use loyalty_domain::action::{
 };
 use loyalty_domain::earning::{LimitScope, MonthlyEarned, Rule, RuleId, Tiers};
 use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
-use loyalty_domain::ledger::Entry;
-use loyalty_domain::ledger::ProgrammeAccount;
+use loyalty_domain::ledger::{Entry, ProgrammeAccount};
 use loyalty_domain::outbox::{Envelope, OutboxEvent as DomainEvent};
 use loyalty_domain::settings::EarningSettings;
-use loyalty_domain::InfraError;
-use loyalty_domain::Points;
+use loyalty_domain::{InfraError, Points};
 
 use super::claims::{OutboxEvent, StoredBalance};
 use super::ledger::ProgrammeShards;
