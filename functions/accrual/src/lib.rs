@@ -7,17 +7,21 @@
 //!   from [`BasisCache`] (checked by the balance version inside the write), and the key's
 //!   record and the limit counters are conditions of the same write, whose refusal returns
 //!   the stored answer or the counter.
-//! - `GET /me/challenges` (participant): progress in every challenge.
+//! - `GET /me/challenges` (participant): progress in every challenge
+//!   ([`loyalty_domain::challenge::progress_of`] over the [`ChallengeStore`] port).
 //! - `POST /admin/sell-in` (admin, `Idempotency-Key`, `text/csv` or JSON lines): validated
 //!   as a whole first, so a bad line writes nothing, nor does a line imported before with
 //!   other content (409 `line_changed`); then each line is credited exactly once (its entry
-//!   id and its marker are the line's identity: invoice, outlet, SKU, date) and feeds
-//!   challenge progress.
-//! - `GET /admin/rules`, `PUT /admin/rules/{ruleId}`, `GET|PUT /admin/tiers`,
-//!   `PUT /admin/challenges/{challengeId}` (admin).
+//!   id and its marker are the line's identity: invoice, outlet, SKU, date;
+//!   [`loyalty_domain::sellin::import`] over [`SellInStore`]) and feeds challenge progress
+//!   ([`loyalty_domain::challenge::record_progress`]).
+//! - `GET /admin/rules`, `PUT /admin/rules/{ruleId}`, `GET|PUT /admin/tiers` (admin, over the
+//!   [`EarningSettings`] port), `PUT /admin/challenges/{challengeId}` (admin, over
+//!   [`ChallengeStore`]).
 //! - `POST /admin/rules/{ruleId}/budget`, `POST /admin/challenges/{challengeId}/budget`
 //!   (admin, `Idempotency-Key`): give a rule's accruals or a challenge's bonuses a budget, or
-//!   top it up; credits it cannot cover are refused with `budget_exhausted`.
+//!   top it up; credits it cannot cover are refused with `budget_exhausted`. Answers under
+//!   Idempotency-Keys go through the [`AnswerStore`] port ([`idempotency::once`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,7 +34,9 @@ use loyalty_domain::action::{
     TierBasis,
 };
 use loyalty_domain::auth::{Caller, Role};
-use loyalty_domain::challenge::{Challenge, ChallengeRequest};
+use loyalty_domain::challenge::{
+    progress_of, record_progress, Challenge, ChallengeRequest, ChallengeStore,
+};
 use loyalty_domain::earning::{
     parse_sell_in_csv, parse_sell_in_json_lines, price_lines, Rule, RuleId, RuleRequest,
     SellInError, Slug, Tier, Tiers,
@@ -38,39 +44,82 @@ use loyalty_domain::earning::{
 use loyalty_domain::ids::ParticipantId;
 use loyalty_domain::ledger::ProgrammeAccount;
 use loyalty_domain::ports::{Clock, SystemClock};
-use loyalty_domain::sellin::{self, ImportOutcome};
+use loyalty_domain::sellin::{self, ImportOutcome, SellInStore};
+use loyalty_domain::settings::EarningSettings;
 use loyalty_domain::{InfraError, Points};
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
-use loyalty_platform::idempotency::{self, Answer, Idempotency, IdempotencyError, Keyed};
+use loyalty_platform::idempotency::{
+    self, Answer, AnswerStore, Idempotency, IdempotencyError, Keyed,
+};
 use loyalty_platform::stores::actions::DynamoActions;
-use loyalty_platform::stores::challenges::{ChallengeStore, ChallengeTables};
+use loyalty_platform::stores::challenges::{log_out_of_budget, ChallengeTables, DynamoChallenges};
 use loyalty_platform::stores::earning::{EarningStore, EarningTables};
-use loyalty_platform::stores::ledger::DynamoLedger;
 use serde::Deserialize;
 use serde_json::json;
 
-/// The function: the action port `S`, the clock `C`, the settings and the warm caches.
-/// Lambda runs it over DynamoDB and the wall clock ([`App::new`]); handler tests give it
-/// [`loyalty_platform::memory::MemoryActions`] and a `FixedClock` ([`App::with_store`]).
-/// The admin, sell-in and challenge routes still use their DynamoDB stores directly
-/// ([`Admin`]); an app built with [`App::with_store`] has none and answers them 500.
-pub struct App<S = DynamoActions, C = Box<dyn Clock>> {
+/// The function: the action port `S`, the clock `C`, the admin ports `A`, the settings and
+/// the warm caches. Lambda runs it over DynamoDB and the wall clock ([`App::new`]); handler
+/// tests give it memory adapters and a `FixedClock` ([`App::with_store`]), and every route
+/// answers the same on both.
+pub struct App<S = DynamoActions, C = Box<dyn Clock>, A = DynamoAdmin> {
     actions: S,
     settings: ActionSettings,
     programme: ProgrammeCache,
     balances: BasisCache,
-    admin: Option<Admin>,
+    admin: A,
     clock: C,
 }
 
-/// The DynamoDB stores of the routes that do not go through [`ActionStore`] yet.
-pub struct Admin {
-    earning: EarningStore,
-    challenges: ChallengeStore,
-    ledger: DynamoLedger,
-    idempotency: Idempotency,
+/// The ports of the routes beside `POST /actions`: admin settings (rules, tiers, budgets),
+/// sell-in, challenges, and the answers stored under Idempotency-Keys.
+pub trait AdminPorts: Send + Sync {
+    type Settings: EarningSettings;
+    type SellIn: SellInStore;
+    type Challenges: ChallengeStore;
+    type Answers: AnswerStore;
+    fn settings(&self) -> &Self::Settings;
+    fn sell_in(&self) -> &Self::SellIn;
+    fn challenges(&self) -> &Self::Challenges;
+    fn answers(&self) -> &Self::Answers;
 }
+
+/// One adapter per admin port.
+pub struct Admin<E, L, G, I> {
+    pub settings: E,
+    pub sell_in: L,
+    pub challenges: G,
+    pub answers: I,
+}
+
+impl<E, L, G, I> AdminPorts for Admin<E, L, G, I>
+where
+    E: EarningSettings,
+    L: SellInStore,
+    G: ChallengeStore,
+    I: AnswerStore,
+{
+    type Settings = E;
+    type SellIn = L;
+    type Challenges = G;
+    type Answers = I;
+    fn settings(&self) -> &E {
+        &self.settings
+    }
+    fn sell_in(&self) -> &L {
+        &self.sell_in
+    }
+    fn challenges(&self) -> &G {
+        &self.challenges
+    }
+    fn answers(&self) -> &I {
+        &self.answers
+    }
+}
+
+/// The admin ports over DynamoDB: [`EarningStore`] is both the settings and the sell-in
+/// adapter.
+pub type DynamoAdmin = Admin<EarningStore, EarningStore, DynamoChallenges, Idempotency>;
 
 /// Settings of `POST /actions`.
 #[derive(Debug, Clone)]
@@ -128,10 +177,11 @@ impl App {
             ledger: ledger.clone(),
             outbox: outbox.clone(),
         };
+        let earning = EarningStore::new(dynamodb.clone(), tables.clone());
         let admin = Admin {
-            earning: EarningStore::new(dynamodb.clone(), tables.clone()),
-            ledger: DynamoLedger::new(dynamodb.clone(), ledger.clone()),
-            challenges: ChallengeStore::new(
+            settings: earning.clone(),
+            sell_in: earning,
+            challenges: DynamoChallenges::new(
                 dynamodb.clone(),
                 ChallengeTables {
                     programme,
@@ -140,25 +190,33 @@ impl App {
                     outbox,
                 },
             ),
-            idempotency: Idempotency::new(dynamodb.clone(), activity),
+            answers: Idempotency::new(dynamodb.clone(), activity),
         };
-        let mut app = App::with_store(DynamoActions::new(dynamodb, tables), settings(env)?, clock);
-        app.admin = Some(admin);
-        Ok(app)
+        Ok(App::with_store(
+            DynamoActions::new(dynamodb, tables),
+            admin,
+            settings(env)?,
+            clock,
+        ))
     }
 }
 
-impl<S: ActionStore, C: Clock> App<S, C> {
-    /// Any action store and clock: the memory adapter and a fixed clock in handler tests.
-    pub fn with_store(actions: S, settings: ActionSettings, clock: C) -> Self {
+impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
+    /// Any stores and clock: the memory adapters and a fixed clock in handler tests.
+    pub fn with_store(actions: S, admin: A, settings: ActionSettings, clock: C) -> Self {
         Self {
             actions,
             settings,
             programme: ProgrammeCache::default(),
             balances: BasisCache::default(),
-            admin: None,
+            admin,
             clock,
         }
+    }
+
+    /// The admin ports, for tests to inspect what a request wrote.
+    pub fn admin(&self) -> &A {
+        &self.admin
     }
 
     /// The store, for tests to inspect what a request wrote.
@@ -173,15 +231,6 @@ impl<S: ActionStore, C: Clock> App<S, C> {
     /// Forgets the cached rules and tiers (after this function changed them).
     pub fn forget_programme(&self) {
         self.programme.clear();
-    }
-
-    fn admin_stores(&self) -> Result<&Admin, Problem> {
-        self.admin.as_ref().ok_or_else(|| {
-            Problem::from_error(InfraError::permanent(
-                "accrual",
-                "this route needs the DynamoDB stores",
-            ))
-        })
     }
 
     pub async fn handle(&self, req: Request) -> Result<Response<Body>, Error> {
@@ -206,7 +255,7 @@ impl<S: ActionStore, C: Clock> App<S, C> {
         }
     }
 
-    fn admin(req: &Request) -> Result<Caller, Problem> {
+    fn require_admin(req: &Request) -> Result<Caller, Problem> {
         let caller = http::caller(req)?;
         caller.require(&[Role::Admin]).problem()?;
         Ok(caller)
@@ -224,10 +273,14 @@ impl<S: ActionStore, C: Clock> App<S, C> {
         F: FnOnce(Keyed) -> Fut,
         Fut: std::future::Future<Output = Result<Response<Body>, Problem>>,
     {
-        self.admin_stores()?
-            .idempotency
-            .once(req, caller.subject.as_str(), self.clock.now(), work)
-            .await
+        idempotency::once(
+            self.admin.answers(),
+            req,
+            caller.subject.as_str(),
+            self.clock.now(),
+            work,
+        )
+        .await
     }
 
     async fn report_action(&self, req: &Request) -> Result<Response<Body>, Problem> {
@@ -334,10 +387,7 @@ impl<S: ActionStore, C: Clock> App<S, C> {
     async fn my_challenges(&self, req: &Request) -> Result<Response<Body>, Problem> {
         let caller = http::caller(req)?;
         let participant = caller.participant().problem()?;
-        let progress = self
-            .admin_stores()?
-            .challenges
-            .progress_of(participant)
+        let progress = progress_of(self.admin.challenges(), participant)
             .await
             .problem()?;
         let challenges: Vec<_> = progress
@@ -363,7 +413,7 @@ impl<S: ActionStore, C: Clock> App<S, C> {
     }
 
     async fn import_sell_in(&self, req: &Request) -> Result<Response<Body>, Problem> {
-        let caller = Self::admin(req)?;
+        let caller = Self::require_admin(req)?;
         self.once(req, &caller, |keyed| async move {
             let text = http::text_body(req)?;
             let content_type = http::header(req, "content-type").unwrap_or("");
@@ -372,7 +422,7 @@ impl<S: ActionStore, C: Clock> App<S, C> {
             } else {
                 parse_sell_in_json_lines(text)
             };
-            let rules = self.admin_stores()?.earning.rules().await.problem()?;
+            let rules = self.admin.settings().rules().await.problem()?;
             let priced = lines
                 .and_then(|lines| price_lines(lines, &rules))
                 .map_err(sell_in_problem)?;
@@ -380,8 +430,10 @@ impl<S: ActionStore, C: Clock> App<S, C> {
             // before with other content refuses the whole import before any write, like an
             // invalid line; else each line is credited exactly once.
             let now = self.clock.now();
-            let admin = self.admin_stores()?;
-            let lines = match sellin::import(&admin.earning, priced, now).await.problem()? {
+            let lines = match sellin::import(self.admin.sell_in(), priced, now)
+                .await
+                .problem()?
+            {
                 ImportOutcome::Changed(lines) => {
                     return Err(sell_in_problem(SellInError::Changed(lines)))
                 }
@@ -400,12 +452,21 @@ impl<S: ActionStore, C: Clock> App<S, C> {
                     continue;
                 };
                 let participant = source.participant.clone();
-                let outcomes = admin.challenges.record_progress(&source).await.problem()?;
-                completed.extend(outcomes.into_iter().filter(|o| o.bonus.is_some()).map(|o| {
-                    json!({ "challenge_id": o.challenge.as_str(), "participant_id": participant.as_str() })
+                let recorded = record_progress(self.admin.challenges(), &source)
+                    .await
+                    .problem()?;
+                log_out_of_budget(&recorded.out_of_budget);
+                completed.extend(recorded.completed().map(|id| {
+                    json!({ "challenge_id": id.as_str(), "participant_id": participant.as_str() })
                 }));
             }
-            tracing::info!(lines = lines.len(), credited, repeated, points, "sell-in imported");
+            tracing::info!(
+                lines = lines.len(),
+                credited,
+                repeated,
+                points,
+                "sell-in imported"
+            );
             if !raced.is_empty() {
                 // Only a concurrent import can get here; the other lines are written (each
                 // exactly once), and the answer says so next to the changed lines.
@@ -431,25 +492,25 @@ impl<S: ActionStore, C: Clock> App<S, C> {
             );
             // Many transactions wrote the lines; each is exactly-once by its entry id, so the
             // answer is stored after them, and a retry before it completes the import.
-            self.admin_stores()?.idempotency.remember(&keyed, answer, now).await
+            idempotency::remember(self.admin.answers(), &keyed, answer, now).await
         })
         .await
     }
 
     async fn list_rules(&self, req: &Request) -> Result<Response<Body>, Problem> {
-        Self::admin(req)?;
-        let rules = self.admin_stores()?.earning.rules().await.problem()?;
+        Self::require_admin(req)?;
+        let rules = self.admin.settings().rules().await.problem()?;
         Ok(http::json(StatusCode::OK, &json!({ "rules": rules })))
     }
 
     async fn put_rule(&self, req: &Request) -> Result<Response<Body>, Problem> {
-        Self::admin(req)?;
+        Self::require_admin(req)?;
         let id = RuleId::parse(http::path_param(req, "ruleId")?)
             .map_err(|e| Problem::bad_request("invalid_rule_id", e.to_string()))?;
         let body: RuleRequest = http::json_body(req)?;
         let rule = Rule::parse(id, body).problem()?;
-        self.admin_stores()?
-            .earning
+        self.admin
+            .settings()
             .put_rule(&rule, self.clock.now())
             .await
             .problem()?;
@@ -458,17 +519,17 @@ impl<S: ActionStore, C: Clock> App<S, C> {
     }
 
     async fn get_tiers(&self, req: &Request) -> Result<Response<Body>, Problem> {
-        Self::admin(req)?;
-        let tiers = self.admin_stores()?.earning.tiers().await.problem()?;
+        Self::require_admin(req)?;
+        let tiers = self.admin.settings().tiers().await.problem()?;
         Ok(http::json(StatusCode::OK, &json!({ "tiers": tiers })))
     }
 
     async fn put_tiers(&self, req: &Request) -> Result<Response<Body>, Problem> {
-        Self::admin(req)?;
+        Self::require_admin(req)?;
         let body: TiersBody = http::json_body(req)?;
         let tiers = Tiers::parse(body.tiers).problem()?;
-        self.admin_stores()?
-            .earning
+        self.admin
+            .settings()
             .put_tiers(&tiers, self.clock.now())
             .await
             .problem()?;
@@ -477,13 +538,13 @@ impl<S: ActionStore, C: Clock> App<S, C> {
     }
 
     async fn put_challenge(&self, req: &Request) -> Result<Response<Body>, Problem> {
-        Self::admin(req)?;
+        Self::require_admin(req)?;
         let id = Slug::parse(http::path_param(req, "challengeId")?)
             .map_err(|e| Problem::bad_request("invalid_challenge_id", e.to_string()))?;
         let body: ChallengeRequest = http::json_body(req)?;
         let challenge = Challenge::parse(id, body).problem()?;
-        self.admin_stores()?
-            .challenges
+        self.admin
+            .challenges()
             .put_challenge(&challenge, self.clock.now())
             .await
             .problem()?;
@@ -491,11 +552,11 @@ impl<S: ActionStore, C: Clock> App<S, C> {
     }
 }
 
-impl<S: ActionStore, C: Clock> App<S, C> {
+impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
     /// Funds the budget of a rule or a challenge (`param` names which) from the issuer, once
     /// per Idempotency-Key, and answers what is left and what was ever funded.
     async fn fund_budget(&self, req: &Request, param: &str) -> Result<Response<Body>, Problem> {
-        let caller = Self::admin(req)?;
+        let caller = Self::require_admin(req)?;
         let raw = http::path_param(req, param)?;
         let account = match param {
             "ruleId" => ProgrammeAccount::Rule(
@@ -519,11 +580,12 @@ impl<S: ActionStore, C: Clock> App<S, C> {
                         "amount must be a positive number of points.",
                     )
                 })?;
-            let stores = self.admin_stores()?;
+            let settings = self.admin.settings();
             let exists = match &account {
-                ProgrammeAccount::Rule(id) => stores.earning.rule(id).await.problem()?.is_some(),
-                ProgrammeAccount::Challenge(id) => stores
-                    .challenges
+                ProgrammeAccount::Rule(id) => settings.rule(id).await.problem()?.is_some(),
+                ProgrammeAccount::Challenge(id) => self
+                    .admin
+                    .challenges()
                     .challenges()
                     .await
                     .problem()?
@@ -544,12 +606,11 @@ impl<S: ActionStore, C: Clock> App<S, C> {
             }
             let now = self.clock.now();
             let funding_id = format!("{subject}:{}", keyed.key.as_str());
-            let ledger = &stores.ledger;
-            ledger
+            settings
                 .fund_budget(&account, amount, &funding_id, now)
                 .await
                 .problem()?;
-            let balance = ledger.programme_balance(&account).await.problem()?;
+            let balance = settings.programme_balance(&account).await.problem()?;
             tracing::info!(account = %account, amount = amount.get(), "budget funded");
             let answer = Answer::new(
                 StatusCode::OK,
@@ -559,7 +620,7 @@ impl<S: ActionStore, C: Clock> App<S, C> {
                     "funded": balance.funded.unwrap_or(0),
                 }),
             );
-            stores.idempotency.remember(&keyed, answer, now).await
+            idempotency::remember(self.admin.answers(), &keyed, answer, now).await
         })
         .await
     }

@@ -180,6 +180,31 @@ pub trait ActionStore: Send + Sync {
     ) -> impl Future<Output = Result<Result<(), StoredAnswer>, InfraError>> + Send;
 }
 
+/// A shared store is a store: the memory adapter of an `App` that other ports of the same
+/// function write to as well (challenge bonuses, budgets).
+impl<T: ActionStore + ?Sized> ActionStore for std::sync::Arc<T> {
+    fn programme(&self) -> impl Future<Output = Result<Programme, InfraError>> + Send {
+        (**self).programme()
+    }
+
+    fn try_accrue(
+        &self,
+        attempt: &ActionAttempt,
+    ) -> impl Future<Output = Result<Result<(), ActionRefusal>, InfraError>> + Send {
+        (**self).try_accrue(attempt)
+    }
+
+    fn remember(
+        &self,
+        key: &KeyedRequest,
+        status: u16,
+        body: String,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Result<(), StoredAnswer>, InfraError>> + Send {
+        (**self).remember(key, status, body, now)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ActionError {
     #[error(transparent)]

@@ -3,6 +3,13 @@
 //! Progress is counted per participant from sources that name a supplier and a number of
 //! units (sell-in lines, delivered partner orders). Each source counts once; the bonus is
 //! granted exactly once, in the same write as the progress that completes the challenge.
+//!
+//! [`record_progress`] holds the rules over the [`ChallengeStore`] port: which challenges a
+//! source counts for, the step from the progress read, and what each refusal of
+//! [`ChallengeStore::commit_step`] means (counted before: answer so; progress moved: read
+//! again and retry; budget exhausted: skip that challenge). The adapters only read and write.
+
+use std::future::Future;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -10,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::cashback::{OrderId, PartnerId};
 use crate::earning::{Slug, SupplierId};
 use crate::ids::{EntryId, ParticipantId};
+use crate::ledger::{Entry, EntryKind};
 use crate::{Classified, InfraError, Kind, Points};
 
 pub type ChallengeId = Slug;
@@ -97,6 +105,21 @@ impl Challenge {
         EntryId::parse(&format!("challenge-{}-{}", self.id, participant))
             .expect("slugs and participant ids are id-safe")
     }
+
+    /// The bonus entry, paid from the challenge's programme account (source
+    /// `challenge <id>`, see [`crate::ledger::ProgrammeAccount::of`]).
+    pub fn bonus_entry(&self, participant: &ParticipantId, at: DateTime<Utc>) -> Entry {
+        Entry {
+            id: self.bonus_entry_id(participant),
+            participant: participant.clone(),
+            outlet: None,
+            kind: EntryKind::Accrual,
+            amount: self.bonus,
+            source: format!("challenge {}", self.id),
+            created_at: at,
+            expires_on: None,
+        }
+    }
 }
 
 /// A participant's progress, as stored.
@@ -166,6 +189,206 @@ pub struct ProgressOutcome {
     pub bonus: Option<EntryId>,
     /// The source had been counted before; nothing changed.
     pub already_counted: bool,
+}
+
+/// One step of one participant's progress in one challenge: everything the port writes in
+/// one atomic operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepCommit {
+    pub challenge: ChallengeId,
+    pub source: ProgressSource,
+    /// The progress the step was computed from: `None` when there was none. The write is
+    /// refused with [`StepRefusal::ProgressMoved`] unless the progress is still this.
+    pub read: Option<Progress>,
+    pub next: Progress,
+    /// The bonus entry, when this step completes the challenge; written with its
+    /// `ChallengeCompleted` outbox event.
+    pub bonus: Option<Entry>,
+}
+
+/// Why a step was not written; nothing of it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepRefusal {
+    /// The source's marker for this challenge exists: it was counted before.
+    SourceCounted,
+    /// The progress is no longer what was read: another source counted meanwhile.
+    ProgressMoved,
+    /// The challenge's budget (its programme account's shard) cannot cover the bonus.
+    BudgetExhausted,
+    /// Another write touched the same items at the same moment.
+    Contended,
+}
+
+/// The port through which challenges reach storage. When several conditions of
+/// [`Self::commit_step`] fail, the refusal is the first of: source counted, progress moved,
+/// budget exhausted.
+pub trait ChallengeStore: Send + Sync {
+    /// Every challenge, ordered by id.
+    fn challenges(&self) -> impl Future<Output = Result<Vec<Challenge>, InfraError>> + Send;
+
+    /// Adds or replaces a challenge.
+    fn put_challenge(
+        &self,
+        challenge: &Challenge,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), InfraError>> + Send;
+
+    /// The participant's progress in one challenge (a consistent read); `None` before any.
+    fn progress(
+        &self,
+        participant: &ParticipantId,
+        challenge: &ChallengeId,
+    ) -> impl Future<Output = Result<Option<Progress>, InfraError>> + Send;
+
+    /// The participant's progress in every challenge they have any in.
+    fn progresses(
+        &self,
+        participant: &ParticipantId,
+    ) -> impl Future<Output = Result<Vec<(ChallengeId, Progress)>, InfraError>> + Send;
+
+    /// One atomic write: the source's marker (must be new), the progress (must still be
+    /// `step.read`) and the bonus entry with its ledger items and outbox event; all or
+    /// nothing.
+    fn commit_step(
+        &self,
+        step: &StepCommit,
+    ) -> impl Future<Output = Result<Result<(), StepRefusal>, InfraError>> + Send;
+
+    /// Waits before attempt `attempt` (2 and up) of a step whose progress moved. The domain
+    /// has no timer, so the pause is the adapter's: DynamoDB spreads racing writers out (the
+    /// progress item is hot while a participant's sources arrive together); memory, where
+    /// every step is atomic, does not wait.
+    fn backoff(&self, attempt: usize) -> impl Future<Output = ()> + Send {
+        let _ = attempt;
+        std::future::ready(())
+    }
+}
+
+/// Attempts of one step while other sources of the same participant keep moving the
+/// progress; each attempt reads the progress again, so the loser of a race retries from the
+/// winner's result.
+pub const MAX_ATTEMPTS: usize = 8;
+
+/// Records `source`'s units towards every challenge it counts for, and grants a
+/// challenge's bonus in the same write as the progress that completes it. A source recorded
+/// again changes nothing; call this again freely after a failure. A challenge whose budget
+/// cannot cover the bonus a source would complete is skipped (nothing written,
+/// `budget_exhausted` logged by the caller from [`Recorded::out_of_budget`]); the others
+/// still count the source, and recording it again after a top-up counts it there too.
+pub async fn record_progress<S: ChallengeStore>(
+    store: &S,
+    source: &ProgressSource,
+) -> Result<Recorded, ProgressError> {
+    let mut recorded = Recorded::default();
+    for challenge in store.challenges().await? {
+        if !challenge.counts(&source.supplier, source.date) {
+            continue;
+        }
+        match record_one(store, &challenge, source).await {
+            Ok(outcome) => recorded.outcomes.push(outcome),
+            Err(ProgressError::BudgetExhausted(id)) => recorded.out_of_budget.push(id),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(recorded)
+}
+
+/// What recording one source did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// One per challenge the source counted for (or had counted for before).
+    pub outcomes: Vec<ProgressOutcome>,
+    /// Challenges skipped because their budget cannot cover the bonus; nothing was written
+    /// for them.
+    pub out_of_budget: Vec<ChallengeId>,
+}
+
+impl Recorded {
+    /// The challenges this source completed now.
+    pub fn completed(&self) -> impl Iterator<Item = &ChallengeId> {
+        self.outcomes
+            .iter()
+            .filter(|o| o.bonus.is_some())
+            .map(|o| &o.challenge)
+    }
+}
+
+/// The write that adds `source` to `read` in `challenge`.
+pub fn step_of(
+    challenge: &Challenge,
+    source: &ProgressSource,
+    read: Option<Progress>,
+) -> StepCommit {
+    let step = read.unwrap_or_default().add(source.units, challenge);
+    StepCommit {
+        challenge: challenge.id.clone(),
+        source: source.clone(),
+        read,
+        next: step.next,
+        bonus: step
+            .completes
+            .then(|| challenge.bonus_entry(&source.participant, source.at)),
+    }
+}
+
+async fn record_one<S: ChallengeStore>(
+    store: &S,
+    challenge: &Challenge,
+    source: &ProgressSource,
+) -> Result<ProgressOutcome, ProgressError> {
+    let mut last = StepRefusal::Contended;
+    for attempt in 1..=MAX_ATTEMPTS {
+        if attempt > 1 {
+            store.backoff(attempt).await;
+        }
+        let read = store.progress(&source.participant, &challenge.id).await?;
+        let step = step_of(challenge, source, read);
+        match store.commit_step(&step).await? {
+            Ok(()) => {
+                return Ok(ProgressOutcome {
+                    challenge: challenge.id.clone(),
+                    progress: step.next,
+                    bonus: step.bonus.map(|e| e.id),
+                    already_counted: false,
+                })
+            }
+            Err(StepRefusal::SourceCounted) => {
+                return Ok(ProgressOutcome {
+                    challenge: challenge.id.clone(),
+                    progress: read.unwrap_or_default(),
+                    bonus: None,
+                    already_counted: true,
+                })
+            }
+            Err(StepRefusal::BudgetExhausted) => {
+                return Err(ProgressError::BudgetExhausted(challenge.id.clone()))
+            }
+            Err(refusal @ (StepRefusal::ProgressMoved | StepRefusal::Contended)) => last = refusal,
+        }
+    }
+    Err(InfraError::retryable(
+        "record progress",
+        format!("still refused after {MAX_ATTEMPTS} attempts: {last:?}"),
+    )
+    .into())
+}
+
+/// Every challenge with the participant's progress in it (zero where they have none), for
+/// `GET /me/challenges`.
+pub async fn progress_of<S: ChallengeStore>(
+    store: &S,
+    participant: &ParticipantId,
+) -> Result<Vec<(Challenge, Progress)>, InfraError> {
+    let challenges = store.challenges().await?;
+    let progress: std::collections::BTreeMap<ChallengeId, Progress> =
+        store.progresses(participant).await?.into_iter().collect();
+    Ok(challenges
+        .into_iter()
+        .map(|c| {
+            let p = progress.get(&c.id).copied().unwrap_or_default();
+            (c, p)
+        })
+        .collect())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -303,6 +526,204 @@ mod tests {
         let s3 = s2.next.add(10, &c);
         assert!(!s3.completes && s3.next.completed);
         assert_eq!(s3.next.units, 110);
+    }
+
+    /// A tiny store: progress and markers in maps, a budget in points for bonuses, and a
+    /// number of commits that another source wins first (it adds one unit meanwhile).
+    #[derive(Default)]
+    struct Fake {
+        challenges: Vec<Challenge>,
+        world: std::sync::Mutex<FakeWorld>,
+    }
+
+    #[derive(Default)]
+    struct FakeWorld {
+        progress: std::collections::BTreeMap<ChallengeId, Progress>,
+        markers: std::collections::BTreeSet<(ChallengeId, String)>,
+        bonuses: Vec<Entry>,
+        budget: Option<u64>,
+        races: usize,
+        commits: usize,
+    }
+
+    impl ChallengeStore for Fake {
+        async fn challenges(&self) -> Result<Vec<Challenge>, InfraError> {
+            Ok(self.challenges.clone())
+        }
+        async fn put_challenge(&self, _: &Challenge, _: DateTime<Utc>) -> Result<(), InfraError> {
+            unreachable!("not used by the use cases")
+        }
+        async fn progress(
+            &self,
+            _: &ParticipantId,
+            c: &ChallengeId,
+        ) -> Result<Option<Progress>, InfraError> {
+            Ok(self.world.lock().unwrap().progress.get(c).copied())
+        }
+        async fn progresses(
+            &self,
+            _: &ParticipantId,
+        ) -> Result<Vec<(ChallengeId, Progress)>, InfraError> {
+            let w = self.world.lock().unwrap();
+            Ok(w.progress.iter().map(|(c, p)| (c.clone(), *p)).collect())
+        }
+        async fn commit_step(&self, s: &StepCommit) -> Result<Result<(), StepRefusal>, InfraError> {
+            let mut w = self.world.lock().unwrap();
+            w.commits += 1;
+            if w.races > 0 {
+                w.races -= 1;
+                w.progress.entry(s.challenge.clone()).or_default().units += 1;
+            }
+            let marker = (s.challenge.clone(), s.source.reference.clone());
+            if w.markers.contains(&marker) {
+                return Ok(Err(StepRefusal::SourceCounted));
+            }
+            if w.progress.get(&s.challenge).copied() != s.read {
+                return Ok(Err(StepRefusal::ProgressMoved));
+            }
+            if let (Some(bonus), Some(budget)) = (&s.bonus, w.budget) {
+                if bonus.amount.get() > budget {
+                    return Ok(Err(StepRefusal::BudgetExhausted));
+                }
+            }
+            w.markers.insert(marker);
+            w.progress.insert(s.challenge.clone(), s.next);
+            w.bonuses.extend(s.bonus.clone());
+            Ok(Ok(()))
+        }
+    }
+
+    fn source(reference: &str, units: u64) -> ProgressSource {
+        ProgressSource {
+            participant: ParticipantId::parse("p-1").unwrap(),
+            supplier: Slug::parse("acme").unwrap(),
+            units,
+            date: "2026-11-10".parse().unwrap(),
+            reference: reference.into(),
+            at: DateTime::<Utc>::default(),
+        }
+    }
+
+    fn fake() -> Fake {
+        Fake {
+            challenges: vec![challenge()],
+            ..Fake::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_source_counts_once_and_the_step_that_crosses_the_target_carries_the_bonus() {
+        let store = fake();
+        let first = record_progress(&store, &source("line-1", 60))
+            .await
+            .unwrap();
+        assert_eq!(first.outcomes[0].progress.units, 60);
+        assert_eq!(first.completed().count(), 0);
+        let again = record_progress(&store, &source("line-1", 60))
+            .await
+            .unwrap();
+        assert!(again.outcomes[0].already_counted);
+        let second = record_progress(&store, &source("line-2", 50))
+            .await
+            .unwrap();
+        let c = challenge();
+        assert_eq!(
+            second.completed().collect::<Vec<_>>(),
+            vec![&c.id],
+            "110 units cross the target of 100"
+        );
+        let w = store.world.lock().unwrap();
+        assert_eq!(
+            w.progress[&c.id],
+            Progress {
+                units: 110,
+                completed: true
+            }
+        );
+        assert_eq!(w.bonuses.len(), 1);
+        assert_eq!(
+            w.bonuses[0].id,
+            c.bonus_entry_id(&ParticipantId::parse("p-1").unwrap())
+        );
+        assert_eq!(w.bonuses[0].source, "challenge acme-100");
+    }
+
+    #[tokio::test]
+    async fn a_source_outside_the_challenge_counts_for_nothing_and_writes_nothing() {
+        let store = fake();
+        let mut late = source("line-1", 500);
+        late.date = "2026-12-01".parse().unwrap();
+        assert_eq!(
+            record_progress(&store, &late).await.unwrap(),
+            Recorded::default()
+        );
+        assert_eq!(store.world.lock().unwrap().commits, 0);
+    }
+
+    #[tokio::test]
+    async fn progress_that_moved_is_read_again_and_no_unit_is_lost() {
+        let store = fake();
+        store.world.lock().unwrap().races = 3;
+        let recorded = record_progress(&store, &source("line-1", 10))
+            .await
+            .unwrap();
+        assert_eq!(
+            recorded.outcomes[0].progress.units, 13,
+            "3 racing units + 10"
+        );
+        assert_eq!(store.world.lock().unwrap().commits, 4);
+    }
+
+    #[tokio::test]
+    async fn progress_that_keeps_moving_is_a_retryable_failure_after_the_last_attempt() {
+        let store = fake();
+        store.world.lock().unwrap().races = MAX_ATTEMPTS;
+        let err = record_progress(&store, &source("line-1", 10))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ProgressError::Infra(e) if e.retryable),
+            "{err:?}"
+        );
+        assert!(store.world.lock().unwrap().markers.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_challenge_out_of_budget_is_skipped_and_counts_the_source_after_a_top_up() {
+        let store = fake();
+        store.world.lock().unwrap().budget = Some(499);
+        let recorded = record_progress(&store, &source("line-1", 100))
+            .await
+            .unwrap();
+        assert_eq!(recorded.out_of_budget, vec![challenge().id]);
+        assert!(recorded.outcomes.is_empty());
+        assert!(
+            store.world.lock().unwrap().progress.is_empty(),
+            "nothing written"
+        );
+        store.world.lock().unwrap().budget = Some(500);
+        let recorded = record_progress(&store, &source("line-1", 100))
+            .await
+            .unwrap();
+        assert_eq!(recorded.completed().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn progress_of_lists_every_challenge_with_zero_where_there_is_none() {
+        let mut store = fake();
+        let mut other = challenge();
+        other.id = Slug::parse("other").unwrap();
+        other.supplier = Slug::parse("other-supplier").unwrap();
+        store.challenges.push(other);
+        record_progress(&store, &source("line-1", 7)).await.unwrap();
+        let listed = progress_of(&store, &ParticipantId::parse("p-1").unwrap())
+            .await
+            .unwrap();
+        let units: Vec<_> = listed
+            .iter()
+            .map(|(c, p)| (c.id.as_str(), p.units))
+            .collect();
+        assert_eq!(units, vec![("acme-100", 7), ("other", 0)]);
     }
 
     #[test]

@@ -375,6 +375,25 @@ impl std::fmt::Display for ProgrammeAccount {
 /// item up to 1 KB and one partition takes about 1,000 WCU a second, so one item takes about
 /// 500 transactional writes a second; 16 shards take 8,000 credits a second from one account.
 /// See docs/architecture.md, "Double entry".
+/// A programme account's balance: the sum of its shards, and its budget when it has one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProgrammeBalance {
+    /// Negative for an account that issues points; what is left for an account with a budget.
+    pub balance: i64,
+    /// Everything ever funded, for an account with a budget.
+    pub funded: Option<i64>,
+    /// Each shard's balance, by shard number.
+    pub shards: Vec<i64>,
+}
+
+/// How a budget funding ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Funded {
+    Funded,
+    /// A funding with this id was written before; nothing moved this time.
+    AlreadyFunded,
+}
+
 pub const PROGRAMME_SHARDS: u32 = 16;
 
 /// The shard an entry's programme side lands on: a hash of the entry id, so a retry of the

@@ -29,3 +29,4 @@ pub mod outbox;
 pub mod participant;
 pub mod review;
 pub mod sellin;
+pub mod settings;

@@ -8,11 +8,12 @@
 //! - A successful change writes its answer with [`Idempotency::record_item`] in the SAME
 //!   `TransactWriteItems` as the change, so there is never a change without its answer nor an
 //!   answer without its change. Business refusals, which write nothing else, are stored with
-//!   [`Idempotency::remember`]. Infrastructure failures (5xx) are not stored: retrying them
-//!   is the point of the key.
-//! - Two requests racing with one key: both may pass [`Idempotency::begin`], but only one
-//!   record write succeeds; the loser calls [`Idempotency::settle`] to answer what the
-//!   winner answered.
+//!   [`remember`]. Infrastructure failures (5xx) are not stored: retrying them is the point
+//!   of the key.
+//! - [`once`] and [`remember`] work over the [`AnswerStore`] port ([`Idempotency`] here,
+//!   `crate::memory::MemoryAnswers` in handler tests). Two requests racing with one key may
+//!   both find no answer, but only one record write succeeds; the loser answers what the
+//!   winner stored.
 //! - A route whose change is one transaction can skip the read: [`Idempotency::keyed`] parses
 //!   the key and fingerprint, the transaction carries the record ([`record_put`]), and a
 //!   refused record returns the stored answer as its `ALL_OLD` ([`StoredRecord::from_item`],
@@ -20,10 +21,11 @@
 //! - A record past its `ttl` is treated exactly as a record DynamoDB's (lazy) TTL deletion
 //!   has removed: the key is unknown again. Where the key itself named the change (an
 //!   action's entry id comes from it), that change still exists, so the write loses and
-//!   [`Idempotency::settle`] finds no answer to give: that is 422 `idempotency_key_expired`,
+//!   [`remember`] finds no answer to give: that is 422 `idempotency_key_expired`,
 //!   the same whether the record is still there or not. Elsewhere the request is new.
 
 use std::collections::HashMap;
+use std::future::Future;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::builders::PutBuilder;
@@ -32,6 +34,7 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, Response};
+use loyalty_domain::action::StoredAnswer;
 use loyalty_domain::ids::IdempotencyKey;
 use loyalty_domain::{Classified, InfraError, Kind};
 use sha2::{Digest, Sha256};
@@ -211,12 +214,6 @@ impl Answer {
     }
 }
 
-pub enum Begun {
-    Fresh(Keyed),
-    /// The stored first answer.
-    Replay(Response<Body>),
-}
-
 #[derive(Clone)]
 pub struct Idempotency {
     client: Client,
@@ -243,24 +240,6 @@ impl Idempotency {
         }
     }
 
-    /// Reads the key, and answers from the store if this key was answered before.
-    pub async fn begin(
-        &self,
-        req: &Request,
-        scope: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Begun, Problem> {
-        let keyed = Self::keyed(req, scope)?;
-        match self
-            .stored(&keyed, now)
-            .await
-            .map_err(Problem::from_error)?
-        {
-            Some(response) => Ok(Begun::Replay(response)),
-            None => Ok(Begun::Fresh(keyed)),
-        }
-    }
-
     /// The key and fingerprint of a request, without reading anything: for writes that
     /// carry the record as a condition and learn of an earlier answer from its refusal.
     pub fn keyed(req: &Request, scope: &str) -> Result<Keyed, Problem> {
@@ -281,56 +260,6 @@ impl Idempotency {
             scope: scope.to_string(),
             fingerprint,
         })
-    }
-
-    async fn stored(
-        &self,
-        k: &Keyed,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Response<Body>>, StoredError> {
-        let item = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(record_key(k)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoredError::Infra(classify("read idempotency record", e)))?
-            .item
-            .unwrap_or_default();
-        // DynamoDB deletes expired items lazily; an expired record is no record.
-        if item.is_empty() || item.signed("ttl").map_err(StoredError::Infra)? <= now.timestamp() {
-            return Ok(None);
-        }
-        if item.string("fingerprint").map_err(StoredError::Infra)? != k.fingerprint {
-            return Err(StoredError::Reused);
-        }
-        let status =
-            StatusCode::from_u16(item.number("status").map_err(StoredError::Infra)? as u16)
-                .map_err(|e| {
-                    StoredError::Infra(InfraError::permanent(
-                        "decode idempotency record",
-                        e.to_string(),
-                    ))
-                })?;
-        let body = item.string("body").map_err(StoredError::Infra)?.to_string();
-        let response = Response::builder()
-            .status(status)
-            .header(
-                header::CONTENT_TYPE,
-                item.opt_string("content_type")
-                    .unwrap_or(http::json_content_type(status)),
-            )
-            .header("idempotent-replayed", "true")
-            .body(Body::Text(body))
-            .map_err(|e| {
-                StoredError::Infra(InfraError::permanent(
-                    "decode idempotency record",
-                    e.to_string(),
-                ))
-            })?;
-        Ok(Some(response))
     }
 
     fn put(&self, k: &Keyed, answer: &Answer, now: DateTime<Utc>) -> PutBuilder {
@@ -359,40 +288,12 @@ impl Idempotency {
         Ok(tx)
     }
 
-    /// Stores a refusal (nothing else was written) and answers it, or answers what a
-    /// concurrent request with the same key stored first.
-    pub async fn remember(
-        &self,
-        k: &Keyed,
-        answer: Answer,
-        now: DateTime<Utc>,
-    ) -> Result<Response<Body>, Problem> {
-        let put = self.put(k, &answer, now);
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(put.get_item().clone())
-            .condition_expression("attribute_not_exists(pk) OR #ttl <= :now")
-            .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_values(":now", n(now.timestamp()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(answer.into_response()),
-            Err(e) => match e.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(_)) => self.settle(k, now).await,
-                _ => Err(Problem::from_error(classify("store idempotency record", e))),
-            },
-        }
-    }
-
     /// The live answer under `k`, whatever its fingerprint (the caller compares).
     pub async fn answered(
         &self,
         k: &Keyed,
         now: DateTime<Utc>,
-    ) -> Result<Option<loyalty_domain::action::StoredAnswer>, InfraError> {
+    ) -> Result<Option<StoredAnswer>, InfraError> {
         let item = self
             .client
             .get_item()
@@ -408,14 +309,12 @@ impl Idempotency {
             return Ok(None);
         }
         let r = StoredRecord::from_item(&item)?;
-        Ok(
-            (r.ttl > now.timestamp()).then_some(loyalty_domain::action::StoredAnswer {
-                fingerprint: r.fingerprint,
-                status: r.status,
-                body: r.body,
-                content_type: r.content_type,
-            }),
-        )
+        Ok((r.ttl > now.timestamp()).then_some(StoredAnswer {
+            fingerprint: r.fingerprint,
+            status: r.status,
+            body: r.body,
+            content_type: r.content_type,
+        }))
     }
 
     /// [`Self::remember`] for callers that answer themselves: `Ok(Err(Some(stored)))` when a
@@ -425,7 +324,7 @@ impl Idempotency {
         k: &Keyed,
         answer: &Answer,
         now: DateTime<Utc>,
-    ) -> Result<Result<(), Option<loyalty_domain::action::StoredAnswer>>, InfraError> {
+    ) -> Result<Result<(), Option<StoredAnswer>>, InfraError> {
         let put = self.put(k, answer, now);
         let result = self
             .client
@@ -447,76 +346,111 @@ impl Idempotency {
             },
         }
     }
+}
 
-    /// Runs `work` once per Idempotency-Key of `scope` (the caller): a replay answers what the
-    /// first request did, and a business refusal is remembered like a success. `work` gets
-    /// the key to write its answer with [`Self::record_item`] in its own transaction.
-    pub async fn once<F, Fut>(
+/// Where answers under Idempotency-Keys are kept: the port of [`once`] and [`remember`].
+/// [`Idempotency`] keeps them in the activity table; `crate::memory::MemoryAnswers` in a map.
+pub trait AnswerStore: Send + Sync {
+    /// The live answer under `k`, whatever its fingerprint (the caller compares).
+    fn answered(
         &self,
-        req: &Request,
-        scope: &str,
+        k: &Keyed,
         now: DateTime<Utc>,
-        work: F,
-    ) -> Result<Response<Body>, Problem>
-    where
-        F: FnOnce(Keyed) -> Fut,
-        Fut: std::future::Future<Output = Result<Response<Body>, Problem>>,
-    {
-        let keyed = match self.begin(req, scope, now).await? {
-            Begun::Replay(response) => return Ok(response),
-            Begun::Fresh(keyed) => keyed,
-        };
-        match work(keyed.clone()).await {
-            Ok(response) => Ok(response),
-            Err(problem) => match Answer::from_problem(&problem) {
-                Some(answer) => self.remember(&keyed, answer, now).await,
-                None => Err(problem),
-            },
-        }
+    ) -> impl Future<Output = Result<Option<StoredAnswer>, InfraError>> + Send;
+
+    /// Stores `answer` under `k` unless a live answer holds it: `Ok(Err(Some(stored)))`
+    /// then, `Ok(Err(None))` when the one that refused us expired since.
+    fn remember_answer(
+        &self,
+        k: &Keyed,
+        answer: &Answer,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Result<(), Option<StoredAnswer>>, InfraError>> + Send;
+}
+
+impl AnswerStore for Idempotency {
+    async fn answered(
+        &self,
+        k: &Keyed,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoredAnswer>, InfraError> {
+        Idempotency::answered(self, k, now).await
     }
 
-    /// After our write lost to an earlier one with the same key: the answer it stored.
-    /// None left (the record expired) means the key was used up more than 24 hours ago:
-    /// 422 `idempotency_key_expired`, never a retry that could not succeed.
-    pub async fn settle(&self, k: &Keyed, now: DateTime<Utc>) -> Result<Response<Body>, Problem> {
-        match self.stored(k, now).await {
-            Ok(Some(response)) => Ok(response),
-            Ok(None) => Err(Problem::from_error(IdempotencyError::Expired)),
-            Err(e) => Err(Problem::from_error(e)),
-        }
+    async fn remember_answer(
+        &self,
+        k: &Keyed,
+        answer: &Answer,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), Option<StoredAnswer>>, InfraError> {
+        Idempotency::remember_answer(self, k, answer, now).await
+    }
+}
+
+/// The replay of a stored answer to `k`: 422 `idempotency_key_reused` when it answered
+/// another request.
+fn replay_to(k: &Keyed, stored: StoredAnswer) -> Result<Response<Body>, Problem> {
+    if stored.fingerprint != k.fingerprint {
+        return Err(Problem::from_error(IdempotencyError::Reused));
+    }
+    replay(stored.status, stored.body, stored.content_type.as_deref())
+}
+
+/// Runs `work` once per Idempotency-Key of `scope` (the caller): a replay answers what the
+/// first request did, and a business refusal is remembered like a success. `work` gets the
+/// key to store its answer with [`remember`] (or [`Idempotency::record_item`] in its own
+/// transaction).
+pub async fn once<A, F, Fut>(
+    answers: &A,
+    req: &Request,
+    scope: &str,
+    now: DateTime<Utc>,
+    work: F,
+) -> Result<Response<Body>, Problem>
+where
+    A: AnswerStore,
+    F: FnOnce(Keyed) -> Fut,
+    Fut: Future<Output = Result<Response<Body>, Problem>>,
+{
+    let keyed = Idempotency::keyed(req, scope)?;
+    if let Some(stored) = answers
+        .answered(&keyed, now)
+        .await
+        .map_err(Problem::from_error)?
+    {
+        return replay_to(&keyed, stored);
+    }
+    match work(keyed.clone()).await {
+        Ok(response) => Ok(response),
+        Err(problem) => match Answer::from_problem(&problem) {
+            Some(answer) => remember(answers, &keyed, answer, now).await,
+            None => Err(problem),
+        },
+    }
+}
+
+/// Stores `answer` (nothing else was written with it, or what was is exactly-once by
+/// itself) and answers it, or answers what a concurrent request with the same key stored
+/// first. None left (the record expired) means the key was used up more than 24 hours ago:
+/// 422 `idempotency_key_expired`, never a retry that could not succeed.
+pub async fn remember<A: AnswerStore>(
+    answers: &A,
+    k: &Keyed,
+    answer: Answer,
+    now: DateTime<Utc>,
+) -> Result<Response<Body>, Problem> {
+    match answers
+        .remember_answer(k, &answer, now)
+        .await
+        .map_err(Problem::from_error)?
+    {
+        Ok(()) => Ok(answer.into_response()),
+        Err(Some(stored)) => replay_to(k, stored),
+        Err(None) => Err(Problem::from_error(IdempotencyError::Expired)),
     }
 }
 
 /// The refusal of an idempotency record appended to a transaction: another request with
-/// the same key stored its answer first ([`Idempotency::settle`] answers what it stored).
+/// the same key stored its answer first ([`Idempotency::answered`] reads what it stored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyTaken;
-
-enum StoredError {
-    Reused,
-    Infra(InfraError),
-}
-
-impl Classified for StoredError {
-    fn kind(&self) -> Kind {
-        match self {
-            StoredError::Reused => IdempotencyError::Reused.kind(),
-            StoredError::Infra(e) => e.kind(),
-        }
-    }
-    fn code(&self) -> &'static str {
-        match self {
-            StoredError::Reused => IdempotencyError::Reused.code(),
-            StoredError::Infra(e) => e.code(),
-        }
-    }
-}
-
-impl std::fmt::Display for StoredError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoredError::Reused => IdempotencyError::Reused.fmt(f),
-            StoredError::Infra(e) => e.fmt(f),
-        }
-    }
-}

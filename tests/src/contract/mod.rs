@@ -3,8 +3,11 @@
 //! `tests/tests/integration/contract.rs`).
 
 pub mod actions;
+pub mod answers;
 pub mod cashback;
+pub mod challenges;
 pub mod claims;
 pub mod participants;
 pub mod reviews;
 pub mod sellin;
+pub mod settings;

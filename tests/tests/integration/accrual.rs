@@ -6,13 +6,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use futures::future::join_all;
 use lambda_http::http::StatusCode;
-use loyalty_domain::challenge::ProgressSource;
+use loyalty_domain::challenge::{progress_of, record_progress, ProgressSource};
 use loyalty_domain::earning::{entry_ids, parse_sell_in_csv, SellInLine, Slug};
 use loyalty_domain::ids::ParticipantId;
 use loyalty_domain::ledger::{Entry, EntryKind};
 use loyalty_domain::ports::{Clock, FixedClock};
 use loyalty_domain::Points;
-use loyalty_platform::stores::challenges::{ChallengeStore, ChallengeTables};
+use loyalty_platform::stores::challenges::{ChallengeTables, DynamoChallenges};
 use loyalty_platform::stores::earning::{EarningStore, EarningTables, SellInCredit};
 use loyalty_platform::stores::ledger::DynamoLedger;
 use loyalty_tests::{body_json, ApiEvent, TestStack};
@@ -677,8 +677,8 @@ async fn the_tier_multiplier_applies_to_accruals_and_shows_with_the_balance() {
     assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
 }
 
-fn challenge_store(stack: &TestStack) -> ChallengeStore {
-    ChallengeStore::new(
+fn challenge_store(stack: &TestStack) -> DynamoChallenges {
+    DynamoChallenges::new(
         stack.dynamodb(),
         ChallengeTables {
             programme: stack.table_name("ProgrammeTable").to_string(),
@@ -755,7 +755,12 @@ async fn concurrent_sources_complete_a_challenge_exactly_once_and_a_repeated_sou
     let outcomes = join_all((0..8).map(|i| {
         let store = &store;
         let s = source(i);
-        async move { store.record_progress(&s).await.expect("progress recorded") }
+        async move {
+            record_progress(store, &s)
+                .await
+                .expect("progress recorded")
+                .outcomes
+        }
     }))
     .await;
     let bonuses = outcomes
@@ -764,10 +769,10 @@ async fn concurrent_sources_complete_a_challenge_exactly_once_and_a_repeated_sou
         .filter(|o| o.bonus.is_some())
         .count();
     assert_eq!(bonuses, 1);
-    let again = store.record_progress(&source(3)).await.unwrap();
+    let again = record_progress(&store, &source(3)).await.unwrap().outcomes;
     assert!(again[0].already_counted && again[0].bonus.is_none());
 
-    let progress = store.progress_of(&pid("p-1")).await.unwrap();
+    let progress = progress_of(&store, &pid("p-1")).await.unwrap();
     assert_eq!((progress[0].1.units, progress[0].1.completed), (16, true));
     assert_eq!(available(&f.stack, "p-1").await, 500);
     assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
@@ -873,9 +878,9 @@ async fn a_challenge_out_of_budget_waits_for_a_top_up_then_grants_its_bonus_once
         reference: "order-demo-1".into(),
         at: monday(),
     };
-    let outcomes = store.record_progress(&source).await.unwrap();
+    let outcomes = record_progress(&store, &source).await.unwrap().outcomes;
     assert!(outcomes.is_empty(), "{outcomes:?}");
-    let progress = store.progress_of(&pid("p-1")).await.unwrap();
+    let progress = progress_of(&store, &pid("p-1")).await.unwrap();
     assert!(
         progress.iter().all(|(_, p)| p.units == 0 && !p.completed),
         "{progress:?}"
@@ -886,9 +891,9 @@ async fn a_challenge_out_of_budget_waits_for_a_top_up_then_grants_its_bonus_once
     let (status, body) = call(&f.app, fund("challenge", "acme-nov", top_up, "fund-c-0002")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["funded"].as_i64(), Some(top_up as i64 + 1));
-    let outcomes = store.record_progress(&source).await.unwrap();
+    let outcomes = record_progress(&store, &source).await.unwrap().outcomes;
     assert_eq!(outcomes.iter().filter(|o| o.bonus.is_some()).count(), 1);
-    let again = store.record_progress(&source).await.unwrap();
+    let again = record_progress(&store, &source).await.unwrap().outcomes;
     assert!(again[0].already_counted && again[0].bonus.is_none());
     assert_eq!(available(&f.stack, "p-1").await, 500);
     assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;

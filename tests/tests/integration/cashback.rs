@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use futures::future::join_all;
 use lambda_http::http::StatusCode;
 use loyalty_domain::cashback::{sign, OrderId, OrderStatus, PartnerId, Secret, SIGNATURE_HEADER};
-use loyalty_domain::challenge::Challenge;
+use loyalty_domain::challenge::{Challenge, ChallengeStore};
 use loyalty_domain::earning::Slug;
 use loyalty_domain::ids::{EntryId, ParticipantId};
 use loyalty_domain::ledger::{Entry, EntryKind};
@@ -19,7 +19,7 @@ use loyalty_platform::dynamo::{key, ItemExt};
 use loyalty_platform::stores::cashback::{
     CashbackTables, DynamoCashback, ReleaseOutcome, OUTSTANDING_CLAWBACKS,
 };
-use loyalty_platform::stores::challenges::{ChallengeStore, ChallengeTables};
+use loyalty_platform::stores::challenges::{ChallengeTables, DynamoChallenges};
 use loyalty_platform::stores::ledger::{append_items, DynamoLedger};
 use loyalty_tests::{body_json, ApiEvent, TestStack};
 use serde_json::{json, Value};
@@ -554,7 +554,7 @@ async fn concurrent_webhooks_for_one_participant_never_exceed_the_monthly_cap() 
 #[tokio::test]
 async fn a_delivered_order_counts_its_units_towards_a_challenge_once() {
     let f = Fixture::new().await;
-    let challenges = ChallengeStore::new(
+    let challenges = DynamoChallenges::new(
         f.stack.dynamodb(),
         ChallengeTables {
             programme: f.stack.table_name("ProgrammeTable").into(),
@@ -584,7 +584,9 @@ async fn a_delivered_order_counts_its_units_towards_a_challenge_once() {
         f.webhook(&change(&format!("{order}-d"), order, "delivered"))
             .await;
     }
-    let progress = challenges.progress_of(&participant("p-1")).await.unwrap();
+    let progress = loyalty_domain::challenge::progress_of(&challenges, &participant("p-1"))
+        .await
+        .unwrap();
     assert_eq!(progress.len(), 1);
     assert_eq!((progress[0].1.units, progress[0].1.completed), (48, true));
     let balance = f.ledger().balance(&participant("p-1")).await.unwrap();
@@ -616,7 +618,7 @@ async fn orders_whose_partner_and_order_ids_read_alike_with_dashes_both_count_to
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-    let challenges = ChallengeStore::new(
+    let challenges = DynamoChallenges::new(
         f.stack.dynamodb(),
         ChallengeTables {
             programme: f.stack.table_name("ProgrammeTable").into(),
@@ -659,7 +661,9 @@ async fn orders_whose_partner_and_order_ids_read_alike_with_dashes_both_count_to
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-    let progress = challenges.progress_of(&participant("p-1")).await.unwrap();
+    let progress = loyalty_domain::challenge::progress_of(&challenges, &participant("p-1"))
+        .await
+        .unwrap();
     assert_eq!((progress[0].1.units, progress[0].1.completed), (48, true));
     let balance = f.ledger().balance(&participant("p-1")).await.unwrap();
     assert_eq!(balance.available, 300);

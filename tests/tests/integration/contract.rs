@@ -24,3 +24,15 @@ mod sellin {
 mod reviews {
     loyalty_tests::review_store_contract!(loyalty_tests::contract::reviews::dynamo);
 }
+
+mod challenges {
+    loyalty_tests::challenge_store_contract!(loyalty_tests::contract::challenges::dynamo);
+}
+
+mod settings {
+    loyalty_tests::earning_settings_contract!(loyalty_tests::contract::settings::dynamo);
+}
+
+mod answers {
+    loyalty_tests::answer_store_contract!(loyalty_tests::contract::answers::dynamo);
+}

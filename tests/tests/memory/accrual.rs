@@ -1,5 +1,8 @@
-//! `POST /actions` on the memory action store and a fixed clock: the handler's answers to
-//! `events/accrual/report-action.json` and what each request wrote. No emulator.
+//! The accrual function on memory adapters and a fixed clock ([`memory_app`]): the handler's
+//! answers to the sample events in `events/accrual/` (actions, rules, tiers, challenges,
+//! budgets; sell-in in `sellin.rs`) and what each request wrote. No emulator.
+
+use std::sync::Arc;
 
 use accrual::ActionSettings;
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -7,9 +10,10 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use loyalty_domain::earning::{Action, Period, PeriodLimit, Rule, RuleId, Tier, Tiers, Trigger};
 use loyalty_domain::ids::{OutletId, ParticipantId};
+use loyalty_domain::ledger::{ProgrammeAccount, PROGRAMME_SHARDS};
 use loyalty_domain::ports::FixedClock;
 use loyalty_domain::Points;
-use loyalty_platform::memory::MemoryActions;
+use loyalty_platform::memory::{MemoryActions, MemoryAnswers, MemoryChallenges, MemorySellIn};
 use loyalty_tests::{body_json, ApiEvent};
 use serde_json::{json, Value};
 
@@ -17,7 +21,10 @@ use serde_json::{json, Value};
 const SAMPLE_PARTICIPANT: &str = "p-7f3a9c";
 const SAMPLE_OUTLET: &str = "o-5d2e8b";
 
-type App = accrual::App<MemoryActions, FixedClock>;
+/// Every port on memory: one ledger ([`MemoryActions`]) holds the rules, tiers, budgets,
+/// action credits and challenge bonuses; sell-in keeps its own ([`MemorySellIn`]).
+pub type Admin = accrual::Admin<Arc<MemoryActions>, MemorySellIn, MemoryChallenges, MemoryAnswers>;
+pub type App = accrual::App<Arc<MemoryActions>, FixedClock, Admin>;
 
 /// The sample event's time: 22 Nov 2026, 10:00 UTC.
 fn event_time() -> DateTime<Utc> {
@@ -40,14 +47,27 @@ fn survey(points: u64, per_participant: Option<u32>, per_month: Option<u32>) -> 
     }
 }
 
-fn app(rule: Rule) -> App {
-    let store = MemoryActions::new();
-    store.put_rule(rule);
+/// The function with every route on memory adapters, at the sample events' time.
+pub fn memory_app() -> App {
+    let ledger = Arc::new(MemoryActions::new());
+    let admin = accrual::Admin {
+        settings: ledger.clone(),
+        sell_in: MemorySellIn::new(),
+        challenges: MemoryChallenges::with_ledger(ledger.clone()),
+        answers: MemoryAnswers::new(),
+    };
     accrual::App::with_store(
-        store,
+        ledger,
+        admin,
         ActionSettings::default(),
         FixedClock::at(event_time()),
     )
+}
+
+fn app(rule: Rule) -> App {
+    let app = memory_app();
+    app.store().put_rule(rule);
+    app
 }
 
 fn sample() -> ApiEvent {
@@ -58,7 +78,7 @@ fn keyed(key: &str) -> ApiEvent {
     sample().header("idempotency-key", key)
 }
 
-async fn send(app: &App, event: ApiEvent) -> (StatusCode, Value, Response<Body>) {
+pub async fn send(app: &App, event: ApiEvent) -> (StatusCode, Value, Response<Body>) {
     let response = app
         .handle(event.request())
         .await
@@ -66,15 +86,15 @@ async fn send(app: &App, event: ApiEvent) -> (StatusCode, Value, Response<Body>)
     (response.status(), body_json(&response), response)
 }
 
-fn content_type(response: &Response<Body>) -> &str {
+pub fn content_type(response: &Response<Body>) -> &str {
     response.headers()["content-type"].to_str().unwrap()
 }
 
-fn replayed(response: &Response<Body>) -> bool {
+pub fn replayed(response: &Response<Body>) -> bool {
     response.headers().get("idempotent-replayed").is_some()
 }
 
-fn participant() -> ParticipantId {
+pub fn participant() -> ParticipantId {
     ParticipantId::parse(SAMPLE_PARTICIPANT).unwrap()
 }
 
@@ -277,4 +297,211 @@ async fn the_tier_follows_a_balance_moved_elsewhere_and_a_cached_rule_is_stale_w
         .advance(ActionSettings::default().programme_staleness);
     let (_, body, _) = send(&app, keyed("tier-key-00004")).await;
     assert_eq!(body["base_points"], 50, "read again after the bound");
+}
+
+// --- Admin routes: rules, tiers, challenges, budgets -----------------------------------
+
+fn admin_event(name: &str) -> ApiEvent {
+    ApiEvent::load(&format!("accrual/{name}"))
+}
+
+#[tokio::test]
+async fn a_rule_an_admin_puts_is_listed_and_earns_at_once() {
+    let app = memory_app();
+    let (status, body, _) = send(&app, admin_event("put-rule.json")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (&body["id"], &body["points"]),
+        (&json!("survey-q4"), &json!(40))
+    );
+    let (status, body, _) = send(&app, admin_event("list-rules.json")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ids: Vec<_> = body["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].clone())
+        .collect();
+    assert_eq!(ids, vec![json!("survey-q4")]);
+    let (status, body, _) = send(&app, sample()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(app.store().balance(&participant()).unwrap().available, 40);
+}
+
+#[tokio::test]
+async fn tiers_an_admin_sets_are_read_back_and_scale_the_next_action() {
+    let app = app(survey(40, None, None));
+    let (status, body, _) = send(&app, admin_event("put-tiers.json")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, read, _) = send(&app, admin_event("get-tiers.json")).await;
+    assert_eq!((status, &read), (StatusCode::OK, &body));
+    let names: Vec<_> = read["tiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["bronze", "silver", "gold"]);
+    // 2,000 points earned this year: silver (×1.2), so the survey's 40 earn 48.
+    app.store()
+        .credit_elsewhere(&participant(), 2_000, event_time());
+    let (status, body, _) = send(&app, sample()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        (&body["tier"], &body["points"]),
+        (&json!("silver"), &json!(48))
+    );
+}
+
+#[tokio::test]
+async fn a_budget_is_funded_once_per_idempotency_key_and_a_replay_answers_the_first_answer() {
+    let app = app(survey(40, None, None));
+    let fund = || admin_event("fund-rule-budget.json");
+    let (status, first, response) = send(&app, fund()).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert!(!replayed(&response));
+    assert_eq!(
+        first,
+        json!({ "account": "rule:survey-q4", "remaining": 100_000, "funded": 100_000 })
+    );
+    let (status, again, response) = send(&app, fund()).await;
+    assert_eq!((status, &again), (StatusCode::OK, &first));
+    assert!(replayed(&response));
+    let account = ProgrammeAccount::Rule(RuleId::parse("survey-q4").unwrap());
+    assert_eq!(app.store().programme_balance(&account).balance, 100_000);
+    assert_eq!(app.store().programme_points(), 0, "funded from the issuer");
+
+    // The same key for another amount is a misuse, and funds nothing.
+    let (status, body, response) = send(&app, fund().body(json!({ "amount": 5 }))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("idempotency_key_reused")
+        )
+    );
+    assert_eq!(content_type(&response), "application/problem+json");
+    assert_eq!(app.store().programme_balance(&account).balance, 100_000);
+}
+
+#[tokio::test]
+async fn an_action_its_rules_budget_cannot_cover_is_422_budget_exhausted() {
+    let app = app(survey(40, None, None));
+    // One point per shard: no shard covers 40.
+    let amount = PROGRAMME_SHARDS as u64;
+    let (status, body, _) = send(
+        &app,
+        admin_event("fund-rule-budget.json").body(json!({ "amount": amount })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body, response) = send(&app, sample()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("budget_exhausted"))
+    );
+    assert_eq!(content_type(&response), "application/problem+json");
+    assert!(app.store().entries(&participant()).is_empty());
+}
+
+#[tokio::test]
+async fn bad_admin_input_is_4xx_problem_json_with_a_stable_code_and_writes_nothing() {
+    let app = memory_app();
+    let cases = [
+        (
+            admin_event("put-rule.json").body(json!({ "action": "survey", "points": 0,
+                "valid_from": "2026-01-01T00:00:00Z" })),
+            StatusCode::BAD_REQUEST,
+            "invalid_rule",
+        ),
+        (
+            admin_event("put-tiers.json").body(json!({ "tiers": [
+                { "name": "silver", "threshold": 10, "multiplier_percent": 120 }] })),
+            StatusCode::BAD_REQUEST,
+            "invalid_tiers",
+        ),
+        (
+            admin_event("put-challenge.json").path_param("challengeId", "Not A Slug"),
+            StatusCode::BAD_REQUEST,
+            "invalid_challenge_id",
+        ),
+        (
+            admin_event("put-challenge.json").body(json!({ "title": "t", "supplier_id": "acme",
+                "target_units": 0, "bonus_points": 5, "starts_on": "2026-12-01",
+                "ends_on": "2026-12-31" })),
+            StatusCode::BAD_REQUEST,
+            "invalid_challenge",
+        ),
+        (
+            admin_event("put-rule.json").text_body("{ not json"),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            admin_event("fund-rule-budget.json").body(json!({ "amount": 0 })),
+            StatusCode::BAD_REQUEST,
+            "invalid_amount",
+        ),
+        (
+            admin_event("fund-rule-budget.json").header("idempotency-key", "fund-unknown-rule"),
+            StatusCode::NOT_FOUND,
+            "rule_not_found",
+        ),
+        (
+            admin_event("fund-challenge-budget.json"),
+            StatusCode::NOT_FOUND,
+            "challenge_not_found",
+        ),
+    ];
+    for (event, expected, code) in cases {
+        let (status, body, response) = send(&app, event).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (expected, Some(code)),
+            "{body}"
+        );
+        assert_eq!(
+            content_type(&response),
+            "application/problem+json",
+            "{code}"
+        );
+    }
+    assert!(app.store().inspect(|w| w.programme.rules.is_empty()));
+    assert_eq!(
+        app.store().inspect(|w| w.programme.tiers.clone()),
+        Tiers::default()
+    );
+    assert!(app.admin().challenges.inspect(|w| w.challenges.is_empty()));
+    assert_eq!(app.store().programme_points(), 0, "no budget funded");
+    // A refused top-up is remembered under its key: the retry gets the same answer.
+    let (status, body, response) = send(&app, admin_event("fund-challenge-budget.json")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("challenge_not_found"))
+    );
+    assert!(replayed(&response));
+}
+
+#[tokio::test]
+async fn a_challenge_an_admin_puts_is_listed_with_no_progress() {
+    let app = memory_app();
+    let (status, body, _) = send(&app, admin_event("put-challenge.json")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["id"], "acme-winter");
+    let (status, body, _) = send(&app, admin_event("list-my-challenges.json")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["challenges"],
+        json!([{
+            "challenge_id": "acme-winter", "title": "Buy 100 Acme units in December",
+            "supplier_id": "acme", "target_units": 100, "units": 0, "completed": false,
+            "bonus_points": 500, "starts_on": "2026-12-01", "ends_on": "2026-12-31"
+        }])
+    );
+    // Only participants have progress.
+    let (status, body, _) = send(&app, admin_event("list-my-challenges.json").role("admin")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
 }

@@ -17,6 +17,30 @@ mod contract {
         loyalty_tests::cashback_store_contract!(loyalty_tests::contract::cashback::memory);
     }
 
+    mod challenges {
+        loyalty_tests::challenge_store_contract!(loyalty_tests::contract::challenges::memory);
+
+        #[tokio::test]
+        #[should_panic(expected = "already_counted")]
+        async fn a_challenge_store_that_counts_a_source_twice_fails_the_contract() {
+            use loyalty_tests::contract::challenges as contract;
+            contract::a_source_counts_once_and_recorded_again_changes_nothing(
+                contract::memory_with_bug(
+                    loyalty_platform::memory::challenges::ChallengesBug::IgnoreMarkers,
+                ),
+            )
+            .await
+        }
+    }
+
+    mod settings {
+        loyalty_tests::earning_settings_contract!(loyalty_tests::contract::settings::memory);
+    }
+
+    mod answers {
+        loyalty_tests::answer_store_contract!(loyalty_tests::contract::answers::memory);
+    }
+
     mod actions {
         loyalty_tests::action_store_contract!(loyalty_tests::contract::actions::memory);
     }

@@ -3,6 +3,10 @@
 //! limit counters (participant before period), then the balance version, then the rule's
 //! budget (the programme side, [`super::ledger::ProgrammeShards`]), all checked before
 //! anything is written.
+//!
+//! The same world is accrual's [`EarningSettings`] in memory (rules, tiers, budgets, earned
+//! months) and the ledger [`super::MemoryChallenges`] credits bonuses to
+//! ([`MemoryActions::credit`]), so an `accrual::App` built on memory sees one programme.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -12,15 +16,16 @@ use loyalty_domain::action::{
     ActionAttempt, ActionReceipt, ActionRefusal, ActionStore, BalanceExpectation, KeyedRequest,
     Programme, StoredAnswer, TierBasis,
 };
-use loyalty_domain::earning::{LimitScope, Rule, Tiers};
+use loyalty_domain::earning::{LimitScope, MonthlyEarned, Rule, RuleId, Tiers};
 use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
-use loyalty_domain::ledger::Entry;
+use loyalty_domain::ledger::{Entry, ProgrammeAccount};
 use loyalty_domain::outbox::{Envelope, OutboxEvent as DomainEvent};
-use loyalty_domain::InfraError;
+use loyalty_domain::settings::EarningSettings;
+use loyalty_domain::{InfraError, Points};
 
 use super::claims::{OutboxEvent, StoredBalance};
 use super::ledger::ProgrammeShards;
-use crate::stores::ledger::{Funded, ProgrammeBalance};
+use crate::stores::ledger::{Funded, LedgerRefusal, ProgrammeBalance};
 
 /// How long an answer is kept under its key, as in DynamoDB (24 h TTL).
 const RECORD_TTL_SECS: i64 = 24 * 3600;
@@ -130,6 +135,47 @@ impl MemoryActions {
         self.lock().accounts.balance(account)
     }
 
+    /// Appends a credit another accrual feature decided (a challenge bonus) with its outbox
+    /// event, as [`crate::stores::ledger::append_items`] does: refused, with nothing
+    /// written, when the entry or its event exists or the programme account's budget
+    /// cannot cover it (checked in that order).
+    pub fn credit(
+        &self,
+        entry: &Entry,
+        event: DomainEvent,
+        at: DateTime<Utc>,
+    ) -> Result<(), LedgerRefusal> {
+        let mut w = self.lock();
+        let envelope = Envelope::new(event, at);
+        let id = (entry.participant.clone(), entry.id.clone());
+        if w.entries.contains_key(&id) {
+            return Err(LedgerRefusal::EntryExists);
+        }
+        if w.outbox.contains_key(&envelope.event_id) {
+            return Err(LedgerRefusal::OutboxExists);
+        }
+        if !w.accounts.covers(entry) {
+            return Err(LedgerRefusal::BudgetExhausted);
+        }
+        w.balances
+            .entry(entry.participant.clone())
+            .or_default()
+            .add(&entry.delta(), at);
+        let payload: serde_json::Value =
+            serde_json::from_str(&envelope.to_json()).expect("an envelope is JSON");
+        w.outbox.insert(
+            envelope.event_id.clone(),
+            OutboxEvent {
+                event_id: envelope.event_id.clone(),
+                payload,
+                at,
+            },
+        );
+        w.accounts.apply(entry);
+        w.entries.insert(id, entry.clone());
+        Ok(())
+    }
+
     /// The sum over every member account (available + pending + held).
     pub fn member_points(&self) -> i64 {
         self.lock()
@@ -184,6 +230,58 @@ impl MemoryActions {
             .records
             .get(&(scope.to_string(), key.to_string()))
             .cloned()
+    }
+}
+
+/// The settings port over the same world: rules and tiers are the programme actions read,
+/// budgets the programme accounts actions are paid from.
+impl EarningSettings for MemoryActions {
+    async fn rules(&self) -> Result<Vec<Rule>, InfraError> {
+        Ok(self.lock().programme.rules.clone())
+    }
+
+    async fn rule(&self, id: &RuleId) -> Result<Option<Rule>, InfraError> {
+        Ok(self.lock().programme.rule(id).cloned())
+    }
+
+    async fn put_rule(&self, rule: &Rule, _now: DateTime<Utc>) -> Result<(), InfraError> {
+        MemoryActions::put_rule(self, rule.clone());
+        Ok(())
+    }
+
+    async fn tiers(&self) -> Result<Tiers, InfraError> {
+        Ok(self.lock().programme.tiers.clone())
+    }
+
+    async fn put_tiers(&self, tiers: &Tiers, _now: DateTime<Utc>) -> Result<(), InfraError> {
+        MemoryActions::put_tiers(self, tiers.clone());
+        Ok(())
+    }
+
+    async fn earned_months(
+        &self,
+        participant: &ParticipantId,
+    ) -> Result<MonthlyEarned, InfraError> {
+        Ok(basis(self.lock().balances.get(participant)).months)
+    }
+
+    async fn fund_budget(
+        &self,
+        account: &ProgrammeAccount,
+        amount: Points,
+        funding_id: &str,
+        _now: DateTime<Utc>,
+    ) -> Result<Funded, InfraError> {
+        Ok(MemoryActions::fund_budget(
+            self, account, amount, funding_id,
+        ))
+    }
+
+    async fn programme_balance(
+        &self,
+        account: &ProgrammeAccount,
+    ) -> Result<ProgrammeBalance, InfraError> {
+        Ok(MemoryActions::programme_balance(self, account))
     }
 }
 

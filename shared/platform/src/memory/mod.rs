@@ -12,7 +12,9 @@
 //! `tests/src/contract/` runs against both.
 
 pub mod actions;
+pub mod answers;
 pub mod cashback;
+pub mod challenges;
 pub mod claims;
 pub mod ids;
 pub mod ledger;
@@ -21,7 +23,9 @@ pub mod reviews;
 pub mod sellin;
 
 pub use actions::MemoryActions;
+pub use answers::MemoryAnswers;
 pub use cashback::MemoryCashback;
+pub use challenges::MemoryChallenges;
 pub use claims::MemoryClaims;
 pub use ids::SeededIds;
 pub use participants::MemoryParticipants;

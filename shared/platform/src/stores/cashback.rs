@@ -39,7 +39,7 @@ use loyalty_domain::cashback::{
     MinimumOrder, OrderEvent, OrderId, OrderStatus, OrderWrite, PartnerId, PartnerTerms, Queue,
     QueueMove, Refusal,
 };
-use loyalty_domain::challenge::{ProgressError, ProgressSource};
+use loyalty_domain::challenge::{record_progress, ChallengeStore, ProgressError, ProgressSource};
 use loyalty_domain::earning::SupplierId;
 use loyalty_domain::ids::{ParticipantId, RegionId};
 use loyalty_domain::{InfraError, Points};
@@ -47,7 +47,7 @@ use loyalty_domain::{InfraError, Points};
 pub use loyalty_domain::cashback::{EventResult, Order, ReleaseOutcome};
 
 use crate::dynamo::{classify, key, n, s, Item, ItemExt};
-use crate::stores::challenges::{ChallengeStore, ChallengeTables};
+use crate::stores::challenges::{log_out_of_budget, ChallengeTables, DynamoChallenges};
 use crate::stores::ledger::{
     account_pk, append_items, balance_from_item, gather_budget, Gathered, LedgerRefusal,
     OutboxRecord,
@@ -168,14 +168,14 @@ pub struct DynamoCashback {
     client: Client,
     tables: CashbackTables,
     policy: CashbackPolicy,
-    challenges: ChallengeStore,
+    challenges: DynamoChallenges,
     cache: SettingsCache,
     settings_ttl: Duration,
 }
 
 impl DynamoCashback {
     pub fn new(client: Client, tables: CashbackTables, policy: CashbackPolicy) -> Self {
-        let challenges = ChallengeStore::new(
+        let challenges = DynamoChallenges::new(
             client.clone(),
             ChallengeTables {
                 programme: tables.programme.clone(),
@@ -429,8 +429,8 @@ impl DynamoCashback {
                 reference: ProgressSource::order_reference(&order.partner, &order.id, supplier),
                 at: now,
             };
-            match self.challenges.record_progress(&source).await {
-                Ok(_) => {}
+            match record_progress(&self.challenges, &source).await {
+                Ok(recorded) => log_out_of_budget(&recorded.out_of_budget),
                 Err(ProgressError::Infra(e)) => return Err(e),
                 // A challenge removed while we were counting: nothing left to count towards.
                 Err(ProgressError::NotFound(_)) => {}
@@ -692,7 +692,9 @@ impl CashbackStore for DynamoCashback {
         if let Some(any) = self.cache.challenges(now, self.settings_ttl) {
             return Ok(any);
         }
-        let any = !self.challenges.challenges().await?.is_empty();
+        let any = !ChallengeStore::challenges(&self.challenges)
+            .await?
+            .is_empty();
         self.cache.set_challenges(any, now);
         Ok(any)
     }

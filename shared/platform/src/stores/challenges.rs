@@ -5,25 +5,23 @@
 //! `PROGRESS#<participant>`/`CHALLENGE#<id>` (`units`, `completed`) and
 //! `PROGRESS#<participant>`/`SOURCE#<challenge>#<reference>` (a source counted once).
 //!
-//! Recording a source is one transaction per matching challenge, its refusals read by tag
-//! ([`crate::tx`]): source marker (must be new), progress (conditional on the units read, so concurrent
-//! sources never lose an update), and, when this step crosses the target, the bonus entry's
-//! ledger items. The bonus entry id is one per challenge and participant, so even a bug in
+//! [`ChallengeStore`] over DynamoDB; [`loyalty_domain::challenge::record_progress`] decides.
+//! A step ([`StepCommit`]) is one transaction, its refusals read by tag ([`crate::tx`]):
+//! source marker (must be new), progress (conditional on the units read, so concurrent
+//! sources never lose an update), and, when the step crosses the target, the bonus entry's
+//! ledger items ([`append_items`], programme side included) with its `ChallengeCompleted`
+//! outbox record. The bonus entry id is one per challenge and participant, so even a bug in
 //! the progress arithmetic could not grant it twice.
 
-use std::collections::HashMap;
-
-use aws_sdk_dynamodb::types::Put;
+use aws_sdk_dynamodb::types::{AttributeValue, Put};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use loyalty_domain::challenge::{
-    Challenge, ChallengeId, Progress, ProgressError, ProgressOutcome, ProgressSource,
+    Challenge, ChallengeId, ChallengeStore, Progress, StepCommit, StepRefusal,
 };
 use loyalty_domain::ids::ParticipantId;
-use loyalty_domain::ledger::{Entry, EntryKind};
-use loyalty_domain::InfraError;
-
 use loyalty_domain::outbox::OutboxEvent;
+use loyalty_domain::InfraError;
 
 use crate::dynamo::{classify, key, n, query_all, s, Item, ItemExt};
 use crate::stores::ledger::{append_items, LedgerRefusal, OutboxRecord};
@@ -54,13 +52,23 @@ pub struct ChallengeTables {
     pub outbox: String,
 }
 
-/// Sources for one participant arriving together retry on the progress condition.
-const ATTEMPTS: usize = 8;
-
 #[derive(Clone)]
-pub struct ChallengeStore {
+pub struct DynamoChallenges {
     client: Client,
     tables: ChallengeTables,
+}
+
+/// A challenge whose budget cannot cover its bonus counted nothing from this source (the
+/// bonus, the progress and the source's marker are one write): recording the source again
+/// after a top-up counts it.
+pub fn log_out_of_budget(challenges: &[ChallengeId]) {
+    for id in challenges {
+        tracing::warn!(
+            challenge = %id,
+            code = "budget_exhausted",
+            "the challenge's budget cannot cover its bonus: progress not counted"
+        );
+    }
 }
 
 fn progress_pk(participant: &ParticipantId) -> String {
@@ -78,12 +86,12 @@ fn progress_from_item(item: &Item) -> Result<Progress, InfraError> {
     })
 }
 
-impl ChallengeStore {
+impl DynamoChallenges {
     pub fn new(client: Client, tables: ChallengeTables) -> Self {
         Self { client, tables }
     }
 
-    pub async fn put_challenge(&self, c: &Challenge, now: DateTime<Utc>) -> Result<(), InfraError> {
+    async fn write_challenge(&self, c: &Challenge, now: DateTime<Utc>) -> Result<(), InfraError> {
         self.client
             .put_item()
             .table_name(&self.tables.programme)
@@ -99,7 +107,7 @@ impl ChallengeStore {
         Ok(())
     }
 
-    pub async fn challenges(&self) -> Result<Vec<Challenge>, InfraError> {
+    async fn read_challenges(&self) -> Result<Vec<Challenge>, InfraError> {
         let query = self
             .client
             .query()
@@ -114,36 +122,6 @@ impl ChallengeStore {
                     .map_err(|e| InfraError::permanent("decode challenge", e.to_string()))
             })
             .collect()
-    }
-
-    /// Every challenge with the participant's progress in it (zero where they have none).
-    pub async fn progress_of(
-        &self,
-        participant: &ParticipantId,
-    ) -> Result<Vec<(Challenge, Progress)>, InfraError> {
-        let challenges = self.challenges().await?;
-        let query = self
-            .client
-            .query()
-            .table_name(&self.tables.activity)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :c)")
-            .expression_attribute_values(":pk", s(progress_pk(participant)))
-            .expression_attribute_values(":c", s("CHALLENGE#"));
-        let mut progress: HashMap<String, Progress> = HashMap::new();
-        for item in query_all(query, "read progress").await? {
-            let id = item
-                .string("sk")?
-                .trim_start_matches("CHALLENGE#")
-                .to_string();
-            progress.insert(id, progress_from_item(&item)?);
-        }
-        Ok(challenges
-            .into_iter()
-            .map(|c| {
-                let p = progress.get(c.id.as_str()).copied().unwrap_or_default();
-                (c, p)
-            })
-            .collect())
     }
 
     async fn read_progress(
@@ -166,127 +144,124 @@ impl ChallengeStore {
         out.item.as_ref().map(progress_from_item).transpose()
     }
 
-    /// Records `source`'s units towards every challenge it counts for, and grants a
-    /// challenge's bonus in the same transaction as the progress that completes it.
-    /// A source recorded again changes nothing; call this again freely after a failure.
-    /// A challenge whose budget cannot cover the bonus a source would complete is skipped
-    /// (nothing written, `budget_exhausted` logged); the others still count the source.
-    pub async fn record_progress(
+    async fn read_progresses(
         &self,
-        source: &ProgressSource,
-    ) -> Result<Vec<ProgressOutcome>, ProgressError> {
-        let mut outcomes = Vec::new();
-        for challenge in self.challenges().await? {
-            if challenge.counts(&source.supplier, source.date) {
-                match self.record_one(&challenge, source).await {
-                    Ok(outcome) => outcomes.push(outcome),
-                    // Nothing was written (the bonus, the progress and the source's marker
-                    // share one transaction), so recording this source again after a top-up
-                    // counts it and grants the bonus.
-                    Err(ProgressError::BudgetExhausted(id)) => tracing::warn!(
-                        challenge = %id,
-                        code = "budget_exhausted",
-                        "the challenge's budget cannot cover its bonus: progress not counted"
-                    ),
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        Ok(outcomes)
+        participant: &ParticipantId,
+    ) -> Result<Vec<(ChallengeId, Progress)>, InfraError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.tables.activity)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :c)")
+            .expression_attribute_values(":pk", s(progress_pk(participant)))
+            .expression_attribute_values(":c", s("CHALLENGE#"));
+        query_all(query, "read progress")
+            .await?
+            .iter()
+            .map(|item| {
+                let raw = item.string("sk")?.trim_start_matches("CHALLENGE#");
+                let id = ChallengeId::parse(raw)
+                    .map_err(|e| InfraError::permanent("decode progress", e.to_string()))?;
+                Ok((id, progress_from_item(item)?))
+            })
+            .collect()
     }
 
-    async fn record_one(
-        &self,
-        challenge: &Challenge,
-        source: &ProgressSource,
-    ) -> Result<ProgressOutcome, ProgressError> {
+    fn transaction(&self, step: &StepCommit) -> Result<Tx<ProgressRefusal>, InfraError> {
+        let source = &step.source;
         let pk = progress_pk(&source.participant);
-        for attempt in 1..=ATTEMPTS {
-            let current = self
-                .read_progress(&source.participant, &challenge.id)
-                .await?;
-            let step = current.unwrap_or_default().add(source.units, challenge);
-            let marker = Put::builder()
-                .table_name(&self.tables.activity)
-                .set_item(Some(key(&pk, source.marker_key(&challenge.id))))
-                .item("units", n(source.units))
-                .item("recorded_at", s(source.at.to_rfc3339()))
-                .condition_expression("attribute_not_exists(pk)");
-            let mut progress = Put::builder()
-                .table_name(&self.tables.activity)
-                .set_item(Some(key(&pk, format!("CHALLENGE#{}", challenge.id))))
-                .item("units", n(step.next.units))
-                .item(
-                    "completed",
-                    aws_sdk_dynamodb::types::AttributeValue::Bool(step.next.completed),
-                )
-                .item("updated_at", s(source.at.to_rfc3339()));
-            progress = match current {
-                None => progress.condition_expression("attribute_not_exists(pk)"),
-                Some(p) => progress
-                    .condition_expression("units = :read")
-                    .expression_attribute_values(":read", n(p.units)),
-            };
-            let mut tx = Tx::new();
-            tx.put(marker, ProgressRefusal::SourceCounted)?;
-            tx.put(progress, ProgressRefusal::ProgressMoved)?;
-            let bonus = step.completes.then(|| Entry {
-                id: challenge.bonus_entry_id(&source.participant),
-                participant: source.participant.clone(),
-                outlet: None,
-                kind: EntryKind::Accrual,
-                amount: challenge.bonus,
-                source: format!("challenge {}", challenge.id),
-                created_at: source.at,
-                expires_on: None,
-            });
-            if let Some(entry) = &bonus {
-                tx.append(append_items(
-                    &self.tables.ledger,
-                    entry,
-                    Some(OutboxRecord::new(
-                        &self.tables.outbox,
-                        OutboxEvent::ChallengeCompleted {
-                            participant_id: source.participant.clone(),
-                            entry_id: entry.id.clone(),
-                            challenge_id: challenge.id.clone(),
-                            points: entry.amount,
-                        },
-                        source.at,
-                    )),
-                )?);
-            }
-            let refused = match tx
-                .commit_reporting_conflicts(&self.client, "record progress")
-                .await?
-            {
-                Ok(()) => {
-                    return Ok(ProgressOutcome {
-                        challenge: challenge.id.clone(),
-                        progress: step.next,
-                        bonus: bonus.map(|e| e.id),
-                        already_counted: false,
-                    })
-                }
-                Err(refused) => refused,
-            };
-            if refused.contains(&ProgressRefusal::SourceCounted) {
-                return Ok(ProgressOutcome {
-                    challenge: challenge.id.clone(),
-                    progress: current.unwrap_or_default(),
-                    bonus: None,
-                    already_counted: true,
-                });
-            }
-            if refused.contains(&ProgressRefusal::Ledger(LedgerRefusal::BudgetExhausted)) {
-                return Err(ProgressError::BudgetExhausted(challenge.id.clone()));
-            }
-            let raced = refused.contains(&ProgressRefusal::ProgressMoved) || refused.is_conflict();
-            if !raced || attempt == ATTEMPTS {
-                return Err(InfraError::retryable("record progress", refused.describe()).into());
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5 * attempt as u64)).await;
+        let marker = Put::builder()
+            .table_name(&self.tables.activity)
+            .set_item(Some(key(&pk, source.marker_key(&step.challenge))))
+            .item("units", n(source.units))
+            .item("recorded_at", s(source.at.to_rfc3339()))
+            .condition_expression("attribute_not_exists(pk)");
+        let progress = Put::builder()
+            .table_name(&self.tables.activity)
+            .set_item(Some(key(&pk, format!("CHALLENGE#{}", step.challenge))))
+            .item("units", n(step.next.units))
+            .item("completed", AttributeValue::Bool(step.next.completed))
+            .item("updated_at", s(source.at.to_rfc3339()));
+        let progress = match step.read {
+            None => progress.condition_expression("attribute_not_exists(pk)"),
+            Some(p) => progress
+                .condition_expression("units = :read")
+                .expression_attribute_values(":read", n(p.units)),
+        };
+        let mut tx = Tx::new();
+        tx.put(marker, ProgressRefusal::SourceCounted)?;
+        tx.put(progress, ProgressRefusal::ProgressMoved)?;
+        if let Some(entry) = &step.bonus {
+            tx.append(append_items(
+                &self.tables.ledger,
+                entry,
+                Some(OutboxRecord::new(
+                    &self.tables.outbox,
+                    OutboxEvent::ChallengeCompleted {
+                        participant_id: entry.participant.clone(),
+                        entry_id: entry.id.clone(),
+                        challenge_id: step.challenge.clone(),
+                        points: entry.amount,
+                    },
+                    source.at,
+                )),
+            )?);
         }
-        unreachable!("the loop returns on its last attempt")
+        Ok(tx)
+    }
+}
+
+impl ChallengeStore for DynamoChallenges {
+    async fn challenges(&self) -> Result<Vec<Challenge>, InfraError> {
+        self.read_challenges().await
+    }
+
+    async fn put_challenge(&self, c: &Challenge, now: DateTime<Utc>) -> Result<(), InfraError> {
+        self.write_challenge(c, now).await
+    }
+
+    async fn progress(
+        &self,
+        participant: &ParticipantId,
+        challenge: &ChallengeId,
+    ) -> Result<Option<Progress>, InfraError> {
+        self.read_progress(participant, challenge).await
+    }
+
+    async fn progresses(
+        &self,
+        participant: &ParticipantId,
+    ) -> Result<Vec<(ChallengeId, Progress)>, InfraError> {
+        self.read_progresses(participant).await
+    }
+
+    async fn backoff(&self, attempt: usize) {
+        tokio::time::sleep(std::time::Duration::from_millis(5 * attempt as u64)).await;
+    }
+
+    async fn commit_step(&self, step: &StepCommit) -> Result<Result<(), StepRefusal>, InfraError> {
+        let refused = match self
+            .transaction(step)?
+            .commit_reporting_conflicts(&self.client, "record progress")
+            .await?
+        {
+            Ok(()) => return Ok(Ok(())),
+            Err(refused) => refused,
+        };
+        // The port's precedence: the marker, then the progress, then the budget.
+        Ok(Err(if refused.contains(&ProgressRefusal::SourceCounted) {
+            StepRefusal::SourceCounted
+        } else if refused.contains(&ProgressRefusal::ProgressMoved) {
+            StepRefusal::ProgressMoved
+        } else if refused.contains(&ProgressRefusal::Ledger(LedgerRefusal::BudgetExhausted)) {
+            StepRefusal::BudgetExhausted
+        } else if refused.is_conflict() {
+            StepRefusal::Contended
+        } else {
+            return Err(InfraError::permanent(
+                "record progress",
+                format!("unexpected refusal: {}", refused.describe()),
+            ));
+        }))
     }
 }

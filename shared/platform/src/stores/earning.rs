@@ -1,4 +1,5 @@
-//! Earning rules and tiers in ProgrammeTable; action limits and sell-in credits.
+//! Earning rules and tiers in ProgrammeTable ([`EarningSettings`], budgets through the
+//! ledger); action limits and sell-in credits ([`SellInStore`]).
 //!
 //! ProgrammeTable: `RULES`/`RULE#<id>` (the rule as JSON), `TIERS`/`TIERS`.
 //! ActivityTable: `LIMIT#<participant>`/`RULE#<rule>#<EVER|period>` counters (`used`);
@@ -11,14 +12,13 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{KeysAndAttributes, Put};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
-use loyalty_domain::earning::{
-    earned_trailing_12_months, MonthlyEarned, Rule, RuleId, Tier, Tiers,
-};
+use loyalty_domain::earning::{MonthlyEarned, Rule, RuleId, Tier, Tiers};
 use loyalty_domain::ids::{EntryId, ParticipantId};
-use loyalty_domain::ledger::Entry;
+use loyalty_domain::ledger::{Entry, Funded, ProgrammeAccount, ProgrammeBalance};
 use loyalty_domain::outbox::OutboxEvent;
 use loyalty_domain::sellin::SellInStore;
-use loyalty_domain::InfraError;
+use loyalty_domain::settings::EarningSettings;
+use loyalty_domain::{InfraError, Points};
 
 use crate::dynamo::{classify, key, query_all, s, ItemExt};
 use crate::stores::ledger::{append_items, DynamoLedger, LedgerRefusal, OutboxRecord};
@@ -111,18 +111,16 @@ impl EarningStore {
         Ok(())
     }
 
-    /// The participant's tier now, from the points they earned in the trailing 12 months.
-    pub async fn tier_of(
+    /// The points the participant earned per month, from their balance item.
+    pub async fn earned_months(
         &self,
-        tiers: &Tiers,
         participant: &ParticipantId,
-        now: DateTime<Utc>,
-    ) -> Result<Tier, InfraError> {
-        let ledger = DynamoLedger::new(self.client.clone(), &self.tables.ledger);
-        let (_, months) = ledger.balance_and_months(participant).await?;
-        Ok(tiers
-            .tier_for(earned_trailing_12_months(&months, now))
-            .clone())
+    ) -> Result<MonthlyEarned, InfraError> {
+        Ok(self.ledger().balance_and_months(participant).await?.1)
+    }
+
+    fn ledger(&self) -> DynamoLedger {
+        DynamoLedger::new(self.client.clone(), &self.tables.ledger)
     }
 
     /// Appends one sell-in line's entry (its id is the line's identity) with the line's
@@ -262,8 +260,7 @@ impl SellInStore for EarningStore {
         &self,
         participant: &ParticipantId,
     ) -> Result<MonthlyEarned, InfraError> {
-        let ledger = DynamoLedger::new(self.client.clone(), &self.tables.ledger);
-        Ok(ledger.balance_and_months(participant).await?.1)
+        EarningStore::earned_months(self, participant).await
     }
 
     async fn credit_line(
@@ -273,6 +270,55 @@ impl SellInStore for EarningStore {
         fingerprint: &str,
     ) -> Result<SellInCredit, InfraError> {
         self.credit_sell_in(entry, rule, fingerprint).await
+    }
+}
+
+/// The settings port: each call is the store's own method (budgets the ledger's), translated.
+impl EarningSettings for EarningStore {
+    async fn rules(&self) -> Result<Vec<Rule>, InfraError> {
+        EarningStore::rules(self).await
+    }
+
+    async fn rule(&self, id: &RuleId) -> Result<Option<Rule>, InfraError> {
+        EarningStore::rule(self, id).await
+    }
+
+    async fn put_rule(&self, rule: &Rule, now: DateTime<Utc>) -> Result<(), InfraError> {
+        EarningStore::put_rule(self, rule, now).await
+    }
+
+    async fn tiers(&self) -> Result<Tiers, InfraError> {
+        EarningStore::tiers(self).await
+    }
+
+    async fn put_tiers(&self, tiers: &Tiers, now: DateTime<Utc>) -> Result<(), InfraError> {
+        EarningStore::put_tiers(self, tiers, now).await
+    }
+
+    async fn earned_months(
+        &self,
+        participant: &ParticipantId,
+    ) -> Result<MonthlyEarned, InfraError> {
+        EarningStore::earned_months(self, participant).await
+    }
+
+    async fn fund_budget(
+        &self,
+        account: &ProgrammeAccount,
+        amount: Points,
+        funding_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Funded, InfraError> {
+        self.ledger()
+            .fund_budget(account, amount, funding_id, now)
+            .await
+    }
+
+    async fn programme_balance(
+        &self,
+        account: &ProgrammeAccount,
+    ) -> Result<ProgrammeBalance, InfraError> {
+        self.ledger().programme_balance(account).await
     }
 }
 

@@ -159,16 +159,7 @@ pub async fn gather_budget(
     Ok(Gathered::Ready)
 }
 
-/// A programme account's balance: the sum of its shards, and its budget when it has one.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ProgrammeBalance {
-    /// Negative for an account that issues points; what is left for an account with a budget.
-    pub balance: i64,
-    /// Everything ever funded, for an account with a budget.
-    pub funded: Option<i64>,
-    /// Each shard's balance, by shard number.
-    pub shards: Vec<i64>,
-}
+pub use loyalty_domain::ledger::{Funded, ProgrammeBalance};
 
 fn programme_balance_from_items<'a>(items: impl IntoIterator<Item = &'a Item>) -> ProgrammeBalance {
     let mut b = ProgrammeBalance {
@@ -886,14 +877,6 @@ pub fn append_items(
         tx.put(record.put(entry.created_at), LedgerRefusal::OutboxExists)?;
     }
     Ok(tx)
-}
-
-/// How a budget funding ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Funded {
-    Funded,
-    /// A funding with this id was written before; nothing moved this time.
-    AlreadyFunded,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
