@@ -154,7 +154,7 @@ impl MemoryActions {
         if w.outbox.contains_key(&envelope.event_id) {
             return Err(LedgerRefusal::OutboxExists);
         }
-        if !w.accounts.covers(entry) {
+        if !w.accounts.cover(entry) {
             return Err(LedgerRefusal::BudgetExhausted);
         }
         w.balances

@@ -41,6 +41,12 @@ impl ProgrammeShards {
             || self.balances.get(&shard).copied().unwrap_or(0) >= -change
     }
 
+    /// Whether the programme side of `entry` may be written, after gathering what its dry
+    /// shard lacks from the account's others, as the DynamoDB adapters do on a refusal.
+    pub fn cover(&mut self, entry: &Entry) -> bool {
+        self.covers(entry) || self.gather(entry) == Gathered::Ready
+    }
+
     /// What [`crate::stores::ledger::gather_budget`] does after a refusal: moves what
     /// `entry`'s shard lacks from the account's other shards, by the same plan.
     pub fn gather(&mut self, entry: &Entry) -> Gathered {

@@ -50,13 +50,10 @@ use crate::dynamo::{classify, key, n, s, Item, ItemExt};
 use crate::stores::challenges::{log_out_of_budget, ChallengeTables, DynamoChallenges};
 use crate::stores::ledger::{
     account_pk, append_items, balance_from_item, gather_budget, Gathered, LedgerRefusal,
-    OutboxRecord,
+    OutboxRecord, GATHERS,
 };
 use crate::tx::{Refused, Tx};
 
-/// How many times a credit refused by its dry budget shard is retried after gathering
-/// ([`gather_budget`]); more than one only when other credits drain the fund meanwhile.
-const GATHERS: usize = 3;
 /// Event markers outlive any partner's retry schedule by far.
 const EVENT_TTL_SECS: i64 = 90 * 24 * 3600;
 /// Cap counters are needed for their month and a little after (late reversals).

@@ -24,7 +24,9 @@ use loyalty_domain::outbox::OutboxEvent;
 use loyalty_domain::InfraError;
 
 use crate::dynamo::{classify, key, n, query_all, s, Item, ItemExt};
-use crate::stores::ledger::{append_items, LedgerRefusal, OutboxRecord};
+use crate::stores::ledger::{
+    append_items, gather_budget, Gathered, LedgerRefusal, OutboxRecord, GATHERS,
+};
 use crate::tx::Tx;
 
 /// What a refused progress transaction means.
@@ -240,13 +242,33 @@ impl ChallengeStore for DynamoChallenges {
     }
 
     async fn commit_step(&self, step: &StepCommit) -> Result<Result<(), StepRefusal>, InfraError> {
-        let refused = match self
-            .transaction(step)?
-            .commit_reporting_conflicts(&self.client, "record progress")
-            .await?
-        {
-            Ok(()) => return Ok(Ok(())),
-            Err(refused) => refused,
+        let mut gathers = 0;
+        let refused = loop {
+            let refused = match self
+                .transaction(step)?
+                .commit_reporting_conflicts(&self.client, "record progress")
+                .await?
+            {
+                Ok(()) => return Ok(Ok(())),
+                Err(refused) => refused,
+            };
+            // Budgets are spread over shards, a storage detail: the port refuses only when
+            // the challenge's whole budget cannot cover the bonus, so a dry shard is
+            // refilled from the others before the refusal is believed.
+            let budget = refused.contains(&ProgressRefusal::Ledger(LedgerRefusal::BudgetExhausted));
+            match &step.bonus {
+                Some(bonus)
+                    if budget
+                        && !refused.contains(&ProgressRefusal::SourceCounted)
+                        && !refused.contains(&ProgressRefusal::ProgressMoved)
+                        && gathers < GATHERS
+                        && gather_budget(&self.client, &self.tables.ledger, bonus).await?
+                            == Gathered::Ready =>
+                {
+                    gathers += 1;
+                }
+                _ => break refused,
+            }
         };
         // The port's precedence: the marker, then the progress, then the budget.
         Ok(Err(if refused.contains(&ProgressRefusal::SourceCounted) {

@@ -91,6 +91,10 @@ pub fn programme_items(table: &str, entry: &Entry) -> Result<Tx<LedgerRefusal>, 
     Ok(tx)
 }
 
+/// How many times a credit refused by its dry budget shard is tried again after
+/// [`gather_budget`]; more than once only when other credits drain the account meanwhile.
+pub const GATHERS: usize = 3;
+
 /// What [`gather_budget`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gathered {
