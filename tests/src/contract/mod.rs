@@ -5,6 +5,7 @@
 pub mod actions;
 pub mod cashback;
 pub mod claims;
+pub mod ledger_reader;
 pub mod participants;
 pub mod reviews;
 pub mod sellin;

@@ -24,3 +24,7 @@ mod sellin {
 mod reviews {
     loyalty_tests::review_store_contract!(loyalty_tests::contract::reviews::dynamo);
 }
+
+mod ledger_reader {
+    loyalty_tests::ledger_reader_contract!(loyalty_tests::contract::ledger_reader::dynamo);
+}

@@ -11,6 +11,7 @@ mod codes_admin;
 mod participants;
 mod partner_webhooks;
 mod sellin;
+mod wallet;
 
 mod contract {
     mod cashback {
@@ -46,6 +47,10 @@ mod contract {
 
     mod reviews {
         loyalty_tests::review_store_contract!(loyalty_tests::contract::reviews::memory);
+    }
+
+    mod ledger_reader {
+        loyalty_tests::ledger_reader_contract!(loyalty_tests::contract::ledger_reader::memory);
     }
 
     /// The cashback contract is not vacuous either.

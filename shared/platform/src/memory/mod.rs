@@ -24,6 +24,7 @@ pub use actions::MemoryActions;
 pub use cashback::MemoryCashback;
 pub use claims::MemoryClaims;
 pub use ids::SeededIds;
+pub use ledger::MemoryLedger;
 pub use participants::MemoryParticipants;
 pub use reviews::MemoryReviews;
 pub use sellin::MemorySellIn;
