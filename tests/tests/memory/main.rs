@@ -5,6 +5,7 @@
 //! `cargo nextest run -p loyalty-tests --test memory`
 
 mod accrual;
+mod batch_worker;
 mod claim_use_case;
 mod code_claim;
 mod codes_admin;

@@ -12,18 +12,24 @@
 //! `tests/src/contract/` runs against both.
 
 pub mod actions;
+pub mod batches;
 pub mod cashback;
 pub mod claims;
+pub mod exports;
 pub mod ids;
+pub mod jobs;
 pub mod ledger;
 pub mod participants;
 pub mod reviews;
 pub mod sellin;
 
 pub use actions::MemoryActions;
+pub use batches::MemoryBatches;
 pub use cashback::MemoryCashback;
 pub use claims::MemoryClaims;
+pub use exports::MemoryExports;
 pub use ids::SeededIds;
+pub use jobs::MemoryJobs;
 pub use ledger::MemoryLedger;
 pub use participants::MemoryParticipants;
 pub use reviews::MemoryReviews;
