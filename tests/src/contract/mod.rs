@@ -3,6 +3,7 @@
 //! `tests/tests/integration/contract.rs`).
 
 pub mod actions;
+pub mod batches;
 pub mod cashback;
 pub mod claims;
 pub mod ledger_reader;

@@ -50,6 +50,12 @@ mod contract {
         loyalty_tests::review_store_contract!(loyalty_tests::contract::reviews::memory);
     }
 
+    mod batches {
+        loyalty_tests::batch_store_contract!(loyalty_tests::contract::batches::memory_batches);
+        loyalty_tests::job_queue_contract!(loyalty_tests::contract::batches::memory_jobs);
+        loyalty_tests::exports_contract!(loyalty_tests::contract::batches::memory_exports);
+    }
+
     mod ledger_reader {
         loyalty_tests::ledger_reader_contract!(loyalty_tests::contract::ledger_reader::memory);
     }
