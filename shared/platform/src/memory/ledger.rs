@@ -53,8 +53,9 @@ impl MemoryLedger {
     }
 
     /// Appends `entry` as `append_items` does: the entry, the balance (a debit must be
-    /// covered), the month it was earned in, the outlet's totals. Nothing is written when
-    /// it is refused.
+    /// covered), the month it was earned in, the outlet's totals. An outlet total that would
+    /// go below zero is refused too: DynamoDB would write it, but no reader could decode it,
+    /// so a test that seeds one is wrong. Nothing is written when it is refused.
     pub fn append(&self, entry: Entry) -> Result<(), LedgerError> {
         let mut w = self.world.lock().unwrap();
         let account = w
