@@ -19,6 +19,7 @@ use loyalty_domain::code::Code;
 use loyalty_domain::ids::{IdempotencyKey, RegionId};
 use loyalty_domain::Points;
 use loyalty_platform::dynamo::ItemExt;
+use loyalty_platform::memory::batches::BatchesBug;
 use loyalty_platform::memory::{MemoryBatches, MemoryExports, MemoryJobs};
 use loyalty_platform::stores::batch_jobs::SqsJobQueue;
 use loyalty_platform::stores::codes::{read_code, CodesStore};
@@ -42,6 +43,11 @@ pub struct MemoryBatchesHarness(MemoryBatches);
 
 pub async fn memory_batches() -> MemoryBatchesHarness {
     MemoryBatchesHarness(MemoryBatches::new())
+}
+
+/// A memory store with a planted bug, to show the contract catches it.
+pub fn memory_batches_with_bug(bug: BatchesBug) -> MemoryBatchesHarness {
+    MemoryBatchesHarness(MemoryBatches::new().with_bug(bug))
 }
 
 impl BatchesHarness for MemoryBatchesHarness {

@@ -47,6 +47,16 @@ pub struct BatchesWorld {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryBatches {
     world: Arc<Mutex<BatchesWorld>>,
+    bug: Option<BatchesBug>,
+}
+
+/// Bugs to plant, only to prove the contract (`tests/src/contract/batches.rs`) catches them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchesBug {
+    /// Creates the batch whatever answer holds its key.
+    IgnoreAnswers,
+    /// Reports every complete check as the one that flipped the batch.
+    ReadyEveryCall,
 }
 
 fn answer_key(key: &KeyedRequest) -> (String, String) {
@@ -56,6 +66,11 @@ fn answer_key(key: &KeyedRequest) -> (String, String) {
 impl MemoryBatches {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub fn with_bug(mut self, bug: BatchesBug) -> Self {
+        self.bug = Some(bug);
+        self
     }
 
     /// Starts the number sequence after `last`, as if that many batches had been ordered.
@@ -111,7 +126,7 @@ impl BatchRecords for MemoryBatches {
         // Every condition before any write, as one transaction: the batch must be new, the
         // key free (or its answer expired).
         let exists = w.batches.contains_key(&batch.number);
-        if let Some(a) = answer {
+        if let Some(a) = answer.filter(|_| self.bug != Some(BatchesBug::IgnoreAnswers)) {
             let held = w.answers.get(&answer_key(&a.key)).cloned();
             if let Some((stored, ttl)) = held {
                 if ttl > batch.created_at.timestamp() {
@@ -204,7 +219,7 @@ impl BatchProgress for MemoryBatches {
                 w.ready_at.insert(batch.number, now);
                 Ok(true)
             }
-            Some(_) => Ok(false),
+            Some(_) => Ok(self.bug == Some(BatchesBug::ReadyEveryCall)),
             None => Err(InfraError::permanent(
                 "mark batch ready",
                 format!("no batch {}", batch.number),
