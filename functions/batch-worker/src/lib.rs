@@ -18,15 +18,17 @@ use std::fmt::Write;
 use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use aws_sdk_s3::primitives::ByteStream;
 use futures::{StreamExt, TryStreamExt};
 use lambda_runtime::LambdaEvent;
-use loyalty_domain::batch::{Batch, ChunkJob};
+use loyalty_domain::batch::{
+    Batch, BatchProgress, ChunkExports, ChunkJob, ChunkMarker, CodeWriter, ExportStore, WriteStats,
+};
 use loyalty_domain::code::Code;
 use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_domain::InfraError;
 use loyalty_platform::config::{ConfigError, Env};
-use loyalty_platform::stores::codes::{ChunkExports, CodesStore, WriteStats};
+use loyalty_platform::stores::codes::CodesStore;
+use loyalty_platform::stores::exports::S3Exports;
 use qrcode::QrCode;
 
 /// QR sheets uploaded at a time.
@@ -35,8 +37,12 @@ const UPLOADS_IN_FLIGHT: usize = 8;
 pub const SHEET_CODES: usize = 100;
 const SHEET_COLUMNS: usize = 10;
 
-pub struct App {
-    worker: ChunkWorker,
+/// The function: the batch records and codes `S`, the exports bucket `E` and the clock
+/// `C`. Lambda runs it over DynamoDB, S3 and the wall clock ([`App::new`]); handler tests
+/// give it [`loyalty_platform::memory::MemoryBatches`], `MemoryExports` and a `FixedClock`
+/// ([`App::with_ports`]). Codes derive from the batch seed, so there is no id source.
+pub struct App<S = CodesStore, E = S3Exports, C = Box<dyn Clock>> {
+    worker: ChunkWorker<S, E, C>,
 }
 
 impl App {
@@ -62,9 +68,23 @@ impl App {
         );
         Ok(Self { worker })
     }
+}
+
+impl<S: BatchProgress + CodeWriter, E: ExportStore, C: Clock> App<S, E, C> {
+    /// Any store, exports bucket and clock; `programme_base_url` is what QR codes link to.
+    pub fn with_ports(store: S, exports: E, programme_base_url: &str, clock: C) -> Self {
+        Self {
+            worker: ChunkWorker::with_ports(store, exports, programme_base_url, clock),
+        }
+    }
+
+    pub fn worker(&self) -> &ChunkWorker<S, E, C> {
+        &self.worker
+    }
 
     /// Failed jobs go back to the queue through `batchItemFailures` (and to the DLQ after
-    /// five receives); jobs that can never succeed are logged and dropped.
+    /// five receives); jobs that can never succeed, malformed ones included, are logged and
+    /// dropped: handing them back would only move them to the DLQ five receives later.
     pub async fn handle(
         &self,
         event: LambdaEvent<SqsEvent>,
@@ -135,34 +155,57 @@ pub enum ChunkError {
     Infra(#[from] InfraError),
 }
 
-/// Generates, stores and exports chunks. Built from clients rather than an `SdkConfig` so
-/// that a benchmark can hand it clients with request-counting interceptors.
-pub struct ChunkWorker {
-    store: CodesStore,
-    s3: aws_sdk_s3::Client,
-    config: WorkerConfig,
-    clock: Box<dyn Clock>,
+/// Generates, stores and exports chunks.
+pub struct ChunkWorker<S = CodesStore, E = S3Exports, C = Box<dyn Clock>> {
+    store: S,
+    exports: E,
+    programme_base_url: String,
+    clock: C,
 }
 
 impl ChunkWorker {
+    /// Built from clients rather than an `SdkConfig` so that a benchmark can hand it
+    /// clients with request-counting interceptors.
     pub fn new(
         dynamodb: aws_sdk_dynamodb::Client,
         s3: aws_sdk_s3::Client,
         config: WorkerConfig,
         clock: Box<dyn Clock>,
     ) -> Self {
+        Self::with_ports(
+            CodesStore::new(dynamodb, config.codes_table),
+            S3Exports::new(s3, config.exports_bucket),
+            &config.programme_base_url,
+            clock,
+        )
+    }
+}
+
+impl<S: BatchProgress + CodeWriter, E: ExportStore, C: Clock> ChunkWorker<S, E, C> {
+    pub fn with_ports(store: S, exports: E, programme_base_url: &str, clock: C) -> Self {
         Self {
-            store: CodesStore::new(dynamodb, config.codes_table.clone()),
-            s3,
-            config,
+            store,
+            exports,
+            programme_base_url: programme_base_url.to_string(),
             clock,
         }
     }
 
+    /// The store, for tests to inspect what a job wrote.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn exports(&self) -> &E {
+        &self.exports
+    }
+
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
     pub async fn process(&self, job: &ChunkJob) -> Result<ChunkOutcome, ChunkError> {
-        let batch = self
-            .store
-            .get_batch(job.batch)
+        let batch = BatchProgress::batch(&self.store, job.batch)
             .await?
             .ok_or(ChunkError::Poison("no such batch"))?;
         let len = batch
@@ -180,9 +223,13 @@ impl ChunkWorker {
         let codes = Code::chunk(&batch.seed.0, batch.number, job.chunk, len);
         let writes = self.store.put_codes(&batch, &codes).await?;
         let exports = self.export(&batch, job.chunk, &codes).await?;
-        self.store
-            .mark_chunk_done(batch.number, job.chunk, len, &exports, self.clock.now())
-            .await?;
+        let marker = ChunkMarker {
+            chunk: job.chunk,
+            codes: len,
+            exports,
+            done_at: self.clock.now(),
+        };
+        self.store.mark_chunk_done(batch.number, &marker).await?;
         let batch_ready = self
             .store
             .mark_ready_if_complete(&batch, self.clock.now())
@@ -211,33 +258,25 @@ impl ChunkWorker {
             csv_key: format!("batches/{}/chunk-{chunk}.csv", batch.number),
             qr_prefix: format!("batches/{}/qr/chunk-{chunk}/", batch.number),
         };
-        let csv = chunk_csv(batch, codes, &self.config.programme_base_url)?;
-        self.put(&exports.csv_key, csv, "text/csv; charset=utf-8")
+        let base_url = &self.programme_base_url;
+        let csv = chunk_csv(batch, codes, base_url)?;
+        self.exports
+            .put(&exports.csv_key, csv, "text/csv; charset=utf-8")
             .await?;
-        let base_url = &self.config.programme_base_url;
         futures::stream::iter(codes.chunks(SHEET_CODES).enumerate())
             .map(|(k, sheet)| {
                 let key = format!("{}sheet-{k:03}.svg", exports.qr_prefix);
                 let svg = qr_sheet(sheet, base_url);
-                async move { self.put(&key, svg.into_bytes(), "image/svg+xml").await }
+                async move {
+                    self.exports
+                        .put(&key, svg.into_bytes(), "image/svg+xml")
+                        .await
+                }
             })
             .buffer_unordered(UPLOADS_IN_FLIGHT)
             .try_collect::<()>()
             .await?;
         Ok(exports)
-    }
-
-    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), InfraError> {
-        self.s3
-            .put_object()
-            .bucket(&self.config.exports_bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| loyalty_platform::aws::classify_s3("export to S3", e))?;
-        Ok(())
     }
 }
 

@@ -1,35 +1,79 @@
 //! `POST /admin/batches` orders a batch of codes; `GET /admin/batches/{batchId}` follows it.
 //!
-//! Ordering writes the batch item and enqueues one job per chunk; the batch worker does the
-//! rest. Jobs are idempotent (a done chunk is skipped), so sending one twice is harmless.
+//! Ordering writes the batch record and enqueues one job per chunk; the batch worker does
+//! the rest. Jobs are idempotent (a done chunk is skipped), so sending one twice is
+//! harmless. An order may carry an `Idempotency-Key`: its answer is written with the batch,
+//! and a retry answers it again (re-sending the jobs of a batch still generating, in case
+//! the first request failed after its write). Without a key, every order is a new batch.
 
 use std::sync::Arc;
 
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use lambda_http::http::{header, HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
+use loyalty_domain::action::{KeyedRequest, StoredAnswer};
 use loyalty_domain::batch::{
-    Batch, BatchRequest, BatchSeed, BatchSpec, BatchStatus, ChunkJob, CHUNK_SIZE,
+    Batch, BatchRecords, BatchRequest, BatchSeed, BatchSpec, BatchStatus, ChunkJob, ChunkMarker,
+    ExportLinks, JobQueue, KeyedAnswer, CHUNK_SIZE,
 };
 use loyalty_domain::ports::Clock;
 use loyalty_domain::InfraError;
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{json, json_body, path_param, Problem, ResultExt};
-use loyalty_platform::stores::codes::{ChunkMarker, CodesStore};
+use loyalty_platform::idempotency::{self, Idempotency, IdempotencyError, Keyed};
+use loyalty_platform::stores::batch_jobs::SqsJobQueue;
+use loyalty_platform::stores::codes::CodesStore;
+use loyalty_platform::stores::exports::S3Exports;
 use rand::RngCore;
 use serde::Serialize;
 
-/// SendMessageBatch's limit.
-const SEND_BATCH: usize = 10;
-/// Rounds of re-sending the entries SQS reported as failed.
-const SEND_ATTEMPTS: usize = 3;
+/// How long an export's download link works.
+const LINK_VALIDITY_MINUTES: i64 = 15;
 
-pub(crate) struct Batches {
-    store: CodesStore,
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
-    exports_bucket: String,
-    chunk_size: u32,
+/// What the batch routes need besides their ports.
+#[derive(Debug, Clone)]
+pub struct BatchSettings {
+    /// Codes per chunk job (`CODES_PER_CHUNK`).
+    pub chunk_size: u32,
+    /// Shown with the exports, for tools that read the bucket directly.
+    pub exports_bucket: String,
+}
+
+impl BatchSettings {
+    /// `CODES_PER_CHUNK` (optional, 1 to 100,000) tunes how much work one job is.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            chunk_size: chunk_size(env)?,
+            exports_bucket: env.required("EXPORTS_BUCKET")?,
+        })
+    }
+}
+
+/// The batch routes' ports over DynamoDB, SQS and S3.
+pub(crate) fn dynamo_ports(
+    aws: &aws_config::SdkConfig,
+    env: &Env,
+) -> Result<(CodesStore, SqsJobQueue, S3Exports), ConfigError> {
+    let records = CodesStore::new(
+        loyalty_platform::aws::dynamodb(aws),
+        env.required("CODES_TABLE")?,
+    )
+    .with_answers(env.required("ACTIVITY_TABLE")?);
+    let jobs = SqsJobQueue::new(
+        loyalty_platform::aws::sqs(aws),
+        env.required("BATCH_JOBS_QUEUE_URL")?,
+    );
+    let links = S3Exports::new(
+        loyalty_platform::aws::s3(aws, env),
+        env.required("EXPORTS_BUCKET")?,
+    );
+    Ok((records, jobs, links))
+}
+
+pub(crate) struct Batches<B, Q, X> {
+    records: B,
+    jobs: Q,
+    links: X,
+    settings: BatchSettings,
     clock: Arc<dyn Clock>,
 }
 
@@ -64,47 +108,54 @@ struct ExportView {
     chunk: u32,
     codes: u32,
     csv_key: String,
+    /// A signed link to download the CSV, valid until `csv_url_expires_at`.
+    csv_url: String,
+    csv_url_expires_at: String,
     qr_prefix: String,
 }
 
-impl From<ChunkMarker> for ExportView {
-    fn from(m: ChunkMarker) -> Self {
+impl<B: BatchRecords, Q: JobQueue, X: ExportLinks> Batches<B, Q, X> {
+    pub(crate) fn with_ports(
+        records: B,
+        jobs: Q,
+        links: X,
+        settings: BatchSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
-            chunk: m.chunk,
-            codes: m.codes,
-            csv_key: m.exports.csv_key,
-            qr_prefix: m.exports.qr_prefix,
+            records,
+            jobs,
+            links,
+            settings,
+            clock,
         }
     }
-}
 
-impl Batches {
-    pub(crate) fn new(
-        aws: &aws_config::SdkConfig,
-        env: &Env,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, ConfigError> {
-        Ok(Self {
-            store: CodesStore::new(
-                loyalty_platform::aws::dynamodb(aws),
-                env.required("CODES_TABLE")?,
-            ),
-            sqs: loyalty_platform::aws::sqs(aws),
-            queue_url: env.required("BATCH_JOBS_QUEUE_URL")?,
-            exports_bucket: env.required("EXPORTS_BUCKET")?,
-            chunk_size: chunk_size(env)?,
-            clock,
-        })
+    pub(crate) fn records(&self) -> &B {
+        &self.records
+    }
+
+    pub(crate) fn jobs(&self) -> &Q {
+        &self.jobs
     }
 
     pub(crate) async fn create(&self, req: &Request) -> Result<Response<Body>, Problem> {
         let caller = crate::admin(req)?;
+        let keyed = match loyalty_platform::http::header(req, idempotency::HEADER) {
+            None => None,
+            Some(_) => Some(Idempotency::keyed(req, caller.subject.as_str())?),
+        };
         let body: BatchRequest = json_body(req)?;
         let now = self.clock.now();
+        if let Some(k) = &keyed {
+            if let Some(stored) = self.records.answered(&request_of(k), now).await.problem()? {
+                return self.replay(k, stored).await;
+            }
+        }
         let spec = BatchSpec::parse(&body, now.date_naive()).problem()?;
         let number = self
-            .store
-            .allocate_batch_number()
+            .records
+            .allocate_number()
             .await
             .problem()?
             .ok_or_else(|| {
@@ -118,80 +169,85 @@ impl Batches {
         rand::rng().fill_bytes(&mut seed);
         let batch = Batch {
             number,
-            plan: spec.plan(self.chunk_size),
+            plan: spec.plan(self.settings.chunk_size),
             spec,
             seed: BatchSeed(seed),
             status: BatchStatus::Generating,
             created_at: now,
         };
-        self.store
-            .create_batch(&batch, caller.subject.as_str())
+        let accepted = Accepted {
+            batch: number,
+            status: batch.status.as_str(),
+            count: batch.spec.count,
+            chunks: batch.plan.chunks(),
+        };
+        let answer = keyed.as_ref().map(|k| KeyedAnswer {
+            key: request_of(k),
+            status: StatusCode::ACCEPTED.as_u16(),
+            body: serde_json::to_string(&accepted).expect("answer serialises"),
+        });
+        match self
+            .records
+            .create(&batch, caller.subject.as_str(), answer.as_ref())
             .await
-            .problem()?;
-        self.enqueue(&batch).await.problem()?;
+            .problem()?
+        {
+            Ok(()) => {}
+            // A request with the same key got there first: answer what it answered.
+            Err(Some(stored)) => {
+                let k = keyed.as_ref().expect("only a keyed order meets a key");
+                return self.replay(k, stored).await;
+            }
+            Err(None) => return Err(Problem::from_error(IdempotencyError::Expired)),
+        }
+        self.enqueue(&batch, &[]).await.problem()?;
         tracing::info!(batch = number, count = batch.spec.count, chunks = batch.plan.chunks(), by = %caller.subject, "batch ordered");
-
-        let mut response = json(
-            StatusCode::ACCEPTED,
-            &Accepted {
-                batch: number,
-                status: batch.status.as_str(),
-                count: batch.spec.count,
-                chunks: batch.plan.chunks(),
-            },
-        );
-        let location = HeaderValue::from_str(&format!("/admin/batches/{number}"))
-            .expect("digits are a valid header");
-        response.headers_mut().insert(header::LOCATION, location);
+        let mut response = json(StatusCode::ACCEPTED, &accepted);
+        response
+            .headers_mut()
+            .insert(header::LOCATION, location(number));
         Ok(response)
     }
 
-    /// One job per chunk, ten per request; entries SQS refuses are sent again.
-    async fn enqueue(&self, batch: &Batch) -> Result<(), InfraError> {
-        let jobs: Vec<u32> = (0..batch.plan.chunks()).collect();
-        for group in jobs.chunks(SEND_BATCH) {
-            let mut pending: Vec<u32> = group.to_vec();
-            for _ in 0..SEND_ATTEMPTS {
-                let entries = pending
-                    .iter()
-                    .map(|&chunk| {
-                        let body = serde_json::to_string(&ChunkJob {
-                            batch: batch.number,
-                            chunk,
-                        })
-                        .expect("job serialises");
-                        SendMessageBatchRequestEntry::builder()
-                            .id(chunk.to_string())
-                            .message_body(body)
-                            .build()
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| InfraError::permanent("enqueue chunks", e.to_string()))?;
-                let out = self
-                    .sqs
-                    .send_message_batch()
-                    .queue_url(&self.queue_url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map_err(|e| loyalty_platform::aws::classify_sqs("enqueue chunks", e))?;
-                pending = out
-                    .failed
-                    .iter()
-                    .filter_map(|f| f.id.parse().ok())
-                    .collect();
-                if pending.is_empty() {
-                    break;
+    /// The first answer to this key. If it ordered a batch that is still generating, its
+    /// jobs are sent again (but for chunks already done): the first request may have
+    /// failed between writing the batch and sending them.
+    async fn replay(&self, k: &Keyed, stored: StoredAnswer) -> Result<Response<Body>, Problem> {
+        if stored.fingerprint != k.fingerprint() {
+            return Err(Problem::from_error(IdempotencyError::Reused));
+        }
+        let number = serde_json::from_str::<serde_json::Value>(&stored.body)
+            .ok()
+            .and_then(|v| v["batch"].as_u64())
+            .and_then(|n| u32::try_from(n).ok());
+        if let Some(number) = number {
+            if let Some(batch) = self.records.batch(number).await.problem()? {
+                if batch.status == BatchStatus::Generating {
+                    let done = self.records.chunk_markers(number).await.problem()?;
+                    self.enqueue(&batch, &done).await.problem()?;
                 }
             }
-            if !pending.is_empty() {
-                return Err(InfraError::retryable(
-                    "enqueue chunks",
-                    format!("SQS refused chunks {pending:?}"),
-                ));
-            }
         }
-        Ok(())
+        let mut response =
+            idempotency::replay(stored.status, stored.body, stored.content_type.as_deref())?;
+        if let Some(number) = number {
+            response
+                .headers_mut()
+                .insert(header::LOCATION, location(number));
+        }
+        Ok(response)
+    }
+
+    /// One job per chunk without a marker in `done`.
+    async fn enqueue(&self, batch: &Batch, done: &[ChunkMarker]) -> Result<(), InfraError> {
+        let jobs: Vec<ChunkJob> = (0..batch.plan.chunks())
+            .filter(|chunk| done.iter().all(|m| m.chunk != *chunk))
+            .map(|chunk| ChunkJob {
+                batch: batch.number,
+                chunk,
+            })
+            .collect();
+        self.jobs.enqueue(&jobs).await
     }
 
     pub(crate) async fn get(&self, req: &Request) -> Result<Response<Body>, Problem> {
@@ -204,12 +260,33 @@ impl Batches {
             )
         })?;
         let batch = self
-            .store
-            .get_batch(number)
+            .records
+            .batch(number)
             .await
             .problem()?
             .ok_or_else(not_found)?;
-        let markers = self.store.chunk_markers(number).await.problem()?;
+        let markers = self.records.chunk_markers(number).await.problem()?;
+        let now = self.clock.now();
+        let mut exports = Vec::with_capacity(markers.len());
+        for m in markers {
+            let link = self
+                .links
+                .link(
+                    &m.exports.csv_key,
+                    now,
+                    chrono::Duration::minutes(LINK_VALIDITY_MINUTES),
+                )
+                .await
+                .problem()?;
+            exports.push(ExportView {
+                chunk: m.chunk,
+                codes: m.codes,
+                csv_key: m.exports.csv_key,
+                csv_url: link.url,
+                csv_url_expires_at: link.expires_at.to_rfc3339(),
+                qr_prefix: m.exports.qr_prefix,
+            });
+        }
         let spec = &batch.spec;
         Ok(json(
             StatusCode::OK,
@@ -224,16 +301,27 @@ impl Batches {
                 valid_until: spec.valid_until.to_string(),
                 count: spec.count,
                 chunks: batch.plan.chunks(),
-                chunks_done: markers.len(),
+                chunks_done: exports.len(),
                 created_at: batch.created_at.to_rfc3339(),
-                exports_bucket: self.exports_bucket.clone(),
-                exports: markers.into_iter().map(ExportView::from).collect(),
+                exports_bucket: self.settings.exports_bucket.clone(),
+                exports,
             },
         ))
     }
 }
 
-/// `CODES_PER_CHUNK` (optional, 1 to 100,000) tunes how much work one job is.
+fn request_of(k: &Keyed) -> KeyedRequest {
+    KeyedRequest {
+        scope: k.scope().to_string(),
+        key: k.key.clone(),
+        fingerprint: k.fingerprint().to_string(),
+    }
+}
+
+fn location(number: u32) -> HeaderValue {
+    HeaderValue::from_str(&format!("/admin/batches/{number}")).expect("digits are a valid header")
+}
+
 fn chunk_size(env: &Env) -> Result<u32, ConfigError> {
     let size = env.parse_or("CODES_PER_CHUNK", CHUNK_SIZE)?;
     if !(1..=100_000).contains(&size) {

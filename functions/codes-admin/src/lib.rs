@@ -8,26 +8,49 @@ use std::sync::Arc;
 
 use lambda_http::{Body, Request, Response};
 use loyalty_domain::auth::{Caller, Role};
+use loyalty_domain::batch::{BatchRecords, ExportLinks, JobQueue};
 use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, respond, Problem, ResultExt};
+use loyalty_platform::stores::batch_jobs::SqsJobQueue;
+use loyalty_platform::stores::codes::CodesStore;
+use loyalty_platform::stores::exports::S3Exports;
 
 mod batches;
 mod reviews;
 
+pub use batches::BatchSettings;
 pub use reviews::{Desk, DynamoDesk};
 
-/// `batches` is DynamoDB only: an app built [`App::with_desk`] answers its routes 500.
-pub struct App<D = DynamoDesk> {
-    batches: Option<batches::Batches>,
+/// The function: the review desk `D`, the batch records `B`, the job queue `Q`, the export
+/// link signer `X` and the clock. Lambda runs it over DynamoDB, SQS, S3 and the wall clock
+/// ([`App::new`]); handler tests give it `MemoryReviews`, `MemoryBatches`, `MemoryJobs`,
+/// `MemoryExports` and a `FixedClock` ([`App::with_ports`]). Batch seeds are secret random
+/// bytes, drawn here, never from a test's id source.
+pub struct App<D = DynamoDesk, B = CodesStore, Q = SqsJobQueue, X = S3Exports> {
+    batches: batches::Batches<B, Q, X>,
     reviews: reviews::Reviews<D>,
 }
 
-impl<D: Desk> App<D> {
-    /// The review routes over any desk (`MemoryReviews` in tests) and clock.
-    pub fn with_desk(desk: D, clock: Arc<dyn Clock>) -> Self {
+/// The batch routes' ports.
+pub struct BatchPorts<B, Q, X> {
+    pub records: B,
+    pub jobs: Q,
+    pub links: X,
+    pub settings: BatchSettings,
+}
+
+impl<D: Desk, B: BatchRecords, Q: JobQueue, X: ExportLinks> App<D, B, Q, X> {
+    /// Any desk, batch ports and clock: the memory adapters and a fixed clock in tests.
+    pub fn with_ports(desk: D, batches: BatchPorts<B, Q, X>, clock: Arc<dyn Clock>) -> Self {
         Self {
-            batches: None,
+            batches: batches::Batches::with_ports(
+                batches.records,
+                batches.jobs,
+                batches.links,
+                batches.settings,
+                clock.clone(),
+            ),
             reviews: reviews::Reviews::with_desk(desk, clock),
         }
     }
@@ -36,23 +59,23 @@ impl<D: Desk> App<D> {
         self.reviews.desk()
     }
 
+    /// The batch records, for tests to inspect what an order wrote.
+    pub fn records(&self) -> &B {
+        self.batches.records()
+    }
+
+    pub fn jobs(&self) -> &Q {
+        self.batches.jobs()
+    }
+
     pub async fn handle(&self, req: Request) -> Result<Response<Body>, lambda_http::Error> {
         Ok(respond(self.route(&req).await))
     }
 
-    fn batches(&self) -> Result<&batches::Batches, Problem> {
-        self.batches.as_ref().ok_or_else(|| {
-            Problem::from_error(loyalty_domain::InfraError::permanent(
-                "codes-admin",
-                "this app has no batch store",
-            ))
-        })
-    }
-
     async fn route(&self, req: &Request) -> Result<Response<Body>, Problem> {
         match http::route_key(req) {
-            "POST /admin/batches" => self.batches()?.create(req).await,
-            "GET /admin/batches/{batchId}" => self.batches()?.get(req).await,
+            "POST /admin/batches" => self.batches.create(req).await,
+            "GET /admin/batches/{batchId}" => self.batches.get(req).await,
             "GET /admin/reviews" => self.reviews.list(req).await,
             "POST /admin/reviews/{reviewId}/decision" => self.reviews.decide(req).await,
             _ => Err(Problem::route_not_found()),
@@ -71,10 +94,14 @@ impl App {
         env: &Env,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ConfigError> {
-        Ok(Self {
-            batches: Some(batches::Batches::new(aws, env, clock.clone())?),
-            reviews: reviews::Reviews::new(aws, env, clock)?,
-        })
+        let (records, jobs, links) = batches::dynamo_ports(aws, env)?;
+        let ports = BatchPorts {
+            records,
+            jobs,
+            links,
+            settings: BatchSettings::from_env(env)?,
+        };
+        Ok(Self::with_ports(DynamoDesk::new(aws, env)?, ports, clock))
     }
 }
 

@@ -201,16 +201,6 @@ fn replay_of(key: &Keyed, stored: Option<StoredAnswer>) -> Result<Response<Body>
     idempotency::replay(stored.status, stored.body, stored.content_type.as_deref())
 }
 
-impl Reviews<DynamoDesk> {
-    pub fn new(
-        aws: &aws_config::SdkConfig,
-        env: &Env,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, ConfigError> {
-        Ok(Self::with_desk(DynamoDesk::new(aws, env)?, clock))
-    }
-}
-
 impl<D: Desk> Reviews<D> {
     pub fn with_desk(desk: D, clock: Arc<dyn Clock>) -> Self {
         Self { desk, clock }

@@ -5,23 +5,23 @@ use lambda_http::{Body, Error, Request, Response};
 use loyalty_domain::auth::{AuthError, Role};
 use loyalty_domain::earning::earned_trailing_12_months;
 use loyalty_domain::ids::OutletId;
-use loyalty_domain::ledger::{Balance, Entry};
+use loyalty_domain::ledger::{Balance, Entry, LedgerReader};
 use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
-use loyalty_platform::stores::earning::read_tiers;
 use loyalty_platform::stores::ledger::DynamoLedger;
 use serde::Serialize;
 
-const DEFAULT_PAGE: i32 = 20;
-const MAX_PAGE: i32 = 100;
+const DEFAULT_PAGE: usize = 20;
+const MAX_PAGE: usize = 100;
 
-pub struct App {
-    ledger: DynamoLedger,
-    dynamodb: aws_sdk_dynamodb::Client,
-    /// Where tiers are configured; without it the balance shows no tier.
-    programme_table: Option<String>,
-    clock: Box<dyn Clock>,
+/// The function: the ledger's read port `L` and the clock `C`. Lambda runs it over
+/// DynamoDB and the wall clock ([`App::new`]); handler tests give it
+/// [`loyalty_platform::memory::MemoryLedger`] and a `FixedClock` ([`App::with_ledger`]).
+/// The wallet writes nothing and creates nothing, so there is no id source.
+pub struct App<L = DynamoLedger, C = Box<dyn Clock>> {
+    ledger: L,
+    clock: C,
 }
 
 impl App {
@@ -35,14 +35,31 @@ impl App {
         env: &Env,
         clock: Box<dyn Clock>,
     ) -> Result<Self, ConfigError> {
-        let dynamodb = loyalty_platform::aws::dynamodb(aws);
-        let ledger = DynamoLedger::new(dynamodb.clone(), env.required("LEDGER_TABLE")?);
-        Ok(Self {
-            ledger,
-            dynamodb,
-            programme_table: env.optional("PROGRAMME_TABLE"),
-            clock,
-        })
+        let mut ledger = DynamoLedger::new(
+            loyalty_platform::aws::dynamodb(aws),
+            env.required("LEDGER_TABLE")?,
+        );
+        // Without a programme table the balance shows no tier.
+        if let Some(table) = env.optional("PROGRAMME_TABLE") {
+            ledger = ledger.with_programme(table);
+        }
+        Ok(App::with_ledger(ledger, clock))
+    }
+}
+
+impl<L: LedgerReader, C: Clock> App<L, C> {
+    /// Any ledger reader and clock: the memory ledger and a fixed clock in handler tests.
+    pub fn with_ledger(ledger: L, clock: C) -> Self {
+        Self { ledger, clock }
+    }
+
+    /// The ledger, for tests to seed and inspect.
+    pub fn ledger(&self) -> &L {
+        &self.ledger
+    }
+
+    pub fn clock(&self) -> &C {
+        &self.clock
     }
 
     pub async fn handle(&self, req: Request) -> Result<Response<Body>, Error> {
@@ -61,16 +78,11 @@ impl App {
     async fn balance(&self, req: &Request) -> Result<Response<Body>, Problem> {
         let caller = http::caller(req)?;
         let participant = caller.participant().problem()?;
-        let (balance, months) = self
-            .ledger
-            .balance_and_months(participant)
-            .await
-            .problem()?;
-        let tier = match &self.programme_table {
+        let account = self.ledger.account(participant).await.problem()?;
+        let tier = match self.ledger.tiers().await.problem()? {
             None => None,
-            Some(table) => {
-                let tiers = read_tiers(&self.dynamodb, table).await.problem()?;
-                let earned = earned_trailing_12_months(&months, self.clock.now());
+            Some(tiers) => {
+                let earned = earned_trailing_12_months(&account.earned_by_month, self.clock.now());
                 let tier = tiers.tier_for(earned);
                 Some(TierView {
                     name: tier.name.clone(),
@@ -85,7 +97,7 @@ impl App {
             &BalanceView {
                 participant_id: participant.as_str(),
                 outlet_id: outlet,
-                balance,
+                balance: account.balance,
                 tier,
             },
         ))
@@ -97,7 +109,7 @@ impl App {
         let limit = match http::query_param(req, "limit") {
             None => DEFAULT_PAGE,
             Some(raw) => raw
-                .parse::<i32>()
+                .parse::<usize>()
                 .ok()
                 .filter(|n| (1..=MAX_PAGE).contains(n))
                 .ok_or_else(|| {

@@ -4,9 +4,13 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use std::future::Future;
+
+use crate::action::{KeyedRequest, StoredAnswer};
+use crate::code::Code;
 use crate::ids::RegionId;
 use crate::points::Points;
-use crate::{Classified, Kind};
+use crate::{Classified, InfraError, Kind};
 
 /// Codes per chunk: one SQS job, one BatchWriteItem stream and one CSV export each. 10,000
 /// codes are written and exported well within the worker's 15-minute limit.
@@ -264,6 +268,142 @@ pub struct Batch {
 pub struct ChunkJob {
     pub batch: u32,
     pub chunk: u32,
+}
+
+// ---------------------------------------------------------------- ports
+
+/// Where a finished chunk's exports are (object keys in the exports bucket).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkExports {
+    pub csv_key: String,
+    pub qr_prefix: String,
+}
+
+/// A chunk's done-marker: its codes are stored and exported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkMarker {
+    pub chunk: u32,
+    pub codes: u32,
+    pub exports: ChunkExports,
+    pub done_at: DateTime<Utc>,
+}
+
+/// How many requests a code write took, for benchmarks (an adapter without requests
+/// reports none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    pub requests: u64,
+    pub retried_items: u64,
+}
+
+/// The answer to an order, to be stored under its Idempotency-Key with the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedAnswer {
+    pub key: KeyedRequest,
+    pub status: u16,
+    pub body: String,
+}
+
+/// The batch records, as the admin routes order and follow them.
+pub trait BatchRecords: Send + Sync {
+    /// The next unused batch number, or `None` when every number a code can carry is used.
+    fn allocate_number(&self) -> impl Future<Output = Result<Option<u32>, InfraError>> + Send;
+
+    /// Writes a new batch and, when given, the order's answer under its key, in one write.
+    /// `Ok(Err(Some(stored)))`: a live answer holds the key and nothing was written;
+    /// `Ok(Err(None))`: it held the key but expired since. A batch number that exists is
+    /// an error (numbers come from [`BatchRecords::allocate_number`]), never overwritten.
+    fn create(
+        &self,
+        batch: &Batch,
+        created_by: &str,
+        answer: Option<&KeyedAnswer>,
+    ) -> impl Future<Output = Result<Result<(), Option<StoredAnswer>>, InfraError>> + Send;
+
+    /// The live answer under `key`, whatever its fingerprint (the caller compares).
+    fn answered(
+        &self,
+        key: &KeyedRequest,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<StoredAnswer>, InfraError>> + Send;
+
+    fn batch(&self, number: u32) -> impl Future<Output = Result<Option<Batch>, InfraError>> + Send;
+
+    /// Every done-marker of a batch, in chunk order.
+    fn chunk_markers(
+        &self,
+        number: u32,
+    ) -> impl Future<Output = Result<Vec<ChunkMarker>, InfraError>> + Send;
+}
+
+/// Where the chunk jobs of an order go: one job per chunk, each delivered at least once.
+pub trait JobQueue: Send + Sync {
+    fn enqueue(&self, jobs: &[ChunkJob]) -> impl Future<Output = Result<(), InfraError>> + Send;
+}
+
+/// A link an admin can download an export from, for a while.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportLink {
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Signs download links to exports.
+pub trait ExportLinks: Send + Sync {
+    /// A link to the object `key`, valid from `now` for `valid_for`.
+    fn link(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        valid_for: chrono::Duration,
+    ) -> impl Future<Output = Result<ExportLink, InfraError>> + Send;
+}
+
+/// A batch's progress, as the worker reads and moves it.
+pub trait BatchProgress: Send + Sync {
+    fn batch(&self, number: u32) -> impl Future<Output = Result<Option<Batch>, InfraError>> + Send;
+
+    fn chunk_done(
+        &self,
+        number: u32,
+        chunk: u32,
+    ) -> impl Future<Output = Result<bool, InfraError>> + Send;
+
+    /// Records that a chunk is stored and exported. Written last: its presence is what
+    /// makes a redelivered job a no-op.
+    fn mark_chunk_done(
+        &self,
+        number: u32,
+        marker: &ChunkMarker,
+    ) -> impl Future<Output = Result<(), InfraError>> + Send;
+
+    /// Flips the batch from generating to ready once every chunk has its marker; `true`
+    /// only for the call that flipped it.
+    fn mark_ready_if_complete(
+        &self,
+        batch: &Batch,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, InfraError>> + Send;
+}
+
+/// Stores generated codes as issued. Writing the same codes again is harmless: nobody can
+/// have claimed a code of a chunk without a marker.
+pub trait CodeWriter: Send + Sync {
+    fn put_codes(
+        &self,
+        batch: &Batch,
+        codes: &[Code],
+    ) -> impl Future<Output = Result<WriteStats, InfraError>> + Send;
+}
+
+/// The exports bucket, as the worker writes it.
+pub trait ExportStore: Send + Sync {
+    fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> impl Future<Output = Result<(), InfraError>> + Send;
 }
 
 #[cfg(test)]

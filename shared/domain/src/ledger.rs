@@ -604,6 +604,70 @@ pub mod entry_ids {
     }
 }
 
+// ---------------------------------------------------------------- the wallet's read port
+
+/// A participant's account as the wallet shows it: the balance, and the points earned in
+/// each calendar month (for the tier over the trailing 12 months).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Account {
+    pub balance: Balance,
+    pub earned_by_month: crate::earning::MonthlyEarned,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("the cursor is not valid for this listing")]
+    InvalidCursor,
+    #[error(transparent)]
+    Infra(#[from] crate::InfraError),
+}
+
+impl crate::Classified for HistoryError {
+    fn kind(&self) -> crate::Kind {
+        match self {
+            HistoryError::InvalidCursor => crate::Kind::BadInput,
+            HistoryError::Infra(e) => e.kind(),
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            HistoryError::InvalidCursor => "invalid_cursor",
+            HistoryError::Infra(e) => e.code(),
+        }
+    }
+}
+
+/// What the wallet reads, and nothing it writes: balances, history and outlet totals from
+/// the ledger, and the programme's tiers. Reads only, so an adapter is a translator.
+pub trait LedgerReader: Send + Sync {
+    /// A participant's account; an account without entries is all zeros.
+    fn account(
+        &self,
+        participant: &ParticipantId,
+    ) -> impl std::future::Future<Output = Result<Account, crate::InfraError>> + Send;
+
+    /// Entries newest first (by `created_at`, then entry id), at most `limit` of them; a
+    /// `next_cursor` resumes after the last one, for this participant only.
+    fn history(
+        &self,
+        participant: &ParticipantId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> impl std::future::Future<Output = Result<crate::participant::Page<Entry>, HistoryError>> + Send;
+
+    /// An outlet's totals over its members' entries; all zeros without any.
+    fn outlet_totals(
+        &self,
+        outlet: &OutletId,
+    ) -> impl std::future::Future<Output = Result<Balance, crate::InfraError>> + Send;
+
+    /// The programme's tiers, or `None` where this deployment has none configured (the
+    /// balance then shows no tier).
+    fn tiers(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Option<crate::earning::Tiers>, crate::InfraError>> + Send;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

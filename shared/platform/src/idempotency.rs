@@ -293,12 +293,49 @@ impl Idempotency {
         &self,
         k: &Keyed,
         now: DateTime<Utc>,
-    ) -> Result<Option<StoredAnswer>, InfraError> {
+    ) -> Result<Option<loyalty_domain::action::StoredAnswer>, InfraError> {
+        self.answered_at(record_key(k), now).await
+    }
+
+    /// [`Self::answered`] for a key a domain port carries.
+    pub async fn answered_request(
+        &self,
+        k: &loyalty_domain::action::KeyedRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Option<loyalty_domain::action::StoredAnswer>, InfraError> {
+        self.answered_at(record_key_of(&k.scope, k.key.as_str()), now)
+            .await
+    }
+
+    /// The conditional put of the record of an answer to `k`, for a port's transaction.
+    pub fn record_of(
+        &self,
+        k: &loyalty_domain::action::KeyedRequest,
+        status: u16,
+        body: String,
+        now: DateTime<Utc>,
+    ) -> PutBuilder {
+        record_put(
+            &self.table,
+            &k.scope,
+            k.key.as_str(),
+            &k.fingerprint,
+            status,
+            body,
+            now,
+        )
+    }
+
+    async fn answered_at(
+        &self,
+        record: Item,
+        now: DateTime<Utc>,
+    ) -> Result<Option<loyalty_domain::action::StoredAnswer>, InfraError> {
         let item = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(record_key(k)))
+            .set_key(Some(record))
             .consistent_read(true)
             .send()
             .await

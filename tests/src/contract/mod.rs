@@ -4,9 +4,11 @@
 
 pub mod actions;
 pub mod answers;
+pub mod batches;
 pub mod cashback;
 pub mod challenges;
 pub mod claims;
+pub mod ledger_reader;
 pub mod participants;
 pub mod reviews;
 pub mod sellin;

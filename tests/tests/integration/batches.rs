@@ -386,3 +386,57 @@ async fn chunks_finishing_together_still_leave_the_batch_ready() {
     );
     assert_eq!(rig.code_items().await, 40);
 }
+
+#[tokio::test]
+async fn an_order_retried_with_its_key_is_answered_again_and_its_exports_download_from_their_links()
+{
+    let rig = Rig::new().await;
+    let keyed = || order(10).header("idempotency-key", "order-2026-11-cola");
+    let (status, first) = rig.call(keyed()).await;
+    assert_eq!(status, 202, "{first}");
+    let response = rig.admin.handle(keyed().request()).await.unwrap();
+    assert_eq!(response.status(), 202);
+    assert_eq!(response.headers()["idempotent-replayed"], "true");
+    assert_eq!(body_json(&response), first);
+    // The retry sends the (not yet done) chunk's job again: it is delivered twice.
+    let jobs = rig.drain_jobs().await;
+    assert_eq!(jobs.len(), 2);
+    for job in &jobs {
+        assert!(rig.deliver(job).await.is_empty());
+    }
+    assert_eq!(rig.code_items().await, 10, "one batch, its codes once");
+
+    let (_, view) = rig
+        .call(
+            ApiEvent::load("codes-admin/get-batch.json")
+                .path_param("batchId", &first["batch"].to_string()),
+        )
+        .await;
+    assert_eq!(view["status"], "ready");
+    let url = view["exports"][0]["csv_url"].as_str().unwrap();
+    let expected = rig
+        .object(view["exports"][0]["csv_key"].as_str().unwrap())
+        .await;
+    assert_eq!(download(url).await, expected);
+}
+
+/// A plain HTTP/1.1 GET without credentials, as a browser follows a link.
+async fn download(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url
+        .strip_prefix("http://")
+        .expect("the emulator speaks HTTP");
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("chunked"),
+        "the emulator sends a length"
+    );
+    body.to_string()
+}

@@ -36,3 +36,13 @@ mod settings {
 mod answers {
     loyalty_tests::answer_store_contract!(loyalty_tests::contract::answers::dynamo);
 }
+
+mod ledger_reader {
+    loyalty_tests::ledger_reader_contract!(loyalty_tests::contract::ledger_reader::dynamo);
+}
+
+mod batches {
+    loyalty_tests::batch_store_contract!(loyalty_tests::contract::batches::dynamo_batches);
+    loyalty_tests::job_queue_contract!(loyalty_tests::contract::batches::sqs_jobs);
+    loyalty_tests::exports_contract!(loyalty_tests::contract::batches::s3_exports);
+}

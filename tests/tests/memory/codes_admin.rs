@@ -1,5 +1,9 @@
-//! The review routes of codes-admin on `MemoryReviews` and a fixed clock: the handler's
-//! answers to `events/codes-admin/*review*.json`, and what each request wrote. No emulator.
+//! codes-admin on the memory adapters and a fixed clock: the handler's answers to
+//! `events/codes-admin/*.json`, and what each request wrote. No emulator.
+//!
+//! Review routes on `MemoryReviews`; batch routes on `MemoryBatches`, `MemoryJobs` and
+//! `MemoryExports`, with the batch worker on the same memory world where a test follows an
+//! order to its exports.
 
 use std::sync::Arc;
 
@@ -11,11 +15,11 @@ use loyalty_domain::outbox::{OutboxEvent, ReviewVerdict};
 use loyalty_domain::ports::FixedClock;
 use loyalty_domain::review::{Decision, ReviewId};
 use loyalty_domain::Points;
-use loyalty_platform::memory::MemoryReviews;
+use loyalty_platform::memory::{MemoryBatches, MemoryExports, MemoryJobs, MemoryReviews};
 use loyalty_tests::{body_json, ApiEvent};
 use serde_json::{json, Value};
 
-type App = codes_admin::App<MemoryReviews>;
+type App = codes_admin::App<MemoryReviews, MemoryBatches, MemoryJobs, MemoryExports>;
 
 /// The review the sample decision names.
 const SAMPLE_REVIEW: &str = "p-7f3a9c.claim-5d41402abc4b2a76b971";
@@ -46,7 +50,27 @@ fn app() -> (App, Arc<FixedClock>) {
     );
     store.flag(flagged("p-2", "claim-0002", 10, 20), &["region"]);
     let clock = Arc::new(FixedClock::at(event_time()));
-    (App::with_desk(store, clock.clone()), clock)
+    (with_desk(store, MemoryBatches::new(), clock.clone()), clock)
+}
+
+/// Chunks of 1,000 codes, so the sample order of 2,500 is three jobs.
+const CODES_PER_CHUNK: u32 = 1_000;
+
+/// An app over `desk` and `batches`, with fresh jobs and exports.
+fn with_desk(desk: MemoryReviews, batches: MemoryBatches, clock: Arc<FixedClock>) -> App {
+    codes_admin::App::with_ports(
+        desk,
+        codes_admin::BatchPorts {
+            records: batches,
+            jobs: MemoryJobs::new(),
+            links: MemoryExports::new(),
+            settings: codes_admin::BatchSettings {
+                chunk_size: CODES_PER_CHUNK,
+                exports_bucket: "exports".into(),
+            },
+        },
+        clock,
+    )
 }
 
 async fn send(app: &App, event: ApiEvent) -> (StatusCode, Value, bool) {
@@ -223,4 +247,270 @@ async fn refusals_write_nothing_to_the_ledger() {
     let (status, body, _) = send(&app, decide(SAMPLE_REVIEW, "approve", "key-unknown-1")).await;
     assert_eq!(body["code"], "idempotency_key_reused", "{status} {body}");
     untouched(&app);
+}
+
+// ---------------------------------------------------------------- batch routes
+
+/// An app with no reviews, its batch records and a clock at the sample events' time.
+fn batch_app(batches: MemoryBatches) -> (App, Arc<FixedClock>) {
+    let clock = Arc::new(FixedClock::at(event_time()));
+    (
+        with_desk(MemoryReviews::new(), batches, clock.clone()),
+        clock,
+    )
+}
+
+fn order() -> ApiEvent {
+    ApiEvent::load("codes-admin/create-batch.json")
+}
+
+fn jobs_of(app: &App) -> Vec<(u32, u32)> {
+    app.jobs()
+        .drain()
+        .into_iter()
+        .map(|j| (j.batch, j.chunk))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_order_writes_the_batch_and_enqueues_one_job_per_chunk() {
+    let (app, _) = batch_app(MemoryBatches::new());
+    let response = app.handle(order().request()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(response.headers()["location"], "/admin/batches/1");
+    assert_eq!(
+        body_json(&response),
+        json!({"batch": 1, "status": "generating", "count": 2500, "chunks": 3})
+    );
+    let stored = app.records().stored(1).expect("the batch is written");
+    assert_eq!(stored.spec.sku, "COLA-05");
+    assert_eq!(stored.created_at, event_time());
+    assert_eq!(jobs_of(&app), [(1, 0), (1, 1), (1, 2)]);
+
+    // Without a key, the same order again is another batch.
+    let (status, body, replayed) = send(&app, order()).await;
+    assert_eq!(
+        (status, &body["batch"], replayed),
+        (StatusCode::ACCEPTED, &json!(2), false)
+    );
+}
+
+#[tokio::test]
+async fn an_order_retried_with_its_idempotency_key_is_answered_again_and_orders_nothing_more() {
+    let (app, _) = batch_app(MemoryBatches::new());
+    let keyed = || order().header("idempotency-key", "order-2026-11-cola");
+    let (status, first, replayed) = send(&app, keyed()).await;
+    assert_eq!((status, replayed), (StatusCode::ACCEPTED, false));
+    assert_eq!(jobs_of(&app).len(), 3);
+
+    let response = app.handle(keyed().request()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(response.headers()["idempotent-replayed"], "true");
+    assert_eq!(response.headers()["location"], "/admin/batches/1");
+    assert_eq!(body_json(&response), first);
+    assert!(app.records().stored(2).is_none(), "no second batch");
+    assert_eq!(
+        app.records().inspect(|w| w.last_number),
+        1,
+        "no batch number spent on the retry"
+    );
+}
+
+#[tokio::test]
+async fn a_retried_order_sends_again_the_jobs_of_chunks_not_yet_done() {
+    use loyalty_domain::batch::{BatchProgress, ChunkExports, ChunkMarker};
+    let (app, _) = batch_app(MemoryBatches::new());
+    let keyed = || order().header("idempotency-key", "order-2026-11-cola");
+    send(&app, keyed()).await;
+    // The first request's jobs were lost, and chunk 1 got done by one that was not.
+    app.jobs().drain();
+    app.records()
+        .mark_chunk_done(
+            1,
+            &ChunkMarker {
+                chunk: 1,
+                codes: 1_000,
+                exports: ChunkExports {
+                    csv_key: "batches/1/chunk-1.csv".into(),
+                    qr_prefix: "batches/1/qr/chunk-1/".into(),
+                },
+                done_at: event_time(),
+            },
+        )
+        .await
+        .unwrap();
+    let (status, _, replayed) = send(&app, keyed()).await;
+    assert_eq!((status, replayed), (StatusCode::ACCEPTED, true));
+    assert_eq!(jobs_of(&app), [(1, 0), (1, 2)]);
+}
+
+#[tokio::test]
+async fn a_key_reused_for_another_order_is_refused_and_orders_nothing() {
+    let (app, _) = batch_app(MemoryBatches::new());
+    send(
+        &app,
+        order().header("idempotency-key", "order-2026-11-cola"),
+    )
+    .await;
+    app.jobs().drain();
+    let other = order()
+        .header("idempotency-key", "order-2026-11-cola")
+        .body(
+            json!({"sku": "COLA-1L", "product_type": "Cola 1 l PET", "pack_size": "1 l",
+            "points_per_pack": 20, "region": "north", "valid_until": "2030-12-31", "count": 10}),
+        );
+    let response = app.handle(other.request()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(body_json(&response)["code"], "idempotency_key_reused");
+    assert!(app.records().stored(2).is_none());
+    assert!(app.jobs().is_empty());
+}
+
+#[tokio::test]
+async fn an_invalid_order_is_refused_before_anything_is_written() {
+    let (app, _) = batch_app(MemoryBatches::new());
+    let cases = [
+        (
+            ApiEvent::load("codes-admin/create-batch-invalid.json"),
+            StatusCode::BAD_REQUEST,
+            "invalid_pack_size",
+        ),
+        (
+            order().text_body("{\"sku\":"),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            order().header("idempotency-key", "short"),
+            StatusCode::BAD_REQUEST,
+            "idempotency_key_invalid",
+        ),
+        (
+            ApiEvent::load("codes-admin/create-batch-as-participant.json"),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            order().without_claims(),
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        ),
+    ];
+    for (event, status, code) in cases {
+        let response = app.handle(event.request()).await.unwrap();
+        assert_eq!(response.status(), status, "{code}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{code}"
+        );
+        assert_eq!(body_json(&response)["code"], code);
+    }
+    assert_eq!(
+        app.records().inspect(|w| (w.last_number, w.batches.len())),
+        (0, 0)
+    );
+    assert!(app.jobs().is_empty());
+}
+
+#[tokio::test]
+async fn an_order_when_every_batch_number_is_used_is_a_conflict() {
+    let last = loyalty_domain::code::BATCHES - 1;
+    let (app, _) = batch_app(MemoryBatches::new().with_last_number(last));
+    let (status, body, _) = send(&app, order()).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::CONFLICT, &json!("batch_numbers_exhausted"))
+    );
+    assert!(app.jobs().is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_shows_its_progress_and_a_download_link_for_each_finished_chunk() {
+    use aws_lambda_events::event::sqs::SqsEvent;
+    use lambda_runtime::{Context, LambdaEvent};
+
+    let batches = MemoryBatches::new();
+    let (app, clock) = batch_app(batches.clone());
+    send(&app, order()).await;
+    let status_of = || ApiEvent::load("codes-admin/get-batch.json").path_param("batchId", "1");
+    let (status, view, _) = send(&app, status_of()).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(
+        (&view["status"], &view["chunks"], &view["chunks_done"]),
+        (&json!("generating"), &json!(3), &json!(0))
+    );
+    assert_eq!(view["exports"], json!([]));
+
+    // The worker, on the same records, takes the jobs one by one.
+    let worker = batch_worker::App::with_ports(
+        batches,
+        MemoryExports::new(),
+        "https://club.example.com",
+        FixedClock::at(event_time()),
+    );
+    let jobs = app.jobs().drain();
+    for (i, job) in jobs.iter().enumerate() {
+        let event: SqsEvent = serde_json::from_value(json!({"Records": [{
+            "messageId": format!("m-{i}"),
+            "body": serde_json::to_string(job).unwrap(),
+            "eventSource": "aws:sqs",
+        }]}))
+        .unwrap();
+        let response = worker
+            .handle(LambdaEvent::new(event, Context::default()))
+            .await
+            .unwrap();
+        assert!(response.batch_item_failures.is_empty());
+        let (_, view, _) = send(&app, status_of()).await;
+        assert_eq!(view["chunks_done"], i + 1);
+        let expected = if i + 1 == jobs.len() {
+            "ready"
+        } else {
+            "generating"
+        };
+        assert_eq!(view["status"], expected);
+    }
+
+    clock.advance(Duration::minutes(5));
+    let (_, view, _) = send(&app, status_of()).await;
+    let expires = event_time() + Duration::minutes(5 + 15);
+    assert_eq!(
+        view["exports"][2],
+        json!({
+            "chunk": 2,
+            "codes": 500,
+            "csv_key": "batches/1/chunk-2.csv",
+            "csv_url": format!("memory://batches/1/chunk-2.csv?expires={}", expires.timestamp()),
+            "csv_url_expires_at": expires.to_rfc3339(),
+            "qr_prefix": "batches/1/qr/chunk-2/",
+        })
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_batch_is_not_found_and_a_batch_id_must_be_a_number() {
+    let (app, _) = batch_app(MemoryBatches::new());
+    let (status, body, _) = send(
+        &app,
+        ApiEvent::load("codes-admin/get-batch.json").path_param("batchId", "4000"),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::NOT_FOUND, &json!("batch_not_found"))
+    );
+    let (status, body, _) = send(
+        &app,
+        ApiEvent::load("codes-admin/get-batch.json").path_param("batchId", "b-1"),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_batch_id"))
+    );
 }

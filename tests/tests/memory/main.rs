@@ -5,12 +5,14 @@
 //! `cargo nextest run -p loyalty-tests --test memory`
 
 mod accrual;
+mod batch_worker;
 mod claim_use_case;
 mod code_claim;
 mod codes_admin;
 mod participants;
 mod partner_webhooks;
 mod sellin;
+mod wallet;
 
 mod contract {
     mod cashback {
@@ -70,6 +72,37 @@ mod contract {
 
     mod reviews {
         loyalty_tests::review_store_contract!(loyalty_tests::contract::reviews::memory);
+    }
+
+    mod batches {
+        loyalty_tests::batch_store_contract!(loyalty_tests::contract::batches::memory_batches);
+        loyalty_tests::job_queue_contract!(loyalty_tests::contract::batches::memory_jobs);
+        loyalty_tests::exports_contract!(loyalty_tests::contract::batches::memory_exports);
+
+        use loyalty_platform::memory::batches::BatchesBug;
+        use loyalty_tests::contract::batches::{self as contract, memory_batches_with_bug};
+
+        #[tokio::test]
+        #[should_panic(expected = "the key is taken")]
+        async fn a_batch_store_that_ignores_answers_fails_the_contract() {
+            contract::an_answer_written_with_its_batch_holds_its_key(memory_batches_with_bug(
+                BatchesBug::IgnoreAnswers,
+            ))
+            .await
+        }
+
+        #[tokio::test]
+        #[should_panic(expected = "the second flip is a no-op")]
+        async fn a_batch_store_that_flips_ready_twice_fails_the_contract() {
+            contract::a_batch_becomes_ready_once_when_every_chunk_is_marked(
+                memory_batches_with_bug(BatchesBug::ReadyEveryCall),
+            )
+            .await
+        }
+    }
+
+    mod ledger_reader {
+        loyalty_tests::ledger_reader_contract!(loyalty_tests::contract::ledger_reader::memory);
     }
 
     /// The cashback contract is not vacuous either.

@@ -1,4 +1,6 @@
-//! The programme side of the ledger in memory, shared by [`super::MemoryActions`] and
+//! The ledger in memory: [`MemoryLedger`], the wallet's [`LedgerReader`] over entries
+//! appended as [`crate::stores::ledger::append_items`] appends them; and the programme side
+//! of the ledger, shared by [`super::MemoryActions`] and
 //! [`super::MemoryCashback`]: what [`crate::stores::ledger::programme_items`] and
 //! [`crate::stores::ledger::DynamoLedger::fund_budget`] write on the
 //! `PROGRAMME#<account>#<shard>` items.
@@ -9,13 +11,163 @@
 //! `attribute_not_exists(budget) OR programme_balance >= :needed_budget` refuses it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 
+use loyalty_domain::earning::{month_key, Tiers};
+use loyalty_domain::ids::{OutletId, ParticipantId};
 use loyalty_domain::ledger::{
-    gather_plan, programme_shard, shard_of, Entry, ProgrammeAccount, Transfer, PROGRAMME_SHARDS,
+    gather_plan, programme_shard, shard_of, Account, Balance, Entry, HistoryError, LedgerError,
+    LedgerReader, ProgrammeAccount, Transfer, PROGRAMME_SHARDS,
 };
-use loyalty_domain::Points;
+use loyalty_domain::participant::Page;
+use loyalty_domain::{InfraError, Points};
 
-use crate::stores::ledger::{Funded, Gathered, ProgrammeBalance};
+use crate::dynamo::{decode_cursor, encode_cursor, s};
+use crate::stores::ledger::{account_pk, Funded, Gathered, ProgrammeBalance};
+
+/// The wallet's reads in memory. Entries are kept per account by the key of the DynamoDB
+/// `by_time` index (`<created_at>#<entry id>`), and cursors are that index's cursors
+/// ([`encode_cursor`] of `pk`, `sk`, `lsi1sk`), so a cursor of another account or a tampered
+/// one is refused here exactly as there. A page cut by the limit carries a cursor only if
+/// more entries follow, as the emulator does.
+#[derive(Debug, Default)]
+pub struct MemoryLedger {
+    world: Mutex<LedgerWorld>,
+}
+
+#[derive(Debug, Default)]
+pub struct LedgerWorld {
+    pub entries: BTreeMap<ParticipantId, BTreeMap<String, Entry>>,
+    pub accounts: BTreeMap<ParticipantId, Account>,
+    pub outlets: BTreeMap<OutletId, Balance>,
+    pub tiers: Option<Tiers>,
+}
+
+fn time_key(entry: &Entry) -> String {
+    format!("{}#{}", entry.created_at.to_rfc3339(), entry.id)
+}
+
+impl MemoryLedger {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends `entry` as `append_items` does: the entry, the balance (a debit must be
+    /// covered), the month it was earned in, the outlet's totals. An outlet total that would
+    /// go below zero is refused too: DynamoDB would write it, but no reader could decode it,
+    /// so a test that seeds one is wrong. Nothing is written when it is refused.
+    pub fn append(&self, entry: Entry) -> Result<(), LedgerError> {
+        let mut w = self.world.lock().unwrap();
+        let account = w
+            .accounts
+            .get(&entry.participant)
+            .cloned()
+            .unwrap_or_default();
+        let balance = account.balance.apply(entry.kind, entry.amount)?;
+        let outlet = match &entry.outlet {
+            None => None,
+            Some(o) => Some((
+                o.clone(),
+                w.outlets
+                    .get(o)
+                    .copied()
+                    .unwrap_or_default()
+                    .apply(entry.kind, entry.amount)?,
+            )),
+        };
+        let mut earned_by_month = account.earned_by_month;
+        let earned = entry.delta().lifetime_earned;
+        if earned != 0 {
+            *earned_by_month
+                .entry(month_key(entry.created_at))
+                .or_default() += earned;
+        }
+        w.accounts.insert(
+            entry.participant.clone(),
+            Account {
+                balance,
+                earned_by_month,
+            },
+        );
+        if let Some((o, totals)) = outlet {
+            w.outlets.insert(o, totals);
+        }
+        w.entries
+            .entry(entry.participant.clone())
+            .or_default()
+            .insert(time_key(&entry), entry);
+        Ok(())
+    }
+
+    /// The programme's tiers, as `PUT /admin/tiers` stores them.
+    pub fn set_tiers(&self, tiers: Tiers) {
+        self.world.lock().unwrap().tiers = Some(tiers);
+    }
+
+    pub fn inspect<R>(&self, f: impl FnOnce(&LedgerWorld) -> R) -> R {
+        f(&self.world.lock().unwrap())
+    }
+}
+
+impl LedgerReader for MemoryLedger {
+    async fn account(&self, participant: &ParticipantId) -> Result<Account, InfraError> {
+        Ok(self.inspect(|w| w.accounts.get(participant).cloned().unwrap_or_default()))
+    }
+
+    async fn history(
+        &self,
+        participant: &ParticipantId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Entry>, HistoryError> {
+        let pk = account_pk(participant);
+        let before = match cursor {
+            None => None,
+            Some(c) => {
+                let key = decode_cursor(c, &pk, &["pk", "sk", "lsi1sk"])
+                    .ok_or(HistoryError::InvalidCursor)?;
+                let at = key["lsi1sk"]
+                    .as_s()
+                    .map_err(|_| HistoryError::InvalidCursor)?;
+                Some(at.clone())
+            }
+        };
+        Ok(self.inspect(|w| {
+            let mut newest_first = w
+                .entries
+                .get(participant)
+                .into_iter()
+                .flat_map(|entries| entries.iter().rev())
+                .filter(|(at, _)| before.as_ref().is_none_or(|b| *at < b));
+            let items: Vec<Entry> = newest_first
+                .by_ref()
+                .take(limit)
+                .map(|(_, e)| e.clone())
+                .collect();
+            let next_cursor = match (items.last(), newest_first.next()) {
+                (Some(last), Some(_)) => Some(encode_cursor(
+                    &[
+                        ("pk".to_string(), s(&pk)),
+                        ("sk".to_string(), s(format!("ENTRY#{}", last.id))),
+                        ("lsi1sk".to_string(), s(time_key(last))),
+                    ]
+                    .into_iter()
+                    .collect(),
+                )),
+                _ => None,
+            };
+            Page { items, next_cursor }
+        }))
+    }
+
+    async fn outlet_totals(&self, outlet: &OutletId) -> Result<Balance, InfraError> {
+        Ok(self.inspect(|w| w.outlets.get(outlet).copied().unwrap_or_default()))
+    }
+
+    async fn tiers(&self) -> Result<Option<Tiers>, InfraError> {
+        Ok(self.inspect(|w| w.tiers.clone()))
+    }
+}
 
 /// Programme account shards, as the ledger table's `PROGRAMME#` items hold them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -13,10 +13,13 @@
 
 pub mod actions;
 pub mod answers;
+pub mod batches;
 pub mod cashback;
 pub mod challenges;
 pub mod claims;
+pub mod exports;
 pub mod ids;
+pub mod jobs;
 pub mod ledger;
 pub mod participants;
 pub mod reviews;
@@ -24,10 +27,14 @@ pub mod sellin;
 
 pub use actions::MemoryActions;
 pub use answers::MemoryAnswers;
+pub use batches::MemoryBatches;
 pub use cashback::MemoryCashback;
 pub use challenges::MemoryChallenges;
 pub use claims::MemoryClaims;
+pub use exports::MemoryExports;
 pub use ids::SeededIds;
+pub use jobs::MemoryJobs;
+pub use ledger::MemoryLedger;
 pub use participants::MemoryParticipants;
 pub use reviews::MemoryReviews;
 pub use sellin::MemorySellIn;

@@ -20,18 +20,25 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::Put;
 use aws_sdk_dynamodb::types::{PutRequest, ReturnValue, Select, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
-use loyalty_domain::batch::{Batch, BatchSeed, BatchSpec, BatchStatus, ChunkPlan, PackSize};
+use loyalty_domain::action::{KeyedRequest, StoredAnswer};
+use loyalty_domain::batch::{
+    Batch, BatchProgress, BatchRecords, BatchSeed, BatchSpec, BatchStatus, ChunkExports,
+    ChunkMarker, ChunkPlan, CodeWriter, KeyedAnswer, PackSize, WriteStats,
+};
 use loyalty_domain::code::{Code, BATCHES};
 use loyalty_domain::ids::RegionId;
 use loyalty_domain::{InfraError, Points};
 
 use crate::dynamo::{classify, key, n, s, Item, ItemExt};
+use crate::idempotency::Idempotency;
+use crate::tx::Tx;
 
 /// BatchWriteItem's limit.
 const WRITE_BATCH: usize = 25;
@@ -42,32 +49,13 @@ const WRITE_ATTEMPTS: u32 = 10;
 
 const SEQUENCE_PK: &str = "SEQUENCE#BATCH";
 
-/// Where a finished chunk's exports are.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChunkExports {
-    pub csv_key: String,
-    pub qr_prefix: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChunkMarker {
-    pub chunk: u32,
-    pub codes: u32,
-    pub exports: ChunkExports,
-    pub done_at: DateTime<Utc>,
-}
-
-/// How many requests a code write took, for benchmarks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WriteStats {
-    pub requests: u64,
-    pub retried_items: u64,
-}
-
 #[derive(Clone)]
 pub struct CodesStore {
     client: Client,
     table: String,
+    /// Where answers to orders under an Idempotency-Key are kept (the activity table);
+    /// the worker and the claim store need none.
+    answers: Option<Idempotency>,
 }
 
 fn batch_pk(number: u32) -> String {
@@ -88,7 +76,14 @@ impl CodesStore {
         Self {
             client,
             table: table.into(),
+            answers: None,
         }
+    }
+
+    /// Orders carrying an Idempotency-Key store their answer in `activity_table`.
+    pub fn with_answers(mut self, activity_table: impl Into<String>) -> Self {
+        self.answers = Some(Idempotency::new(self.client.clone(), activity_table));
+        self
     }
 
     /// The next unused batch number, or `None` when all [`BATCHES`] are spent.
@@ -127,33 +122,60 @@ impl CodesStore {
     /// Writes a new batch. Numbers come from [`Self::allocate_batch_number`], so an existing
     /// item means a bug, and it is refused rather than overwritten.
     pub async fn create_batch(&self, batch: &Batch, created_by: &str) -> Result<(), InfraError> {
-        let spec = &batch.spec;
-        let mut item = key(batch_pk(batch.number), "BATCH");
-        item.extend([
-            ("batch_number".to_string(), n(batch.number)),
-            ("sku".to_string(), s(&spec.sku)),
-            ("product_type".to_string(), s(&spec.product_type)),
-            ("pack_size".to_string(), s(spec.pack_size.to_string())),
-            ("points_per_pack".to_string(), n(spec.points_per_pack.get())),
-            ("region".to_string(), s(spec.region.as_str())),
-            ("valid_until".to_string(), s(spec.valid_until.to_string())),
-            ("count".to_string(), n(spec.count)),
-            ("chunk_size".to_string(), n(batch.plan.chunk_size)),
-            ("chunks".to_string(), n(batch.plan.chunks())),
-            ("seed".to_string(), s(STANDARD.encode(batch.seed.0))),
-            ("status".to_string(), s(batch.status.as_str())),
-            ("created_at".to_string(), s(batch.created_at.to_rfc3339())),
-            ("created_by".to_string(), s(created_by)),
-        ]);
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(|e| classify("create batch", e))?;
-        Ok(())
+        match self.create_answered(batch, created_by, None).await? {
+            Ok(()) => Ok(()),
+            Err(_) => Err(InfraError::permanent(
+                "create batch",
+                "an idempotency record refused an order that carried none",
+            )),
+        }
+    }
+
+    /// The batch item and, when given, the answer's record, in one `TransactWriteItems`.
+    async fn create_answered(
+        &self,
+        batch: &Batch,
+        created_by: &str,
+        answer: Option<&KeyedAnswer>,
+    ) -> Result<Result<(), Option<StoredAnswer>>, InfraError> {
+        let mut tx: Tx<CreateRefusal> = Tx::new();
+        tx.put(
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(batch_item(batch, created_by)))
+                .condition_expression("attribute_not_exists(pk)"),
+            CreateRefusal::BatchExists,
+        )?;
+        let answers = match (answer, &self.answers) {
+            (None, _) => None,
+            (Some(a), Some(answers)) => {
+                tx.put(
+                    answers.record_of(&a.key, a.status, a.body.clone(), batch.created_at),
+                    CreateRefusal::KeyTaken,
+                )?;
+                Some((a, answers))
+            }
+            (Some(_), None) => {
+                return Err(InfraError::permanent(
+                    "create batch",
+                    "this codes store keeps no answers (CodesStore::with_answers)",
+                ))
+            }
+        };
+        match tx.commit(&self.client, "create batch").await? {
+            Ok(()) => Ok(Ok(())),
+            Err(refused) => match answers {
+                Some((a, answers)) if refused.contains(&CreateRefusal::KeyTaken) => {
+                    Ok(Err(answers
+                        .answered_request(&a.key, batch.created_at)
+                        .await?))
+                }
+                _ => Err(InfraError::permanent(
+                    "create batch",
+                    format!("refused: {}", refused.describe()),
+                )),
+            },
+        }
     }
 
     pub async fn get_batch(&self, number: u32) -> Result<Option<Batch>, InfraError> {
@@ -232,6 +254,9 @@ impl CodesStore {
                 })
                 .collect::<Vec<_>>()
         });
+        // Built up front: a stream over the lazy iterator would not be `Send` for every
+        // lifetime of `codes`, which the port's future must be.
+        let requests: Vec<Vec<WriteRequest>> = requests.collect();
         futures::stream::iter(requests)
             .map(|writes| self.write_all(writes))
             .buffer_unordered(WRITES_IN_FLIGHT)
@@ -277,23 +302,20 @@ impl CodesStore {
         ))
     }
 
-    /// Records that chunk `chunk` is stored and exported. Written last: its presence is what
+    /// Records that a chunk is stored and exported. Written last: its presence is what
     /// makes a redelivered job a no-op.
     pub async fn mark_chunk_done(
         &self,
         number: u32,
-        chunk: u32,
-        codes: u32,
-        exports: &ChunkExports,
-        now: DateTime<Utc>,
+        marker: &ChunkMarker,
     ) -> Result<(), InfraError> {
-        let mut item = key(batch_pk(number), chunk_sk(chunk));
+        let mut item = key(batch_pk(number), chunk_sk(marker.chunk));
         item.extend([
-            ("chunk".to_string(), n(chunk)),
-            ("codes".to_string(), n(codes)),
-            ("csv_key".to_string(), s(&exports.csv_key)),
-            ("qr_prefix".to_string(), s(&exports.qr_prefix)),
-            ("done_at".to_string(), s(now.to_rfc3339())),
+            ("chunk".to_string(), n(marker.chunk)),
+            ("codes".to_string(), n(marker.codes)),
+            ("csv_key".to_string(), s(&marker.exports.csv_key)),
+            ("qr_prefix".to_string(), s(&marker.exports.qr_prefix)),
+            ("done_at".to_string(), s(marker.done_at.to_rfc3339())),
         ]);
         self.client
             .put_item()
@@ -369,6 +391,92 @@ impl CodesStore {
             Err(e) => Err(classify("mark batch ready", e)),
         }
     }
+}
+
+/// The admin routes' port over CodesTable (answers in the activity table): translations.
+impl BatchRecords for CodesStore {
+    async fn allocate_number(&self) -> Result<Option<u32>, InfraError> {
+        self.allocate_batch_number().await
+    }
+    async fn create(
+        &self,
+        batch: &Batch,
+        created_by: &str,
+        answer: Option<&KeyedAnswer>,
+    ) -> Result<Result<(), Option<StoredAnswer>>, InfraError> {
+        self.create_answered(batch, created_by, answer).await
+    }
+    async fn answered(
+        &self,
+        key: &KeyedRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoredAnswer>, InfraError> {
+        match &self.answers {
+            Some(answers) => answers.answered_request(key, now).await,
+            None => Ok(None),
+        }
+    }
+    async fn batch(&self, number: u32) -> Result<Option<Batch>, InfraError> {
+        self.get_batch(number).await
+    }
+    async fn chunk_markers(&self, number: u32) -> Result<Vec<ChunkMarker>, InfraError> {
+        CodesStore::chunk_markers(self, number).await
+    }
+}
+
+/// The worker's ports over CodesTable.
+impl BatchProgress for CodesStore {
+    async fn batch(&self, number: u32) -> Result<Option<Batch>, InfraError> {
+        self.get_batch(number).await
+    }
+    async fn chunk_done(&self, number: u32, chunk: u32) -> Result<bool, InfraError> {
+        CodesStore::chunk_done(self, number, chunk).await
+    }
+    async fn mark_chunk_done(&self, number: u32, marker: &ChunkMarker) -> Result<(), InfraError> {
+        CodesStore::mark_chunk_done(self, number, marker).await
+    }
+    async fn mark_ready_if_complete(
+        &self,
+        batch: &Batch,
+        now: DateTime<Utc>,
+    ) -> Result<bool, InfraError> {
+        CodesStore::mark_ready_if_complete(self, batch, now).await
+    }
+}
+
+impl CodeWriter for CodesStore {
+    async fn put_codes(&self, batch: &Batch, codes: &[Code]) -> Result<WriteStats, InfraError> {
+        CodesStore::put_codes(self, batch, codes).await
+    }
+}
+
+fn batch_item(batch: &Batch, created_by: &str) -> Item {
+    let spec = &batch.spec;
+    let mut item = key(batch_pk(batch.number), "BATCH");
+    item.extend([
+        ("batch_number".to_string(), n(batch.number)),
+        ("sku".to_string(), s(&spec.sku)),
+        ("product_type".to_string(), s(&spec.product_type)),
+        ("pack_size".to_string(), s(spec.pack_size.to_string())),
+        ("points_per_pack".to_string(), n(spec.points_per_pack.get())),
+        ("region".to_string(), s(spec.region.as_str())),
+        ("valid_until".to_string(), s(spec.valid_until.to_string())),
+        ("count".to_string(), n(spec.count)),
+        ("chunk_size".to_string(), n(batch.plan.chunk_size)),
+        ("chunks".to_string(), n(batch.plan.chunks())),
+        ("seed".to_string(), s(STANDARD.encode(batch.seed.0))),
+        ("status".to_string(), s(batch.status.as_str())),
+        ("created_at".to_string(), s(batch.created_at.to_rfc3339())),
+        ("created_by".to_string(), s(created_by)),
+    ]);
+    item
+}
+
+/// What a refused order write means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CreateRefusal {
+    BatchExists,
+    KeyTaken,
 }
 
 fn batch_from_item(number: u32, item: &Item) -> Result<Batch, InfraError> {

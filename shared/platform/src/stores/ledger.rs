@@ -6,11 +6,11 @@ use aws_sdk_dynamodb::types::builders::PutBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
-use loyalty_domain::earning::{month_key, MonthlyEarned};
+use loyalty_domain::earning::{month_key, MonthlyEarned, Tiers};
 use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
 use loyalty_domain::ledger::{
-    gather_plan, programme_shard, shard_of, Balance, Delta, Entry, EntryKind, ProgrammeAccount,
-    Transfer, PROGRAMME_SHARDS,
+    gather_plan, programme_shard, shard_of, Account, Balance, Delta, Entry, EntryKind,
+    HistoryError, LedgerReader, ProgrammeAccount, Transfer, PROGRAMME_SHARDS,
 };
 use loyalty_domain::outbox::{Envelope, OutboxEvent};
 use loyalty_domain::review::{
@@ -363,6 +363,8 @@ pub struct DynamoLedger {
     table: String,
     /// Where review decisions announce themselves; read-only users of the ledger need none.
     outbox: Option<String>,
+    /// Where the programme's tiers are configured, for the wallet; `None`: no tiers.
+    programme: Option<String>,
 }
 
 impl DynamoLedger {
@@ -371,7 +373,14 @@ impl DynamoLedger {
             client,
             table: table.into(),
             outbox: None,
+            programme: None,
         }
+    }
+
+    /// The wallet shows each balance's tier from the tiers in this table.
+    pub fn with_programme(mut self, table: impl Into<String>) -> Self {
+        self.programme = Some(table.into());
+        self
     }
 
     pub fn with_outbox(mut self, table: impl Into<String>) -> Self {
@@ -584,44 +593,6 @@ impl DynamoLedger {
         }
     }
 
-    /// Entries newest first, `limit` at a time.
-    pub async fn history(
-        &self,
-        participant: &ParticipantId,
-        cursor: Option<&str>,
-        limit: i32,
-    ) -> Result<Page<Entry>, PageError> {
-        let pk = account_pk(participant);
-        let start = match cursor {
-            Some(c) => {
-                Some(decode_cursor(c, &pk, &["pk", "sk", "lsi1sk"]).ok_or(PageError::BadCursor)?)
-            }
-            None => None,
-        };
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name("by_time")
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(&pk))
-            .scan_index_forward(false)
-            .limit(limit)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| classify("read history", e))?;
-        let items = out
-            .items()
-            .iter()
-            .map(entry_from_item)
-            .collect::<Result<_, _>>()?;
-        Ok(Page {
-            items,
-            next_cursor: out.last_evaluated_key().map(encode_cursor),
-        })
-    }
-
     /// Every entry of an account, in append order of their timestamps. For audits and
     /// tests that check the balance equals its entries.
     pub async fn all_entries(&self, participant: &ParticipantId) -> Result<Vec<Entry>, InfraError> {
@@ -778,6 +749,69 @@ impl ReviewStore for DynamoLedger {
                 "decide review",
                 "an idempotency record refused a decision that carried none",
             )),
+        }
+    }
+}
+
+/// The wallet's read port: each method one read, translated.
+impl LedgerReader for DynamoLedger {
+    async fn account(&self, participant: &ParticipantId) -> Result<Account, InfraError> {
+        let (balance, earned_by_month) = self.balance_and_months(participant).await?;
+        Ok(Account {
+            balance,
+            earned_by_month,
+        })
+    }
+
+    /// Newest first on the `by_time` index (`lsi1sk` = created at, then entry id).
+    async fn history(
+        &self,
+        participant: &ParticipantId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ReviewPage<Entry>, HistoryError> {
+        let pk = account_pk(participant);
+        let start = match cursor {
+            Some(c) => Some(
+                decode_cursor(c, &pk, &["pk", "sk", "lsi1sk"])
+                    .ok_or(HistoryError::InvalidCursor)?,
+            ),
+            None => None,
+        };
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("by_time")
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(&pk))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| classify("read history", e))?;
+        let items = out
+            .items()
+            .iter()
+            .map(entry_from_item)
+            .collect::<Result<_, _>>()?;
+        Ok(ReviewPage {
+            items,
+            next_cursor: out.last_evaluated_key().map(encode_cursor),
+        })
+    }
+
+    async fn outlet_totals(&self, outlet: &OutletId) -> Result<Balance, InfraError> {
+        DynamoLedger::outlet_totals(self, outlet).await
+    }
+
+    async fn tiers(&self) -> Result<Option<Tiers>, InfraError> {
+        match &self.programme {
+            None => Ok(None),
+            Some(table) => crate::stores::earning::read_tiers(&self.client, table)
+                .await
+                .map(Some),
         }
     }
 }
