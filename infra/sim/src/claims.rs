@@ -404,7 +404,7 @@ impl Claims {
         actor: &Actor,
         request: &Request,
         now: DateTime<Utc>,
-        faults: &mut Vec<Fault>,
+        tries: &mut Vec<Vec<Fault>>,
     ) -> Actual {
         self.last = Some(request.clone());
         let code = match Code::parse(&request.text) {
@@ -432,7 +432,7 @@ impl Claims {
                 known,
                 now,
             ));
-            faults.extend(store.take_injected());
+            tries.push(store.take_injected());
             match result {
                 Err(ClaimError::Infra(e)) if e.retryable => continue,
                 Err(ClaimError::TooMuchContention) => continue,
@@ -460,9 +460,27 @@ impl Claims {
         request: &Request,
         expected: Expected,
         actual: &Actual,
-        crashed: bool,
+        tries: &[Vec<Fault>],
         now: DateTime<Utc>,
     ) -> Result<(), String> {
+        let crashed = tries
+            .iter()
+            .flatten()
+            .any(|f| *f == Fault::CrashAfterCommit);
+        // Tries that failed after counting a failure or setting a lock left those writes
+        // behind: replay them on the model, then the last try is answered from there.
+        let mut expected = expected;
+        let earlier = tries.len().saturating_sub(1);
+        if tries[..earlier]
+            .iter()
+            .flatten()
+            .any(|f| f.counts_or_locks())
+        {
+            for t in &tries[..earlier] {
+                self.failed_try(actor, t, now);
+            }
+            expected = self.predict(actor, request, now);
+        }
         let mismatch = || format!("expected {expected:?}, got {actual:?}");
         if let Actual::GaveUp = actual {
             // Injected faults make one try fail about one time in twenty: eight failures in
@@ -564,17 +582,49 @@ impl Claims {
     /// A failed attempt: counted for the claimant and their outlet, locking whoever
     /// reaches their limit (what `claim`'s `fail` does through the port).
     fn failure(&mut self, actor: &Actor, now: DateTime<Utc>) {
+        self.failed_try(actor, &[], now);
+    }
+
+    /// What a try that ended in `fail` wrote, when `faults` (that try's) cut it short: a
+    /// throttled count writes nothing; a lost count counts; a lock throttled or lost ends the
+    /// try at that subject (participant first, then outlet), a lost one having locked it.
+    /// A try with no such fault wrote nothing, or ran `fail` to its end.
+    fn failed_try(&mut self, actor: &Actor, faults: &[Fault], now: DateTime<Utc>) {
+        if faults.contains(&Fault::ThrottledFailure) {
+            return;
+        }
+        let reached_fail = faults.is_empty() || faults.iter().any(|f| f.counts_or_locks());
+        if !reached_fail {
+            return;
+        }
         let fraud = &self.policy.fraud;
         let window = fraud.failure_window(now).start;
         let mut subjects = vec![Subject::Participant(actor.participant.clone())];
         if let Some(o) = &actor.outlet {
             subjects.push(Subject::Outlet(o.clone()));
         }
-        for s in subjects {
-            let n = self.model.failures.entry((s.key(), window)).or_default();
-            *n += 1;
-            if let Some(until) = fraud.lock_until(&s, *n, now) {
-                self.model.locks.insert(s.key(), until);
+        let counted: Vec<(Subject, u64)> = subjects
+            .into_iter()
+            .map(|s| {
+                let n = self.model.failures.entry((s.key(), window)).or_default();
+                *n += 1;
+                (s, *n)
+            })
+            .collect();
+        if faults.contains(&Fault::FailureLost) {
+            return;
+        }
+        for (s, n) in counted {
+            let Some(until) = fraud.lock_until(&s, n, now) else {
+                continue;
+            };
+            let outlet = matches!(s, Subject::Outlet(_));
+            if faults.contains(&Fault::ThrottledLock { outlet }) {
+                return;
+            }
+            self.model.locks.insert(s.key(), until);
+            if faults.contains(&Fault::LockLost { outlet }) {
+                return;
             }
         }
     }

@@ -343,11 +343,11 @@ impl Sim {
                 };
                 let actor = &self.world.actors[request.actor];
                 let expected = self.claims.predict(actor, &request, now);
-                let mut faults = Vec::new();
+                let mut tries = Vec::new();
                 let actual = self
                     .claims
-                    .execute(&self.store, actor, &request, now, &mut faults);
-                let crashed = faults.contains(&Fault::CrashAfterCommit);
+                    .execute(&self.store, actor, &request, now, &mut tries);
+                let faults: Vec<Fault> = tries.iter().flatten().copied().collect();
                 for f in &faults {
                     *self.faults.entry(f.as_str()).or_default() += 1;
                 }
@@ -371,7 +371,7 @@ impl Sim {
                 );
                 let result = self
                     .claims
-                    .settle(actor, &request, expected, &actual, crashed, now)
+                    .settle(actor, &request, expected, &actual, &tries, now)
                     .and_then(|()| {
                         self.checker.check_step(
                             self.store.inner(),

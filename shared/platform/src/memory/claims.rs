@@ -37,6 +37,10 @@ use loyalty_domain::earning::month_key;
 use loyalty_domain::fraud::{AttemptOutcome, FlagReason, Subject};
 use loyalty_domain::ids::{OutletId, ParticipantId};
 use loyalty_domain::ledger::{programme_shard, Balance, Delta, Entry, ProgrammeAccount};
+use loyalty_domain::outbox::Envelope;
+use loyalty_domain::review::{
+    Committed, Decided, Page, PendingReview, ReviewError, ReviewId, ReviewStore,
+};
 use loyalty_domain::InfraError;
 
 /// A code as the codes table holds it.
@@ -545,5 +549,135 @@ impl ClaimStore for MemoryClaims {
     async fn lock(&self, subject: &Subject, until: i64) -> Result<(), InfraError> {
         self.world().locks.insert(subject.key(), until);
         Ok(())
+    }
+}
+
+const REVIEW_CURSOR_PREFIX: &str = "memory-claims-review:";
+
+impl ClaimsWorld {
+    /// The entry `id` names, whatever its kind (the use case checks it).
+    fn reviewed(&self, id: &ReviewId) -> Option<&Entry> {
+        self.entries
+            .get(&id.participant)?
+            .iter()
+            .find(|e| e.id == id.entry)
+    }
+
+    /// [`DynamoLedger::commit_decision`](crate::stores::ledger::DynamoLedger::commit_decision):
+    /// the entry must still be queued (`attribute_exists(gsi1pk)`), the decision entry new, the
+    /// pending bucket must cover a rejection; all checked before anything is written.
+    fn decide(&mut self, d: &Decided) -> Result<Committed, InfraError> {
+        if !self.reviews.contains_key(d.id.entry.as_str()) {
+            return Ok(Committed::AlreadyDecided);
+        }
+        let participant = &d.entry.participant;
+        let entries = self.entries.get(participant).map(Vec::as_slice);
+        if entries
+            .unwrap_or_default()
+            .iter()
+            .any(|e| e.id == d.entry.id)
+        {
+            return Err(InfraError::retryable(
+                "decide review",
+                "cancelled by a concurrent change (EntryExists)",
+            ));
+        }
+        let delta = d.entry.delta();
+        let balance = self.balances.entry(participant.clone()).or_default();
+        if balance.pending + delta.pending < 0 || balance.available + delta.available < 0 {
+            return Err(InfraError::retryable(
+                "decide review",
+                "cancelled by a concurrent change (InsufficientBalance)",
+            ));
+        }
+        self.reviews.remove(d.id.entry.as_str());
+        balance.add(&delta, d.at);
+        if let Some(outlet) = &d.entry.outlet {
+            self.outlet_totals
+                .entry(outlet.clone())
+                .or_default()
+                .add(&delta, d.at);
+        }
+        if let Some(side) = d.entry.transfer() {
+            *self
+                .programme
+                .entry((side.account, programme_shard(&d.entry.id)))
+                .or_default() += side.change;
+        }
+        let envelope = Envelope::new(d.event.clone(), d.at);
+        let payload: serde_json::Value =
+            serde_json::from_str(&envelope.to_json()).expect("an envelope is JSON");
+        self.outbox.insert(
+            envelope.event_id.clone(),
+            OutboxEvent {
+                event_id: envelope.event_id,
+                payload,
+                at: d.at,
+            },
+        );
+        self.entries
+            .entry(participant.clone())
+            .or_default()
+            .push(d.entry.clone());
+        Ok(Committed::Ok)
+    }
+}
+
+/// Review decisions on the claims this store flagged, as `DynamoLedger` decides them on the
+/// ledger table: the queue is [`ClaimsWorld::reviews`], ordered like the DynamoDB index
+/// (claimed at, then entry id).
+impl ReviewStore for MemoryClaims {
+    async fn entry_under_review(&self, id: &ReviewId) -> Result<Option<Entry>, InfraError> {
+        Ok(self.world().reviewed(id).cloned())
+    }
+
+    async fn pending(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<PendingReview>, ReviewError> {
+        let after = match cursor {
+            None => None,
+            Some(c) => {
+                let rest = c
+                    .strip_prefix(REVIEW_CURSOR_PREFIX)
+                    .ok_or(ReviewError::InvalidCursor)?;
+                let (at, entry) = rest.rsplit_once('#').ok_or(ReviewError::InvalidCursor)?;
+                Some((at.to_string(), entry.to_string()))
+            }
+        };
+        let w = self.world();
+        let mut queued: Vec<((String, String), PendingReview)> = w
+            .entries
+            .values()
+            .flatten()
+            .filter_map(|e| {
+                let reasons = w.reviews.get(e.id.as_str())?;
+                Some((
+                    (e.created_at.to_rfc3339(), e.id.as_str().to_string()),
+                    PendingReview {
+                        id: ReviewId::of(&e.participant, &e.id),
+                        entry: e.clone(),
+                        reasons: reasons.iter().map(|r| r.as_str().to_string()).collect(),
+                    },
+                ))
+            })
+            .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
+            .collect();
+        queued.sort_by(|a, b| a.0.cmp(&b.0));
+        let more = queued.len() > limit;
+        queued.truncate(limit);
+        let next_cursor = more
+            .then(|| queued.last())
+            .flatten()
+            .map(|((at, entry), _)| format!("{REVIEW_CURSOR_PREFIX}{at}#{entry}"));
+        Ok(Page {
+            items: queued.into_iter().map(|(_, p)| p).collect(),
+            next_cursor,
+        })
+    }
+
+    async fn commit(&self, decided: &Decided) -> Result<Committed, InfraError> {
+        self.world().decide(decided)
     }
 }
