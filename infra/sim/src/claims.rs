@@ -15,8 +15,9 @@ use loyalty_domain::claim::{
 };
 use loyalty_domain::code::{Code, CodeError, ALPHABET};
 use loyalty_domain::fraud::{FraudPolicy, Subject};
-use loyalty_domain::ids::{OutletId, ParticipantId};
+use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
 use loyalty_domain::ledger::{entry_ids, Balance, EntryKind};
+use loyalty_domain::review::Decision;
 use loyalty_domain::Points;
 use loyalty_platform::memory::MemoryClaims;
 use rand::Rng;
@@ -82,7 +83,7 @@ pub enum Known {
     Cached,
     /// Nothing: a cold function.
     Cold,
-    /// A wrong version: another function instance moved the balance since.
+    /// An old version: another function instance moved the balance since.
     Stale,
 }
 
@@ -166,6 +167,21 @@ pub struct Model {
     pub commits: u64,
     pub points_available: u64,
     pub points_pending: u64,
+    /// Flagged claims awaiting a decision, in the order they were held.
+    pub held: Vec<Held>,
+    /// Decided reviews by the reviewed entry id.
+    pub decided: BTreeMap<String, (Held, Decision)>,
+    /// Decisions committed (each wrote one entry and one outbox record).
+    pub decisions: u64,
+}
+
+/// A claim held for review, as the model knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub participant: ParticipantId,
+    pub outlet: Option<OutletId>,
+    pub entry: EntryId,
+    pub points: Points,
 }
 
 /// The claims feature's state in one simulation.
@@ -415,9 +431,12 @@ impl Claims {
         let known = match request.known {
             Known::Cached => cached,
             Known::Cold => None,
+            // An older balance than the cache's: a version below the cache's never matches
+            // the stored one. (A version above it might: review decisions move balances
+            // behind the app's back, and would pair that version with the wrong content.)
             Known::Stale => Some(match cached {
                 Some(b) => Balance {
-                    version: b.version + 3,
+                    version: b.version.saturating_sub(1),
                     ..b
                 },
                 None => Balance::default(),
@@ -566,6 +585,14 @@ impl Claims {
             _ => m.points_pending += receipt.points.get(),
         }
         m.commits += 1;
+        if kind == EntryKind::CodeClaimUnderReview {
+            m.held.push(Held {
+                participant: p.clone(),
+                outlet: actor.outlet.clone(),
+                entry: receipt.entry_id.clone(),
+                points: receipt.points,
+            });
+        }
         m.entry_owner
             .insert(receipt.entry_id.as_str().to_string(), p.clone());
         m.codes.get_mut(&code).expect("issued").owner = Some((p.clone(), receipt));

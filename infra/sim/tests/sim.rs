@@ -39,7 +39,31 @@ fn a_fixed_seed_runs_a_few_thousand_operations_with_every_invariant_holding() {
             "no {fault} faults in {summary}"
         );
     }
-    assert_eq!(summary.outbox_records as u64, summary.claims_committed);
+    for answer in [
+        "review approved",
+        "review rejected",
+        "review_already_decided",
+        "review_not_found",
+    ] {
+        assert!(
+            summary.outcomes.get(answer).copied().unwrap_or(0) > 0,
+            "no {answer} answers in {summary}"
+        );
+    }
+    for fault in [
+        "throttled_failure_count",
+        "failure_count_answer_lost",
+        "review_conflict",
+    ] {
+        assert!(
+            summary.faults.get(fault).copied().unwrap_or(0) > 0,
+            "no {fault} faults in {summary}"
+        );
+    }
+    assert_eq!(
+        summary.outbox_records as u64,
+        summary.claims_committed + summary.review_decisions
+    );
 }
 
 #[test]
