@@ -24,9 +24,10 @@ use loyalty_domain::earning::{
     PeriodLimit, Rule, RuleId, Tier, Tiers, Trigger,
 };
 use loyalty_domain::ids::{IdempotencyKey, ParticipantId};
-use loyalty_domain::ledger::{programme_shard, ProgrammeAccount};
+use loyalty_domain::ledger::{programme_shard, ProgrammeAccount, PROGRAMME_SHARDS};
 use loyalty_domain::{Classified, InfraError, Points};
 use loyalty_platform::memory::MemoryActions;
+use loyalty_platform::stores::ledger::Funded;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -56,6 +57,9 @@ pub enum ActionOp {
     Elsewhere,
     /// A burst of new keys on the tightly limited rule.
     Exhaust,
+    /// An admin tops up the quiz's budget (`POST /admin/rules/quiz/budget`), sometimes
+    /// sending an earlier top-up's key again.
+    TopUp,
 }
 
 impl ActionOp {
@@ -66,6 +70,7 @@ impl ActionOp {
             ActionOp::Reuse => "action reused key",
             ActionOp::Elsewhere => "credit elsewhere",
             ActionOp::Exhaust => "action exhaust",
+            ActionOp::TopUp => "budget top-up",
         }
     }
 }
@@ -206,6 +211,8 @@ pub struct Model {
     pub credited: BTreeMap<usize, u64>,
     /// (rule, shard) → what is left of a budgeted rule's shard.
     pub budgets: BTreeMap<(usize, u32), i64>,
+    /// rule → every funding id that moved points, and the total funded.
+    pub fundings: BTreeMap<usize, (Vec<String>, u64)>,
 }
 
 /// [`MemoryActions`] with faults: a write refused as contended (nothing written), or
@@ -304,6 +311,9 @@ impl Actions {
             for (shard, left) in funded.shards.iter().enumerate() {
                 model.budgets.insert((rule, shard as u32), *left);
             }
+            model
+                .fundings
+                .insert(rule, (vec!["sim-funding".to_string()], amount));
         }
         Self {
             store,
@@ -372,7 +382,7 @@ impl Actions {
                     rule,
                 })
             }
-            ActionOp::Elsewhere => None,
+            ActionOp::Elsewhere | ActionOp::TopUp => None,
         }
     }
 
@@ -611,8 +621,63 @@ impl Actions {
         format!("actor {actor} credited {points} elsewhere")
     }
 
+    /// An admin tops up a budgeted rule under a new funding id, or sends an earlier one
+    /// again (a retry after a lost answer, or a late duplicate): only new ids move points,
+    /// spread over the shards as `fund_budget` spreads them.
+    pub fn top_up(&mut self, rng: &mut ChaCha8Rng) -> (String, &'static str, Result<(), String>) {
+        let (rule, _) = BUDGETS[rng.random_range(0..BUDGETS.len())];
+        let account = ProgrammeAccount::Rule(self.rules[rule].id.clone());
+        let (ids, _) = self.model.fundings.get(&rule).cloned().unwrap_or_default();
+        let again = !ids.is_empty() && rng.random_bool(0.3);
+        let (id, amount) = if again {
+            (ids[rng.random_range(0..ids.len())].clone(), 16 * 25)
+        } else {
+            let id = format!("sim-top-up-{rule}-{}", ids.len());
+            // Not always a multiple of the shards: the remainder goes to the first shards.
+            (
+                id,
+                16 * 25 * rng.random_range(1..=2) + rng.random_range(0..16),
+            )
+        };
+        let funded = self
+            .store
+            .inner()
+            .fund_budget(&account, Points(amount), &id);
+        let described = format!("top up rule #{rule} by {amount} under {id}: {funded:?}");
+        let want = if again {
+            Funded::AlreadyFunded
+        } else {
+            Funded::Funded
+        };
+        if funded != want {
+            return (
+                described,
+                "budget top-up wrong",
+                Err(format!("expected {want:?}")),
+            );
+        }
+        if funded == Funded::Funded {
+            let shards = i64::from(PROGRAMME_SHARDS);
+            let total = amount as i64;
+            for shard in 0..PROGRAMME_SHARDS {
+                let share = total / shards + i64::from(i64::from(shard) < total % shards);
+                *self.model.budgets.entry((rule, shard)).or_default() += share;
+            }
+            let (ids, sum) = self.model.fundings.entry(rule).or_default();
+            ids.push(id);
+            *sum += amount;
+        }
+        let label = if again {
+            "budget top-up replayed"
+        } else {
+            "budget topped up"
+        };
+        (described, label, self.check_double_entry())
+    }
+
     /// After every step: member and programme accounts sum to zero, and no budget is
-    /// overspent; each budgeted shard holds what the model says is left.
+    /// overspent; each budgeted shard holds what the model says is left, and each budget
+    /// was funded by exactly the top-ups the model counted (once each).
     pub fn check_double_entry(&self) -> Result<(), String> {
         self.store.inner().inspect(|w| {
             let members: i64 = w
@@ -621,6 +686,15 @@ impl Actions {
                 .map(|b| b.available + b.pending + b.held)
                 .sum();
             crate::checker::check_programme("actions", members, &w.accounts)?;
+            for (rule, (_, funded)) in &self.model.fundings {
+                let account = ProgrammeAccount::Rule(self.rules[*rule].id.clone());
+                let stored = w.accounts.balance(&account).funded;
+                if stored != Some(*funded as i64) {
+                    return Err(format!(
+                        "budget of rule #{rule}: funded {stored:?}, the model counted {funded} (a top-up counted twice or lost?)"
+                    ));
+                }
+            }
             for ((rule, shard), left) in &self.model.budgets {
                 let account = ProgrammeAccount::Rule(self.rules[*rule].id.clone());
                 let stored = w.accounts.balances.get(&(account, *shard)).copied();

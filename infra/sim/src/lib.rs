@@ -123,6 +123,7 @@ impl Operation {
             90..100 => ActionOp::Reuse,
             100..108 => ActionOp::Elsewhere,
             108..120 => ActionOp::Exhaust,
+            120..121 => ActionOp::TopUp,
             _ => return None,
         };
         Some(Operation::Actions(op))
@@ -321,6 +322,11 @@ impl Sim {
                 let (described, label, result) =
                     self.sell_in
                         .apply(op, &mut self.sell_in_rng, &self.world, now);
+                *self.outcomes.entry(label).or_default() += 1;
+                (described, result)
+            }
+            Operation::Actions(ActionOp::TopUp) => {
+                let (described, label, result) = self.actions.top_up(&mut self.action_rng);
                 *self.outcomes.entry(label).or_default() += 1;
                 (described, result)
             }
