@@ -20,8 +20,8 @@ use loyalty_domain::action::{
     report_action, ActionError, ActionReport, ActionStore, KeyedRequest, Reported, TierBasis,
 };
 use loyalty_domain::earning::{
-    earned_trailing_12_months, month_key, with_multiplier, AccrualError, Action, Period,
-    PeriodLimit, Rule, RuleId, Tier, Tiers, Trigger,
+    earned_trailing_12_months, month_key, with_multiplier, AccrualError, Action, OverBudget,
+    Period, PeriodLimit, Rule, RuleId, Tier, Tiers, Trigger,
 };
 use loyalty_domain::ids::{IdempotencyKey, ParticipantId};
 use loyalty_domain::ledger::{programme_shard, ProgrammeAccount, PROGRAMME_SHARDS};
@@ -91,6 +91,7 @@ pub fn rules() -> Vec<Rule> {
             per_period: per_period.map(|(max, period)| PeriodLimit { max, period }),
             valid_from: from,
             valid_until: None,
+            over_budget: OverBudget::Refuse,
         };
     vec![
         rule(

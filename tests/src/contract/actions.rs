@@ -261,6 +261,7 @@ pub fn rule(id: &str, points: u64, per_participant: Option<u32>, per_month: Opti
         }),
         valid_from: now() - Duration::days(1),
         valid_until: None,
+        over_budget: loyalty_domain::earning::OverBudget::Refuse,
     }
 }
 
@@ -307,6 +308,7 @@ pub fn attempt(
             base_points: rule.points,
             tier: "base".into(),
             multiplier_percent: 100,
+            held: false,
         },
         now: at,
     }

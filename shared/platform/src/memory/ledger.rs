@@ -32,18 +32,21 @@ impl ProgrammeShards {
     /// Whether the programme side of `entry` may be written: a debit of a budgeted shard
     /// must be covered by it; anything else always may.
     pub fn covers(&self, entry: &Entry) -> bool {
-        let Some(Transfer { account, change }) = entry.transfer() else {
-            return true;
-        };
-        let shard = (account, programme_shard(&entry.id));
-        change >= 0
-            || !self.budgets.contains_key(&shard)
-            || self.balances.get(&shard).copied().unwrap_or(0) >= -change
+        entry
+            .transfers()
+            .into_iter()
+            .all(|Transfer { account, change }| {
+                let shard = (account, programme_shard(&entry.id));
+                change >= 0
+                    || !self.budgets.contains_key(&shard)
+                    || self.balances.get(&shard).copied().unwrap_or(0) >= -change
+            })
     }
 
-    /// Writes the programme side of `entry` (checked with [`Self::covers`] first).
+    /// Writes the programme side of `entry` (checked with [`Self::covers`] first): its
+    /// transfer, and the settlement an approved held accrual makes.
     pub fn apply(&mut self, entry: &Entry) {
-        if let Some(Transfer { account, change }) = entry.transfer() {
+        for Transfer { account, change } in entry.transfers() {
             *self
                 .balances
                 .entry((account, programme_shard(&entry.id)))
