@@ -947,6 +947,36 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_refuses_over_budget_credits_unless_it_says_hold_and_only_action_rules_may_hold() {
+        let refusing = survey();
+        assert_eq!(refusing.over_budget, OverBudget::Refuse);
+        let stored = serde_json::to_value(&refusing).unwrap();
+        assert!(
+            stored.get("over_budget").is_none(),
+            "rules stored before the setting keep their JSON"
+        );
+        let holding = Rule::parse(
+            RuleId::parse("survey-q4").unwrap(),
+            request(serde_json::json!({
+                "action": "survey", "points": 40, "over_budget": "hold",
+                "valid_from": "2026-10-01T00:00:00Z"
+            })),
+        )
+        .unwrap();
+        assert_eq!(holding.over_budget, OverBudget::Hold);
+        let read: Rule = serde_json::from_value(serde_json::to_value(&holding).unwrap()).unwrap();
+        assert_eq!(read, holding);
+        let sell_in = request(serde_json::json!({
+            "sku": "COLA-500", "points": 5, "over_budget": "hold",
+            "valid_from": "2026-10-01T00:00:00Z"
+        }));
+        assert_eq!(
+            Rule::parse(RuleId::parse("acme").unwrap(), sell_in),
+            Err(RuleError::SellInHold)
+        );
+    }
+
+    #[test]
     fn a_rule_is_valid_from_its_start_up_to_but_excluding_its_end() {
         let r = survey();
         assert!(!r.is_valid_at(at("2026-09-30T23:59:59Z")));

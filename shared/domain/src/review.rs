@@ -343,6 +343,68 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn approving_a_held_accrual_pays_its_rule_and_a_budget_refusal_leaves_it_held() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
+        let id = ReviewId::parse("p-1.claim-ABC").unwrap();
+        let mut s = store(EntryKind::AccrualUnderReview, Committed::Ok);
+        s.entry.source = "rule quiz: ref-1".into();
+        let approved = decide(&s, &id, Decision::Approve, "admin-1", now)
+            .await
+            .unwrap();
+        let legs = approved.entry.transfers();
+        assert_eq!(approved.entry.source, "rule quiz: review of claim-ABC");
+        assert_eq!(
+            legs.iter()
+                .map(|t| (t.account.key(), t.change))
+                .collect::<Vec<_>>(),
+            vec![("rule:quiz".into(), -40), ("reviews".into(), 40)]
+        );
+        let rejected = decide(&s, &id, Decision::Reject, "admin-1", now)
+            .await
+            .unwrap();
+        assert_eq!(rejected.entry.source, "review of claim-ABC");
+        assert_eq!(
+            rejected.entry.transfers(),
+            vec![crate::ledger::Transfer {
+                account: crate::ledger::ProgrammeAccount::Reviews,
+                change: 40
+            }],
+            "a rejection repays the reviews account and touches no budget"
+        );
+
+        struct NoBudget(OneEntry);
+        impl ReviewStore for NoBudget {
+            async fn entry_under_review(&self, id: &ReviewId) -> Result<Option<Entry>, InfraError> {
+                self.0.entry_under_review(id).await
+            }
+            async fn pending(
+                &self,
+                c: Option<&str>,
+                l: usize,
+            ) -> Result<Page<PendingReview>, ReviewError> {
+                self.0.pending(c, l).await
+            }
+            async fn commit(&self, d: &Decided) -> Result<Committed, InfraError> {
+                self.0.commit(d).await
+            }
+            async fn commit_paid(
+                &self,
+                _: &Decided,
+            ) -> Result<Result<Committed, BudgetRefused>, InfraError> {
+                Ok(Err(BudgetRefused))
+            }
+        }
+        let refusing = NoBudget(s);
+        let e = decide(&refusing, &id, Decision::Approve, "admin-1", now)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.code(), e.kind()),
+            ("budget_exhausted", Kind::Unprocessable)
+        );
+    }
+
+    #[tokio::test]
     async fn an_unknown_or_unflagged_entry_is_not_found_and_a_refused_commit_is_already_decided() {
         let now = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
         let id = ReviewId::parse("p-1.claim-ABC").unwrap();
