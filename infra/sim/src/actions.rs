@@ -24,7 +24,10 @@ use loyalty_domain::earning::{
     Period, PeriodLimit, Rule, RuleId, Tier, Tiers, Trigger,
 };
 use loyalty_domain::ids::{IdempotencyKey, ParticipantId};
-use loyalty_domain::ledger::{programme_shard, ProgrammeAccount, PROGRAMME_SHARDS};
+use loyalty_domain::ledger::{
+    entry_ids, programme_shard, EntryKind, ProgrammeAccount, PROGRAMME_SHARDS,
+};
+use loyalty_domain::review::{self, Decision, ReviewId};
 use loyalty_domain::{Classified, InfraError, Points};
 use loyalty_platform::memory::MemoryActions;
 use loyalty_platform::stores::ledger::Funded;
@@ -57,9 +60,12 @@ pub enum ActionOp {
     Elsewhere,
     /// A burst of new keys on the tightly limited rule.
     Exhaust,
-    /// An admin tops up the quiz's budget (`POST /admin/rules/quiz/budget`), sometimes
+    /// An admin tops up a rule's budget (`POST /admin/rules/{id}/budget`), sometimes
     /// sending an earlier top-up's key again.
     TopUp,
+    /// A reviewer decides a credit held over budget: approved (paid within the budget, or
+    /// refused and still held), rejected, or decided again.
+    Review,
 }
 
 impl ActionOp {
@@ -71,13 +77,18 @@ impl ActionOp {
             ActionOp::Elsewhere => "credit elsewhere",
             ActionOp::Exhaust => "action exhaust",
             ActionOp::TopUp => "budget top-up",
+            ActionOp::Review => "held action review",
         }
     }
 }
 
 /// Budgets of the simulation's rules (by index in [`rules`]): the quiz's runs out during a
-/// default run, so over-budget refusals happen.
-pub const BUDGETS: [(usize, u64); 1] = [(1, 16 * 400)];
+/// default run, so over-budget refusals happen; price monitoring's too, and it holds such
+/// credits for review.
+pub const BUDGETS: [(usize, u64); 2] = [(1, 16 * 400), (4, 16 * 60)];
+
+/// The rule that holds over-budget credits for review.
+pub const HOLDING: usize = 4;
 
 /// The rules of the simulation: low limits, so that they are reached often.
 pub fn rules() -> Vec<Rule> {
@@ -93,6 +104,16 @@ pub fn rules() -> Vec<Rule> {
             valid_until: None,
             over_budget: OverBudget::Refuse,
         };
+    let holding = Rule {
+        over_budget: OverBudget::Hold,
+        ..rule(
+            "prices",
+            Action::PriceMonitoring,
+            30,
+            None,
+            Some((3, Period::Day)),
+        )
+    };
     vec![
         rule(
             "survey",
@@ -116,6 +137,7 @@ pub fn rules() -> Vec<Rule> {
             Some(40),
             Some((2, Period::Month)),
         ),
+        holding,
     ]
 }
 
@@ -166,6 +188,10 @@ pub enum Answer {
     Credited {
         points: u64,
     },
+    /// Over budget, held for review: pending.
+    Held {
+        points: u64,
+    },
     /// The stored first answer: its status and body.
     Replay {
         status: u16,
@@ -178,6 +204,7 @@ impl Answer {
     pub fn label(&self) -> &'static str {
         match self {
             Answer::Credited { .. } => "action credited",
+            Answer::Held { .. } => "action held for review",
             Answer::Replay { status: 201, .. } => "action replayed",
             Answer::Replay { .. } => "action refusal replayed",
             Answer::Refused(code) => code,
@@ -214,6 +241,14 @@ pub struct Model {
     pub budgets: BTreeMap<(usize, u32), i64>,
     /// rule → every funding id that moved points, and the total funded.
     pub fundings: BTreeMap<usize, (Vec<String>, u64)>,
+    /// actor → points held for review (pending).
+    pub pending: BTreeMap<usize, u64>,
+    /// Credits held over budget and not decided: (actor, key, rule, points).
+    pub held: Vec<(usize, String, usize, u64)>,
+    /// Decided held credits by (actor, key): approved or not.
+    pub decided: BTreeMap<(usize, String), bool>,
+    /// actor → held credits approved (each appended one more entry).
+    pub decisions: BTreeMap<usize, u64>,
 }
 
 /// [`MemoryActions`] with faults: a write refused as contended (nothing written), or
@@ -383,7 +418,7 @@ impl Actions {
                     rule,
                 })
             }
-            ActionOp::Elsewhere | ActionOp::TopUp => None,
+            ActionOp::Elsewhere | ActionOp::TopUp | ActionOp::Review => None,
         }
     }
 
@@ -442,7 +477,10 @@ impl Actions {
         let points = with_multiplier(rule.points, &tier).get();
         if let Some(left) = self.model.budgets.get(&(r.rule, r.shard)) {
             if *left < points as i64 {
-                return Answer::Refused("budget_exhausted");
+                return match rule.over_budget {
+                    OverBudget::Hold => Answer::Held { points },
+                    OverBudget::Refuse => Answer::Refused("budget_exhausted"),
+                };
             }
         }
         Answer::Credited { points }
@@ -480,16 +518,22 @@ impl Actions {
                         Some(b) => self.basis.insert(participant.clone(), b),
                         None => self.basis.remove(&participant),
                     };
-                    Answer::Credited {
-                        points: receipt.points.get(),
+                    let points = receipt.points.get();
+                    if receipt.held {
+                        Answer::Held { points }
+                    } else {
+                        Answer::Credited { points }
                     }
                 }
                 Ok(Reported::Replay(stored)) if lost && stored.status == 201 => {
                     // Our own lost commit, answered again: what the first try would have said.
                     let body: serde_json::Value =
                         serde_json::from_str(&stored.body).expect("a stored body is JSON");
-                    Answer::Credited {
-                        points: body["points"].as_u64().expect("points"),
+                    let points = body["points"].as_u64().expect("points");
+                    if body["status"] == "pending_review" {
+                        Answer::Held { points }
+                    } else {
+                        Answer::Credited { points }
                     }
                 }
                 Ok(Reported::Replay(stored)) => Answer::Replay {
@@ -526,17 +570,14 @@ impl Actions {
         actual: &Answer,
         now: DateTime<Utc>,
     ) -> Result<(), String> {
-        let matches = match (&expected, actual) {
-            // The body holds the entry id and tier; the model checks the points.
-            (Answer::Credited { points: a }, Answer::Credited { points: b }) => a == b,
-            (a, b) => a == b,
-        };
+        let matches = expected == *actual;
         if !matches {
             return Err(format!("{r}: expected {expected:?}, got {actual:?}"));
         }
         let id = (r.actor, r.key.clone());
         match actual {
-            Answer::Credited { points } => {
+            Answer::Credited { points: p } | Answer::Held { points: p } => {
+                let points = *p;
                 let rule = &self.rules[r.rule];
                 *self.model.ever.entry((r.actor, r.rule)).or_default() += 1;
                 if let Some(limit) = rule.per_period {
@@ -546,17 +587,18 @@ impl Actions {
                         .entry((r.actor, r.rule, limit.period.window(now).0))
                         .or_default() += 1;
                 }
-                *self
-                    .model
-                    .months
-                    .entry(r.actor)
-                    .or_default()
-                    .entry(month_key(now))
-                    .or_default() += *points as i64;
-                *self.model.balances.entry(r.actor).or_default() += points;
                 *self.model.credited.entry(r.actor).or_default() += 1;
-                if let Some(left) = self.model.budgets.get_mut(&(r.rule, r.shard)) {
-                    *left -= *points as i64;
+                if let Answer::Held { .. } = actual {
+                    // Pending, fronted by `reviews`: nothing earned, the budget untouched.
+                    *self.model.pending.entry(r.actor).or_default() += points;
+                    self.model
+                        .held
+                        .push((r.actor, r.key.clone(), r.rule, points));
+                } else {
+                    self.earn(r.actor, points, now);
+                    if let Some(left) = self.model.budgets.get_mut(&(r.rule, r.shard)) {
+                        *left -= points as i64;
+                    }
                 }
                 let body = self
                     .store
@@ -596,6 +638,104 @@ impl Actions {
             _ => {}
         }
         Ok(())
+    }
+
+    /// `actor` earns `points` now: available, and towards their tier this month.
+    fn earn(&mut self, actor: usize, points: u64, now: DateTime<Utc>) {
+        *self
+            .model
+            .months
+            .entry(actor)
+            .or_default()
+            .entry(month_key(now))
+            .or_default() += points as i64;
+        *self.model.balances.entry(actor).or_default() += points;
+    }
+
+    /// A reviewer decides a held credit (or one decided already) through the real use case
+    /// over the store's review port. The model predicts the answer: an approval pays from
+    /// the rule's shard of the decision entry, or is refused (`budget_exhausted`) and leaves
+    /// the credit held; a rejection removes the pending points; a second decision is
+    /// `review_already_decided`.
+    pub fn review(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        world: &World,
+        now: DateTime<Utc>,
+    ) -> (String, &'static str, Result<(), String>) {
+        let again = !self.model.decided.is_empty() && rng.random_bool(0.2);
+        let (actor, key, rule, points) = if again {
+            let i = rng.random_range(0..self.model.decided.len());
+            let (actor, key) = self.model.decided.keys().nth(i).expect("decided").clone();
+            (actor, key, HOLDING, 0)
+        } else if self.model.held.is_empty() {
+            return ("held action review: nothing held".into(), "nothing yet", Ok(()));
+        } else {
+            self.model.held[rng.random_range(0..self.model.held.len())].clone()
+        };
+        let approve = rng.random_bool(0.75);
+        let decision = if approve {
+            Decision::Approve
+        } else {
+            Decision::Reject
+        };
+        let participant = &world.actors[actor].participant;
+        let entry = loyalty_domain::earning::entry_ids::action(participant, &key);
+        let decision_shard = programme_shard(&entry_ids::review_decision(&entry));
+        let expected = if again {
+            "review_already_decided"
+        } else if !approve {
+            "held action rejected"
+        } else if self
+            .model
+            .budgets
+            .get(&(rule, decision_shard))
+            .is_some_and(|left| *left < points as i64)
+        {
+            "budget_exhausted"
+        } else {
+            "held action approved"
+        };
+        let id = ReviewId::of(participant, &entry);
+        let actual = match block_on(review::decide(
+            self.store.inner(),
+            &id,
+            decision,
+            "admin-sim",
+            now,
+        )) {
+            Ok(d) if d.entry.kind == EntryKind::ReviewApproved => "held action approved",
+            Ok(_) => "held action rejected",
+            Err(e) => e.code(),
+        };
+        let described = format!(
+            "{} held action {id} of rule #{rule} ({points} points) at {}: {actual}",
+            decision.as_str(),
+            now.to_rfc3339()
+        );
+        if actual != expected {
+            return (
+                described,
+                actual,
+                Err(format!("expected {expected}, got {actual}")),
+            );
+        }
+        if matches!(actual, "held action approved" | "held action rejected") {
+            *self.model.pending.entry(actor).or_default() -= points;
+            self.model.held.retain(|(a, k, _, _)| !(*a == actor && *k == key));
+            self.model.decided.insert((actor, key), approve);
+            *self.model.decisions.entry(actor).or_default() += 1;
+            if approve {
+                self.earn(actor, points, now);
+                *self
+                    .model
+                    .budgets
+                    .get_mut(&(rule, decision_shard))
+                    .expect("a budgeted rule") -= points as i64;
+            }
+        }
+        let result = self.check_step(world, actor);
+        (described, actual, result)
     }
 
     /// Another feature credits `actor` (a claim, a sell-in line): the balance moves.
@@ -724,6 +864,18 @@ impl Actions {
                 "actor {actor}: balance {stored}, the model says {expected}"
             ));
         }
+        let pending = self
+            .store
+            .inner()
+            .balance(&world.actors[actor].participant)
+            .map(|b| b.pending)
+            .unwrap_or(0);
+        let held = self.model.pending.get(&actor).copied().unwrap_or(0) as i64;
+        if pending != held {
+            return Err(format!(
+                "actor {actor}: {pending} points pending, the model holds {held}"
+            ));
+        }
         Ok(())
     }
 
@@ -732,20 +884,45 @@ impl Actions {
     pub fn check_everything(&self, world: &World) -> Result<(), String> {
         for (i, actor) in world.actors.iter().enumerate() {
             let entries = self.store.inner().entries(&actor.participant);
-            let sum: u64 = entries.iter().map(|e| e.amount.get()).sum();
+            let sum = |kinds: &[EntryKind]| -> u64 {
+                entries
+                    .iter()
+                    .filter(|e| kinds.contains(&e.kind))
+                    .map(|e| e.amount.get())
+                    .sum()
+            };
+            let earned = sum(&[EntryKind::Accrual, EntryKind::ReviewApproved]);
+            let held =
+                sum(&[EntryKind::AccrualUnderReview]) - sum(&[EntryKind::ReviewApproved, EntryKind::ReviewRejected]);
             let elsewhere = self.model.elsewhere.get(&i).copied().unwrap_or(0);
-            let balance = self
+            let (balance, pending) = self
                 .store
                 .inner()
                 .balance(&actor.participant)
-                .map(|b| b.available)
-                .unwrap_or(0);
-            if balance != (sum + elsewhere) as i64 {
+                .map(|b| (b.available, b.pending))
+                .unwrap_or((0, 0));
+            if balance != (earned + elsewhere) as i64 || pending != held as i64 {
                 return Err(format!(
-                    "actor {i}: balance {balance} but entries {sum} + elsewhere {elsewhere}"
+                    "actor {i}: balance {balance} (pending {pending}) but entries earned {earned} + elsewhere {elsewhere} (held {held})"
                 ));
             }
-            let credited = self.model.credited.get(&i).copied().unwrap_or(0);
+            // A held credit is decided at most once, and credits only when approved.
+            for e in &entries {
+                if let Some(held) = e.id.as_str().strip_prefix("review-") {
+                    let reviewed = entries.iter().find(|h| h.id.as_str() == held);
+                    if !reviewed.is_some_and(|h| {
+                        h.kind == EntryKind::AccrualUnderReview && h.amount == e.amount
+                    }) {
+                        return Err(format!(
+                            "actor {i}: decision {} names no held credit of {} points",
+                            e.id,
+                            e.amount.get()
+                        ));
+                    }
+                }
+            }
+            let credited = self.model.credited.get(&i).copied().unwrap_or(0)
+                + self.model.decisions.get(&i).copied().unwrap_or(0);
             if entries.len() as u64 != credited {
                 return Err(format!(
                     "actor {i}: {} entries for {credited} credited keys: a key credited twice?",

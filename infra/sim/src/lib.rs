@@ -124,6 +124,7 @@ impl Operation {
             100..108 => ActionOp::Elsewhere,
             108..120 => ActionOp::Exhaust,
             120..121 => ActionOp::TopUp,
+            121..133 => ActionOp::Review,
             _ => return None,
         };
         Some(Operation::Actions(op))
@@ -322,6 +323,13 @@ impl Sim {
                 let (described, label, result) =
                     self.sell_in
                         .apply(op, &mut self.sell_in_rng, &self.world, now);
+                *self.outcomes.entry(label).or_default() += 1;
+                (described, result)
+            }
+            Operation::Actions(ActionOp::Review) => {
+                let (described, label, result) =
+                    self.actions
+                        .review(&mut self.action_rng, &self.world, now);
                 *self.outcomes.entry(label).or_default() += 1;
                 (described, result)
             }
