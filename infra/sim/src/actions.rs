@@ -669,7 +669,11 @@ impl Actions {
             let (actor, key) = self.model.decided.keys().nth(i).expect("decided").clone();
             (actor, key, HOLDING, 0)
         } else if self.model.held.is_empty() {
-            return ("held action review: nothing held".into(), "nothing yet", Ok(()));
+            return (
+                "held action review: nothing held".into(),
+                "nothing yet",
+                Ok(()),
+            );
         } else {
             self.model.held[rng.random_range(0..self.model.held.len())].clone()
         };
@@ -722,7 +726,9 @@ impl Actions {
         }
         if matches!(actual, "held action approved" | "held action rejected") {
             *self.model.pending.entry(actor).or_default() -= points;
-            self.model.held.retain(|(a, k, _, _)| !(*a == actor && *k == key));
+            self.model
+                .held
+                .retain(|(a, k, _, _)| !(*a == actor && *k == key));
             self.model.decided.insert((actor, key), approve);
             *self.model.decisions.entry(actor).or_default() += 1;
             if approve {
@@ -892,8 +898,8 @@ impl Actions {
                     .sum()
             };
             let earned = sum(&[EntryKind::Accrual, EntryKind::ReviewApproved]);
-            let held =
-                sum(&[EntryKind::AccrualUnderReview]) - sum(&[EntryKind::ReviewApproved, EntryKind::ReviewRejected]);
+            let held = sum(&[EntryKind::AccrualUnderReview])
+                - sum(&[EntryKind::ReviewApproved, EntryKind::ReviewRejected]);
             let elsewhere = self.model.elsewhere.get(&i).copied().unwrap_or(0);
             let (balance, pending) = self
                 .store

@@ -328,8 +328,7 @@ impl Sim {
             }
             Operation::Actions(ActionOp::Review) => {
                 let (described, label, result) =
-                    self.actions
-                        .review(&mut self.action_rng, &self.world, now);
+                    self.actions.review(&mut self.action_rng, &self.world, now);
                 *self.outcomes.entry(label).or_default() += 1;
                 (described, result)
             }

@@ -182,11 +182,15 @@ pub fn execute(
 /// The kind of the decision entry on record for review `id`.
 fn decision_of(store: &MemoryClaims, id: &ReviewId) -> Option<EntryKind> {
     let decision: EntryId = entry_ids::review_decision(&id.entry);
-    store
-        .entries(&id.participant)
-        .into_iter()
-        .find(|e| e.id == decision)
-        .map(|e| e.kind)
+    store.inspect(|w| {
+        // The decision is among the newest entries: look from the end.
+        w.entries
+            .get(&id.participant)?
+            .iter()
+            .rev()
+            .find(|e| e.id == decision)
+            .map(|e| e.kind)
+    })
 }
 
 /// Compares the answer with the prediction, then moves the model.

@@ -35,7 +35,7 @@ use loyalty_domain::claim::{
 use loyalty_domain::code::Code;
 use loyalty_domain::earning::month_key;
 use loyalty_domain::fraud::{AttemptOutcome, FlagReason, Subject};
-use loyalty_domain::ids::{OutletId, ParticipantId};
+use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
 use loyalty_domain::ledger::{programme_shard, Balance, Delta, Entry, ProgrammeAccount};
 use loyalty_domain::outbox::Envelope;
 use loyalty_domain::review::{
@@ -156,6 +156,9 @@ pub struct ClaimsWorld {
     pub codes: BTreeMap<String, CodeRecord>,
     /// Each participant's entries in the order they were appended.
     pub entries: BTreeMap<ParticipantId, Vec<Entry>>,
+    /// Where each entry is in [`ClaimsWorld::entries`]: the entry conditions look an id up
+    /// rather than scan an account (simulated accounts grow to thousands of entries).
+    entry_index: BTreeMap<EntryId, (ParticipantId, usize)>,
     /// The review queue: entries awaiting review and why.
     pub reviews: BTreeMap<String, Vec<FlagReason>>,
     pub balances: BTreeMap<ParticipantId, StoredBalance>,
@@ -409,10 +412,7 @@ impl ClaimsWorld {
         }
 
         let reclaimable = bug == Some(PlantedBug::ReclaimableCodes);
-        let entry_exists = self
-            .entries
-            .get(participant)
-            .is_some_and(|es| es.iter().any(|e| e.id == a.receipt.entry_id));
+        let entry_exists = self.entry(participant, &a.receipt.entry_id).is_some();
         let outbox_exists = self
             .outbox
             .contains_key(&format!("code_accepted-{}", a.receipt.entry_id));
@@ -485,10 +485,7 @@ impl ClaimsWorld {
                 at: a.now,
             },
         );
-        self.entries
-            .entry(participant.clone())
-            .or_default()
-            .push(entry);
+        self.push_entry(entry);
         self.audit.push(AuditRecord {
             participant: participant.clone(),
             outlet: a.claimant.outlet.clone(),
@@ -555,12 +552,19 @@ impl ClaimStore for MemoryClaims {
 const REVIEW_CURSOR_PREFIX: &str = "memory-claims-review:";
 
 impl ClaimsWorld {
-    /// The entry `id` names, whatever its kind (the use case checks it).
-    fn reviewed(&self, id: &ReviewId) -> Option<&Entry> {
-        self.entries
-            .get(&id.participant)?
-            .iter()
-            .find(|e| e.id == id.entry)
+    /// The entry `id` of `participant`'s account.
+    fn entry(&self, participant: &ParticipantId, id: &EntryId) -> Option<&Entry> {
+        let (owner, at) = self.entry_index.get(id)?;
+        (owner == participant)
+            .then(|| self.entries.get(participant)?.get(*at))
+            .flatten()
+    }
+
+    fn push_entry(&mut self, entry: Entry) {
+        let entries = self.entries.entry(entry.participant.clone()).or_default();
+        self.entry_index
+            .insert(entry.id.clone(), (entry.participant.clone(), entries.len()));
+        entries.push(entry);
     }
 
     /// [`DynamoLedger::commit_decision`](crate::stores::ledger::DynamoLedger::commit_decision):
@@ -571,12 +575,7 @@ impl ClaimsWorld {
             return Ok(Committed::AlreadyDecided);
         }
         let participant = &d.entry.participant;
-        let entries = self.entries.get(participant).map(Vec::as_slice);
-        if entries
-            .unwrap_or_default()
-            .iter()
-            .any(|e| e.id == d.entry.id)
-        {
+        if self.entry(participant, &d.entry.id).is_some() {
             return Err(InfraError::retryable(
                 "decide review",
                 "cancelled by a concurrent change (EntryExists)",
@@ -615,10 +614,7 @@ impl ClaimsWorld {
                 at: d.at,
             },
         );
-        self.entries
-            .entry(participant.clone())
-            .or_default()
-            .push(d.entry.clone());
+        self.push_entry(d.entry.clone());
         Ok(Committed::Ok)
     }
 }
@@ -628,7 +624,7 @@ impl ClaimsWorld {
 /// (claimed at, then entry id).
 impl ReviewStore for MemoryClaims {
     async fn entry_under_review(&self, id: &ReviewId) -> Result<Option<Entry>, InfraError> {
-        Ok(self.world().reviewed(id).cloned())
+        Ok(self.world().entry(&id.participant, &id.entry).cloned())
     }
 
     async fn pending(

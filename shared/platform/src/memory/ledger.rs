@@ -114,16 +114,19 @@ impl ProgrammeShards {
     /// funded: `(account, shard or None for the account, value)`. Empty while budgets hold.
     pub fn overdrawn(&self) -> Vec<(ProgrammeAccount, Option<u32>, i64)> {
         let mut found = Vec::new();
+        // Funding gives every shard of an account a budget, so these are all its shards.
+        let mut accounts: BTreeMap<&ProgrammeAccount, i64> = BTreeMap::new();
         for key in self.budgets.keys() {
             let v = self.balances.get(key).copied().unwrap_or(0);
             if v < 0 {
                 found.push((key.0.clone(), Some(key.1), v));
             }
+            *accounts.entry(&key.0).or_default() += v;
         }
-        for (account, b) in self.all() {
+        for (account, balance) in accounts {
             // Paid out (funded - balance) may not exceed what was funded.
-            if b.funded.is_some() && b.balance < 0 {
-                found.push((account, None, b.balance));
+            if balance < 0 {
+                found.push((account.clone(), None, balance));
             }
         }
         found
