@@ -186,6 +186,8 @@ pub enum PlantedBug {
     ReclaimableCodes,
     /// A commit credits the participant but not the programme account on the other side.
     OneSided,
+    /// A rejected review credits the held points as an approval would.
+    RejectionCredits,
 }
 
 /// The in-memory claim store. Cheap to create: one per test, or one per simulation run.
@@ -570,10 +572,15 @@ impl ClaimsWorld {
     /// [`DynamoLedger::commit_decision`](crate::stores::ledger::DynamoLedger::commit_decision):
     /// the entry must still be queued (`attribute_exists(gsi1pk)`), the decision entry new, the
     /// pending bucket must cover a rejection; all checked before anything is written.
-    fn decide(&mut self, d: &Decided) -> Result<Committed, InfraError> {
+    fn decide(&mut self, d: &Decided, bug: Option<PlantedBug>) -> Result<Committed, InfraError> {
         if !self.reviews.contains_key(d.id.entry.as_str()) {
             return Ok(Committed::AlreadyDecided);
         }
+        let mut entry = d.entry.clone();
+        if bug == Some(PlantedBug::RejectionCredits) {
+            entry.kind = loyalty_domain::ledger::EntryKind::ReviewApproved;
+        }
+        let d = &Decided { entry, ..d.clone() };
         let participant = &d.entry.participant;
         if self.entry(participant, &d.entry.id).is_some() {
             return Err(InfraError::retryable(
@@ -674,6 +681,6 @@ impl ReviewStore for MemoryClaims {
     }
 
     async fn commit(&self, decided: &Decided) -> Result<Committed, InfraError> {
-        self.world().decide(decided)
+        self.world().decide(decided, self.bug)
     }
 }
