@@ -742,6 +742,40 @@ mod tests {
             "batch 1 · COLA can",
         );
         assert_eq!(ProgrammeAccount::of(&claim), ProgrammeAccount::Codes);
+        // A credit held over budget is fronted by `reviews`; its approval pays the rule.
+        let held = entry(
+            "action-cd",
+            EntryKind::AccrualUnderReview,
+            5,
+            "rule refer-a-friend",
+        );
+        assert_eq!(ProgrammeAccount::of(&held), ProgrammeAccount::Reviews);
+        let approval = entry(
+            entry_ids::review_decision(&held.id).as_str(),
+            EntryKind::ReviewApproved,
+            5,
+            "rule refer-a-friend: review of action-cd",
+        );
+        assert_eq!(
+            approval.transfers(),
+            vec![
+                Transfer {
+                    account: ProgrammeAccount::Rule(Slug::parse("refer-a-friend").unwrap()),
+                    change: -5
+                },
+                Transfer {
+                    account: ProgrammeAccount::Reviews,
+                    change: 5
+                }
+            ]
+        );
+        let claim_approval = entry(
+            "review-claim-x",
+            EntryKind::ReviewApproved,
+            5,
+            "review of claim-x",
+        );
+        assert!(claim_approval.transfers().is_empty());
     }
 
     #[test]

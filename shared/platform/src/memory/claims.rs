@@ -23,6 +23,10 @@
 //!
 //! One difference on purpose: `DynamoClaims` remembers an unknown batch number for a
 //! minute (so probing costs no reads); here a batch is claimable as soon as it is added.
+//!
+//! The claims it flags are decided through its [`ReviewStore`], with the conditions of
+//! `DynamoLedger::commit_decision` (still queued, decision entry new, pending covering it).
+//! `PlantedBug::RejectionCredits` exists only to prove the simulator catches a bad decision.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
