@@ -24,10 +24,14 @@ use loyalty_domain::earning::{
     Period, PeriodLimit, Rule, RuleId, Tier, Tiers, Trigger,
 };
 use loyalty_domain::ids::{IdempotencyKey, ParticipantId};
+use loyalty_domain::ledger::Entry;
 use loyalty_domain::ledger::{
     entry_ids, programme_shard, EntryKind, ProgrammeAccount, PROGRAMME_SHARDS,
 };
-use loyalty_domain::review::{self, Decision, ReviewId};
+use loyalty_domain::review::{
+    self, BudgetRefused, Committed, Decided, Decision, Page, PendingReview, ReviewError, ReviewId,
+    ReviewStore,
+};
 use loyalty_domain::{Classified, InfraError, Points};
 use loyalty_platform::memory::MemoryActions;
 use loyalty_platform::stores::ledger::Funded;
@@ -272,6 +276,16 @@ impl FaultyActions {
         &self.inner
     }
 
+    /// How many faults of this kind were injected so far.
+    fn injected(&self, fault: &'static str) -> u64 {
+        self.injected
+            .lock()
+            .expect("faults")
+            .get(fault)
+            .copied()
+            .unwrap_or(0)
+    }
+
     fn count(&self, fault: &'static str) {
         *self
             .injected
@@ -315,6 +329,50 @@ impl ActionStore for FaultyActions {
         now: DateTime<Utc>,
     ) -> Result<Result<(), loyalty_domain::action::StoredAnswer>, InfraError> {
         self.inner.remember(key, status, body, now).await
+    }
+}
+
+/// Decisions on held credits, with the same faults: a decision refused as contended
+/// (`TransactionConflict`, nothing written), or committed with its answer lost (the
+/// reviewer's retry finds it decided).
+impl ReviewStore for FaultyActions {
+    async fn entry_under_review(&self, id: &ReviewId) -> Result<Option<Entry>, InfraError> {
+        self.inner.entry_under_review(id).await
+    }
+
+    async fn pending(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<PendingReview>, ReviewError> {
+        self.inner.pending(cursor, limit).await
+    }
+
+    async fn commit(&self, decided: &Decided) -> Result<Committed, InfraError> {
+        self.inner.commit(decided).await
+    }
+
+    async fn commit_paid(
+        &self,
+        decided: &Decided,
+    ) -> Result<Result<Committed, BudgetRefused>, InfraError> {
+        let draw = self.rng.lock().expect("rng").random_range(0..1_000);
+        if draw < 30 {
+            self.count("review contended");
+            return Err(InfraError::retryable(
+                "sim",
+                "TransactionConflict (injected)",
+            ));
+        }
+        let result = self.inner.commit_paid(decided).await?;
+        if draw < 80 && result == Ok(Committed::Ok) {
+            self.count("review answer lost");
+            return Err(InfraError::retryable(
+                "sim",
+                "committed, then the answer was lost",
+            ));
+        }
+        Ok(result)
     }
 }
 
@@ -701,17 +759,39 @@ impl Actions {
             "held action approved"
         };
         let id = ReviewId::of(participant, &entry);
-        let actual = match block_on(review::decide(
-            self.store.inner(),
-            &id,
-            decision,
-            "admin-sim",
-            now,
-        )) {
-            Ok(d) if d.entry.kind == EntryKind::ReviewApproved => "held action approved",
-            Ok(_) => "held action rejected",
-            Err(e) => e.code(),
+        let decided_as = |kind: EntryKind| {
+            if kind == EntryKind::ReviewApproved {
+                "held action approved"
+            } else {
+                "held action rejected"
+            }
         };
+        let lost_before = self.store.injected("review answer lost");
+        let mut lost = false;
+        let mut actual = "gave up after lost answers";
+        for _ in 0..MAX_TRIES {
+            actual = match block_on(review::decide(&self.store, &id, decision, "admin-sim", now)) {
+                Ok(d) => decided_as(d.entry.kind),
+                Err(ReviewError::Infra(_)) => {
+                    // Only a lost answer (not a conflict) leaves a decision behind.
+                    lost |= self.store.injected("review answer lost") > lost_before;
+                    continue;
+                }
+                Err(ReviewError::AlreadyDecided) if lost => {
+                    // Perhaps our own lost commit: the decision on record says.
+                    let on_record = self.store.inner().inspect(|w| {
+                        let key = (participant.clone(), entry_ids::review_decision(&entry));
+                        w.entries.get(&key).map(|e| e.kind)
+                    });
+                    match on_record {
+                        Some(kind) if kind == decision.entry_kind() => decided_as(kind),
+                        _ => "review_already_decided",
+                    }
+                }
+                Err(e) => e.code(),
+            };
+            break;
+        }
         let described = format!(
             "{} held action {id} of rule #{rule} ({points} points) at {}: {actual}",
             decision.as_str(),
