@@ -20,13 +20,21 @@ use loyalty_domain::action::{
     report_action, ActionError, ActionReport, ActionStore, KeyedRequest, Reported, TierBasis,
 };
 use loyalty_domain::earning::{
-    earned_trailing_12_months, month_key, with_multiplier, AccrualError, Action, Period,
-    PeriodLimit, Rule, RuleId, Tier, Tiers, Trigger,
+    earned_trailing_12_months, month_key, with_multiplier, AccrualError, Action, OverBudget,
+    Period, PeriodLimit, Rule, RuleId, Tier, Tiers, Trigger,
 };
 use loyalty_domain::ids::{IdempotencyKey, ParticipantId};
-use loyalty_domain::ledger::{programme_shard, ProgrammeAccount};
+use loyalty_domain::ledger::Entry;
+use loyalty_domain::ledger::{
+    entry_ids, programme_shard, EntryKind, ProgrammeAccount, PROGRAMME_SHARDS,
+};
+use loyalty_domain::review::{
+    self, BudgetRefused, Committed, Decided, Decision, Page, PendingReview, ReviewError, ReviewId,
+    ReviewStore,
+};
 use loyalty_domain::{Classified, InfraError, Points};
 use loyalty_platform::memory::MemoryActions;
+use loyalty_platform::stores::ledger::Funded;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -56,6 +64,12 @@ pub enum ActionOp {
     Elsewhere,
     /// A burst of new keys on the tightly limited rule.
     Exhaust,
+    /// An admin tops up a rule's budget (`POST /admin/rules/{id}/budget`), sometimes
+    /// sending an earlier top-up's key again.
+    TopUp,
+    /// A reviewer decides a credit held over budget: approved (paid within the budget, or
+    /// refused and still held), rejected, or decided again.
+    Review,
 }
 
 impl ActionOp {
@@ -66,13 +80,19 @@ impl ActionOp {
             ActionOp::Reuse => "action reused key",
             ActionOp::Elsewhere => "credit elsewhere",
             ActionOp::Exhaust => "action exhaust",
+            ActionOp::TopUp => "budget top-up",
+            ActionOp::Review => "held action review",
         }
     }
 }
 
 /// Budgets of the simulation's rules (by index in [`rules`]): the quiz's runs out during a
-/// default run, so over-budget refusals happen.
-pub const BUDGETS: [(usize, u64); 1] = [(1, 16 * 400)];
+/// default run, so over-budget refusals happen; price monitoring's too, and it holds such
+/// credits for review.
+pub const BUDGETS: [(usize, u64); 2] = [(1, 16 * 400), (4, 16 * 60)];
+
+/// The rule that holds over-budget credits for review.
+pub const HOLDING: usize = 4;
 
 /// The rules of the simulation: low limits, so that they are reached often.
 pub fn rules() -> Vec<Rule> {
@@ -86,7 +106,18 @@ pub fn rules() -> Vec<Rule> {
             per_period: per_period.map(|(max, period)| PeriodLimit { max, period }),
             valid_from: from,
             valid_until: None,
+            over_budget: OverBudget::Refuse,
         };
+    let holding = Rule {
+        over_budget: OverBudget::Hold,
+        ..rule(
+            "prices",
+            Action::PriceMonitoring,
+            30,
+            None,
+            Some((3, Period::Day)),
+        )
+    };
     vec![
         rule(
             "survey",
@@ -110,6 +141,7 @@ pub fn rules() -> Vec<Rule> {
             Some(40),
             Some((2, Period::Month)),
         ),
+        holding,
     ]
 }
 
@@ -160,6 +192,10 @@ pub enum Answer {
     Credited {
         points: u64,
     },
+    /// Over budget, held for review: pending.
+    Held {
+        points: u64,
+    },
     /// The stored first answer: its status and body.
     Replay {
         status: u16,
@@ -172,6 +208,7 @@ impl Answer {
     pub fn label(&self) -> &'static str {
         match self {
             Answer::Credited { .. } => "action credited",
+            Answer::Held { .. } => "action held for review",
             Answer::Replay { status: 201, .. } => "action replayed",
             Answer::Replay { .. } => "action refusal replayed",
             Answer::Refused(code) => code,
@@ -206,6 +243,16 @@ pub struct Model {
     pub credited: BTreeMap<usize, u64>,
     /// (rule, shard) → what is left of a budgeted rule's shard.
     pub budgets: BTreeMap<(usize, u32), i64>,
+    /// rule → every funding id that moved points, and the total funded.
+    pub fundings: BTreeMap<usize, (Vec<String>, u64)>,
+    /// actor → points held for review (pending).
+    pub pending: BTreeMap<usize, u64>,
+    /// Credits held over budget and not decided: (actor, key, rule, points).
+    pub held: Vec<(usize, String, usize, u64)>,
+    /// Decided held credits by (actor, key): approved or not.
+    pub decided: BTreeMap<(usize, String), bool>,
+    /// actor → held credits approved (each appended one more entry).
+    pub decisions: BTreeMap<usize, u64>,
 }
 
 /// [`MemoryActions`] with faults: a write refused as contended (nothing written), or
@@ -227,6 +274,16 @@ impl FaultyActions {
 
     pub fn inner(&self) -> &MemoryActions {
         &self.inner
+    }
+
+    /// How many faults of this kind were injected so far.
+    fn injected(&self, fault: &'static str) -> u64 {
+        self.injected
+            .lock()
+            .expect("faults")
+            .get(fault)
+            .copied()
+            .unwrap_or(0)
     }
 
     fn count(&self, fault: &'static str) {
@@ -275,6 +332,50 @@ impl ActionStore for FaultyActions {
     }
 }
 
+/// Decisions on held credits, with the same faults: a decision refused as contended
+/// (`TransactionConflict`, nothing written), or committed with its answer lost (the
+/// reviewer's retry finds it decided).
+impl ReviewStore for FaultyActions {
+    async fn entry_under_review(&self, id: &ReviewId) -> Result<Option<Entry>, InfraError> {
+        self.inner.entry_under_review(id).await
+    }
+
+    async fn pending(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<PendingReview>, ReviewError> {
+        self.inner.pending(cursor, limit).await
+    }
+
+    async fn commit(&self, decided: &Decided) -> Result<Committed, InfraError> {
+        self.inner.commit(decided).await
+    }
+
+    async fn commit_paid(
+        &self,
+        decided: &Decided,
+    ) -> Result<Result<Committed, BudgetRefused>, InfraError> {
+        let draw = self.rng.lock().expect("rng").random_range(0..1_000);
+        if draw < 30 {
+            self.count("review contended");
+            return Err(InfraError::retryable(
+                "sim",
+                "TransactionConflict (injected)",
+            ));
+        }
+        let result = self.inner.commit_paid(decided).await?;
+        if draw < 80 && result == Ok(Committed::Ok) {
+            self.count("review answer lost");
+            return Err(InfraError::retryable(
+                "sim",
+                "committed, then the answer was lost",
+            ));
+        }
+        Ok(result)
+    }
+}
+
 pub struct Actions {
     pub store: FaultyActions,
     pub model: Model,
@@ -304,6 +405,9 @@ impl Actions {
             for (shard, left) in funded.shards.iter().enumerate() {
                 model.budgets.insert((rule, shard as u32), *left);
             }
+            model
+                .fundings
+                .insert(rule, (vec!["sim-funding".to_string()], amount));
         }
         Self {
             store,
@@ -372,7 +476,7 @@ impl Actions {
                     rule,
                 })
             }
-            ActionOp::Elsewhere => None,
+            ActionOp::Elsewhere | ActionOp::TopUp | ActionOp::Review => None,
         }
     }
 
@@ -431,7 +535,10 @@ impl Actions {
         let points = with_multiplier(rule.points, &tier).get();
         if let Some(left) = self.model.budgets.get(&(r.rule, r.shard)) {
             if *left < points as i64 {
-                return Answer::Refused("budget_exhausted");
+                return match rule.over_budget {
+                    OverBudget::Hold => Answer::Held { points },
+                    OverBudget::Refuse => Answer::Refused("budget_exhausted"),
+                };
             }
         }
         Answer::Credited { points }
@@ -469,16 +576,22 @@ impl Actions {
                         Some(b) => self.basis.insert(participant.clone(), b),
                         None => self.basis.remove(&participant),
                     };
-                    Answer::Credited {
-                        points: receipt.points.get(),
+                    let points = receipt.points.get();
+                    if receipt.held {
+                        Answer::Held { points }
+                    } else {
+                        Answer::Credited { points }
                     }
                 }
                 Ok(Reported::Replay(stored)) if lost && stored.status == 201 => {
                     // Our own lost commit, answered again: what the first try would have said.
                     let body: serde_json::Value =
                         serde_json::from_str(&stored.body).expect("a stored body is JSON");
-                    Answer::Credited {
-                        points: body["points"].as_u64().expect("points"),
+                    let points = body["points"].as_u64().expect("points");
+                    if body["status"] == "pending_review" {
+                        Answer::Held { points }
+                    } else {
+                        Answer::Credited { points }
                     }
                 }
                 Ok(Reported::Replay(stored)) => Answer::Replay {
@@ -515,17 +628,14 @@ impl Actions {
         actual: &Answer,
         now: DateTime<Utc>,
     ) -> Result<(), String> {
-        let matches = match (&expected, actual) {
-            // The body holds the entry id and tier; the model checks the points.
-            (Answer::Credited { points: a }, Answer::Credited { points: b }) => a == b,
-            (a, b) => a == b,
-        };
+        let matches = expected == *actual;
         if !matches {
             return Err(format!("{r}: expected {expected:?}, got {actual:?}"));
         }
         let id = (r.actor, r.key.clone());
         match actual {
-            Answer::Credited { points } => {
+            Answer::Credited { points: p } | Answer::Held { points: p } => {
+                let points = *p;
                 let rule = &self.rules[r.rule];
                 *self.model.ever.entry((r.actor, r.rule)).or_default() += 1;
                 if let Some(limit) = rule.per_period {
@@ -535,17 +645,18 @@ impl Actions {
                         .entry((r.actor, r.rule, limit.period.window(now).0))
                         .or_default() += 1;
                 }
-                *self
-                    .model
-                    .months
-                    .entry(r.actor)
-                    .or_default()
-                    .entry(month_key(now))
-                    .or_default() += *points as i64;
-                *self.model.balances.entry(r.actor).or_default() += points;
                 *self.model.credited.entry(r.actor).or_default() += 1;
-                if let Some(left) = self.model.budgets.get_mut(&(r.rule, r.shard)) {
-                    *left -= *points as i64;
+                if let Answer::Held { .. } = actual {
+                    // Pending, fronted by `reviews`: nothing earned, the budget untouched.
+                    *self.model.pending.entry(r.actor).or_default() += points;
+                    self.model
+                        .held
+                        .push((r.actor, r.key.clone(), r.rule, points));
+                } else {
+                    self.earn(r.actor, points, now);
+                    if let Some(left) = self.model.budgets.get_mut(&(r.rule, r.shard)) {
+                        *left -= points as i64;
+                    }
                 }
                 let body = self
                     .store
@@ -587,6 +698,132 @@ impl Actions {
         Ok(())
     }
 
+    /// `actor` earns `points` now: available, and towards their tier this month.
+    fn earn(&mut self, actor: usize, points: u64, now: DateTime<Utc>) {
+        *self
+            .model
+            .months
+            .entry(actor)
+            .or_default()
+            .entry(month_key(now))
+            .or_default() += points as i64;
+        *self.model.balances.entry(actor).or_default() += points;
+    }
+
+    /// A reviewer decides a held credit (or one decided already) through the real use case
+    /// over the store's review port. The model predicts the answer: an approval pays from
+    /// the rule's shard of the decision entry, or is refused (`budget_exhausted`) and leaves
+    /// the credit held; a rejection removes the pending points; a second decision is
+    /// `review_already_decided`.
+    pub fn review(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        world: &World,
+        now: DateTime<Utc>,
+    ) -> (String, &'static str, Result<(), String>) {
+        let again = !self.model.decided.is_empty() && rng.random_bool(0.2);
+        let (actor, key, rule, points) = if again {
+            let i = rng.random_range(0..self.model.decided.len());
+            let (actor, key) = self.model.decided.keys().nth(i).expect("decided").clone();
+            (actor, key, HOLDING, 0)
+        } else if self.model.held.is_empty() {
+            return (
+                "held action review: nothing held".into(),
+                "nothing yet",
+                Ok(()),
+            );
+        } else {
+            self.model.held[rng.random_range(0..self.model.held.len())].clone()
+        };
+        let approve = rng.random_bool(0.75);
+        let decision = if approve {
+            Decision::Approve
+        } else {
+            Decision::Reject
+        };
+        let participant = &world.actors[actor].participant;
+        let entry = loyalty_domain::earning::entry_ids::action(participant, &key);
+        let decision_shard = programme_shard(&entry_ids::review_decision(&entry));
+        let expected = if again {
+            "review_already_decided"
+        } else if !approve {
+            "held action rejected"
+        } else if self
+            .model
+            .budgets
+            .get(&(rule, decision_shard))
+            .is_some_and(|left| *left < points as i64)
+        {
+            "budget_exhausted"
+        } else {
+            "held action approved"
+        };
+        let id = ReviewId::of(participant, &entry);
+        let decided_as = |kind: EntryKind| {
+            if kind == EntryKind::ReviewApproved {
+                "held action approved"
+            } else {
+                "held action rejected"
+            }
+        };
+        let lost_before = self.store.injected("review answer lost");
+        let mut lost = false;
+        let mut actual = "gave up after lost answers";
+        for _ in 0..MAX_TRIES {
+            actual = match block_on(review::decide(&self.store, &id, decision, "admin-sim", now)) {
+                Ok(d) => decided_as(d.entry.kind),
+                Err(ReviewError::Infra(_)) => {
+                    // Only a lost answer (not a conflict) leaves a decision behind.
+                    lost |= self.store.injected("review answer lost") > lost_before;
+                    continue;
+                }
+                Err(ReviewError::AlreadyDecided) if lost => {
+                    // Perhaps our own lost commit: the decision on record says.
+                    let on_record = self.store.inner().inspect(|w| {
+                        let key = (participant.clone(), entry_ids::review_decision(&entry));
+                        w.entries.get(&key).map(|e| e.kind)
+                    });
+                    match on_record {
+                        Some(kind) if kind == decision.entry_kind() => decided_as(kind),
+                        _ => "review_already_decided",
+                    }
+                }
+                Err(e) => e.code(),
+            };
+            break;
+        }
+        let described = format!(
+            "{} held action {id} of rule #{rule} ({points} points) at {}: {actual}",
+            decision.as_str(),
+            now.to_rfc3339()
+        );
+        if actual != expected {
+            return (
+                described,
+                actual,
+                Err(format!("expected {expected}, got {actual}")),
+            );
+        }
+        if matches!(actual, "held action approved" | "held action rejected") {
+            *self.model.pending.entry(actor).or_default() -= points;
+            self.model
+                .held
+                .retain(|(a, k, _, _)| !(*a == actor && *k == key));
+            self.model.decided.insert((actor, key), approve);
+            *self.model.decisions.entry(actor).or_default() += 1;
+            if approve {
+                self.earn(actor, points, now);
+                *self
+                    .model
+                    .budgets
+                    .get_mut(&(rule, decision_shard))
+                    .expect("a budgeted rule") -= points as i64;
+            }
+        }
+        let result = self.check_step(world, actor);
+        (described, actual, result)
+    }
+
     /// Another feature credits `actor` (a claim, a sell-in line): the balance moves.
     pub fn credit_elsewhere(
         &mut self,
@@ -611,8 +848,63 @@ impl Actions {
         format!("actor {actor} credited {points} elsewhere")
     }
 
+    /// An admin tops up a budgeted rule under a new funding id, or sends an earlier one
+    /// again (a retry after a lost answer, or a late duplicate): only new ids move points,
+    /// spread over the shards as `fund_budget` spreads them.
+    pub fn top_up(&mut self, rng: &mut ChaCha8Rng) -> (String, &'static str, Result<(), String>) {
+        let (rule, _) = BUDGETS[rng.random_range(0..BUDGETS.len())];
+        let account = ProgrammeAccount::Rule(self.rules[rule].id.clone());
+        let (ids, _) = self.model.fundings.get(&rule).cloned().unwrap_or_default();
+        let again = !ids.is_empty() && rng.random_bool(0.3);
+        let (id, amount) = if again {
+            (ids[rng.random_range(0..ids.len())].clone(), 16 * 25)
+        } else {
+            let id = format!("sim-top-up-{rule}-{}", ids.len());
+            // Not always a multiple of the shards: the remainder goes to the first shards.
+            (
+                id,
+                16 * 25 * rng.random_range(1..=2) + rng.random_range(0..16),
+            )
+        };
+        let funded = self
+            .store
+            .inner()
+            .fund_budget(&account, Points(amount), &id);
+        let described = format!("top up rule #{rule} by {amount} under {id}: {funded:?}");
+        let want = if again {
+            Funded::AlreadyFunded
+        } else {
+            Funded::Funded
+        };
+        if funded != want {
+            return (
+                described,
+                "budget top-up wrong",
+                Err(format!("expected {want:?}")),
+            );
+        }
+        if funded == Funded::Funded {
+            let shards = i64::from(PROGRAMME_SHARDS);
+            let total = amount as i64;
+            for shard in 0..PROGRAMME_SHARDS {
+                let share = total / shards + i64::from(i64::from(shard) < total % shards);
+                *self.model.budgets.entry((rule, shard)).or_default() += share;
+            }
+            let (ids, sum) = self.model.fundings.entry(rule).or_default();
+            ids.push(id);
+            *sum += amount;
+        }
+        let label = if again {
+            "budget top-up replayed"
+        } else {
+            "budget topped up"
+        };
+        (described, label, self.check_double_entry())
+    }
+
     /// After every step: member and programme accounts sum to zero, and no budget is
-    /// overspent; each budgeted shard holds what the model says is left.
+    /// overspent; each budgeted shard holds what the model says is left, and each budget
+    /// was funded by exactly the top-ups the model counted (once each).
     pub fn check_double_entry(&self) -> Result<(), String> {
         self.store.inner().inspect(|w| {
             let members: i64 = w
@@ -621,6 +913,15 @@ impl Actions {
                 .map(|b| b.available + b.pending + b.held)
                 .sum();
             crate::checker::check_programme("actions", members, &w.accounts)?;
+            for (rule, (_, funded)) in &self.model.fundings {
+                let account = ProgrammeAccount::Rule(self.rules[*rule].id.clone());
+                let stored = w.accounts.balance(&account).funded;
+                if stored != Some(*funded as i64) {
+                    return Err(format!(
+                        "budget of rule #{rule}: funded {stored:?}, the model counted {funded} (a top-up counted twice or lost?)"
+                    ));
+                }
+            }
             for ((rule, shard), left) in &self.model.budgets {
                 let account = ProgrammeAccount::Rule(self.rules[*rule].id.clone());
                 let stored = w.accounts.balances.get(&(account, *shard)).copied();
@@ -649,6 +950,18 @@ impl Actions {
                 "actor {actor}: balance {stored}, the model says {expected}"
             ));
         }
+        let pending = self
+            .store
+            .inner()
+            .balance(&world.actors[actor].participant)
+            .map(|b| b.pending)
+            .unwrap_or(0);
+        let held = self.model.pending.get(&actor).copied().unwrap_or(0) as i64;
+        if pending != held {
+            return Err(format!(
+                "actor {actor}: {pending} points pending, the model holds {held}"
+            ));
+        }
         Ok(())
     }
 
@@ -657,20 +970,45 @@ impl Actions {
     pub fn check_everything(&self, world: &World) -> Result<(), String> {
         for (i, actor) in world.actors.iter().enumerate() {
             let entries = self.store.inner().entries(&actor.participant);
-            let sum: u64 = entries.iter().map(|e| e.amount.get()).sum();
+            let sum = |kinds: &[EntryKind]| -> u64 {
+                entries
+                    .iter()
+                    .filter(|e| kinds.contains(&e.kind))
+                    .map(|e| e.amount.get())
+                    .sum()
+            };
+            let earned = sum(&[EntryKind::Accrual, EntryKind::ReviewApproved]);
+            let held = sum(&[EntryKind::AccrualUnderReview])
+                - sum(&[EntryKind::ReviewApproved, EntryKind::ReviewRejected]);
             let elsewhere = self.model.elsewhere.get(&i).copied().unwrap_or(0);
-            let balance = self
+            let (balance, pending) = self
                 .store
                 .inner()
                 .balance(&actor.participant)
-                .map(|b| b.available)
-                .unwrap_or(0);
-            if balance != (sum + elsewhere) as i64 {
+                .map(|b| (b.available, b.pending))
+                .unwrap_or((0, 0));
+            if balance != (earned + elsewhere) as i64 || pending != held as i64 {
                 return Err(format!(
-                    "actor {i}: balance {balance} but entries {sum} + elsewhere {elsewhere}"
+                    "actor {i}: balance {balance} (pending {pending}) but entries earned {earned} + elsewhere {elsewhere} (held {held})"
                 ));
             }
-            let credited = self.model.credited.get(&i).copied().unwrap_or(0);
+            // A held credit is decided at most once, and credits only when approved.
+            for e in &entries {
+                if let Some(held) = e.id.as_str().strip_prefix("review-") {
+                    let reviewed = entries.iter().find(|h| h.id.as_str() == held);
+                    if !reviewed.is_some_and(|h| {
+                        h.kind == EntryKind::AccrualUnderReview && h.amount == e.amount
+                    }) {
+                        return Err(format!(
+                            "actor {i}: decision {} names no held credit of {} points",
+                            e.id,
+                            e.amount.get()
+                        ));
+                    }
+                }
+            }
+            let credited = self.model.credited.get(&i).copied().unwrap_or(0)
+                + self.model.decisions.get(&i).copied().unwrap_or(0);
             if entries.len() as u64 != credited {
                 return Err(format!(
                     "actor {i}: {} entries for {credited} credited keys: a key credited twice?",

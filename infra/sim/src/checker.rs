@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use loyalty_domain::fraud::Subject;
 use loyalty_domain::ids::{OutletId, ParticipantId};
-use loyalty_domain::ledger::{Balance, ProgrammeAccount};
+use loyalty_domain::ledger::{Balance, EntryKind, ProgrammeAccount};
 use loyalty_platform::memory::claims::{ClaimsWorld, CodeStatus, StoredBalance};
 use loyalty_platform::memory::ledger::ProgrammeShards;
 use loyalty_platform::memory::MemoryClaims;
@@ -119,6 +119,7 @@ impl Checker {
             for o in w.outlet_totals.keys().chain(model.outlet_totals.keys()) {
                 check_outlet(w, model, o)?;
             }
+            check_reviews(w, model)?;
             self.member_points = w
                 .balances
                 .iter()
@@ -185,6 +186,68 @@ impl Checker {
         }
         compare_with_model(w, model, p, &entries[from..])
     }
+}
+
+/// Review decisions, from scratch: every decision entry decides a held claim of the same
+/// account, the way the model says it was decided (so a held claim credits at most once,
+/// and only when approved; a rejected one never credits), and a held claim is on the queue
+/// exactly while no decision exists for it.
+fn check_reviews(w: &ClaimsWorld, model: &Model) -> Result<(), String> {
+    for (p, entries) in &w.entries {
+        let held: BTreeMap<&str, &loyalty_domain::ledger::Entry> = entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::CodeClaimUnderReview)
+            .map(|e| (e.id.as_str(), e))
+            .collect();
+        let mut decided = std::collections::BTreeSet::new();
+        for e in entries {
+            if !matches!(
+                e.kind,
+                EntryKind::ReviewApproved | EntryKind::ReviewRejected
+            ) {
+                continue;
+            }
+            let reviewed = e.id.as_str().strip_prefix("review-").unwrap_or_default();
+            let Some(h) = held.get(reviewed) else {
+                return Err(format!(
+                    "{p}: decision {} names no held claim of this account",
+                    e.id
+                ));
+            };
+            if !decided.insert(reviewed) {
+                return Err(format!("{p}: held claim {reviewed} was decided twice"));
+            }
+            if e.amount != h.amount {
+                return Err(format!(
+                    "{p}: decision {} moves {} points, the held claim {}",
+                    e.id,
+                    e.amount.get(),
+                    h.amount.get()
+                ));
+            }
+            let modelled = model.decided.get(reviewed).map(|(_, d)| d.entry_kind());
+            if modelled != Some(e.kind) {
+                return Err(format!(
+                    "{p}: held claim {reviewed} is decided {:?}, the model says {modelled:?}",
+                    e.kind
+                ));
+            }
+        }
+        for id in held.keys() {
+            if w.reviews.contains_key(*id) == decided.contains(id) {
+                return Err(format!(
+                    "{p}: held claim {id} is {}queued with {}a decision",
+                    if w.reviews.contains_key(*id) {
+                        ""
+                    } else {
+                        "not "
+                    },
+                    if decided.contains(id) { "" } else { "no " }
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn points(b: &StoredBalance) -> i64 {
@@ -345,11 +408,19 @@ fn check_fraud_state(
 
 /// Totals over the whole store, which every step can check cheaply.
 fn check_counts(w: &ClaimsWorld, model: &Model) -> Result<(), String> {
-    if w.outbox.len() as u64 != model.commits {
+    if w.outbox.len() as u64 != model.commits + model.decisions {
         return Err(format!(
-            "{} outbox records for {} claims",
+            "{} outbox records for {} claims and {} review decisions",
             w.outbox.len(),
-            model.commits
+            model.commits,
+            model.decisions
+        ));
+    }
+    if w.reviews.len() != model.held.len() {
+        return Err(format!(
+            "{} claims await review in the store, the model holds {}",
+            w.reviews.len(),
+            model.held.len()
         ));
     }
     let (mut available, mut pending) = (0i64, 0i64);

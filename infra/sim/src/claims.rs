@@ -15,8 +15,9 @@ use loyalty_domain::claim::{
 };
 use loyalty_domain::code::{Code, CodeError, ALPHABET};
 use loyalty_domain::fraud::{FraudPolicy, Subject};
-use loyalty_domain::ids::{OutletId, ParticipantId};
+use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
 use loyalty_domain::ledger::{entry_ids, Balance, EntryKind};
+use loyalty_domain::review::Decision;
 use loyalty_domain::Points;
 use loyalty_platform::memory::MemoryClaims;
 use rand::Rng;
@@ -82,7 +83,7 @@ pub enum Known {
     Cached,
     /// Nothing: a cold function.
     Cold,
-    /// A wrong version: another function instance moved the balance since.
+    /// An old version: another function instance moved the balance since.
     Stale,
 }
 
@@ -166,6 +167,21 @@ pub struct Model {
     pub commits: u64,
     pub points_available: u64,
     pub points_pending: u64,
+    /// Flagged claims awaiting a decision, in the order they were held.
+    pub held: Vec<Held>,
+    /// Decided reviews by the reviewed entry id.
+    pub decided: BTreeMap<String, (Held, Decision)>,
+    /// Decisions committed (each wrote one entry and one outbox record).
+    pub decisions: u64,
+}
+
+/// A claim held for review, as the model knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub participant: ParticipantId,
+    pub outlet: Option<OutletId>,
+    pub entry: EntryId,
+    pub points: Points,
 }
 
 /// The claims feature's state in one simulation.
@@ -404,7 +420,7 @@ impl Claims {
         actor: &Actor,
         request: &Request,
         now: DateTime<Utc>,
-        faults: &mut Vec<Fault>,
+        tries: &mut Vec<Vec<Fault>>,
     ) -> Actual {
         self.last = Some(request.clone());
         let code = match Code::parse(&request.text) {
@@ -415,9 +431,12 @@ impl Claims {
         let known = match request.known {
             Known::Cached => cached,
             Known::Cold => None,
+            // An older balance than the cache's: a version below the cache's never matches
+            // the stored one. (A version above it might: review decisions move balances
+            // behind the app's back, and would pair that version with the wrong content.)
             Known::Stale => Some(match cached {
                 Some(b) => Balance {
-                    version: b.version + 3,
+                    version: b.version.saturating_sub(1),
                     ..b
                 },
                 None => Balance::default(),
@@ -432,7 +451,7 @@ impl Claims {
                 known,
                 now,
             ));
-            faults.extend(store.take_injected());
+            tries.push(store.take_injected());
             match result {
                 Err(ClaimError::Infra(e)) if e.retryable => continue,
                 Err(ClaimError::TooMuchContention) => continue,
@@ -460,9 +479,27 @@ impl Claims {
         request: &Request,
         expected: Expected,
         actual: &Actual,
-        crashed: bool,
+        tries: &[Vec<Fault>],
         now: DateTime<Utc>,
     ) -> Result<(), String> {
+        let crashed = tries
+            .iter()
+            .flatten()
+            .any(|f| *f == Fault::CrashAfterCommit);
+        // Tries that failed after counting a failure or setting a lock left those writes
+        // behind: replay them on the model, then the last try is answered from there.
+        let mut expected = expected;
+        let earlier = tries.len().saturating_sub(1);
+        if tries[..earlier]
+            .iter()
+            .flatten()
+            .any(|f| f.counts_or_locks())
+        {
+            for t in &tries[..earlier] {
+                self.failed_try(actor, t, now);
+            }
+            expected = self.predict(actor, request, now);
+        }
         let mismatch = || format!("expected {expected:?}, got {actual:?}");
         if let Actual::GaveUp = actual {
             // Injected faults make one try fail about one time in twenty: eight failures in
@@ -548,6 +585,14 @@ impl Claims {
             _ => m.points_pending += receipt.points.get(),
         }
         m.commits += 1;
+        if kind == EntryKind::CodeClaimUnderReview {
+            m.held.push(Held {
+                participant: p.clone(),
+                outlet: actor.outlet.clone(),
+                entry: receipt.entry_id.clone(),
+                points: receipt.points,
+            });
+        }
         m.entry_owner
             .insert(receipt.entry_id.as_str().to_string(), p.clone());
         m.codes.get_mut(&code).expect("issued").owner = Some((p.clone(), receipt));
@@ -564,17 +609,49 @@ impl Claims {
     /// A failed attempt: counted for the claimant and their outlet, locking whoever
     /// reaches their limit (what `claim`'s `fail` does through the port).
     fn failure(&mut self, actor: &Actor, now: DateTime<Utc>) {
+        self.failed_try(actor, &[], now);
+    }
+
+    /// What a try that ended in `fail` wrote, when `faults` (that try's) cut it short: a
+    /// throttled count writes nothing; a lost count counts; a lock throttled or lost ends the
+    /// try at that subject (participant first, then outlet), a lost one having locked it.
+    /// A try with no such fault wrote nothing, or ran `fail` to its end.
+    fn failed_try(&mut self, actor: &Actor, faults: &[Fault], now: DateTime<Utc>) {
+        if faults.contains(&Fault::ThrottledFailure) {
+            return;
+        }
+        let reached_fail = faults.is_empty() || faults.iter().any(|f| f.counts_or_locks());
+        if !reached_fail {
+            return;
+        }
         let fraud = &self.policy.fraud;
         let window = fraud.failure_window(now).start;
         let mut subjects = vec![Subject::Participant(actor.participant.clone())];
         if let Some(o) = &actor.outlet {
             subjects.push(Subject::Outlet(o.clone()));
         }
-        for s in subjects {
-            let n = self.model.failures.entry((s.key(), window)).or_default();
-            *n += 1;
-            if let Some(until) = fraud.lock_until(&s, *n, now) {
-                self.model.locks.insert(s.key(), until);
+        let counted: Vec<(Subject, u64)> = subjects
+            .into_iter()
+            .map(|s| {
+                let n = self.model.failures.entry((s.key(), window)).or_default();
+                *n += 1;
+                (s, *n)
+            })
+            .collect();
+        if faults.contains(&Fault::FailureLost) {
+            return;
+        }
+        for (s, n) in counted {
+            let Some(until) = fraud.lock_until(&s, n, now) else {
+                continue;
+            };
+            let outlet = matches!(s, Subject::Outlet(_));
+            if faults.contains(&Fault::ThrottledLock { outlet }) {
+                return;
+            }
+            self.model.locks.insert(s.key(), until);
+            if faults.contains(&Fault::LockLost { outlet }) {
+                return;
             }
         }
     }

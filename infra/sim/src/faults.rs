@@ -1,11 +1,12 @@
 //! Faults at the port boundary: a wrapper around any [`ClaimStore`] that, from its own
 //! seeded stream, throttles reads and writes, reports contention, or commits and then
-//! loses the answer (the crash after commit that makes the caller retry).
+//! loses the answer (the crash after commit that makes the caller retry). Failure counters
+//! and locks are faulted the same way (throttled: nothing written; lost: written, then the
+//! answer lost), each fault saying which write it hit so the model can replay the tries.
+//! Audit records pass through untouched: nothing reads them back.
 //!
+//! The same wrapper faults review decisions ([`ReviewStore`]) on a stream of its own, and
 //! [`FaultyCashback`] does the same around the cashback store.
-//!
-//! Failure counters, audit records and locks are passed through untouched for now, so the
-//! model can count them exactly; faulting them is a next step.
 
 use std::sync::Mutex;
 
@@ -19,6 +20,10 @@ use loyalty_domain::claim::{
 };
 use loyalty_domain::fraud::Subject;
 use loyalty_domain::ids::{ParticipantId, RegionId};
+use loyalty_domain::ledger::Entry;
+use loyalty_domain::review::{
+    Committed, Decided, Page, PendingReview, ReviewError, ReviewId, ReviewStore,
+};
 use loyalty_domain::InfraError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -33,6 +38,16 @@ pub enum Fault {
     Contended,
     /// The write committed and the answer was lost: the caller sees a retryable error.
     CrashAfterCommit,
+    /// Recording a failed attempt was throttled: nothing counted.
+    ThrottledFailure,
+    /// A failed attempt was counted and the answer lost.
+    FailureLost,
+    /// Locking the participant (or the outlet) was throttled: nothing locked.
+    ThrottledLock { outlet: bool },
+    /// The participant (or the outlet) was locked and the answer lost.
+    LockLost { outlet: bool },
+    /// A review decision was refused with `TransactionConflict`: nothing written.
+    ReviewConflict,
 }
 
 impl Fault {
@@ -42,7 +57,23 @@ impl Fault {
             Fault::ThrottledWrite => "throttled_write",
             Fault::Contended => "contended",
             Fault::CrashAfterCommit => "crash_after_commit",
+            Fault::ThrottledFailure => "throttled_failure_count",
+            Fault::FailureLost => "failure_count_answer_lost",
+            Fault::ThrottledLock { .. } => "throttled_lock",
+            Fault::LockLost { .. } => "lock_answer_lost",
+            Fault::ReviewConflict => "review_conflict",
         }
+    }
+
+    /// A fault in `fail`: after the claim was refused, counting it or locking.
+    pub fn counts_or_locks(self) -> bool {
+        matches!(
+            self,
+            Fault::ThrottledFailure
+                | Fault::FailureLost
+                | Fault::ThrottledLock { .. }
+                | Fault::LockLost { .. }
+        )
     }
 }
 
@@ -112,6 +143,9 @@ impl Injector {
 pub struct FaultyClaims<S> {
     inner: S,
     faults: Injector,
+    /// Review decisions roll on their own stream, so adding them left every claim's faults
+    /// where they were.
+    review_faults: Injector,
 }
 
 impl<S> FaultyClaims<S> {
@@ -119,7 +153,13 @@ impl<S> FaultyClaims<S> {
         Self {
             inner,
             faults: Injector::new(seed, 1, rates),
+            review_faults: Injector::new(seed, 4, rates),
         }
+    }
+
+    /// The review faults injected since the last call, in order.
+    pub fn take_review_faults(&self) -> Vec<Fault> {
+        self.review_faults.take_injected()
     }
 
     pub fn inner(&self) -> &S {
@@ -174,7 +214,17 @@ impl<S: ClaimStore> ClaimStore for FaultyClaims<S> {
     }
 
     async fn record_failure(&self, failure: &FailedAttempt) -> Result<FailureCounts, InfraError> {
-        self.inner.record_failure(failure).await
+        if self.roll(self.faults.rates.throttled_write, Fault::ThrottledFailure) {
+            return Err(throttled("count failure"));
+        }
+        let counts = self.inner.record_failure(failure).await?;
+        if self.roll(self.faults.rates.crash_after_commit, Fault::FailureLost) {
+            return Err(InfraError::retryable(
+                "count failure",
+                "connection reset after the write (injected)",
+            ));
+        }
+        Ok(counts)
     }
 
     async fn record_attempt(&self, attempt: &FailedAttempt) -> Result<(), InfraError> {
@@ -182,7 +232,67 @@ impl<S: ClaimStore> ClaimStore for FaultyClaims<S> {
     }
 
     async fn lock(&self, subject: &Subject, until: i64) -> Result<(), InfraError> {
-        self.inner.lock(subject, until).await
+        let outlet = matches!(subject, Subject::Outlet(_));
+        if self.roll(
+            self.faults.rates.throttled_write,
+            Fault::ThrottledLock { outlet },
+        ) {
+            return Err(throttled("lock"));
+        }
+        self.inner.lock(subject, until).await?;
+        if self.roll(
+            self.faults.rates.crash_after_commit,
+            Fault::LockLost { outlet },
+        ) {
+            return Err(InfraError::retryable(
+                "lock",
+                "connection reset after the write (injected)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Review decisions: a throttled read of the flagged entry, a throttled decision (nothing
+/// written), a decision refused with `TransactionConflict` (nothing written), and a decision
+/// committed whose answer is lost (the reviewer's retry finds it decided).
+impl<S: ReviewStore> ReviewStore for FaultyClaims<S> {
+    async fn entry_under_review(&self, id: &ReviewId) -> Result<Option<Entry>, InfraError> {
+        let f = &self.review_faults;
+        if f.roll(f.rates.throttled_read, Fault::ThrottledRead) {
+            return Err(throttled("read review"));
+        }
+        self.inner.entry_under_review(id).await
+    }
+
+    async fn pending(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<PendingReview>, ReviewError> {
+        self.inner.pending(cursor, limit).await
+    }
+
+    async fn commit(&self, decided: &Decided) -> Result<Committed, InfraError> {
+        let f = &self.review_faults;
+        if f.roll(f.rates.throttled_write, Fault::ThrottledWrite) {
+            return Err(throttled("decide review"));
+        }
+        if f.roll(f.rates.contended, Fault::ReviewConflict) {
+            return Err(InfraError::retryable(
+                "decide review",
+                "TransactionConflict: cancelled by a concurrent transaction (injected)",
+            ));
+        }
+        let committed = self.inner.commit(decided).await?;
+        if committed == Committed::Ok && f.roll(f.rates.crash_after_commit, Fault::CrashAfterCommit)
+        {
+            return Err(InfraError::retryable(
+                "decide review",
+                "connection reset after the commit (injected)",
+            ));
+        }
+        Ok(committed)
     }
 }
 

@@ -19,6 +19,7 @@ pub mod checker;
 pub mod claims;
 pub mod clock;
 pub mod faults;
+pub mod reviews;
 pub mod sellin;
 pub mod world;
 
@@ -86,6 +87,7 @@ pub enum Operation {
     Cashback(CashbackOp),
     Actions(ActionOp),
     SellIn(sellin::SellInOp),
+    Review(reviews::ReviewOp),
 }
 
 impl Operation {
@@ -121,6 +123,8 @@ impl Operation {
             90..100 => ActionOp::Reuse,
             100..108 => ActionOp::Elsewhere,
             108..120 => ActionOp::Exhaust,
+            120..121 => ActionOp::TopUp,
+            121..133 => ActionOp::Review,
             _ => return None,
         };
         Some(Operation::Actions(op))
@@ -133,6 +137,7 @@ impl Operation {
             Operation::Cashback(c) => c.kind(),
             Operation::Actions(a) => a.kind(),
             Operation::SellIn(s) => s.kind(),
+            Operation::Review(r) => r.kind(),
         }
     }
 }
@@ -146,6 +151,8 @@ pub struct Summary {
     pub outcomes: BTreeMap<&'static str, u64>,
     pub faults: BTreeMap<&'static str, u64>,
     pub claims_committed: u64,
+    /// Review decisions committed on held claims.
+    pub review_decisions: u64,
     pub points_available: u64,
     pub points_pending: u64,
     pub participants_with_points: usize,
@@ -206,6 +213,8 @@ struct Sim {
     sell_in: sellin::SellIn,
     /// Sell-in's own random stream.
     sell_in_rng: ChaCha8Rng,
+    /// Review decisions' own random stream.
+    review_rng: ChaCha8Rng,
     checker: Checker,
     cashback_store: FaultyCashback<MemoryCashback>,
     cashback: Cashback,
@@ -235,6 +244,7 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
         action_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0xAC71_0A5E_ED00_0001),
         sell_in: sellin::SellIn::new(),
         sell_in_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x5E11_1A00_0000_0001),
+        review_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x2E71_E700_0000_0001),
         checker: Checker::default(),
         cashback_store: FaultyCashback::new(
             match config.cashback_bug {
@@ -275,6 +285,9 @@ impl Sim {
         if let Some(op) = sellin::SellInOp::generate(&mut self.sell_in_rng) {
             self.one(step, Operation::SellIn(op))?;
         }
+        if let Some(op) = reviews::ReviewOp::generate(&mut self.review_rng) {
+            self.one(step, Operation::Review(op))?;
+        }
         // (`is_multiple_of` is newer than the workspace's rust-version.)
         if step % self.config.full_check_every == self.config.full_check_every - 1 {
             self.check_everything(step)?;
@@ -305,10 +318,22 @@ impl Sim {
                 (format!("{c} → {}", then.to_rfc3339()), Ok(()))
             }
             Operation::Cashback(op) => self.apply_cashback(op, now),
+            Operation::Review(op) => self.apply_review(op, now),
             Operation::SellIn(op) => {
                 let (described, label, result) =
                     self.sell_in
                         .apply(op, &mut self.sell_in_rng, &self.world, now);
+                *self.outcomes.entry(label).or_default() += 1;
+                (described, result)
+            }
+            Operation::Actions(ActionOp::Review) => {
+                let (described, label, result) =
+                    self.actions.review(&mut self.action_rng, &self.world, now);
+                *self.outcomes.entry(label).or_default() += 1;
+                (described, result)
+            }
+            Operation::Actions(ActionOp::TopUp) => {
+                let (described, label, result) = self.actions.top_up(&mut self.action_rng);
                 *self.outcomes.entry(label).or_default() += 1;
                 (described, result)
             }
@@ -343,11 +368,11 @@ impl Sim {
                 };
                 let actor = &self.world.actors[request.actor];
                 let expected = self.claims.predict(actor, &request, now);
-                let mut faults = Vec::new();
+                let mut tries = Vec::new();
                 let actual = self
                     .claims
-                    .execute(&self.store, actor, &request, now, &mut faults);
-                let crashed = faults.contains(&Fault::CrashAfterCommit);
+                    .execute(&self.store, actor, &request, now, &mut tries);
+                let faults: Vec<Fault> = tries.iter().flatten().copied().collect();
                 for f in &faults {
                     *self.faults.entry(f.as_str()).or_default() += 1;
                 }
@@ -371,7 +396,7 @@ impl Sim {
                 );
                 let result = self
                     .claims
-                    .settle(actor, &request, expected, &actual, crashed, now)
+                    .settle(actor, &request, expected, &actual, &tries, now)
                     .and_then(|()| {
                         self.checker.check_step(
                             self.store.inner(),
@@ -439,6 +464,44 @@ impl Sim {
         (described, result)
     }
 
+    fn apply_review(
+        &mut self,
+        op: reviews::ReviewOp,
+        now: DateTime<Utc>,
+    ) -> (String, Result<(), String>) {
+        let Some(request) = reviews::request(op, &mut self.review_rng, &self.claims.model) else {
+            return (format!("{}: nothing to act on yet", op.kind()), Ok(()));
+        };
+        let expected = reviews::predict(&self.claims.model, &request);
+        let mut faults = Vec::new();
+        let actual = reviews::execute(&self.store, &request, now, &mut faults);
+        for f in &faults {
+            *self.faults.entry(f.as_str()).or_default() += 1;
+        }
+        *self.outcomes.entry(actual.label()).or_default() += 1;
+        let described = format!(
+            "{request} at {}: {}{}",
+            now.to_rfc3339(),
+            actual.label(),
+            described_faults(&faults)
+        );
+        let window = self.claims.policy.fraud.failure_window(now).start;
+        let result =
+            reviews::settle(&mut self.claims.model, &request, expected, actual).and_then(|()| {
+                let Some(held) = &request.held else {
+                    return Ok(());
+                };
+                self.checker.check_step(
+                    self.store.inner(),
+                    &self.claims.model,
+                    &held.participant,
+                    held.outlet.as_ref(),
+                    window,
+                )
+            });
+        (described, result)
+    }
+
     fn check_everything(&mut self, step: u64) -> Result<(), Failure> {
         self.checker
             .check_everything(self.store.inner(), &self.claims.model)
@@ -479,6 +542,7 @@ impl Sim {
                 faults
             },
             claims_committed: m.commits,
+            review_decisions: m.decisions,
             points_available: m.points_available,
             points_pending: m.points_pending,
             participants_with_points: m.balances.len(),
@@ -494,6 +558,15 @@ impl Sim {
             ended: self.clock.now(),
         }
     }
+}
+
+/// `" (faults: a, b)"`, or nothing without faults.
+fn described_faults(faults: &[Fault]) -> String {
+    if faults.is_empty() {
+        return String::new();
+    }
+    let names: Vec<_> = faults.iter().map(|f| f.as_str()).collect();
+    format!(" (faults: {})", names.join(", "))
 }
 
 impl fmt::Display for Summary {
@@ -522,6 +595,7 @@ impl fmt::Display for Summary {
         table(f, "faults injected", &self.faults)?;
         writeln!(f, "totals:")?;
         writeln!(f, "  claims committed       {:>8}", self.claims_committed)?;
+        writeln!(f, "  review decisions       {:>8}", self.review_decisions)?;
         writeln!(f, "  points available       {:>8}", self.points_available)?;
         writeln!(f, "  points pending review  {:>8}", self.points_pending)?;
         writeln!(

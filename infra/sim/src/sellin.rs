@@ -1,7 +1,7 @@
 //! Sell-in imports in the simulator: fresh invoice lines, re-imports of an earlier file with
 //! the same content (in another order), re-imports with one line changed (another
-//! quantity or participant), and imports whose answer is lost part-way and which the
-//! importer sends again.
+//! quantity or participant), imports whose answer is lost part-way and which the
+//! importer sends again, and a file raced by the same file with one line changed.
 //!
 //! Imports run through the real use case [`sellin::import`] over [`MemorySellIn`]. A model
 //! holds every line ever credited (its identity, participant and points) and predicts each
@@ -39,6 +39,10 @@ pub enum SellInOp {
     Changed,
     /// A file of new lines whose import fails part-way (the answer is lost), sent again.
     Retried,
+    /// A file of new lines and the same file with one line changed, imported at the same
+    /// time: both pass the check for changed lines before either writes, and the rival
+    /// import runs to its end between two lines of the original.
+    Raced,
 }
 
 impl SellInOp {
@@ -48,6 +52,7 @@ impl SellInOp {
             SellInOp::Same => "sell-in same again",
             SellInOp::Changed => "sell-in changed",
             SellInOp::Retried => "sell-in retried",
+            SellInOp::Raced => "sell-in raced by a change",
         }
     }
 
@@ -58,6 +63,7 @@ impl SellInOp {
             15..25 => SellInOp::Same,
             25..32 => SellInOp::Changed,
             32..40 => SellInOp::Retried,
+            40..46 => SellInOp::Raced,
             _ => return None,
         })
     }
@@ -112,6 +118,44 @@ impl SellInStore for Interrupted<'_> {
     }
 }
 
+/// A store whose `credit_line` number `at` first runs a whole rival import: two imports of
+/// the same invoice interleaved line by line, as two concurrent requests would be.
+struct Racing<'a> {
+    inner: &'a MemorySellIn,
+    at: usize,
+    calls: AtomicUsize,
+    rival: std::sync::Mutex<Option<Vec<PricedLine>>>,
+    rival_outcome: std::sync::Mutex<Option<Result<ImportOutcome, InfraError>>>,
+    now: DateTime<chrono::Utc>,
+}
+
+impl SellInStore for Racing<'_> {
+    async fn changed_lines(&self, lines: &[(EntryId, String)]) -> Result<Vec<usize>, InfraError> {
+        self.inner.changed_lines(lines).await
+    }
+    async fn tiers(&self) -> Result<Tiers, InfraError> {
+        self.inner.tiers().await
+    }
+    async fn earned_months(&self, p: &ParticipantId) -> Result<MonthlyEarned, InfraError> {
+        self.inner.earned_months(p).await
+    }
+    async fn credit_line(
+        &self,
+        entry: &Entry,
+        rule: &RuleId,
+        fingerprint: &str,
+    ) -> Result<SellInCredit, InfraError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == self.at {
+            let rival = self.rival.lock().expect("rival").take();
+            if let Some(rival) = rival {
+                let outcome = sellin::import(self.inner, rival, self.now).await;
+                *self.rival_outcome.lock().expect("rival") = Some(outcome);
+            }
+        }
+        self.inner.credit_line(entry, rule, fingerprint).await
+    }
+}
+
 impl SellIn {
     pub fn new() -> Self {
         Self::default()
@@ -148,6 +192,7 @@ impl SellIn {
         now: DateTime<chrono::Utc>,
     ) -> (String, &'static str, Result<(), String>) {
         let (file, interrupt) = match op {
+            SellInOp::Raced => return self.race(rng, world, now),
             SellInOp::Fresh => (self.new_file(rng, world), None),
             SellInOp::Retried => {
                 let file = self.new_file(rng, world);
@@ -215,6 +260,128 @@ impl SellIn {
         };
         let result = result.and_then(|()| self.check(file.iter().map(id_of), world));
         (described, label, result)
+    }
+
+    /// [`SellInOp::Raced`]: a fresh file `original` and `changed` (line `i` with another
+    /// quantity), the whole `changed` import running just before the original's line `at`.
+    /// Lines before `at` are the original's by then, so when `i < at` the rival is refused
+    /// whole; otherwise the rival credits line `i` with its content (and every line from
+    /// `at` on), and the original then finds line `i` changed (409 `line_changed`) and the
+    /// rest imported. Either way each line is credited once, with one content.
+    fn race(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        world: &World,
+        now: DateTime<chrono::Utc>,
+    ) -> (String, &'static str, Result<(), String>) {
+        let original = self.new_file(rng, world);
+        let mut changed = original.clone();
+        let i = rng.random_range(0..changed.len());
+        changed[i].line.quantity += 1;
+        changed[i].points = Points(10 * changed[i].line.quantity as u64);
+        let at = rng.random_range(0..original.len());
+        let described = format!(
+            "sell-in {} ({} lines) raced by line {i} changed, before line {at}, at {}",
+            original[0].line.invoice,
+            original.len(),
+            now.to_rfc3339()
+        );
+        let store = Racing {
+            inner: &self.store,
+            at,
+            calls: AtomicUsize::new(0),
+            rival: std::sync::Mutex::new(Some(changed.clone())),
+            rival_outcome: std::sync::Mutex::new(None),
+            now,
+        };
+        let first = block_on(sellin::import(&store, original.clone(), now));
+        let rival = store.rival_outcome.lock().expect("rival").take();
+        let (Ok(first), Some(Ok(rival))) = (first, rival) else {
+            return (
+                described,
+                "infra error",
+                Err("a raced import failed or its rival never ran".into()),
+            );
+        };
+        let result = self.settle_race(&original, &changed, i, at, &first, &rival);
+        // What was credited, for later re-imports: the rival's line `i` when it won.
+        let mut credited = original.clone();
+        if i >= at {
+            credited[i] = changed[i].clone();
+        }
+        self.files.push(credited);
+        let label = if i < at {
+            "sell-in change refused"
+        } else {
+            "sell-in race: line_changed"
+        };
+        let result = result.and_then(|()| self.check(original.iter().map(id_of), world));
+        (described, label, result)
+    }
+
+    fn settle_race(
+        &mut self,
+        original: &[PricedLine],
+        changed: &[PricedLine],
+        i: usize,
+        at: usize,
+        first: &ImportOutcome,
+        rival: &ImportOutcome,
+    ) -> Result<(), String> {
+        let lines = |o: &ImportOutcome, which: &str| match o {
+            ImportOutcome::Imported(lines) => Ok(lines.iter().map(|l| l.credit).collect()),
+            ImportOutcome::Changed(e) => Err(format!("the {which} import was refused: {e:?}")),
+        };
+        if i < at {
+            match rival {
+                ImportOutcome::Changed(errors) if errors.len() == 1 => {}
+                other => {
+                    return Err(format!(
+                        "a change of a line already imported must be refused whole, got {other:?}"
+                    ))
+                }
+            }
+            let got: Vec<SellInCredit> = lines(first, "original")?;
+            if got.iter().any(|c| *c != SellInCredit::Credited) {
+                return Err(format!("the original import answered {got:?}"));
+            }
+            for p in original {
+                self.credit(id_of(p), &p.line.participant, p.points.get());
+            }
+            return Ok(());
+        }
+        let rival_got: Vec<SellInCredit> = lines(rival, "rival")?;
+        let rival_want: Vec<_> = (0..changed.len())
+            .map(|n| {
+                if n < at {
+                    SellInCredit::AlreadyImported
+                } else {
+                    SellInCredit::Credited
+                }
+            })
+            .collect();
+        let first_got: Vec<SellInCredit> = lines(first, "original")?;
+        let first_want: Vec<_> = (0..original.len())
+            .map(|n| match n {
+                n if n < at => SellInCredit::Credited,
+                n if n == i => SellInCredit::Changed,
+                _ => SellInCredit::AlreadyImported,
+            })
+            .collect();
+        if rival_got != rival_want || first_got != first_want {
+            return Err(format!(
+                "raced imports answered {first_got:?} and {rival_got:?}, expected {first_want:?} and {rival_want:?}"
+            ));
+        }
+        for (n, p) in original.iter().enumerate() {
+            let credited = if n < at { p } else { &changed[n] };
+            self.credit(
+                id_of(credited),
+                &credited.line.participant,
+                credited.points.get(),
+            );
+        }
+        Ok(())
     }
 
     fn settle(

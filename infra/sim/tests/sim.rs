@@ -39,7 +39,39 @@ fn a_fixed_seed_runs_a_few_thousand_operations_with_every_invariant_holding() {
             "no {fault} faults in {summary}"
         );
     }
-    assert_eq!(summary.outbox_records as u64, summary.claims_committed);
+    for answer in [
+        "review approved",
+        "review rejected",
+        "review_already_decided",
+        "review_not_found",
+        "action held for review",
+        "held action approved",
+        "held action rejected",
+        "budget_exhausted",
+        "budget topped up",
+        "budget top-up replayed",
+        "sell-in race: line_changed",
+        "sell-in change refused",
+    ] {
+        assert!(
+            summary.outcomes.get(answer).copied().unwrap_or(0) > 0,
+            "no {answer} answers in {summary}"
+        );
+    }
+    for fault in [
+        "throttled_failure_count",
+        "failure_count_answer_lost",
+        "review_conflict",
+    ] {
+        assert!(
+            summary.faults.get(fault).copied().unwrap_or(0) > 0,
+            "no {fault} faults in {summary}"
+        );
+    }
+    assert_eq!(
+        summary.outbox_records as u64,
+        summary.claims_committed + summary.review_decisions
+    );
 }
 
 #[test]
@@ -161,4 +193,24 @@ fn a_store_that_credits_without_the_programme_side_is_caught_at_the_first_claim(
         "{failure}"
     );
     assert!(failure.step < 50, "{failure}");
+}
+
+#[test]
+fn a_store_whose_rejections_credit_the_held_points_is_caught_and_replays_at_the_same_step() {
+    let first = run(&with_bug(PlantedBug::RejectionCredits)).expect_err("the bug is caught");
+    let last = first.history.last().expect("a history");
+    assert!(
+        last.contains(": rejected ") && first.violation.contains("the model expects"),
+        "caught at the rejection: {first}"
+    );
+    assert!(first.to_string().contains(&format!(
+        "replay exactly: ./dev sim --seed {SEED} --ops {}",
+        first.step + 1
+    )));
+    let again = run(&Config {
+        ops: first.step + 1,
+        ..with_bug(PlantedBug::RejectionCredits)
+    })
+    .expect_err("the replay fails too");
+    assert_eq!((again.step, again.violation), (first.step, first.violation));
 }

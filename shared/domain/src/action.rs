@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::earning::{
     check_action, earned_trailing_12_months, entry_ids, month_key, with_multiplier, AccrualError,
-    Action, LimitCounter, LimitScope, MonthlyEarned, Rule, RuleId, Tier, Tiers,
+    Action, LimitCounter, LimitScope, MonthlyEarned, OverBudget, Rule, RuleId, Tier, Tiers,
 };
 use crate::ids::{EntryId, IdempotencyKey, OutletId, ParticipantId};
 use crate::ledger::{Entry, EntryKind};
@@ -108,15 +108,19 @@ pub struct ActionReceipt {
     pub base_points: Points,
     pub tier: String,
     pub multiplier_percent: u32,
+    /// The rule's budget could not cover the points and the rule holds such credits: they
+    /// are pending, awaiting a reviewer.
+    pub held: bool,
 }
 
 impl ActionReceipt {
     /// HTTP status of a credited action.
     pub const STATUS: u16 = 201;
 
-    /// The JSON body callers receive (and a replay receives again).
+    /// The JSON body callers receive (and a replay receives again); a held credit says
+    /// `"status": "pending_review"`.
     pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut body = serde_json::json!({
             "entry_id": self.entry_id.as_str(),
             "rule_id": self.rule_id.as_str(),
             "action": self.action,
@@ -124,7 +128,11 @@ impl ActionReceipt {
             "base_points": self.base_points.get(),
             "tier": self.tier,
             "multiplier_percent": self.multiplier_percent,
-        })
+        });
+        if self.held {
+            body["status"] = "pending_review".into();
+        }
+        body
     }
 }
 
@@ -152,7 +160,8 @@ pub enum ActionRefusal {
     Limit { scope: LimitScope, used: u64 },
     /// The balance is not the expected version; here is its tier basis now.
     BalanceMoved(TierBasis),
-    /// The rule's budget (its programme account's shard) cannot cover the points.
+    /// The rule's budget (its programme account's shard) cannot cover the points. Never
+    /// the answer to a held credit (`AccrualUnderReview`): `reviews` fronts it, unbudgeted.
     BudgetExhausted,
     /// Another transaction touched the same items at the same moment; retry.
     Contended,
@@ -280,6 +289,8 @@ pub async fn report_action<S: ActionStore>(
     let counters = rule.counters(now);
     let entry_id = entry_ids::action(&report.participant, report.key.key.as_str());
     let mut basis = known;
+    // Set once the budget refused the credit and the rule holds such credits for review.
+    let mut held = false;
     for _ in 0..MAX_ATTEMPTS {
         let (tier, expected_balance) = if programme.tiered() {
             match &basis {
@@ -305,6 +316,7 @@ pub async fn report_action<S: ActionStore>(
             base_points: rule.points,
             tier: tier.name.clone(),
             multiplier_percent: tier.multiplier_percent,
+            held,
         };
         let attempt = ActionAttempt {
             key: report.key.clone(),
@@ -314,7 +326,11 @@ pub async fn report_action<S: ActionStore>(
                 id: entry_id.clone(),
                 participant: report.participant.clone(),
                 outlet: report.outlet.clone(),
-                kind: EntryKind::Accrual,
+                kind: if held {
+                    EntryKind::AccrualUnderReview
+                } else {
+                    EntryKind::Accrual
+                },
                 amount: points,
                 source: if report.reference.is_empty() {
                     format!("rule {}", rule.id)
@@ -335,7 +351,17 @@ pub async fn report_action<S: ActionStore>(
                     BalanceExpectation::Absent => Some(TierBasis::default()),
                     BalanceExpectation::Version(_) => basis.clone(),
                 }
-                .map(|b| b.credited(points, now));
+                .map(|b| {
+                    if held {
+                        // Pending points earn nothing towards a tier until approved.
+                        TierBasis {
+                            version: b.version + 1,
+                            months: b.months,
+                        }
+                    } else {
+                        b.credited(points, now)
+                    }
+                });
                 return Ok(Reported::Credited {
                     receipt: attempt.receipt,
                     basis: after,
@@ -355,6 +381,11 @@ pub async fn report_action<S: ActionStore>(
                     LimitScope::Period => AccrualError::PeriodLimit(rule.id.clone()),
                 }
                 .into())
+            }
+            Err(ActionRefusal::BudgetExhausted)
+                if rule.over_budget == OverBudget::Hold && !held =>
+            {
+                held = true;
             }
             Err(ActionRefusal::BudgetExhausted) => {
                 return Err(AccrualError::BudgetExhausted(rule.id.clone()).into())
@@ -429,6 +460,7 @@ mod tests {
             }),
             valid_from: at("2026-01-01T00:00:00Z"),
             valid_until: Some(at("2027-01-01T00:00:00Z")),
+            over_budget: OverBudget::Refuse,
         }
     }
 
@@ -612,6 +644,68 @@ mod tests {
                 "decided from the refusal"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn an_over_budget_credit_is_held_for_review_when_the_rule_says_hold_and_refused_otherwise(
+    ) {
+        for (over_budget, held) in [(OverBudget::Refuse, false), (OverBudget::Hold, true)] {
+            let store = Scripted::default();
+            store
+                .refusals
+                .lock()
+                .unwrap()
+                .push(ActionRefusal::BudgetExhausted);
+            let mut p = tiered();
+            p.rules[0].over_budget = over_budget;
+            let basis = TierBasis {
+                version: 2,
+                months: MonthlyEarned::from([(202611, 10)]),
+            };
+            let got = report_action(&store, &p, &report("survey", "f"), Some(basis), at(NOW)).await;
+            let seen = store.seen.lock().unwrap();
+            if !held {
+                assert_eq!(got.unwrap_err().code(), "budget_exhausted");
+                assert_eq!(seen.len(), 1);
+                continue;
+            }
+            let Ok(Reported::Credited { receipt, basis }) = got else {
+                panic!("held: {got:?}")
+            };
+            assert!(receipt.held);
+            assert_eq!(receipt.body()["status"], "pending_review");
+            assert_eq!(seen.len(), 2, "the same write again, held");
+            assert_eq!(seen[0].entry.kind, EntryKind::Accrual);
+            assert_eq!(seen[1].entry.kind, EntryKind::AccrualUnderReview);
+            assert_eq!(
+                seen[1].entry.id, seen[0].entry.id,
+                "the same key, the same entry"
+            );
+            assert_eq!(
+                seen[1].entry.transfer().unwrap().account,
+                crate::ledger::ProgrammeAccount::Reviews,
+                "the budget is not touched while the credit is held"
+            );
+            let basis = basis.unwrap();
+            assert_eq!(
+                (basis.version, basis.months.get(&202611).copied()),
+                (3, Some(10)),
+                "pending points earn nothing towards a tier"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_held_credit_refused_again_by_its_budget_is_refused() {
+        // `reviews` has no budget, so only a store bug can refuse a held credit's budget;
+        // the use case must not loop on it.
+        let store = Scripted::default();
+        *store.refusals.lock().unwrap() = vec![ActionRefusal::BudgetExhausted; 2];
+        let mut p = tiered();
+        p.rules[0].over_budget = OverBudget::Hold;
+        let got = report_action(&store, &p, &report("survey", "f"), None, at(NOW)).await;
+        assert_eq!(got.unwrap_err().code(), "budget_exhausted");
+        assert_eq!(store.seen.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]

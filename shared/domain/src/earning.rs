@@ -178,6 +178,24 @@ pub struct PeriodLimit {
     pub period: Period,
 }
 
+/// What a rule does with a credit its budget cannot cover.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverBudget {
+    /// Refuse the action: 422 `budget_exhausted`, nothing written.
+    #[default]
+    Refuse,
+    /// Credit the points as pending, held for review; a reviewer's approval pays them from
+    /// the budget then (and is refused while the budget still cannot cover them).
+    Hold,
+}
+
+impl OverBudget {
+    fn is_refuse(&self) -> bool {
+        *self == OverBudget::Refuse
+    }
+}
+
 /// An earning rule, as validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
@@ -191,6 +209,10 @@ pub struct Rule {
     pub valid_from: DateTime<Utc>,
     /// Exclusive; none means open-ended.
     pub valid_until: Option<DateTime<Utc>>,
+    /// Rules stored before this setting existed read as `refuse`; `refuse` is not written,
+    /// so their JSON stays as it was.
+    #[serde(default, skip_serializing_if = "OverBudget::is_refuse")]
+    pub over_budget: OverBudget,
 }
 
 /// A rule as an admin sends it.
@@ -204,6 +226,8 @@ pub struct RuleRequest {
     pub per_period: Option<PeriodLimit>,
     pub valid_from: DateTime<Utc>,
     pub valid_until: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub over_budget: OverBudget,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -220,6 +244,8 @@ pub enum RuleError {
     Window,
     #[error("sell-in rules are limited by invoice lines, not by per-participant counts")]
     SellInLimit,
+    #[error("only action rules can hold an over-budget credit for review")]
+    SellInHold,
 }
 
 impl Classified for RuleError {
@@ -252,6 +278,10 @@ impl Rule {
         if req.valid_until.is_some_and(|u| u <= req.valid_from) {
             return Err(RuleError::Window);
         }
+        // A sell-in line has no review path: an import is refused or credited whole.
+        if matches!(trigger, Trigger::SellIn(_)) && req.over_budget == OverBudget::Hold {
+            return Err(RuleError::SellInHold);
+        }
         let per_participant = match trigger {
             Trigger::Action(a) if a.once_ever() => Some(1),
             _ => req.per_participant,
@@ -264,6 +294,7 @@ impl Rule {
             per_period: req.per_period,
             valid_from: req.valid_from,
             valid_until: req.valid_until,
+            over_budget: req.over_budget,
         })
     }
 
@@ -913,6 +944,36 @@ mod tests {
             })),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_rule_refuses_over_budget_credits_unless_it_says_hold_and_only_action_rules_may_hold() {
+        let refusing = survey();
+        assert_eq!(refusing.over_budget, OverBudget::Refuse);
+        let stored = serde_json::to_value(&refusing).unwrap();
+        assert!(
+            stored.get("over_budget").is_none(),
+            "rules stored before the setting keep their JSON"
+        );
+        let holding = Rule::parse(
+            RuleId::parse("survey-q4").unwrap(),
+            request(serde_json::json!({
+                "action": "survey", "points": 40, "over_budget": "hold",
+                "valid_from": "2026-10-01T00:00:00Z"
+            })),
+        )
+        .unwrap();
+        assert_eq!(holding.over_budget, OverBudget::Hold);
+        let read: Rule = serde_json::from_value(serde_json::to_value(&holding).unwrap()).unwrap();
+        assert_eq!(read, holding);
+        let sell_in = request(serde_json::json!({
+            "sku": "COLA-500", "points": 5, "over_budget": "hold",
+            "valid_from": "2026-10-01T00:00:00Z"
+        }));
+        assert_eq!(
+            Rule::parse(RuleId::parse("acme").unwrap(), sell_in),
+            Err(RuleError::SellInHold)
+        );
     }
 
     #[test]

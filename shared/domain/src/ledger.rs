@@ -59,6 +59,9 @@ pub enum EntryKind {
     Expiry,
     /// An action or a sell-in purchase earned points.
     Accrual,
+    /// An action whose rule's budget could not cover it, held for review (the rule says
+    /// `over_budget: hold`): pending until a reviewer approves it within the budget.
+    AccrualUnderReview,
 }
 
 /// How an entry moves points between buckets.
@@ -104,9 +107,9 @@ impl EntryKind {
             EntryKind::CodeClaim | EntryKind::Accrual => {
                 (Movement::Credit(Available), Plus, Zero, Zero)
             }
-            EntryKind::CodeClaimUnderReview | EntryKind::CashbackPending => {
-                (Movement::Credit(Pending), Zero, Zero, Zero)
-            }
+            EntryKind::CodeClaimUnderReview
+            | EntryKind::CashbackPending
+            | EntryKind::AccrualUnderReview => (Movement::Credit(Pending), Zero, Zero, Zero),
             EntryKind::ReviewApproved | EntryKind::CashbackReleased => (
                 Movement::Transfer {
                     from: Pending,
@@ -166,10 +169,19 @@ impl EntryKind {
             EntryKind::Redemption => "redemption",
             EntryKind::Expiry => "expiry",
             EntryKind::Accrual => "accrual",
+            EntryKind::AccrualUnderReview => "accrual_under_review",
         }
     }
 
-    pub const ALL: [EntryKind; 14] = [
+    /// The kinds a reviewer decides: credits held for review.
+    pub fn is_under_review(self) -> bool {
+        matches!(
+            self,
+            EntryKind::CodeClaimUnderReview | EntryKind::AccrualUnderReview
+        )
+    }
+
+    pub const ALL: [EntryKind; 15] = [
         EntryKind::CodeClaim,
         EntryKind::CodeClaimUnderReview,
         EntryKind::ReviewApproved,
@@ -184,6 +196,7 @@ impl EntryKind {
         EntryKind::Redemption,
         EntryKind::Expiry,
         EntryKind::Accrual,
+        EntryKind::AccrualUnderReview,
     ];
 
     pub fn parse(raw: &str) -> Option<EntryKind> {
@@ -233,6 +246,43 @@ impl Entry {
             change,
         })
     }
+
+    /// Every programme account this entry moves: its [`Entry::transfer`], and for the
+    /// approval of a held accrual (a `review_approved` entry whose source names the rule,
+    /// see [`entry_ids::review_decision`]) the settlement the approval makes: the rule's
+    /// account pays the points (within its budget) and the `reviews` account, which fronted
+    /// them while they were held, is repaid. The settlement's two sides sum to zero, so the
+    /// members' and programme accounts still do.
+    pub fn transfers(&self) -> Vec<Transfer> {
+        let mut all: Vec<Transfer> = self.transfer().into_iter().collect();
+        if self.kind == EntryKind::ReviewApproved {
+            if let Some(rule) = rule_of_source(&self.source) {
+                let points = self.amount.get() as i64;
+                all.push(Transfer {
+                    account: ProgrammeAccount::Rule(rule),
+                    change: -points,
+                });
+                all.push(Transfer {
+                    account: ProgrammeAccount::Reviews,
+                    change: points,
+                });
+            }
+        }
+        all
+    }
+}
+
+/// The id after `prefix` in a source such as `rule <id>` or `rule <id>: <reference>`.
+fn id_of_source(source: &str, prefix: &str) -> Option<crate::earning::Slug> {
+    source
+        .strip_prefix(prefix)
+        .map(|rest| rest.split(':').next().unwrap_or(rest).trim())
+        .and_then(|id| crate::earning::Slug::parse(id).ok())
+}
+
+/// The rule an action's entry source (`rule <id>[: <reference>]`) names.
+pub fn rule_of_source(source: &str) -> Option<crate::earning::RuleId> {
+    id_of_source(source, "rule ")
 }
 
 /// The programme side of an entry: `account` changes by `change`, and the member's account
@@ -283,7 +333,9 @@ impl ProgrammeAccount {
         use EntryKind::*;
         match entry.kind {
             CodeClaim | CodeClaimUnderReview => ProgrammeAccount::Codes,
-            ReviewRejected | ReviewApproved => ProgrammeAccount::Reviews,
+            // A held accrual is fronted by `reviews` until it is decided: its rule's budget
+            // could not cover it, and pays only on approval (see `Entry::transfers`).
+            ReviewRejected | ReviewApproved | AccrualUnderReview => ProgrammeAccount::Reviews,
             CashbackPending | CashbackReleased | CashbackReversed | Clawback => entry
                 .id
                 .as_str()
@@ -295,13 +347,7 @@ impl ProgrammeAccount {
             HoldPlaced | HoldCaptured | HoldVoided | Redemption => ProgrammeAccount::Redemptions,
             Expiry => ProgrammeAccount::Expiry,
             Accrual => {
-                let word = |prefix: &str| {
-                    entry
-                        .source
-                        .strip_prefix(prefix)
-                        .map(|rest| rest.split(':').next().unwrap_or(rest).trim())
-                        .and_then(|id| crate::earning::Slug::parse(id).ok())
-                };
+                let word = |prefix: &str| id_of_source(&entry.source, prefix);
                 if entry.id.as_str().starts_with("sellin-") {
                     ProgrammeAccount::SellIn
                 } else if let Some(rule) = word("rule ") {
@@ -599,6 +645,9 @@ pub mod entry_ids {
         EntryId::parse(&format!("claim-{hex}")).expect("hex is id-safe")
     }
 
+    /// The decision on a held entry. The decision's source is `review of <held id>`; an
+    /// approval of a held accrual's is `rule <rule id>: review of <held id>`, which names the
+    /// account that pays on approval ([`super::Entry::transfers`]).
     pub fn review_decision(reviewed: &EntryId) -> EntryId {
         EntryId::parse(&format!("review-{}", reviewed.as_str())).expect("entry ids are id-safe")
     }
@@ -809,6 +858,40 @@ mod tests {
             "batch 1 · COLA can",
         );
         assert_eq!(ProgrammeAccount::of(&claim), ProgrammeAccount::Codes);
+        // A credit held over budget is fronted by `reviews`; its approval pays the rule.
+        let held = entry(
+            "action-cd",
+            EntryKind::AccrualUnderReview,
+            5,
+            "rule refer-a-friend",
+        );
+        assert_eq!(ProgrammeAccount::of(&held), ProgrammeAccount::Reviews);
+        let approval = entry(
+            entry_ids::review_decision(&held.id).as_str(),
+            EntryKind::ReviewApproved,
+            5,
+            "rule refer-a-friend: review of action-cd",
+        );
+        assert_eq!(
+            approval.transfers(),
+            vec![
+                Transfer {
+                    account: ProgrammeAccount::Rule(Slug::parse("refer-a-friend").unwrap()),
+                    change: -5
+                },
+                Transfer {
+                    account: ProgrammeAccount::Reviews,
+                    change: 5
+                }
+            ]
+        );
+        let claim_approval = entry(
+            "review-claim-x",
+            EntryKind::ReviewApproved,
+            5,
+            "review of claim-x",
+        );
+        assert!(claim_approval.transfers().is_empty());
     }
 
     #[test]

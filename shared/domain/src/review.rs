@@ -1,4 +1,5 @@
-//! The review queue: claims flagged by a fraud rule wait here for an admin's decision.
+//! The review queue: claims flagged by a fraud rule, and actions whose rule's budget could
+//! not cover them (`over_budget: hold`), wait here for an admin's decision.
 
 use std::future::Future;
 
@@ -80,6 +81,8 @@ pub enum ReviewError {
     AlreadyDecided,
     #[error("the cursor is not valid for this listing")]
     InvalidCursor,
+    #[error("the rule's budget cannot cover these points yet; the credit stays held")]
+    BudgetExhausted,
     #[error(transparent)]
     Infra(#[from] InfraError),
 }
@@ -91,6 +94,7 @@ impl Classified for ReviewError {
             ReviewError::NotFound => Kind::NotFound,
             ReviewError::AlreadyDecided => Kind::Conflict,
             ReviewError::InvalidCursor => Kind::BadInput,
+            ReviewError::BudgetExhausted => Kind::Unprocessable,
             ReviewError::Infra(e) => e.kind(),
         }
     }
@@ -100,6 +104,7 @@ impl Classified for ReviewError {
             ReviewError::NotFound => "review_not_found",
             ReviewError::AlreadyDecided => "review_already_decided",
             ReviewError::InvalidCursor => "invalid_cursor",
+            ReviewError::BudgetExhausted => "budget_exhausted",
             ReviewError::Infra(e) => e.code(),
         }
     }
@@ -124,13 +129,24 @@ pub struct Decided {
 impl Decided {
     /// The decision `decision` on `reviewed`, by `reviewer` at `now`. Pure.
     pub fn of(reviewed: &Entry, decision: Decision, reviewer: &str, now: DateTime<Utc>) -> Self {
+        // Approving a held accrual pays it from its rule: the source names the rule
+        // (`Entry::transfers`), so the budget condition goes with the decision.
+        let pays = match (decision, reviewed.kind) {
+            (Decision::Approve, EntryKind::AccrualUnderReview) => {
+                crate::ledger::rule_of_source(&reviewed.source)
+            }
+            _ => None,
+        };
         let entry = Entry {
             id: entry_ids::review_decision(&reviewed.id),
             participant: reviewed.participant.clone(),
             outlet: reviewed.outlet.clone(),
             kind: decision.entry_kind(),
             amount: reviewed.amount,
-            source: format!("review of {}", reviewed.id),
+            source: match pays {
+                Some(rule) => format!("rule {rule}: review of {}", reviewed.id),
+                None => format!("review of {}", reviewed.id),
+            },
             created_at: now,
             expires_on: reviewed.expires_on,
         };
@@ -163,6 +179,11 @@ pub enum Committed {
     AlreadyDecided,
 }
 
+/// The approval of a held accrual was refused: its rule's budget (the shard the decision
+/// lands on) cannot cover it. Nothing was written; the credit stays held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetRefused;
+
 /// The port through which review decisions reach storage.
 pub trait ReviewStore: Send + Sync {
     /// The entry `id` names, if it is a claim under review (decided or not).
@@ -185,6 +206,16 @@ pub trait ReviewStore: Send + Sync {
         &self,
         decided: &Decided,
     ) -> impl Future<Output = Result<Committed, InfraError>> + Send;
+
+    /// [`ReviewStore::commit`], telling a refused budget apart: an approved held accrual is
+    /// paid from its rule's budget in the same write ([`crate::ledger::Entry::transfers`]).
+    /// A store that never holds accruals keeps this default.
+    fn commit_paid(
+        &self,
+        decided: &Decided,
+    ) -> impl Future<Output = Result<Result<Committed, BudgetRefused>, InfraError>> + Send {
+        async move { self.commit(decided).await.map(Ok) }
+    }
 }
 
 /// The decision to commit: `id` must name a claim under review. Reads, writes nothing.
@@ -200,12 +231,14 @@ pub async fn prepare<S: ReviewStore>(
     let reviewed = store
         .entry_under_review(id)
         .await?
-        .filter(|e| e.kind == EntryKind::CodeClaimUnderReview && e.id == id.entry)
+        .filter(|e| e.kind.is_under_review() && e.id == id.entry)
         .ok_or(ReviewError::NotFound)?;
     Ok(Decided::of(&reviewed, decision, reviewer, now))
 }
 
-/// Approves or rejects the flagged claim `id`: at most once.
+/// Approves or rejects the held entry `id` (a flagged claim or an over-budget accrual): at
+/// most once. Approving a held accrual its rule's budget cannot cover yet is refused
+/// (`BudgetExhausted`) and leaves it held.
 pub async fn decide<S: ReviewStore>(
     store: &S,
     id: &ReviewId,
@@ -214,9 +247,10 @@ pub async fn decide<S: ReviewStore>(
     now: DateTime<Utc>,
 ) -> Result<Decided, ReviewError> {
     let decided = prepare(store, id, decision, reviewer, now).await?;
-    match store.commit(&decided).await? {
-        Committed::Ok => Ok(decided),
-        Committed::AlreadyDecided => Err(ReviewError::AlreadyDecided),
+    match store.commit_paid(&decided).await? {
+        Ok(Committed::Ok) => Ok(decided),
+        Ok(Committed::AlreadyDecided) => Err(ReviewError::AlreadyDecided),
+        Err(BudgetRefused) => Err(ReviewError::BudgetExhausted),
     }
 }
 
@@ -306,6 +340,68 @@ mod tests {
                 matches!(d.event, OutboxEvent::ClaimReviewed { decision: v, .. } if v == verdict)
             );
         }
+    }
+
+    #[tokio::test]
+    async fn approving_a_held_accrual_pays_its_rule_and_a_budget_refusal_leaves_it_held() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
+        let id = ReviewId::parse("p-1.claim-ABC").unwrap();
+        let mut s = store(EntryKind::AccrualUnderReview, Committed::Ok);
+        s.entry.source = "rule quiz: ref-1".into();
+        let approved = decide(&s, &id, Decision::Approve, "admin-1", now)
+            .await
+            .unwrap();
+        let legs = approved.entry.transfers();
+        assert_eq!(approved.entry.source, "rule quiz: review of claim-ABC");
+        assert_eq!(
+            legs.iter()
+                .map(|t| (t.account.key(), t.change))
+                .collect::<Vec<_>>(),
+            vec![("rule:quiz".into(), -40), ("reviews".into(), 40)]
+        );
+        let rejected = decide(&s, &id, Decision::Reject, "admin-1", now)
+            .await
+            .unwrap();
+        assert_eq!(rejected.entry.source, "review of claim-ABC");
+        assert_eq!(
+            rejected.entry.transfers(),
+            vec![crate::ledger::Transfer {
+                account: crate::ledger::ProgrammeAccount::Reviews,
+                change: 40
+            }],
+            "a rejection repays the reviews account and touches no budget"
+        );
+
+        struct NoBudget(OneEntry);
+        impl ReviewStore for NoBudget {
+            async fn entry_under_review(&self, id: &ReviewId) -> Result<Option<Entry>, InfraError> {
+                self.0.entry_under_review(id).await
+            }
+            async fn pending(
+                &self,
+                c: Option<&str>,
+                l: usize,
+            ) -> Result<Page<PendingReview>, ReviewError> {
+                self.0.pending(c, l).await
+            }
+            async fn commit(&self, d: &Decided) -> Result<Committed, InfraError> {
+                self.0.commit(d).await
+            }
+            async fn commit_paid(
+                &self,
+                _: &Decided,
+            ) -> Result<Result<Committed, BudgetRefused>, InfraError> {
+                Ok(Err(BudgetRefused))
+            }
+        }
+        let refusing = NoBudget(s);
+        let e = decide(&refusing, &id, Decision::Approve, "admin-1", now)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.code(), e.kind()),
+            ("budget_exhausted", Kind::Unprocessable)
+        );
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ use loyalty_domain::earning::{
 };
 use loyalty_domain::ids::{IdempotencyKey, OutletId, ParticipantId};
 use loyalty_domain::ledger::{Balance, Entry, EntryKind, ProgrammeAccount};
+use loyalty_domain::review::{decide, Decision, ReviewError, ReviewId, ReviewStore};
 use loyalty_domain::Points;
 use loyalty_platform::dynamo::ItemExt;
 use loyalty_platform::memory::MemoryActions;
@@ -30,6 +31,9 @@ use crate::TestStack;
 pub trait ActionsHarness {
     type Store: ActionStore;
     fn store(&self) -> &Self::Store;
+    /// Where credits held over budget are decided: the same storage's review port.
+    type Reviews: ReviewStore;
+    fn reviews(&self) -> &Self::Reviews;
     async fn put_rule(&self, rule: &Rule);
     async fn put_tiers(&self, tiers: &Tiers);
     /// The stored balance; the default (version 0) for an account without entries.
@@ -70,6 +74,12 @@ impl ActionsHarness for MemoryHarness {
     type Store = MemoryActions;
 
     fn store(&self) -> &MemoryActions {
+        &self.store
+    }
+
+    type Reviews = MemoryActions;
+
+    fn reviews(&self) -> &MemoryActions {
         &self.store
     }
 
@@ -152,6 +162,12 @@ impl ActionsHarness for DynamoHarness {
 
     fn store(&self) -> &DynamoActions {
         &self.store
+    }
+
+    type Reviews = DynamoLedger;
+
+    fn reviews(&self) -> &DynamoLedger {
+        &self.ledger
     }
 
     async fn put_rule(&self, rule: &Rule) {
@@ -261,6 +277,7 @@ pub fn rule(id: &str, points: u64, per_participant: Option<u32>, per_month: Opti
         }),
         valid_from: now() - Duration::days(1),
         valid_until: None,
+        over_budget: loyalty_domain::earning::OverBudget::Refuse,
     }
 }
 
@@ -307,6 +324,7 @@ pub fn attempt(
             base_points: rule.points,
             tier: "base".into(),
             multiplier_percent: 100,
+            held: false,
         },
         now: at,
     }
@@ -613,6 +631,136 @@ pub async fn a_credit_within_its_rules_budget_moves_the_account_by_its_points(
     assert_double_entry(&h).await;
 }
 
+/// `attempt`, held for review: what `report_action` sends again after the rule's budget
+/// refused it, for a rule with `over_budget: hold`.
+fn held(mut a: ActionAttempt) -> ActionAttempt {
+    a.entry.kind = EntryKind::AccrualUnderReview;
+    a.receipt.held = true;
+    a
+}
+
+/// The ids of the entries awaiting review.
+async fn queued<H: ActionsHarness>(h: &H) -> Vec<(ReviewId, Vec<String>)> {
+    let page = h
+        .reviews()
+        .pending(None, 50)
+        .await
+        .expect("pending reviews");
+    page.items.into_iter().map(|p| (p.id, p.reasons)).collect()
+}
+
+pub async fn a_held_credit_is_pending_and_queued_and_its_approval_pays_only_within_the_budget(
+    h: impl ActionsHarness,
+) {
+    let at = now();
+    let p = pid("p-1");
+    let r = rule("survey", 40, None, None);
+    let account = ProgrammeAccount::Rule(r.id.clone());
+    // 16 shards of 2 points each: no shard covers 40.
+    h.fund_budget(&account, Points(32), "funding-1").await;
+    let a = held(attempt(
+        "p-1",
+        Some("o-1"),
+        &r,
+        "key-0000001",
+        BalanceExpectation::Any,
+        at,
+    ));
+    assert_eq!(
+        accrue(&h, &a).await,
+        Ok(()),
+        "reviews fronts it, unbudgeted"
+    );
+    let b = h.balance(&p).await;
+    assert_eq!((b.available, b.pending, b.lifetime_earned), (0, 40, 0));
+    assert_eq!(
+        h.programme_balance(&account).await,
+        32,
+        "the budget is untouched"
+    );
+    assert_eq!(h.programme_balance(&ProgrammeAccount::Reviews).await, -40);
+    assert!(
+        !h.has_outbox_record(&format!("points_credited-{}", a.entry.id))
+            .await,
+        "nothing is credited yet"
+    );
+    assert_double_entry(&h).await;
+    let id = ReviewId::of(&p, &a.entry.id);
+    assert_eq!(
+        queued(&h).await,
+        vec![(id.clone(), vec!["over_budget".to_string()])]
+    );
+
+    let over = decide(h.reviews(), &id, Decision::Approve, "admin-1", at).await;
+    assert!(
+        matches!(over, Err(ReviewError::BudgetExhausted)),
+        "{over:?}"
+    );
+    assert_eq!(h.balance(&p).await, b, "a refused approval writes nothing");
+    assert_eq!(queued(&h).await.len(), 1, "still held");
+    assert_double_entry(&h).await;
+
+    h.fund_budget(&account, Points(1600), "funding-2").await;
+    let approved = decide(h.reviews(), &id, Decision::Approve, "admin-1", at)
+        .await
+        .expect("approved within the budget");
+    assert_eq!(approved.entry.kind, EntryKind::ReviewApproved);
+    let b = h.balance(&p).await;
+    assert_eq!((b.available, b.pending, b.lifetime_earned), (40, 0, 40));
+    assert_eq!(
+        h.outlet_totals(&OutletId::parse("o-1").unwrap())
+            .await
+            .available,
+        40
+    );
+    assert_eq!(h.programme_balance(&account).await, 32 + 1600 - 40);
+    assert_eq!(h.programme_balance(&ProgrammeAccount::Reviews).await, 0);
+    assert_double_entry(&h).await;
+    assert!(queued(&h).await.is_empty());
+    let again = decide(h.reviews(), &id, Decision::Approve, "admin-1", at).await;
+    assert!(
+        matches!(again, Err(ReviewError::AlreadyDecided)),
+        "{again:?}"
+    );
+    assert_eq!(h.balance(&p).await, b, "credited once");
+    assert_eq!(h.entries(&p).await.len(), 2);
+}
+
+pub async fn a_rejected_held_credit_never_credits_and_leaves_the_budget_alone(
+    h: impl ActionsHarness,
+) {
+    let at = now();
+    let p = pid("p-1");
+    let r = rule("survey", 40, None, None);
+    let account = ProgrammeAccount::Rule(r.id.clone());
+    h.fund_budget(&account, Points(32), "funding-1").await;
+    let a = held(attempt(
+        "p-1",
+        None,
+        &r,
+        "key-0000001",
+        BalanceExpectation::Any,
+        at,
+    ));
+    assert_eq!(accrue(&h, &a).await, Ok(()));
+    let id = ReviewId::of(&p, &a.entry.id);
+    let rejected = decide(h.reviews(), &id, Decision::Reject, "admin-1", at)
+        .await
+        .expect("rejected");
+    assert_eq!(rejected.entry.kind, EntryKind::ReviewRejected);
+    let b = h.balance(&p).await;
+    assert_eq!((b.available, b.pending, b.lifetime_earned), (0, 0, 0));
+    assert_eq!(h.programme_balance(&account).await, 32);
+    assert_eq!(h.programme_balance(&ProgrammeAccount::Reviews).await, 0);
+    assert_double_entry(&h).await;
+    let approve = decide(h.reviews(), &id, Decision::Approve, "admin-1", at).await;
+    assert!(
+        matches!(approve, Err(ReviewError::AlreadyDecided)),
+        "{approve:?}"
+    );
+    assert_eq!(h.balance(&p).await, b);
+}
+
 #[macro_export]
 macro_rules! action_store_contract {
     ($harness:path) => {
@@ -627,6 +775,8 @@ macro_rules! action_store_contract {
             a_remembered_refusal_holds_the_key,
             a_credit_over_its_rules_budget_is_refused_and_writes_nothing,
             a_credit_within_its_rules_budget_moves_the_account_by_its_points,
+            a_held_credit_is_pending_and_queued_and_its_approval_pays_only_within_the_budget,
+            a_rejected_held_credit_never_credits_and_leaves_the_budget_alone,
         );
     };
     (@cases $harness:path; $($case:ident),* $(,)?) => {

@@ -44,6 +44,7 @@ fn survey(points: u64, per_participant: Option<u32>, per_month: Option<u32>) -> 
         }),
         valid_from: Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap(),
         valid_until: Some(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()),
+        over_budget: loyalty_domain::earning::OverBudget::Refuse,
     }
 }
 
@@ -504,4 +505,50 @@ async fn a_challenge_an_admin_puts_is_listed_with_no_progress() {
         (status, body["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("forbidden"))
     );
+}
+
+#[tokio::test]
+async fn an_action_over_its_rules_budget_is_held_for_review_when_the_rule_says_hold() {
+    use loyalty_domain::earning::OverBudget;
+    use loyalty_domain::ledger::{EntryKind, ProgrammeAccount};
+    let account = ProgrammeAccount::Rule(RuleId::parse("survey-q4").unwrap());
+    for (over_budget, want) in [
+        (OverBudget::Refuse, StatusCode::UNPROCESSABLE_ENTITY),
+        (OverBudget::Hold, StatusCode::CREATED),
+    ] {
+        let app = app(Rule {
+            over_budget,
+            ..survey(40, None, None)
+        });
+        // 16 shards of 1 point: none covers 40.
+        app.store().fund_budget(&account, Points(16), "funding-1");
+        let (status, body, _) = send(&app, keyed("key-over-budget-1")).await;
+        assert_eq!(status, want, "{over_budget:?}: {body}");
+        let balance = app.store().balance(&participant());
+        if over_budget == OverBudget::Refuse {
+            assert_eq!(body["code"], "budget_exhausted");
+            assert!(balance.is_none(), "nothing written");
+            continue;
+        }
+        assert_eq!(
+            (&body["status"], &body["points"]),
+            (&json!("pending_review"), &json!(40))
+        );
+        let balance = balance.unwrap();
+        assert_eq!((balance.available, balance.pending), (0, 40));
+        let entries = app.store().entries(&participant());
+        assert_eq!(entries[0].kind, EntryKind::AccrualUnderReview);
+        assert_eq!(
+            app.store().programme_balance(&account).balance,
+            16,
+            "budget untouched"
+        );
+        assert!(
+            app.store().outbox().is_empty(),
+            "nothing announced until decided"
+        );
+        let (again, replay, response) = send(&app, keyed("key-over-budget-1")).await;
+        assert_eq!((again, &replay), (StatusCode::CREATED, &body));
+        assert!(replayed(&response));
+    }
 }

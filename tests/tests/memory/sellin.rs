@@ -36,6 +36,7 @@ fn rules() -> Vec<Rule> {
         per_period: None,
         valid_from: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
         valid_until: None,
+        over_budget: loyalty_domain::earning::OverBudget::Refuse,
     };
     vec![rule("cola-05", "COLA-05", 2), rule("cola-1", "COLA-1", 5)]
 }

@@ -7,6 +7,9 @@
 //! The same world is accrual's [`EarningSettings`] in memory (rules, tiers, budgets, earned
 //! months) and the ledger [`super::MemoryChallenges`] credits bonuses to
 //! ([`MemoryActions::credit`]), so an `accrual::App` built on memory sees one programme.
+//! A credit held over budget (`AccrualUnderReview`) waits on [`ActionsWorld::reviews`] and is
+//! decided through this store's [`ReviewStore`], as `DynamoLedger` decides it on the ledger
+//! table: an approval pays the rule within its budget, or is refused and stays held.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -18,8 +21,11 @@ use loyalty_domain::action::{
 };
 use loyalty_domain::earning::{LimitScope, MonthlyEarned, Rule, RuleId, Tiers};
 use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
-use loyalty_domain::ledger::{Entry, ProgrammeAccount};
+use loyalty_domain::ledger::{Entry, EntryKind, ProgrammeAccount};
 use loyalty_domain::outbox::{Envelope, OutboxEvent as DomainEvent};
+use loyalty_domain::review::{
+    BudgetRefused, Committed, Decided, Page, PendingReview, ReviewError, ReviewId, ReviewStore,
+};
 use loyalty_domain::settings::EarningSettings;
 use loyalty_domain::{InfraError, Points};
 
@@ -51,6 +57,9 @@ pub struct ActionsWorld {
     pub outbox: BTreeMap<String, OutboxEvent>,
     /// The programme side of every entry: rules' accounts, with their budgets.
     pub accounts: ProgrammeShards,
+    /// The review queue: credits held over budget, by (held at, entry id), as the ledger
+    /// table's `gsi1` orders them.
+    pub reviews: BTreeMap<(String, EntryId), ParticipantId>,
 }
 
 /// Actions over ordered maps behind one lock.
@@ -285,6 +294,23 @@ impl EarningSettings for MemoryActions {
     }
 }
 
+fn put_outbox(w: &mut ActionsWorld, envelope: &Envelope) {
+    let payload: serde_json::Value =
+        serde_json::from_str(&envelope.to_json()).expect("an envelope is JSON");
+    w.outbox.insert(
+        envelope.event_id.clone(),
+        OutboxEvent {
+            event_id: envelope.event_id.clone(),
+            payload,
+            at: envelope.occurred_at,
+        },
+    );
+}
+
+fn review_key(entry: &Entry) -> (String, EntryId) {
+    (entry.created_at.to_rfc3339(), entry.id.clone())
+}
+
 fn basis(b: Option<&StoredBalance>) -> TierBasis {
     b.map(|b| TierBasis {
         version: b.version,
@@ -317,6 +343,8 @@ impl ActionStore for MemoryActions {
             a.now,
         );
         let entry_id = (entry.participant.clone(), entry.id.clone());
+        // A held credit announces nothing until it is decided.
+        let held = entry.kind == EntryKind::AccrualUnderReview;
         if w.entries.contains_key(&entry_id) || w.outbox.contains_key(&envelope.event_id) {
             return Ok(Err(ActionRefusal::EntryExists));
         }
@@ -389,16 +417,12 @@ impl ActionStore for MemoryActions {
                 .or_default()
                 .add(&delta, a.now);
         }
-        let payload: serde_json::Value =
-            serde_json::from_str(&envelope.to_json()).expect("an envelope is JSON");
-        w.outbox.insert(
-            envelope.event_id.clone(),
-            OutboxEvent {
-                event_id: envelope.event_id.clone(),
-                payload,
-                at: a.now,
-            },
-        );
+        if held {
+            w.reviews
+                .insert(review_key(entry), entry.participant.clone());
+        } else {
+            put_outbox(&mut w, &envelope);
+        }
         w.accounts.apply(entry);
         w.entries.insert(entry_id, entry.clone());
         Ok(Ok(()))
@@ -436,5 +460,122 @@ impl ActionStore for MemoryActions {
             },
         );
         Ok(Ok(()))
+    }
+}
+
+const REVIEW_CURSOR_PREFIX: &str = "memory-actions-review:";
+
+/// Review decisions on credits held over budget, with `DynamoLedger::commit_decision`'s
+/// conditions, checked before anything is written: the entry still queued, the decision
+/// entry new, the pending bucket covering it, and (an approval) the rule's budget shard
+/// covering the points.
+impl ReviewStore for MemoryActions {
+    async fn entry_under_review(&self, id: &ReviewId) -> Result<Option<Entry>, InfraError> {
+        Ok(self
+            .lock()
+            .entries
+            .get(&(id.participant.clone(), id.entry.clone()))
+            .cloned())
+    }
+
+    async fn pending(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<PendingReview>, ReviewError> {
+        let after = match cursor {
+            None => None,
+            Some(c) => {
+                let rest = c
+                    .strip_prefix(REVIEW_CURSOR_PREFIX)
+                    .ok_or(ReviewError::InvalidCursor)?;
+                let (at, entry) = rest.rsplit_once('#').ok_or(ReviewError::InvalidCursor)?;
+                let entry = EntryId::parse(entry).map_err(|_| ReviewError::InvalidCursor)?;
+                Some((at.to_string(), entry))
+            }
+        };
+        let w = self.lock();
+        let rest: Vec<_> = w
+            .reviews
+            .iter()
+            .filter(|(k, _)| after.as_ref().is_none_or(|a| *k > a))
+            .take(limit + 1)
+            .collect();
+        let more = rest.len() > limit;
+        let page = &rest[..rest.len().min(limit)];
+        let next_cursor = more
+            .then(|| page.last())
+            .flatten()
+            .map(|((at, entry), _)| format!("{REVIEW_CURSOR_PREFIX}{at}#{entry}"));
+        let items = page
+            .iter()
+            .map(|((_, entry), participant)| PendingReview {
+                id: ReviewId::of(participant, entry),
+                entry: w.entries[&((*participant).clone(), entry.clone())].clone(),
+                reasons: vec![crate::stores::ledger::OVER_BUDGET.to_string()],
+            })
+            .collect();
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn commit(&self, decided: &Decided) -> Result<Committed, InfraError> {
+        match self.commit_paid(decided).await? {
+            Ok(committed) => Ok(committed),
+            Err(BudgetRefused) => Err(InfraError::retryable(
+                "decide review",
+                "the rule's budget cannot cover the approved credit; it stays held",
+            )),
+        }
+    }
+
+    async fn commit_paid(
+        &self,
+        d: &Decided,
+    ) -> Result<Result<Committed, BudgetRefused>, InfraError> {
+        let mut w = self.lock();
+        if w.reviews.remove(&review_key(&d.reviewed)).is_none() {
+            return Ok(Ok(Committed::AlreadyDecided));
+        }
+        // Put back until every other condition holds: nothing is written before then.
+        w.reviews
+            .insert(review_key(&d.reviewed), d.reviewed.participant.clone());
+        let entry = &d.entry;
+        let key = (entry.participant.clone(), entry.id.clone());
+        if w.entries.contains_key(&key) {
+            return Err(InfraError::retryable(
+                "decide review",
+                "cancelled by a concurrent change (EntryExists)",
+            ));
+        }
+        let delta = entry.delta();
+        let pending = w
+            .balances
+            .get(&entry.participant)
+            .map(|b| b.pending)
+            .unwrap_or(0);
+        if pending + delta.pending < 0 {
+            return Err(InfraError::retryable(
+                "decide review",
+                "cancelled by a concurrent change (InsufficientBalance)",
+            ));
+        }
+        if !w.accounts.covers(entry) && self.bug != Some(ActionsBug::IgnoreBudgets) {
+            return Ok(Err(BudgetRefused));
+        }
+        w.reviews.remove(&review_key(&d.reviewed));
+        w.balances
+            .entry(entry.participant.clone())
+            .or_default()
+            .add(&delta, d.at);
+        if let Some(outlet) = &entry.outlet {
+            w.outlet_totals
+                .entry(outlet.clone())
+                .or_default()
+                .add(&delta, d.at);
+        }
+        w.accounts.apply(entry);
+        put_outbox(&mut w, &Envelope::new(d.event.clone(), d.at));
+        w.entries.insert(key, entry.clone());
+        Ok(Ok(Committed::Ok))
     }
 }

@@ -23,6 +23,10 @@
 //!
 //! One difference on purpose: `DynamoClaims` remembers an unknown batch number for a
 //! minute (so probing costs no reads); here a batch is claimable as soon as it is added.
+//!
+//! The claims it flags are decided through its [`ReviewStore`], with the conditions of
+//! `DynamoLedger::commit_decision` (still queued, decision entry new, pending covering it).
+//! `PlantedBug::RejectionCredits` exists only to prove the simulator catches a bad decision.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -35,8 +39,12 @@ use loyalty_domain::claim::{
 use loyalty_domain::code::Code;
 use loyalty_domain::earning::month_key;
 use loyalty_domain::fraud::{AttemptOutcome, FlagReason, Subject};
-use loyalty_domain::ids::{OutletId, ParticipantId};
+use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
 use loyalty_domain::ledger::{programme_shard, Balance, Delta, Entry, ProgrammeAccount};
+use loyalty_domain::outbox::Envelope;
+use loyalty_domain::review::{
+    Committed, Decided, Page, PendingReview, ReviewError, ReviewId, ReviewStore,
+};
 use loyalty_domain::InfraError;
 
 /// A code as the codes table holds it.
@@ -152,6 +160,9 @@ pub struct ClaimsWorld {
     pub codes: BTreeMap<String, CodeRecord>,
     /// Each participant's entries in the order they were appended.
     pub entries: BTreeMap<ParticipantId, Vec<Entry>>,
+    /// Where each entry is in [`ClaimsWorld::entries`]: the entry conditions look an id up
+    /// rather than scan an account (simulated accounts grow to thousands of entries).
+    entry_index: BTreeMap<EntryId, (ParticipantId, usize)>,
     /// The review queue: entries awaiting review and why.
     pub reviews: BTreeMap<String, Vec<FlagReason>>,
     pub balances: BTreeMap<ParticipantId, StoredBalance>,
@@ -179,6 +190,8 @@ pub enum PlantedBug {
     ReclaimableCodes,
     /// A commit credits the participant but not the programme account on the other side.
     OneSided,
+    /// A rejected review credits the held points as an approval would.
+    RejectionCredits,
 }
 
 /// The in-memory claim store. Cheap to create: one per test, or one per simulation run.
@@ -405,10 +418,7 @@ impl ClaimsWorld {
         }
 
         let reclaimable = bug == Some(PlantedBug::ReclaimableCodes);
-        let entry_exists = self
-            .entries
-            .get(participant)
-            .is_some_and(|es| es.iter().any(|e| e.id == a.receipt.entry_id));
+        let entry_exists = self.entry(participant, &a.receipt.entry_id).is_some();
         let outbox_exists = self
             .outbox
             .contains_key(&format!("code_accepted-{}", a.receipt.entry_id));
@@ -481,10 +491,7 @@ impl ClaimsWorld {
                 at: a.now,
             },
         );
-        self.entries
-            .entry(participant.clone())
-            .or_default()
-            .push(entry);
+        self.push_entry(entry);
         self.audit.push(AuditRecord {
             participant: participant.clone(),
             outlet: a.claimant.outlet.clone(),
@@ -545,5 +552,139 @@ impl ClaimStore for MemoryClaims {
     async fn lock(&self, subject: &Subject, until: i64) -> Result<(), InfraError> {
         self.world().locks.insert(subject.key(), until);
         Ok(())
+    }
+}
+
+const REVIEW_CURSOR_PREFIX: &str = "memory-claims-review:";
+
+impl ClaimsWorld {
+    /// The entry `id` of `participant`'s account.
+    fn entry(&self, participant: &ParticipantId, id: &EntryId) -> Option<&Entry> {
+        let (owner, at) = self.entry_index.get(id)?;
+        (owner == participant)
+            .then(|| self.entries.get(participant)?.get(*at))
+            .flatten()
+    }
+
+    fn push_entry(&mut self, entry: Entry) {
+        let entries = self.entries.entry(entry.participant.clone()).or_default();
+        self.entry_index
+            .insert(entry.id.clone(), (entry.participant.clone(), entries.len()));
+        entries.push(entry);
+    }
+
+    /// [`DynamoLedger::commit_decision`](crate::stores::ledger::DynamoLedger::commit_decision):
+    /// the entry must still be queued (`attribute_exists(gsi1pk)`), the decision entry new, the
+    /// pending bucket must cover a rejection; all checked before anything is written.
+    fn decide(&mut self, d: &Decided, bug: Option<PlantedBug>) -> Result<Committed, InfraError> {
+        if !self.reviews.contains_key(d.id.entry.as_str()) {
+            return Ok(Committed::AlreadyDecided);
+        }
+        let mut entry = d.entry.clone();
+        if bug == Some(PlantedBug::RejectionCredits) {
+            entry.kind = loyalty_domain::ledger::EntryKind::ReviewApproved;
+        }
+        let d = &Decided { entry, ..d.clone() };
+        let participant = &d.entry.participant;
+        if self.entry(participant, &d.entry.id).is_some() {
+            return Err(InfraError::retryable(
+                "decide review",
+                "cancelled by a concurrent change (EntryExists)",
+            ));
+        }
+        let delta = d.entry.delta();
+        let balance = self.balances.entry(participant.clone()).or_default();
+        if balance.pending + delta.pending < 0 || balance.available + delta.available < 0 {
+            return Err(InfraError::retryable(
+                "decide review",
+                "cancelled by a concurrent change (InsufficientBalance)",
+            ));
+        }
+        self.reviews.remove(d.id.entry.as_str());
+        balance.add(&delta, d.at);
+        if let Some(outlet) = &d.entry.outlet {
+            self.outlet_totals
+                .entry(outlet.clone())
+                .or_default()
+                .add(&delta, d.at);
+        }
+        if let Some(side) = d.entry.transfer() {
+            *self
+                .programme
+                .entry((side.account, programme_shard(&d.entry.id)))
+                .or_default() += side.change;
+        }
+        let envelope = Envelope::new(d.event.clone(), d.at);
+        let payload: serde_json::Value =
+            serde_json::from_str(&envelope.to_json()).expect("an envelope is JSON");
+        self.outbox.insert(
+            envelope.event_id.clone(),
+            OutboxEvent {
+                event_id: envelope.event_id,
+                payload,
+                at: d.at,
+            },
+        );
+        self.push_entry(d.entry.clone());
+        Ok(Committed::Ok)
+    }
+}
+
+/// Review decisions on the claims this store flagged, as `DynamoLedger` decides them on the
+/// ledger table: the queue is [`ClaimsWorld::reviews`], ordered like the DynamoDB index
+/// (claimed at, then entry id).
+impl ReviewStore for MemoryClaims {
+    async fn entry_under_review(&self, id: &ReviewId) -> Result<Option<Entry>, InfraError> {
+        Ok(self.world().entry(&id.participant, &id.entry).cloned())
+    }
+
+    async fn pending(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<PendingReview>, ReviewError> {
+        let after = match cursor {
+            None => None,
+            Some(c) => {
+                let rest = c
+                    .strip_prefix(REVIEW_CURSOR_PREFIX)
+                    .ok_or(ReviewError::InvalidCursor)?;
+                let (at, entry) = rest.rsplit_once('#').ok_or(ReviewError::InvalidCursor)?;
+                Some((at.to_string(), entry.to_string()))
+            }
+        };
+        let w = self.world();
+        let mut queued: Vec<((String, String), PendingReview)> = w
+            .entries
+            .values()
+            .flatten()
+            .filter_map(|e| {
+                let reasons = w.reviews.get(e.id.as_str())?;
+                Some((
+                    (e.created_at.to_rfc3339(), e.id.as_str().to_string()),
+                    PendingReview {
+                        id: ReviewId::of(&e.participant, &e.id),
+                        entry: e.clone(),
+                        reasons: reasons.iter().map(|r| r.as_str().to_string()).collect(),
+                    },
+                ))
+            })
+            .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
+            .collect();
+        queued.sort_by(|a, b| a.0.cmp(&b.0));
+        let more = queued.len() > limit;
+        queued.truncate(limit);
+        let next_cursor = more
+            .then(|| queued.last())
+            .flatten()
+            .map(|((at, entry), _)| format!("{REVIEW_CURSOR_PREFIX}{at}#{entry}"));
+        Ok(Page {
+            items: queued.into_iter().map(|(_, p)| p).collect(),
+            next_cursor,
+        })
+    }
+
+    async fn commit(&self, decided: &Decided) -> Result<Committed, InfraError> {
+        self.world().decide(decided, self.bug)
     }
 }

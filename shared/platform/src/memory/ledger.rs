@@ -184,13 +184,15 @@ impl ProgrammeShards {
     /// Whether the programme side of `entry` may be written: a debit of a budgeted shard
     /// must be covered by it; anything else always may.
     pub fn covers(&self, entry: &Entry) -> bool {
-        let Some(Transfer { account, change }) = entry.transfer() else {
-            return true;
-        };
-        let shard = (account, programme_shard(&entry.id));
-        change >= 0
-            || !self.budgets.contains_key(&shard)
-            || self.balances.get(&shard).copied().unwrap_or(0) >= -change
+        entry
+            .transfers()
+            .into_iter()
+            .all(|Transfer { account, change }| {
+                let shard = (account, programme_shard(&entry.id));
+                change >= 0
+                    || !self.budgets.contains_key(&shard)
+                    || self.balances.get(&shard).copied().unwrap_or(0) >= -change
+            })
     }
 
     /// Whether the programme side of `entry` may be written, after gathering what its dry
@@ -217,9 +219,10 @@ impl ProgrammeShards {
         Gathered::Ready
     }
 
-    /// Writes the programme side of `entry` (checked with [`Self::covers`] first).
+    /// Writes the programme side of `entry` (checked with [`Self::covers`] first): its
+    /// transfer, and the settlement an approved held accrual makes.
     pub fn apply(&mut self, entry: &Entry) {
-        if let Some(Transfer { account, change }) = entry.transfer() {
+        for Transfer { account, change } in entry.transfers() {
             *self
                 .balances
                 .entry((account, programme_shard(&entry.id)))
@@ -287,16 +290,19 @@ impl ProgrammeShards {
     /// funded: `(account, shard or None for the account, value)`. Empty while budgets hold.
     pub fn overdrawn(&self) -> Vec<(ProgrammeAccount, Option<u32>, i64)> {
         let mut found = Vec::new();
+        // Funding gives every shard of an account a budget, so these are all its shards.
+        let mut accounts: BTreeMap<&ProgrammeAccount, i64> = BTreeMap::new();
         for key in self.budgets.keys() {
             let v = self.balances.get(key).copied().unwrap_or(0);
             if v < 0 {
                 found.push((key.0.clone(), Some(key.1), v));
             }
+            *accounts.entry(&key.0).or_default() += v;
         }
-        for (account, b) in self.all() {
+        for (account, balance) in accounts {
             // Paid out (funded - balance) may not exceed what was funded.
-            if b.funded.is_some() && b.balance < 0 {
-                found.push((account, None, b.balance));
+            if balance < 0 {
+                found.push((account.clone(), None, balance));
             }
         }
         found

@@ -6,10 +6,11 @@
 //! |---|---|---|
 //! | ActivityTable `IDEMPOTENCY#caller#key` (the answer) | `attribute_not_exists(pk) OR ttl <= :now` | `KeyTaken`: the stored answer, replayed without a read |
 //! | ActivityTable `LIMIT#participant`/`RULE#rule#EVER` and `#<period>` (0 to 2) | `attribute_not_exists(used) OR used < :max` | `Limit`: the counter's value |
-//! | LedgerTable `ACCOUNT#participant`/`ENTRY#id` | `attribute_not_exists(pk)` | `EntryExists`: the key named it more than 24 h ago |
+//! | LedgerTable `ACCOUNT#participant`/`ENTRY#id` (on the review queue when held over budget) | `attribute_not_exists(pk)` | `EntryExists`: the key named it more than 24 h ago |
 //! | LedgerTable `ACCOUNT#participant`/`BALANCE` | `version = :v` or `attribute_not_exists(version)`; none with a single tier | `BalanceMoved`: the balance, hence the tier basis |
 //! | LedgerTable `OUTLET#outlet`/`TOTALS` (with an outlet) | none | — |
-//! | OutboxTable `points_credited-<entry>` | `attribute_not_exists(pk)` | as `EntryExists` |
+//! | LedgerTable `PROGRAMME#rule:<id>#<shard>` (`reviews` for a held credit) | `attribute_not_exists(budget) OR programme_balance >= :points` | `BudgetExhausted`: the rule then refuses, or holds the credit for review |
+//! | OutboxTable `points_credited-<entry>` (none for a held credit) | `attribute_not_exists(pk)` | as `EntryExists` |
 //!
 //! This adapter only translates; [`loyalty_domain::action::report_action`] decides.
 
@@ -22,6 +23,7 @@ use loyalty_domain::action::{
 };
 use loyalty_domain::earning::{LimitCounter, LimitScope, RuleId};
 use loyalty_domain::ids::ParticipantId;
+use loyalty_domain::ledger::EntryKind;
 use loyalty_domain::InfraError;
 
 use crate::dynamo::{key, n, Item, ItemExt};
@@ -29,7 +31,7 @@ use crate::idempotency::{record_put, StoredRecord};
 use crate::stores::earning::{points_credited, read_rules, read_tiers, EarningTables};
 use crate::stores::ledger::{
     account_pk, balance_from_item, balance_update, entry_item, monthly_earned_from_item, outlet_pk,
-    programme_items, LedgerRefusal,
+    programme_items, queue_for_review, LedgerRefusal, OVER_BUDGET,
 };
 use crate::tx::{Refused, Tx};
 
@@ -121,10 +123,15 @@ impl DynamoActions {
             };
             tx.update(update, ActionTag::Limit(c.scope))?;
         }
+        let mut item = entry_item(entry);
+        let held = entry.kind == EntryKind::AccrualUnderReview;
+        if held {
+            queue_for_review(&mut item, entry, [OVER_BUDGET]);
+        }
         tx.put(
             Put::builder()
                 .table_name(&t.ledger)
-                .set_item(Some(entry_item(entry)))
+                .set_item(Some(item))
                 .condition_expression("attribute_not_exists(pk)"),
             ActionTag::EntryExists,
         )?;
@@ -156,10 +163,13 @@ impl DynamoActions {
                 a.now,
             ))?;
         }
-        // Double entry: the rule's programme account pays for the points (within its budget).
+        // Double entry: the rule's programme account pays for the points (within its budget);
+        // `reviews` fronts a held credit, which its decision announces (`claim_reviewed`).
         tx.append(programme_items(&t.ledger, entry)?);
-        let outbox = points_credited(&t.outbox, entry, &a.rule);
-        tx.put(outbox.put(a.now), ActionTag::OutboxExists)?;
+        if !held {
+            let outbox = points_credited(&t.outbox, entry, &a.rule);
+            tx.put(outbox.put(a.now), ActionTag::OutboxExists)?;
+        }
         Ok(tx)
     }
 

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::builders::ConditionCheckBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, ReturnValue, Update};
+use aws_sdk_dynamodb::types::{ConditionCheck, Put, ReturnValue, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, NaiveDate, Utc};
 use loyalty_domain::claim::{
@@ -28,7 +28,7 @@ use loyalty_domain::outbox::{CodeClaimed, OutboxEvent};
 use crate::dynamo::{classify, key, n, s, Item, ItemExt};
 use crate::stores::codes::CodesStore;
 use crate::stores::ledger::{
-    balance_from_item, balance_update, entry_item, programme_update, OutboxRecord,
+    balance_from_item, balance_update, entry_item, programme_update, queue_for_review, OutboxRecord,
 };
 use crate::tx::{Refused, Tx};
 
@@ -139,14 +139,7 @@ impl DynamoClaims {
         };
         let mut entry_item = entry_item(&entry);
         if !a.flags.is_empty() {
-            // The sparse index is the review queue: only entries awaiting review carry it.
-            entry_item.insert("gsi1pk".into(), s("REVIEW#PENDING"));
-            entry_item.insert(
-                "gsi1sk".into(),
-                s(format!("{}#{}", a.now.to_rfc3339(), entry.id)),
-            );
-            let reasons = a.flags.iter().map(|f| s(f.as_str())).collect();
-            entry_item.insert("review_reasons".into(), AttributeValue::L(reasons));
+            queue_for_review(&mut entry_item, &entry, a.flags.iter().map(|f| f.as_str()));
         }
         tx.put(
             Put::builder()

@@ -14,7 +14,8 @@ use loyalty_domain::ledger::{
 };
 use loyalty_domain::outbox::{Envelope, OutboxEvent};
 use loyalty_domain::review::{
-    Committed, Decided, Page as ReviewPage, PendingReview, ReviewError, ReviewId, ReviewStore,
+    BudgetRefused, Committed, Decided, Page as ReviewPage, PendingReview, ReviewError, ReviewId,
+    ReviewStore,
 };
 use loyalty_domain::{InfraError, Points};
 
@@ -64,29 +65,31 @@ pub fn programme_update(
 /// account). A debit of a programme account that has a budget (a `budget` attribute, set
 /// when it was funded) must be covered by its shard, tagged [`LedgerRefusal::BudgetExhausted`];
 /// an account without a budget issues points and may go negative.
+///
+/// The approval of a held accrual has two more items ([`Entry::transfers`]): its rule's
+/// account pays (with the same budget condition) and `reviews` is repaid.
 pub fn programme_items(table: &str, entry: &Entry) -> Result<Tx<LedgerRefusal>, InfraError> {
     let mut tx = Tx::new();
-    let Some(Transfer { account, change }) = entry.transfer() else {
-        return Ok(tx);
-    };
-    let update = programme_update(
-        table,
-        &account,
-        programme_shard(&entry.id),
-        change,
-        entry.created_at,
-    );
-    if change < 0 {
-        tx.update(
-            update
-                .condition_expression(
-                    "attribute_not_exists(budget) OR programme_balance >= :needed_budget",
-                )
-                .expression_attribute_values(":needed_budget", n(-change)),
-            LedgerRefusal::BudgetExhausted,
-        )?;
-    } else {
-        tx.update_always(update)?;
+    for Transfer { account, change } in entry.transfers() {
+        let update = programme_update(
+            table,
+            &account,
+            programme_shard(&entry.id),
+            change,
+            entry.created_at,
+        );
+        if change < 0 {
+            tx.update(
+                update
+                    .condition_expression(
+                        "attribute_not_exists(budget) OR programme_balance >= :needed_budget",
+                    )
+                    .expression_attribute_values(":needed_budget", n(-change)),
+                LedgerRefusal::BudgetExhausted,
+            )?;
+        } else {
+            tx.update_always(update)?;
+        }
     }
     Ok(tx)
 }
@@ -678,11 +681,29 @@ impl DynamoLedger {
     /// transaction takes the entry off the queue, appends the decision entry, moves the
     /// balance and outlet totals, announces it, and writes `answer_record` (the caller's
     /// idempotency record) when given.
+    ///
+    /// An approved held accrual its rule's budget cannot cover is a retryable error here
+    /// (an admin may top the budget up); [`ReviewStore::commit_paid`] tells it apart.
     pub async fn commit_decision(
         &self,
         decided: &Decided,
         answer_record: Option<Tx<KeyTaken>>,
     ) -> Result<DecisionWrite, InfraError> {
+        self.commit_decision_paid(decided, answer_record)
+            .await?
+            .map_err(|BudgetRefused| {
+                InfraError::retryable(
+                    "decide review",
+                    "the rule's budget cannot cover the approved credit; it stays held",
+                )
+            })
+    }
+
+    async fn commit_decision_paid(
+        &self,
+        decided: &Decided,
+        answer_record: Option<Tx<KeyTaken>>,
+    ) -> Result<Result<DecisionWrite, BudgetRefused>, InfraError> {
         let id = &decided.id;
         let outbox = self
             .outbox
@@ -703,12 +724,17 @@ impl DynamoLedger {
             tx.append(record);
         }
         match tx.commit(&self.client, "decide review").await? {
-            Ok(()) => Ok(DecisionWrite::Done),
+            Ok(()) => Ok(Ok(DecisionWrite::Done)),
             Err(refused) if refused.contains(&ReviewRefusal::KeyTaken) => {
-                Ok(DecisionWrite::KeyTaken)
+                Ok(Ok(DecisionWrite::KeyTaken))
             }
             Err(refused) if refused.contains(&ReviewRefusal::AlreadyDecided) => {
-                Ok(DecisionWrite::AlreadyDecided)
+                Ok(Ok(DecisionWrite::AlreadyDecided))
+            }
+            Err(refused)
+                if refused.contains(&ReviewRefusal::Ledger(LedgerRefusal::BudgetExhausted)) =>
+            {
+                Ok(Err(BudgetRefused))
             }
             Err(refused) => Err(InfraError::retryable(
                 "decide review",
@@ -742,13 +768,16 @@ impl ReviewStore for DynamoLedger {
     }
 
     async fn commit(&self, decided: &Decided) -> Result<Committed, InfraError> {
-        match self.commit_decision(decided, None).await? {
-            DecisionWrite::Done => Ok(Committed::Ok),
-            DecisionWrite::AlreadyDecided => Ok(Committed::AlreadyDecided),
-            DecisionWrite::KeyTaken => Err(InfraError::permanent(
-                "decide review",
-                "an idempotency record refused a decision that carried none",
-            )),
+        committed(self.commit_decision(decided, None).await?)
+    }
+
+    async fn commit_paid(
+        &self,
+        decided: &Decided,
+    ) -> Result<Result<Committed, BudgetRefused>, InfraError> {
+        match self.commit_decision_paid(decided, None).await? {
+            Ok(write) => committed(write).map(Ok),
+            Err(refused) => Ok(Err(refused)),
         }
     }
 }
@@ -816,6 +845,17 @@ impl LedgerReader for DynamoLedger {
     }
 }
 
+fn committed(write: DecisionWrite) -> Result<Committed, InfraError> {
+    match write {
+        DecisionWrite::Done => Ok(Committed::Ok),
+        DecisionWrite::AlreadyDecided => Ok(Committed::AlreadyDecided),
+        DecisionWrite::KeyTaken => Err(InfraError::permanent(
+            "decide review",
+            "an idempotency record refused a decision that carried none",
+        )),
+    }
+}
+
 /// What a refused review decision means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ReviewRefusal {
@@ -836,6 +876,25 @@ impl From<KeyTaken> for ReviewRefusal {
     fn from(_: KeyTaken) -> Self {
         Self::KeyTaken
     }
+}
+
+/// The reason an over-budget accrual waits on the review queue.
+pub const OVER_BUDGET: &str = "over_budget";
+
+/// Puts an entry item on the review queue: the sparse index `gsi1` (`REVIEW#PENDING`, by
+/// time then entry id) holds only entries awaiting a decision; `commit_decision` removes it.
+pub fn queue_for_review<'a>(
+    item: &mut Item,
+    entry: &Entry,
+    reasons: impl IntoIterator<Item = &'a str>,
+) {
+    item.insert("gsi1pk".into(), s("REVIEW#PENDING"));
+    item.insert(
+        "gsi1sk".into(),
+        s(format!("{}#{}", entry.created_at.to_rfc3339(), entry.id)),
+    );
+    let reasons = reasons.into_iter().map(s).collect();
+    item.insert("review_reasons".into(), AttributeValue::L(reasons));
 }
 
 /// What a refused append to the ledger means.
