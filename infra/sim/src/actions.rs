@@ -38,6 +38,7 @@ use loyalty_platform::stores::ledger::Funded;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::checker::{budget_left, draw_budget};
 use crate::world::World;
 
 /// The programme shard of the entry `actor`'s report under `key` appends.
@@ -533,8 +534,9 @@ impl Actions {
             .tier_for(earned_trailing_12_months(&months, now))
             .clone();
         let points = with_multiplier(rule.points, &tier).get();
-        if let Some(left) = self.model.budgets.get(&(r.rule, r.shard)) {
-            if *left < points as i64 {
+        // The store gathers a dry shard from the others, so only the whole budget decides.
+        if let Some(left) = budget_left(&self.model.budgets, |s| (r.rule, s)) {
+            if left < points as i64 {
                 return match rule.over_budget {
                     OverBudget::Hold => Answer::Held { points },
                     OverBudget::Refuse => Answer::Refused("budget_exhausted"),
@@ -654,8 +656,15 @@ impl Actions {
                         .push((r.actor, r.key.clone(), r.rule, points));
                 } else {
                     self.earn(r.actor, points, now);
-                    if let Some(left) = self.model.budgets.get_mut(&(r.rule, r.shard)) {
-                        *left -= points as i64;
+                    if budget_left(&self.model.budgets, |s| (r.rule, s)).is_some() {
+                        if let Err(e) = draw_budget(
+                            &mut self.model.budgets,
+                            |s| (r.rule, s),
+                            r.shard,
+                            points as i64,
+                        ) {
+                            return Err(e);
+                        }
                     }
                 }
                 let body = self
@@ -748,11 +757,8 @@ impl Actions {
             "review_already_decided"
         } else if !approve {
             "held action rejected"
-        } else if self
-            .model
-            .budgets
-            .get(&(rule, decision_shard))
-            .is_some_and(|left| *left < points as i64)
+        } else if budget_left(&self.model.budgets, |s| (rule, s))
+            .is_some_and(|left| left < points as i64)
         {
             "budget_exhausted"
         } else {
@@ -813,11 +819,14 @@ impl Actions {
             *self.model.decisions.entry(actor).or_default() += 1;
             if approve {
                 self.earn(actor, points, now);
-                *self
-                    .model
-                    .budgets
-                    .get_mut(&(rule, decision_shard))
-                    .expect("a budgeted rule") -= points as i64;
+                if let Err(e) = draw_budget(
+                    &mut self.model.budgets,
+                    |s| (rule, s),
+                    decision_shard,
+                    points as i64,
+                ) {
+                    return (described, actual, Err(e));
+                }
             }
         }
         let result = self.check_step(world, actor);

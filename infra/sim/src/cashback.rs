@@ -18,15 +18,14 @@ use loyalty_domain::cashback::{
     OrderChange, OrderEvent, OrderId, OrderStatus, PartnerId, PartnerTerms, ReleaseOutcome,
 };
 use loyalty_domain::ids::{EntryId, ParticipantId, RegionId};
-use loyalty_domain::ledger::{
-    gather_plan, programme_shard, Balance, EntryKind, ProgrammeAccount, PROGRAMME_SHARDS,
-};
+use loyalty_domain::ledger::{programme_shard, Balance, EntryKind, ProgrammeAccount};
 use loyalty_domain::Points;
 use loyalty_platform::memory::MemoryCashback;
 use loyalty_platform::stores::cashback::{release_queue, OUTSTANDING_CLAWBACKS};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::checker::draw_budget;
 use crate::faults::{Fault, FaultyCashback};
 use crate::world::World;
 
@@ -151,21 +150,6 @@ pub struct Model {
     pub entries: usize,
     /// Shard → what is left of the active partner's budget on it.
     pub budget: BTreeMap<u32, i64>,
-}
-
-/// Debits `points` from the fund's `home` shard as the store does: what the shard lacks is
-/// first gathered from the other shards by the domain's plan.
-fn draw(budget: &mut BTreeMap<u32, i64>, home: u32, points: i64) -> Result<(), String> {
-    let shards: Vec<i64> = (0..PROGRAMME_SHARDS)
-        .map(|s| budget.get(&s).copied().unwrap_or(0))
-        .collect();
-    let plan = gather_plan(&shards, home, points).ok_or("model: credited beyond the fund")?;
-    for (donor, take) in plan {
-        *budget.entry(donor).or_default() -= take;
-        *budget.entry(home).or_default() += take;
-    }
-    *budget.entry(home).or_default() -= points;
-    Ok(())
 }
 
 /// The programme shard of a cashback entry, by its id builder.
@@ -617,8 +601,9 @@ impl Cashback {
                         .map_err(|e| e.to_string())?;
                     m.entries += 1;
                     if p.as_str() == ACTIVE_PARTNER && !m.budget.is_empty() {
-                        draw(
+                        draw_budget(
                             &mut m.budget,
+                            |shard| shard,
                             shard_of(cashback_ids::pending, &key),
                             r.points as i64,
                         )?;

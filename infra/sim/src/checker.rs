@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use loyalty_domain::fraud::Subject;
 use loyalty_domain::ids::{OutletId, ParticipantId};
-use loyalty_domain::ledger::{Balance, EntryKind, ProgrammeAccount};
+use loyalty_domain::ledger::{gather_plan, Balance, EntryKind, ProgrammeAccount, PROGRAMME_SHARDS};
 use loyalty_platform::memory::claims::{ClaimsWorld, CodeStatus, StoredBalance};
 use loyalty_platform::memory::ledger::ProgrammeShards;
 use loyalty_platform::memory::MemoryClaims;
@@ -668,4 +668,33 @@ fn check_cashback_counts(w: &CashbackWorld, model: &CashbackModel) -> Result<(),
         ));
     }
     Ok(())
+}
+
+/// Debits `points` from shard `home` of a modelled budget (`key(shard)` names a shard) as
+/// the stores do: what the shard lacks is first gathered from the budget's other shards by
+/// the domain's plan, so only the whole budget decides.
+pub fn draw_budget<K: Ord>(
+    budget: &mut BTreeMap<K, i64>,
+    key: impl Fn(u32) -> K,
+    home: u32,
+    points: i64,
+) -> Result<(), String> {
+    let shards: Vec<i64> = (0..PROGRAMME_SHARDS)
+        .map(|s| budget.get(&key(s)).copied().unwrap_or(0))
+        .collect();
+    let plan = gather_plan(&shards, home, points).ok_or("model: paid beyond the budget")?;
+    for (donor, take) in plan {
+        *budget.entry(key(donor)).or_default() -= take;
+        *budget.entry(key(home)).or_default() += take;
+    }
+    *budget.entry(key(home)).or_default() -= points;
+    Ok(())
+}
+
+/// What is left of a modelled budget over all its shards, if it has one.
+pub fn budget_left<K: Ord>(budget: &BTreeMap<K, i64>, key: impl Fn(u32) -> K) -> Option<i64> {
+    let shards: Vec<i64> = (0..PROGRAMME_SHARDS)
+        .filter_map(|s| budget.get(&key(s)).copied())
+        .collect();
+    (!shards.is_empty()).then(|| shards.iter().sum())
 }

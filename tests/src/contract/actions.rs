@@ -582,7 +582,7 @@ pub async fn a_credit_over_its_rules_budget_is_refused_and_writes_nothing(h: imp
     let p = pid("p-1");
     let r = rule("survey", 40, None, None);
     let account = ProgrammeAccount::Rule(r.id.clone());
-    // 16 shards of 2 points each: no shard covers 40.
+    // 32 points: the whole budget cannot cover 40.
     h.fund_budget(&account, Points(32), "funding-1").await;
     assert_eq!(h.programme_balance(&account).await, 32);
     assert_double_entry(&h).await;
@@ -598,19 +598,20 @@ pub async fn a_credit_over_its_rules_budget_is_refused_and_writes_nothing(h: imp
     assert_double_entry(&h).await;
 }
 
-pub async fn a_credit_within_its_rules_budget_moves_the_account_by_its_points(
+pub async fn a_credit_within_its_rules_whole_budget_moves_the_account_by_its_points(
     h: impl ActionsHarness,
 ) {
     let at = now();
     let p = pid("p-1");
     let r = rule("survey", 40, None, None);
     let account = ProgrammeAccount::Rule(r.id.clone());
-    // 16 shards of 100 points each: any shard covers 40.
-    h.fund_budget(&account, Points(1600), "funding-1").await;
+    // 48 points, 3 on each of the 16 shards: no shard alone covers 40, the budget does, so
+    // the store gathers the credit's shard from the others.
+    h.fund_budget(&account, Points(48), "funding-1").await;
     let a = attempt("p-1", None, &r, "key-0000001", BalanceExpectation::Any, at);
     assert_eq!(accrue(&h, &a).await, Ok(()));
     assert_eq!(h.balance(&p).await.available, 40);
-    assert_eq!(h.programme_balance(&account).await, 1600 - 40);
+    assert_eq!(h.programme_balance(&account).await, 48 - 40);
     assert_double_entry(&h).await;
     // Without a budget, a rule's account issues points (goes negative).
     let free = rule("free", 7, None, None);
@@ -656,7 +657,7 @@ pub async fn a_held_credit_is_pending_and_queued_and_its_approval_pays_only_with
     let p = pid("p-1");
     let r = rule("survey", 40, None, None);
     let account = ProgrammeAccount::Rule(r.id.clone());
-    // 16 shards of 2 points each: no shard covers 40.
+    // 32 points: the whole budget cannot cover 40.
     h.fund_budget(&account, Points(32), "funding-1").await;
     let a = held(attempt(
         "p-1",
@@ -700,7 +701,8 @@ pub async fn a_held_credit_is_pending_and_queued_and_its_approval_pays_only_with
     assert_eq!(queued(&h).await.len(), 1, "still held");
     assert_double_entry(&h).await;
 
-    h.fund_budget(&account, Points(1600), "funding-2").await;
+    // 16 more: 48 in all, 3 a shard, so the approval is paid by gathering its shard.
+    h.fund_budget(&account, Points(16), "funding-2").await;
     let approved = decide(h.reviews(), &id, Decision::Approve, "admin-1", at)
         .await
         .expect("approved within the budget");
@@ -713,7 +715,7 @@ pub async fn a_held_credit_is_pending_and_queued_and_its_approval_pays_only_with
             .available,
         40
     );
-    assert_eq!(h.programme_balance(&account).await, 32 + 1600 - 40);
+    assert_eq!(h.programme_balance(&account).await, 32 + 16 - 40);
     assert_eq!(h.programme_balance(&ProgrammeAccount::Reviews).await, 0);
     assert_double_entry(&h).await;
     assert!(queued(&h).await.is_empty());
@@ -774,7 +776,7 @@ macro_rules! action_store_contract {
             an_expired_key_whose_entry_exists_is_refused_as_the_entry,
             a_remembered_refusal_holds_the_key,
             a_credit_over_its_rules_budget_is_refused_and_writes_nothing,
-            a_credit_within_its_rules_budget_moves_the_account_by_its_points,
+            a_credit_within_its_rules_whole_budget_moves_the_account_by_its_points,
             a_held_credit_is_pending_and_queued_and_its_approval_pays_only_within_the_budget,
             a_rejected_held_credit_never_credits_and_leaves_the_budget_alone,
         );

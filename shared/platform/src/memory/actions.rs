@@ -386,7 +386,7 @@ impl ActionStore for MemoryActions {
         if !balance_ok {
             return Ok(Err(ActionRefusal::BalanceMoved(basis(current))));
         }
-        if !w.accounts.covers(entry) && self.bug != Some(ActionsBug::IgnoreBudgets) {
+        if self.bug != Some(ActionsBug::IgnoreBudgets) && !w.accounts.cover(entry) {
             return Ok(Err(ActionRefusal::BudgetExhausted));
         }
 
@@ -559,7 +559,7 @@ impl ReviewStore for MemoryActions {
                 "cancelled by a concurrent change (InsufficientBalance)",
             ));
         }
-        if !w.accounts.covers(entry) && self.bug != Some(ActionsBug::IgnoreBudgets) {
+        if self.bug != Some(ActionsBug::IgnoreBudgets) && !w.accounts.cover(entry) {
             return Ok(Err(BudgetRefused));
         }
         w.reviews.remove(&review_key(&d.reviewed));

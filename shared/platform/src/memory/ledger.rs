@@ -204,7 +204,9 @@ impl ProgrammeShards {
     /// What [`crate::stores::ledger::gather_budget`] does after a refusal: moves what
     /// `entry`'s shard lacks from the account's other shards, by the same plan.
     pub fn gather(&mut self, entry: &Entry) -> Gathered {
-        let Some(Transfer { account, change }) = entry.transfer() else {
+        let Some(Transfer { account, change }) =
+            entry.transfers().into_iter().find(|t| t.change < 0)
+        else {
             return Gathered::Ready;
         };
         let home = programme_shard(&entry.id);

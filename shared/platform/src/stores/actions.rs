@@ -30,8 +30,9 @@ use crate::dynamo::{key, n, Item, ItemExt};
 use crate::idempotency::{record_put, StoredRecord};
 use crate::stores::earning::{points_credited, read_rules, read_tiers, EarningTables};
 use crate::stores::ledger::{
-    account_pk, balance_from_item, balance_update, entry_item, monthly_earned_from_item, outlet_pk,
-    programme_items, queue_for_review, LedgerRefusal, OVER_BUDGET,
+    account_pk, balance_from_item, balance_update, entry_item, gather_budget,
+    monthly_earned_from_item, outlet_pk, programme_items, queue_for_review, Gathered,
+    LedgerRefusal, GATHERS, OVER_BUDGET,
 };
 use crate::tx::{Refused, Tx};
 
@@ -223,14 +224,28 @@ impl ActionStore for DynamoActions {
         &self,
         attempt: &ActionAttempt,
     ) -> Result<Result<(), ActionRefusal>, InfraError> {
-        let tx = self.transaction(attempt)?;
-        match tx
-            .commit_reporting_conflicts(&self.client, "report action")
-            .await?
-        {
-            Ok(()) => Ok(Ok(())),
-            Err(refused) => Ok(Err(self.refusal(&refused)?)),
+        for gathers in 0..=GATHERS {
+            let tx = self.transaction(attempt)?;
+            let refusal = match tx
+                .commit_reporting_conflicts(&self.client, "report action")
+                .await?
+            {
+                Ok(()) => return Ok(Ok(())),
+                Err(refused) => self.refusal(&refused)?,
+            };
+            // Budgets are spread over shards, a storage detail: the port refuses only when
+            // the rule's whole budget cannot cover the credit, so a dry shard is refilled
+            // from the others before the refusal is believed.
+            if refusal == ActionRefusal::BudgetExhausted
+                && gathers < GATHERS
+                && gather_budget(&self.client, &self.tables.ledger, &attempt.entry).await?
+                    == Gathered::Ready
+            {
+                continue;
+            }
+            return Ok(Err(refusal));
         }
+        unreachable!("the last attempt returns")
     }
 
     async fn remember(

@@ -125,7 +125,10 @@ pub async fn gather_budget(
     table: &str,
     entry: &Entry,
 ) -> Result<Gathered, InfraError> {
-    let Some(Transfer { account, change }) = entry.transfer() else {
+    // An entry debits at most one programme account (an approved held accrual also repays
+    // `reviews`, a credit that is never refused).
+    let Some(Transfer { account, change }) = entry.transfers().into_iter().find(|t| t.change < 0)
+    else {
         return Ok(Gathered::Ready);
     };
     let home = programme_shard(&entry.id);
@@ -723,7 +726,24 @@ impl DynamoLedger {
         if let Some(record) = answer_record {
             tx.append(record);
         }
-        match tx.commit(&self.client, "decide review").await? {
+        let mut result = tx.clone().commit(&self.client, "decide review").await?;
+        // An approval paid from a rule's budget: a dry shard is refilled from the rule's
+        // other shards before the refusal is believed (see `gather_budget`).
+        for _ in 0..GATHERS {
+            match &result {
+                Err(refused)
+                    if refused.contains(&ReviewRefusal::Ledger(LedgerRefusal::BudgetExhausted))
+                        && !refused.contains(&ReviewRefusal::AlreadyDecided)
+                        && !refused.contains(&ReviewRefusal::KeyTaken)
+                        && gather_budget(&self.client, &self.table, &decided.entry).await?
+                            == Gathered::Ready =>
+                {
+                    result = tx.clone().commit(&self.client, "decide review").await?;
+                }
+                _ => break,
+            }
+        }
+        match result {
             Ok(()) => Ok(Ok(DecisionWrite::Done)),
             Err(refused) if refused.contains(&ReviewRefusal::KeyTaken) => {
                 Ok(Ok(DecisionWrite::KeyTaken))
