@@ -657,14 +657,12 @@ impl Actions {
                 } else {
                     self.earn(r.actor, points, now);
                     if budget_left(&self.model.budgets, |s| (r.rule, s)).is_some() {
-                        if let Err(e) = draw_budget(
+                        draw_budget(
                             &mut self.model.budgets,
                             |s| (r.rule, s),
                             r.shard,
                             points as i64,
-                        ) {
-                            return Err(e);
-                        }
+                        )?;
                     }
                 }
                 let body = self
