@@ -114,6 +114,7 @@ impl Desk for DynamoDesk {
         match self.ledger.commit_decision(decided, Some(record)).await? {
             DecisionWrite::Done => Ok(Ok(Committed::Ok)),
             DecisionWrite::AlreadyDecided => Ok(Ok(Committed::AlreadyDecided)),
+            DecisionWrite::BudgetRefused => Ok(Ok(Committed::BudgetRefused)),
             DecisionWrite::KeyTaken => Ok(Err(self.idempotency.answered(key, decided.at).await?)),
         }
     }
@@ -299,6 +300,8 @@ impl<D: Desk> Reviews<D> {
         {
             Ok(Committed::Ok) => Ok(answer.into_response()),
             Ok(Committed::AlreadyDecided) => Err(Problem::from_error(ReviewError::AlreadyDecided)),
+            // Remembered under the key like any refusal: the credit stays held.
+            Ok(Committed::BudgetRefused) => Err(Problem::from_error(ReviewError::BudgetExhausted)),
             Err(stored) => replay_of(keyed, stored),
         }
     }

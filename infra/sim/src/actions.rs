@@ -29,8 +29,7 @@ use loyalty_domain::ledger::{
     entry_ids, programme_shard, EntryKind, ProgrammeAccount, PROGRAMME_SHARDS,
 };
 use loyalty_domain::review::{
-    self, BudgetRefused, Committed, Decided, Decision, Page, PendingReview, ReviewError, ReviewId,
-    ReviewStore,
+    self, Committed, Decided, Decision, Page, PendingReview, ReviewError, ReviewId, ReviewStore,
 };
 use loyalty_domain::{Classified, InfraError, Points};
 use loyalty_platform::memory::MemoryActions;
@@ -350,13 +349,6 @@ impl ReviewStore for FaultyActions {
     }
 
     async fn commit(&self, decided: &Decided) -> Result<Committed, InfraError> {
-        self.inner.commit(decided).await
-    }
-
-    async fn commit_paid(
-        &self,
-        decided: &Decided,
-    ) -> Result<Result<Committed, BudgetRefused>, InfraError> {
         let draw = self.rng.lock().expect("rng").random_range(0..1_000);
         if draw < 30 {
             self.count("review contended");
@@ -365,8 +357,8 @@ impl ReviewStore for FaultyActions {
                 "TransactionConflict (injected)",
             ));
         }
-        let result = self.inner.commit_paid(decided).await?;
-        if draw < 80 && result == Ok(Committed::Ok) {
+        let result = self.inner.commit(decided).await?;
+        if draw < 80 && result == Committed::Ok {
             self.count("review answer lost");
             return Err(InfraError::retryable(
                 "sim",

@@ -177,12 +177,11 @@ pub enum Committed {
     Ok,
     /// The entry was no longer on the queue: nothing was written.
     AlreadyDecided,
+    /// The approval of a held accrual, paid from its rule's budget in the same write
+    /// ([`crate::ledger::Entry::transfers`]), was refused: the whole budget cannot cover it.
+    /// Nothing was written; the credit stays held. Stores that hold no accruals never say so.
+    BudgetRefused,
 }
-
-/// The approval of a held accrual was refused: its rule's budget (the shard the decision
-/// lands on) cannot cover it. Nothing was written; the credit stays held.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BudgetRefused;
 
 /// The port through which review decisions reach storage.
 pub trait ReviewStore: Send + Sync {
@@ -201,21 +200,12 @@ pub trait ReviewStore: Send + Sync {
     ) -> impl Future<Output = Result<Page<PendingReview>, ReviewError>> + Send;
 
     /// One atomic write: dequeue the reviewed entry (refused if it is no longer queued),
-    /// append the decision entry, move the balance, write the outbox event.
+    /// append the decision entry, move the balance (and, for an approved held accrual, pay
+    /// it from its rule's budget), write the outbox event.
     fn commit(
         &self,
         decided: &Decided,
     ) -> impl Future<Output = Result<Committed, InfraError>> + Send;
-
-    /// [`ReviewStore::commit`], telling a refused budget apart: an approved held accrual is
-    /// paid from its rule's budget in the same write ([`crate::ledger::Entry::transfers`]).
-    /// A store that never holds accruals keeps this default.
-    fn commit_paid(
-        &self,
-        decided: &Decided,
-    ) -> impl Future<Output = Result<Result<Committed, BudgetRefused>, InfraError>> + Send {
-        async move { self.commit(decided).await.map(Ok) }
-    }
 }
 
 /// The decision to commit: `id` must name a claim under review. Reads, writes nothing.
@@ -247,10 +237,10 @@ pub async fn decide<S: ReviewStore>(
     now: DateTime<Utc>,
 ) -> Result<Decided, ReviewError> {
     let decided = prepare(store, id, decision, reviewer, now).await?;
-    match store.commit_paid(&decided).await? {
-        Ok(Committed::Ok) => Ok(decided),
-        Ok(Committed::AlreadyDecided) => Err(ReviewError::AlreadyDecided),
-        Err(BudgetRefused) => Err(ReviewError::BudgetExhausted),
+    match store.commit(&decided).await? {
+        Committed::Ok => Ok(decided),
+        Committed::AlreadyDecided => Err(ReviewError::AlreadyDecided),
+        Committed::BudgetRefused => Err(ReviewError::BudgetExhausted),
     }
 }
 
@@ -384,14 +374,8 @@ mod tests {
             ) -> Result<Page<PendingReview>, ReviewError> {
                 self.0.pending(c, l).await
             }
-            async fn commit(&self, d: &Decided) -> Result<Committed, InfraError> {
-                self.0.commit(d).await
-            }
-            async fn commit_paid(
-                &self,
-                _: &Decided,
-            ) -> Result<Result<Committed, BudgetRefused>, InfraError> {
-                Ok(Err(BudgetRefused))
+            async fn commit(&self, _: &Decided) -> Result<Committed, InfraError> {
+                Ok(Committed::BudgetRefused)
             }
         }
         let refusing = NoBudget(s);

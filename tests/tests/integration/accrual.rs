@@ -790,10 +790,11 @@ fn fund(kind: &str, id: &str, amount: u64, key: &str) -> ApiEvent {
 }
 
 /// A rule with a budget never overspends it: each shard holds an even share, a credit its
-/// shard cannot cover is refused with `budget_exhausted`, a top-up is idempotent, and member
-/// and programme accounts (issuer, budget shards) still sum to zero.
+/// shard cannot cover is paid from the others while the whole budget covers it, the first
+/// one it cannot is refused with `budget_exhausted`, a top-up is idempotent, and member and
+/// programme accounts (issuer, budget shards) still sum to zero.
 #[tokio::test]
-async fn a_rule_with_a_budget_credits_until_its_shard_runs_dry_and_never_overspends() {
+async fn a_rule_with_a_budget_credits_until_the_whole_budget_is_spent_and_never_overspends() {
     use loyalty_domain::ledger::{ProgrammeAccount, PROGRAMME_SHARDS};
     let f = fixture().await;
     put_rule(
@@ -823,7 +824,7 @@ async fn a_rule_with_a_budget_credits_until_its_shard_runs_dry_and_never_overspe
         (StatusCode::BAD_REQUEST, Some("invalid_amount"))
     );
 
-    // Each shard covers exactly one credit, so by the 17th action a shard must refuse.
+    // Each shard holds one credit; the budget holds 16, so the 17th action is refused.
     let mut credited = 0;
     let mut refused = None;
     for i in 0..=PROGRAMME_SHARDS {
@@ -842,7 +843,7 @@ async fn a_rule_with_a_budget_credits_until_its_shard_runs_dry_and_never_overspe
         (StatusCode::UNPROCESSABLE_ENTITY, Some("budget_exhausted")),
         "{body}"
     );
-    assert!(credited <= budget);
+    assert_eq!(credited, budget, "every point of the budget was paid out");
     assert_eq!(available(&f.stack, "p-1").await, credited);
     let ledger = DynamoLedger::new(f.stack.dynamodb(), f.stack.table_name("LedgerTable"));
     let account = ProgrammeAccount::Rule(Slug::parse("survey-q4").unwrap());
@@ -896,5 +897,88 @@ async fn a_challenge_out_of_budget_waits_for_a_top_up_then_grants_its_bonus_once
     let again = record_progress(&store, &source).await.unwrap().outcomes;
     assert!(again[0].already_counted && again[0].bonus.is_none());
     assert_eq!(available(&f.stack, "p-1").await, 500);
+    assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
+}
+
+/// A rule that holds over-budget credits: the action is held for review, an approval
+/// through the reviewers' route is 422 `budget_exhausted` (remembered under its key, the
+/// credit still held) until a top-up, and then pays the credit from the budget, though no
+/// single shard holds it.
+#[tokio::test]
+async fn approving_a_held_credit_through_the_reviewers_route_waits_for_the_budget() {
+    use loyalty_domain::ledger::ProgrammeAccount;
+    use loyalty_domain::review::ReviewId;
+    let stack = TestStack::for_functions(&["AccrualFunction", "CodesAdminFunction"]).await;
+    let clock = Arc::new(FixedClock::at(monday()));
+    let f = Fixture {
+        app: accrual::App::with_clock(
+            &stack.aws,
+            &stack.env_for("AccrualFunction"),
+            Box::new(SharedClock(clock.clone())),
+        )
+        .expect("accrual app"),
+        stack,
+        clock,
+    };
+    let reviewers = codes_admin::App::with_clock(
+        &f.stack.aws,
+        &f.stack.env_for("CodesAdminFunction"),
+        f.clock.clone(),
+    )
+    .expect("codes-admin app");
+    put_rule(
+        &f,
+        "survey-q4",
+        json!({ "action": "survey", "points": 100, "valid_from": "2026-10-01T00:00:00Z",
+                "over_budget": "hold" }),
+    )
+    .await;
+    let (status, _) = call(&f.app, fund("rule", "survey-q4", 16, "fund-h-0001")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = call(&f.app, action("p-1", "survey-q4", "act-held-01")).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::CREATED, Some("pending_review")),
+        "{body}"
+    );
+    let id = ReviewId::of(&pid("p-1"), &entry_ids::action(&pid("p-1"), "act-held-01"));
+    let approve = |key: &str| {
+        ApiEvent::load("codes-admin/decide-review.json")
+            .path_param("reviewId", &id.to_string())
+            .body(json!({ "decision": "approve" }))
+            .header("idempotency-key", key)
+    };
+    let decide = |key: &str| {
+        let req = approve(key).request();
+        let reviewers = &reviewers;
+        async move {
+            let response = reviewers.handle(req).await.expect("handler never errs");
+            (response.status(), body_json(&response))
+        }
+    };
+
+    let (status, body) = decide("approve-0001").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("budget_exhausted")),
+        "{body}"
+    );
+    let (again, replay) = decide("approve-0001").await;
+    assert_eq!((again, replay), (status, body), "remembered under its key");
+    assert_eq!(available(&f.stack, "p-1").await, 0, "still held");
+
+    // 16 + 96 = 112 points, 7 a shard: only gathering pays 100 from one shard.
+    let (status, _) = call(&f.app, fund("rule", "survey-q4", 96, "fund-h-0002")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = decide("approve-0002").await;
+    assert_eq!(
+        (status, body["decision"].as_str()),
+        (StatusCode::OK, Some("approved")),
+        "{body}"
+    );
+    assert_eq!(available(&f.stack, "p-1").await, 100);
+    let ledger = DynamoLedger::new(f.stack.dynamodb(), f.stack.table_name("LedgerTable"));
+    let rule = ProgrammeAccount::Rule(Slug::parse("survey-q4").unwrap());
+    assert_eq!(ledger.programme_balance(&rule).await.unwrap().balance, 12);
     assert_ledger_consistent(&f.stack, &[pid("p-1")]).await;
 }

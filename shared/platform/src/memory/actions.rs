@@ -24,7 +24,7 @@ use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
 use loyalty_domain::ledger::{Entry, EntryKind, ProgrammeAccount};
 use loyalty_domain::outbox::{Envelope, OutboxEvent as DomainEvent};
 use loyalty_domain::review::{
-    BudgetRefused, Committed, Decided, Page, PendingReview, ReviewError, ReviewId, ReviewStore,
+    Committed, Decided, Page, PendingReview, ReviewError, ReviewId, ReviewStore,
 };
 use loyalty_domain::settings::EarningSettings;
 use loyalty_domain::{InfraError, Points};
@@ -518,23 +518,10 @@ impl ReviewStore for MemoryActions {
         Ok(Page { items, next_cursor })
     }
 
-    async fn commit(&self, decided: &Decided) -> Result<Committed, InfraError> {
-        match self.commit_paid(decided).await? {
-            Ok(committed) => Ok(committed),
-            Err(BudgetRefused) => Err(InfraError::retryable(
-                "decide review",
-                "the rule's budget cannot cover the approved credit; it stays held",
-            )),
-        }
-    }
-
-    async fn commit_paid(
-        &self,
-        d: &Decided,
-    ) -> Result<Result<Committed, BudgetRefused>, InfraError> {
+    async fn commit(&self, d: &Decided) -> Result<Committed, InfraError> {
         let mut w = self.lock();
         if w.reviews.remove(&review_key(&d.reviewed)).is_none() {
-            return Ok(Ok(Committed::AlreadyDecided));
+            return Ok(Committed::AlreadyDecided);
         }
         // Put back until every other condition holds: nothing is written before then.
         w.reviews
@@ -560,7 +547,7 @@ impl ReviewStore for MemoryActions {
             ));
         }
         if self.bug != Some(ActionsBug::IgnoreBudgets) && !w.accounts.cover(entry) {
-            return Ok(Err(BudgetRefused));
+            return Ok(Committed::BudgetRefused);
         }
         w.reviews.remove(&review_key(&d.reviewed));
         w.balances
@@ -576,6 +563,6 @@ impl ReviewStore for MemoryActions {
         w.accounts.apply(entry);
         put_outbox(&mut w, &Envelope::new(d.event.clone(), d.at));
         w.entries.insert(key, entry.clone());
-        Ok(Ok(Committed::Ok))
+        Ok(Committed::Ok)
     }
 }

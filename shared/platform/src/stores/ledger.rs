@@ -14,8 +14,7 @@ use loyalty_domain::ledger::{
 };
 use loyalty_domain::outbox::{Envelope, OutboxEvent};
 use loyalty_domain::review::{
-    BudgetRefused, Committed, Decided, Page as ReviewPage, PendingReview, ReviewError, ReviewId,
-    ReviewStore,
+    Committed, Decided, Page as ReviewPage, PendingReview, ReviewError, ReviewId, ReviewStore,
 };
 use loyalty_domain::{InfraError, Points};
 
@@ -332,6 +331,8 @@ pub enum DecisionWrite {
     AlreadyDecided,
     /// Another request with the same Idempotency-Key wrote its answer first.
     KeyTaken,
+    /// An approved held accrual its rule's whole budget cannot cover: nothing was written.
+    BudgetRefused,
 }
 
 /// One page of history, newest first.
@@ -685,28 +686,13 @@ impl DynamoLedger {
     /// balance and outlet totals, announces it, and writes `answer_record` (the caller's
     /// idempotency record) when given.
     ///
-    /// An approved held accrual its rule's budget cannot cover is a retryable error here
-    /// (an admin may top the budget up); [`ReviewStore::commit_paid`] tells it apart.
+    /// An approved held accrual is paid from its rule's budget in the same transaction;
+    /// when the whole budget cannot cover it, nothing is written (`BudgetRefused`).
     pub async fn commit_decision(
         &self,
         decided: &Decided,
         answer_record: Option<Tx<KeyTaken>>,
     ) -> Result<DecisionWrite, InfraError> {
-        self.commit_decision_paid(decided, answer_record)
-            .await?
-            .map_err(|BudgetRefused| {
-                InfraError::retryable(
-                    "decide review",
-                    "the rule's budget cannot cover the approved credit; it stays held",
-                )
-            })
-    }
-
-    async fn commit_decision_paid(
-        &self,
-        decided: &Decided,
-        answer_record: Option<Tx<KeyTaken>>,
-    ) -> Result<Result<DecisionWrite, BudgetRefused>, InfraError> {
         let id = &decided.id;
         let outbox = self
             .outbox
@@ -744,17 +730,17 @@ impl DynamoLedger {
             }
         }
         match result {
-            Ok(()) => Ok(Ok(DecisionWrite::Done)),
+            Ok(()) => Ok(DecisionWrite::Done),
             Err(refused) if refused.contains(&ReviewRefusal::KeyTaken) => {
-                Ok(Ok(DecisionWrite::KeyTaken))
+                Ok(DecisionWrite::KeyTaken)
             }
             Err(refused) if refused.contains(&ReviewRefusal::AlreadyDecided) => {
-                Ok(Ok(DecisionWrite::AlreadyDecided))
+                Ok(DecisionWrite::AlreadyDecided)
             }
             Err(refused)
                 if refused.contains(&ReviewRefusal::Ledger(LedgerRefusal::BudgetExhausted)) =>
             {
-                Ok(Err(BudgetRefused))
+                Ok(DecisionWrite::BudgetRefused)
             }
             Err(refused) => Err(InfraError::retryable(
                 "decide review",
@@ -789,16 +775,6 @@ impl ReviewStore for DynamoLedger {
 
     async fn commit(&self, decided: &Decided) -> Result<Committed, InfraError> {
         committed(self.commit_decision(decided, None).await?)
-    }
-
-    async fn commit_paid(
-        &self,
-        decided: &Decided,
-    ) -> Result<Result<Committed, BudgetRefused>, InfraError> {
-        match self.commit_decision_paid(decided, None).await? {
-            Ok(write) => committed(write).map(Ok),
-            Err(refused) => Ok(Err(refused)),
-        }
     }
 }
 
@@ -869,6 +845,7 @@ fn committed(write: DecisionWrite) -> Result<Committed, InfraError> {
     match write {
         DecisionWrite::Done => Ok(Committed::Ok),
         DecisionWrite::AlreadyDecided => Ok(Committed::AlreadyDecided),
+        DecisionWrite::BudgetRefused => Ok(Committed::BudgetRefused),
         DecisionWrite::KeyTaken => Err(InfraError::permanent(
             "decide review",
             "an idempotency record refused a decision that carried none",
