@@ -766,7 +766,7 @@ pub async fn a_rejected_held_credit_never_credits_and_leaves_the_budget_alone(
 #[macro_export]
 macro_rules! action_store_contract {
     ($harness:path) => {
-        $crate::action_store_contract!(@cases $harness;
+        $crate::contract_cases!(actions, $harness;
             the_programme_is_every_rule_and_the_tiers_or_one_base_tier,
             an_action_commits_every_item_once_and_its_key_then_answers_the_first_answer,
             a_used_up_limit_is_refused_with_its_count_and_writes_nothing,
@@ -780,13 +780,5 @@ macro_rules! action_store_contract {
             a_held_credit_is_pending_and_queued_and_its_approval_pays_only_within_the_budget,
             a_rejected_held_credit_never_credits_and_leaves_the_budget_alone,
         );
-    };
-    (@cases $harness:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                $crate::contract::actions::$case($harness().await).await
-            }
-        )*
     };
 }

@@ -220,19 +220,11 @@ pub async fn keys_are_per_caller(h: impl AnswersHarness) {
 #[macro_export]
 macro_rules! answer_store_contract {
     ($harness:path) => {
-        $crate::answer_store_contract!(@cases $harness;
+        $crate::contract_cases!(answers, $harness;
             an_answer_holds_its_key_and_a_second_is_refused_with_the_first,
             a_refusal_is_stored_as_problem_json,
             an_answer_expires_after_24_hours_and_the_key_is_free_again,
             keys_are_per_caller,
         );
-    };
-    (@cases $harness:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                $crate::contract::answers::$case($harness().await).await
-            }
-        )*
     };
 }

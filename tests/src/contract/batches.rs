@@ -333,7 +333,7 @@ pub async fn codes_are_stored_as_issued_codes_of_their_batch<H: BatchesHarness>(
 #[macro_export]
 macro_rules! batch_store_contract {
     ($harness:path) => {
-        $crate::batch_store_contract!(@cases $harness;
+        $crate::contract_cases!(batches, $harness;
             batch_numbers_are_allocated_in_order_from_one,
             a_batch_reads_back_as_it_was_written,
             an_existing_batch_number_is_refused_and_keeps_the_first_batch,
@@ -343,14 +343,6 @@ macro_rules! batch_store_contract {
             a_batch_becomes_ready_once_when_every_chunk_is_marked,
             codes_are_stored_as_issued_codes_of_their_batch,
         );
-    };
-    (@cases $harness:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                $crate::contract::batches::$case($harness().await).await
-            }
-        )*
     };
 }
 
@@ -445,18 +437,10 @@ pub async fn no_jobs_send_nothing<H: JobsHarness>(h: H) {
 #[macro_export]
 macro_rules! job_queue_contract {
     ($harness:path) => {
-        $crate::job_queue_contract!(@cases $harness;
+        $crate::contract_cases!(batches, $harness;
             every_job_enqueued_is_received_once,
             no_jobs_send_nothing,
         );
-    };
-    (@cases $harness:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                $crate::contract::batches::$case($harness().await).await
-            }
-        )*
     };
 }
 
@@ -601,17 +585,9 @@ pub async fn a_link_downloads_its_export_and_says_when_it_ends<H: ExportsHarness
 #[macro_export]
 macro_rules! exports_contract {
     ($harness:path) => {
-        $crate::exports_contract!(@cases $harness;
+        $crate::contract_cases!(batches, $harness;
             an_export_reads_back_with_its_content_type,
             a_link_downloads_its_export_and_says_when_it_ends,
         );
-    };
-    (@cases $harness:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                $crate::contract::batches::$case($harness().await).await
-            }
-        )*
     };
 }

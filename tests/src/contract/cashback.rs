@@ -596,7 +596,7 @@ pub async fn cashback_within_the_partners_budget_moves_the_fund_by_its_points<
 #[macro_export]
 macro_rules! cashback_store_contract {
     ($harness:path) => {
-        $crate::cashback_store_contract!(@cases $harness;
+        $crate::contract_cases!(cashback, $harness;
             a_created_order_commits_every_write_once_and_a_replay_is_refused_with_the_first_result,
             creating_an_existing_order_is_refused_with_the_order_and_writes_nothing,
             a_transition_of_an_absent_or_moved_order_is_refused_with_what_it_is,
@@ -609,13 +609,5 @@ macro_rules! cashback_store_contract {
             cashback_within_the_partners_budget_moves_the_fund_by_its_points,
             cashback_the_whole_fund_covers_is_paid_though_no_single_shard_holds_it,
         );
-    };
-    (@cases $harness:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                $crate::contract::cashback::$case($harness().await).await
-            }
-        )*
     };
 }

@@ -428,7 +428,7 @@ pub async fn progress_is_listed_per_participant_with_zero_where_there_is_none(
 #[macro_export]
 macro_rules! challenge_store_contract {
     ($harness:path) => {
-        $crate::challenge_store_contract!(@cases $harness;
+        $crate::contract_cases!(challenges, $harness;
             challenges_are_listed_by_id_and_a_put_replaces_one,
             a_source_counts_once_and_recorded_again_changes_nothing,
             concurrent_sources_never_lose_units,
@@ -437,13 +437,5 @@ macro_rules! challenge_store_contract {
             a_counted_source_outranks_moved_progress_and_a_stale_step_writes_nothing,
             progress_is_listed_per_participant_with_zero_where_there_is_none,
         );
-    };
-    (@cases $harness:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                $crate::contract::challenges::$case($harness().await).await
-            }
-        )*
     };
 }

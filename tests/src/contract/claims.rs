@@ -704,7 +704,7 @@ pub async fn unknown_codes_are_missing_and_the_code_outranks_velocity_and_balanc
 #[macro_export]
 macro_rules! claim_store_contract {
     ($harness:path) => {
-        $crate::claim_store_contract!(@cases $harness;
+        $crate::contract_cases!(claims, $harness;
             the_batch_is_found_by_number_and_an_unknown_number_is_none,
             a_claim_commits_exactly_once,
             a_second_claim_of_the_same_code_is_refused_with_who_claimed_it,
@@ -715,13 +715,5 @@ macro_rules! claim_store_contract {
             the_velocity_limit_refuses_and_an_unlimited_attempt_is_flagged,
             unknown_codes_are_missing_and_the_code_outranks_velocity_and_balance,
         );
-    };
-    (@cases $harness:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                $crate::contract::claims::$case($harness().await).await
-            }
-        )*
     };
 }

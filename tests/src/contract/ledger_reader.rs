@@ -248,20 +248,12 @@ pub async fn tiers_are_read_as_stored<H: LedgerReaderHarness>(h: H) {
 #[macro_export]
 macro_rules! ledger_reader_contract {
     ($harness:path) => {
-        $crate::ledger_reader_contract!(@cases $harness;
+        $crate::contract_cases!(ledger_reader, $harness;
             an_account_is_what_its_entries_moved,
             history_pages_newest_first_without_gaps_or_repeats,
             a_foreign_or_tampered_cursor_is_invalid,
             outlet_totals_add_up_the_outlets_entries,
             tiers_are_read_as_stored,
         );
-    };
-    (@cases $harness:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                $crate::contract::ledger_reader::$case($harness().await).await
-            }
-        )*
     };
 }

@@ -13,3 +13,18 @@ pub mod participants;
 pub mod reviews;
 pub mod sellin;
 pub mod settings;
+
+/// One `#[tokio::test]` per case of a contract suite, for the harness factory given:
+/// `contract_cases!(module, harness; case, ..)` runs `contract::module::case(harness().await)`.
+/// Each suite's macro lists its cases once and hands them here.
+#[macro_export]
+macro_rules! contract_cases {
+    ($module:ident, $harness:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                $crate::contract::$module::$case($harness().await).await
+            }
+        )*
+    };
+}

@@ -826,7 +826,7 @@ pub async fn sixteen_concurrent_registrations_with_one_phone_create_exactly_one_
 #[macro_export]
 macro_rules! participant_store_contract {
     ($harness:path) => {
-        $crate::participant_store_contract!(@cases $harness;
+        $crate::contract_cases!(participants, $harness;
             an_invitation_is_stored_once_per_code,
             a_new_outlet_registration_writes_profile_phone_outlet_and_owner_and_uses_the_invitation,
             joining_an_outlet_makes_a_seller_and_creates_no_outlet,
@@ -842,13 +842,5 @@ macro_rules! participant_store_contract {
             an_import_is_all_or_nothing_per_transaction_of_at_most_100_items,
             sixteen_concurrent_registrations_with_one_phone_create_exactly_one_account,
         );
-    };
-    (@cases $harness:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                $crate::contract::participants::$case($harness().await).await
-            }
-        )*
     };
 }

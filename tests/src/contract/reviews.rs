@@ -337,7 +337,7 @@ pub async fn a_foreign_or_garbage_cursor_is_invalid<H: ReviewsHarness>(h: H) {
 #[macro_export]
 macro_rules! review_store_contract {
     ($harness:path) => {
-        $crate::review_store_contract!(@cases $harness;
+        $crate::contract_cases!(reviews, $harness;
             an_approval_commits_once,
             a_rejection_removes_the_pending_points,
             a_second_decision_is_already_decided_and_writes_nothing,
@@ -345,13 +345,5 @@ macro_rules! review_store_contract {
             the_queue_pages_oldest_first_with_a_cursor,
             a_foreign_or_garbage_cursor_is_invalid,
         );
-    };
-    (@cases $harness:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                $crate::contract::reviews::$case($harness().await).await
-            }
-        )*
     };
 }

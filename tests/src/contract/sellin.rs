@@ -293,18 +293,10 @@ pub async fn an_import_credits_each_line_once_and_a_changed_line_refuses_it_whol
 #[macro_export]
 macro_rules! sell_in_store_contract {
     ($harness:path) => {
-        $crate::sell_in_store_contract!(@cases $harness;
+        $crate::contract_cases!(sellin, $harness;
             a_line_is_credited_once_and_again_with_the_same_content_is_already_imported,
             a_line_with_other_content_is_changed_and_writes_nothing,
             an_import_credits_each_line_once_and_a_changed_line_refuses_it_whole,
         );
-    };
-    (@cases $harness:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                $crate::contract::sellin::$case($harness().await).await
-            }
-        )*
     };
 }

@@ -221,19 +221,11 @@ pub async fn a_budget_is_funded_once_per_funding_id_and_spread_over_the_shards(
 #[macro_export]
 macro_rules! earning_settings_contract {
     ($harness:path) => {
-        $crate::earning_settings_contract!(@cases $harness;
+        $crate::contract_cases!(settings, $harness;
             rules_are_listed_by_id_read_one_by_one_and_a_put_replaces_one,
             tiers_are_one_base_tier_until_set_and_then_what_was_set,
             the_current_tier_follows_the_points_earned_in_the_trailing_12_months,
             a_budget_is_funded_once_per_funding_id_and_spread_over_the_shards,
         );
-    };
-    (@cases $harness:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                $crate::contract::settings::$case($harness().await).await
-            }
-        )*
     };
 }
