@@ -22,6 +22,7 @@
 //!   (admin, `Idempotency-Key`): give a rule's accruals or a challenge's bonuses a budget, or
 //!   top it up; credits it cannot cover are refused with `budget_exhausted`. Answers under
 //!   Idempotency-Keys go through the [`AnswerStore`] port ([`idempotency::once`]).
+//!   `GET` on the same paths (admin) reads what is funded, remaining and paid out.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -42,7 +43,7 @@ use loyalty_domain::earning::{
     SellInError, Slug, Tier, Tiers,
 };
 use loyalty_domain::ids::ParticipantId;
-use loyalty_domain::ledger::ProgrammeAccount;
+use loyalty_domain::ledger::{ProgrammeAccount, ProgrammeBalance};
 use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_domain::sellin::{self, ImportOutcome, SellInStore};
 use loyalty_domain::settings::EarningSettings;
@@ -250,6 +251,10 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
             "POST /admin/rules/{ruleId}/budget" => self.fund_budget(req, "ruleId").await,
             "POST /admin/challenges/{challengeId}/budget" => {
                 self.fund_budget(req, "challengeId").await
+            }
+            "GET /admin/rules/{ruleId}/budget" => self.get_budget(req, "ruleId").await,
+            "GET /admin/challenges/{challengeId}/budget" => {
+                self.get_budget(req, "challengeId").await
             }
             _ => Err(Problem::route_not_found()),
         }
@@ -553,21 +558,54 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
 }
 
 impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
+    /// The programme account of the rule or challenge that the path parameter `param`
+    /// names; 400 for a malformed id, before anything is read.
+    fn budget_account(req: &Request, param: &str) -> Result<ProgrammeAccount, Problem> {
+        let raw = http::path_param(req, param)?;
+        Ok(if param == "ruleId" {
+            ProgrammeAccount::Rule(
+                RuleId::parse(raw)
+                    .map_err(|e| Problem::bad_request("invalid_rule_id", e.to_string()))?,
+            )
+        } else {
+            ProgrammeAccount::Challenge(
+                Slug::parse(raw)
+                    .map_err(|e| Problem::bad_request("invalid_challenge_id", e.to_string()))?,
+            )
+        })
+    }
+
+    /// 404 unless the rule or challenge of `account` exists.
+    async fn require_known(&self, account: &ProgrammeAccount) -> Result<(), Problem> {
+        let known = match account {
+            ProgrammeAccount::Rule(id) => self.admin.settings().rule(id).await.problem()?.is_some(),
+            ProgrammeAccount::Challenge(id) => self
+                .admin
+                .challenges()
+                .challenges()
+                .await
+                .problem()?
+                .iter()
+                .any(|c| &c.id == id),
+            _ => false,
+        };
+        match account {
+            _ if known => Ok(()),
+            ProgrammeAccount::Rule(id) => Err(Problem::from_error(
+                loyalty_domain::earning::AccrualError::UnknownRule(id.clone()),
+            )),
+            ProgrammeAccount::Challenge(id) => Err(Problem::from_error(
+                loyalty_domain::challenge::ProgressError::NotFound(id.clone()),
+            )),
+            _ => Err(Problem::route_not_found()),
+        }
+    }
+
     /// Funds the budget of a rule or a challenge (`param` names which) from the issuer, once
     /// per Idempotency-Key, and answers what is left and what was ever funded.
     async fn fund_budget(&self, req: &Request, param: &str) -> Result<Response<Body>, Problem> {
         let caller = Self::require_admin(req)?;
-        let raw = http::path_param(req, param)?;
-        let account = match param {
-            "ruleId" => ProgrammeAccount::Rule(
-                RuleId::parse(raw)
-                    .map_err(|e| Problem::bad_request("invalid_rule_id", e.to_string()))?,
-            ),
-            _ => ProgrammeAccount::Challenge(
-                Slug::parse(raw)
-                    .map_err(|e| Problem::bad_request("invalid_challenge_id", e.to_string()))?,
-            ),
-        };
+        let account = Self::budget_account(req, param)?;
         let subject = caller.subject.as_str().to_string();
         self.once(req, &caller, |keyed| async move {
             let body: BudgetBody = http::json_body(req)?;
@@ -580,30 +618,8 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
                         "amount must be a positive number of points.",
                     )
                 })?;
+            self.require_known(&account).await?;
             let settings = self.admin.settings();
-            let exists = match &account {
-                ProgrammeAccount::Rule(id) => settings.rule(id).await.problem()?.is_some(),
-                ProgrammeAccount::Challenge(id) => self
-                    .admin
-                    .challenges()
-                    .challenges()
-                    .await
-                    .problem()?
-                    .iter()
-                    .any(|c| &c.id == id),
-                _ => false,
-            };
-            if !exists {
-                return Err(match &account {
-                    ProgrammeAccount::Rule(id) => Problem::from_error(
-                        loyalty_domain::earning::AccrualError::UnknownRule(id.clone()),
-                    ),
-                    ProgrammeAccount::Challenge(id) => Problem::from_error(
-                        loyalty_domain::challenge::ProgressError::NotFound(id.clone()),
-                    ),
-                    _ => Problem::route_not_found(),
-                });
-            }
             let now = self.clock.now();
             let funding_id = format!("{subject}:{}", keyed.key.as_str());
             settings
@@ -612,18 +628,37 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
                 .problem()?;
             let balance = settings.programme_balance(&account).await.problem()?;
             tracing::info!(account = %account, amount = amount.get(), "budget funded");
-            let answer = Answer::new(
-                StatusCode::OK,
-                json!({
-                    "account": account.key(),
-                    "remaining": balance.balance,
-                    "funded": balance.funded.unwrap_or(0),
-                }),
-            );
+            let answer = Answer::new(StatusCode::OK, budget_body(&account, &balance));
             idempotency::remember(self.admin.answers(), &keyed, answer, now).await
         })
         .await
     }
+
+    /// What is left of the budget of a rule or a challenge and what was ever funded.
+    async fn get_budget(&self, req: &Request, param: &str) -> Result<Response<Body>, Problem> {
+        Self::require_admin(req)?;
+        let account = Self::budget_account(req, param)?;
+        self.require_known(&account).await?;
+        let balance = self
+            .admin
+            .settings()
+            .programme_balance(&account)
+            .await
+            .problem()?;
+        Ok(http::json(StatusCode::OK, &budget_body(&account, &balance)))
+    }
+}
+
+/// A programme account as an admin reads it. An account without a budget issues points, so
+/// it has nothing `remaining` (`funded` is null) and has paid out minus its balance.
+fn budget_body(account: &ProgrammeAccount, balance: &ProgrammeBalance) -> serde_json::Value {
+    let funded = balance.funded;
+    json!({
+        "account": account.key(),
+        "funded": funded,
+        "remaining": funded.map(|_| balance.balance),
+        "paid_out": funded.unwrap_or(0) - balance.balance,
+    })
 }
 
 #[derive(Deserialize)]

@@ -183,6 +183,18 @@ const ROUTES: &[Route] = &[
         refused: &["participant", "rep"],
     },
     Route {
+        function: "AccrualFunction",
+        route: "GET /admin/rules/{ruleId}/budget",
+        event: "accrual/get-rule-budget.json",
+        refused: &["participant", "rep"],
+    },
+    Route {
+        function: "AccrualFunction",
+        route: "GET /admin/challenges/{challengeId}/budget",
+        event: "accrual/get-challenge-budget.json",
+        refused: &["participant", "rep"],
+    },
+    Route {
         function: "PartnerWebhooksFunction",
         route: "PUT /admin/partners/{partnerId}",
         event: "partner-webhooks/put-partner.json",

@@ -363,7 +363,8 @@ async fn a_budget_is_funded_once_per_idempotency_key_and_a_replay_answers_the_fi
     assert!(!replayed(&response));
     assert_eq!(
         first,
-        json!({ "account": "rule:survey-q4", "remaining": 100_000, "funded": 100_000 })
+        json!({ "account": "rule:survey-q4", "remaining": 100_000, "funded": 100_000,
+                "paid_out": 0 })
     );
     let (status, again, response) = send(&app, fund()).await;
     assert_eq!((status, &again), (StatusCode::OK, &first));
@@ -383,6 +384,56 @@ async fn a_budget_is_funded_once_per_idempotency_key_and_a_replay_answers_the_fi
     );
     assert_eq!(content_type(&response), "application/problem+json");
     assert_eq!(app.store().programme_balance(&account).balance, 100_000);
+}
+
+#[tokio::test]
+async fn an_admin_reads_what_is_left_of_a_budget_and_what_a_rule_without_one_paid_out() {
+    let app = app(survey(40, None, None));
+    let read = || admin_event("get-rule-budget.json");
+    let (status, body, _) = send(&app, read()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({ "account": "rule:survey-q4", "funded": null, "remaining": null, "paid_out": 0 })
+    );
+    let (status, _, _) = send(&app, sample()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, body, _) = send(&app, read()).await;
+    assert_eq!(
+        (&body["funded"], &body["paid_out"]),
+        (&json!(null), &json!(40))
+    );
+
+    let (status, _, _) = send(&app, admin_event("fund-rule-budget.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body, _) = send(&app, read()).await;
+    assert_eq!(
+        (&body["funded"], &body["remaining"], &body["paid_out"]),
+        (&json!(100_000), &json!(99_960), &json!(40))
+    );
+
+    for (event, status, code) in [
+        (
+            read().path_param("ruleId", "no-such-rule"),
+            StatusCode::NOT_FOUND,
+            "rule_not_found",
+        ),
+        (
+            read().path_param("ruleId", "Not A Slug!"),
+            StatusCode::BAD_REQUEST,
+            "invalid_rule_id",
+        ),
+        (
+            admin_event("get-challenge-budget.json"),
+            StatusCode::NOT_FOUND,
+            "challenge_not_found",
+        ),
+        (read().role("rep"), StatusCode::FORBIDDEN, "forbidden"),
+    ] {
+        let (got, body, response) = send(&app, event).await;
+        assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{body}");
+        assert_eq!(content_type(&response), "application/problem+json");
+    }
 }
 
 #[tokio::test]
