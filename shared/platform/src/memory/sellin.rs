@@ -145,9 +145,10 @@ impl SellInStore for MemorySellIn {
         if self.checks_fingerprint() && w.outbox.contains_key(&envelope.event_id) {
             return Ok(SellInCredit::Changed);
         }
-        // The sell-in account has a budget only if one was funded; DynamoDB refuses the
-        // write then, and `credit_sell_in` answers that as an infrastructure error.
-        if !w.accounts.cover(entry) {
+        // No route funds the sell-in account, but one funded by hand bounds it as on
+        // DynamoDB, where `credit_sell_in` neither gathers a dry shard nor takes the refusal
+        // for a business outcome: an infrastructure error.
+        if !w.accounts.covers(entry) {
             return Err(InfraError::retryable(
                 "credit sell-in",
                 format!("budget of {:?} exhausted", ProgrammeAccount::of(entry)),
