@@ -20,27 +20,25 @@ use loyalty_domain::cashback::{
     OrderEvent, PartnerId, PartnerSecrets, PartnerTerms, SIGNATURE_HEADER,
 };
 use loyalty_domain::ids::RegionId;
-use loyalty_domain::ledger::ProgrammeAccount;
+use loyalty_domain::ledger::{Budgets, ProgrammeAccount};
 use loyalty_domain::ports::{Clock, SystemClock};
-use loyalty_domain::{Classified, InfraError, Points};
+use loyalty_domain::{Classified, Points};
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
 use loyalty_platform::stores::cashback::{
     CashbackTables, DynamoCashback, DEFAULT_SETTINGS_TTL_SECS,
 };
-use loyalty_platform::stores::ledger::DynamoLedger;
 use loyalty_platform::stores::partner_secrets::PartnerSecretsSource;
 use serde::{Deserialize, Serialize};
 
 /// The function, generic over its store and clock: `App::new` (for `main.rs`), `with_clock`
 /// and `with_dynamodb` build the DynamoDB app; `with_store` takes any store (the memory
-/// adapter in handler tests).
+/// adapter in handler tests). The store is every port the routes use: orders
+/// ([`CashbackStore`]), partners and minimums ([`CashbackSettings`]) and partners' funds
+/// ([`Budgets`]), so every route answers the same on both.
 pub struct App<S = DynamoCashback, C = Box<dyn Clock>> {
     store: S,
     policy: CashbackPolicy,
-    /// Budget top-ups (`POST /admin/partners/{partnerId}/budget`) write the ledger directly;
-    /// only the DynamoDB app has them.
-    budgets: Option<Budgets>,
     secrets: PartnerSecretsSource,
     clock: C,
 }
@@ -79,23 +77,15 @@ impl App {
                 reason: "must be 0 or more".into(),
             });
         }
-        let budgets = Budgets {
-            ledger: DynamoLedger::new(dynamodb.clone(), tables.ledger.clone()),
-            // Read fresh (no settings cache): a top-up must not fund a partner just deleted.
-            partners: DynamoCashback::new(dynamodb.clone(), tables.clone(), policy),
-        };
         let store = DynamoCashback::new(dynamodb, tables, policy)
             .with_settings_ttl(chrono::Duration::seconds(ttl));
-        let mut app = App::with_store(store, policy, PartnerSecretsSource::from_env(env)?, clock);
-        app.budgets = Some(budgets);
-        Ok(app)
+        Ok(App::with_store(
+            store,
+            policy,
+            PartnerSecretsSource::from_env(env)?,
+            clock,
+        ))
     }
-}
-
-/// What a budget top-up needs: the ledger, and the partners as stored.
-struct Budgets {
-    ledger: DynamoLedger,
-    partners: DynamoCashback,
 }
 
 /// The cashback settings from the function's environment (defaults where unset).
@@ -129,7 +119,7 @@ pub fn policy(env: &Env) -> Result<CashbackPolicy, ConfigError> {
     })
 }
 
-impl<S: CashbackStore + CashbackSettings, C: Clock> App<S, C> {
+impl<S: CashbackStore + CashbackSettings + Budgets, C: Clock> App<S, C> {
     /// Any store and clock: the memory adapter and a fixed clock in handler tests.
     pub fn with_store(
         store: S,
@@ -140,7 +130,6 @@ impl<S: CashbackStore + CashbackSettings, C: Clock> App<S, C> {
         Self {
             store,
             policy,
-            budgets: None,
             secrets,
             clock,
         }
@@ -249,20 +238,7 @@ impl<S: CashbackStore + CashbackSettings, C: Clock> App<S, C> {
                     "amount must be a positive number of points.",
                 )
             })?;
-        let budgets = self.budgets.as_ref().ok_or_else(|| {
-            Problem::from_error(InfraError::permanent(
-                "fund partner",
-                "this app was built without the DynamoDB ledger",
-            ))
-        })?;
-        let ledger = &budgets.ledger;
-        if budgets
-            .partners
-            .partner(&partner)
-            .await
-            .problem()?
-            .is_none()
-        {
+        if self.store.partner(&partner).await.problem()?.is_none() {
             return Err(Problem::new(
                 StatusCode::NOT_FOUND,
                 "partner_not_found",
@@ -271,11 +247,11 @@ impl<S: CashbackStore + CashbackSettings, C: Clock> App<S, C> {
         }
         let account = ProgrammeAccount::PartnerFund(partner);
         let funding_id = format!("{}:{key}", caller.subject.as_str());
-        ledger
+        self.store
             .fund_budget(&account, amount, &funding_id, self.clock.now())
             .await
             .problem()?;
-        let balance = ledger.programme_balance(&account).await.problem()?;
+        let balance = self.store.programme_balance(&account).await.problem()?;
         tracing::info!(account = %account, amount = amount.get(), "budget funded");
         Ok(http::json(
             StatusCode::OK,

@@ -686,6 +686,25 @@ impl crate::Classified for HistoryError {
     }
 }
 
+/// Funding and reading programme accounts' budgets: what an admin top-up needs (a partner's
+/// cashback fund). Funding moves points from [`ProgrammeAccount::Issuer`] to the account,
+/// spread over its shards, once per `funding_id` (a retry funds nothing twice).
+pub trait Budgets: Send + Sync {
+    fn fund_budget(
+        &self,
+        account: &ProgrammeAccount,
+        amount: Points,
+        funding_id: &str,
+        now: DateTime<Utc>,
+    ) -> impl std::future::Future<Output = Result<Funded, crate::InfraError>> + Send;
+
+    /// The account's balance (the sum of its shards) and what was ever funded.
+    fn programme_balance(
+        &self,
+        account: &ProgrammeAccount,
+    ) -> impl std::future::Future<Output = Result<ProgrammeBalance, crate::InfraError>> + Send;
+}
+
 /// What the wallet reads, and nothing it writes: balances, history and outlet totals from
 /// the ledger, and the programme's tiers. Reads only, so an adapter is a translator.
 pub trait LedgerReader: Send + Sync {

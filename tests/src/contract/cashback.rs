@@ -16,7 +16,7 @@ use loyalty_domain::cashback::{
 };
 use loyalty_domain::earning::SupplierId;
 use loyalty_domain::ids::{EntryId, ParticipantId, RegionId};
-use loyalty_domain::ledger::{Balance, Entry, EntryKind, ProgrammeAccount};
+use loyalty_domain::ledger::{Balance, Budgets, Entry, EntryKind, Funded, ProgrammeAccount};
 use loyalty_domain::Points;
 use loyalty_platform::dynamo::ItemExt;
 use loyalty_platform::memory::MemoryCashback;
@@ -29,7 +29,7 @@ use crate::TestStack;
 /// the adapter's own storage.
 #[allow(async_fn_in_trait)]
 pub trait CashbackHarness {
-    type Store: CashbackStore + CashbackSettings;
+    type Store: CashbackStore + CashbackSettings + Budgets;
     fn store(&self) -> &Self::Store;
     async fn balance(&self, participant: &ParticipantId) -> Balance;
     /// The month's cap counter (0 when there is none).
@@ -40,10 +40,6 @@ pub trait CashbackHarness {
     async fn queue_of(&self, partner: &PartnerId, order: &OrderId) -> Option<String>;
     /// The release queue of `month`, read `page` orders at a time: every page.
     async fn release_pages(&self, month: &str, page: usize) -> Vec<Vec<(PartnerId, OrderId)>>;
-    /// Gives a programme account a budget, as an admin top-up does.
-    async fn fund_budget(&self, account: &ProgrammeAccount, amount: Points, funding_id: &str);
-    /// A programme account's balance (the sum of its shards).
-    async fn programme_balance(&self, account: &ProgrammeAccount) -> i64;
     /// The sum over every member account plus every programme account: always zero.
     async fn double_entry_sum(&self) -> i64;
 }
@@ -105,14 +101,6 @@ impl CashbackHarness for MemoryHarness {
                 None => return pages,
             }
         }
-    }
-
-    async fn fund_budget(&self, account: &ProgrammeAccount, amount: Points, funding_id: &str) {
-        self.store.fund_budget(account, amount, funding_id);
-    }
-
-    async fn programme_balance(&self, account: &ProgrammeAccount) -> i64 {
-        self.store.programme_balance(account).balance
     }
 
     async fn double_entry_sum(&self) -> i64 {
@@ -213,21 +201,6 @@ impl CashbackHarness for DynamoHarness {
                 None => return pages,
             }
         }
-    }
-
-    async fn fund_budget(&self, account: &ProgrammeAccount, amount: Points, funding_id: &str) {
-        self.ledger
-            .fund_budget(account, amount, funding_id, now())
-            .await
-            .expect("fund budget");
-    }
-
-    async fn programme_balance(&self, account: &ProgrammeAccount) -> i64 {
-        self.ledger
-            .programme_balance(account)
-            .await
-            .expect("programme balance")
-            .balance
     }
 
     async fn double_entry_sum(&self) -> i64 {
@@ -533,13 +506,70 @@ fn fund() -> ProgrammeAccount {
     ProgrammeAccount::PartnerFund(partner())
 }
 
+/// Gives the partner's fund a budget through the port, as an admin top-up does.
+async fn fund_budget<H: CashbackHarness>(h: &H, amount: Points, funding_id: &str) -> Funded {
+    h.store()
+        .fund_budget(&fund(), amount, funding_id, now())
+        .await
+        .expect("fund budget")
+}
+
+/// What is left in the partner's fund (the sum of its shards).
+async fn fund_left<H: CashbackHarness>(h: &H) -> i64 {
+    h.store()
+        .programme_balance(&fund())
+        .await
+        .expect("programme balance")
+        .balance
+}
+
+pub async fn a_partners_fund_is_funded_once_per_funding_id_and_reads_back_what_was_funded<
+    H: CashbackHarness,
+>(
+    h: H,
+) {
+    assert_eq!(
+        h.store().programme_balance(&fund()).await.unwrap().funded,
+        None,
+        "never funded"
+    );
+    assert_eq!(
+        fund_budget(&h, Points(1_000), "top-up-1").await,
+        Funded::Funded
+    );
+    assert_eq!(
+        fund_budget(&h, Points(1_000), "top-up-1").await,
+        Funded::AlreadyFunded,
+        "a retry funds nothing twice"
+    );
+    assert_eq!(
+        fund_budget(&h, Points(600), "top-up-2").await,
+        Funded::Funded
+    );
+    let balance = h.store().programme_balance(&fund()).await.unwrap();
+    assert_eq!((balance.balance, balance.funded), (1_600, Some(1_600)));
+    assert_eq!(balance.shards.iter().sum::<i64>(), 1_600);
+    assert_double_entry(&h).await;
+}
+
+pub async fn a_partner_reads_back_as_stored_and_an_unknown_one_is_none<H: CashbackHarness>(h: H) {
+    let never_put = PartnerId::parse("never-put-partner").unwrap();
+    assert_eq!(h.store().partner(&never_put).await.unwrap(), None);
+    let stored = terms().partner.unwrap();
+    h.store()
+        .put_partner(&partner(), &stored, now())
+        .await
+        .unwrap();
+    assert_eq!(h.store().partner(&partner()).await.unwrap(), Some(stored));
+}
+
 pub async fn cashback_over_the_partners_budget_is_refused_and_writes_nothing_then_recorded_as_none<
     H: CashbackHarness,
 >(
     h: H,
 ) {
     // 600 points over 16 shards: the whole fund cannot cover 625.
-    h.fund_budget(&fund(), Points(600), "funding-1").await;
+    fund_budget(&h, Points(600), "funding-1").await;
     let d = decision(&State::unread(), &created("e-1", "o-1", AMOUNT));
     assert_eq!(
         h.store().commit(&d, now()).await.unwrap(),
@@ -548,7 +578,7 @@ pub async fn cashback_over_the_partners_budget_is_refused_and_writes_nothing_the
     assert_eq!(order(&h, "o-1").await, None, "all or nothing");
     assert_eq!(h.used(&p1(), MONTH).await, 0);
     assert_eq!(h.balance(&p1()).await, Balance::default());
-    assert_eq!(h.programme_balance(&fund()).await, 600);
+    assert_eq!(fund_left(&h).await, 600);
     assert_double_entry(&h).await;
 
     // Through the use case the order is recorded, without cashback.
@@ -560,7 +590,7 @@ pub async fn cashback_over_the_partners_budget_is_refused_and_writes_nothing_the
     let stored = order(&h, "o-1").await.expect("the order is stored");
     assert_eq!(stored.status, OrderStatus::NoCashback);
     assert_eq!(h.balance(&p1()).await, Balance::default());
-    assert_eq!(h.programme_balance(&fund()).await, 600);
+    assert_eq!(fund_left(&h).await, 600);
     assert_double_entry(&h).await;
 }
 
@@ -570,11 +600,11 @@ pub async fn cashback_the_whole_fund_covers_is_paid_though_no_single_shard_holds
     h: H,
 ) {
     // 16 shards of 100 points each: no shard alone covers 625, the fund does.
-    h.fund_budget(&fund(), Points(1600), "funding-1").await;
+    fund_budget(&h, Points(1600), "funding-1").await;
     let d = decision(&State::unread(), &created("e-1", "o-1", AMOUNT));
     assert_eq!(h.store().commit(&d, now()).await.unwrap(), Ok(()));
     assert_eq!(h.balance(&p1()).await.pending, 625);
-    assert_eq!(h.programme_balance(&fund()).await, 1600 - 625);
+    assert_eq!(fund_left(&h).await, 1600 - 625);
     assert_double_entry(&h).await;
 }
 
@@ -584,11 +614,11 @@ pub async fn cashback_within_the_partners_budget_moves_the_fund_by_its_points<
     h: H,
 ) {
     // 16 shards of 1000 points each: any shard covers 625.
-    h.fund_budget(&fund(), Points(16_000), "funding-1").await;
+    fund_budget(&h, Points(16_000), "funding-1").await;
     let d = decision(&State::unread(), &created("e-1", "o-1", AMOUNT));
     assert_eq!(h.store().commit(&d, now()).await.unwrap(), Ok(()));
     assert_eq!(h.balance(&p1()).await.pending, 625);
-    assert_eq!(h.programme_balance(&fund()).await, 16_000 - 625);
+    assert_eq!(fund_left(&h).await, 16_000 - 625);
     assert_double_entry(&h).await;
 }
 
@@ -608,6 +638,8 @@ macro_rules! cashback_store_contract {
             cashback_over_the_partners_budget_is_refused_and_writes_nothing_then_recorded_as_none,
             cashback_within_the_partners_budget_moves_the_fund_by_its_points,
             cashback_the_whole_fund_covers_is_paid_though_no_single_shard_holds_it,
+            a_partners_fund_is_funded_once_per_funding_id_and_reads_back_what_was_funded,
+            a_partner_reads_back_as_stored_and_an_unknown_one_is_none,
         );
     };
 }

@@ -7,7 +7,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use loyalty_domain::earning::{entry_ids, PricedLine, RuleId, SellInLine, Sku, Tier, Tiers};
 use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
-use loyalty_domain::ledger::{Balance, Entry};
+use loyalty_domain::ledger::{Balance, Entry, ProgrammeAccount, PROGRAMME_SHARDS};
 use loyalty_domain::sellin::{self, entry_of, ImportOutcome, SellInCredit, SellInStore};
 use loyalty_domain::Points;
 use loyalty_platform::dynamo::ItemExt;
@@ -29,6 +29,8 @@ pub trait SellInHarness {
     async fn entries(&self, participant: &ParticipantId) -> Vec<Entry>;
     /// The fingerprint in the line's marker.
     async fn marker(&self, entry: &EntryId) -> Option<String>;
+    /// Gives the sell-in programme account a budget, through the adapter's ledger.
+    async fn fund_sell_in(&self, amount: Points);
 }
 
 // --- The memory adapter ----------------------------------------------------------------
@@ -72,6 +74,12 @@ impl SellInHarness for MemoryHarness {
 
     async fn marker(&self, entry: &EntryId) -> Option<String> {
         self.store.marker(entry).map(|m| m.fingerprint)
+    }
+
+    async fn fund_sell_in(&self, amount: Points) {
+        self.store
+            .ledger()
+            .fund_budget(&ProgrammeAccount::SellIn, amount, "fund-sell-in");
     }
 }
 
@@ -132,6 +140,13 @@ impl SellInHarness for DynamoHarness {
         out.item
             .map(|i| i.string("fingerprint").expect("fingerprint").to_string())
     }
+
+    async fn fund_sell_in(&self, amount: Points) {
+        self.ledger
+            .fund_budget(&ProgrammeAccount::SellIn, amount, "fund-sell-in", now())
+            .await
+            .expect("fund sell-in");
+    }
 }
 
 // --- Helpers ---------------------------------------------------------------------------
@@ -179,6 +194,24 @@ fn id_of(p: &PricedLine) -> EntryId {
 }
 
 // --- The cases -------------------------------------------------------------------------
+
+pub async fn a_line_its_funded_shard_cannot_cover_fails_and_writes_nothing(h: impl SellInHarness) {
+    // One point per shard: short of the line's 30 wherever it lands.
+    h.fund_sell_in(Points(PROGRAMME_SHARDS as u64)).await;
+    let line = priced(2, "INV-9", "p-ana", 3);
+    let refused = h
+        .store()
+        .credit_line(
+            &entry_of(&line, &base(), now()),
+            &line.rule,
+            &line.line.fingerprint(),
+        )
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(h.entries(&pid("p-ana")).await.is_empty());
+    assert_eq!(h.balance(&pid("p-ana")).await, Balance::default());
+    assert_eq!(h.marker(&id_of(&line)).await, None);
+}
 
 pub async fn a_line_is_credited_once_and_again_with_the_same_content_is_already_imported(
     h: impl SellInHarness,
@@ -297,6 +330,7 @@ macro_rules! sell_in_store_contract {
             a_line_is_credited_once_and_again_with_the_same_content_is_already_imported,
             a_line_with_other_content_is_changed_and_writes_nothing,
             an_import_credits_each_line_once_and_a_changed_line_refuses_it_whole,
+            a_line_its_funded_shard_cannot_cover_fails_and_writes_nothing,
         );
     };
 }

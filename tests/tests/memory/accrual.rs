@@ -22,7 +22,7 @@ const SAMPLE_PARTICIPANT: &str = "p-7f3a9c";
 const SAMPLE_OUTLET: &str = "o-5d2e8b";
 
 /// Every port on memory: one ledger ([`MemoryActions`]) holds the rules, tiers, budgets,
-/// action credits and challenge bonuses; sell-in keeps its own ([`MemorySellIn`]).
+/// action credits, sell-in credits ([`MemorySellIn::on`] it) and challenge bonuses.
 pub type Admin = accrual::Admin<Arc<MemoryActions>, MemorySellIn, MemoryChallenges, MemoryAnswers>;
 pub type App = accrual::App<Arc<MemoryActions>, FixedClock, Admin>;
 
@@ -53,7 +53,7 @@ pub fn memory_app() -> App {
     let ledger = Arc::new(MemoryActions::new());
     let admin = accrual::Admin {
         settings: ledger.clone(),
-        sell_in: MemorySellIn::new(),
+        sell_in: MemorySellIn::on(ledger.clone()),
         challenges: MemoryChallenges::with_ledger(ledger.clone()),
         answers: MemoryAnswers::new(),
     };

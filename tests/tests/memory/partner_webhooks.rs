@@ -8,7 +8,7 @@ use loyalty_domain::cashback::{
     self, sign, CashbackPolicy, OrderId, OrderStatus, PartnerId, Secret, SIGNATURE_HEADER,
 };
 use loyalty_domain::ids::{EntryId, ParticipantId};
-use loyalty_domain::ledger::EntryKind;
+use loyalty_domain::ledger::{EntryKind, ProgrammeAccount};
 use loyalty_domain::ports::{Clock, FixedClock};
 use loyalty_domain::Points;
 use loyalty_local::webhooks::{DEMO_PARTNER, DEMO_SECRET};
@@ -295,5 +295,138 @@ async fn a_return_after_release_claws_back_what_the_balance_covers_and_records_t
     assert_eq!(
         app.store().used_this_month(&participant(), "2026-11"),
         POINTS as i64
+    );
+}
+
+// --- Budget top-ups ----------------------------------------------------------------------
+
+fn fund() -> ProgrammeAccount {
+    ProgrammeAccount::PartnerFund(PartnerId::parse(DEMO_PARTNER).unwrap())
+}
+
+/// The sample top-up of the demo partner's fund by `amount` points under `key`.
+fn top_up(amount: u64, key: &str) -> ApiEvent {
+    sample("fund-partner-budget")
+        .header("idempotency-key", key)
+        .body(json!({ "amount": amount }))
+}
+
+/// A created order of the sample's amount (625 points) with its own event and order ids.
+fn another_order(app: &App, id: &str) -> ApiEvent {
+    let body = json!({
+        "event_id": format!("evt-{id}"), "order_id": id, "occurred_at": "2026-11-22T09:58:00Z",
+        "type": "created", "participant_id": SAMPLE_PARTICIPANT, "region": "almaty",
+        "channel": "app", "category": "beverages", "amount_minor": 1_250_000
+    });
+    signed(app, &body, DEMO_SECRET)
+}
+
+async fn send_full(app: &App, event: ApiEvent) -> (StatusCode, Value, String) {
+    let response = app.handle(event.request()).await.expect("never errs");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    (response.status(), body_json(&response), content_type)
+}
+
+#[tokio::test]
+async fn the_sample_top_up_funds_the_partner_once_and_its_replay_under_the_key_answers_the_same() {
+    let app = configured().await;
+    let (status, first, content_type) = send_full(&app, sample("fund-partner-budget")).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(content_type, "application/json");
+    assert_eq!(
+        first,
+        json!({ "account": fund().key(), "remaining": 1_600_000, "funded": 1_600_000 })
+    );
+    let (status, again, _) = send_full(&app, sample("fund-partner-budget")).await;
+    assert_eq!((status, &again), (StatusCode::OK, &first));
+    let balance = app.store().programme_balance(&fund());
+    assert_eq!(
+        (balance.balance, balance.funded),
+        (1_600_000, Some(1_600_000)),
+        "the replay funded nothing"
+    );
+    // Another key is another top-up.
+    let (status, body, _) = send_full(&app, top_up(400_000, "fund-demo-market-2027-01")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (&body["remaining"], &body["funded"]),
+        (&json!(2_000_000), &json!(2_000_000))
+    );
+}
+
+#[tokio::test]
+async fn top_ups_without_a_key_for_an_unknown_partner_or_of_no_points_are_problems_funding_nothing()
+{
+    let app = configured().await;
+    let cases = [
+        (
+            sample("fund-partner-budget-without-key"),
+            StatusCode::BAD_REQUEST,
+            "idempotency_key_missing",
+        ),
+        (
+            sample("fund-partner-budget").path_param("partnerId", "nobody-market"),
+            StatusCode::NOT_FOUND,
+            "partner_not_found",
+        ),
+        (
+            top_up(0, "fund-demo-market-zero"),
+            StatusCode::BAD_REQUEST,
+            "invalid_amount",
+        ),
+    ];
+    for (event, expected, code) in cases {
+        let (status, problem, content_type) = send_full(&app, event).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (expected, Some(code)),
+            "{problem}"
+        );
+        assert_eq!(content_type, "application/problem+json");
+    }
+    assert_eq!(app.store().programme_balance(&fund()).funded, None);
+    let nobody = ProgrammeAccount::PartnerFund(PartnerId::parse("nobody-market").unwrap());
+    assert_eq!(app.store().programme_balance(&nobody).funded, None);
+}
+
+#[tokio::test]
+async fn an_order_over_the_fund_earns_no_cashback_until_a_top_up_pays_the_next_one() {
+    let app = configured().await;
+    // 600 points: the fund cannot cover the sample order's 625.
+    let (status, body, _) = send_full(&app, top_up(600, "fund-demo-market-small")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, created) = send(&app, sample("order-created")).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    assert_eq!(
+        (
+            created["status"].as_str(),
+            created["reason"].as_str(),
+            created["points"].as_u64()
+        ),
+        (Some("no_cashback"), Some("budget_exhausted"), Some(0))
+    );
+    assert_eq!(status_of(&app), Some(OrderStatus::NoCashback));
+    assert_eq!(app.store().balance(&participant()).pending, 0);
+    assert_eq!(app.store().programme_balance(&fund()).balance, 600);
+
+    let (status, body, _) = send_full(&app, top_up(1_000, "fund-demo-market-more")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, next) = send(&app, another_order(&app, "DM-100043")).await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    assert_eq!(
+        (next["status"].as_str(), next["points"].as_u64()),
+        (Some("pending"), Some(POINTS))
+    );
+    assert_eq!(app.store().balance(&participant()).pending, POINTS);
+    assert_eq!(
+        app.store().programme_balance(&fund()).balance,
+        1_600 - POINTS as i64
+    );
+    assert_eq!(
+        app.store().member_points() + app.store().programme_points(),
+        0
     );
 }

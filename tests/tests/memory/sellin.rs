@@ -56,7 +56,7 @@ fn pid() -> ParticipantId {
 #[tokio::test]
 async fn the_sample_import_credits_each_line_once_at_the_participants_tier() {
     let store = MemorySellIn::new();
-    store.put_tiers(
+    store.ledger().put_tiers(
         Tiers::parse(vec![
             Tier {
                 name: "base".into(),
@@ -71,7 +71,7 @@ async fn the_sample_import_credits_each_line_once_at_the_participants_tier() {
         ])
         .unwrap(),
     );
-    store.credit_elsewhere(&pid(), 1_000, at());
+    store.ledger().credit_elsewhere(&pid(), 1_000, at());
     let ImportOutcome::Imported(lines) = import(&store, &body()).await else {
         panic!("the sample is imported");
     };
@@ -114,7 +114,7 @@ async fn the_sample_with_a_changed_quantity_is_refused_whole_and_names_the_line(
 mod route {
     use lambda_http::http::StatusCode;
     use loyalty_domain::earning::Slug;
-    use loyalty_domain::ledger::{ProgrammeAccount, PROGRAMME_SHARDS};
+    use loyalty_domain::ledger::{Entry, ProgrammeAccount, PROGRAMME_SHARDS};
     use loyalty_tests::ApiEvent;
     use serde_json::json;
 
@@ -156,8 +156,22 @@ mod route {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 
+    /// The participant's entries from sell-in lines (the ledger holds bonuses too).
     fn sell_in_entries(app: &App) -> usize {
-        app.admin().sell_in.entries(&participant()).len()
+        app.store()
+            .entries(&participant())
+            .iter()
+            .filter(|e| ProgrammeAccount::of(e) == ProgrammeAccount::SellIn)
+            .count()
+    }
+
+    /// The participant's challenge bonuses.
+    fn bonuses(app: &App) -> Vec<Entry> {
+        app.store()
+            .entries(&participant())
+            .into_iter()
+            .filter(|e| matches!(ProgrammeAccount::of(e), ProgrammeAccount::Challenge(_)))
+            .collect()
     }
 
     #[tokio::test]
@@ -186,14 +200,7 @@ mod route {
             (&json!(0), &json!(2))
         );
         assert_eq!(sell_in_entries(&app), 2);
-        assert_eq!(
-            app.admin()
-                .sell_in
-                .balance(&participant())
-                .unwrap()
-                .available,
-            78
-        );
+        assert_eq!(app.store().balance(&participant()).unwrap().available, 78);
     }
 
     #[tokio::test]
@@ -229,14 +236,7 @@ mod route {
         assert_eq!((status, &again), (StatusCode::CONFLICT, &body));
         assert!(replayed(&response));
         assert_eq!(sell_in_entries(&app), 2);
-        assert_eq!(
-            app.admin()
-                .sell_in
-                .balance(&participant())
-                .unwrap()
-                .available,
-            78
-        );
+        assert_eq!(app.store().balance(&participant()).unwrap().available, 78);
     }
 
     #[tokio::test]
@@ -298,18 +298,29 @@ mod route {
             ),
             (&json!(30), &json!(true))
         );
-        // The bonus landed once in the ledger, announced, paid by the challenge's account.
-        let bonus = app.store().entries(&participant());
+        // The bonus landed once in the ledger beside the lines, announced, paid by the
+        // challenge's account.
+        let bonus = bonuses(&app);
         assert_eq!(bonus.len(), 1);
         assert_eq!(bonus[0].source, "challenge acme-nov");
-        assert_eq!(app.store().balance(&participant()).unwrap().available, 500);
+        assert_eq!(
+            app.store().balance(&participant()).unwrap().available,
+            78 + 500
+        );
         let events: Vec<_> = app
             .store()
             .outbox()
             .iter()
             .map(|e| e.payload["type"].clone())
             .collect();
-        assert_eq!(events, vec![json!("challenge_completed")]);
+        assert_eq!(
+            events,
+            vec![
+                json!("challenge_completed"),
+                json!("points_credited"),
+                json!("points_credited")
+            ]
+        );
         // The same file under a new key counts nothing again.
         let (_, body, _) = send(
             &app,
@@ -317,7 +328,8 @@ mod route {
         )
         .await;
         assert_eq!(body["challenges_completed"], json!([]));
-        assert_eq!(app.store().entries(&participant()).len(), 1);
+        assert_eq!(bonuses(&app).len(), 1);
+        assert_eq!(app.store().entries(&participant()).len(), 3);
     }
 
     #[tokio::test]
@@ -346,7 +358,7 @@ mod route {
             (&json!(24), &json!(false)),
             "{body}"
         );
-        assert!(app.store().entries(&participant()).is_empty());
+        assert!(bonuses(&app).is_empty());
 
         let (status, body, _) =
             send(&app, fund(500 * PROGRAMME_SHARDS as u64, "fund-nov-0002")).await;
@@ -365,5 +377,37 @@ mod route {
             app.store().programme_balance(&account).balance,
             501 * PROGRAMME_SHARDS as i64 - 500
         );
+    }
+
+    #[tokio::test]
+    async fn tiers_put_by_an_admin_scale_an_import_and_actions_and_lines_share_one_balance() {
+        let app = with_rules().await;
+        let (status, body, _) = send(&app, event("put-tiers.json")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        // A survey worth gold's threshold: the action alone lifts the participant to gold.
+        let (status, body, _) = send(
+            &app,
+            event("put-rule.json").body(json!({ "action": "survey", "points": 10_000,
+                "valid_from": "2026-10-01T00:00:00Z", "valid_until": "2027-01-01T00:00:00Z" })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body, _) = send(&app, event("report-action.json")).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["points"], 10_000, "bronze: ×1");
+
+        let (status, body, _) = send(&app, event("import-sell-in.json")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        // 24 × 2 and 6 × 5 points, at gold (×1.5).
+        assert_eq!(body["points"], 72 + 45, "{body}");
+        assert_eq!(sell_in_entries(&app), 2);
+        assert_eq!(app.store().entries(&participant()).len(), 3);
+        assert_eq!(
+            app.store().balance(&participant()).unwrap().available,
+            10_000 + 117
+        );
+        // Both sides of every credit in one ledger: members and programme sum to zero.
+        assert_eq!(app.store().member_points(), 10_117);
+        assert_eq!(app.store().programme_points(), -10_117);
     }
 }

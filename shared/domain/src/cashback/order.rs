@@ -573,6 +573,13 @@ pub trait CashbackStore: Send + Sync {
 
 /// Where admins' settings go: a partner's terms and a region's minimum order.
 pub trait CashbackSettings: Send + Sync {
+    /// The partner's terms as stored, never from a cache: a budget top-up must not fund a
+    /// partner just deleted.
+    fn partner(
+        &self,
+        partner: &PartnerId,
+    ) -> impl std::future::Future<Output = Result<Option<PartnerTerms>, InfraError>> + Send;
+
     fn put_partner(
         &self,
         partner: &PartnerId,

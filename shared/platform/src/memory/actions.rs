@@ -6,7 +6,8 @@
 //!
 //! The same world is accrual's [`EarningSettings`] in memory (rules, tiers, budgets, earned
 //! months) and the ledger [`super::MemoryChallenges`] credits bonuses to
-//! ([`MemoryActions::credit`]), so an `accrual::App` built on memory sees one programme.
+//! ([`MemoryActions::credit`]) and [`super::MemorySellIn`] credits sell-in lines to, so an
+//! `accrual::App` built on memory sees one programme.
 //! A credit held over budget (`AccrualUnderReview`) waits on [`ActionsWorld::reviews`] and is
 //! decided through this store's [`ReviewStore`], as `DynamoLedger` decides it on the ledger
 //! table: an approval pays the rule within its budget, or is refused and stays held.
@@ -31,6 +32,7 @@ use loyalty_domain::{InfraError, Points};
 
 use super::claims::{OutboxEvent, StoredBalance};
 use super::ledger::ProgrammeShards;
+use super::sellin::LineMarker;
 use crate::stores::ledger::{Funded, LedgerRefusal, ProgrammeBalance};
 
 /// How long an answer is kept under its key, as in DynamoDB (24 h TTL).
@@ -60,6 +62,8 @@ pub struct ActionsWorld {
     /// The review queue: credits held over budget, by (held at, entry id), as the ledger
     /// table's `gsi1` orders them.
     pub reviews: BTreeMap<(String, EntryId), ParticipantId>,
+    /// Sell-in lines' markers, by the line's entry id ([`super::MemorySellIn`]).
+    pub lines: BTreeMap<EntryId, LineMarker>,
 }
 
 /// Actions over ordered maps behind one lock.
@@ -90,7 +94,7 @@ impl MemoryActions {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ActionsWorld> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, ActionsWorld> {
         self.world.lock().expect("actions world")
     }
 
@@ -294,7 +298,7 @@ impl EarningSettings for MemoryActions {
     }
 }
 
-fn put_outbox(w: &mut ActionsWorld, envelope: &Envelope) {
+pub(super) fn put_outbox(w: &mut ActionsWorld, envelope: &Envelope) {
     let payload: serde_json::Value =
         serde_json::from_str(&envelope.to_json()).expect("an envelope is JSON");
     w.outbox.insert(

@@ -25,7 +25,9 @@ use loyalty_domain::cashback::{
     OrderWrite, PartnerId, PartnerTerms, Queue, QueueMove, Refusal,
 };
 use loyalty_domain::ids::{EntryId, ParticipantId, RegionId};
-use loyalty_domain::ledger::{Balance, Entry, EntryKind};
+use loyalty_domain::ledger::{
+    Balance, Budgets, Entry, EntryKind, Funded, ProgrammeAccount, ProgrammeBalance,
+};
 use loyalty_domain::outbox::OutboxEvent;
 use loyalty_domain::{InfraError, Points};
 
@@ -126,7 +128,6 @@ impl MemoryCashback {
         f(&self.world())
     }
 
-    /// How many entries every account holds together.
     /// Gives a programme account (a partner's fund) a budget or tops it up, as
     /// `DynamoLedger::fund_budget` does.
     pub fn fund_budget(
@@ -160,6 +161,7 @@ impl MemoryCashback {
         self.world().accounts.sum()
     }
 
+    /// How many entries every account holds together.
     pub fn entry_count(&self) -> usize {
         self.world().entry_ids.len()
     }
@@ -351,6 +353,10 @@ fn outbox_id(event: &OutboxEvent) -> String {
 }
 
 impl CashbackSettings for MemoryCashback {
+    async fn partner(&self, partner: &PartnerId) -> Result<Option<PartnerTerms>, InfraError> {
+        Ok(self.world().partners.get(partner).cloned())
+    }
+
     async fn put_partner(
         &self,
         partner: &PartnerId,
@@ -369,6 +375,27 @@ impl CashbackSettings for MemoryCashback {
     ) -> Result<(), InfraError> {
         self.set_minimum_order(region, minimum);
         Ok(())
+    }
+}
+
+impl Budgets for MemoryCashback {
+    async fn fund_budget(
+        &self,
+        account: &ProgrammeAccount,
+        amount: Points,
+        funding_id: &str,
+        _now: DateTime<Utc>,
+    ) -> Result<Funded, InfraError> {
+        Ok(MemoryCashback::fund_budget(
+            self, account, amount, funding_id,
+        ))
+    }
+
+    async fn programme_balance(
+        &self,
+        account: &ProgrammeAccount,
+    ) -> Result<ProgrammeBalance, InfraError> {
+        Ok(MemoryCashback::programme_balance(self, account))
     }
 }
 

@@ -2,18 +2,27 @@
 //! line's marker holding another fingerprint refuses the credit as `Changed`, then the
 //! participant's entry existing as `AlreadyImported`, then the entry's outbox record
 //! existing for another participant as `Changed`; all checked before anything is written.
+//!
+//! As on DynamoDB, where sell-in writes the ledger and reads the ProgrammeTable that actions
+//! use, the adapter works on a [`MemoryActions`] world: its tiers, the balances (so the
+//! earned months that set a tier count every credit), the entries, the outbox and the
+//! programme accounts ([`ProgrammeAccount::SellIn`]) are the ones actions, settings and
+//! challenges use. [`MemorySellIn::on`] shares an app's ledger; [`MemorySellIn::new`] has
+//! one of its own.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use loyalty_domain::earning::{MonthlyEarned, RuleId, Tiers};
 use loyalty_domain::ids::{EntryId, ParticipantId};
-use loyalty_domain::ledger::{Delta, Entry};
+use loyalty_domain::ledger::{Entry, ProgrammeAccount};
+use loyalty_domain::outbox::{Envelope, OutboxEvent as DomainEvent};
 use loyalty_domain::sellin::{SellInCredit, SellInStore};
-use loyalty_domain::{InfraError, Points};
+use loyalty_domain::settings::EarningSettings;
+use loyalty_domain::InfraError;
 
+use super::actions::{put_outbox, ActionsWorld};
 use super::claims::StoredBalance;
+use super::MemoryActions;
 
 /// A line's marker: kept forever, keyed by the line (its entry id).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,20 +32,10 @@ pub struct LineMarker {
     pub rule: RuleId,
 }
 
-#[derive(Debug, Default)]
-pub struct SellInWorld {
-    pub tiers: Tiers,
-    pub markers: BTreeMap<EntryId, LineMarker>,
-    pub entries: BTreeMap<(ParticipantId, EntryId), Entry>,
-    pub balances: BTreeMap<ParticipantId, StoredBalance>,
-    /// Entry ids with a `PointsCredited` record.
-    pub outbox: BTreeSet<EntryId>,
-}
-
-/// Sell-in over ordered maps behind one lock.
+/// Sell-in on a [`MemoryActions`] world.
 #[derive(Debug, Default)]
 pub struct MemorySellIn {
-    world: Mutex<SellInWorld>,
+    ledger: Arc<MemoryActions>,
     bug: Option<SellInBug>,
 }
 
@@ -49,8 +48,14 @@ pub enum SellInBug {
 }
 
 impl MemorySellIn {
+    /// Sell-in on a ledger of its own.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sell-in on `ledger`: the programme and ledger of the app's actions.
+    pub fn on(ledger: Arc<MemoryActions>) -> Self {
+        Self { ledger, bug: None }
     }
 
     pub fn with_planted_bug(bug: SellInBug) -> Self {
@@ -60,74 +65,54 @@ impl MemorySellIn {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, SellInWorld> {
-        self.world.lock().expect("sell-in world lock")
+    /// The ledger credited to: seeds tiers and other credits, inspects budgets.
+    pub fn ledger(&self) -> &MemoryActions {
+        &self.ledger
     }
 
-    pub fn put_tiers(&self, tiers: Tiers) {
-        self.lock().tiers = tiers;
+    fn checks_fingerprint(&self) -> bool {
+        self.bug != Some(SellInBug::IgnoreFingerprint)
     }
 
-    /// Moves a balance as another feature's write would: the month's earned points.
-    pub fn credit_elsewhere(&self, participant: &ParticipantId, points: u64, at: DateTime<Utc>) {
-        let delta = Delta::of(loyalty_domain::ledger::EntryKind::Accrual, Points(points));
-        self.lock()
-            .balances
-            .entry(participant.clone())
-            .or_default()
-            .add(&delta, at);
-    }
-
-    pub fn inspect<R>(&self, f: impl FnOnce(&SellInWorld) -> R) -> R {
-        f(&self.lock())
+    pub fn inspect<R>(&self, f: impl FnOnce(&ActionsWorld) -> R) -> R {
+        self.ledger.inspect(f)
     }
 
     pub fn entries(&self, participant: &ParticipantId) -> Vec<Entry> {
-        self.lock()
-            .entries
-            .iter()
-            .filter(|((p, _), _)| p == participant)
-            .map(|(_, e)| e.clone())
-            .collect()
+        self.ledger.entries(participant)
     }
 
     pub fn balance(&self, participant: &ParticipantId) -> Option<StoredBalance> {
-        self.lock().balances.get(participant).cloned()
+        self.ledger.balance(participant)
     }
 
     pub fn marker(&self, entry: &EntryId) -> Option<LineMarker> {
-        self.lock().markers.get(entry).cloned()
+        self.ledger.inspect(|w| w.lines.get(entry).cloned())
     }
 }
 
 impl SellInStore for MemorySellIn {
     async fn changed_lines(&self, lines: &[(EntryId, String)]) -> Result<Vec<usize>, InfraError> {
-        let w = self.lock();
-        let check_fingerprint = self.bug != Some(SellInBug::IgnoreFingerprint);
+        let w = self.ledger.lock();
         Ok(lines
             .iter()
             .enumerate()
             .filter(|(_, (id, fp))| {
-                check_fingerprint && w.markers.get(id).is_some_and(|m| &m.fingerprint != fp)
+                self.checks_fingerprint() && w.lines.get(id).is_some_and(|m| &m.fingerprint != fp)
             })
             .map(|(i, _)| i)
             .collect())
     }
 
     async fn tiers(&self) -> Result<Tiers, InfraError> {
-        Ok(self.lock().tiers.clone())
+        EarningSettings::tiers(&*self.ledger).await
     }
 
     async fn earned_months(
         &self,
         participant: &ParticipantId,
     ) -> Result<MonthlyEarned, InfraError> {
-        Ok(self
-            .lock()
-            .balances
-            .get(participant)
-            .map(|b| b.earned_by_month.clone())
-            .unwrap_or_default())
+        EarningSettings::earned_months(&*self.ledger, participant).await
     }
 
     async fn credit_line(
@@ -136,10 +121,9 @@ impl SellInStore for MemorySellIn {
         rule: &RuleId,
         fingerprint: &str,
     ) -> Result<SellInCredit, InfraError> {
-        let mut w = self.lock();
-        let check_fingerprint = self.bug != Some(SellInBug::IgnoreFingerprint);
-        if check_fingerprint
-            && w.markers
+        let mut w = self.ledger.lock();
+        if self.checks_fingerprint()
+            && w.lines
                 .get(&entry.id)
                 .is_some_and(|m| m.fingerprint != fingerprint)
         {
@@ -149,10 +133,28 @@ impl SellInStore for MemorySellIn {
         if w.entries.contains_key(&key) {
             return Ok(SellInCredit::AlreadyImported);
         }
-        if check_fingerprint && w.outbox.contains(&entry.id) {
+        let envelope = Envelope::new(
+            DomainEvent::PointsCredited {
+                participant_id: entry.participant.clone(),
+                entry_id: entry.id.clone(),
+                rule_id: rule.clone(),
+                points: entry.amount,
+            },
+            entry.created_at,
+        );
+        if self.checks_fingerprint() && w.outbox.contains_key(&envelope.event_id) {
             return Ok(SellInCredit::Changed);
         }
-        w.markers.insert(
+        // No route funds the sell-in account, but one funded by hand bounds it as on
+        // DynamoDB, where `credit_sell_in` neither gathers a dry shard nor takes the refusal
+        // for a business outcome: an infrastructure error.
+        if !w.accounts.covers(entry) {
+            return Err(InfraError::retryable(
+                "credit sell-in",
+                format!("budget of {:?} exhausted", ProgrammeAccount::of(entry)),
+            ));
+        }
+        w.lines.insert(
             entry.id.clone(),
             LineMarker {
                 fingerprint: fingerprint.to_string(),
@@ -160,12 +162,20 @@ impl SellInStore for MemorySellIn {
                 rule: rule.clone(),
             },
         );
-        w.entries.insert(key, entry.clone());
+        let delta = entry.delta();
         w.balances
             .entry(entry.participant.clone())
             .or_default()
-            .add(&Delta::of(entry.kind, entry.amount), entry.created_at);
-        w.outbox.insert(entry.id.clone());
+            .add(&delta, entry.created_at);
+        if let Some(outlet) = &entry.outlet {
+            w.outlet_totals
+                .entry(outlet.clone())
+                .or_default()
+                .add(&delta, entry.created_at);
+        }
+        put_outbox(&mut w, &envelope);
+        w.accounts.apply(entry);
+        w.entries.insert(key, entry.clone());
         Ok(SellInCredit::Credited)
     }
 }

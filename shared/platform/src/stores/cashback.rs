@@ -42,6 +42,7 @@ use loyalty_domain::cashback::{
 use loyalty_domain::challenge::{record_progress, ChallengeStore, ProgressError, ProgressSource};
 use loyalty_domain::earning::SupplierId;
 use loyalty_domain::ids::{ParticipantId, RegionId};
+use loyalty_domain::ledger::{Budgets, Funded, ProgrammeAccount, ProgrammeBalance};
 use loyalty_domain::{InfraError, Points};
 
 pub use loyalty_domain::cashback::{EventResult, Order, ReleaseOutcome};
@@ -49,8 +50,8 @@ pub use loyalty_domain::cashback::{EventResult, Order, ReleaseOutcome};
 use crate::dynamo::{classify, key, n, s, Item, ItemExt};
 use crate::stores::challenges::{log_out_of_budget, ChallengeTables, DynamoChallenges};
 use crate::stores::ledger::{
-    account_pk, append_items, balance_from_item, gather_budget, Gathered, LedgerRefusal,
-    OutboxRecord, GATHERS,
+    account_pk, append_items, balance_from_item, gather_budget, DynamoLedger, Gathered,
+    LedgerRefusal, OutboxRecord, GATHERS,
 };
 use crate::tx::{Refused, Tx};
 
@@ -628,6 +629,10 @@ impl DynamoCashback {
 }
 
 impl CashbackSettings for DynamoCashback {
+    async fn partner(&self, partner: &PartnerId) -> Result<Option<PartnerTerms>, InfraError> {
+        DynamoCashback::partner(self, partner).await
+    }
+
     async fn put_partner(
         &self,
         partner: &PartnerId,
@@ -644,6 +649,30 @@ impl CashbackSettings for DynamoCashback {
         now: DateTime<Utc>,
     ) -> Result<(), InfraError> {
         DynamoCashback::put_minimum_order(self, region, minimum, now).await
+    }
+}
+
+/// Partners' funds live on the ledger table, beside the cashback they pay.
+impl Budgets for DynamoCashback {
+    async fn fund_budget(
+        &self,
+        account: &ProgrammeAccount,
+        amount: Points,
+        funding_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Funded, InfraError> {
+        DynamoLedger::new(self.client.clone(), &self.tables.ledger)
+            .fund_budget(account, amount, funding_id, now)
+            .await
+    }
+
+    async fn programme_balance(
+        &self,
+        account: &ProgrammeAccount,
+    ) -> Result<ProgrammeBalance, InfraError> {
+        DynamoLedger::new(self.client.clone(), &self.tables.ledger)
+            .programme_balance(account)
+            .await
     }
 }
 
