@@ -31,7 +31,7 @@ use loyalty_domain::challenge::{
     ProgressError, ProgressOutcome, ProgressSource, Recorded, StepCommit, StepRefusal,
 };
 use loyalty_domain::earning::{entry_ids, LineIdentity, Sku, Slug, SupplierId};
-use loyalty_domain::ids::{OutletId, ParticipantId};
+use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
 use loyalty_domain::ledger::{programme_shard, ProgrammeAccount, PROGRAMME_SHARDS};
 use loyalty_domain::Points;
 use loyalty_platform::memory::challenges::ChallengesBug;
@@ -263,7 +263,8 @@ impl Challenges {
         let (described, label, result) = match op {
             ChallengeOp::Put => {
                 let described = self.put(rng, now);
-                (described, "challenge put", self.check_ledger())
+                let id = self.model.challenges.keys().last().cloned();
+                (described, "challenge put", self.check_ledger(&id))
             }
             ChallengeOp::TopUp => self.top_up(rng),
             ChallengeOp::Read => self.read(rng, world),
@@ -387,7 +388,7 @@ impl Challenges {
         } else {
             "challenge topped up"
         };
-        (described, label, self.check_ledger())
+        (described, label, self.check_ledger([&id]))
     }
 
     /// A new source (sell-in line or delivered order) for `participant`.
@@ -530,9 +531,15 @@ impl Challenges {
                 return (described, label, Err(e));
             }
         }
+        let touched: Vec<&ChallengeId> = expected
+            .outcomes
+            .iter()
+            .map(|o| &o.challenge)
+            .chain(&expected.out_of_budget)
+            .collect();
         let result = self
-            .check_participant(&source.participant)
-            .and_then(|()| self.check_ledger());
+            .check_participant(&source.participant, touched.iter().copied())
+            .and_then(|()| self.check_ledger(touched.iter().copied()));
         (described, label, result)
     }
 
@@ -626,8 +633,8 @@ impl Challenges {
         };
         described = format!("{described}: {answers:?}");
         if let Err(e) = self
-            .check_participant(&participant)
-            .and_then(|()| self.check_ledger())
+            .check_participant(&participant, [&c.id])
+            .and_then(|()| self.check_ledger([&c.id]))
         {
             return (described, label, Err(e));
         }
@@ -686,33 +693,21 @@ impl Challenges {
         (described, "challenge progress read", result)
     }
 
-    /// One participant: their progress in each challenge is the model's and the sum of the
-    /// units of the sources whose markers exist (so no source counts twice), the markers are
-    /// the sources the model counted, and each bonus is granted at most once (one bonus
-    /// entry per challenge, exactly for the challenges the model says were completed) with
-    /// the balance their sum.
-    fn check_participant(&self, p: &ParticipantId) -> Result<(), String> {
+    /// One participant in the given challenges: their progress is the model's and the sum
+    /// of the units of the sources whose markers exist (so no source counts twice), the
+    /// markers are the sources the model counted, and the bonus is granted at most once (one
+    /// bonus entry, exactly when the model says the challenge was completed); their balance
+    /// is the sum of the bonuses the model granted them. Only the challenges a step touched
+    /// are checked after it, so that a step costs the same however many challenges exist.
+    fn check_participant<'a>(
+        &self,
+        p: &ParticipantId,
+        challenges: impl IntoIterator<Item = &'a ChallengeId>,
+    ) -> Result<(), String> {
+        let challenges: Vec<&ChallengeId> = challenges.into_iter().collect();
         self.store.inner().inspect(|w| {
-            let mut marked: BTreeMap<&str, (u64, usize)> = BTreeMap::new();
-            for (_, key) in w
-                .markers
-                .range((p.clone(), String::new())..)
-                .take_while(|(q, _)| q == p)
-            {
-                let (challenge, reference) = key
-                    .strip_prefix("SOURCE#")
-                    .and_then(|k| k.split_once('#'))
-                    .ok_or_else(|| format!("{p}: marker {key} is malformed"))?;
-                let units = self
-                    .units
-                    .get(reference)
-                    .ok_or_else(|| format!("{p}: marker {key} names no source sent"))?;
-                let m = marked.entry(challenge).or_default();
-                m.0 += units;
-                m.1 += 1;
-            }
-            for id in self.model.challenges.keys() {
-                let key = (p.clone(), id.clone());
+            for id in &challenges {
+                let key = (p.clone(), (*id).clone());
                 let stored = w.progress.get(&key).copied();
                 let want = self.model.progress.get(&key).copied();
                 if stored != want {
@@ -720,13 +715,25 @@ impl Challenges {
                         "{p} in {id}: progress {stored:?}, the model says {want:?}"
                     ));
                 }
-                let (units, markers) = marked.get(id.as_str()).copied().unwrap_or_default();
+                let prefix = format!("SOURCE#{id}#");
+                let (mut units, mut markers) = (0, 0);
+                for (_, marker) in w
+                    .markers
+                    .range((p.clone(), prefix.clone())..)
+                    .take_while(|(q, m)| q == p && m.starts_with(&prefix))
+                {
+                    units += self
+                        .units
+                        .get(&marker[prefix.len()..])
+                        .ok_or_else(|| format!("{p}: marker {marker} names no source sent"))?;
+                    markers += 1;
+                }
                 if stored.map(|s| s.units).unwrap_or(0) != units {
                     return Err(format!(
                         "{p} in {id}: progress {stored:?}, but its counted sources sum to {units} units (a source counted twice?)"
                     ));
                 }
-                let counted = self.model.counted.get(&key).map_or(0, |c| c.len());
+                let counted = self.model.counted.get(&key).map_or(0, BTreeSet::len);
                 if markers != counted {
                     return Err(format!(
                         "{p} in {id}: {markers} sources marked, the model counted {counted}"
@@ -736,43 +743,43 @@ impl Challenges {
             Ok(())
         })?;
         let ledger = self.store.inner().ledger();
-        let mut bonuses: BTreeMap<String, usize> = BTreeMap::new();
-        for e in ledger.entries(p) {
-            *bonuses.entry(e.source).or_default() += 1;
-        }
-        for (source, n) in &bonuses {
-            let granted = source
-                .strip_prefix("challenge ")
-                .and_then(|id| Slug::parse(id).ok())
-                .is_some_and(|id| self.model.bonuses.contains(&(p.clone(), id)));
-            if *n > 1 || !granted {
+        ledger.inspect(|w| {
+            // `-` sorts before every character an id may hold: the first possible id.
+            let entries: Vec<_> = w
+                .entries
+                .range((p.clone(), EntryId::parse("-").expect("id"))..)
+                .take_while(|((q, _), _)| q == p)
+                .map(|(_, e)| e)
+                .collect();
+            for id in &challenges {
+                let source = format!("challenge {id}");
+                let n = entries.iter().filter(|e| e.source == source).count();
+                let granted = self.model.bonuses.contains(&(p.clone(), (*id).clone()));
+                if n != usize::from(granted) {
+                    return Err(format!(
+                        "{p} in {id}: {n} bonus entries, the model granted {}",
+                        u8::from(granted)
+                    ));
+                }
+            }
+            let balance = w.balances.get(p).map(|b| b.available).unwrap_or(0);
+            let want = self.model.balances.get(p).copied().unwrap_or(0);
+            if balance != want {
                 return Err(format!(
-                    "{p}: {n} bonus entries of {source}, the model granted {}",
-                    u8::from(granted)
+                    "{p}: balance {balance}, the model's bonuses sum to {want}"
                 ));
             }
-        }
-        let granted = self.model.bonuses.iter().filter(|(q, _)| q == p).count();
-        if bonuses.len() != granted {
-            return Err(format!(
-                "{p}: {} bonuses in the ledger, the model granted {granted}",
-                bonuses.len()
-            ));
-        }
-        let balance = ledger.balance(p).map(|b| b.available).unwrap_or(0);
-        let want = self.model.balances.get(p).copied().unwrap_or(0);
-        if balance != want {
-            return Err(format!(
-                "{p}: balance {balance}, the model's bonuses sum to {want}"
-            ));
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
-    /// Double entry and budgets: member and programme accounts sum to zero, no budgeted
-    /// shard is below zero, every budgeted shard holds what the model says is left, and
-    /// every budget was funded by exactly the top-ups the model counted, once each.
-    fn check_ledger(&self) -> Result<(), String> {
+    /// Double entry and budgets: member and programme accounts sum to zero and no budgeted
+    /// shard is below zero; each given challenge's budget shards hold what the model says is
+    /// left, and its budget was funded by exactly the top-ups the model counted, once each.
+    fn check_ledger<'a>(
+        &self,
+        challenges: impl IntoIterator<Item = &'a ChallengeId>,
+    ) -> Result<(), String> {
         self.store.inner().ledger().inspect(|w| {
             let members: i64 = w
                 .balances
@@ -780,34 +787,36 @@ impl Challenges {
                 .map(|b| b.available + b.pending + b.held)
                 .sum();
             check_programme("challenges", members, &w.accounts)?;
-            for (id, t) in &self.model.challenges {
+            for id in challenges {
+                let t = &self.model.challenges[id];
                 if t.fundings.is_empty() {
                     continue;
                 }
-                let stored = w.accounts.balance(&account(id)).funded;
-                if stored != Some(t.funded as i64) {
+                let stored = w.accounts.balance(&account(id));
+                if stored.funded != Some(t.funded as i64) {
                     return Err(format!(
-                        "budget of {id}: funded {stored:?}, the model counted {} (a top-up counted twice or lost?)",
-                        t.funded
+                        "budget of {id}: funded {:?}, the model counted {} (a top-up counted twice or lost?)",
+                        stored.funded, t.funded
                     ));
                 }
-            }
-            for ((id, shard), left) in &self.model.budgets {
-                let stored = w.accounts.balances.get(&(account(id), *shard)).copied();
-                if stored != Some(*left) {
-                    return Err(format!(
-                        "budget of {id} shard {shard}: stored {stored:?}, the model says {left}"
-                    ));
+                for (shard, stored) in stored.shards.iter().enumerate() {
+                    let left = self.model.budgets.get(&(id.clone(), shard as u32));
+                    if left != Some(stored) {
+                        return Err(format!(
+                            "budget of {id} shard {shard}: stored {stored}, the model says {left:?}"
+                        ));
+                    }
                 }
             }
             Ok(())
         })
     }
 
-    /// Everything, from scratch: every participant, and no marker or bonus beyond them.
+    /// Everything, from scratch: every participant in every challenge, and no marker or
+    /// bonus beyond them.
     pub fn check_everything(&self, world: &World) -> Result<(), String> {
         for actor in &world.actors {
-            self.check_participant(&actor.participant)?;
+            self.check_participant(&actor.participant, self.model.challenges.keys())?;
         }
         let markers = self.store.inner().inspect(|w| w.markers.len());
         let counted: usize = self.model.counted.values().map(BTreeSet::len).sum();
@@ -823,7 +832,7 @@ impl Challenges {
                 self.model.bonuses.len()
             ));
         }
-        self.check_ledger()
+        self.check_ledger(self.model.challenges.keys())
     }
 }
 
