@@ -82,17 +82,18 @@ impl ChallengeOp {
         }
     }
 
-    /// Weights per 2,000 steps: about one new challenge every 1,000 steps (some 20
-    /// simulated days), so a few are open at any time.
+    /// Weights per 4,000 steps: a new challenge every 4,000 steps (some 75 simulated days;
+    /// each is open for 20 to 90), so one to three are open at any time and a long run
+    /// does not pile up challenges every source is checked against.
     pub fn generate(rng: &mut ChaCha8Rng) -> Option<ChallengeOp> {
-        Some(match rng.random_range(0..2_000) {
-            0..2 => ChallengeOp::Put,
-            2..6 => ChallengeOp::TopUp,
-            6..86 => ChallengeOp::Source,
-            86..116 => ChallengeOp::Redeliver,
-            116..131 => ChallengeOp::Outside,
-            131..147 => ChallengeOp::Raced,
-            147..161 => ChallengeOp::Read,
+        Some(match rng.random_range(0..4_000) {
+            0..1 => ChallengeOp::Put,
+            1..9 => ChallengeOp::TopUp,
+            9..169 => ChallengeOp::Source,
+            169..229 => ChallengeOp::Redeliver,
+            229..259 => ChallengeOp::Outside,
+            259..291 => ChallengeOp::Raced,
+            291..319 => ChallengeOp::Read,
             _ => return None,
         })
     }
@@ -263,8 +264,8 @@ impl Challenges {
         let (described, label, result) = match op {
             ChallengeOp::Put => {
                 let described = self.put(rng, now);
-                let id = self.model.challenges.keys().last().cloned();
-                (described, "challenge put", self.check_ledger(&id))
+                let id = challenge_id(self.next_challenge - 1);
+                (described, "challenge put", self.check_ledger([&id]))
             }
             ChallengeOp::TopUp => self.top_up(rng),
             ChallengeOp::Read => self.read(rng, world),
@@ -284,13 +285,13 @@ impl Challenges {
         self.next_challenge += 1;
         let starts_on = now.date_naive() - Days::new(rng.random_range(0..5));
         let challenge = Challenge {
-            id: Slug::parse(&format!("ch-sim-{n}")).expect("slug"),
+            id: challenge_id(n),
             title: format!("Simulated challenge {n}"),
             supplier: supplier(SUPPLIERS[rng.random_range(0..SUPPLIERS.len())]),
             target_units: rng.random_range(15..=45),
             bonus: Points(rng.random_range(100..=300)),
             starts_on,
-            ends_on: starts_on + Days::new(rng.random_range(10..=40)),
+            ends_on: starts_on + Days::new(rng.random_range(20..=90)),
         };
         block_on(self.store.inner().put_challenge(&challenge, now)).expect("memory never fails");
         let mut tracked = Tracked {
@@ -853,6 +854,10 @@ fn label(recorded: &Recorded) -> &'static str {
 
 fn supplier(id: &str) -> SupplierId {
     Slug::parse(id).expect("supplier")
+}
+
+fn challenge_id(n: u64) -> ChallengeId {
+    Slug::parse(&format!("ch-sim-{n}")).expect("slug")
 }
 
 fn account(id: &ChallengeId) -> ProgrammeAccount {
