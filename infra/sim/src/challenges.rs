@@ -392,7 +392,7 @@ impl Challenges {
         (described, label, self.check_ledger([&id]))
     }
 
-    /// A new source (sell-in line or delivered order) for `participant`.
+    /// A new source (a sell-in line or a delivered order) for `actor`.
     fn new_source(
         &mut self,
         world: &World,
@@ -407,7 +407,13 @@ impl Challenges {
         let participant = world.actors[actor].participant.clone();
         // The references the real callers use: a sell-in line's entry id, or a delivered
         // order's per supplier.
-        let reference = if n % 2 == 0 {
+        let reference = if n % 2 == 1 {
+            ProgressSource::order_reference(
+                &PartnerId::parse("shop-sim").expect("partner"),
+                &OrderId::parse(&format!("ch-order-{n}")).expect("order"),
+                &supplier,
+            )
+        } else {
             let line = LineIdentity {
                 invoice: format!("INV-CH-{n}"),
                 outlet: world.actors[actor]
@@ -418,12 +424,6 @@ impl Challenges {
                 date,
             };
             entry_ids::sell_in(&line).as_str().to_string()
-        } else {
-            ProgressSource::order_reference(
-                &PartnerId::parse("shop-sim").expect("partner"),
-                &OrderId::parse(&format!("ch-order-{n}")).expect("order"),
-                &supplier,
-            )
         };
         self.units.insert(reference.clone(), units);
         let source = ProgressSource {
@@ -458,8 +458,12 @@ impl Challenges {
                 let (supplier, date) = if rng.random_bool(0.5) {
                     (supplier(NO_CHALLENGE), today)
                 } else {
-                    // Before the first challenge started.
-                    (supplier(SUPPLIERS[0]), today - Days::new(400))
+                    // Before the first challenge started (the first start four days
+                    // before the simulation's at the earliest).
+                    (
+                        supplier(SUPPLIERS[0]),
+                        crate::start().date_naive() - Days::new(30),
+                    )
                 };
                 Some(self.new_source(world, actor, supplier, date, units, now))
             }
