@@ -6,7 +6,8 @@
 //! Audit records pass through untouched: nothing reads them back.
 //!
 //! The same wrapper faults review decisions ([`ReviewStore`]) on a stream of its own, and
-//! [`FaultyCashback`] does the same around the cashback store.
+//! [`FaultyCashback`] and [`FaultyChallenges`] do the same around the cashback and challenge
+//! stores.
 
 use std::sync::Mutex;
 
@@ -14,6 +15,9 @@ use chrono::{DateTime, Utc};
 use loyalty_domain::cashback::{
     CashbackStore, Decision, MinimumOrder, Order, OrderId, PartnerId, PartnerTerms,
     Refusal as CashbackRefusal,
+};
+use loyalty_domain::challenge::{
+    Challenge, ChallengeId, ChallengeStore, Progress, StepCommit, StepRefusal,
 };
 use loyalty_domain::claim::{
     BatchInfo, ClaimAttempt, ClaimStore, FailedAttempt, FailureCounts, Refusal,
@@ -374,6 +378,108 @@ impl<S: CashbackStore> CashbackStore for FaultyCashback<S> {
         {
             return Err(InfraError::retryable(
                 "cashback transaction",
+                "connection reset after the commit (injected)",
+            ));
+        }
+        result
+    }
+}
+
+/// The same faults around the challenge store: throttled reads (the challenges, progress),
+/// throttled steps (nothing written), steps refused as `TransactionConflict`
+/// ([`StepRefusal::Contended`]: nothing written, the use case reads again), and steps
+/// committed whose answer is lost. The challenge of each step written is kept: when a
+/// recording fails after some of its steps were written (their answers lost with it), the
+/// caller retries the same source, and the model must then see it already counted there.
+pub struct FaultyChallenges<S> {
+    inner: S,
+    faults: Injector,
+    written: Mutex<Vec<ChallengeId>>,
+}
+
+impl<S> FaultyChallenges<S> {
+    pub fn new(inner: S, seed: u64, rates: FaultRates) -> Self {
+        Self {
+            inner,
+            faults: Injector::new(seed, 5, rates),
+            written: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The faults injected since the last call, in order.
+    pub fn take_injected(&self) -> Vec<Fault> {
+        self.faults.take_injected()
+    }
+
+    /// The challenges of the steps written since the last call, in order.
+    pub fn take_written(&self) -> Vec<ChallengeId> {
+        std::mem::take(&mut *self.written.lock().expect("written steps"))
+    }
+
+    fn roll(&self, p: f64, fault: Fault) -> bool {
+        self.faults.roll(p, fault)
+    }
+}
+
+impl<S: ChallengeStore> ChallengeStore for FaultyChallenges<S> {
+    async fn challenges(&self) -> Result<Vec<Challenge>, InfraError> {
+        if self.roll(self.faults.rates.throttled_read, Fault::ThrottledRead) {
+            return Err(throttled("read challenges"));
+        }
+        self.inner.challenges().await
+    }
+
+    async fn put_challenge(&self, c: &Challenge, now: DateTime<Utc>) -> Result<(), InfraError> {
+        self.inner.put_challenge(c, now).await
+    }
+
+    async fn progress(
+        &self,
+        participant: &ParticipantId,
+        challenge: &ChallengeId,
+    ) -> Result<Option<Progress>, InfraError> {
+        if self.roll(self.faults.rates.throttled_read, Fault::ThrottledRead) {
+            return Err(throttled("read progress"));
+        }
+        self.inner.progress(participant, challenge).await
+    }
+
+    async fn progresses(
+        &self,
+        participant: &ParticipantId,
+    ) -> Result<Vec<(ChallengeId, Progress)>, InfraError> {
+        if self.roll(self.faults.rates.throttled_read, Fault::ThrottledRead) {
+            return Err(throttled("read progresses"));
+        }
+        self.inner.progresses(participant).await
+    }
+
+    async fn commit_step(&self, step: &StepCommit) -> Result<Result<(), StepRefusal>, InfraError> {
+        if self.roll(self.faults.rates.throttled_write, Fault::ThrottledWrite) {
+            return Err(throttled("progress transaction"));
+        }
+        if self.roll(self.faults.rates.contended, Fault::Contended) {
+            return Ok(Err(StepRefusal::Contended));
+        }
+        let result = self.inner.commit_step(step).await;
+        if matches!(result, Ok(Ok(()))) {
+            self.written
+                .lock()
+                .expect("written steps")
+                .push(step.challenge.clone());
+        }
+        if matches!(result, Ok(Ok(())))
+            && self.roll(
+                self.faults.rates.crash_after_commit,
+                Fault::CrashAfterCommit,
+            )
+        {
+            return Err(InfraError::retryable(
+                "progress transaction",
                 "connection reset after the commit (injected)",
             ));
         }

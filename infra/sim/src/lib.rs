@@ -15,6 +15,7 @@
 
 pub mod actions;
 pub mod cashback;
+pub mod challenges;
 pub mod checker;
 pub mod claims;
 pub mod clock;
@@ -53,6 +54,8 @@ pub struct Config {
     pub planted_bug: Option<PlantedBug>,
     /// A deliberate bug in the memory cashback store.
     pub cashback_bug: Option<loyalty_platform::memory::cashback::PlantedBug>,
+    /// A deliberate bug in the memory challenge store.
+    pub challenges_bug: Option<loyalty_platform::memory::challenges::ChallengesBug>,
     pub participants: usize,
     pub outlets: usize,
     /// Steps between checks of the whole store from scratch (at least 1).
@@ -67,6 +70,7 @@ impl Config {
             faults: FaultRates::default(),
             planted_bug: None,
             cashback_bug: None,
+            challenges_bug: None,
             participants: 12,
             outlets: 3,
             full_check_every: 5_000,
@@ -88,6 +92,7 @@ pub enum Operation {
     Actions(ActionOp),
     SellIn(sellin::SellInOp),
     Review(reviews::ReviewOp),
+    Challenges(challenges::ChallengeOp),
 }
 
 impl Operation {
@@ -138,6 +143,7 @@ impl Operation {
             Operation::Actions(a) => a.kind(),
             Operation::SellIn(s) => s.kind(),
             Operation::Review(r) => r.kind(),
+            Operation::Challenges(c) => c.kind(),
         }
     }
 }
@@ -215,6 +221,9 @@ struct Sim {
     sell_in_rng: ChaCha8Rng,
     /// Review decisions' own random stream.
     review_rng: ChaCha8Rng,
+    challenges: challenges::Challenges,
+    /// Challenges' own random stream.
+    challenge_rng: ChaCha8Rng,
     checker: Checker,
     cashback_store: FaultyCashback<MemoryCashback>,
     cashback: Cashback,
@@ -229,6 +238,14 @@ struct Sim {
 pub fn run(config: &Config) -> Result<Summary, Failure> {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let world = World::generate(&mut rng, config.participants, config.outlets);
+    let mut challenge_rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0xC4A1_1E46_E000_0001);
+    let challenges = challenges::Challenges::new(
+        config.seed,
+        config.faults,
+        config.challenges_bug,
+        &mut challenge_rng,
+        start(),
+    );
     let inner = match config.planted_bug {
         Some(bug) => MemoryClaims::with_planted_bug(bug),
         None => MemoryClaims::new(),
@@ -245,6 +262,8 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
         sell_in: sellin::SellIn::new(),
         sell_in_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x5E11_1A00_0000_0001),
         review_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x2E71_E700_0000_0001),
+        challenges,
+        challenge_rng,
         checker: Checker::default(),
         cashback_store: FaultyCashback::new(
             match config.cashback_bug {
@@ -288,6 +307,9 @@ impl Sim {
         if let Some(op) = reviews::ReviewOp::generate(&mut self.review_rng) {
             self.one(step, Operation::Review(op))?;
         }
+        if let Some(op) = challenges::ChallengeOp::generate(&mut self.challenge_rng) {
+            self.one(step, Operation::Challenges(op))?;
+        }
         // (`is_multiple_of` is newer than the workspace's rust-version.)
         if step % self.config.full_check_every == self.config.full_check_every - 1 {
             self.check_everything(step)?;
@@ -319,6 +341,16 @@ impl Sim {
             }
             Operation::Cashback(op) => self.apply_cashback(op, now),
             Operation::Review(op) => self.apply_review(op, now),
+            Operation::Challenges(op) => {
+                let (described, label, faults, result) =
+                    self.challenges
+                        .apply(op, &mut self.challenge_rng, &self.world, now);
+                *self.outcomes.entry(label).or_default() += 1;
+                for f in &faults {
+                    *self.faults.entry(f.as_str()).or_default() += 1;
+                }
+                (format!("{described}{}", described_faults(&faults)), result)
+            }
             Operation::SellIn(op) => {
                 let (described, label, result) =
                     self.sell_in
@@ -511,6 +543,7 @@ impl Sim {
             })
             .and_then(|()| self.actions.check_everything(&self.world))
             .and_then(|()| self.sell_in.check_everything(&self.world))
+            .and_then(|()| self.challenges.check_everything(&self.world))
             .map_err(|v| self.failure(step, format!("full check: {v}")))
     }
 

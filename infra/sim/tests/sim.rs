@@ -54,6 +54,14 @@ fn a_fixed_seed_runs_a_few_thousand_operations_with_every_invariant_holding() {
         "budget top-up replayed",
         "sell-in race: line_changed",
         "sell-in change refused",
+        "challenge completed",
+        "source already counted",
+        "challenge out of budget",
+        "source counts for no challenge",
+        "challenge race: progress moved",
+        "challenge race: source counted",
+        "challenge topped up",
+        "challenge top-up replayed",
     ] {
         assert!(
             summary.outcomes.get(answer).copied().unwrap_or(0) > 0,
