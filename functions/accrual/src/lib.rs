@@ -43,7 +43,7 @@ use loyalty_domain::earning::{
     SellInError, Slug, Tier, Tiers,
 };
 use loyalty_domain::ids::ParticipantId;
-use loyalty_domain::ledger::{ProgrammeAccount, ProgrammeBalance};
+use loyalty_domain::ledger::ProgrammeAccount;
 use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_domain::sellin::{self, ImportOutcome, SellInStore};
 use loyalty_domain::settings::EarningSettings;
@@ -628,7 +628,7 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
                 .problem()?;
             let balance = settings.programme_balance(&account).await.problem()?;
             tracing::info!(account = %account, amount = amount.get(), "budget funded");
-            let answer = Answer::new(StatusCode::OK, budget_body(&account, &balance));
+            let answer = Answer::new(StatusCode::OK, json!(balance.view(&account)));
             idempotency::remember(self.admin.answers(), &keyed, answer, now).await
         })
         .await
@@ -645,20 +645,8 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
             .programme_balance(&account)
             .await
             .problem()?;
-        Ok(http::json(StatusCode::OK, &budget_body(&account, &balance)))
+        Ok(http::json(StatusCode::OK, &json!(balance.view(&account))))
     }
-}
-
-/// A programme account as an admin reads it. An account without a budget issues points, so
-/// it has nothing `remaining` (`funded` is null) and has paid out minus its balance.
-fn budget_body(account: &ProgrammeAccount, balance: &ProgrammeBalance) -> serde_json::Value {
-    let funded = balance.funded;
-    json!({
-        "account": account.key(),
-        "funded": funded,
-        "remaining": funded.map(|_| balance.balance),
-        "paid_out": funded.unwrap_or(0) - balance.balance,
-    })
 }
 
 #[derive(Deserialize)]

@@ -7,7 +7,7 @@
 //!   replay answers 200 with the first result and writes nothing.
 //! - `PUT /admin/partners/{partnerId}`: a partner's name, rates (basis points) and status.
 //! - `PUT /admin/regions/{regionId}/minimum-order`: a region's minimum order (minor units).
-//! - `POST /admin/partners/{partnerId}/budget` (admin, `Idempotency-Key`): give the partner's
+//! - `POST /admin/partners/{partnerId}/budget` (admin, `Idempotency-Key`; `GET` reads it): give the partner's
 //!   cashback fund a budget, or top it up. Pending cashback the fund cannot cover is recorded
 //!   as no cashback with the reason `budget_exhausted`. The key names the top-up, so a
 //!   retry funds nothing twice; every answer states the fund as it is now.
@@ -154,6 +154,7 @@ impl<S: CashbackStore + CashbackSettings + Budgets, C: Clock> App<S, C> {
             "PUT /admin/partners/{partnerId}" => self.put_partner(req).await,
             "PUT /admin/regions/{regionId}/minimum-order" => self.put_minimum_order(req).await,
             "POST /admin/partners/{partnerId}/budget" => self.fund_partner(req).await,
+            "GET /admin/partners/{partnerId}/budget" => self.get_partner_budget(req).await,
             _ => Err(Problem::route_not_found()),
         }
     }
@@ -239,11 +240,7 @@ impl<S: CashbackStore + CashbackSettings + Budgets, C: Clock> App<S, C> {
                 )
             })?;
         if self.store.partner(&partner).await.problem()?.is_none() {
-            return Err(Problem::new(
-                StatusCode::NOT_FOUND,
-                "partner_not_found",
-                "No partner with that id: create it with PUT /admin/partners/{partnerId} first.",
-            ));
+            return Err(partner_not_found());
         }
         let account = ProgrammeAccount::PartnerFund(partner);
         let funding_id = format!("{}:{key}", caller.subject.as_str());
@@ -253,14 +250,19 @@ impl<S: CashbackStore + CashbackSettings + Budgets, C: Clock> App<S, C> {
             .problem()?;
         let balance = self.store.programme_balance(&account).await.problem()?;
         tracing::info!(account = %account, amount = amount.get(), "budget funded");
-        Ok(http::json(
-            StatusCode::OK,
-            &serde_json::json!({
-                "account": account.key(),
-                "remaining": balance.balance,
-                "funded": balance.funded.unwrap_or(0),
-            }),
-        ))
+        Ok(http::json(StatusCode::OK, &balance.view(&account)))
+    }
+
+    /// What is left of the partner's cashback fund, what was funded and paid out.
+    async fn get_partner_budget(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        http::caller(req)?.require(&[Role::Admin]).problem()?;
+        let partner = PartnerId::parse(http::path_param(req, "partnerId")?).problem()?;
+        if self.store.partner(&partner).await.problem()?.is_none() {
+            return Err(partner_not_found());
+        }
+        let account = ProgrammeAccount::PartnerFund(partner);
+        let balance = self.store.programme_balance(&account).await.problem()?;
+        Ok(http::json(StatusCode::OK, &balance.view(&account)))
     }
 
     async fn put_minimum_order(&self, req: &Request) -> Result<Response<Body>, Problem> {
@@ -280,6 +282,14 @@ impl<S: CashbackStore + CashbackSettings + Budgets, C: Clock> App<S, C> {
             &serde_json::json!({ "region_id": region.as_str(), "amount_minor": minimum.get() }),
         ))
     }
+}
+
+fn partner_not_found() -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "partner_not_found",
+        "No partner with that id: create it with PUT /admin/partners/{partnerId} first.",
+    )
 }
 
 #[derive(Deserialize)]

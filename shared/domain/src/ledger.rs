@@ -417,10 +417,6 @@ impl std::fmt::Display for ProgrammeAccount {
     }
 }
 
-/// How many items a programme account is spread over. A transactional write costs 2 WCU per
-/// item up to 1 KB and one partition takes about 1,000 WCU a second, so one item takes about
-/// 500 transactional writes a second; 16 shards take 8,000 credits a second from one account.
-/// See docs/architecture.md, "Double entry".
 /// A programme account's balance: the sum of its shards, and its budget when it has one.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProgrammeBalance {
@@ -432,6 +428,29 @@ pub struct ProgrammeBalance {
     pub shards: Vec<i64>,
 }
 
+/// A programme account as an admin reads it (`GET` and `POST` on a budget's path).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BudgetView {
+    pub account: String,
+    /// Everything ever funded; null for an account without a budget, which only issues.
+    pub funded: Option<i64>,
+    /// What is left to pay out; null without a budget.
+    pub remaining: Option<i64>,
+    /// Points paid out net of refunds (reversals and clawbacks pay a partner's fund back).
+    pub paid_out: i64,
+}
+
+impl ProgrammeBalance {
+    pub fn view(&self, account: &ProgrammeAccount) -> BudgetView {
+        BudgetView {
+            account: account.key(),
+            funded: self.funded,
+            remaining: self.funded.map(|_| self.balance),
+            paid_out: self.funded.unwrap_or(0) - self.balance,
+        }
+    }
+}
+
 /// How a budget funding ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Funded {
@@ -440,6 +459,10 @@ pub enum Funded {
     AlreadyFunded,
 }
 
+/// How many items a programme account is spread over. A transactional write costs 2 WCU per
+/// item up to 1 KB and one partition takes about 1,000 WCU a second, so one item takes about
+/// 500 transactional writes a second; 16 shards take 8,000 credits a second from one account.
+/// See docs/architecture.md, "Double entry".
 pub const PROGRAMME_SHARDS: u32 = 16;
 
 /// The shard an entry's programme side lands on: a hash of the entry id, so a retry of the

@@ -208,6 +208,12 @@ const ROUTES: &[Route] = &[
     },
     Route {
         function: "PartnerWebhooksFunction",
+        route: "GET /admin/partners/{partnerId}/budget",
+        event: "partner-webhooks/get-partner-budget.json",
+        refused: &["participant", "rep"],
+    },
+    Route {
+        function: "PartnerWebhooksFunction",
         route: "PUT /admin/regions/{regionId}/minimum-order",
         event: "partner-webhooks/put-region-minimum-order.json",
         refused: &["participant", "rep"],

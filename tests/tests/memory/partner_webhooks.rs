@@ -338,7 +338,8 @@ async fn the_sample_top_up_funds_the_partner_once_and_its_replay_under_the_key_a
     assert_eq!(content_type, "application/json");
     assert_eq!(
         first,
-        json!({ "account": fund().key(), "remaining": 1_600_000, "funded": 1_600_000 })
+        json!({ "account": fund().key(), "remaining": 1_600_000, "funded": 1_600_000,
+                "paid_out": 0 })
     );
     let (status, again, _) = send_full(&app, sample("fund-partner-budget")).await;
     assert_eq!((status, &again), (StatusCode::OK, &first));
@@ -354,6 +355,36 @@ async fn the_sample_top_up_funds_the_partner_once_and_its_replay_under_the_key_a
     assert_eq!(
         (&body["remaining"], &body["funded"]),
         (&json!(2_000_000), &json!(2_000_000))
+    );
+}
+
+#[tokio::test]
+async fn an_admin_reads_the_partners_fund_and_an_unknown_partner_is_404() {
+    let app = configured().await;
+    let (status, body, _) = send_full(&app, sample("get-partner-budget")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({ "account": fund().key(), "funded": null, "remaining": null, "paid_out": 0 })
+    );
+    send_full(&app, sample("fund-partner-budget")).await;
+    let (_, body, _) = send_full(&app, sample("get-partner-budget")).await;
+    assert_eq!(
+        (&body["funded"], &body["remaining"]),
+        (&json!(1_600_000), &json!(1_600_000))
+    );
+    let (status, body, content_type) = send_full(
+        &app,
+        sample("get-partner-budget").path_param("partnerId", "nobody-market"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str(), content_type.as_str()),
+        (
+            StatusCode::NOT_FOUND,
+            Some("partner_not_found"),
+            "application/problem+json"
+        )
     );
 }
 
