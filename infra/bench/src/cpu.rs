@@ -41,30 +41,37 @@ pub fn thread_cpu_time() -> Duration {
 
 /// A client whose transport answers instantly: PutItem and TransactWriteItems succeed,
 /// UpdateItem hands out batch number 1, GetItem returns `batch` (once filled in).
-/// PutItem items are kept in `put`.
+/// The first item put by a TransactWriteItems (the batch, when the store creates one) is
+/// kept in `put`.
 fn instant_client(batch: Arc<Mutex<Option<Item>>>, put: Arc<Mutex<Option<Item>>>) -> Client {
     let get = mock!(Client::get_item).then_output(move || {
         GetItemOutput::builder()
             .set_item(batch.lock().expect("batch").clone())
             .build()
     });
-    let put = mock!(Client::put_item)
-        .match_requests(move |req| {
-            *put.lock().expect("put") = req.item().cloned();
-            true
-        })
-        .then_output(|| PutItemOutput::builder().build());
+    let single = mock!(Client::put_item).then_output(|| PutItemOutput::builder().build());
     let sequence = mock!(Client::update_item).then_output(|| {
         UpdateItemOutput::builder()
             .attributes("last", AttributeValue::N("1".into()))
             .build()
     });
     let transact = mock!(Client::transact_write_items)
+        .match_requests(move |req| {
+            let mut kept = put.lock().expect("put");
+            if kept.is_none() {
+                *kept = req
+                    .transact_items()
+                    .first()
+                    .and_then(|item| item.put())
+                    .map(|p| p.item().clone());
+            }
+            true
+        })
         .then_output(|| TransactWriteItemsOutput::builder().build());
     let mocks = MockResponseInterceptor::new()
         .rule_mode(RuleMode::MatchAny)
         .with_rule(&get)
-        .with_rule(&put)
+        .with_rule(&single)
         .with_rule(&sequence)
         .with_rule(&transact);
     let config = aws_sdk_dynamodb::Config::builder()
