@@ -43,7 +43,7 @@ use loyalty_domain::earning::{
     SellInError, Slug, Tier, Tiers,
 };
 use loyalty_domain::ids::ParticipantId;
-use loyalty_domain::ledger::ProgrammeAccount;
+use loyalty_domain::ledger::{Budgets, ProgrammeAccount};
 use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_domain::sellin::{self, ImportOutcome, SellInStore};
 use loyalty_domain::settings::EarningSettings;

@@ -728,6 +728,26 @@ pub trait Budgets: Send + Sync {
     ) -> impl std::future::Future<Output = Result<ProgrammeBalance, crate::InfraError>> + Send;
 }
 
+/// A shared store is a store: one memory ledger behind several ports of a function.
+impl<T: Budgets + ?Sized> Budgets for std::sync::Arc<T> {
+    fn fund_budget(
+        &self,
+        account: &ProgrammeAccount,
+        amount: Points,
+        funding_id: &str,
+        now: DateTime<Utc>,
+    ) -> impl std::future::Future<Output = Result<Funded, crate::InfraError>> + Send {
+        (**self).fund_budget(account, amount, funding_id, now)
+    }
+
+    fn programme_balance(
+        &self,
+        account: &ProgrammeAccount,
+    ) -> impl std::future::Future<Output = Result<ProgrammeBalance, crate::InfraError>> + Send {
+        (**self).programme_balance(account)
+    }
+}
+
 /// What the wallet reads, and nothing it writes: balances, history and outlet totals from
 /// the ledger, and the programme's tiers. Reads only, so an adapter is a translator.
 pub trait LedgerReader: Send + Sync {

@@ -12,11 +12,12 @@ use chrono::{DateTime, Utc};
 
 use crate::earning::{earned_trailing_12_months, MonthlyEarned, Rule, RuleId, Tier, Tiers};
 use crate::ids::ParticipantId;
-use crate::ledger::{Funded, ProgrammeAccount, ProgrammeBalance};
-use crate::{InfraError, Points};
+use crate::ledger::Budgets;
+use crate::InfraError;
 
 /// The port through which the settings reach storage.
-pub trait EarningSettings: Send + Sync {
+/// Budgets ([`Budgets`]) are settings too: an admin funds a rule's or a challenge's.
+pub trait EarningSettings: Budgets {
     /// Every earning rule, ordered by id.
     fn rules(&self) -> impl Future<Output = Result<Vec<Rule>, InfraError>> + Send;
 
@@ -43,22 +44,6 @@ pub trait EarningSettings: Send + Sync {
         &self,
         participant: &ParticipantId,
     ) -> impl Future<Output = Result<MonthlyEarned, InfraError>> + Send;
-
-    /// Gives a programme account a budget or tops it up from the issuer, once per
-    /// `funding_id` (a retry funds nothing twice).
-    fn fund_budget(
-        &self,
-        account: &ProgrammeAccount,
-        amount: Points,
-        funding_id: &str,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Funded, InfraError>> + Send;
-
-    /// A programme account's balance (the sum of its shards) and what was ever funded.
-    fn programme_balance(
-        &self,
-        account: &ProgrammeAccount,
-    ) -> impl Future<Output = Result<ProgrammeBalance, InfraError>> + Send;
 }
 
 /// A shared store is a store: one memory ledger behind several ports of a function.
@@ -92,21 +77,6 @@ impl<T: EarningSettings + ?Sized> EarningSettings for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<MonthlyEarned, InfraError>> + Send {
         (**self).earned_months(participant)
     }
-    fn fund_budget(
-        &self,
-        account: &ProgrammeAccount,
-        amount: Points,
-        funding_id: &str,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Funded, InfraError>> + Send {
-        (**self).fund_budget(account, amount, funding_id, now)
-    }
-    fn programme_balance(
-        &self,
-        account: &ProgrammeAccount,
-    ) -> impl Future<Output = Result<ProgrammeBalance, InfraError>> + Send {
-        (**self).programme_balance(account)
-    }
 }
 
 /// The participant's tier at `now`: the highest whose threshold the points they earned in
@@ -129,6 +99,8 @@ pub async fn current_tier<S: EarningSettings>(
 mod tests {
     use super::*;
     use crate::earning::month_key;
+    use crate::ledger::{Funded, ProgrammeAccount, ProgrammeBalance};
+    use crate::Points;
     use chrono::TimeZone;
 
     /// Tiers and one participant's months; nothing else is read by [`current_tier`].
@@ -153,6 +125,9 @@ mod tests {
         async fn earned_months(&self, _: &ParticipantId) -> Result<MonthlyEarned, InfraError> {
             Ok(self.1.clone())
         }
+    }
+
+    impl Budgets for Fake {
         async fn fund_budget(
             &self,
             _: &ProgrammeAccount,

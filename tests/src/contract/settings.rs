@@ -9,7 +9,9 @@
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use loyalty_domain::earning::{Rule, Tier, Tiers};
 use loyalty_domain::ids::{EntryId, ParticipantId};
-use loyalty_domain::ledger::{Entry, EntryKind, Funded, ProgrammeAccount, PROGRAMME_SHARDS};
+use loyalty_domain::ledger::{
+    Budgets, Entry, EntryKind, Funded, ProgrammeAccount, PROGRAMME_SHARDS,
+};
 use loyalty_domain::settings::{current_tier, EarningSettings};
 use loyalty_domain::Points;
 use loyalty_platform::memory::MemoryActions;

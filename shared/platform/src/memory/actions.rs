@@ -22,7 +22,7 @@ use loyalty_domain::action::{
 };
 use loyalty_domain::earning::{LimitScope, MonthlyEarned, Rule, RuleId, Tiers};
 use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
-use loyalty_domain::ledger::{Entry, EntryKind, ProgrammeAccount};
+use loyalty_domain::ledger::{Budgets, Entry, EntryKind, ProgrammeAccount};
 use loyalty_domain::outbox::{Envelope, OutboxEvent as DomainEvent};
 use loyalty_domain::review::{
     Committed, Decided, Page, PendingReview, ReviewError, ReviewId, ReviewStore,
@@ -277,7 +277,9 @@ impl EarningSettings for MemoryActions {
     ) -> Result<MonthlyEarned, InfraError> {
         Ok(basis(self.lock().balances.get(participant)).months)
     }
+}
 
+impl Budgets for MemoryActions {
     async fn fund_budget(
         &self,
         account: &ProgrammeAccount,

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use loyalty_domain::earning::{MonthlyEarned, Rule, RuleId, Tier, Tiers};
 use loyalty_domain::ids::{EntryId, ParticipantId};
-use loyalty_domain::ledger::{Entry, Funded, ProgrammeAccount, ProgrammeBalance};
+use loyalty_domain::ledger::{Budgets, Entry, Funded, ProgrammeAccount, ProgrammeBalance};
 use loyalty_domain::outbox::OutboxEvent;
 use loyalty_domain::sellin::SellInStore;
 use loyalty_domain::settings::EarningSettings;
@@ -301,7 +301,10 @@ impl EarningSettings for EarningStore {
     ) -> Result<MonthlyEarned, InfraError> {
         EarningStore::earned_months(self, participant).await
     }
+}
 
+/// Budgets are the ledger's, translated.
+impl Budgets for EarningStore {
     async fn fund_budget(
         &self,
         account: &ProgrammeAccount,
