@@ -349,3 +349,48 @@ fn the_call_scan_skips_test_modules() {
     assert!(kept.contains("get_item") && kept.contains("fn c"));
     assert!(!kept.contains("scan"));
 }
+
+/// The method called on an SDK client wherever a `client` is followed by `.name(`.
+fn client_calls(text: &str) -> BTreeSet<String> {
+    let mut calls = BTreeSet::new();
+    for (at, _) in text.match_indices("client") {
+        let rest = text[at + "client".len()..].trim_start_matches(')');
+        let Some(rest) = rest.trim_start().strip_prefix('.') else {
+            continue;
+        };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        if !name.is_empty() && rest[name.len()..].starts_with('(') {
+            calls.insert(name);
+        }
+    }
+    calls
+}
+
+#[test]
+fn every_sdk_operation_the_code_calls_is_one_the_policy_check_knows() {
+    // A new kind of call (a `delete_item`, say) must get its IAM action in CALLS, or the
+    // policy check above would not see it.
+    let known: BTreeSet<String> = CALLS
+        .iter()
+        .filter_map(|(fragment, _)| fragment.strip_prefix('.'))
+        .map(|f| f.trim_end_matches("()").to_string())
+        // transact_write_items is authorised per item (Put/Update/... builders in CALLS).
+        .chain(["clone", "transact_write_items"].map(String::from))
+        .collect();
+    let mut texts: Vec<String> = platform_modules().into_values().collect();
+    for dir in std::fs::read_dir(repo_root().join("functions")).unwrap() {
+        for file in rust_files(&dir.unwrap().path().join("src")) {
+            texts.push(strip_test_items(&std::fs::read_to_string(file).unwrap()));
+        }
+    }
+    let calls: BTreeSet<String> = texts.iter().flat_map(|t| client_calls(t)).collect();
+    assert!(calls.contains("get_item"), "the scan finds client calls");
+    let unknown: Vec<_> = calls.difference(&known).collect();
+    assert!(
+        unknown.is_empty(),
+        "calls the policy check ignores: {unknown:?}"
+    );
+}
