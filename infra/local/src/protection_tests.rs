@@ -145,8 +145,8 @@ fn the_api_is_throttled_and_allows_only_the_configured_origins() {
         Some("ApiThrottlingRateLimit")
     );
     assert_eq!(
-        tagged_target(&api["CorsConfiguration"]["AllowOrigins"]).as_deref(),
-        Some("CorsAllowedOrigins")
+        tagged_target(&api["CorsConfiguration"]["AllowOrigins"][0]).as_deref(),
+        Some("CorsAllowedOrigin")
     );
 }
 
