@@ -13,6 +13,11 @@ pub mod schedule;
 pub mod seed;
 pub mod server;
 pub mod template;
+
+#[cfg(test)]
+mod iam_policy_tests;
+#[cfg(test)]
+mod protection_tests;
 pub mod webhooks;
 
 /// Issuer and audience of development tokens; the local values of the template's
