@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use lambda_http::http::{header::CONTENT_TYPE, StatusCode};
 use lambda_http::{Body, Request, Response};
 use loyalty_domain::auth::{Caller, Role};
+use loyalty_domain::fraud::FraudPolicy;
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::participant::{
     self as participant, Invitation, InvitationKind, InvitationRequest, Membership, Outlet,
@@ -34,6 +35,8 @@ const TOKEN_REFRESH_NOTE: &str =
 /// clock or draws an id itself: new outlet ids and invitation codes come from the id source.
 pub struct App<S = DynamoParticipantStore, C = Box<dyn Clock>> {
     store: S,
+    /// The limits on wrong invitation codes: those of pack-code claims.
+    guessing: FraudPolicy,
     country: CountryCode,
     clock: C,
     ids: Box<dyn IdSource>,
@@ -55,6 +58,7 @@ impl App {
         let store = DynamoParticipantStore::new(loyalty_platform::aws::dynamodb(aws), table);
         Ok(App {
             store,
+            guessing: FraudPolicy::default(),
             country: country(env)?,
             clock,
             ids,
@@ -81,10 +85,17 @@ impl<S: ParticipantStore, C: Clock> App<S, C> {
     ) -> Self {
         Self {
             store,
+            guessing: FraudPolicy::default(),
             country,
             clock,
             ids: Box::new(ids),
         }
+    }
+
+    /// Other limits on wrong invitation codes (tests of the lock).
+    pub fn with_guessing(mut self, policy: FraudPolicy) -> Self {
+        self.guessing = policy;
+        self
     }
 
     /// The store, for tests to inspect what a request wrote.
@@ -126,7 +137,8 @@ impl<S: ParticipantStore, C: Clock> App<S, C> {
             participant::invite(&self.store, &caller, request, &*self.ids, self.clock.now())
                 .await
                 .map_err(problem)?;
-        tracing::info!(by = %caller.subject, kind = invitation.kind.as_str(), code = ?invitation.code, "invitation created");
+        // Never the code, not even in part: it is a password until used.
+        tracing::info!(by = %caller.subject, kind = invitation.kind.as_str(), "invitation created");
         Ok(json(
             StatusCode::CREATED,
             &InvitationView::from(&invitation),
@@ -148,7 +160,17 @@ impl<S: ParticipantStore, C: Clock> App<S, C> {
         let outlet_id =
             OutletId::parse(&self.ids.new_id("o")).expect("random ids are valid outlet ids");
         let phone = form.phone.clone();
-        let profile = participant::register(&self.store, &caller, form, outlet_id, self.clock.now()).await.map_err(|e| {
+        let profile = participant::register(
+            &self.store,
+            &self.guessing,
+            &caller,
+            http::source_ip(req),
+            form,
+            outlet_id,
+            self.clock.now(),
+        )
+        .await
+        .map_err(|e| {
             tracing::info!(participant = %caller.subject, %phone, outcome = e.code(), "registration refused");
             problem(e)
         })?;

@@ -13,6 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::auth::{AuthError, Caller, OutletRole, Role};
+use crate::fraud::{FraudPolicy, Guesser, Window};
 use crate::ids::{OutletId, ParticipantId, RegionId};
 use crate::phone::{CountryCode, PhoneError, PhoneNumber};
 use crate::ports::IdSource;
@@ -51,6 +52,8 @@ pub enum ParticipantError {
     InvitationUsed,
     #[error("this invitation has expired; ask your rep for a new one")]
     InvitationExpired,
+    #[error("too many wrong invitation codes; try again later")]
+    TooManyAttempts { retry_after_secs: u64 },
     #[error("this phone number already belongs to an account")]
     PhoneTaken,
     #[error("you are already registered")]
@@ -92,6 +95,9 @@ impl Classified for ParticipantError {
             InvitationUsed | PhoneTaken | AlreadyRegistered => Kind::Conflict,
             InvitationExpired | ImportInvalid { .. } => Kind::Unprocessable,
             OutletNotInZone => Kind::Forbidden,
+            TooManyAttempts { retry_after_secs } => Kind::TooManyAttempts {
+                retry_after_secs: *retry_after_secs,
+            },
             Auth(e) => e.kind(),
             Infra(e) => e.kind(),
         }
@@ -110,6 +116,7 @@ impl Classified for ParticipantError {
             InvitationNotFound => "invitation_not_found",
             InvitationUsed => "invitation_used",
             InvitationExpired => "invitation_expired",
+            TooManyAttempts { .. } => "too_many_attempts",
             PhoneTaken => "phone_taken",
             AlreadyRegistered => "already_registered",
             NotRegistered => "not_registered",
@@ -241,9 +248,11 @@ impl InvitationCode {
     }
 }
 
+/// Not even a tail of the code: with eight characters, every one shown is a big step for
+/// someone guessing it.
 impl std::fmt::Debug for InvitationCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "InvitationCode({})", redact::tail(&self.0))
+        f.write_str("InvitationCode(redacted)")
     }
 }
 
@@ -914,6 +923,114 @@ pub trait ParticipantStore: Send + Sync {
         rows: &[ImportRow],
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), ParticipantError>> + Send;
+    /// Counts one invitation guess for every guesser in the guess's window, all or nothing:
+    /// refused with `Locked` if one of them is locked (that outranks a full counter), with
+    /// `LimitReached` naming the guessers whose counters are at their limit.
+    fn count_guess(
+        &self,
+        guess: &Guess,
+    ) -> impl Future<Output = Result<Result<(), GuessRefusal>, InfraError>> + Send;
+    /// Takes back a counted guess that turned out not to be a wrong code.
+    fn forgive_guess(&self, guess: &Guess) -> impl Future<Output = Result<(), InfraError>> + Send;
+    /// Refuses every guess of `guesser` until `until` (epoch seconds).
+    fn lock_guesser(
+        &self,
+        guesser: &Guesser,
+        until: i64,
+    ) -> impl Future<Output = Result<(), InfraError>> + Send;
+}
+
+/// One attempt at an invitation code, counted before the code is looked up, so that N
+/// concurrent wrong guesses cannot get more than the limit answered: a guess is a failure
+/// unless it is forgiven.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guess {
+    /// Each guesser with its limit in the window.
+    pub guessers: Vec<(Guesser, u64)>,
+    pub window: Window,
+    pub now: DateTime<Utc>,
+}
+
+impl Guess {
+    pub fn new(
+        policy: &FraudPolicy,
+        caller: &ParticipantId,
+        source: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let mut guessers = vec![Guesser::Caller(caller.clone())];
+        if let Some(source) = source.filter(|s| !s.is_empty()) {
+            guessers.push(Guesser::Source(source.to_string()));
+        }
+        Self {
+            guessers: guessers
+                .into_iter()
+                .map(|g| {
+                    let limit = policy.guess_limit(&g);
+                    (g, limit)
+                })
+                .collect(),
+            window: policy.failure_window(now),
+            now,
+        }
+    }
+}
+
+/// Why a guess was not counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuessRefusal {
+    /// The latest lock among the guessers.
+    Locked { until: i64 },
+    /// These guessers have used up their window.
+    LimitReached(Vec<Guesser>),
+    /// Another write touched the counters at the same moment; retry.
+    Contended,
+}
+
+/// Attempts at counting a guess before giving up under contention.
+const GUESS_ATTEMPTS: usize = 6;
+
+/// Counts the guess, or says how long the guessers must wait (locking those that have just
+/// reached their limit).
+async fn count_guess<S: ParticipantStore>(
+    store: &S,
+    policy: &FraudPolicy,
+    guess: &Guess,
+) -> Result<(), ParticipantError> {
+    let now = guess.now.timestamp();
+    for _ in 0..GUESS_ATTEMPTS {
+        match store.count_guess(guess).await? {
+            Ok(()) => return Ok(()),
+            Err(GuessRefusal::Locked { until }) => {
+                return Err(ParticipantError::TooManyAttempts {
+                    retry_after_secs: (until - now).max(1) as u64,
+                })
+            }
+            Err(GuessRefusal::LimitReached(guessers)) => {
+                let until = now + policy.lock_secs;
+                for guesser in &guessers {
+                    store.lock_guesser(guesser, until).await?;
+                }
+                return Err(ParticipantError::TooManyAttempts {
+                    retry_after_secs: policy.lock_secs.max(1) as u64,
+                });
+            }
+            Err(GuessRefusal::Contended) => {}
+        }
+    }
+    Err(InfraError::retryable("count guess", "too much contention on the guess counters").into())
+}
+
+impl ParticipantError {
+    /// Whether this answer says the code was wrong, so the guess stays counted.
+    pub fn is_wrong_code(&self) -> bool {
+        matches!(
+            self,
+            ParticipantError::InvitationNotFound
+                | ParticipantError::InvitationUsed
+                | ParticipantError::InvitationExpired
+        )
+    }
 }
 
 // ---------------------------------------------------------------- operations
@@ -942,21 +1059,37 @@ pub async fn invite<S: ParticipantStore, I: IdSource + ?Sized>(
     Err(InfraError::retryable("put invitation", "could not draw an unused invitation code").into())
 }
 
+/// Registers the caller with an invitation. Every attempt is counted against the caller and
+/// the request's `source` before the code is looked up; a locked guesser is refused
+/// `TooManyAttempts` even with a right code. Only wrong codes stay counted.
 pub async fn register<S: ParticipantStore>(
     store: &S,
+    policy: &FraudPolicy,
     caller: &Caller,
+    source: Option<&str>,
     form: RegistrationForm,
     new_outlet_id: OutletId,
     now: DateTime<Utc>,
 ) -> Result<Profile, ParticipantError> {
-    caller.participant()?;
-    let invitation = store
-        .invitation(&form.invitation)
-        .await?
-        .ok_or(ParticipantError::InvitationNotFound)?;
-    let registration = Registration::plan(caller, form, &invitation, new_outlet_id, now)?;
-    store.register(&registration).await?;
-    Ok(registration.profile)
+    let subject = caller.participant()?;
+    let guess = Guess::new(policy, subject, source, now);
+    count_guess(store, policy, &guess).await?;
+    let outcome = async {
+        let invitation = store
+            .invitation(&form.invitation)
+            .await?
+            .ok_or(ParticipantError::InvitationNotFound)?;
+        let registration = Registration::plan(caller, form, &invitation, new_outlet_id, now)?;
+        store.register(&registration).await?;
+        Ok(registration.profile)
+    }
+    .await;
+    if !outcome.as_ref().is_err_and(ParticipantError::is_wrong_code) {
+        // A guess left counted after a right code only makes the limit stricter, so the
+        // registration's answer outranks a failure here (the adapter logs it).
+        let _ = store.forgive_guess(&guess).await;
+    }
+    outcome
 }
 
 pub async fn my_profile<S: ParticipantStore>(
@@ -1130,7 +1263,9 @@ mod tests {
         );
         assert!(InvitationCode::parse("ABCD0345").is_err());
         assert!(InvitationCode::parse("ABC").is_err());
-        assert_eq!(format!("{:?}", code()), "InvitationCode(****2345)");
+        assert_eq!(format!("{:?}", code()), "InvitationCode(redacted)");
+        let form = format!("{:?}", form(Some("Corner Shop")));
+        assert!(!form.contains("2345") && !form.contains("ABCD"), "{form}");
     }
 
     #[test]

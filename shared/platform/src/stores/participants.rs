@@ -2,7 +2,9 @@
 //!
 //! Keys (docs/architecture.md): `PARTICIPANT#id`/`PROFILE`, `PHONE#e164`/`PHONE`,
 //! `OUTLET#id`/`OUTLET` (on `gsi1` as `ZONE#rep`/`OUTLET#id`), `OUTLET#id`/`MEMBER#participant`,
-//! `INVITE#code`/`INVITE`, `REGION#id`/`REGION`.
+//! `INVITE#code`/`INVITE`, `REGION#id`/`REGION`; invitation guesses per guesser (caller or
+//! source address) and failure window `GUESSES#guesser#window`/`COUNTER` and their locks
+//! `GUESSLOCK#guesser`/`LOCK`, both deleted by TTL.
 //!
 //! One account per phone holds under concurrency because the `PHONE#` item is put with
 //! `attribute_not_exists(pk)` in the same transaction as the profile.
@@ -10,20 +12,25 @@
 use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::builders::PutBuilder;
-use aws_sdk_dynamodb::types::{ConditionCheck, Put, Update};
+use aws_sdk_dynamodb::types::{ConditionCheck, Put, ReturnValue, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, Utc};
 use loyalty_domain::auth::OutletRole;
+use loyalty_domain::fraud::Guesser;
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::participant::{
-    Email, ImportRow, Invitation, InvitationCode, InvitationKind, LineError, Membership, Name,
-    Outlet, Page, ParticipantError, ParticipantStore, Profile, Registration, Source,
+    Email, Guess, GuessRefusal, ImportRow, Invitation, InvitationCode, InvitationKind, LineError,
+    Membership, Name, Outlet, Page, ParticipantError, ParticipantStore, Profile, Registration,
+    Source,
 };
 use loyalty_domain::phone::PhoneNumber;
 use loyalty_domain::InfraError;
 
-use crate::dynamo::{batch_get_all, classify, decode_cursor, encode_cursor, key, s, Item, ItemExt};
+use crate::dynamo::{
+    batch_get_all, classify, decode_cursor, encode_cursor, key, n, s, Item, ItemExt,
+};
 use crate::tx::Tx;
 
 /// DynamoDB allows at most 100 items per transaction.
@@ -51,6 +58,23 @@ fn zone_pk(zone: &ParticipantId) -> String {
 }
 fn invite_pk(code: &InvitationCode) -> String {
     format!("INVITE#{}", code.as_str())
+}
+
+fn guesses_key(guesser: &Guesser, window_start: i64) -> Item {
+    key(
+        format!("GUESSES#{}#{window_start}", guesser.key()),
+        "COUNTER",
+    )
+}
+fn guess_lock_key(guesser: &Guesser) -> Item {
+    key(format!("GUESSLOCK#{}", guesser.key()), "LOCK")
+}
+
+/// Which condition of a counted guess failed: the lock or the counter of the n-th guesser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GuessTag {
+    Locked(usize),
+    Full(usize),
 }
 
 fn decode_error(what: &str, detail: impl std::fmt::Display) -> InfraError {
@@ -548,6 +572,103 @@ impl ParticipantStore for DynamoParticipantStore {
             }
             start = end;
         }
+        Ok(())
+    }
+    async fn count_guess(&self, guess: &Guess) -> Result<Result<(), GuessRefusal>, InfraError> {
+        let now = guess.now.timestamp();
+        let mut tx = Tx::new();
+        for (i, (guesser, limit)) in guess.guessers.iter().enumerate() {
+            let lock = ConditionCheck::builder()
+                .table_name(&self.table)
+                .set_key(Some(guess_lock_key(guesser)))
+                .condition_expression("attribute_not_exists(pk) OR locked_until <= :now")
+                .expression_attribute_values(":now", n(now));
+            tx.check(lock, GuessTag::Locked(i))?;
+            let count = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(guesses_key(guesser, guess.window.start)))
+                .update_expression("ADD failures :one SET #ttl = :ttl")
+                .condition_expression("attribute_not_exists(failures) OR failures < :limit")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":limit", n(*limit))
+                .expression_attribute_values(":ttl", n(guess.window.end + 3600));
+            tx.update(count, GuessTag::Full(i))?;
+        }
+        let refused = match tx
+            .commit_reporting_conflicts(&self.client, "count guess")
+            .await?
+        {
+            Ok(()) => return Ok(Ok(())),
+            Err(refused) => refused,
+        };
+        let mut locked_until = None;
+        let mut full = Vec::new();
+        for (i, (guesser, _)) in guess.guessers.iter().enumerate() {
+            if let Some(item) = refused.get(&GuessTag::Locked(i)) {
+                let until = item.signed("locked_until")?;
+                locked_until = locked_until.max(Some(until));
+            } else if refused.contains(&GuessTag::Locked(i)) {
+                return Err(decode_error("guess lock", "refused without an item"));
+            }
+            if refused.contains(&GuessTag::Full(i)) {
+                full.push(guesser.clone());
+            }
+        }
+        Ok(Err(match (locked_until, full.is_empty()) {
+            (Some(until), _) => GuessRefusal::Locked { until },
+            (None, false) => GuessRefusal::LimitReached(full),
+            (None, true) if refused.is_conflict() => GuessRefusal::Contended,
+            (None, true) => {
+                return Err(InfraError::permanent(
+                    "count guess",
+                    format!("unexpected refusal: {}", refused.describe()),
+                ))
+            }
+        }))
+    }
+
+    async fn forgive_guess(&self, guess: &Guess) -> Result<(), InfraError> {
+        for (guesser, _) in &guess.guessers {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(guesses_key(guesser, guess.window.start)))
+                .update_expression("ADD failures :minus_one")
+                // Never recreate a counter that TTL has deleted.
+                .condition_expression("attribute_exists(failures)")
+                .expression_attribute_values(":minus_one", n(-1))
+                .return_values(ReturnValue::None)
+                .send()
+                .await;
+            match result {
+                Ok(_) => {}
+                Err(err) => match err.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(_)) => {}
+                    _ => {
+                        let e = classify("forgive guess", err);
+                        tracing::warn!(error = %e, "a right invitation guess stayed counted");
+                        return Err(e);
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+
+    async fn lock_guesser(&self, guesser: &Guesser, until: i64) -> Result<(), InfraError> {
+        let mut item = guess_lock_key(guesser);
+        item.insert("locked_until".into(), n(until));
+        item.insert("ttl".into(), n(until + 24 * 3600));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| classify("lock guesser", e))?;
+        tracing::warn!(guesser = %guesser.key(), until, "registration locked after wrong invitation codes");
         Ok(())
     }
 }
