@@ -66,6 +66,10 @@ pub enum ParticipantError {
     OutletNotInZone,
     #[error("no member has this phone number")]
     MemberNotFound,
+    #[error("a reason of 1 to {max} characters without control characters is required")]
+    ReasonInvalid { max: usize },
+    #[error("there is no such participant")]
+    ParticipantNotFound,
     #[error("nothing to update: send name and/or email")]
     NothingToUpdate,
     #[error("the cursor is not valid for this listing")]
@@ -90,8 +94,10 @@ impl Classified for ParticipantError {
             | Required(_)
             | OutletNameRequired
             | NothingToUpdate
+            | ReasonInvalid { .. }
             | InvalidCursor => Kind::BadInput,
-            InvitationNotFound | NotRegistered | OutletNotFound | MemberNotFound => Kind::NotFound,
+            InvitationNotFound | NotRegistered | OutletNotFound | MemberNotFound
+            | ParticipantNotFound => Kind::NotFound,
             InvitationUsed | PhoneTaken | AlreadyRegistered => Kind::Conflict,
             InvitationExpired | ImportInvalid { .. } => Kind::Unprocessable,
             OutletNotInZone => Kind::Forbidden,
@@ -124,6 +130,8 @@ impl Classified for ParticipantError {
             OutletNotInZone => "outlet_not_in_zone",
             MemberNotFound => "member_not_found",
             NothingToUpdate => "nothing_to_update",
+            ReasonInvalid { .. } => "reason_invalid",
+            ParticipantNotFound => "participant_not_found",
             InvalidCursor => "invalid_cursor",
             ImportInvalid { .. } => "import_invalid",
             Auth(e) => e.code(),
@@ -406,6 +414,70 @@ pub struct Profile {
     pub source: Source,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The last block or unblock by an admin; `None` for a participant never blocked.
+    pub standing: Option<StandingChange>,
+}
+
+impl Profile {
+    /// Whether the participant may earn and spend.
+    pub fn is_active(&self) -> bool {
+        self.standing
+            .as_ref()
+            .is_none_or(|c| c.standing == Standing::Active)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Active,
+    Blocked,
+}
+
+impl Standing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Standing::Active => "active",
+            Standing::Blocked => "blocked",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "active" => Some(Standing::Active),
+            "blocked" => Some(Standing::Blocked),
+            _ => None,
+        }
+    }
+}
+
+/// An admin's block or unblock of a participant, with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StandingChange {
+    pub standing: Standing,
+    pub reason: Reason,
+    pub by: ParticipantId,
+    pub at: DateTime<Utc>,
+}
+
+/// Why an admin blocked or unblocked someone: trimmed, 1 to 500 printable characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason(String);
+
+impl Reason {
+    pub const MAX: usize = 500;
+
+    pub fn parse(raw: &str) -> Result<Self, ParticipantError> {
+        let reason = raw.trim();
+        let chars = reason.chars().count();
+        if chars == 0 || chars > Self::MAX || reason.chars().any(char::is_control) {
+            return Err(ParticipantError::ReasonInvalid { max: Self::MAX });
+        }
+        Ok(Self(reason.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -533,6 +605,7 @@ impl Registration {
             source: Source::Registration,
             created_at: now,
             updated_at: now,
+            standing: None,
         };
         Ok(Self {
             invitation: form.invitation,
@@ -621,6 +694,7 @@ impl ImportRow {
             source: Source::Import,
             created_at: now,
             updated_at: now,
+            standing: None,
         }
     }
 
@@ -897,7 +971,8 @@ pub trait ParticipantStore: Send + Sync {
         &self,
         registration: &Registration,
     ) -> impl Future<Output = Result<(), ParticipantError>> + Send;
-    /// Writes an updated profile (and the name on its membership). `NotRegistered` if it is gone.
+    /// Writes the name, e-mail and update time of a profile (and the name on its membership),
+    /// nothing else: a block written meanwhile stays. `NotRegistered` if it is gone.
     fn save_profile(
         &self,
         profile: &Profile,
@@ -922,6 +997,13 @@ pub trait ParticipantStore: Send + Sync {
         &self,
         rows: &[ImportRow],
         now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), ParticipantError>> + Send;
+    /// Records an admin's block or unblock on the profile. `ParticipantNotFound` if there is
+    /// no profile.
+    fn set_standing(
+        &self,
+        id: &ParticipantId,
+        change: &StandingChange,
     ) -> impl Future<Output = Result<(), ParticipantError>> + Send;
     /// Counts one invitation guess for every guesser in the guess's window, all or nothing:
     /// refused with `Locked` if one of them is locked (that outranks a full counter), with
@@ -1139,6 +1221,30 @@ pub async fn zone_outlets<S: ParticipantStore>(
     store
         .zone_outlets(&caller.subject, cursor, limit.clamp(1, 100))
         .await
+}
+
+/// An admin blocks (`Standing::Blocked`) or unblocks a participant; answers the profile as
+/// it now is.
+pub async fn change_standing<S: ParticipantStore>(
+    store: &S,
+    caller: &Caller,
+    id: &ParticipantId,
+    standing: Standing,
+    reason: Reason,
+    now: DateTime<Utc>,
+) -> Result<Profile, ParticipantError> {
+    caller.require(&[Role::Admin])?;
+    let change = StandingChange {
+        standing,
+        reason,
+        by: caller.subject.clone(),
+        at: now,
+    };
+    store.set_standing(id, &change).await?;
+    store
+        .profile(id)
+        .await?
+        .ok_or(ParticipantError::ParticipantNotFound)
 }
 
 pub async fn find_by_phone<S: ParticipantStore>(

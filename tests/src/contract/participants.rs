@@ -13,7 +13,8 @@ use loyalty_domain::fraud::{FraudPolicy, Guesser};
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::participant::{
     parse_import, Guess, GuessRefusal, ImportRow, Invitation, InvitationCode, InvitationKind,
-    InvitationRequest, Name, ParticipantError, ParticipantStore, Registration, RegistrationForm,
+    InvitationRequest, Name, ParticipantError, ParticipantStore, Reason, Registration,
+    RegistrationForm, Standing, StandingChange,
 };
 use loyalty_domain::phone::{CountryCode, PhoneNumber};
 use loyalty_platform::dynamo::{encode_cursor, key, ItemExt};
@@ -963,6 +964,58 @@ pub async fn sixteen_concurrent_guesses_of_one_caller_count_no_more_than_the_lim
     }
 }
 
+pub async fn a_block_is_recorded_on_the_profile_and_survives_a_profile_save<
+    H: ParticipantsHarness,
+>(
+    h: H,
+) {
+    let store = h.store();
+    let invitation = invite(&h, "rep-1", InvitationKind::NewOutlet).await;
+    let registration = registration(&invitation, "p-blocked", "07700 900771", "o-blocked");
+    store.register(&registration).await.unwrap();
+    let change = StandingChange {
+        standing: Standing::Blocked,
+        reason: Reason::parse("shared codes").unwrap(),
+        by: pid("admin-1"),
+        at: now(),
+    };
+    store
+        .set_standing(&pid("p-blocked"), &change)
+        .await
+        .unwrap();
+    let mut profile = store.profile(&pid("p-blocked")).await.unwrap().unwrap();
+    assert_eq!(profile.standing.as_ref(), Some(&change));
+    assert!(!profile.is_active());
+    // A profile update read before the block must not undo it.
+    let mut stale = registration.profile.clone();
+    stale.name = Name::person("Renamed").unwrap();
+    store.save_profile(&stale).await.unwrap();
+    profile = store.profile(&pid("p-blocked")).await.unwrap().unwrap();
+    assert_eq!(profile.name.as_str(), "Renamed");
+    assert!(!profile.is_active());
+
+    let unblock = StandingChange {
+        standing: Standing::Active,
+        reason: Reason::parse("reviewed").unwrap(),
+        by: pid("admin-2"),
+        at: now() + chrono::Duration::hours(1),
+    };
+    store
+        .set_standing(&pid("p-blocked"), &unblock)
+        .await
+        .unwrap();
+    let profile = store.profile(&pid("p-blocked")).await.unwrap().unwrap();
+    assert!(profile.is_active());
+    assert_eq!(profile.standing, Some(unblock.clone()));
+
+    let missing = store.set_standing(&pid("p-nobody"), &unblock).await;
+    assert!(
+        matches!(missing, Err(ParticipantError::ParticipantNotFound)),
+        "{missing:?}"
+    );
+    assert!(!h.has_profile("p-nobody").await);
+}
+
 /// One test per case for the adapter the factory builds:
 /// `participant_store_contract!(loyalty_tests::contract::participants::memory)`.
 #[macro_export]
@@ -987,6 +1040,7 @@ macro_rules! participant_store_contract {
             a_lock_refuses_every_guess_until_it_passes_and_outranks_a_full_counter,
             a_forgiven_guess_frees_its_room_and_never_recreates_a_counter,
             sixteen_concurrent_guesses_of_one_caller_count_no_more_than_the_limit,
+            a_block_is_recorded_on_the_profile_and_survives_a_profile_save,
         );
     };
 }

@@ -583,3 +583,90 @@ async fn sixteen_concurrent_wrong_codes_of_one_caller_get_no_more_than_five_answ
         Some(event_time().timestamp() + 3600)
     );
 }
+
+/// The sample participant, registered through the sample events.
+async fn registered_app() -> App {
+    let app = app();
+    seed_sample_invitation(&app, InvitationKind::NewOutlet).await;
+    let (status, body) = send(&app, ApiEvent::load("participants/register.json")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["profile"]["status"], "active");
+    app
+}
+
+#[tokio::test]
+async fn an_admin_blocks_a_participant_with_a_reason_and_unblocks_them_with_another() {
+    let app = registered_app().await;
+    let (status, body) = send(&app, ApiEvent::load("participants/block-participant.json")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            body["status"].as_str(),
+            body["status_reason"].as_str(),
+            body["status_changed_by"].as_str()
+        ),
+        (
+            Some("blocked"),
+            Some("Shared pack codes on a public forum"),
+            Some("admin-1")
+        )
+    );
+    let stored = app
+        .store()
+        .inspect(|w| w.profiles[&pid(SAMPLE_PARTICIPANT)].clone());
+    assert!(!stored.is_active());
+
+    // The participant sees it, and renaming themselves does not lift it.
+    let (status, body) = send(&app, ApiEvent::load("participants/update-profile.json")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "blocked");
+
+    app.clock().advance(Duration::hours(1));
+    let (status, body) = send(
+        &app,
+        ApiEvent::load("participants/unblock-participant.json"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "active");
+    assert_eq!(
+        body["status_reason"],
+        "Reviewed with the outlet owner; codes were his own"
+    );
+    assert_eq!(
+        body["status_changed_at"],
+        json!(event_time() + Duration::hours(1))
+    );
+    let (_, body) = send(&app, ApiEvent::load("participants/get-profile.json")).await;
+    assert_eq!(body["status"], "active");
+}
+
+#[tokio::test]
+async fn blocking_someone_without_a_profile_or_without_a_reason_is_refused_and_writes_nothing() {
+    let app = app();
+    let (status, body) = send(&app, ApiEvent::load("participants/block-participant.json")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["code"], "participant_not_found");
+    assert!(app.store().inspect(|w| w.profiles.is_empty()));
+
+    let app = registered_app().await;
+    for reason in [json!(""), json!("   "), json!("x".repeat(501))] {
+        let (status, body) = send(
+            &app,
+            ApiEvent::load("participants/block-participant.json").body(json!({ "reason": reason })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["code"], "reason_invalid");
+    }
+    let (status, body) = send(
+        &app,
+        ApiEvent::load("participants/block-participant.json").body(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let stored = app
+        .store()
+        .inspect(|w| w.profiles[&pid(SAMPLE_PARTICIPANT)].clone());
+    assert_eq!(stored.standing, None);
+}

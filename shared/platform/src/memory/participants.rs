@@ -52,7 +52,7 @@ use loyalty_domain::fraud::Guesser;
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::participant::{
     Guess, GuessRefusal, ImportRow, Invitation, InvitationCode, LineError, Membership, Outlet,
-    Page, ParticipantError, ParticipantStore, Profile, Registration,
+    Page, ParticipantError, ParticipantStore, Profile, Registration, StandingChange,
 };
 use loyalty_domain::phone::PhoneNumber;
 use loyalty_domain::InfraError;
@@ -304,8 +304,11 @@ impl ParticipantStore for MemoryParticipants {
                 .into());
             }
         }
-        // A put replaces the whole profile item; only the member's name follows it.
-        w.profiles.insert(profile.id.clone(), profile.clone());
+        // As there, only the editable fields are written: a block stays.
+        let stored = w.profiles.get_mut(&profile.id).expect("checked above");
+        stored.name = profile.name.clone();
+        stored.email = profile.email.clone();
+        stored.updated_at = profile.updated_at;
         if let Some(k) = member_key {
             let member = w.members.get_mut(&k).expect("checked above");
             member.name = profile.name.clone();
@@ -430,6 +433,21 @@ impl ParticipantStore for MemoryParticipants {
             }
             start = end;
         }
+        Ok(())
+    }
+
+    async fn set_standing(
+        &self,
+        id: &ParticipantId,
+        change: &StandingChange,
+    ) -> Result<(), ParticipantError> {
+        round_trip().await;
+        let mut w = self.world();
+        let profile = w
+            .profiles
+            .get_mut(id)
+            .ok_or(ParticipantError::ParticipantNotFound)?;
+        profile.standing = Some(change.clone());
         Ok(())
     }
 

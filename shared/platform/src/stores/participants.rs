@@ -22,8 +22,8 @@ use loyalty_domain::fraud::Guesser;
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::participant::{
     Email, Guess, GuessRefusal, ImportRow, Invitation, InvitationCode, InvitationKind, LineError,
-    Membership, Name, Outlet, Page, ParticipantError, ParticipantStore, Profile, Registration,
-    Source,
+    Membership, Name, Outlet, Page, ParticipantError, ParticipantStore, Profile, Reason,
+    Registration, Source, Standing, StandingChange,
 };
 use loyalty_domain::phone::PhoneNumber;
 use loyalty_domain::InfraError;
@@ -126,7 +126,34 @@ fn profile_item(p: &Profile) -> Item {
         item.insert("outlet_id".into(), s(outlet.as_str()));
         item.insert("outlet_role".into(), s(role.as_str()));
     }
+    if let Some(change) = &p.standing {
+        item.extend(standing_attributes(change));
+    }
     item
+}
+
+/// `status` is what earning paths are to check (`attribute_not_exists(#status) OR #status =
+/// :active`); the rest says who changed it, when and why.
+fn standing_attributes(change: &StandingChange) -> Item {
+    HashMap::from([
+        ("status".to_string(), s(change.standing.as_str())),
+        ("status_reason".to_string(), s(change.reason.as_str())),
+        ("status_by".to_string(), s(change.by.as_str())),
+        ("status_at".to_string(), s(change.at.to_rfc3339())),
+    ])
+}
+
+fn decode_standing(item: &Item) -> Result<Option<StandingChange>, InfraError> {
+    let Some(status) = item.opt_string("status") else {
+        return Ok(None);
+    };
+    Ok(Some(StandingChange {
+        standing: Standing::parse(status).ok_or_else(|| decode_error("status", "unknown"))?,
+        reason: Reason::parse(item.string("status_reason")?)
+            .map_err(|e| decode_error("status_reason", e))?,
+        by: participant_id(item, "status_by")?,
+        at: time(item, "status_at")?,
+    }))
 }
 
 fn decode_profile(item: &Item) -> Result<Profile, InfraError> {
@@ -157,6 +184,7 @@ fn decode_profile(item: &Item) -> Result<Profile, InfraError> {
             .ok_or_else(|| decode_error("source", "unknown"))?,
         created_at: time(item, "created_at")?,
         updated_at: time(item, "updated_at")?,
+        standing: decode_standing(item)?,
     })
 }
 
@@ -396,11 +424,23 @@ impl ParticipantStore for DynamoParticipantStore {
     }
 
     async fn save_profile(&self, profile: &Profile) -> Result<(), ParticipantError> {
+        // An update of the editable fields, never a put of the whole item: a put would undo
+        // a block written between this request's read and its write.
+        let fields = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(participant_pk(&profile.id), "PROFILE")))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#n", "name")
+            .expression_attribute_values(":n", s(profile.name.as_str()))
+            .expression_attribute_values(":u", s(profile.updated_at.to_rfc3339()));
+        let fields = match &profile.email {
+            Some(email) => fields
+                .update_expression("SET #n = :n, updated_at = :u, email = :e")
+                .expression_attribute_values(":e", s(email.as_str())),
+            None => fields.update_expression("SET #n = :n, updated_at = :u REMOVE email"),
+        };
         let mut tx = Tx::new();
-        tx.put(
-            put(&self.table, profile_item(profile)).condition_expression("attribute_exists(pk)"),
-            ParticipantRefusal::Profile,
-        )?;
+        tx.update(fields, ParticipantRefusal::Profile)?;
         if let Some((outlet, _)) = &profile.outlet {
             // The outlet's member list shows names without reading every profile.
             let rename = Update::builder()
@@ -574,6 +614,41 @@ impl ParticipantStore for DynamoParticipantStore {
         }
         Ok(())
     }
+    async fn set_standing(
+        &self,
+        id: &ParticipantId,
+        change: &StandingChange,
+    ) -> Result<(), ParticipantError> {
+        let attributes = standing_attributes(change);
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(participant_pk(id), "PROFILE")))
+            .update_expression(
+                "SET #status = :status, status_reason = :reason, status_by = :by, status_at = :at",
+            )
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#status", "status");
+        for (name, attr) in [
+            (":status", "status"),
+            (":reason", "status_reason"),
+            (":by", "status_by"),
+            (":at", "status_at"),
+        ] {
+            update = update.expression_attribute_values(name, attributes[attr].clone());
+        }
+        match update.send().await {
+            Ok(_) => Ok(()),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => {
+                    Err(ParticipantError::ParticipantNotFound)
+                }
+                _ => Err(classify("set standing", err).into()),
+            },
+        }
+    }
+
     async fn count_guess(&self, guess: &Guess) -> Result<Result<(), GuessRefusal>, InfraError> {
         let now = guess.now.timestamp();
         let mut tx = Tx::new();
