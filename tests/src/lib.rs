@@ -271,6 +271,12 @@ impl ApiEvent {
         self
     }
 
+    /// The address API Gateway saw the request come from (`requestContext.http.sourceIp`).
+    pub fn source_ip(mut self, ip: &str) -> ApiEvent {
+        self.0["requestContext"]["http"]["sourceIp"] = Value::String(ip.to_string());
+        self
+    }
+
     pub fn header(mut self, name: &str, value: &str) -> ApiEvent {
         if !self.0["headers"].is_object() {
             self.0["headers"] = json!({});

@@ -7,10 +7,11 @@ use chrono::{DateTime, Utc};
 use lambda_http::http::{header::CONTENT_TYPE, StatusCode};
 use lambda_http::{Body, Request, Response};
 use loyalty_domain::auth::{Caller, Role};
+use loyalty_domain::fraud::FraudPolicy;
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::participant::{
     self as participant, Invitation, InvitationKind, InvitationRequest, Membership, Outlet,
-    ParticipantError, ParticipantStore, ProfileChanges, RegistrationForm,
+    ParticipantError, ParticipantStore, ProfileChanges, Reason, RegistrationForm, Standing,
 };
 use loyalty_domain::phone::{CountryCode, PhoneNumber};
 use loyalty_domain::ports::{Clock, IdSource, RandomIds, SystemClock};
@@ -34,6 +35,8 @@ const TOKEN_REFRESH_NOTE: &str =
 /// clock or draws an id itself: new outlet ids and invitation codes come from the id source.
 pub struct App<S = DynamoParticipantStore, C = Box<dyn Clock>> {
     store: S,
+    /// The limits on wrong invitation codes: those of pack-code claims.
+    guessing: FraudPolicy,
     country: CountryCode,
     clock: C,
     ids: Box<dyn IdSource>,
@@ -55,6 +58,7 @@ impl App {
         let store = DynamoParticipantStore::new(loyalty_platform::aws::dynamodb(aws), table);
         Ok(App {
             store,
+            guessing: FraudPolicy::default(),
             country: country(env)?,
             clock,
             ids,
@@ -81,10 +85,17 @@ impl<S: ParticipantStore, C: Clock> App<S, C> {
     ) -> Self {
         Self {
             store,
+            guessing: FraudPolicy::default(),
             country,
             clock,
             ids: Box::new(ids),
         }
+    }
+
+    /// Other limits on wrong invitation codes (tests of the lock).
+    pub fn with_guessing(mut self, policy: FraudPolicy) -> Self {
+        self.guessing = policy;
+        self
     }
 
     /// The store, for tests to inspect what a request wrote.
@@ -110,6 +121,12 @@ impl<S: ParticipantStore, C: Clock> App<S, C> {
             "GET /zone/outlets" => self.list_zone_outlets(req).await,
             "GET /admin/members/by-phone/{phone}" => self.find_member_by_phone(req).await,
             "POST /admin/members/import" => self.import_members(req).await,
+            "POST /admin/participants/{participantId}/block" => {
+                self.change_standing(req, Standing::Blocked).await
+            }
+            "POST /admin/participants/{participantId}/unblock" => {
+                self.change_standing(req, Standing::Active).await
+            }
             _ => Err(Problem::route_not_found()),
         }
     }
@@ -126,7 +143,8 @@ impl<S: ParticipantStore, C: Clock> App<S, C> {
             participant::invite(&self.store, &caller, request, &*self.ids, self.clock.now())
                 .await
                 .map_err(problem)?;
-        tracing::info!(by = %caller.subject, kind = invitation.kind.as_str(), code = ?invitation.code, "invitation created");
+        // Never the code, not even in part: it is a password until used.
+        tracing::info!(by = %caller.subject, kind = invitation.kind.as_str(), "invitation created");
         Ok(json(
             StatusCode::CREATED,
             &InvitationView::from(&invitation),
@@ -148,7 +166,17 @@ impl<S: ParticipantStore, C: Clock> App<S, C> {
         let outlet_id =
             OutletId::parse(&self.ids.new_id("o")).expect("random ids are valid outlet ids");
         let phone = form.phone.clone();
-        let profile = participant::register(&self.store, &caller, form, outlet_id, self.clock.now()).await.map_err(|e| {
+        let profile = participant::register(
+            &self.store,
+            &self.guessing,
+            &caller,
+            http::source_ip(req),
+            form,
+            outlet_id,
+            self.clock.now(),
+        )
+        .await
+        .map_err(|e| {
             tracing::info!(participant = %caller.subject, %phone, outcome = e.code(), "registration refused");
             problem(e)
         })?;
@@ -234,6 +262,31 @@ impl<S: ParticipantStore, C: Clock> App<S, C> {
         let profile = participant::find_by_phone(&self.store, &caller, &phone)
             .await
             .map_err(problem)?;
+        Ok(json(StatusCode::OK, &ProfileView::from(&profile)))
+    }
+
+    async fn change_standing(
+        &self,
+        req: &Request,
+        standing: Standing,
+    ) -> Result<Response<Body>, Problem> {
+        let caller = authorised(req, &[Role::Admin])?;
+        let id = ParticipantId::parse(path_param(req, "participantId")?)
+            .map_err(|_| problem(ParticipantError::ParticipantNotFound))?;
+        let body: StandingBody = json_body(req)?;
+        let reason = Reason::parse(&body.reason).map_err(problem)?;
+        let profile = participant::change_standing(
+            &self.store,
+            &caller,
+            &id,
+            standing,
+            reason,
+            self.clock.now(),
+        )
+        .await
+        .map_err(problem)?;
+        // The reason is free text an admin typed: it stays out of the logs.
+        tracing::info!(by = %caller.subject, participant = %id, standing = standing.as_str(), "standing changed");
         Ok(json(StatusCode::OK, &ProfileView::from(&profile)))
     }
 
@@ -335,6 +388,12 @@ struct RegistrationBody {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct StandingBody {
+    reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ProfileBody {
     name: Option<String>,
     /// An empty string removes the address.
@@ -381,6 +440,12 @@ struct ProfileView {
     source: &'static str,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// `active` or `blocked`: only an active participant earns and spends.
+    status: &'static str,
+    /// The last block or unblock: why, by whom, when.
+    status_reason: Option<String>,
+    status_changed_by: Option<String>,
+    status_changed_at: Option<DateTime<Utc>>,
 }
 
 impl From<&participant::Profile> for ProfileView {
@@ -397,6 +462,14 @@ impl From<&participant::Profile> for ProfileView {
             source: p.source.as_str(),
             created_at: p.created_at,
             updated_at: p.updated_at,
+            status: if p.is_active() {
+                Standing::Active.as_str()
+            } else {
+                Standing::Blocked.as_str()
+            },
+            status_reason: p.standing.as_ref().map(|c| c.reason.as_str().to_string()),
+            status_changed_by: p.standing.as_ref().map(|c| c.by.to_string()),
+            status_changed_at: p.standing.as_ref().map(|c| c.at),
         }
     }
 }
@@ -465,7 +538,7 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    const EVENTS: [(&str, &str); 8] = [
+    const EVENTS: [(&str, &str); 10] = [
         (
             "create-invitation",
             include_str!("../../../events/participants/create-invitation.json"),
@@ -497,6 +570,14 @@ mod tests {
         (
             "import-members",
             include_str!("../../../events/participants/import-members.json"),
+        ),
+        (
+            "block-participant",
+            include_str!("../../../events/participants/block-participant.json"),
+        ),
+        (
+            "unblock-participant",
+            include_str!("../../../events/participants/unblock-participant.json"),
         ),
     ];
 
@@ -579,8 +660,12 @@ mod tests {
             ("list-zone-outlets", admin.clone()),
             ("find-member-by-phone", participant.clone()),
             ("find-member-by-phone", rep.clone()),
-            ("import-members", rep),
-            ("import-members", participant),
+            ("import-members", rep.clone()),
+            ("import-members", participant.clone()),
+            ("block-participant", rep.clone()),
+            ("block-participant", participant.clone()),
+            ("unblock-participant", rep),
+            ("unblock-participant", participant),
         ];
         for (name, claims) in cases {
             let (status, body) = call(with_claims(event(name), claims.clone())).await;

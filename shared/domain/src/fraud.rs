@@ -93,6 +93,36 @@ impl FraudPolicy {
     }
 }
 
+/// Who guesses invitation codes: the token subject, and the address the request came from
+/// (one attacker may hold many tokens). Their failures are counted and locked apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Guesser {
+    Caller(ParticipantId),
+    Source(String),
+}
+
+impl Guesser {
+    /// The key fragment for counters and locks.
+    pub fn key(&self) -> String {
+        match self {
+            Guesser::Caller(p) => format!("C#{p}"),
+            Guesser::Source(ip) => format!("S#{ip}"),
+        }
+    }
+}
+
+impl FraudPolicy {
+    /// Wrong invitation codes a guesser may try in one failure window: a caller as many as
+    /// a participant may mistype pack codes, a source (many people behind one address) as
+    /// many as an outlet.
+    pub fn guess_limit(&self, guesser: &Guesser) -> u64 {
+        match guesser {
+            Guesser::Caller(_) => self.max_failures_per_participant,
+            Guesser::Source(_) => self.max_failures_per_outlet,
+        }
+    }
+}
+
 fn window(t: i64, secs: i64) -> Window {
     let start = t - t.rem_euclid(secs);
     Window {
@@ -178,6 +208,16 @@ mod tests {
             policy.velocity_window(at(10, 59, 59)).end,
             at(11, 0, 0).timestamp()
         );
+    }
+
+    #[test]
+    fn a_source_of_invitation_guesses_tolerates_more_failures_than_one_caller() {
+        let policy = FraudPolicy::default();
+        let caller = Guesser::Caller(ParticipantId::parse("p1").unwrap());
+        let source = Guesser::Source("203.0.113.10".into());
+        assert_eq!(policy.guess_limit(&caller), 5);
+        assert_eq!(policy.guess_limit(&source), 20);
+        assert_ne!(caller.key(), source.key());
     }
 
     #[test]

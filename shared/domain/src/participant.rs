@@ -13,6 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::auth::{AuthError, Caller, OutletRole, Role};
+use crate::fraud::{FraudPolicy, Guesser, Window};
 use crate::ids::{OutletId, ParticipantId, RegionId};
 use crate::phone::{CountryCode, PhoneError, PhoneNumber};
 use crate::ports::IdSource;
@@ -51,6 +52,8 @@ pub enum ParticipantError {
     InvitationUsed,
     #[error("this invitation has expired; ask your rep for a new one")]
     InvitationExpired,
+    #[error("too many wrong invitation codes; try again later")]
+    TooManyAttempts { retry_after_secs: u64 },
     #[error("this phone number already belongs to an account")]
     PhoneTaken,
     #[error("you are already registered")]
@@ -63,6 +66,10 @@ pub enum ParticipantError {
     OutletNotInZone,
     #[error("no member has this phone number")]
     MemberNotFound,
+    #[error("a reason of 1 to {max} characters without control characters is required")]
+    ReasonInvalid { max: usize },
+    #[error("there is no such participant")]
+    ParticipantNotFound,
     #[error("nothing to update: send name and/or email")]
     NothingToUpdate,
     #[error("the cursor is not valid for this listing")]
@@ -87,11 +94,16 @@ impl Classified for ParticipantError {
             | Required(_)
             | OutletNameRequired
             | NothingToUpdate
+            | ReasonInvalid { .. }
             | InvalidCursor => Kind::BadInput,
-            InvitationNotFound | NotRegistered | OutletNotFound | MemberNotFound => Kind::NotFound,
+            InvitationNotFound | NotRegistered | OutletNotFound | MemberNotFound
+            | ParticipantNotFound => Kind::NotFound,
             InvitationUsed | PhoneTaken | AlreadyRegistered => Kind::Conflict,
             InvitationExpired | ImportInvalid { .. } => Kind::Unprocessable,
             OutletNotInZone => Kind::Forbidden,
+            TooManyAttempts { retry_after_secs } => Kind::TooManyAttempts {
+                retry_after_secs: *retry_after_secs,
+            },
             Auth(e) => e.kind(),
             Infra(e) => e.kind(),
         }
@@ -110,6 +122,7 @@ impl Classified for ParticipantError {
             InvitationNotFound => "invitation_not_found",
             InvitationUsed => "invitation_used",
             InvitationExpired => "invitation_expired",
+            TooManyAttempts { .. } => "too_many_attempts",
             PhoneTaken => "phone_taken",
             AlreadyRegistered => "already_registered",
             NotRegistered => "not_registered",
@@ -117,6 +130,8 @@ impl Classified for ParticipantError {
             OutletNotInZone => "outlet_not_in_zone",
             MemberNotFound => "member_not_found",
             NothingToUpdate => "nothing_to_update",
+            ReasonInvalid { .. } => "reason_invalid",
+            ParticipantNotFound => "participant_not_found",
             InvalidCursor => "invalid_cursor",
             ImportInvalid { .. } => "import_invalid",
             Auth(e) => e.code(),
@@ -241,9 +256,11 @@ impl InvitationCode {
     }
 }
 
+/// Not even a tail of the code: with eight characters, every one shown is a big step for
+/// someone guessing it.
 impl std::fmt::Debug for InvitationCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "InvitationCode({})", redact::tail(&self.0))
+        f.write_str("InvitationCode(redacted)")
     }
 }
 
@@ -397,6 +414,70 @@ pub struct Profile {
     pub source: Source,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The last block or unblock by an admin; `None` for a participant never blocked.
+    pub standing: Option<StandingChange>,
+}
+
+impl Profile {
+    /// Whether the participant may earn and spend.
+    pub fn is_active(&self) -> bool {
+        self.standing
+            .as_ref()
+            .is_none_or(|c| c.standing == Standing::Active)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Active,
+    Blocked,
+}
+
+impl Standing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Standing::Active => "active",
+            Standing::Blocked => "blocked",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "active" => Some(Standing::Active),
+            "blocked" => Some(Standing::Blocked),
+            _ => None,
+        }
+    }
+}
+
+/// An admin's block or unblock of a participant, with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StandingChange {
+    pub standing: Standing,
+    pub reason: Reason,
+    pub by: ParticipantId,
+    pub at: DateTime<Utc>,
+}
+
+/// Why an admin blocked or unblocked someone: trimmed, 1 to 500 printable characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason(String);
+
+impl Reason {
+    pub const MAX: usize = 500;
+
+    pub fn parse(raw: &str) -> Result<Self, ParticipantError> {
+        let reason = raw.trim();
+        let chars = reason.chars().count();
+        if chars == 0 || chars > Self::MAX || reason.chars().any(char::is_control) {
+            return Err(ParticipantError::ReasonInvalid { max: Self::MAX });
+        }
+        Ok(Self(reason.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -524,6 +605,7 @@ impl Registration {
             source: Source::Registration,
             created_at: now,
             updated_at: now,
+            standing: None,
         };
         Ok(Self {
             invitation: form.invitation,
@@ -612,6 +694,7 @@ impl ImportRow {
             source: Source::Import,
             created_at: now,
             updated_at: now,
+            standing: None,
         }
     }
 
@@ -888,7 +971,8 @@ pub trait ParticipantStore: Send + Sync {
         &self,
         registration: &Registration,
     ) -> impl Future<Output = Result<(), ParticipantError>> + Send;
-    /// Writes an updated profile (and the name on its membership). `NotRegistered` if it is gone.
+    /// Writes the name, e-mail and update time of a profile (and the name on its membership),
+    /// nothing else: a block written meanwhile stays. `NotRegistered` if it is gone.
     fn save_profile(
         &self,
         profile: &Profile,
@@ -914,6 +998,121 @@ pub trait ParticipantStore: Send + Sync {
         rows: &[ImportRow],
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), ParticipantError>> + Send;
+    /// Records an admin's block or unblock on the profile. `ParticipantNotFound` if there is
+    /// no profile.
+    fn set_standing(
+        &self,
+        id: &ParticipantId,
+        change: &StandingChange,
+    ) -> impl Future<Output = Result<(), ParticipantError>> + Send;
+    /// Counts one invitation guess for every guesser in the guess's window, all or nothing:
+    /// refused with `Locked` if one of them is locked (that outranks a full counter), with
+    /// `LimitReached` naming the guessers whose counters are at their limit.
+    fn count_guess(
+        &self,
+        guess: &Guess,
+    ) -> impl Future<Output = Result<Result<(), GuessRefusal>, InfraError>> + Send;
+    /// Takes back a counted guess that turned out not to be a wrong code.
+    fn forgive_guess(&self, guess: &Guess) -> impl Future<Output = Result<(), InfraError>> + Send;
+    /// Refuses every guess of `guesser` until `until` (epoch seconds).
+    fn lock_guesser(
+        &self,
+        guesser: &Guesser,
+        until: i64,
+    ) -> impl Future<Output = Result<(), InfraError>> + Send;
+}
+
+/// One attempt at an invitation code, counted before the code is looked up, so that N
+/// concurrent wrong guesses cannot get more than the limit answered: a guess is a failure
+/// unless it is forgiven.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guess {
+    /// Each guesser with its limit in the window.
+    pub guessers: Vec<(Guesser, u64)>,
+    pub window: Window,
+    pub now: DateTime<Utc>,
+}
+
+impl Guess {
+    pub fn new(
+        policy: &FraudPolicy,
+        caller: &ParticipantId,
+        source: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let mut guessers = vec![Guesser::Caller(caller.clone())];
+        if let Some(source) = source.filter(|s| !s.is_empty()) {
+            guessers.push(Guesser::Source(source.to_string()));
+        }
+        Self {
+            guessers: guessers
+                .into_iter()
+                .map(|g| {
+                    let limit = policy.guess_limit(&g);
+                    (g, limit)
+                })
+                .collect(),
+            window: policy.failure_window(now),
+            now,
+        }
+    }
+}
+
+/// Why a guess was not counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuessRefusal {
+    /// The latest lock among the guessers.
+    Locked { until: i64 },
+    /// These guessers have used up their window.
+    LimitReached(Vec<Guesser>),
+    /// Another write touched the counters at the same moment; retry.
+    Contended,
+}
+
+/// Attempts at counting a guess before giving up under contention.
+const GUESS_ATTEMPTS: usize = 6;
+
+/// Counts the guess, or says how long the guessers must wait (locking those that have just
+/// reached their limit).
+async fn count_guess<S: ParticipantStore>(
+    store: &S,
+    policy: &FraudPolicy,
+    guess: &Guess,
+) -> Result<(), ParticipantError> {
+    let now = guess.now.timestamp();
+    for _ in 0..GUESS_ATTEMPTS {
+        match store.count_guess(guess).await? {
+            Ok(()) => return Ok(()),
+            Err(GuessRefusal::Locked { until }) => {
+                return Err(ParticipantError::TooManyAttempts {
+                    retry_after_secs: (until - now).max(1) as u64,
+                })
+            }
+            Err(GuessRefusal::LimitReached(guessers)) => {
+                let until = now + policy.lock_secs;
+                for guesser in &guessers {
+                    store.lock_guesser(guesser, until).await?;
+                }
+                return Err(ParticipantError::TooManyAttempts {
+                    retry_after_secs: policy.lock_secs.max(1) as u64,
+                });
+            }
+            Err(GuessRefusal::Contended) => {}
+        }
+    }
+    Err(InfraError::retryable("count guess", "too much contention on the guess counters").into())
+}
+
+impl ParticipantError {
+    /// Whether this answer says the code was wrong, so the guess stays counted.
+    pub fn is_wrong_code(&self) -> bool {
+        matches!(
+            self,
+            ParticipantError::InvitationNotFound
+                | ParticipantError::InvitationUsed
+                | ParticipantError::InvitationExpired
+        )
+    }
 }
 
 // ---------------------------------------------------------------- operations
@@ -942,21 +1141,37 @@ pub async fn invite<S: ParticipantStore, I: IdSource + ?Sized>(
     Err(InfraError::retryable("put invitation", "could not draw an unused invitation code").into())
 }
 
+/// Registers the caller with an invitation. Every attempt is counted against the caller and
+/// the request's `source` before the code is looked up; a locked guesser is refused
+/// `TooManyAttempts` even with a right code. Only wrong codes stay counted.
 pub async fn register<S: ParticipantStore>(
     store: &S,
+    policy: &FraudPolicy,
     caller: &Caller,
+    source: Option<&str>,
     form: RegistrationForm,
     new_outlet_id: OutletId,
     now: DateTime<Utc>,
 ) -> Result<Profile, ParticipantError> {
-    caller.participant()?;
-    let invitation = store
-        .invitation(&form.invitation)
-        .await?
-        .ok_or(ParticipantError::InvitationNotFound)?;
-    let registration = Registration::plan(caller, form, &invitation, new_outlet_id, now)?;
-    store.register(&registration).await?;
-    Ok(registration.profile)
+    let subject = caller.participant()?;
+    let guess = Guess::new(policy, subject, source, now);
+    count_guess(store, policy, &guess).await?;
+    let outcome = async {
+        let invitation = store
+            .invitation(&form.invitation)
+            .await?
+            .ok_or(ParticipantError::InvitationNotFound)?;
+        let registration = Registration::plan(caller, form, &invitation, new_outlet_id, now)?;
+        store.register(&registration).await?;
+        Ok(registration.profile)
+    }
+    .await;
+    if !outcome.as_ref().is_err_and(ParticipantError::is_wrong_code) {
+        // A guess left counted after a right code only makes the limit stricter, so the
+        // registration's answer outranks a failure here (the adapter logs it).
+        let _ = store.forgive_guess(&guess).await;
+    }
+    outcome
 }
 
 pub async fn my_profile<S: ParticipantStore>(
@@ -1006,6 +1221,30 @@ pub async fn zone_outlets<S: ParticipantStore>(
     store
         .zone_outlets(&caller.subject, cursor, limit.clamp(1, 100))
         .await
+}
+
+/// An admin blocks (`Standing::Blocked`) or unblocks a participant; answers the profile as
+/// it now is.
+pub async fn change_standing<S: ParticipantStore>(
+    store: &S,
+    caller: &Caller,
+    id: &ParticipantId,
+    standing: Standing,
+    reason: Reason,
+    now: DateTime<Utc>,
+) -> Result<Profile, ParticipantError> {
+    caller.require(&[Role::Admin])?;
+    let change = StandingChange {
+        standing,
+        reason,
+        by: caller.subject.clone(),
+        at: now,
+    };
+    store.set_standing(id, &change).await?;
+    store
+        .profile(id)
+        .await?
+        .ok_or(ParticipantError::ParticipantNotFound)
 }
 
 pub async fn find_by_phone<S: ParticipantStore>(
@@ -1130,7 +1369,9 @@ mod tests {
         );
         assert!(InvitationCode::parse("ABCD0345").is_err());
         assert!(InvitationCode::parse("ABC").is_err());
-        assert_eq!(format!("{:?}", code()), "InvitationCode(****2345)");
+        assert_eq!(format!("{:?}", code()), "InvitationCode(redacted)");
+        let form = format!("{:?}", form(Some("Corner Shop")));
+        assert!(!form.contains("2345") && !form.contains("ABCD"), "{form}");
     }
 
     #[test]

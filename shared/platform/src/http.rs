@@ -166,6 +166,15 @@ pub fn route_key(req: &Request) -> &str {
     }
 }
 
+/// The address API Gateway saw the request come from (`requestContext.http.sourceIp`),
+/// which the caller cannot set.
+pub fn source_ip(req: &Request) -> Option<&str> {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.as_deref(),
+        _ => None,
+    }
+}
+
 /// The verified caller, from the JWT authorizer's claims in the request context.
 pub fn caller(req: &Request) -> Result<Caller, Problem> {
     let claims = match req.request_context_ref() {

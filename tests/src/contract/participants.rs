@@ -9,10 +9,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeZone, Utc};
 use futures::future::join_all;
 use loyalty_domain::auth::{Caller, OutletRole, Role};
+use loyalty_domain::fraud::{FraudPolicy, Guesser};
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::participant::{
-    parse_import, ImportRow, Invitation, InvitationCode, InvitationKind, InvitationRequest, Name,
-    ParticipantError, ParticipantStore, Registration, RegistrationForm,
+    parse_import, Guess, GuessRefusal, ImportRow, Invitation, InvitationCode, InvitationKind,
+    InvitationRequest, Name, ParticipantError, ParticipantStore, Reason, Registration,
+    RegistrationForm, Standing, StandingChange,
 };
 use loyalty_domain::phone::{CountryCode, PhoneNumber};
 use loyalty_platform::dynamo::{encode_cursor, key, ItemExt};
@@ -35,6 +37,8 @@ pub trait ParticipantsHarness {
     async fn invitation_used_by(&self, code: &InvitationCode) -> Option<String>;
     /// The name on a membership, if there is one.
     async fn member_name(&self, outlet: &str, participant: &str) -> Option<String>;
+    /// Invitation guesses still counted for a guesser in the window starting at `start`.
+    async fn guesses(&self, guesser: &Guesser, start: i64) -> i64;
 }
 
 // --- The memory adapter ----------------------------------------------------------------
@@ -89,6 +93,10 @@ impl ParticipantsHarness for MemoryHarness {
                 .get(&(oid(outlet), pid(participant)))
                 .map(|m| m.name.as_str().to_string())
         })
+    }
+
+    async fn guesses(&self, guesser: &Guesser, start: i64) -> i64 {
+        self.store.guesses(guesser, start)
     }
 }
 
@@ -160,6 +168,13 @@ impl ParticipantsHarness for DynamoHarness {
         self.item(format!("OUTLET#{outlet}"), &format!("MEMBER#{participant}"))
             .await
             .map(|i| i.string("name").expect("name").to_string())
+    }
+
+    async fn guesses(&self, guesser: &Guesser, start: i64) -> i64 {
+        self.item(format!("GUESSES#{}#{start}", guesser.key()), "COUNTER")
+            .await
+            .map(|i| i.signed("failures").expect("failures"))
+            .unwrap_or(0)
     }
 }
 
@@ -821,6 +836,186 @@ pub async fn sixteen_concurrent_registrations_with_one_phone_create_exactly_one_
     }
 }
 
+fn guess(caller: &str, source: Option<&str>, at: DateTime<Utc>) -> Guess {
+    Guess::new(&FraudPolicy::default(), &pid(caller), source, at)
+}
+
+pub async fn guesses_are_counted_up_to_the_limit_of_each_guesser_and_then_refused_naming_it<
+    H: ParticipantsHarness,
+>(
+    h: H,
+) {
+    let store = h.store();
+    let start = FraudPolicy::default().failure_window(now()).start;
+    let caller = Guesser::Caller(pid("p-guesser"));
+    let source = Guesser::Source("203.0.113.7".into());
+    for i in 0..5 {
+        let from = format!("198.51.100.{i}");
+        let counted = store
+            .count_guess(&guess("p-guesser", Some(&from), now()))
+            .await;
+        assert_eq!(counted.unwrap(), Ok(()), "guess {i}");
+    }
+    assert_eq!(h.guesses(&caller, start).await, 5);
+    let refused = store
+        .count_guess(&guess("p-guesser", Some("203.0.113.7"), now()))
+        .await
+        .unwrap();
+    assert_eq!(
+        refused,
+        Err(GuessRefusal::LimitReached(vec![caller.clone()]))
+    );
+    // All or nothing: the source's counter did not move for a refused guess.
+    assert_eq!(h.guesses(&source, start).await, 0);
+    assert_eq!(h.guesses(&caller, start).await, 5);
+    // Another caller from a fresh source is not held back by the first one.
+    let other = store
+        .count_guess(&guess("p-other", Some("203.0.113.7"), now()))
+        .await;
+    assert_eq!(other.unwrap(), Ok(()));
+    assert_eq!(h.guesses(&source, start).await, 1);
+}
+
+pub async fn a_lock_refuses_every_guess_until_it_passes_and_outranks_a_full_counter<
+    H: ParticipantsHarness,
+>(
+    h: H,
+) {
+    let store = h.store();
+    let until = now().timestamp() + 3600;
+    let caller = Guesser::Caller(pid("p-locked"));
+    for _ in 0..5 {
+        store
+            .count_guess(&guess("p-locked", None, now()))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    store.lock_guesser(&caller, until).await.unwrap();
+    let refused = store
+        .count_guess(&guess("p-locked", None, now()))
+        .await
+        .unwrap();
+    assert_eq!(refused, Err(GuessRefusal::Locked { until }));
+    // Still locked in the next window, whose counter is empty.
+    let later = now() + chrono::Duration::minutes(30);
+    let refused = store
+        .count_guess(&guess("p-locked", None, later))
+        .await
+        .unwrap();
+    assert_eq!(refused, Err(GuessRefusal::Locked { until }));
+    // A source that is locked holds back a caller who is not.
+    let source = Guesser::Source("192.0.2.1".into());
+    store.lock_guesser(&source, until).await.unwrap();
+    let refused = store
+        .count_guess(&guess("p-fresh", Some("192.0.2.1"), now()))
+        .await
+        .unwrap();
+    assert_eq!(refused, Err(GuessRefusal::Locked { until }));
+    let passed = now() + chrono::Duration::hours(1);
+    let counted = store
+        .count_guess(&guess("p-locked", None, passed))
+        .await
+        .unwrap();
+    assert_eq!(counted, Ok(()));
+}
+
+pub async fn a_forgiven_guess_frees_its_room_and_never_recreates_a_counter<
+    H: ParticipantsHarness,
+>(
+    h: H,
+) {
+    let store = h.store();
+    let start = FraudPolicy::default().failure_window(now()).start;
+    let caller = Guesser::Caller(pid("p-right"));
+    let g = guess("p-right", None, now());
+    for _ in 0..5 {
+        store.count_guess(&g).await.unwrap().unwrap();
+        store.forgive_guess(&g).await.unwrap();
+    }
+    assert_eq!(h.guesses(&caller, start).await, 0);
+    assert_eq!(store.count_guess(&g).await.unwrap(), Ok(()));
+    let never_counted = guess("p-never", None, now());
+    store.forgive_guess(&never_counted).await.unwrap();
+    assert_eq!(h.guesses(&Guesser::Caller(pid("p-never")), start).await, 0);
+}
+
+pub async fn sixteen_concurrent_guesses_of_one_caller_count_no_more_than_the_limit<
+    H: ParticipantsHarness,
+>(
+    h: H,
+) {
+    let store = h.store();
+    let start = FraudPolicy::default().failure_window(now()).start;
+    let g = guess("p-racer", None, now());
+    let outcomes = join_all((0..16).map(|_| store.count_guess(&g))).await;
+    let counted = outcomes.iter().filter(|o| matches!(o, Ok(Ok(())))).count();
+    assert!(counted <= 5, "{outcomes:?}");
+    assert_eq!(
+        h.guesses(&Guesser::Caller(pid("p-racer")), start).await,
+        counted as i64
+    );
+    for o in &outcomes {
+        match o {
+            Ok(Ok(())) | Ok(Err(GuessRefusal::LimitReached(_) | GuessRefusal::Contended)) => {}
+            Err(e) => assert!(e.retryable, "{e:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+pub async fn a_block_is_recorded_on_the_profile_and_survives_a_profile_save<
+    H: ParticipantsHarness,
+>(
+    h: H,
+) {
+    let store = h.store();
+    let invitation = invite(&h, "rep-1", InvitationKind::NewOutlet).await;
+    let registration = registration(&invitation, "p-blocked", "07700 900771", "o-blocked");
+    store.register(&registration).await.unwrap();
+    let change = StandingChange {
+        standing: Standing::Blocked,
+        reason: Reason::parse("shared codes").unwrap(),
+        by: pid("admin-1"),
+        at: now(),
+    };
+    store
+        .set_standing(&pid("p-blocked"), &change)
+        .await
+        .unwrap();
+    let mut profile = store.profile(&pid("p-blocked")).await.unwrap().unwrap();
+    assert_eq!(profile.standing.as_ref(), Some(&change));
+    assert!(!profile.is_active());
+    // A profile update read before the block must not undo it.
+    let mut stale = registration.profile.clone();
+    stale.name = Name::person("Renamed").unwrap();
+    store.save_profile(&stale).await.unwrap();
+    profile = store.profile(&pid("p-blocked")).await.unwrap().unwrap();
+    assert_eq!(profile.name.as_str(), "Renamed");
+    assert!(!profile.is_active());
+
+    let unblock = StandingChange {
+        standing: Standing::Active,
+        reason: Reason::parse("reviewed").unwrap(),
+        by: pid("admin-2"),
+        at: now() + chrono::Duration::hours(1),
+    };
+    store
+        .set_standing(&pid("p-blocked"), &unblock)
+        .await
+        .unwrap();
+    let profile = store.profile(&pid("p-blocked")).await.unwrap().unwrap();
+    assert!(profile.is_active());
+    assert_eq!(profile.standing, Some(unblock.clone()));
+
+    let missing = store.set_standing(&pid("p-nobody"), &unblock).await;
+    assert!(
+        matches!(missing, Err(ParticipantError::ParticipantNotFound)),
+        "{missing:?}"
+    );
+    assert!(!h.has_profile("p-nobody").await);
+}
+
 /// One test per case for the adapter the factory builds:
 /// `participant_store_contract!(loyalty_tests::contract::participants::memory)`.
 #[macro_export]
@@ -841,6 +1036,11 @@ macro_rules! participant_store_contract {
             an_import_writes_profiles_phones_and_memberships_and_refuses_taken_phones_by_line,
             an_import_is_all_or_nothing_per_transaction_of_at_most_100_items,
             sixteen_concurrent_registrations_with_one_phone_create_exactly_one_account,
+            guesses_are_counted_up_to_the_limit_of_each_guesser_and_then_refused_naming_it,
+            a_lock_refuses_every_guess_until_it_passes_and_outranks_a_full_counter,
+            a_forgiven_guess_frees_its_room_and_never_recreates_a_counter,
+            sixteen_concurrent_guesses_of_one_caller_count_no_more_than_the_limit,
+            a_block_is_recorded_on_the_profile_and_survives_a_profile_save,
         );
     };
 }

@@ -74,6 +74,18 @@ const ROUTES: &[Route] = &[
         refused: &["participant", "rep"],
     },
     Route {
+        function: "ParticipantsFunction",
+        route: "POST /admin/participants/{participantId}/block",
+        event: "participants/block-participant.json",
+        refused: &["participant", "rep"],
+    },
+    Route {
+        function: "ParticipantsFunction",
+        route: "POST /admin/participants/{participantId}/unblock",
+        event: "participants/unblock-participant.json",
+        refused: &["participant", "rep"],
+    },
+    Route {
         function: "CodeClaimFunction",
         route: "POST /claims",
         event: "code-claim/claim.json",

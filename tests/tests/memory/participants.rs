@@ -6,6 +6,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use futures::future::join_all;
 use lambda_http::http::StatusCode;
 use loyalty_domain::auth::OutletRole;
+use loyalty_domain::fraud::{FraudPolicy, Guesser};
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::participant::{
     Invitation, InvitationCode, InvitationKind, ParticipantStore, Source,
@@ -480,4 +481,192 @@ async fn sixteen_concurrent_registrations_with_one_phone_create_exactly_one_acco
             .count()
     });
     assert_eq!(used, 1, "the losers' invitations stay usable");
+}
+
+/// The sample registration with a code nobody was given.
+fn wrong_guess(subject: &str) -> ApiEvent {
+    register_as(subject, "WRNG2345", "07700 900999")
+}
+
+fn guesses_now(app: &App, guesser: Guesser) -> i64 {
+    let start = FraudPolicy::default().failure_window(event_time()).start;
+    app.store().guesses(&guesser, start)
+}
+
+#[tokio::test]
+async fn five_wrong_invitation_codes_lock_the_caller_out_even_with_the_right_code_for_an_hour() {
+    let app = app();
+    seed_sample_invitation(&app, InvitationKind::NewOutlet).await;
+    for i in 0..5 {
+        let (status, body) = send(&app, wrong_guess(SAMPLE_PARTICIPANT)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "guess {i}: {body}");
+        assert_eq!(body["code"], "invitation_not_found");
+    }
+    let response = app
+        .handle(ApiEvent::load("participants/register.json").request())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()["retry-after"], "3600");
+    assert_eq!(body_json(&response)["code"], "too_many_attempts");
+    assert!(app.store().inspect(|w| w.profiles.is_empty()));
+    assert_eq!(
+        app.store()
+            .stored_invitation(&InvitationCode::parse(SAMPLE_CODE).unwrap())
+            .unwrap()
+            .used_at,
+        None
+    );
+
+    app.clock().advance(Duration::minutes(59));
+    let (status, body) = send(&app, ApiEvent::load("participants/register.json")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    app.clock().advance(Duration::minutes(1));
+    let (status, body) = send(&app, ApiEvent::load("participants/register.json")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn twenty_wrong_codes_from_one_source_lock_out_every_caller_behind_it() {
+    let app = app();
+    seed_sample_invitation(&app, InvitationKind::NewOutlet).await;
+    for i in 0..20 {
+        let (status, body) = send(&app, wrong_guess(&format!("p-bot-{i}"))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "guess {i}: {body}");
+    }
+    let (status, body) = send(&app, ApiEvent::load("participants/register.json")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    // The same caller from another address is not held back by that one.
+    let (status, body) = send(
+        &app,
+        ApiEvent::load("participants/register.json").source_ip("198.51.100.20"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn a_right_invitation_code_is_not_counted_as_a_failed_attempt() {
+    let app = app();
+    seed_sample_invitation(&app, InvitationKind::NewOutlet).await;
+    let (status, body) = send(&app, wrong_guess(SAMPLE_PARTICIPANT)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = send(&app, ApiEvent::load("participants/register.json")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        guesses_now(&app, Guesser::Caller(pid(SAMPLE_PARTICIPANT))),
+        1
+    );
+    assert_eq!(guesses_now(&app, Guesser::Source("203.0.113.10".into())), 1);
+    // A used code is a wrong one: it stays counted.
+    let (status, body) = send(&app, register_as("p-late", SAMPLE_CODE, "07700 900456")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(guesses_now(&app, Guesser::Caller(pid("p-late"))), 1);
+}
+
+#[tokio::test]
+async fn sixteen_concurrent_wrong_codes_of_one_caller_get_no_more_than_five_answers() {
+    let app = app();
+    let answers = join_all((0..16).map(|_| send(&app, wrong_guess("p-racer")))).await;
+    let answered = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::NOT_FOUND)
+        .count();
+    let locked = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((answered, locked), (5, 11), "{answers:?}");
+    assert_eq!(
+        app.store()
+            .guess_locked_until(&Guesser::Caller(pid("p-racer"))),
+        Some(event_time().timestamp() + 3600)
+    );
+}
+
+/// The sample participant, registered through the sample events.
+async fn registered_app() -> App {
+    let app = app();
+    seed_sample_invitation(&app, InvitationKind::NewOutlet).await;
+    let (status, body) = send(&app, ApiEvent::load("participants/register.json")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["profile"]["status"], "active");
+    app
+}
+
+#[tokio::test]
+async fn an_admin_blocks_a_participant_with_a_reason_and_unblocks_them_with_another() {
+    let app = registered_app().await;
+    let (status, body) = send(&app, ApiEvent::load("participants/block-participant.json")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            body["status"].as_str(),
+            body["status_reason"].as_str(),
+            body["status_changed_by"].as_str()
+        ),
+        (
+            Some("blocked"),
+            Some("Shared pack codes on a public forum"),
+            Some("admin-1")
+        )
+    );
+    let stored = app
+        .store()
+        .inspect(|w| w.profiles[&pid(SAMPLE_PARTICIPANT)].clone());
+    assert!(!stored.is_active());
+
+    // The participant sees it, and renaming themselves does not lift it.
+    let (status, body) = send(&app, ApiEvent::load("participants/update-profile.json")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "blocked");
+
+    app.clock().advance(Duration::hours(1));
+    let (status, body) = send(
+        &app,
+        ApiEvent::load("participants/unblock-participant.json"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "active");
+    assert_eq!(
+        body["status_reason"],
+        "Reviewed with the outlet owner; codes were his own"
+    );
+    assert_eq!(
+        body["status_changed_at"],
+        json!(event_time() + Duration::hours(1))
+    );
+    let (_, body) = send(&app, ApiEvent::load("participants/get-profile.json")).await;
+    assert_eq!(body["status"], "active");
+}
+
+#[tokio::test]
+async fn blocking_someone_without_a_profile_or_without_a_reason_is_refused_and_writes_nothing() {
+    let app = app();
+    let (status, body) = send(&app, ApiEvent::load("participants/block-participant.json")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["code"], "participant_not_found");
+    assert!(app.store().inspect(|w| w.profiles.is_empty()));
+
+    let app = registered_app().await;
+    for reason in [json!(""), json!("   "), json!("x".repeat(501))] {
+        let (status, body) = send(
+            &app,
+            ApiEvent::load("participants/block-participant.json").body(json!({ "reason": reason })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["code"], "reason_invalid");
+    }
+    let (status, body) = send(
+        &app,
+        ApiEvent::load("participants/block-participant.json").body(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let stored = app
+        .store()
+        .inspect(|w| w.profiles[&pid(SAMPLE_PARTICIPANT)].clone());
+    assert_eq!(stored.standing, None);
 }

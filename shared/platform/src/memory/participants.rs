@@ -12,6 +12,8 @@
 //! | `OUTLET#id`/`MEMBER#participant`                              | [`ParticipantsWorld::members`]        |
 //! | `INVITE#code`/`INVITE` (`used_by`, `used_at`)                 | [`ParticipantsWorld::invitations`]    |
 //! | `REGION#id`/`REGION` (`last_invitation_at`)                   | [`ParticipantsWorld::regions`]        |
+//! | `GUESSES#guesser#window`/`COUNTER` (`failures`)               | [`ParticipantsWorld::guesses`]        |
+//! | `GUESSLOCK#guesser`/`LOCK` (`locked_until`)                   | [`ParticipantsWorld::guess_locks`]    |
 //!
 //! `register` is one transaction there: invitation `attribute_exists(pk) AND
 //! attribute_not_exists(used_by)`, phone and profile `attribute_not_exists(pk)`, a new outlet
@@ -20,6 +22,11 @@
 //! refusal reported when several fail is the one `DynamoParticipantStore` picks: the
 //! profile (`AlreadyRegistered`), then the phone (`PhoneTaken`), then the invitation
 //! (`InvitationUsed`), then the outlet (`OutletNotFound`).
+//!
+//! `count_guess` is one transaction there: per guesser a lock check `attribute_not_exists(pk)
+//! OR locked_until <= :now` and a counter `attribute_not_exists(failures) OR failures <
+//! :limit`. Here too nothing is counted unless every condition holds, and a lock outranks a
+//! full counter.
 //!
 //! `write_import` is all or nothing per transaction, as there: rows are grouped in order into
 //! transactions of at most 100 items (phone and profile, plus a membership), a transaction
@@ -41,10 +48,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
+use loyalty_domain::fraud::Guesser;
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::participant::{
-    ImportRow, Invitation, InvitationCode, LineError, Membership, Outlet, Page, ParticipantError,
-    ParticipantStore, Profile, Registration,
+    Guess, GuessRefusal, ImportRow, Invitation, InvitationCode, LineError, Membership, Outlet,
+    Page, ParticipantError, ParticipantStore, Profile, Registration, StandingChange,
 };
 use loyalty_domain::phone::PhoneNumber;
 use loyalty_domain::InfraError;
@@ -74,6 +82,10 @@ pub struct ParticipantsWorld {
     pub invitations: BTreeMap<String, StoredInvitation>,
     /// Every region invited into, with the time of its last invitation.
     pub regions: BTreeMap<RegionId, DateTime<Utc>>,
+    /// Invitation guesses counted per guesser key ([`Guesser::key`]) per window start.
+    pub guesses: BTreeMap<(String, i64), i64>,
+    /// Until when (epoch seconds) each guesser key is locked.
+    pub guess_locks: BTreeMap<String, i64>,
 }
 
 /// Deliberate bugs, so that tests can prove the contract suite catches them. Never set
@@ -114,6 +126,20 @@ impl MemoryParticipants {
     /// Reads the whole world under the lock, without copying it.
     pub fn inspect<R>(&self, f: impl FnOnce(&ParticipantsWorld) -> R) -> R {
         f(&self.world())
+    }
+
+    /// Guesses of `guesser` still counted in the window starting at `window_start`.
+    pub fn guesses(&self, guesser: &Guesser, window_start: i64) -> i64 {
+        self.world()
+            .guesses
+            .get(&(guesser.key(), window_start))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Until when `guesser` is locked out of registering, if ever.
+    pub fn guess_locked_until(&self, guesser: &Guesser) -> Option<i64> {
+        self.world().guess_locks.get(&guesser.key()).copied()
     }
 
     /// The owner of a phone number.
@@ -278,8 +304,11 @@ impl ParticipantStore for MemoryParticipants {
                 .into());
             }
         }
-        // A put replaces the whole profile item; only the member's name follows it.
-        w.profiles.insert(profile.id.clone(), profile.clone());
+        // As there, only the editable fields are written: a block stays.
+        let stored = w.profiles.get_mut(&profile.id).expect("checked above");
+        stored.name = profile.name.clone();
+        stored.email = profile.email.clone();
+        stored.updated_at = profile.updated_at;
         if let Some(k) = member_key {
             let member = w.members.get_mut(&k).expect("checked above");
             member.name = profile.name.clone();
@@ -404,6 +433,74 @@ impl ParticipantStore for MemoryParticipants {
             }
             start = end;
         }
+        Ok(())
+    }
+
+    async fn set_standing(
+        &self,
+        id: &ParticipantId,
+        change: &StandingChange,
+    ) -> Result<(), ParticipantError> {
+        round_trip().await;
+        let mut w = self.world();
+        let profile = w
+            .profiles
+            .get_mut(id)
+            .ok_or(ParticipantError::ParticipantNotFound)?;
+        profile.standing = Some(change.clone());
+        Ok(())
+    }
+
+    async fn count_guess(&self, guess: &Guess) -> Result<Result<(), GuessRefusal>, InfraError> {
+        round_trip().await;
+        let mut w = self.world();
+        let now = guess.now.timestamp();
+        let locked = guess
+            .guessers
+            .iter()
+            .filter_map(|(g, _)| w.guess_locks.get(&g.key()).copied())
+            .filter(|until| *until > now)
+            .max();
+        if let Some(until) = locked {
+            return Ok(Err(GuessRefusal::Locked { until }));
+        }
+        let full: Vec<Guesser> = guess
+            .guessers
+            .iter()
+            .filter(|(g, limit)| {
+                let n = w
+                    .guesses
+                    .get(&(g.key(), guess.window.start))
+                    .copied()
+                    .unwrap_or(0);
+                n >= *limit as i64
+            })
+            .map(|(g, _)| g.clone())
+            .collect();
+        if !full.is_empty() {
+            return Ok(Err(GuessRefusal::LimitReached(full)));
+        }
+        for (g, _) in &guess.guessers {
+            *w.guesses.entry((g.key(), guess.window.start)).or_default() += 1;
+        }
+        Ok(Ok(()))
+    }
+
+    async fn forgive_guess(&self, guess: &Guess) -> Result<(), InfraError> {
+        round_trip().await;
+        let mut w = self.world();
+        // As there: a counter that is gone is not recreated.
+        for (g, _) in &guess.guessers {
+            if let Some(n) = w.guesses.get_mut(&(g.key(), guess.window.start)) {
+                *n -= 1;
+            }
+        }
+        Ok(())
+    }
+
+    async fn lock_guesser(&self, guesser: &Guesser, until: i64) -> Result<(), InfraError> {
+        round_trip().await;
+        self.world().guess_locks.insert(guesser.key(), until);
         Ok(())
     }
 }

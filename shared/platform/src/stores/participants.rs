@@ -2,7 +2,9 @@
 //!
 //! Keys (docs/architecture.md): `PARTICIPANT#id`/`PROFILE`, `PHONE#e164`/`PHONE`,
 //! `OUTLET#id`/`OUTLET` (on `gsi1` as `ZONE#rep`/`OUTLET#id`), `OUTLET#id`/`MEMBER#participant`,
-//! `INVITE#code`/`INVITE`, `REGION#id`/`REGION`.
+//! `INVITE#code`/`INVITE`, `REGION#id`/`REGION`; invitation guesses per guesser (caller or
+//! source address) and failure window `GUESSES#guesser#window`/`COUNTER` and their locks
+//! `GUESSLOCK#guesser`/`LOCK`, both deleted by TTL.
 //!
 //! One account per phone holds under concurrency because the `PHONE#` item is put with
 //! `attribute_not_exists(pk)` in the same transaction as the profile.
@@ -10,20 +12,25 @@
 use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::builders::PutBuilder;
-use aws_sdk_dynamodb::types::{ConditionCheck, Put, Update};
+use aws_sdk_dynamodb::types::{ConditionCheck, Put, ReturnValue, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, Utc};
 use loyalty_domain::auth::OutletRole;
+use loyalty_domain::fraud::Guesser;
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::participant::{
-    Email, ImportRow, Invitation, InvitationCode, InvitationKind, LineError, Membership, Name,
-    Outlet, Page, ParticipantError, ParticipantStore, Profile, Registration, Source,
+    Email, Guess, GuessRefusal, ImportRow, Invitation, InvitationCode, InvitationKind, LineError,
+    Membership, Name, Outlet, Page, ParticipantError, ParticipantStore, Profile, Reason,
+    Registration, Source, Standing, StandingChange,
 };
 use loyalty_domain::phone::PhoneNumber;
 use loyalty_domain::InfraError;
 
-use crate::dynamo::{batch_get_all, classify, decode_cursor, encode_cursor, key, s, Item, ItemExt};
+use crate::dynamo::{
+    batch_get_all, classify, decode_cursor, encode_cursor, key, n, s, Item, ItemExt,
+};
 use crate::tx::Tx;
 
 /// DynamoDB allows at most 100 items per transaction.
@@ -51,6 +58,23 @@ fn zone_pk(zone: &ParticipantId) -> String {
 }
 fn invite_pk(code: &InvitationCode) -> String {
     format!("INVITE#{}", code.as_str())
+}
+
+fn guesses_key(guesser: &Guesser, window_start: i64) -> Item {
+    key(
+        format!("GUESSES#{}#{window_start}", guesser.key()),
+        "COUNTER",
+    )
+}
+fn guess_lock_key(guesser: &Guesser) -> Item {
+    key(format!("GUESSLOCK#{}", guesser.key()), "LOCK")
+}
+
+/// Which condition of a counted guess failed: the lock or the counter of the n-th guesser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GuessTag {
+    Locked(usize),
+    Full(usize),
 }
 
 fn decode_error(what: &str, detail: impl std::fmt::Display) -> InfraError {
@@ -102,7 +126,34 @@ fn profile_item(p: &Profile) -> Item {
         item.insert("outlet_id".into(), s(outlet.as_str()));
         item.insert("outlet_role".into(), s(role.as_str()));
     }
+    if let Some(change) = &p.standing {
+        item.extend(standing_attributes(change));
+    }
     item
+}
+
+/// `status` is what earning paths are to check (`attribute_not_exists(#status) OR #status =
+/// :active`); the rest says who changed it, when and why.
+fn standing_attributes(change: &StandingChange) -> Item {
+    HashMap::from([
+        ("status".to_string(), s(change.standing.as_str())),
+        ("status_reason".to_string(), s(change.reason.as_str())),
+        ("status_by".to_string(), s(change.by.as_str())),
+        ("status_at".to_string(), s(change.at.to_rfc3339())),
+    ])
+}
+
+fn decode_standing(item: &Item) -> Result<Option<StandingChange>, InfraError> {
+    let Some(status) = item.opt_string("status") else {
+        return Ok(None);
+    };
+    Ok(Some(StandingChange {
+        standing: Standing::parse(status).ok_or_else(|| decode_error("status", "unknown"))?,
+        reason: Reason::parse(item.string("status_reason")?)
+            .map_err(|e| decode_error("status_reason", e))?,
+        by: participant_id(item, "status_by")?,
+        at: time(item, "status_at")?,
+    }))
 }
 
 fn decode_profile(item: &Item) -> Result<Profile, InfraError> {
@@ -133,6 +184,7 @@ fn decode_profile(item: &Item) -> Result<Profile, InfraError> {
             .ok_or_else(|| decode_error("source", "unknown"))?,
         created_at: time(item, "created_at")?,
         updated_at: time(item, "updated_at")?,
+        standing: decode_standing(item)?,
     })
 }
 
@@ -372,11 +424,23 @@ impl ParticipantStore for DynamoParticipantStore {
     }
 
     async fn save_profile(&self, profile: &Profile) -> Result<(), ParticipantError> {
+        // An update of the editable fields, never a put of the whole item: a put would undo
+        // a block written between this request's read and its write.
+        let fields = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(participant_pk(&profile.id), "PROFILE")))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#n", "name")
+            .expression_attribute_values(":n", s(profile.name.as_str()))
+            .expression_attribute_values(":u", s(profile.updated_at.to_rfc3339()));
+        let fields = match &profile.email {
+            Some(email) => fields
+                .update_expression("SET #n = :n, updated_at = :u, email = :e")
+                .expression_attribute_values(":e", s(email.as_str())),
+            None => fields.update_expression("SET #n = :n, updated_at = :u REMOVE email"),
+        };
         let mut tx = Tx::new();
-        tx.put(
-            put(&self.table, profile_item(profile)).condition_expression("attribute_exists(pk)"),
-            ParticipantRefusal::Profile,
-        )?;
+        tx.update(fields, ParticipantRefusal::Profile)?;
         if let Some((outlet, _)) = &profile.outlet {
             // The outlet's member list shows names without reading every profile.
             let rename = Update::builder()
@@ -548,6 +612,138 @@ impl ParticipantStore for DynamoParticipantStore {
             }
             start = end;
         }
+        Ok(())
+    }
+    async fn set_standing(
+        &self,
+        id: &ParticipantId,
+        change: &StandingChange,
+    ) -> Result<(), ParticipantError> {
+        let attributes = standing_attributes(change);
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(participant_pk(id), "PROFILE")))
+            .update_expression(
+                "SET #status = :status, status_reason = :reason, status_by = :by, status_at = :at",
+            )
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#status", "status");
+        for (name, attr) in [
+            (":status", "status"),
+            (":reason", "status_reason"),
+            (":by", "status_by"),
+            (":at", "status_at"),
+        ] {
+            update = update.expression_attribute_values(name, attributes[attr].clone());
+        }
+        match update.send().await {
+            Ok(_) => Ok(()),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => {
+                    Err(ParticipantError::ParticipantNotFound)
+                }
+                _ => Err(classify("set standing", err).into()),
+            },
+        }
+    }
+
+    async fn count_guess(&self, guess: &Guess) -> Result<Result<(), GuessRefusal>, InfraError> {
+        let now = guess.now.timestamp();
+        let mut tx = Tx::new();
+        for (i, (guesser, limit)) in guess.guessers.iter().enumerate() {
+            let lock = ConditionCheck::builder()
+                .table_name(&self.table)
+                .set_key(Some(guess_lock_key(guesser)))
+                .condition_expression("attribute_not_exists(pk) OR locked_until <= :now")
+                .expression_attribute_values(":now", n(now));
+            tx.check(lock, GuessTag::Locked(i))?;
+            let count = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(guesses_key(guesser, guess.window.start)))
+                .update_expression("ADD failures :one SET #ttl = :ttl")
+                .condition_expression("attribute_not_exists(failures) OR failures < :limit")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":limit", n(*limit))
+                .expression_attribute_values(":ttl", n(guess.window.end + 3600));
+            tx.update(count, GuessTag::Full(i))?;
+        }
+        let refused = match tx
+            .commit_reporting_conflicts(&self.client, "count guess")
+            .await?
+        {
+            Ok(()) => return Ok(Ok(())),
+            Err(refused) => refused,
+        };
+        let mut locked_until = None;
+        let mut full = Vec::new();
+        for (i, (guesser, _)) in guess.guessers.iter().enumerate() {
+            if let Some(item) = refused.get(&GuessTag::Locked(i)) {
+                let until = item.signed("locked_until")?;
+                locked_until = locked_until.max(Some(until));
+            } else if refused.contains(&GuessTag::Locked(i)) {
+                return Err(decode_error("guess lock", "refused without an item"));
+            }
+            if refused.contains(&GuessTag::Full(i)) {
+                full.push(guesser.clone());
+            }
+        }
+        Ok(Err(match (locked_until, full.is_empty()) {
+            (Some(until), _) => GuessRefusal::Locked { until },
+            (None, false) => GuessRefusal::LimitReached(full),
+            (None, true) if refused.is_conflict() => GuessRefusal::Contended,
+            (None, true) => {
+                return Err(InfraError::permanent(
+                    "count guess",
+                    format!("unexpected refusal: {}", refused.describe()),
+                ))
+            }
+        }))
+    }
+
+    async fn forgive_guess(&self, guess: &Guess) -> Result<(), InfraError> {
+        for (guesser, _) in &guess.guessers {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(guesses_key(guesser, guess.window.start)))
+                .update_expression("ADD failures :minus_one")
+                // Never recreate a counter that TTL has deleted.
+                .condition_expression("attribute_exists(failures)")
+                .expression_attribute_values(":minus_one", n(-1))
+                .return_values(ReturnValue::None)
+                .send()
+                .await;
+            match result {
+                Ok(_) => {}
+                Err(err) => match err.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(_)) => {}
+                    _ => {
+                        let e = classify("forgive guess", err);
+                        tracing::warn!(error = %e, "a right invitation guess stayed counted");
+                        return Err(e);
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+
+    async fn lock_guesser(&self, guesser: &Guesser, until: i64) -> Result<(), InfraError> {
+        let mut item = guess_lock_key(guesser);
+        item.insert("locked_until".into(), n(until));
+        item.insert("ttl".into(), n(until + 24 * 3600));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| classify("lock guesser", e))?;
+        tracing::warn!(guesser = %guesser.key(), until, "registration locked after wrong invitation codes");
         Ok(())
     }
 }
