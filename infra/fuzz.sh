@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The API contract under fuzzing: starts the seeded local platform on its own emulator and
 # port, then runs Schemathesis against GET /openapi.json once per role with that role's demo
-# token. Fails on any server error or any answer that breaks the document's schemas.
+# token. Fails on any server error or any answer that breaks the document (an undocumented
+# status or content type, or a body outside its schema).
 #
 #   infra/fuzz.sh [MAX_EXAMPLES]     (default 40 test cases per operation and role)
 #
@@ -55,11 +56,12 @@ failed=0
 for role in participant:OWNER rep:REP admin:ADMIN; do
     name="${role%%:*}"
     echo "--> schemathesis as $name ($MAX_EXAMPLES cases per operation)"
-    # Checks: no 5xx, and every answer matches the schema of its documented status. The
-    # examples/coverage/fuzzing phases only: the stateful phase needs links the document
-    # does not declare. One worker: the machine is small and the emulator is one process.
+    # Checks: no 5xx; every answer has a status the operation documents, that status's
+    # content type, and matches its schema. The examples, coverage and fuzzing phases only:
+    # the stateful phase needs links the document does not declare. A fixed seed, so a
+    # failure reproduces; one worker, as the emulator is one process on a small machine.
     "$REPO/.venv/bin/schemathesis" run "$BASE/openapi.json" \
-        --checks not_a_server_error,response_schema_conformance \
+        --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
         --phases examples,coverage,fuzzing \
         --max-examples "$MAX_EXAMPLES" \
         --workers 1 \
