@@ -36,12 +36,16 @@ infra/moto.sh start "$MOTO_PORT"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export LOCAL_AWS_ENDPOINT="http://127.0.0.1:$MOTO_PORT" AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
 mkdir -p "$(dirname "$LOG")"
+# Emptied here, not by the background job's redirection, which may come after the first
+# look below and leave a previous run's tokens in sight.
+: >"$LOG"
 target/debug/loyalty-local up --port "$API_PORT" >"$LOG" 2>&1 &
 platform_pid=$!
 
 # The seed prints the demo tokens once the programme exists (batch generated, partner set).
 deadline=$((SECONDS + 120))
-until grep -q '^export SELLER_TOKEN=' "$LOG"; do
+until grep -q '^export SELLER_TOKEN=' "$LOG" &&
+    curl --silent --fail --max-time 2 --output /dev/null "$BASE/openapi.json"; do
     if ! kill -0 "$platform_pid" 2>/dev/null || ((SECONDS >= deadline)); then
         echo "the local platform did not come up on $BASE; last lines of $LOG:" >&2
         tail -n 30 "$LOG" >&2
