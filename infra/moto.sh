@@ -2,13 +2,15 @@
 # The local AWS emulator: a pinned moto in <repo>/.venv, served by infra/moto_server.py
 # (DynamoDB linearizable, cheap transaction rollback; see infra/README.md).
 #
-#   infra/moto.sh install        create .venv with the pinned moto (quick when already there)
+#   infra/moto.sh install        create .venv with the pinned moto and Schemathesis (quick when
+#                                already there; Schemathesis fuzzes the local API, infra/fuzz.sh)
 #   infra/moto.sh start PORT     start on 127.0.0.1:PORT in the background, wait until it answers
 #   infra/moto.sh stop PORT      stop the one we started on PORT (TERM, then KILL)
 #   infra/moto.sh status PORT
 set -euo pipefail
 
 MOTO_VERSION=5.2.5
+SCHEMATHESIS_VERSION=4.32.5
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.venv"
 PY="$VENV/bin/python"
@@ -22,22 +24,24 @@ usage() {
 
 installed_version() {
     [[ -x "$PY" ]] || return 0
-    "$PY" -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null || true
+    "$PY" -c "import importlib.metadata as m; print(m.version('${1:-moto}'))" 2>/dev/null || true
 }
 
 cmd_install() {
-    if [[ "$(installed_version)" == "$MOTO_VERSION" ]]; then
-        echo "moto $MOTO_VERSION already installed in $VENV"
+    if [[ "$(installed_version)" == "$MOTO_VERSION" && "$(installed_version schemathesis)" == "$SCHEMATHESIS_VERSION" ]]; then
+        echo "moto $MOTO_VERSION and schemathesis $SCHEMATHESIS_VERSION already installed in $VENV"
         return
     fi
     if [[ ! -x "$PY" ]]; then
         python3 -m venv "$VENV"
     fi
     # The constraints pin moto's own dependencies (boto3, Werkzeug, ...) to the set the
-    # launcher's patch and the fidelity tests were run with.
+    # launcher's patch and the fidelity tests were run with; Schemathesis shares this venv
+    # (its dependencies fit moto's) under its own pins for the rest.
     "$PY" -m pip install --quiet --disable-pip-version-check \
-        -c "$REPO/infra/moto-constraints.txt" "moto[server]==$MOTO_VERSION"
-    echo "moto $(installed_version) installed in $VENV"
+        -c "$REPO/infra/moto-constraints.txt" -c "$REPO/infra/fuzz-constraints.txt" \
+        "moto[server]==$MOTO_VERSION" "schemathesis==$SCHEMATHESIS_VERSION"
+    echo "moto $(installed_version) and schemathesis $(installed_version schemathesis) installed in $VENV"
 }
 
 require_port() {

@@ -5,6 +5,7 @@
 pub mod apigw;
 pub mod client;
 pub mod jwt;
+pub mod openapi;
 pub mod provision;
 pub mod registry;
 pub mod routes;

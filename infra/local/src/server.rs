@@ -1,6 +1,7 @@
 //! The local HTTP API: serves every `HttpApi` route of the template by verifying the bearer
 //! token as the JWT authorizer does, building the API Gateway v2 payload and calling the
-//! function's `App::handle`. `POST /_local/schedules/{FunctionLogicalId}` runs a schedule now.
+//! function's `App::handle`. `POST /_local/schedules/{FunctionLogicalId}` runs a schedule now;
+//! `GET /openapi.json` answers the API's contract (docs/openapi.json).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::apigw::{self, Incoming};
 use crate::jwt::{self, DevKey};
+use crate::openapi;
 use crate::registry::{Apps, Handler};
 use crate::routes::{Route, Router};
 use crate::runtime::{self, ScheduleSource};
@@ -198,6 +200,14 @@ pub async fn handle(
 /// Routes, authenticates and invokes: everything API Gateway and Lambda do for one request.
 /// Returns the reply and the matched route key.
 pub async fn dispatch(state: &ServerState, raw: RawRequest) -> (Reply, Option<String>) {
+    // Not a template route: the contract of the routes, for clients and for Schemathesis.
+    if raw.method == "GET" && raw.path == openapi::PATH {
+        let reply = hyper::Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(openapi::DOCUMENT.as_bytes())))
+            .expect("static response");
+        return (reply, Some(format!("GET {}", openapi::PATH)));
+    }
     if let Some(function_id) = raw.path.strip_prefix(SCHEDULES_PATH) {
         let reply = if raw.method == "POST" {
             trigger(state, function_id).await
@@ -538,6 +548,24 @@ Resources:
         let (status, echo) = get(&server.base, "/health", None).await;
         assert_eq!(status, 200);
         assert_eq!(echo["claims"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn the_openapi_document_is_served_without_a_token_and_only_on_get() {
+        let server = start().await;
+        let (status, doc) = get(&server.base, crate::openapi::PATH, None).await;
+        assert_eq!(status, 200);
+        let expected: Value = serde_json::from_str(crate::openapi::DOCUMENT).unwrap();
+        assert_eq!(doc, expected);
+        let reply = crate::client::send(
+            "POST",
+            &format!("{}{}", server.base, crate::openapi::PATH),
+            &[],
+            String::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(reply.status, 404);
     }
 
     #[tokio::test]
