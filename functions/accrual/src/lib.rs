@@ -1,7 +1,9 @@
 //! Earning beyond pack codes.
 //!
-//! - `POST /actions` (participant, `Idempotency-Key`): a target action earns by its rule, the
-//!   tier multiplier applied; [`loyalty_domain::action::report_action`] over the
+//! - `POST /actions` (`Idempotency-Key`): a target action earns by its rule, the tier
+//!   multiplier applied, reported by whom the rule says: the participant for themselves
+//!   (self-reported rules), an admin for a named participant with evidence (reviewer rules)
+//!   or a service token with the `actions:report` scope (service rules); [`loyalty_domain::action::report_action`] over the
 //!   [`ActionStore`] port decides, and the steady state is ONE DynamoDB round trip: rules and
 //!   tiers come from [`ProgrammeCache`] (at most `PROGRAMME_CACHE_SECS` stale), the tier basis
 //!   from [`BasisCache`] (checked by the balance version inside the write), and the key's
@@ -34,15 +36,15 @@ use loyalty_domain::action::{
     report_action, ActionError, ActionReport, ActionStore, KeyedRequest, Programme, Reported,
     TierBasis,
 };
-use loyalty_domain::auth::{Caller, Role};
+use loyalty_domain::auth::{AuthError, Caller, Role, REPORT_ACTIONS_SCOPE};
 use loyalty_domain::challenge::{
     progress_of, record_progress, Challenge, ChallengeRequest, ChallengeStore,
 };
 use loyalty_domain::earning::{
-    parse_sell_in_csv, parse_sell_in_json_lines, price_lines, Rule, RuleId, RuleRequest,
+    parse_sell_in_csv, parse_sell_in_json_lines, price_lines, Reporter, Rule, RuleId, RuleRequest,
     SellInError, Slug, Tier, Tiers,
 };
-use loyalty_domain::ids::ParticipantId;
+use loyalty_domain::ids::{OutletId, ParticipantId};
 use loyalty_domain::ledger::{Budgets, ProgrammeAccount};
 use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_domain::sellin::{self, ImportOutcome, SellInStore};
@@ -290,8 +292,17 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
 
     async fn report_action(&self, req: &Request) -> Result<Response<Body>, Problem> {
         let caller = http::caller(req)?;
-        let participant = caller.participant().problem()?.clone();
-        let outlet = caller.outlet.as_ref().map(|(o, _)| o.clone());
+        caller
+            .require(&[Role::Participant, Role::Admin, Role::Service])
+            .problem()?;
+        if caller.role == Role::Service && !caller.has_scope(REPORT_ACTIONS_SCOPE) {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this service's token lacks the {REPORT_ACTIONS_SCOPE} scope"),
+            ));
+        }
+        // Keys are unique per caller, whoever the action is reported for.
         let keyed: Keyed = Idempotency::keyed(req, caller.subject.as_str())?;
         let key = KeyedRequest {
             scope: keyed.scope().to_string(),
@@ -299,7 +310,7 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
             fingerprint: keyed.fingerprint().to_string(),
         };
         let now = self.clock.now();
-        match self.action(req, participant, outlet, &key, now).await {
+        match self.action(req, &caller, &key, now).await {
             Ok(response) => Ok(response),
             // A business refusal is remembered like a success, so a retry gets it again.
             Err(problem) => match Answer::from_problem(&problem) {
@@ -324,27 +335,87 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
         }
     }
 
+    /// Who earns and who reports, from the caller and the body: a participant reports for
+    /// themselves, an admin (a reviewer, with evidence) or a service for a participant it
+    /// names. The rule's reporter is checked by the use case.
+    fn reported_for(
+        caller: &Caller,
+        body: &ActionBody,
+    ) -> Result<(ParticipantId, Reporter, Option<OutletId>), Problem> {
+        let named = || -> Result<ParticipantId, Problem> {
+            let raw = body.participant_id.as_deref().ok_or_else(|| {
+                Problem::bad_request(
+                    "missing_participant_id",
+                    "participant_id names who earns when a reviewer or a service reports.",
+                )
+            })?;
+            ParticipantId::parse(raw)
+                .map_err(|e| Problem::bad_request("invalid_participant_id", e.to_string()))
+        };
+        match caller.role {
+            Role::Participant => {
+                if body
+                    .participant_id
+                    .as_deref()
+                    .is_some_and(|p| p != caller.subject.as_str())
+                {
+                    return Err(Problem::from_error(AuthError::NotYours));
+                }
+                let outlet = caller.outlet.as_ref().map(|(o, _)| o.clone());
+                Ok((caller.subject.clone(), Reporter::Participant, outlet))
+            }
+            Role::Admin => {
+                if body.evidence.as_deref().is_none_or(|e| e.trim().is_empty()) {
+                    return Err(Problem::bad_request(
+                        "missing_evidence",
+                        "A reviewer reports an action with the evidence they saw.",
+                    ));
+                }
+                // The participant's outlet would cost a read: a reviewed credit carries none.
+                Ok((named()?, Reporter::Reviewer, None))
+            }
+            Role::Service => Ok((named()?, Reporter::Service, None)),
+            Role::Rep => Err(Problem::from_error(AuthError::WrongRole(
+                caller.role.as_str(),
+            ))),
+        }
+    }
+
     async fn action(
         &self,
         req: &Request,
-        participant: ParticipantId,
-        outlet: Option<loyalty_domain::ids::OutletId>,
+        caller: &Caller,
         key: &KeyedRequest,
         now: DateTime<Utc>,
     ) -> Result<Response<Body>, Problem> {
         let body: ActionBody = http::json_body(req)?;
         let rule_id = RuleId::parse(&body.rule_id)
             .map_err(|e| Problem::bad_request("invalid_rule_id", e.to_string()))?;
+        let (participant, reporter, outlet) = Self::reported_for(caller, &body)?;
         let reference = body.reference.unwrap_or_default();
-        if reference.chars().count() > 120 {
-            return Err(Problem::bad_request(
-                "invalid_reference",
-                "reference must be at most 120 characters.",
-            ));
+        let evidence = body.evidence.unwrap_or_default();
+        for (name, text) in [("reference", &reference), ("evidence", &evidence)] {
+            if text.chars().count() > 120 {
+                return Err(Problem::bad_request(
+                    if name == "reference" {
+                        "invalid_reference"
+                    } else {
+                        "invalid_evidence"
+                    },
+                    format!("{name} must be at most 120 characters."),
+                ));
+            }
         }
+        // The entry's history line says what was done and what it was judged on.
+        let reference = match (reference.is_empty(), evidence.is_empty()) {
+            (_, true) => reference,
+            (true, false) => format!("evidence: {evidence}"),
+            (false, false) => format!("{reference}; evidence: {evidence}"),
+        };
         let programme = self.programme(&rule_id, now).await.problem()?;
         let report = ActionReport {
             participant: participant.clone(),
+            reporter,
             outlet,
             rule: rule_id,
             reference,
@@ -728,6 +799,11 @@ struct ActionBody {
     rule_id: String,
     /// What the participant did, for their history: a survey id, an audit reference.
     reference: Option<String>,
+    /// Who earns, when a reviewer or a service reports; a participant may only name
+    /// themselves.
+    participant_id: Option<String>,
+    /// What a reviewer saw (required of them); recorded on the entry with the reference.
+    evidence: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -21,7 +21,7 @@ use loyalty_domain::action::{
 };
 use loyalty_domain::earning::{
     earned_trailing_12_months, month_key, with_multiplier, AccrualError, Action, OverBudget,
-    Period, PeriodLimit, Rule, RuleId, Tier, Tiers, Trigger,
+    Period, PeriodLimit, Reporter, Rule, RuleId, Tier, Tiers, Trigger,
 };
 use loyalty_domain::ids::{IdempotencyKey, ParticipantId};
 use loyalty_domain::ledger::Entry;
@@ -107,6 +107,7 @@ pub fn rules() -> Vec<Rule> {
             valid_from: from,
             valid_until: None,
             over_budget: OverBudget::Refuse,
+            reported_by: Reporter::Participant,
         };
     let holding = Rule {
         over_budget: OverBudget::Hold,
@@ -548,6 +549,7 @@ impl Actions {
         };
         let report = ActionReport {
             participant: participant.clone(),
+            reporter: Reporter::Participant,
             outlet: world.actors[r.actor].outlet.clone(),
             rule: self.rules[r.rule].id.clone(),
             reference: String::new(),

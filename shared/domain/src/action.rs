@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 
 use crate::earning::{
     check_action, earned_trailing_12_months, entry_ids, month_key, with_multiplier, AccrualError,
-    Action, LimitCounter, LimitScope, MonthlyEarned, OverBudget, Rule, RuleId, Tier, Tiers,
+    Action, LimitCounter, LimitScope, MonthlyEarned, OverBudget, Reporter, Rule, RuleId, Tier,
+    Tiers,
 };
 use crate::ids::{EntryId, IdempotencyKey, OutletId, ParticipantId};
 use crate::ledger::{Entry, EntryKind};
@@ -87,10 +88,13 @@ pub struct StoredAnswer {
     pub content_type: Option<String>,
 }
 
-/// What a participant reports.
+/// What a participant, a reviewer or a service reports.
 #[derive(Debug, Clone)]
 pub struct ActionReport {
+    /// Who earns.
     pub participant: ParticipantId,
+    /// Who reports: must be the rule's reporter.
+    pub reporter: Reporter,
     pub outlet: Option<OutletId>,
     pub rule: RuleId,
     /// At most 120 characters (checked by the caller); empty when none.
@@ -285,9 +289,18 @@ pub async fn report_action<S: ActionStore>(
     let rule = programme
         .rule(&report.rule)
         .ok_or_else(|| AccrualError::UnknownRule(report.rule.clone()))?;
-    let action = check_action(rule, now)?;
+    let action = check_action(rule, report.reporter, now)?;
     let counters = rule.counters(now);
-    let entry_id = entry_ids::action(&report.participant, report.key.key.as_str());
+    // Keys are unique per caller: a reviewer's or a service's key is qualified by its scope,
+    // so it cannot name a participant's own report. A participant's stays as it always was.
+    let entry_id = if report.key.scope == report.participant.as_str() {
+        entry_ids::action(&report.participant, report.key.key.as_str())
+    } else {
+        entry_ids::action(
+            &report.participant,
+            &format!("{}/{}", report.key.scope, report.key.key.as_str()),
+        )
+    };
     let mut basis = known;
     // Set once the budget refused the credit and the rule holds such credits for review.
     let mut held = false;
@@ -461,6 +474,7 @@ mod tests {
             valid_from: at("2026-01-01T00:00:00Z"),
             valid_until: Some(at("2027-01-01T00:00:00Z")),
             over_budget: OverBudget::Refuse,
+            reported_by: Reporter::Participant,
         }
     }
 
@@ -486,6 +500,7 @@ mod tests {
     fn report(rule: &str, fingerprint: &str) -> ActionReport {
         ActionReport {
             participant: ParticipantId::parse("p-1").unwrap(),
+            reporter: Reporter::Participant,
             outlet: None,
             rule: RuleId::parse(rule).unwrap(),
             reference: String::new(),
@@ -509,6 +524,59 @@ mod tests {
         let e = report_action(&store, &p, &report("survey", "f"), None, at(NOW)).await;
         assert_eq!(e.unwrap_err().code(), "rule_not_active");
         assert!(store.seen.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn only_the_rules_reporter_may_report_it_and_a_refused_reporter_writes_nothing() {
+        let mut p = tiered();
+        for (rule_reporter, reporter, allowed) in [
+            (Reporter::Participant, Reporter::Participant, true),
+            (Reporter::Participant, Reporter::Reviewer, false),
+            (Reporter::Reviewer, Reporter::Participant, false),
+            (Reporter::Reviewer, Reporter::Reviewer, true),
+            (Reporter::Service, Reporter::Participant, false),
+            (Reporter::Service, Reporter::Service, true),
+        ] {
+            let store = Scripted::default();
+            p.rules[0].reported_by = rule_reporter;
+            let mut r = report("survey", "f");
+            r.reporter = reporter;
+            let got = report_action(&store, &p, &r, None, at(NOW)).await;
+            let seen = store.seen.lock().unwrap().len();
+            if allowed {
+                assert!(got.is_ok(), "{rule_reporter:?} by {reporter:?}: {got:?}");
+                assert_eq!(seen, 1);
+            } else {
+                let e = got.unwrap_err();
+                assert_eq!(e.code(), "reporter_not_allowed");
+                assert_eq!(e.kind(), Kind::Forbidden);
+                assert_eq!(seen, 0, "{rule_reporter:?} by {reporter:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_of_another_caller_than_the_participant_names_another_entry() {
+        let mut p = tiered();
+        p.rules[0].reported_by = Reporter::Service;
+        let store = Scripted::default();
+        let mut by_service = report("survey", "f");
+        by_service.reporter = Reporter::Service;
+        by_service.key.scope = "svc-orders".into();
+        report_action(&store, &p, &by_service, None, at(NOW))
+            .await
+            .unwrap();
+        p.rules[0].reported_by = Reporter::Participant;
+        report_action(&store, &p, &report("survey", "f"), None, at(NOW))
+            .await
+            .unwrap();
+        let seen = store.seen.lock().unwrap();
+        assert_ne!(seen[0].entry.id, seen[1].entry.id);
+        assert_eq!(
+            seen[1].entry.id,
+            entry_ids::action(&ParticipantId::parse("p-1").unwrap(), "key-00000001"),
+            "a participant's own key names the entry it always named"
+        );
     }
 
     #[tokio::test]

@@ -8,6 +8,9 @@ pub enum Role {
     Participant,
     Rep,
     Admin,
+    /// A machine client (another system of the programme), with its own credentials; what
+    /// it may do is its token's scopes.
+    Service,
 }
 
 impl Role {
@@ -16,6 +19,7 @@ impl Role {
             "participant" => Some(Role::Participant),
             "rep" => Some(Role::Rep),
             "admin" => Some(Role::Admin),
+            "service" => Some(Role::Service),
             _ => None,
         }
     }
@@ -25,6 +29,7 @@ impl Role {
             Role::Participant => "participant",
             Role::Rep => "rep",
             Role::Admin => "admin",
+            Role::Service => "service",
         }
     }
 }
@@ -61,7 +66,13 @@ pub struct Caller {
     pub role: Role,
     pub outlet: Option<(OutletId, OutletRole)>,
     pub region: Option<RegionId>,
+    /// The token's OAuth scopes (the `scope` claim, space-separated); only services' are
+    /// consulted.
+    pub scopes: Vec<String>,
 }
+
+/// The scope a service needs to report actions for participants.
+pub const REPORT_ACTIONS_SCOPE: &str = "actions:report";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -102,6 +113,10 @@ impl Caller {
     pub fn participant(&self) -> Result<&ParticipantId, AuthError> {
         self.require(&[Role::Participant])?;
         Ok(&self.subject)
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
     }
 
     pub fn is_owner_of(&self, outlet: &OutletId) -> bool {

@@ -196,8 +196,70 @@ impl OverBudget {
     }
 }
 
+/// Who may report an action rule's action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reporter {
+    /// The participant themselves (self-reported): only for rules with a limit.
+    Participant,
+    /// An admin, for a named participant, after seeing evidence.
+    Reviewer,
+    /// A machine client (e.g. the app's order system) whose token carries the
+    /// `actions:report` scope, for a named participant.
+    Service,
+}
+
+impl Reporter {
+    /// The reporter of a rule that does not say: rules stored before reporters existed, and
+    /// rules an admin puts without one. A rule with a limit stays self-reported, as it was;
+    /// one without a limit goes to reviewers, so nothing unlimited is self-reported by
+    /// accident.
+    fn default_for(per_participant: Option<u32>, per_period: Option<PeriodLimit>) -> Reporter {
+        if per_participant.is_some() || per_period.is_some() {
+            Reporter::Participant
+        } else {
+            Reporter::Reviewer
+        }
+    }
+}
+
+/// A rule as stored, from before `reported_by` existed or after: read through
+/// [`Reporter::default_for`] when it has none.
+#[derive(Deserialize)]
+struct StoredRule {
+    id: RuleId,
+    trigger: Trigger,
+    points: Points,
+    per_participant: Option<u32>,
+    per_period: Option<PeriodLimit>,
+    valid_from: DateTime<Utc>,
+    valid_until: Option<DateTime<Utc>>,
+    #[serde(default)]
+    over_budget: OverBudget,
+    reported_by: Option<Reporter>,
+}
+
+impl From<StoredRule> for Rule {
+    fn from(r: StoredRule) -> Rule {
+        Rule {
+            reported_by: r
+                .reported_by
+                .unwrap_or_else(|| Reporter::default_for(r.per_participant, r.per_period)),
+            id: r.id,
+            trigger: r.trigger,
+            points: r.points,
+            per_participant: r.per_participant,
+            per_period: r.per_period,
+            valid_from: r.valid_from,
+            valid_until: r.valid_until,
+            over_budget: r.over_budget,
+        }
+    }
+}
+
 /// An earning rule, as validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredRule")]
 pub struct Rule {
     pub id: RuleId,
     pub trigger: Trigger,
@@ -213,6 +275,8 @@ pub struct Rule {
     /// so their JSON stays as it was.
     #[serde(default, skip_serializing_if = "OverBudget::is_refuse")]
     pub over_budget: OverBudget,
+    /// Who may report the action. Sell-in rules are credited by imports and ignore it.
+    pub reported_by: Reporter,
 }
 
 /// A rule as an admin sends it.
@@ -228,6 +292,8 @@ pub struct RuleRequest {
     pub valid_until: Option<DateTime<Utc>>,
     #[serde(default)]
     pub over_budget: OverBudget,
+    /// None: see [`Reporter::default_for`].
+    pub reported_by: Option<Reporter>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -246,6 +312,8 @@ pub enum RuleError {
     SellInLimit,
     #[error("only action rules can hold an over-budget credit for review")]
     SellInHold,
+    #[error("a self-reported rule (reported_by participant) needs per_participant or per_period")]
+    SelfReportedUnlimited,
 }
 
 impl Classified for RuleError {
@@ -286,6 +354,16 @@ impl Rule {
             Trigger::Action(a) if a.once_ever() => Some(1),
             _ => req.per_participant,
         };
+        let reported_by = req
+            .reported_by
+            .unwrap_or_else(|| Reporter::default_for(per_participant, req.per_period));
+        // A participant could otherwise credit themselves without end.
+        if reported_by == Reporter::Participant
+            && per_participant.is_none()
+            && req.per_period.is_none()
+        {
+            return Err(RuleError::SelfReportedUnlimited);
+        }
         Ok(Rule {
             id,
             trigger,
@@ -295,6 +373,7 @@ impl Rule {
             valid_from: req.valid_from,
             valid_until: req.valid_until,
             over_budget: req.over_budget,
+            reported_by,
         })
     }
 
@@ -358,6 +437,8 @@ pub enum AccrualError {
     PeriodLimit(RuleId),
     #[error("the budget of rule {0} cannot cover these points")]
     BudgetExhausted(RuleId),
+    #[error("rule {rule} is reported by its {allowed}, not by you")]
+    ReporterNotAllowed { rule: RuleId, allowed: &'static str },
     #[error(transparent)]
     Infra(#[from] InfraError),
 }
@@ -366,6 +447,7 @@ impl Classified for AccrualError {
     fn kind(&self) -> Kind {
         match self {
             AccrualError::UnknownRule(_) => Kind::NotFound,
+            AccrualError::ReporterNotAllowed { .. } => Kind::Forbidden,
             AccrualError::NotAnAction(_)
             | AccrualError::OutsideWindow(_)
             | AccrualError::BudgetExhausted(_) => Kind::Unprocessable,
@@ -381,17 +463,32 @@ impl Classified for AccrualError {
             AccrualError::ParticipantLimit(_) => "participant_limit_reached",
             AccrualError::PeriodLimit(_) => "period_limit_reached",
             AccrualError::BudgetExhausted(_) => "budget_exhausted",
+            AccrualError::ReporterNotAllowed { .. } => "reporter_not_allowed",
             AccrualError::Infra(e) => e.code(),
         }
     }
 }
 
 /// Checks an action against its rule before any write; the limits are checked by the write.
-pub fn check_action(rule: &Rule, at: DateTime<Utc>) -> Result<Action, AccrualError> {
+pub fn check_action(
+    rule: &Rule,
+    reporter: Reporter,
+    at: DateTime<Utc>,
+) -> Result<Action, AccrualError> {
     let action = match rule.trigger {
         Trigger::Action(a) => a,
         Trigger::SellIn(_) => return Err(AccrualError::NotAnAction(rule.id.clone())),
     };
+    if reporter != rule.reported_by {
+        return Err(AccrualError::ReporterNotAllowed {
+            rule: rule.id.clone(),
+            allowed: match rule.reported_by {
+                Reporter::Participant => "participants",
+                Reporter::Reviewer => "reviewers",
+                Reporter::Service => "trusted services",
+            },
+        });
+    }
     if !rule.is_valid_at(at) {
         return Err(AccrualError::OutsideWindow(rule.id.clone()));
     }
@@ -977,6 +1074,63 @@ mod tests {
     }
 
     #[test]
+    fn a_self_reported_rule_without_a_limit_is_refused_and_an_unstated_reporter_follows_the_limits()
+    {
+        let unlimited = |reported_by: Option<&str>| {
+            let mut json = serde_json::json!({
+                "action": "survey", "points": 40, "valid_from": "2026-10-01T00:00:00Z"
+            });
+            if let Some(r) = reported_by {
+                json["reported_by"] = r.into();
+            }
+            Rule::parse(RuleId::parse("survey-q4").unwrap(), request(json))
+        };
+        assert_eq!(
+            unlimited(Some("participant")),
+            Err(RuleError::SelfReportedUnlimited)
+        );
+        assert_eq!(
+            unlimited(None).unwrap().reported_by,
+            Reporter::Reviewer,
+            "nothing unlimited is self-reported by accident"
+        );
+        assert_eq!(
+            unlimited(Some("service")).unwrap().reported_by,
+            Reporter::Service
+        );
+        assert_eq!(survey().reported_by, Reporter::Participant);
+        let welcome = Rule::parse(
+            RuleId::parse("welcome").unwrap(),
+            request(serde_json::json!({
+                "action": "welcome_bonus", "points": 40, "reported_by": "participant",
+                "valid_from": "2026-10-01T00:00:00Z"
+            })),
+        )
+        .unwrap();
+        assert_eq!(
+            welcome.per_participant,
+            Some(1),
+            "a once-ever action is its own limit"
+        );
+    }
+
+    #[test]
+    fn a_rule_stored_before_reporters_existed_is_self_reported_only_when_it_has_a_limit() {
+        let mut limited = serde_json::to_value(survey()).unwrap();
+        limited.as_object_mut().unwrap().remove("reported_by");
+        let read: Rule = serde_json::from_value(limited.clone()).unwrap();
+        assert_eq!(read.reported_by, Reporter::Participant);
+        limited.as_object_mut().unwrap().remove("per_participant");
+        limited.as_object_mut().unwrap().remove("per_period");
+        let read: Rule = serde_json::from_value(limited).unwrap();
+        assert_eq!(read.reported_by, Reporter::Reviewer);
+        let mut service = survey();
+        service.reported_by = Reporter::Service;
+        let read: Rule = serde_json::from_value(serde_json::to_value(&service).unwrap()).unwrap();
+        assert_eq!(read, service, "a stated reporter is kept");
+    }
+
+    #[test]
     fn a_rule_is_valid_from_its_start_up_to_but_excluding_its_end() {
         let r = survey();
         assert!(!r.is_valid_at(at("2026-09-30T23:59:59Z")));
@@ -984,11 +1138,11 @@ mod tests {
         assert!(r.is_valid_at(at("2026-12-31T23:59:59Z")));
         assert!(!r.is_valid_at(at("2027-01-01T00:00:00Z")));
         assert_eq!(
-            check_action(&r, at("2027-01-01T00:00:00Z")),
+            check_action(&r, Reporter::Participant, at("2027-01-01T00:00:00Z")),
             Err(AccrualError::OutsideWindow(r.id.clone()))
         );
         assert_eq!(
-            check_action(&r, at("2026-11-22T10:00:00Z")),
+            check_action(&r, Reporter::Participant, at("2026-11-22T10:00:00Z")),
             Ok(Action::Survey)
         );
     }

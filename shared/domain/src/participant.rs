@@ -497,6 +497,7 @@ impl Outlet {
         let visible = match caller.role {
             Role::Admin => true,
             Role::Rep => self.zone == caller.subject,
+            Role::Service => false,
             Role::Participant => self.owner == caller.subject || caller.is_owner_of(&self.id),
         };
         visible.then_some(()).ok_or(AuthError::NotYours)
@@ -1310,6 +1311,7 @@ mod tests {
             role,
             outlet: None,
             region: region.map(|r| RegionId::parse(r).unwrap()),
+            scopes: Vec::new(),
         }
     }
 

@@ -208,11 +208,16 @@ pub fn caller(req: &Request) -> Result<Caller, Problem> {
         Some(r) if !r.is_empty() => Some(RegionId::parse(r).map_err(|_| unauthenticated())?),
         _ => None,
     };
+    let scopes = claims
+        .get("scope")
+        .map(|s| s.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
     Ok(Caller {
         subject,
         role,
         outlet,
         region,
+        scopes,
     })
 }
 

@@ -278,6 +278,7 @@ pub fn rule(id: &str, points: u64, per_participant: Option<u32>, per_month: Opti
         valid_from: now() - Duration::days(1),
         valid_until: None,
         over_budget: loyalty_domain::earning::OverBudget::Refuse,
+        reported_by: loyalty_domain::earning::Reporter::Participant,
     }
 }
 

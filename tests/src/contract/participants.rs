@@ -210,6 +210,7 @@ fn caller(subject: &str, role: Role) -> Caller {
         role,
         outlet: None,
         region: Some(RegionId::parse("north").expect("region")),
+        scopes: Vec::new(),
     }
 }
 

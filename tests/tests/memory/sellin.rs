@@ -37,6 +37,7 @@ fn rules() -> Vec<Rule> {
         valid_from: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
         valid_until: None,
         over_budget: loyalty_domain::earning::OverBudget::Refuse,
+        reported_by: loyalty_domain::earning::Reporter::Reviewer,
     };
     vec![rule("cola-05", "COLA-05", 2), rule("cola-1", "COLA-1", 5)]
 }
