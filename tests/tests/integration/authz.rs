@@ -138,7 +138,8 @@ const ROUTES: &[Route] = &[
         function: "AccrualFunction",
         route: "POST /actions",
         event: "accrual/report-action.json",
-        refused: &["rep", "admin"],
+        // Admins report reviewer rules, services with their scope report service rules.
+        refused: &["rep"],
     },
     Route {
         function: "AccrualFunction",
@@ -373,6 +374,24 @@ async fn every_route_refuses_the_roles_it_does_not_serve_with_403() {
                 route.route
             );
         }
+    }
+}
+
+#[tokio::test]
+async fn a_service_token_reaches_no_route_but_reporting_actions() {
+    let apps = Apps::new().await;
+    for route in ROUTES.iter().filter(|r| r.route != "POST /actions") {
+        let event = ApiEvent::load(route.event)
+            .role("service")
+            .sub("svc-app-orders")
+            .claim("scope", "actions:report");
+        let (status, body) = apps.call(route.function, event).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("forbidden")),
+            "{} as a service",
+            route.route
+        );
     }
 }
 

@@ -8,7 +8,9 @@ use accrual::ActionSettings;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
-use loyalty_domain::earning::{Action, Period, PeriodLimit, Rule, RuleId, Tier, Tiers, Trigger};
+use loyalty_domain::earning::{
+    Action, Period, PeriodLimit, Reporter, Rule, RuleId, Tier, Tiers, Trigger,
+};
 use loyalty_domain::ids::{OutletId, ParticipantId};
 use loyalty_domain::ledger::{ProgrammeAccount, PROGRAMME_SHARDS};
 use loyalty_domain::ports::FixedClock;
@@ -261,12 +263,165 @@ async fn unknown_and_inactive_rules_and_bad_input_are_refused_before_any_write()
         (StatusCode::UNPROCESSABLE_ENTITY, Some("rule_not_active"))
     );
     assert!(app.store().entries(&participant()).is_empty());
-    // An admin or rep has no participant to credit.
-    let (status, body, _) = send(&app, keyed("admin-key-0001").role("admin")).await;
+    // Reps report nothing; an admin reports as a reviewer, with evidence.
+    let (status, body, _) = send(&app, keyed("rep-key-000001").role("rep")).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("forbidden"))
     );
+    let (status, body, _) = send(&app, keyed("admin-key-0001").role("admin")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("missing_evidence"))
+    );
+}
+
+// --- Who reports: the participant, a reviewer, a service -------------------------------
+
+/// A rule of `action` reported by `reported_by`, otherwise the sample's survey.
+fn reported_by(id: &str, action: Action, reported_by: Reporter) -> Rule {
+    Rule {
+        id: RuleId::parse(id).unwrap(),
+        trigger: Trigger::Action(action),
+        reported_by,
+        ..survey(40, None, None)
+    }
+}
+
+fn accrual_event(name: &str) -> ApiEvent {
+    ApiEvent::load(&format!("accrual/{name}"))
+}
+
+#[tokio::test]
+async fn a_reviewer_credits_the_participant_they_name_with_the_evidence_on_the_entry() {
+    let app = app(reported_by(
+        "outlet-audit-q4",
+        Action::OutletSelfAudit,
+        Reporter::Reviewer,
+    ));
+    let (status, body, _) = send(&app, accrual_event("report-action-by-reviewer.json")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["points"], 40);
+    let entries = app.store().entries(&participant());
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        entries[0].source,
+        "rule outlet-audit-q4: evidence: photo audit 2026-11-21, shelf share 40%"
+    );
+    assert_eq!(
+        entries[0].outlet, None,
+        "the reviewer's token names no outlet"
+    );
+    let (status, body, _) = send(
+        &app,
+        accrual_event("report-action-by-reviewer.json")
+            .header("idempotency-key", "review-no-evidence")
+            .body(json!({ "rule_id": "outlet-audit-q4", "participant_id": SAMPLE_PARTICIPANT })),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("missing_evidence"))
+    );
+    let (status, body, _) = send(
+        &app,
+        accrual_event("report-action-by-reviewer.json")
+            .header("idempotency-key", "review-no-participant")
+            .body(json!({ "rule_id": "outlet-audit-q4", "evidence": "seen" })),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("missing_participant_id"))
+    );
+    assert_eq!(app.store().entries(&participant()).len(), 1);
+}
+
+#[tokio::test]
+async fn a_service_with_the_report_scope_credits_the_participant_it_names_once_per_key() {
+    let app = app(reported_by(
+        "first-app-order",
+        Action::FirstAppOrder,
+        Reporter::Service,
+    ));
+    let report = || accrual_event("report-action-by-service.json");
+    let (status, body, _) = send(&app, report()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, again, response) = send(&app, report()).await;
+    assert_eq!((status, &again), (StatusCode::CREATED, &body));
+    assert!(
+        replayed(&response),
+        "the service's key, the service's answer"
+    );
+    let (status, body, _) = send(
+        &app,
+        report()
+            .without_claim("scope")
+            .header("idempotency-key", "app-order-unscoped"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden")),
+        "a service token without the scope reports nothing"
+    );
+    assert_eq!(app.store().entries(&participant()).len(), 1);
+}
+
+#[tokio::test]
+async fn a_participant_reporting_a_rule_that_is_not_self_reported_is_403_and_writes_nothing() {
+    let app = app(reported_by(
+        "outlet-audit-q4",
+        Action::OutletSelfAudit,
+        Reporter::Reviewer,
+    ));
+    let (status, body, response) = send(
+        &app,
+        accrual_event("report-reviewer-rule-as-participant.json"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("reporter_not_allowed")),
+        "{body}"
+    );
+    assert_eq!(content_type(&response), "application/problem+json");
+    assert!(app.store().entries(&participant()).is_empty());
+    // Nor may a participant credit someone else, even on a self-reported rule.
+    let app = app_with_sample_rule();
+    let (status, body, _) = send(
+        &app,
+        keyed("other-participant-1")
+            .body(json!({ "rule_id": "survey-q4", "participant_id": "p-someone-else" })),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    assert!(app.store().entries(&participant()).is_empty());
+}
+
+fn app_with_sample_rule() -> App {
+    app(survey(40, Some(3), None))
+}
+
+#[tokio::test]
+async fn a_self_reported_rule_without_a_limit_is_400_when_saved() {
+    let app = memory_app();
+    let (status, body, _) = send(
+        &app,
+        admin_event("put-self-reported-rule-without-limit.json"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_rule")),
+        "{body}"
+    );
+    assert!(body["title"].as_str().unwrap().contains("per_participant"));
+    let (_, rules, _) = send(&app, admin_event("list-rules.json")).await;
+    assert_eq!(rules["rules"], json!([]));
 }
 
 #[tokio::test]
