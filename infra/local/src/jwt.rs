@@ -186,6 +186,8 @@ pub struct TokenRequest {
     pub sub: String,
     pub outlet: Option<(String, String)>,
     pub region: Option<String>,
+    /// OAuth scopes, space-separated, as a service's token carries them (`actions:report`).
+    pub scope: Option<String>,
     pub ttl_hours: i64,
 }
 
@@ -208,6 +210,9 @@ impl TokenRequest {
         if let Some(region) = &self.region {
             claims.insert("region".into(), region.clone().into());
         }
+        if let Some(scope) = &self.scope {
+            claims.insert("scope".into(), scope.clone().into());
+        }
         claims
     }
 }
@@ -225,6 +230,7 @@ mod tests {
             sub: "R1".into(),
             outlet: None,
             region: Some("north".into()),
+            scope: None,
             ttl_hours,
         };
         key.sign(&request.claims(NOW))
@@ -239,6 +245,24 @@ mod tests {
         assert_eq!(claims["sub"], "R1");
         assert_eq!(claims["role"], "rep");
         assert_eq!(claims["region"], "north");
+    }
+
+    #[test]
+    fn a_service_token_carries_its_scope_and_other_tokens_none() {
+        let service = TokenRequest {
+            role: "service".into(),
+            sub: "svc-app-orders".into(),
+            outlet: None,
+            region: None,
+            scope: Some("actions:report".into()),
+            ttl_hours: 1,
+        };
+        assert_eq!(service.claims(NOW)["scope"], "actions:report");
+        let key = DevKey::from_bytes(b"k1".to_vec());
+        let claims = key
+            .verify(&token(&key, 1), NOW + 60, LOCAL_ISSUER, LOCAL_AUDIENCE)
+            .unwrap();
+        assert!(claims.get("scope").is_none());
     }
 
     #[test]
@@ -304,6 +328,7 @@ mod tests {
                     sub: "A".into(),
                     outlet: None,
                     region: None,
+                    scope: None,
                     ttl_hours: 1,
                 }
                 .claims(NOW),

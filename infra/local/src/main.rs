@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! loyalty-local up [--host 127.0.0.1] [--port 3000] [--no-seed]
-//! loyalty-local mint-token --role participant|rep|admin --sub ID [--outlet-id ID --outlet-role owner|seller] [--region ID] [--ttl-hours N]
+//! loyalty-local mint-token --role participant|rep|admin|service --sub ID [--outlet-id ID --outlet-role owner|seller] [--region ID] [--scope actions:report] [--ttl-hours N]
 //! loyalty-local trigger FunctionLogicalId [--url http://127.0.0.1:3000]
 //! loyalty-local provision [--prefix local]
 //! loyalty-local sign-webhook --file BODY_OR_EVENT.json [--partner demo-market] [--secret S] [--url http://127.0.0.1:3000]
@@ -22,7 +22,7 @@ use loyalty_local::{runtime, seed};
 
 const USAGE: &str = "usage:
   loyalty-local up [--host 127.0.0.1] [--port 3000] [--no-seed]
-  loyalty-local mint-token --role participant|rep|admin --sub ID [--outlet-id ID --outlet-role owner|seller] [--region ID] [--ttl-hours N]
+  loyalty-local mint-token --role participant|rep|admin|service --sub ID [--outlet-id ID --outlet-role owner|seller] [--region ID] [--scope actions:report] [--ttl-hours N]
   loyalty-local trigger FunctionLogicalId [--url http://127.0.0.1:3000]
   loyalty-local provision [--prefix local]
   loyalty-local sign-webhook --file BODY_OR_EVENT.json [--partner demo-market] [--secret S] [--url http://127.0.0.1:3000]";
@@ -111,10 +111,15 @@ fn emulator_endpoint() -> Result<String, String> {
 
 fn token_request(args: &Args) -> Result<TokenRequest, String> {
     let role = args.get("role").ok_or("--role is required")?;
-    if !matches!(role, "participant" | "rep" | "admin") {
+    if !matches!(role, "participant" | "rep" | "admin" | "service") {
         return Err(format!(
-            "--role must be participant, rep or admin, not {role}"
+            "--role must be participant, rep, admin or service, not {role}"
         ));
+    }
+    let scope = args.get("scope").map(String::from);
+    // Only a service's scopes are consulted; on another role they would mislead.
+    if scope.is_some() && role != "service" {
+        return Err("--scope is for --role service".into());
     }
     let sub = args.get("sub").ok_or("--sub is required")?;
     let outlet = match (args.get("outlet-id"), args.get("outlet-role")) {
@@ -138,6 +143,7 @@ fn token_request(args: &Args) -> Result<TokenRequest, String> {
         sub: sub.into(),
         outlet,
         region: args.get("region").map(String::from),
+        scope,
         ttl_hours,
     })
 }
@@ -150,6 +156,7 @@ fn mint_token(raw: &[String]) -> Result<(), String> {
         "outlet-id",
         "outlet-role",
         "region",
+        "scope",
         "ttl-hours",
     ])?;
     let request = token_request(&args)?;

@@ -70,6 +70,7 @@ fn mint(
         sub: sub.into(),
         outlet: outlet.map(|(id, r)| (id.to_string(), r.to_string())),
         region: region.map(String::from),
+        scope: None,
         ttl_hours: 12,
     };
     key.sign(&request.claims(chrono::Utc::now().timestamp()))

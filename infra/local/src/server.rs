@@ -458,6 +458,7 @@ Resources:
             sub: "P-9".into(),
             outlet: Some(("O-1".into(), "seller".into())),
             region: Some("north".into()),
+            scope: None,
             ttl_hours,
         };
         key.sign(&request.claims(now))
@@ -510,6 +511,7 @@ Resources:
             sub: "A".into(),
             outlet: None,
             region: None,
+            scope: None,
             ttl_hours: 1,
         }
         .claims(now);

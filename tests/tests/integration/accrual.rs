@@ -180,7 +180,7 @@ async fn an_action_earns_only_inside_its_rules_validity_window() {
         &f,
         "quiz-dec",
         json!({
-            "action": "quiz_passed", "points": 30,
+            "action": "quiz_passed", "points": 30, "per_participant": 100,
             "valid_from": "2026-12-01T00:00:00Z", "valid_until": "2026-12-08T00:00:00Z"
         }),
     )
@@ -211,7 +211,7 @@ async fn replaying_an_idempotency_key_returns_the_first_answer_and_credits_once(
     put_rule(
         &f,
         "training",
-        json!({ "action": "training_completed", "points": 25, "valid_from": "2026-01-01T00:00:00Z" }),
+        json!({ "action": "training_completed", "points": 25, "per_participant": 100, "valid_from": "2026-01-01T00:00:00Z" }),
     )
     .await;
 
@@ -255,7 +255,7 @@ async fn a_reused_key_with_another_body_is_422_and_a_missing_key_is_400() {
         put_rule(
             &f,
             id,
-            json!({ "action": "survey", "points": 10, "valid_from": "2026-01-01T00:00:00Z" }),
+            json!({ "action": "survey", "points": 10, "per_participant": 100, "valid_from": "2026-01-01T00:00:00Z" }),
         )
         .await;
     }
@@ -345,13 +345,13 @@ async fn a_key_reused_after_its_record_expired_is_422_idempotency_key_expired_ne
     put_rule(
         &f,
         "training",
-        json!({ "action": "training_completed", "points": 25, "valid_from": "2026-01-01T00:00:00Z" }),
+        json!({ "action": "training_completed", "points": 25, "per_participant": 100, "valid_from": "2026-01-01T00:00:00Z" }),
     )
     .await;
     put_rule(
         &f,
         "survey",
-        json!({ "action": "survey", "points": 10, "valid_from": "2026-01-01T00:00:00Z" }),
+        json!({ "action": "survey", "points": 10, "per_participant": 100, "valid_from": "2026-01-01T00:00:00Z" }),
     )
     .await;
     let (status, _) = call(&f.app, action("p-1", "training", "expiring-key-1")).await;
@@ -606,7 +606,7 @@ async fn the_tier_multiplier_applies_to_accruals_and_shows_with_the_balance() {
     put_rule(
         &f,
         "audit",
-        json!({ "action": "outlet_self_audit", "points": 40, "valid_from": "2026-01-01T00:00:00Z" }),
+        json!({ "action": "outlet_self_audit", "points": 40, "per_participant": 100, "valid_from": "2026-01-01T00:00:00Z" }),
     )
     .await;
     let (status, body) = call(
@@ -800,7 +800,7 @@ async fn a_rule_with_a_budget_credits_until_the_whole_budget_is_spent_and_never_
     put_rule(
         &f,
         "survey-q4",
-        json!({ "action": "survey", "points": 100, "valid_from": "2026-10-01T00:00:00Z" }),
+        json!({ "action": "survey", "points": 100, "per_participant": 100, "valid_from": "2026-10-01T00:00:00Z" }),
     )
     .await;
     let budget = 100 * PROGRAMME_SHARDS as u64;
@@ -929,7 +929,7 @@ async fn approving_a_held_credit_through_the_reviewers_route_waits_for_the_budge
     put_rule(
         &f,
         "survey-q4",
-        json!({ "action": "survey", "points": 100, "valid_from": "2026-10-01T00:00:00Z",
+        json!({ "action": "survey", "points": 100, "per_participant": 100, "valid_from": "2026-10-01T00:00:00Z",
                 "over_budget": "hold" }),
     )
     .await;

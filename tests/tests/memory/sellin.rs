@@ -389,6 +389,7 @@ mod route {
         let (status, body, _) = send(
             &app,
             event("put-rule.json").body(json!({ "action": "survey", "points": 10_000,
+                "reported_by": "participant", "per_participant": 1,
                 "valid_from": "2026-10-01T00:00:00Z", "valid_until": "2027-01-01T00:00:00Z" })),
         )
         .await;
