@@ -292,16 +292,20 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
 
     async fn report_action(&self, req: &Request) -> Result<Response<Body>, Problem> {
         let caller = http::caller(req)?;
-        caller
-            .require(&[Role::Participant, Role::Admin, Role::Service])
-            .problem()?;
-        if caller.role == Role::Service && !caller.has_scope(REPORT_ACTIONS_SCOPE) {
-            return Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("this service's token lacks the {REPORT_ACTIONS_SCOPE} scope"),
-            ));
-        }
+        // Refused before the key is read, so a wrong caller leaves nothing under it.
+        let reporter = match caller.role {
+            Role::Participant => Reporter::Participant,
+            Role::Admin => Reporter::Reviewer,
+            Role::Service if caller.has_scope(REPORT_ACTIONS_SCOPE) => Reporter::Service,
+            Role::Service => {
+                return Err(Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!("this service's token lacks the {REPORT_ACTIONS_SCOPE} scope"),
+                ))
+            }
+            Role::Rep => return Err(Problem::from_error(AuthError::WrongRole("rep"))),
+        };
         // Keys are unique per caller, whoever the action is reported for.
         let keyed: Keyed = Idempotency::keyed(req, caller.subject.as_str())?;
         let key = KeyedRequest {
@@ -310,7 +314,7 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
             fingerprint: keyed.fingerprint().to_string(),
         };
         let now = self.clock.now();
-        match self.action(req, &caller, &key, now).await {
+        match self.action(req, &caller, reporter, &key, now).await {
             Ok(response) => Ok(response),
             // A business refusal is remembered like a success, so a retry gets it again.
             Err(problem) => match Answer::from_problem(&problem) {
@@ -335,13 +339,14 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
         }
     }
 
-    /// Who earns and who reports, from the caller and the body: a participant reports for
-    /// themselves, an admin (a reviewer, with evidence) or a service for a participant it
-    /// names. The rule's reporter is checked by the use case.
+    /// Who earns, and on which outlet, from the caller and the body: a participant reports
+    /// for themselves, a reviewer (with evidence) or a service for a participant it names.
+    /// The rule's reporter is checked by the use case.
     fn reported_for(
         caller: &Caller,
+        reporter: Reporter,
         body: &ActionBody,
-    ) -> Result<(ParticipantId, Reporter, Option<OutletId>), Problem> {
+    ) -> Result<(ParticipantId, Option<OutletId>), Problem> {
         let named = || -> Result<ParticipantId, Problem> {
             let raw = body.participant_id.as_deref().ok_or_else(|| {
                 Problem::bad_request(
@@ -352,8 +357,8 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
             ParticipantId::parse(raw)
                 .map_err(|e| Problem::bad_request("invalid_participant_id", e.to_string()))
         };
-        match caller.role {
-            Role::Participant => {
+        match reporter {
+            Reporter::Participant => {
                 if body
                     .participant_id
                     .as_deref()
@@ -362,9 +367,9 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
                     return Err(Problem::from_error(AuthError::NotYours));
                 }
                 let outlet = caller.outlet.as_ref().map(|(o, _)| o.clone());
-                Ok((caller.subject.clone(), Reporter::Participant, outlet))
+                Ok((caller.subject.clone(), outlet))
             }
-            Role::Admin => {
+            Reporter::Reviewer => {
                 if body.evidence.as_deref().is_none_or(|e| e.trim().is_empty()) {
                     return Err(Problem::bad_request(
                         "missing_evidence",
@@ -372,12 +377,9 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
                     ));
                 }
                 // The participant's outlet would cost a read: a reviewed credit carries none.
-                Ok((named()?, Reporter::Reviewer, None))
+                Ok((named()?, None))
             }
-            Role::Service => Ok((named()?, Reporter::Service, None)),
-            Role::Rep => Err(Problem::from_error(AuthError::WrongRole(
-                caller.role.as_str(),
-            ))),
+            Reporter::Service => Ok((named()?, None)),
         }
     }
 
@@ -385,13 +387,14 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
         &self,
         req: &Request,
         caller: &Caller,
+        reporter: Reporter,
         key: &KeyedRequest,
         now: DateTime<Utc>,
     ) -> Result<Response<Body>, Problem> {
         let body: ActionBody = http::json_body(req)?;
         let rule_id = RuleId::parse(&body.rule_id)
             .map_err(|e| Problem::bad_request("invalid_rule_id", e.to_string()))?;
-        let (participant, reporter, outlet) = Self::reported_for(caller, &body)?;
+        let (participant, outlet) = Self::reported_for(caller, reporter, &body)?;
         let reference = body.reference.unwrap_or_default();
         let evidence = body.evidence.unwrap_or_default();
         for (name, text) in [("reference", &reference), ("evidence", &evidence)] {

@@ -370,13 +370,13 @@ async fn a_service_with_the_report_scope_credits_the_participant_it_names_once_p
 
 #[tokio::test]
 async fn a_participant_reporting_a_rule_that_is_not_self_reported_is_403_and_writes_nothing() {
-    let app = app(reported_by(
+    let reviewed = app(reported_by(
         "outlet-audit-q4",
         Action::OutletSelfAudit,
         Reporter::Reviewer,
     ));
     let (status, body, response) = send(
-        &app,
+        &reviewed,
         accrual_event("report-reviewer-rule-as-participant.json"),
     )
     .await;
@@ -386,11 +386,11 @@ async fn a_participant_reporting_a_rule_that_is_not_self_reported_is_403_and_wri
         "{body}"
     );
     assert_eq!(content_type(&response), "application/problem+json");
-    assert!(app.store().entries(&participant()).is_empty());
+    assert!(reviewed.store().entries(&participant()).is_empty());
     // Nor may a participant credit someone else, even on a self-reported rule.
-    let app = app_with_sample_rule();
+    let self_reported = app(survey(40, Some(3), None));
     let (status, body, _) = send(
-        &app,
+        &self_reported,
         keyed("other-participant-1")
             .body(json!({ "rule_id": "survey-q4", "participant_id": "p-someone-else" })),
     )
@@ -399,11 +399,7 @@ async fn a_participant_reporting_a_rule_that_is_not_self_reported_is_403_and_wri
         (status, body["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("forbidden"))
     );
-    assert!(app.store().entries(&participant()).is_empty());
-}
-
-fn app_with_sample_rule() -> App {
-    app(survey(40, Some(3), None))
+    assert!(self_reported.store().entries(&participant()).is_empty());
 }
 
 #[tokio::test]
