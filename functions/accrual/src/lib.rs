@@ -3,8 +3,8 @@
 //! - `POST /actions` (`Idempotency-Key`): a target action earns by its rule, the tier
 //!   multiplier applied, reported by whom the rule says: the participant for themselves
 //!   (self-reported rules), an admin for a named participant with evidence (reviewer rules)
-//!   or a service token with the `actions:report` scope (service rules); [`loyalty_domain::action::report_action`] over the
-//!   [`ActionStore`] port decides, and the steady state is ONE DynamoDB round trip: rules and
+//!   or a service token with the `actions:report` scope (service rules);
+//!   [`loyalty_domain::action::report_action`] over the [`ActionStore`] port decides, and the steady state is ONE DynamoDB round trip: rules and
 //!   tiers come from [`ProgrammeCache`] (at most `PROGRAMME_CACHE_SECS` stale), the tier basis
 //!   from [`BasisCache`] (checked by the balance version inside the write), and the key's
 //!   record and the limit counters are conditions of the same write, whose refusal returns
@@ -397,14 +397,13 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
         let (participant, outlet) = Self::reported_for(caller, reporter, &body)?;
         let reference = body.reference.unwrap_or_default();
         let evidence = body.evidence.unwrap_or_default();
-        for (name, text) in [("reference", &reference), ("evidence", &evidence)] {
+        for (text, code, name) in [
+            (&reference, "invalid_reference", "reference"),
+            (&evidence, "invalid_evidence", "evidence"),
+        ] {
             if text.chars().count() > 120 {
                 return Err(Problem::bad_request(
-                    if name == "reference" {
-                        "invalid_reference"
-                    } else {
-                        "invalid_evidence"
-                    },
+                    code,
                     format!("{name} must be at most 120 characters."),
                 ));
             }

@@ -97,7 +97,8 @@ pub struct ActionReport {
     pub reporter: Reporter,
     pub outlet: Option<OutletId>,
     pub rule: RuleId,
-    /// At most 120 characters (checked by the caller); empty when none.
+    /// What was done and, from a reviewer, the evidence; bounded by the caller (the handler:
+    /// 120 characters each); empty when none.
     pub reference: String,
     pub key: KeyedRequest,
 }

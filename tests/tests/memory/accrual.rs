@@ -334,6 +334,20 @@ async fn a_reviewer_credits_the_participant_they_name_with_the_evidence_on_the_e
         (status, body["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("missing_participant_id"))
     );
+    let (status, body, _) = send(
+        &app,
+        accrual_event("report-action-by-reviewer.json")
+            .header("idempotency-key", "review-long-evidence")
+            .body(
+                json!({ "rule_id": "outlet-audit-q4", "participant_id": SAMPLE_PARTICIPANT,
+                          "evidence": "x".repeat(121) }),
+            ),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_evidence"))
+    );
     assert_eq!(app.store().entries(&participant()).len(), 1);
 }
 
