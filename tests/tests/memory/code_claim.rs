@@ -219,5 +219,8 @@ async fn a_blocked_or_unregistered_participant_is_forbidden_and_nothing_is_writt
     assert!(store.entries(&sample_participant()).is_empty());
     assert!(store.outbox().is_empty());
     assert!(store.audit().is_empty());
-    assert_eq!(store.code(&codes[0]).map(|c| c.status), Some(CodeStatus::Issued));
+    assert_eq!(
+        store.code(&codes[0]).map(|c| c.status),
+        Some(CodeStatus::Issued)
+    );
 }
