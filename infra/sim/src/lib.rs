@@ -284,6 +284,9 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
         outcomes: BTreeMap::new(),
         faults: BTreeMap::new(),
     };
+    for actor in &sim.world.actors {
+        sim.actions.store.inner().register(&actor.participant);
+    }
     sim.cashback.configure(sim.cashback_store.inner());
     sim.cashback.fund(sim.cashback_store.inner());
     for _ in 0..4 {

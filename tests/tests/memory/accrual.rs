@@ -51,6 +51,7 @@ fn survey(points: u64, per_participant: Option<u32>, per_month: Option<u32>) -> 
 /// The function with every route on memory adapters, at the sample events' time.
 pub fn memory_app() -> App {
     let ledger = Arc::new(MemoryActions::new());
+    ledger.register(&participant());
     let admin = accrual::Admin {
         settings: ledger.clone(),
         sell_in: MemorySellIn::on(ledger.clone()),
