@@ -196,7 +196,7 @@ impl App {
             answers: Idempotency::new(dynamodb.clone(), activity),
         };
         Ok(App::with_store(
-            DynamoActions::new(dynamodb, tables),
+            DynamoActions::new(dynamodb, tables, env.required("PARTICIPANTS_TABLE")?),
             admin,
             settings(env)?,
             clock,

@@ -57,6 +57,7 @@ impl App {
             ledger: env.required("LEDGER_TABLE")?,
             fraud: env.required("FRAUD_TABLE")?,
             outbox: env.required("OUTBOX_TABLE")?,
+            participants: env.required("PARTICIPANTS_TABLE")?,
         };
         Ok(App::with_store(
             DynamoClaims::new(dynamodb, tables),

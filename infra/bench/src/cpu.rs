@@ -104,6 +104,7 @@ pub fn handler_cpu(samples: usize) -> Result<Vec<Duration>, BoxError> {
             ("LEDGER_TABLE", "ledger"),
             ("FRAUD_TABLE", "fraud"),
             ("OUTBOX_TABLE", "outbox"),
+            ("PARTICIPANTS_TABLE", "participants"),
         ]);
         let app = code_claim::App::with_dynamodb(client, &env, Box::new(SystemClock))?;
         let events = ClaimEvents::load()?;

@@ -135,6 +135,7 @@ impl Actual {
                 ClaimStatus::PendingReview => "pending_review",
             },
             Actual::Answer(Err(e)) => match e {
+                ClaimError::ParticipantNotActive => "participant_not_active",
                 ClaimError::UnknownCode => "unknown",
                 ClaimError::Expired => "expired",
                 ClaimError::AlreadyClaimed => "already_claimed",

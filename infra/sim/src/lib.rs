@@ -250,6 +250,10 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
         Some(bug) => MemoryClaims::with_planted_bug(bug),
         None => MemoryClaims::new(),
     };
+    // Every simulated participant is registered and active: only they may claim.
+    for actor in &world.actors {
+        inner.register(&actor.participant);
+    }
     let mut sim = Sim {
         store: FaultyClaims::new(inner, config.seed, config.faults),
         config: config.clone(),
@@ -280,6 +284,9 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
         outcomes: BTreeMap::new(),
         faults: BTreeMap::new(),
     };
+    for actor in &sim.world.actors {
+        sim.actions.store.inner().register(&actor.participant);
+    }
     sim.cashback.configure(sim.cashback_store.inner());
     sim.cashback.fund(sim.cashback_store.inner());
     for _ in 0..4 {

@@ -157,6 +157,8 @@ pub struct ActionAttempt {
 /// first in this order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActionRefusal {
+    /// The participant has no profile, or an admin blocked them: they earn nothing.
+    ParticipantNotActive,
     /// A live answer is stored under this key; here it is.
     KeyTaken(StoredAnswer),
     /// The entry this key names exists, but no live answer: the key was used over 24 h ago.
@@ -221,6 +223,8 @@ impl<T: ActionStore + ?Sized> ActionStore for std::sync::Arc<T> {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ActionError {
+    #[error("only a registered participant in good standing earns points")]
+    ParticipantNotActive,
     #[error(transparent)]
     Refused(#[from] AccrualError),
     #[error("this Idempotency-Key was used with a different request")]
@@ -242,6 +246,7 @@ impl From<InfraError> for ActionError {
 impl Classified for ActionError {
     fn kind(&self) -> Kind {
         match self {
+            ActionError::ParticipantNotActive => Kind::Forbidden,
             ActionError::Refused(e) => e.kind(),
             ActionError::KeyReused | ActionError::KeyExpired => Kind::Unprocessable,
             ActionError::TooMuchContention => Kind::Infrastructure { retryable: true },
@@ -251,6 +256,7 @@ impl Classified for ActionError {
 
     fn code(&self) -> &'static str {
         match self {
+            ActionError::ParticipantNotActive => "participant_not_active",
             ActionError::Refused(e) => e.code(),
             ActionError::KeyReused => "idempotency_key_reused",
             ActionError::KeyExpired => "idempotency_key_expired",
@@ -387,6 +393,9 @@ pub async fn report_action<S: ActionStore>(
                 } else {
                     Err(ActionError::KeyReused)
                 };
+            }
+            Err(ActionRefusal::ParticipantNotActive) => {
+                return Err(ActionError::ParticipantNotActive)
             }
             Err(ActionRefusal::EntryExists) => return Err(ActionError::KeyExpired),
             Err(ActionRefusal::Limit { scope, .. }) => {

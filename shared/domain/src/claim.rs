@@ -108,6 +108,8 @@ pub enum CodeState {
 /// reports the first that applies in this order of precedence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
+    /// The claimant has no profile, or an admin blocked them: they earn nothing.
+    ParticipantNotActive,
     Locked {
         until: i64,
     },
@@ -170,6 +172,8 @@ pub trait ClaimStore: Send + Sync {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClaimError {
+    #[error("only a registered participant in good standing can claim codes")]
+    ParticipantNotActive,
     #[error("this code is not known; please check it and try again")]
     UnknownCode,
     #[error("this code has expired")]
@@ -187,6 +191,7 @@ pub enum ClaimError {
 impl Classified for ClaimError {
     fn kind(&self) -> Kind {
         match self {
+            ClaimError::ParticipantNotActive => Kind::Forbidden,
             ClaimError::UnknownCode => Kind::NotFound,
             ClaimError::Expired => Kind::Unprocessable,
             ClaimError::AlreadyClaimed => Kind::Conflict,
@@ -200,6 +205,7 @@ impl Classified for ClaimError {
 
     fn code(&self) -> &'static str {
         match self {
+            ClaimError::ParticipantNotActive => "participant_not_active",
             ClaimError::UnknownCode => "code_unknown",
             ClaimError::Expired => "code_expired",
             ClaimError::AlreadyClaimed => "code_already_claimed",
@@ -294,6 +300,8 @@ pub async fn claim<S: ClaimStore>(
                     replayed: false,
                 })
             }
+            // Not a failed guess: nothing is counted, and nothing was written.
+            Err(Refusal::ParticipantNotActive) => return Err(ClaimError::ParticipantNotActive),
             Err(Refusal::Locked { until }) => {
                 store
                     .record_attempt(&failed(AttemptOutcome::Locked))

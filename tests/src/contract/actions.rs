@@ -49,6 +49,10 @@ pub trait ActionsHarness {
     async fn programme_balance(&self, account: &ProgrammeAccount) -> i64;
     /// The sum over every member account plus every programme account: always zero.
     async fn double_entry_sum(&self) -> i64;
+    /// Registers the participant (their profile, active).
+    async fn register(&self, participant: &ParticipantId);
+    /// Sets a registered participant's standing, as the admin's block and unblock do.
+    async fn set_standing(&self, participant: &ParticipantId, status: &str);
 }
 
 // --- The memory adapter ----------------------------------------------------------------
@@ -130,6 +134,14 @@ impl ActionsHarness for MemoryHarness {
     async fn double_entry_sum(&self) -> i64 {
         self.store.member_points() + self.store.programme_points()
     }
+
+    async fn register(&self, participant: &ParticipantId) {
+        self.store.register(participant);
+    }
+
+    async fn set_standing(&self, participant: &ParticipantId, status: &str) {
+        self.store.set_active(participant, status == "active");
+    }
 }
 
 // --- The DynamoDB adapter on the emulator ----------------------------------------------
@@ -150,7 +162,11 @@ pub async fn dynamo() -> DynamoHarness {
         outbox: stack.table_name("OutboxTable").to_string(),
     };
     DynamoHarness {
-        store: DynamoActions::new(stack.dynamodb(), tables.clone()),
+        store: DynamoActions::new(
+            stack.dynamodb(),
+            tables.clone(),
+            stack.table_name("ParticipantsTable"),
+        ),
         earning: EarningStore::new(stack.dynamodb(), tables.clone()),
         ledger: DynamoLedger::new(stack.dynamodb(), tables.ledger),
         stack,
@@ -251,6 +267,41 @@ impl ActionsHarness for DynamoHarness {
     async fn double_entry_sum(&self) -> i64 {
         self.ledger.accounts_sum().await.expect("accounts")
     }
+
+    async fn register(&self, participant: &ParticipantId) {
+        // Only the key and what the action's check reads: a new profile has no `status`.
+        self.stack
+            .dynamodb()
+            .put_item()
+            .table_name(self.stack.table_name("ParticipantsTable"))
+            .set_item(Some(loyalty_platform::dynamo::key(
+                format!("PARTICIPANT#{participant}"),
+                "PROFILE",
+            )))
+            .send()
+            .await
+            .expect("profile written");
+    }
+
+    async fn set_standing(&self, participant: &ParticipantId, status: &str) {
+        self.stack
+            .dynamodb()
+            .update_item()
+            .table_name(self.stack.table_name("ParticipantsTable"))
+            .set_key(Some(loyalty_platform::dynamo::key(
+                format!("PARTICIPANT#{participant}"),
+                "PROFILE",
+            )))
+            .update_expression("SET #status = :status")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(
+                ":status",
+                aws_sdk_dynamodb::types::AttributeValue::S(status.into()),
+            )
+            .send()
+            .await
+            .expect("standing written");
+    }
 }
 
 // --- Helpers ---------------------------------------------------------------------------
@@ -331,7 +382,9 @@ pub fn attempt(
     }
 }
 
+/// The attempt of a registered, active participant.
 async fn accrue<H: ActionsHarness>(h: &H, a: &ActionAttempt) -> Result<(), ActionRefusal> {
+    h.register(&a.entry.participant).await;
     h.store()
         .try_accrue(a)
         .await
@@ -764,6 +817,55 @@ pub async fn a_rejected_held_credit_never_credits_and_leaves_the_budget_alone(
     assert_eq!(h.balance(&p).await, b);
 }
 
+/// Refused as not active, with nothing written.
+async fn refused_as_not_active<H: ActionsHarness>(h: &H, r: &Rule, a: &ActionAttempt) {
+    assert_eq!(
+        h.store()
+            .try_accrue(a)
+            .await
+            .expect("no infrastructure error"),
+        Err(ActionRefusal::ParticipantNotActive)
+    );
+    let p = &a.entry.participant;
+    assert_eq!(h.balance(p).await, Balance::default());
+    assert!(h.entries(p).await.is_empty());
+    assert_eq!(h.used(p, r, "EVER").await, 0);
+    assert!(
+        !h.has_outbox_record(&format!("points_credited-{}", a.entry.id))
+            .await
+    );
+}
+
+pub async fn only_a_registered_active_participant_earns_by_action(h: impl ActionsHarness) {
+    let at = now();
+    let r = rule("survey", 40, Some(3), None);
+    h.put_rule(&r).await;
+    let try_it = |participant: &str, key: &str| {
+        attempt(participant, None, &r, key, BalanceExpectation::Absent, at)
+    };
+
+    // No profile.
+    refused_as_not_active(&h, &r, &try_it("p-unregistered", "key-0000001")).await;
+
+    // Blocked.
+    let p = pid("p-blocked");
+    h.register(&p).await;
+    h.set_standing(&p, "blocked").await;
+    let a = try_it("p-blocked", "key-0000002");
+    refused_as_not_active(&h, &r, &a).await;
+
+    // Unblocked (`status = active`): the same report commits.
+    h.set_standing(&p, "active").await;
+    assert_eq!(
+        h.store()
+            .try_accrue(&a)
+            .await
+            .expect("no infrastructure error"),
+        Ok(())
+    );
+    assert_eq!(h.balance(&p).await.available, 40);
+}
+
 #[macro_export]
 macro_rules! action_store_contract {
     ($harness:path) => {
@@ -780,6 +882,7 @@ macro_rules! action_store_contract {
             a_credit_within_its_rules_whole_budget_moves_the_account_by_its_points,
             a_held_credit_is_pending_and_queued_and_its_approval_pays_only_within_the_budget,
             a_rejected_held_credit_never_credits_and_leaves_the_budget_alone,
+            only_a_registered_active_participant_earns_by_action,
         );
     };
 }

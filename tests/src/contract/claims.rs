@@ -43,6 +43,10 @@ pub trait ClaimsHarness {
     async fn entries(&self, participant: &ParticipantId) -> Vec<Entry>;
     async fn outlet_totals(&self, outlet: &OutletId) -> Balance;
     async fn has_outbox_record(&self, event_id: &str) -> bool;
+    /// Registers the participant (their profile, active).
+    async fn register(&self, participant: &ParticipantId);
+    /// Sets a registered participant's standing, as the admin's block and unblock do.
+    async fn set_standing(&self, participant: &ParticipantId, status: &str);
 }
 
 // --- The memory adapter ----------------------------------------------------------------
@@ -115,6 +119,14 @@ impl ClaimsHarness for MemoryHarness {
     async fn has_outbox_record(&self, event_id: &str) -> bool {
         self.store.inspect(|w| w.outbox.contains_key(event_id))
     }
+
+    async fn register(&self, participant: &ParticipantId) {
+        self.store.register(participant);
+    }
+
+    async fn set_standing(&self, participant: &ParticipantId, status: &str) {
+        self.store.set_active(participant, status == "active");
+    }
 }
 
 // --- The DynamoDB adapter on the emulator ----------------------------------------------
@@ -135,6 +147,7 @@ pub async fn dynamo() -> DynamoHarness {
         ledger: stack.table_name("LedgerTable").to_string(),
         fraud: stack.table_name("FraudTable").to_string(),
         outbox: stack.table_name("OutboxTable").to_string(),
+        participants: stack.table_name("ParticipantsTable").to_string(),
     };
     DynamoHarness {
         store: DynamoClaims::new(stack.dynamodb(), tables.clone()),
@@ -232,6 +245,41 @@ impl ClaimsHarness for DynamoHarness {
             .expect("read outbox");
         out.item.is_some()
     }
+
+    async fn register(&self, participant: &ParticipantId) {
+        // Only the key and what the claim's check reads: a new profile has no `status`.
+        self.stack
+            .dynamodb()
+            .put_item()
+            .table_name(self.stack.table_name("ParticipantsTable"))
+            .set_item(Some(loyalty_platform::dynamo::key(
+                format!("PARTICIPANT#{participant}"),
+                "PROFILE",
+            )))
+            .send()
+            .await
+            .expect("profile written");
+    }
+
+    async fn set_standing(&self, participant: &ParticipantId, status: &str) {
+        self.stack
+            .dynamodb()
+            .update_item()
+            .table_name(self.stack.table_name("ParticipantsTable"))
+            .set_key(Some(loyalty_platform::dynamo::key(
+                format!("PARTICIPANT#{participant}"),
+                "PROFILE",
+            )))
+            .update_expression("SET #status = :status")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(
+                ":status",
+                aws_sdk_dynamodb::types::AttributeValue::S(status.into()),
+            )
+            .send()
+            .await
+            .expect("standing written");
+    }
 }
 
 // --- Helpers ---------------------------------------------------------------------------
@@ -251,6 +299,13 @@ pub fn pid(raw: &str) -> ParticipantId {
 
 pub fn oid(raw: &str) -> OutletId {
     OutletId::parse(raw).expect("outlet id")
+}
+
+/// A registered, active claimant.
+async fn member<H: ClaimsHarness>(h: &H, participant: &str, outlet: Option<&str>) -> Claimant {
+    let c = claimant(participant, outlet);
+    h.register(&c.participant).await;
+    c
 }
 
 fn claimant(participant: &str, outlet: Option<&str>) -> Claimant {
@@ -362,7 +417,7 @@ pub async fn the_batch_is_found_by_number_and_an_unknown_number_is_none<H: Claim
 
 pub async fn a_claim_commits_exactly_once<H: ClaimsHarness>(mut h: H) {
     let s = h.seed(40, "north", 1).await;
-    let c = claimant("p-once", Some("o-once"));
+    let c = member(&h, "p-once", Some("o-once")).await;
     let now = now();
     let a = attempt(&c, &s.batch, s.codes[0], None, now);
 
@@ -406,8 +461,8 @@ pub async fn a_second_claim_of_the_same_code_is_refused_with_who_claimed_it<H: C
     mut h: H,
 ) {
     let s = h.seed(25, "north", 1).await;
-    let owner = claimant("p-owner", Some("o-shared"));
-    let thief = claimant("p-thief", Some("o-shared"));
+    let owner = member(&h, "p-owner", Some("o-shared")).await;
+    let thief = member(&h, "p-thief", Some("o-shared")).await;
     let now = now();
     let first = attempt(&owner, &s.batch, s.codes[0], None, now);
     assert_eq!(try_claim(&h, &first).await, Ok(()));
@@ -430,7 +485,7 @@ pub async fn a_second_claim_of_the_same_code_is_refused_with_who_claimed_it<H: C
 
 pub async fn a_refused_claim_writes_nothing<H: ClaimsHarness>(mut h: H) {
     let s = h.seed(10, "north", 4).await;
-    let c = claimant("p-refused", Some("o-refused"));
+    let c = member(&h, "p-refused", Some("o-refused")).await;
     let now = now();
     assert_eq!(
         try_claim(&h, &attempt(&c, &s.batch, s.codes[0], None, now)).await,
@@ -487,7 +542,7 @@ pub async fn a_refused_claim_writes_nothing<H: ClaimsHarness>(mut h: H) {
 
 pub async fn a_stale_balance_is_refused_with_the_current_balance<H: ClaimsHarness>(mut h: H) {
     let s = h.seed(30, "north", 3).await;
-    let c = claimant("p-stale", None);
+    let c = member(&h, "p-stale", None).await;
     let now = now();
     let first = attempt(&c, &s.batch, s.codes[0], None, now);
     assert_eq!(try_claim(&h, &first).await, Ok(()));
@@ -510,7 +565,7 @@ pub async fn a_stale_balance_is_refused_with_the_current_balance<H: ClaimsHarnes
         Err(Refusal::BalanceMoved(current))
     );
     // A new account expected to exist is refused with the empty balance.
-    let nobody = claimant("p-nobody", None);
+    let nobody = member(&h, "p-nobody", None).await;
     let phantom = attempt(&nobody, &s.batch, s.codes[2], Some(current), now);
     assert_eq!(
         try_claim(&h, &phantom).await,
@@ -583,7 +638,7 @@ pub async fn locks_refuse_until_they_expire<H: ClaimsHarness>(mut h: H) {
     let until = now.timestamp() + 120;
 
     // A locked participant, even with a valid code.
-    let p = claimant("p-locked", None);
+    let p = member(&h, "p-locked", None).await;
     h.store()
         .lock(&Subject::Participant(p.participant.clone()), until)
         .await
@@ -592,7 +647,7 @@ pub async fn locks_refuse_until_they_expire<H: ClaimsHarness>(mut h: H) {
     assert_eq!(try_claim(&h, &a).await, Err(Refusal::Locked { until }));
 
     // A locked outlet locks everyone claiming through it.
-    let o = claimant("p-free", Some("o-locked"));
+    let o = member(&h, "p-free", Some("o-locked")).await;
     h.store()
         .lock(&Subject::Outlet(o.outlet.clone().unwrap()), until)
         .await
@@ -601,7 +656,7 @@ pub async fn locks_refuse_until_they_expire<H: ClaimsHarness>(mut h: H) {
     assert_eq!(try_claim(&h, &b).await, Err(Refusal::Locked { until }));
 
     // A lock outranks the code: a locked participant is not told who holds a code.
-    let stranger = claimant("p-stranger", None);
+    let stranger = member(&h, "p-stranger", None).await;
     assert_eq!(
         try_claim(&h, &attempt(&stranger, &s.batch, s.codes[0], None, now)).await,
         Ok(())
@@ -620,7 +675,7 @@ pub async fn the_velocity_limit_refuses_and_an_unlimited_attempt_is_flagged<H: C
     mut h: H,
 ) {
     let s = h.seed(5, "north", 3).await;
-    let c = claimant("p-fast", None);
+    let c = member(&h, "p-fast", None).await;
     let now = now();
     let mut first = attempt(&c, &s.batch, s.codes[0], None, now);
     first.velocity_limit = Some(2);
@@ -671,7 +726,7 @@ pub async fn unknown_codes_are_missing_and_the_code_outranks_velocity_and_balanc
     mut h: H,
 ) {
     let s = h.seed(20, "north", 2).await;
-    let c = claimant("p-unknown", None);
+    let c = member(&h, "p-unknown", None).await;
     let now = now();
     // A well-formed code of the batch that was never issued.
     let never = Code::chunk(&[7; 32], s.batch.number, 9, 1)[0];
@@ -699,6 +754,37 @@ pub async fn unknown_codes_are_missing_and_the_code_outranks_velocity_and_balanc
     assert_eq!(h.entries(&c.participant).await.len(), 1);
 }
 
+pub async fn only_a_registered_active_participant_can_claim<H: ClaimsHarness>(mut h: H) {
+    let s = h.seed(30, "north", 2).await;
+    let now = now();
+
+    // No profile: refused, nothing written.
+    let stranger = claimant("p-unregistered", Some("o-standing"));
+    let before = observe(&h, &stranger).await;
+    let a = attempt(&stranger, &s.batch, s.codes[0], None, now);
+    assert_eq!(try_claim(&h, &a).await, Err(Refusal::ParticipantNotActive));
+    assert_untouched(&h, &stranger, &before, &s.codes[0]).await;
+
+    // Blocked: refused, and the standing outranks a code that is not claimable either.
+    let c = member(&h, "p-blocked", Some("o-standing")).await;
+    h.set_standing(&c.participant, "blocked").await;
+    let before = observe(&h, &c).await;
+    let a = attempt(&c, &s.batch, s.codes[1], None, now);
+    assert_eq!(try_claim(&h, &a).await, Err(Refusal::ParticipantNotActive));
+    let unknown = Code::chunk(&[77; 32], s.batch.number + 50, 0, 1)[0];
+    let missing = attempt(&c, &s.batch, unknown, None, now);
+    assert_eq!(
+        try_claim(&h, &missing).await,
+        Err(Refusal::ParticipantNotActive)
+    );
+    assert_untouched(&h, &c, &before, &s.codes[1]).await;
+
+    // Unblocked (`status = active`): the same claim commits.
+    h.set_standing(&c.participant, "active").await;
+    assert_eq!(try_claim(&h, &a).await, Ok(()));
+    assert_eq!(h.balance(&c.participant).await, a.receipt.balance);
+}
+
 /// One test per contract case for one adapter. `$harness` is an `async fn() -> impl
 /// ClaimsHarness`, e.g. `loyalty_tests::contract::claims::memory`.
 #[macro_export]
@@ -714,6 +800,7 @@ macro_rules! claim_store_contract {
             locks_refuse_until_they_expire,
             the_velocity_limit_refuses_and_an_unlimited_attempt_is_flagged,
             unknown_codes_are_missing_and_the_code_outranks_velocity_and_balance,
+            only_a_registered_active_participant_can_claim,
         );
     };
 }

@@ -48,6 +48,8 @@ async fn fixture() -> Fixture {
 
 async fn fixture_at(now: DateTime<Utc>) -> Fixture {
     let stack = TestStack::for_functions(FUNCTIONS).await;
+    // The participants the tests report actions for: only registered ones earn.
+    crate::claims::register(&stack, ["p-1", "p-2"]).await;
     let clock = Arc::new(FixedClock::at(now));
     let app = accrual::App::with_clock(
         &stack.aws,
@@ -909,6 +911,7 @@ async fn approving_a_held_credit_through_the_reviewers_route_waits_for_the_budge
     use loyalty_domain::ledger::ProgrammeAccount;
     use loyalty_domain::review::ReviewId;
     let stack = TestStack::for_functions(&["AccrualFunction", "CodesAdminFunction"]).await;
+    crate::claims::register(&stack, ["p-1"]).await;
     let clock = Arc::new(FixedClock::at(monday()));
     let f = Fixture {
         app: accrual::App::with_clock(

@@ -97,6 +97,7 @@ fn store(client: Client) -> DynamoClaims {
             ledger: "ledger".into(),
             fraud: "fraud".into(),
             outbox: "outbox".into(),
+            participants: "participants".into(),
         },
     )
 }

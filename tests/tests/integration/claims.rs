@@ -77,6 +77,26 @@ async fn seed_batch(stack: &TestStack, count: u32, points: u64, region: &str) ->
     batch
 }
 
+/// Registers the participants (a profile each, active): only they may claim.
+pub(crate) async fn register(
+    stack: &TestStack,
+    participants: impl IntoIterator<Item = impl AsRef<str>>,
+) {
+    for p in participants {
+        stack
+            .dynamodb()
+            .put_item()
+            .table_name(stack.table_name("ParticipantsTable"))
+            .set_item(Some(loyalty_platform::dynamo::key(
+                format!("PARTICIPANT#{}", p.as_ref()),
+                "PROFILE",
+            )))
+            .send()
+            .await
+            .expect("profile written");
+    }
+}
+
 fn claim_app(stack: &TestStack, env: Env) -> code_claim::App {
     code_claim::App::new(&stack.aws, &env).expect("claim app")
 }
@@ -112,6 +132,7 @@ fn pid(raw: &str) -> ParticipantId {
 #[tokio::test]
 async fn a_valid_code_credits_its_points_and_answers_with_the_product_and_new_balance() {
     let f = fixture(3, 40, "north").await;
+    register(&f.stack, ["p-1"]).await;
     let app = claim_app(&f.stack, f.stack.env_for("CodeClaimFunction"));
 
     let (status, body) = claim(&app, "p-1", Some("o-1"), &f.codes[0].display()).await;
@@ -137,6 +158,7 @@ async fn a_valid_code_credits_its_points_and_answers_with_the_product_and_new_ba
 #[tokio::test]
 async fn claiming_a_code_twice_credits_points_once_and_returns_the_first_answer() {
     let f = fixture(2, 25, "north").await;
+    register(&f.stack, ["p-1"]).await;
     let app = claim_app(&f.stack, f.stack.env_for("CodeClaimFunction"));
     let code = f.codes[0].display();
 
@@ -167,6 +189,7 @@ async fn claiming_a_code_twice_credits_points_once_and_returns_the_first_answer(
 #[tokio::test]
 async fn a_code_claimed_by_someone_else_is_a_conflict() {
     let f = fixture(1, 10, "north").await;
+    register(&f.stack, ["p-1", "p-2"]).await;
     let app = claim_app(&f.stack, f.stack.env_for("CodeClaimFunction"));
     let code = f.codes[0].display();
     claim(&app, "p-1", None, &code).await;
@@ -193,6 +216,7 @@ async fn sixty_four_concurrent_claims_of_one_code_credit_exactly_one_participant
     for (i, code) in f.codes.iter().enumerate() {
         let shown = code.display();
         let racers: Vec<String> = (0..RACERS).map(|r| format!("p-{i}-{r}")).collect();
+        register(&f.stack, &racers).await;
         let results = join_all(racers.iter().map(|p| claim(&app, p, None, &shown))).await;
         let ok: Vec<_> = results
             .iter()
@@ -256,6 +280,7 @@ async fn a_mistyped_code_is_rejected_without_touching_the_database() {
 #[tokio::test]
 async fn an_unknown_code_is_not_found_and_an_expired_code_has_its_own_error() {
     let f = fixture(1, 10, "north").await;
+    register(&f.stack, ["p-1", "p-2"]).await;
     let env = f.stack.env_for("CodeClaimFunction");
     let app = claim_app(&f.stack, env.clone());
     // A well-formed code of this batch that was never issued.
@@ -284,6 +309,7 @@ async fn an_unknown_code_is_not_found_and_an_expired_code_has_its_own_error() {
 #[tokio::test]
 async fn repeated_failed_attempts_lock_claiming_with_retry_after_even_for_a_valid_code() {
     let f = fixture(2, 10, "north").await;
+    register(&f.stack, ["p-owner", "p-guesser", "p-other"]).await;
     let app = claim_app(
         &f.stack,
         f.stack
@@ -324,6 +350,7 @@ async fn repeated_failed_attempts_lock_claiming_with_retry_after_even_for_a_vali
 #[tokio::test]
 async fn failures_of_all_sellers_of_an_outlet_lock_the_outlet() {
     let f = fixture(2, 10, "north").await;
+    register(&f.stack, ["p-owner", "s-1", "s-2", "s-3", "s-4"]).await;
     let app = claim_app(
         &f.stack,
         f.stack
@@ -343,6 +370,7 @@ async fn failures_of_all_sellers_of_an_outlet_lock_the_outlet() {
 #[tokio::test]
 async fn claims_beyond_the_hourly_limit_go_to_review_and_an_admin_decides() {
     let f = fixture(4, 10, "north").await;
+    register(&f.stack, ["p-fast"]).await;
     let app = claim_app(
         &f.stack,
         f.stack
@@ -454,6 +482,7 @@ async fn claims_beyond_the_hourly_limit_go_to_review_and_an_admin_decides() {
 #[tokio::test]
 async fn a_code_from_a_batch_shipped_to_another_region_goes_to_review() {
     let f = fixture(1, 10, "south").await;
+    register(&f.stack, ["p-north"]).await;
     let app = claim_app(&f.stack, f.stack.env_for("CodeClaimFunction"));
     let (status, body) = claim(&app, "p-north", None, &f.codes[0].display()).await;
     assert_eq!(status, StatusCode::OK);
@@ -471,6 +500,7 @@ async fn a_code_from_a_batch_shipped_to_another_region_goes_to_review() {
 #[tokio::test]
 async fn a_balance_moved_elsewhere_costs_a_retry_not_a_wrong_answer() {
     let f = fixture(3, 10, "north").await;
+    register(&f.stack, ["p-1"]).await;
     let env = f.stack.env_for("CodeClaimFunction");
     // Two warm functions, each with its own cache of the participant's balance.
     let a = claim_app(&f.stack, env.clone());
@@ -487,6 +517,7 @@ async fn a_balance_moved_elsewhere_costs_a_retry_not_a_wrong_answer() {
 #[tokio::test]
 async fn concurrent_claims_of_different_codes_by_one_participant_all_count() {
     let f = fixture(4, 10, "north").await;
+    register(&f.stack, ["p-1"]).await;
     let app = claim_app(&f.stack, f.stack.env_for("CodeClaimFunction"));
     let shown: Vec<String> = f.codes.iter().map(|c| c.display()).collect();
     let results = join_all(shown.iter().map(|c| claim(&app, "p-1", Some("o-1"), c))).await;
@@ -505,6 +536,7 @@ async fn concurrent_claims_of_different_codes_by_one_participant_all_count() {
 #[tokio::test]
 async fn every_attempt_is_audited_without_storing_the_whole_code() {
     let f = fixture(1, 10, "north").await;
+    register(&f.stack, ["p-1", "p-2"]).await;
     let app = claim_app(&f.stack, f.stack.env_for("CodeClaimFunction"));
     let code = f.codes[0].display();
     claim(&app, "p-1", Some("o-1"), &code).await;
@@ -542,6 +574,7 @@ async fn every_attempt_is_audited_without_storing_the_whole_code() {
 #[tokio::test]
 async fn history_lists_entries_newest_first_with_a_cursor() {
     let f = fixture(3, 10, "north").await;
+    register(&f.stack, ["p-1", "p-2"]).await;
     // The entries get different timestamps from a clock the test moves, not from sleeping.
     let clock = Arc::new(FixedClock::at(Utc::now()));
     let app = code_claim::App::with_clock(
@@ -639,6 +672,7 @@ where
 async fn a_garbage_foreign_or_ill_fitting_cursor_on_history_or_the_review_queue_is_400_invalid_cursor(
 ) {
     let f = fixture(3, 10, "north").await;
+    register(&f.stack, ["p-1"]).await;
     let app = claim_app(
         &f.stack,
         f.stack

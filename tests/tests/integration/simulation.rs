@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-use crate::claims::{claim, fixture};
+use crate::claims::{claim, fixture, register};
 use crate::ledger_check::assert_ledger_consistent;
 
 const SEED: u64 = 20261122;
@@ -21,6 +21,7 @@ async fn a_seeded_simulation_keeps_every_balance_equal_to_its_entries_after_ever
     let mut rng = StdRng::seed_from_u64(SEED);
     // A low hourly limit sends some claims to review, so decisions have something to decide.
     let f = fixture(STEPS as u32, 7, "north").await;
+    register(&f.stack, PARTICIPANTS).await;
     let claims = code_claim::App::new(
         &f.stack.aws,
         &f.stack

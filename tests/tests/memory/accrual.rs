@@ -54,6 +54,7 @@ fn survey(points: u64, per_participant: Option<u32>, per_month: Option<u32>) -> 
 /// The function with every route on memory adapters, at the sample events' time.
 pub fn memory_app() -> App {
     let ledger = Arc::new(MemoryActions::new());
+    ledger.register(&participant());
     let admin = accrual::Admin {
         settings: ledger.clone(),
         sell_in: MemorySellIn::on(ledger.clone()),
@@ -768,4 +769,22 @@ async fn an_action_over_its_rules_budget_is_held_for_review_when_the_rule_says_h
         assert_eq!((again, &replay), (StatusCode::CREATED, &body));
         assert!(replayed(&response));
     }
+}
+
+#[tokio::test]
+async fn a_blocked_or_unregistered_participant_is_forbidden_and_earns_nothing() {
+    let app = app(survey(40, Some(3), Some(2)));
+    app.store().set_active(&participant(), false);
+    let (status, body, response) = send(&app, sample()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(content_type(&response), "application/problem+json");
+    assert_eq!(body["code"], "participant_not_active");
+    assert!(app.store().entries(&participant()).is_empty());
+    assert_eq!(app.store().used(&participant(), "survey-q4", "EVER"), 0);
+
+    let (status, body, _) = send(&app, keyed("stranger-key-01").sub("p-nobody")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "participant_not_active");
+    let nobody = ParticipantId::parse("p-nobody").unwrap();
+    assert!(app.store().entries(&nobody).is_empty());
 }

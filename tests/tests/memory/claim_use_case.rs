@@ -29,6 +29,7 @@ async fn expecting_an_empty_balance_for_an_account_that_does_not_exist_yet_still
         outlet: None,
         region: RegionId::parse("north").ok(),
     };
+    store.register(&claimant.participant);
     let now = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
     let claimed = claim(
         &store,

@@ -11,6 +11,7 @@ use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::ledger::EntryKind;
 use loyalty_domain::ports::FixedClock;
 use loyalty_domain::Points;
+use loyalty_platform::memory::claims::CodeStatus;
 use loyalty_platform::memory::MemoryClaims;
 use loyalty_tests::{body_json, ApiEvent};
 use serde_json::{json, Value};
@@ -45,6 +46,9 @@ fn app(count: u32) -> (App, Vec<Code>) {
     let codes = Code::chunk(&[17; 32], batch.number, 0, count);
     store.add_batch(batch.clone());
     store.issue(&batch, &codes);
+    for participant in [SAMPLE_PARTICIPANT, "p-thief"] {
+        store.register(&ParticipantId::parse(participant).unwrap());
+    }
     let app =
         code_claim::App::with_store(store, ClaimPolicy::default(), FixedClock::at(event_time()));
     (app, codes)
@@ -196,4 +200,27 @@ async fn unknown_and_expired_codes_are_refused_and_locks_answer_with_retry_after
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["code"], "code_expired");
     assert!(app.store().entries(&sample_participant()).is_empty());
+}
+
+#[tokio::test]
+async fn a_blocked_or_unregistered_participant_is_forbidden_and_nothing_is_written() {
+    let (app, codes) = app(1);
+    app.store().set_active(&sample_participant(), false);
+    let (status, body, response) = send(&app, typed(&codes[0].display())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(content_type(&response), "application/problem+json");
+    assert_eq!(body["code"], "participant_not_active");
+
+    let (status, body, _) = send(&app, typed(&codes[0].display()).sub("p-nobody")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "participant_not_active");
+
+    let store = app.store();
+    assert!(store.entries(&sample_participant()).is_empty());
+    assert!(store.outbox().is_empty());
+    assert!(store.audit().is_empty());
+    assert_eq!(
+        store.code(&codes[0]).map(|c| c.status),
+        Some(CodeStatus::Issued)
+    );
 }

@@ -49,6 +49,9 @@ pub struct KeyRecord {
 #[derive(Debug, Default)]
 pub struct ActionsWorld {
     pub programme: Programme,
+    /// Registered participants (profile items of ParticipantsTable), `true` while active,
+    /// `false` once blocked.
+    pub profiles: BTreeMap<ParticipantId, bool>,
     /// (caller, key) → the first answer.
     pub records: BTreeMap<(String, String), KeyRecord>,
     /// (participant, rule, counter key) → used.
@@ -85,6 +88,18 @@ pub enum ActionsBug {
 impl MemoryActions {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Registers `participant`, active (what registration writes to ParticipantsTable).
+    pub fn register(&self, participant: &ParticipantId) {
+        self.lock().profiles.insert(participant.clone(), true);
+    }
+
+    /// Blocks or unblocks a registered participant (the admin's standing change).
+    pub fn set_active(&self, participant: &ParticipantId, active: bool) {
+        if let Some(a) = self.lock().profiles.get_mut(participant) {
+            *a = active;
+        }
     }
 
     pub fn with_planted_bug(bug: ActionsBug) -> Self {
@@ -338,6 +353,10 @@ impl ActionStore for MemoryActions {
             if r.ttl > a.now.timestamp() {
                 return Ok(Err(ActionRefusal::KeyTaken(r.answer.clone())));
             }
+        }
+        // The profile check, after the key as `DynamoActions` ranks it.
+        if w.profiles.get(&entry.participant) != Some(&true) {
+            return Ok(Err(ActionRefusal::ParticipantNotActive));
         }
         let envelope = Envelope::new(
             DomainEvent::PointsCredited {

@@ -6,6 +6,7 @@
 //! | DynamoDB item (in transaction order)         | here                                   |
 //! |----------------------------------------------|----------------------------------------|
 //! | code: `status = issued AND valid_until >= today` | [`ClaimsWorld::codes`]              |
+//! | profile check: exists, `status` absent or `active` | [`ClaimsWorld::profiles`]          |
 //! | lock checks: `locked_until <= now` (participant, then outlet) | [`ClaimsWorld::locks`] |
 //! | velocity counter: `hits < limit` (when a limit is given), `ADD hits 1` | [`ClaimsWorld::velocity`] |
 //! | ledger entry: `attribute_not_exists(pk)`      | [`ClaimsWorld::entries`]               |
@@ -17,7 +18,7 @@
 //!
 //! Every condition is evaluated before anything is written, so a refused claim writes
 //! nothing, and the refusal reported is the one `DynamoClaims` reports when several
-//! conditions fail at once: a lock, then the code, then velocity, then the balance. A failed
+//! conditions fail at once: the participant's standing, a lock, then the code, then velocity, then the balance. A failed
 //! entry or outbox condition (which only corrupt data can cause) is a permanent
 //! [`InfraError`], as it is there.
 //!
@@ -155,6 +156,9 @@ pub struct AuditRecord {
 /// [`MemoryClaims::inspect`]; only the port writes it.
 #[derive(Debug, Default)]
 pub struct ClaimsWorld {
+    /// Registered participants (the profile items of ParticipantsTable), `true` while
+    /// active, `false` once blocked.
+    pub profiles: BTreeMap<ParticipantId, bool>,
     pub batches: BTreeMap<u32, BatchInfo>,
     /// By canonical code.
     pub codes: BTreeMap<String, CodeRecord>,
@@ -240,6 +244,18 @@ impl MemoryClaims {
                     status: CodeStatus::Issued,
                 },
             );
+        }
+    }
+
+    /// Registers `participant`, active (what registration writes to ParticipantsTable).
+    pub fn register(&self, participant: &ParticipantId) {
+        self.world().profiles.insert(participant.clone(), true);
+    }
+
+    /// Blocks or unblocks a registered participant (the admin's standing change).
+    pub fn set_active(&self, participant: &ParticipantId, active: bool) {
+        if let Some(a) = self.world().profiles.get_mut(participant) {
+            *a = active;
         }
     }
 
@@ -348,6 +364,10 @@ impl ClaimsWorld {
     ) -> Result<Option<Refusal>, InfraError> {
         let now = a.now.timestamp();
         let participant = &a.claimant.participant;
+
+        if self.profiles.get(participant) != Some(&true) {
+            return Ok(Some(Refusal::ParticipantNotActive));
+        }
 
         let mut subjects = vec![Subject::Participant(participant.clone())];
         if let Some(outlet) = &a.claimant.outlet {

@@ -5,6 +5,7 @@
 //! | item | condition | refusal, and what its `ALL_OLD` tells |
 //! |---|---|---|
 //! | ActivityTable `IDEMPOTENCY#caller#key` (the answer) | `attribute_not_exists(pk) OR ttl <= :now` | `KeyTaken`: the stored answer, replayed without a read |
+//! | ParticipantsTable `PARTICIPANT#participant`/`PROFILE` (a check) | `attribute_exists(pk) AND (attribute_not_exists(#status) OR #status = :active)` | `ParticipantNotActive`: no profile, or blocked |
 //! | ActivityTable `LIMIT#participant`/`RULE#rule#EVER` and `#<period>` (0 to 2) | `attribute_not_exists(used) OR used < :max` | `Limit`: the counter's value |
 //! | LedgerTable `ACCOUNT#participant`/`ENTRY#id` (on the review queue when held over budget) | `attribute_not_exists(pk)` | `EntryExists`: the key named it more than 24 h ago |
 //! | LedgerTable `ACCOUNT#participant`/`BALANCE` | `version = :v` or `attribute_not_exists(version)`; none with a single tier | `BalanceMoved`: the balance, hence the tier basis |
@@ -14,7 +15,7 @@
 //!
 //! This adapter only translates; [`loyalty_domain::action::report_action`] decides.
 
-use aws_sdk_dynamodb::types::{Put, Update};
+use aws_sdk_dynamodb::types::{ConditionCheck, Put, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use loyalty_domain::action::{
@@ -26,7 +27,7 @@ use loyalty_domain::ids::ParticipantId;
 use loyalty_domain::ledger::EntryKind;
 use loyalty_domain::InfraError;
 
-use crate::dynamo::{key, n, Item, ItemExt};
+use crate::dynamo::{key, n, s, Item, ItemExt};
 use crate::idempotency::{record_put, StoredRecord};
 use crate::stores::earning::{points_credited, read_rules, read_tiers, EarningTables};
 use crate::stores::ledger::{
@@ -40,6 +41,7 @@ use crate::tx::{Refused, Tx};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ActionTag {
     KeyTaken,
+    ParticipantNotActive,
     Limit(LimitScope),
     EntryExists,
     OutboxExists,
@@ -64,6 +66,8 @@ impl From<LedgerRefusal> for ActionTag {
 pub struct DynamoActions {
     client: Client,
     tables: EarningTables,
+    /// ParticipantsTable: an action credits only a registered participant in good standing.
+    participants: String,
 }
 
 /// The key of a limit counter.
@@ -83,8 +87,12 @@ pub fn tier_basis_from_item(item: &Item) -> Result<TierBasis, InfraError> {
 }
 
 impl DynamoActions {
-    pub fn new(client: Client, tables: EarningTables) -> Self {
-        Self { client, tables }
+    pub fn new(client: Client, tables: EarningTables, participants: impl Into<String>) -> Self {
+        Self {
+            client,
+            tables,
+            participants: participants.into(),
+        }
     }
 
     pub fn tables(&self) -> &EarningTables {
@@ -106,6 +114,22 @@ impl DynamoActions {
                 a.now,
             ),
             ActionTag::KeyTaken,
+        )?;
+        // Earning is for registered participants in good standing; checked in the
+        // transaction, so it costs no round trip and races no block.
+        tx.check(
+            ConditionCheck::builder()
+                .table_name(&self.participants)
+                .set_key(Some(key(
+                    format!("PARTICIPANT#{}", entry.participant),
+                    "PROFILE",
+                )))
+                .condition_expression(
+                    "attribute_exists(pk) AND (attribute_not_exists(#status) OR #status = :active)",
+                )
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":active", s("active")),
+            ActionTag::ParticipantNotActive,
         )?;
         for c in &a.counters {
             let update = Update::builder()
@@ -178,6 +202,9 @@ impl DynamoActions {
     fn refusal(&self, refused: &Refused<ActionTag>) -> Result<ActionRefusal, InfraError> {
         if let Some(old) = refused.get(&ActionTag::KeyTaken) {
             return Ok(ActionRefusal::KeyTaken(stored_answer(old)?));
+        }
+        if refused.contains(&ActionTag::ParticipantNotActive) {
+            return Ok(ActionRefusal::ParticipantNotActive);
         }
         if refused.contains(&ActionTag::EntryExists) || refused.contains(&ActionTag::OutboxExists) {
             return Ok(ActionRefusal::EntryExists);

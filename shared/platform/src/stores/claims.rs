@@ -1,6 +1,7 @@
 //! The claim transaction: one `TransactWriteItems` per successful claim.
 //!
-//! Items: code update, participant lock check, outlet lock check (optional), velocity
+//! Items: code update, participant standing check (profile exists and is active),
+//! participant lock check, outlet lock check (optional), velocity
 //! counter, ledger entry, balance, outlet totals (optional), outbox record, audit record.
 //! A refusal is read by its tag (`ClaimRefusal`, see [`crate::tx`]), never by position.
 
@@ -44,6 +45,8 @@ pub struct ClaimTables {
     pub ledger: String,
     pub fraud: String,
     pub outbox: String,
+    /// Where profiles live: a claim checks its claimant's standing in the same transaction.
+    pub participants: String,
 }
 
 /// The DynamoDB claim store. Batch metadata is immutable, so it is cached for the life of
@@ -93,6 +96,19 @@ impl DynamoClaims {
             ClaimRefusal::Code,
         )?;
 
+        // Earning is for registered participants in good standing; checking in the
+        // transaction keeps a claim one round trip and races no block.
+        tx.check(
+            ConditionCheck::builder()
+                .table_name(&t.participants)
+                .set_key(Some(key(format!("PARTICIPANT#{participant}"), "PROFILE")))
+                .condition_expression(
+                    "attribute_exists(pk) AND (attribute_not_exists(#status) OR #status = :active)",
+                )
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":active", s("active")),
+            ClaimRefusal::ParticipantNotActive,
+        )?;
         tx.check(
             lock_check(&t.fraud, &Subject::Participant(participant.clone()), now),
             ClaimRefusal::Locked,
@@ -229,6 +245,9 @@ impl DynamoClaims {
         a: &ClaimAttempt,
         refused: &Refused<ClaimRefusal>,
     ) -> Result<Refusal, InfraError> {
+        if refused.contains(&ClaimRefusal::ParticipantNotActive) {
+            return Ok(Refusal::ParticipantNotActive);
+        }
         if refused.contains(&ClaimRefusal::Locked) {
             // The participant's lock is added first, so it is the one read when both failed.
             let until = refused
@@ -269,6 +288,8 @@ impl DynamoClaims {
 /// What a refused claim transaction means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ClaimRefusal {
+    /// The claimant has no profile, or is blocked.
+    ParticipantNotActive,
     /// The code is not issued and valid (claimed, expired or missing): its item tells which.
     Code,
     /// The participant or the outlet is locked out; the lock item holds `locked_until`.

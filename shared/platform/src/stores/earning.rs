@@ -5,7 +5,7 @@
 //! ActivityTable: `LIMIT#<participant>`/`RULE#<rule>#<EVER|period>` counters (`used`);
 //! `SELLIN#<entry id>`/`LINE` sell-in line markers (`fingerprint`), kept forever.
 //!
-//! An action's transaction is [`crate::stores::actions`]'s.
+//! An action's transaction is [`super::actions`]'s.
 
 use std::collections::HashMap;
 
