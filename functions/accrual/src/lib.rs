@@ -833,6 +833,7 @@ mod tests {
             ("ACTIVITY_TABLE", "activity"),
             ("LEDGER_TABLE", "ledger"),
             ("OUTBOX_TABLE", "outbox"),
+            ("PARTICIPANTS_TABLE", "participants"),
         ]);
         App::new(&aws, &env).expect("app")
     }
