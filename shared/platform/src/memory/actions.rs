@@ -508,17 +508,7 @@ impl ReviewStore for MemoryActions {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<PendingReview>, ReviewError> {
-        let after = match cursor {
-            None => None,
-            Some(c) => {
-                let rest = c
-                    .strip_prefix(REVIEW_CURSOR_PREFIX)
-                    .ok_or(ReviewError::InvalidCursor)?;
-                let (at, entry) = rest.rsplit_once('#').ok_or(ReviewError::InvalidCursor)?;
-                let entry = EntryId::parse(entry).map_err(|_| ReviewError::InvalidCursor)?;
-                Some((at.to_string(), entry))
-            }
-        };
+        let after = super::reviews::decode_cursor(REVIEW_CURSOR_PREFIX, cursor)?;
         let w = self.lock();
         let rest: Vec<_> = w
             .reviews
@@ -531,7 +521,7 @@ impl ReviewStore for MemoryActions {
         let next_cursor = more
             .then(|| page.last())
             .flatten()
-            .map(|((at, entry), _)| format!("{REVIEW_CURSOR_PREFIX}{at}#{entry}"));
+            .map(|((at, entry), _)| super::reviews::encode_cursor(REVIEW_CURSOR_PREFIX, at, entry));
         let items = page
             .iter()
             .map(|((_, entry), participant)| PendingReview {

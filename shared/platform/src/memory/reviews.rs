@@ -20,6 +20,27 @@ const ANSWER_TTL_SECS: i64 = 24 * 3600;
 
 const CURSOR_PREFIX: &str = "memory-review:";
 
+/// The position after the last review a memory queue handed out, from its cursor
+/// `<prefix><created at>#<entry id>`; a cursor of another queue or a tampered one is
+/// `InvalidCursor`. Shared by every memory adapter with a review queue.
+pub(crate) fn decode_cursor(
+    prefix: &str,
+    cursor: Option<&str>,
+) -> Result<Option<(String, EntryId)>, ReviewError> {
+    let Some(c) = cursor else {
+        return Ok(None);
+    };
+    let rest = c.strip_prefix(prefix).ok_or(ReviewError::InvalidCursor)?;
+    let (at, entry) = rest.rsplit_once('#').ok_or(ReviewError::InvalidCursor)?;
+    let entry = EntryId::parse(entry).map_err(|_| ReviewError::InvalidCursor)?;
+    Ok(Some((at.to_string(), entry)))
+}
+
+/// The cursor [`decode_cursor`] reads.
+pub(crate) fn encode_cursor(prefix: &str, at: &str, entry: &EntryId) -> String {
+    format!("{prefix}{at}#{entry}")
+}
+
 /// How a flagged entry was decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
@@ -256,17 +277,7 @@ impl ReviewStore for MemoryReviews {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<PendingReview>, ReviewError> {
-        let after = match cursor {
-            None => None,
-            Some(c) => {
-                let rest = c
-                    .strip_prefix(CURSOR_PREFIX)
-                    .ok_or(ReviewError::InvalidCursor)?;
-                let (at, entry) = rest.rsplit_once('#').ok_or(ReviewError::InvalidCursor)?;
-                let entry = EntryId::parse(entry).map_err(|_| ReviewError::InvalidCursor)?;
-                Some((at.to_string(), entry))
-            }
-        };
+        let after = decode_cursor(CURSOR_PREFIX, cursor)?;
         let w = self.world.lock().unwrap();
         let rest: Vec<_> = w
             .queue
@@ -278,7 +289,7 @@ impl ReviewStore for MemoryReviews {
         let page: Vec<_> = rest.into_iter().take(limit).collect();
         let next_cursor = if more {
             page.last()
-                .map(|((at, entry), _)| format!("{CURSOR_PREFIX}{at}#{entry}"))
+                .map(|((at, entry), _)| encode_cursor(CURSOR_PREFIX, at, entry))
         } else {
             None
         };
