@@ -1,7 +1,7 @@
 //! Adapters and edges between the pure domain and AWS.
 //!
 //! - [`config`]: configuration read once at init, with clear errors.
-//! - [`telemetry`]: JSON tracing.
+//! - [`telemetry`]: JSON tracing; [`metrics`]: business and operational metrics (EMF).
 //! - [`aws`]: SDK clients built once from one `SdkConfig`.
 //! - [`http`]: the HTTP edge: verified claims, JSON bodies, `application/problem+json`.
 //! - [`dynamo`]: attribute helpers and the one classifier of DynamoDB errors.
@@ -15,6 +15,7 @@ pub mod dynamo;
 pub mod http;
 pub mod idempotency;
 pub mod memory;
+pub mod metrics;
 pub mod stores;
 pub mod telemetry;
 pub mod tx;
