@@ -41,20 +41,21 @@ use loyalty_domain::challenge::{
     progress_of, record_progress, Challenge, ChallengeRequest, ChallengeStore,
 };
 use loyalty_domain::earning::{
-    parse_sell_in_csv, parse_sell_in_json_lines, price_lines, Reporter, Rule, RuleId, RuleRequest,
-    SellInError, Slug, Tier, Tiers,
+    parse_sell_in_csv, parse_sell_in_json_lines, price_lines, AccrualError, Reporter, Rule, RuleId,
+    RuleRequest, SellInError, Slug, Tier, Tiers,
 };
 use loyalty_domain::ids::{OutletId, ParticipantId};
 use loyalty_domain::ledger::{Budgets, ProgrammeAccount};
 use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_domain::sellin::{self, ImportOutcome, SellInStore};
 use loyalty_domain::settings::EarningSettings;
-use loyalty_domain::{InfraError, Points};
+use loyalty_domain::{Classified, InfraError, Points};
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
 use loyalty_platform::idempotency::{
     self, Answer, AnswerStore, Idempotency, IdempotencyError, Keyed,
 };
+use loyalty_platform::metrics::{self, Dim, Metrics, Point, Routes};
 use loyalty_platform::stores::actions::DynamoActions;
 use loyalty_platform::stores::challenges::{log_out_of_budget, ChallengeTables, DynamoChallenges};
 use loyalty_platform::stores::earning::{EarningStore, EarningTables};
@@ -72,7 +73,24 @@ pub struct App<S = DynamoActions, C = Box<dyn Clock>, A = DynamoAdmin> {
     balances: BasisCache,
     admin: A,
     clock: C,
+    metrics: Metrics,
 }
+
+/// The routes (none counts its refusals apart: actions count their limits in `action`).
+pub const ROUTES: Routes = Routes(&[
+    ("POST /actions", None),
+    ("GET /me/challenges", None),
+    ("POST /admin/sell-in", None),
+    ("GET /admin/rules", None),
+    ("PUT /admin/rules/{ruleId}", None),
+    ("GET /admin/tiers", None),
+    ("PUT /admin/tiers", None),
+    ("PUT /admin/challenges/{challengeId}", None),
+    ("POST /admin/rules/{ruleId}/budget", None),
+    ("POST /admin/challenges/{challengeId}/budget", None),
+    ("GET /admin/rules/{ruleId}/budget", None),
+    ("GET /admin/challenges/{challengeId}/budget", None),
+]);
 
 /// The ports of the routes beside `POST /actions`: admin settings (rules, tiers, budgets),
 /// sell-in, challenges, and the answers stored under Idempotency-Keys.
@@ -152,7 +170,10 @@ pub fn settings(env: &Env) -> Result<ActionSettings, ConfigError> {
 
 impl App {
     pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
-        Self::with_clock(aws, env, Box::new(SystemClock))
+        Ok(
+            Self::with_clock(aws, env, Box::new(SystemClock))?
+                .with_metrics(Metrics::emf("accrual")),
+        )
     }
 
     /// Tests pass their own clock (validity windows, periods, tiers).
@@ -214,7 +235,14 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
             balances: BasisCache::default(),
             admin,
             clock,
+            metrics: Metrics::discard(),
         }
+    }
+
+    /// Where the metrics go (none unless given; [`App::new`] gives EMF on stdout).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The admin ports, for tests to inspect what a request wrote.
@@ -237,7 +265,7 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
     }
 
     pub async fn handle(&self, req: Request) -> Result<Response<Body>, Error> {
-        Ok(http::respond(self.route(&req).await))
+        Ok(self.metrics.http(&req, &ROUTES, self.route(&req)).await)
     }
 
     async fn route(&self, req: &Request) -> Result<Response<Body>, Problem> {
@@ -424,7 +452,9 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
             key: key.clone(),
         };
         let known = self.balances.get(&participant);
-        match report_action(&self.actions, &programme, &report, known, now).await {
+        let reported = report_action(&self.actions, &programme, &report, known, now).await;
+        self.metrics.emit(&action_points(&reported));
+        match reported {
             Ok(Reported::Credited { receipt, basis }) => {
                 match basis {
                     Some(b) => self.balances.put(participant, b),
@@ -726,6 +756,34 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
 #[serde(deny_unknown_fields)]
 struct BudgetBody {
     amount: u64,
+}
+
+/// An action credited (and held for review), or stopped by a limit.
+fn action_points(reported: &Result<Reported, ActionError>) -> Vec<Point> {
+    match reported {
+        Ok(Reported::Credited { receipt, .. }) => {
+            let mut points = vec![Point::new(&metrics::ACTION_CREDITS, 1, &[])];
+            if receipt.held {
+                points.push(Point::new(&metrics::REVIEW_FLAGS, 1, &[]));
+            }
+            points
+        }
+        Err(e @ ActionError::Refused(limit))
+            if matches!(
+                limit,
+                AccrualError::PeriodLimit(_)
+                    | AccrualError::ParticipantLimit(_)
+                    | AccrualError::BudgetExhausted(_)
+            ) =>
+        {
+            vec![Point::new(
+                &metrics::LIMIT_HITS,
+                1,
+                &[(Dim::Reason, e.code())],
+            )]
+        }
+        _ => Vec::new(),
+    }
 }
 
 fn sell_in_problem(e: SellInError) -> Problem {

@@ -27,6 +27,7 @@ use loyalty_domain::code::Code;
 use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_domain::InfraError;
 use loyalty_platform::config::{ConfigError, Env};
+use loyalty_platform::metrics::{self, Dim, Metrics, Point};
 use loyalty_platform::stores::codes::CodesStore;
 use loyalty_platform::stores::exports::S3Exports;
 use qrcode::QrCode;
@@ -43,11 +44,13 @@ const SHEET_COLUMNS: usize = 10;
 /// ([`App::with_ports`]). Codes derive from the batch seed, so there is no id source.
 pub struct App<S = CodesStore, E = S3Exports, C = Box<dyn Clock>> {
     worker: ChunkWorker<S, E, C>,
+    metrics: Metrics,
 }
 
 impl App {
     pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
-        Self::with_clock(aws, env, Box::new(SystemClock))
+        Ok(Self::with_clock(aws, env, Box::new(SystemClock))?
+            .with_metrics(Metrics::emf("batch-worker")))
     }
 
     /// Tests pass their own clock: chunk markers and the batch's ready time are dated by it.
@@ -66,7 +69,10 @@ impl App {
             },
             clock,
         );
-        Ok(Self { worker })
+        Ok(Self {
+            worker,
+            metrics: Metrics::discard(),
+        })
     }
 }
 
@@ -75,7 +81,14 @@ impl<S: BatchProgress + CodeWriter, E: ExportStore, C: Clock> App<S, E, C> {
     pub fn with_ports(store: S, exports: E, programme_base_url: &str, clock: C) -> Self {
         Self {
             worker: ChunkWorker::with_ports(store, exports, programme_base_url, clock),
+            metrics: Metrics::discard(),
         }
+    }
+
+    /// Where the metrics go (none unless given; [`App::new`] gives EMF on stdout).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn worker(&self) -> &ChunkWorker<S, E, C> {
@@ -90,6 +103,8 @@ impl<S: BatchProgress + CodeWriter, E: ExportStore, C: Clock> App<S, E, C> {
         event: LambdaEvent<SqsEvent>,
     ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
         let mut response = SqsBatchResponse::default();
+        // Job results, counted over the invocation and emitted once.
+        let mut results = JobResults::default();
         for record in event.payload.records {
             let message_id = record.message_id.unwrap_or_default();
             let job = match serde_json::from_str::<ChunkJob>(
@@ -98,18 +113,26 @@ impl<S: BatchProgress + CodeWriter, E: ExportStore, C: Clock> App<S, E, C> {
                 Ok(job) => job,
                 Err(e) => {
                     tracing::error!(message_id, error = %e, "dropping a malformed batch job");
+                    results.dropped += 1;
                     continue;
                 }
             };
             match self.worker.process(&job).await {
-                Ok(outcome) => tracing::info!(
-                    message_id,
-                    batch = job.batch,
-                    chunk = job.chunk,
-                    ?outcome,
-                    "chunk processed"
-                ),
+                Ok(outcome) => {
+                    match outcome {
+                        ChunkOutcome::Done { .. } => results.done += 1,
+                        ChunkOutcome::AlreadyDone { .. } => results.already_done += 1,
+                    }
+                    tracing::info!(
+                        message_id,
+                        batch = job.batch,
+                        chunk = job.chunk,
+                        ?outcome,
+                        "chunk processed"
+                    )
+                }
                 Err(ChunkError::Poison(reason)) => {
+                    results.dropped += 1;
                     tracing::error!(
                         message_id,
                         batch = job.batch,
@@ -120,11 +143,36 @@ impl<S: BatchProgress + CodeWriter, E: ExportStore, C: Clock> App<S, E, C> {
                 }
                 Err(ChunkError::Infra(e)) => {
                     tracing::error!(message_id, batch = job.batch, chunk = job.chunk, error = %e, "chunk failed; it will be retried");
+                    results.retried += 1;
                     response.add_failure(message_id);
                 }
             }
         }
+        self.metrics.emit(&results.points());
         Ok(response)
+    }
+}
+
+#[derive(Default)]
+struct JobResults {
+    done: u64,
+    already_done: u64,
+    retried: u64,
+    dropped: u64,
+}
+
+impl JobResults {
+    fn points(&self) -> Vec<Point> {
+        [
+            ("done", self.done),
+            ("already_done", self.already_done),
+            ("retried", self.retried),
+            ("dropped", self.dropped),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(result, n)| Point::new(&metrics::BATCH_JOBS, n, &[(Dim::Result, result)]))
+        .collect()
     }
 }
 

@@ -9,14 +9,19 @@ use std::sync::Mutex;
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Error, Request, Response};
-use loyalty_domain::claim::{claim, ClaimPolicy, ClaimReceipt, ClaimStore, Claimant};
+use loyalty_domain::claim::{
+    claim, BatchInfo, ClaimAttempt, ClaimPolicy, ClaimReceipt, ClaimStatus, ClaimStore, Claimant,
+    FailedAttempt, FailureCounts, Refusal,
+};
 use loyalty_domain::code::Code;
-use loyalty_domain::fraud::FraudPolicy;
+use loyalty_domain::fraud::{FraudPolicy, Subject};
 use loyalty_domain::ids::ParticipantId;
 use loyalty_domain::ledger::Balance;
 use loyalty_domain::ports::{Clock, SystemClock};
+use loyalty_domain::InfraError;
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
+use loyalty_platform::metrics::{self, Dim, Metrics, Point, Routes};
 use loyalty_platform::stores::claims::{ClaimTables, DynamoClaims};
 use serde::{Deserialize, Serialize};
 
@@ -29,11 +34,16 @@ pub struct App<S = DynamoClaims, C = Box<dyn Clock>> {
     policy: ClaimPolicy,
     balances: BalanceCache,
     clock: C,
+    metrics: Metrics,
 }
+
+/// The routes, and what their refusals count as.
+pub const ROUTES: Routes = Routes(&[("POST /claims", Some(&metrics::CLAIMS_REFUSED))]);
 
 impl App {
     pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
-        Self::with_clock(aws, env, Box::new(SystemClock))
+        Ok(Self::with_clock(aws, env, Box::new(SystemClock))?
+            .with_metrics(Metrics::emf("code-claim")))
     }
 
     /// Tests and simulations pass their own clock.
@@ -105,7 +115,14 @@ impl<S: ClaimStore, C: Clock> App<S, C> {
             policy,
             balances: BalanceCache::default(),
             clock,
+            metrics: Metrics::discard(),
         }
+    }
+
+    /// Where the metrics go (none unless given; [`App::new`] gives EMF on stdout).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The store, for tests to inspect what a request wrote.
@@ -118,7 +135,7 @@ impl<S: ClaimStore, C: Clock> App<S, C> {
     }
 
     pub async fn handle(&self, req: Request) -> Result<Response<Body>, Error> {
-        Ok(http::respond(self.route(&req).await))
+        Ok(self.metrics.http(&req, &ROUTES, self.route(&req)).await)
     }
 
     async fn route(&self, req: &Request) -> Result<Response<Body>, Problem> {
@@ -139,16 +156,25 @@ impl<S: ClaimStore, C: Clock> App<S, C> {
             region: caller.region,
         };
         let known = self.balances.get(&participant);
+        let store = LockWatch::new(&self.claims);
         let claimed = claim(
-            &self.claims,
+            &store,
             &self.policy,
             claimant,
             code,
             known,
             self.clock.now(),
         )
-        .await
-        .problem()?;
+        .await;
+        let mut points = store.into_points();
+        if let Ok(c) = &claimed {
+            points.push(Point::new(&metrics::CLAIMS_ACCEPTED, 1, &[]));
+            if c.receipt.status == ClaimStatus::PendingReview {
+                points.push(Point::new(&metrics::REVIEW_FLAGS, 1, &[]));
+            }
+        }
+        self.metrics.emit(&points);
+        let claimed = claimed.problem()?;
         if !claimed.replayed {
             self.balances.put(participant, claimed.receipt.balance);
         }
@@ -228,5 +254,54 @@ impl BalanceCache {
             map.clear();
         }
         map.insert(p, balance);
+    }
+}
+
+/// The claim store, noting each fraud lock the use case places (a [`metrics::FRAUD_LOCKS`]
+/// point per subject): the use case decides to lock inside, and says only that it refused.
+struct LockWatch<'a, S> {
+    inner: &'a S,
+    locks: Mutex<Vec<Point>>,
+}
+
+impl<'a, S> LockWatch<'a, S> {
+    fn new(inner: &'a S) -> Self {
+        Self {
+            inner,
+            locks: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn into_points(self) -> Vec<Point> {
+        self.locks.into_inner().expect("lock watch")
+    }
+}
+
+impl<S: ClaimStore> ClaimStore for LockWatch<'_, S> {
+    async fn batch(&self, number: u32) -> Result<Option<BatchInfo>, InfraError> {
+        self.inner.batch(number).await
+    }
+
+    async fn try_claim(&self, attempt: &ClaimAttempt) -> Result<Result<(), Refusal>, InfraError> {
+        self.inner.try_claim(attempt).await
+    }
+
+    async fn record_failure(&self, failure: &FailedAttempt) -> Result<FailureCounts, InfraError> {
+        self.inner.record_failure(failure).await
+    }
+
+    async fn record_attempt(&self, attempt: &FailedAttempt) -> Result<(), InfraError> {
+        self.inner.record_attempt(attempt).await
+    }
+
+    async fn lock(&self, subject: &Subject, until: i64) -> Result<(), InfraError> {
+        self.inner.lock(subject, until).await?;
+        let kind = match subject {
+            Subject::Participant(_) => "participant",
+            Subject::Outlet(_) => "outlet",
+        };
+        let point = Point::new(&metrics::FRAUD_LOCKS, 1, &[(Dim::Subject, kind)]);
+        self.locks.lock().expect("lock watch").push(point);
+        Ok(())
     }
 }

@@ -11,7 +11,8 @@ use loyalty_domain::auth::{Caller, Role};
 use loyalty_domain::batch::{BatchRecords, ExportLinks, JobQueue};
 use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_platform::config::{ConfigError, Env};
-use loyalty_platform::http::{self, respond, Problem, ResultExt};
+use loyalty_platform::http::{self, Problem, ResultExt};
+use loyalty_platform::metrics::{Metrics, Routes};
 use loyalty_platform::stores::batch_jobs::SqsJobQueue;
 use loyalty_platform::stores::codes::CodesStore;
 use loyalty_platform::stores::exports::S3Exports;
@@ -30,7 +31,16 @@ pub use reviews::{Desk, DynamoDesk};
 pub struct App<D = DynamoDesk, B = CodesStore, Q = SqsJobQueue, X = S3Exports> {
     batches: batches::Batches<B, Q, X>,
     reviews: reviews::Reviews<D>,
+    metrics: Metrics,
 }
+
+/// The routes (the `Route` dimension of their metrics).
+pub const ROUTES: Routes = Routes(&[
+    ("POST /admin/batches", None),
+    ("GET /admin/batches/{batchId}", None),
+    ("GET /admin/reviews", None),
+    ("POST /admin/reviews/{reviewId}/decision", None),
+]);
 
 /// The batch routes' ports.
 pub struct BatchPorts<B, Q, X> {
@@ -52,7 +62,14 @@ impl<D: Desk, B: BatchRecords, Q: JobQueue, X: ExportLinks> App<D, B, Q, X> {
                 clock.clone(),
             ),
             reviews: reviews::Reviews::with_desk(desk, clock),
+            metrics: Metrics::discard(),
         }
+    }
+
+    /// Where the metrics go (none unless given; [`App::new`] gives EMF on stdout).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn desk(&self) -> &D {
@@ -69,7 +86,7 @@ impl<D: Desk, B: BatchRecords, Q: JobQueue, X: ExportLinks> App<D, B, Q, X> {
     }
 
     pub async fn handle(&self, req: Request) -> Result<Response<Body>, lambda_http::Error> {
-        Ok(respond(self.route(&req).await))
+        Ok(self.metrics.http(&req, &ROUTES, self.route(&req)).await)
     }
 
     async fn route(&self, req: &Request) -> Result<Response<Body>, Problem> {
@@ -85,7 +102,8 @@ impl<D: Desk, B: BatchRecords, Q: JobQueue, X: ExportLinks> App<D, B, Q, X> {
 
 impl App {
     pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
-        Self::with_clock(aws, env, Arc::new(SystemClock))
+        Ok(Self::with_clock(aws, env, Arc::new(SystemClock))?
+            .with_metrics(Metrics::emf("codes-admin")))
     }
 
     /// Tests pass their own clock: batch validity and review decisions are dated by it.

@@ -17,9 +17,8 @@ use loyalty_domain::phone::{CountryCode, PhoneNumber};
 use loyalty_domain::ports::{Clock, IdSource, RandomIds, SystemClock};
 use loyalty_domain::Classified;
 use loyalty_platform::config::{ConfigError, Env};
-use loyalty_platform::http::{
-    self, caller, json, json_body, path_param, query_param, respond, Problem,
-};
+use loyalty_platform::http::{self, caller, json, json_body, path_param, query_param, Problem};
+use loyalty_platform::metrics::{Metrics, Routes};
 use loyalty_platform::stores::participants::DynamoParticipantStore;
 use serde::{Deserialize, Serialize};
 
@@ -40,11 +39,29 @@ pub struct App<S = DynamoParticipantStore, C = Box<dyn Clock>> {
     country: CountryCode,
     clock: C,
     ids: Box<dyn IdSource>,
+    metrics: Metrics,
 }
+
+/// The routes (the `Route` dimension of their metrics).
+pub const ROUTES: Routes = Routes(&[
+    ("POST /invitations", None),
+    ("POST /registrations", None),
+    ("GET /me", None),
+    ("PATCH /me", None),
+    ("GET /outlets/{outletId}/members", None),
+    ("GET /zone/outlets", None),
+    ("GET /admin/members/by-phone/{phone}", None),
+    ("POST /admin/members/import", None),
+    ("POST /admin/participants/{participantId}/block", None),
+    ("POST /admin/participants/{participantId}/unblock", None),
+]);
 
 impl App {
     pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
-        Self::with_ports(aws, env, Box::new(SystemClock), Box::new(RandomIds))
+        Ok(
+            Self::with_ports(aws, env, Box::new(SystemClock), Box::new(RandomIds))?
+                .with_metrics(Metrics::emf("participants")),
+        )
     }
 
     /// The DynamoDB app with the caller's clock and ids (integration tests, the local runner).
@@ -62,6 +79,7 @@ impl App {
             country: country(env)?,
             clock,
             ids,
+            metrics: Metrics::discard(),
         })
     }
 }
@@ -89,7 +107,14 @@ impl<S: ParticipantStore, C: Clock> App<S, C> {
             country,
             clock,
             ids: Box::new(ids),
+            metrics: Metrics::discard(),
         }
+    }
+
+    /// Where the metrics go (none unless given; [`App::new`] gives EMF on stdout).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Other limits on wrong invitation codes (tests of the lock).
@@ -108,7 +133,7 @@ impl<S: ParticipantStore, C: Clock> App<S, C> {
     }
 
     pub async fn handle(&self, req: Request) -> Result<Response<Body>, lambda_http::Error> {
-        Ok(respond(self.route(&req).await))
+        Ok(self.metrics.http(&req, &ROUTES, self.route(&req)).await)
     }
 
     async fn route(&self, req: &Request) -> Result<Response<Body>, Problem> {

@@ -25,6 +25,7 @@ use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_domain::{Classified, Points};
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
+use loyalty_platform::metrics::{self, Dim, Metrics, Point, Routes};
 use loyalty_platform::stores::cashback::{
     CashbackTables, DynamoCashback, DEFAULT_SETTINGS_TTL_SECS,
 };
@@ -41,11 +42,25 @@ pub struct App<S = DynamoCashback, C = Box<dyn Clock>> {
     policy: CashbackPolicy,
     secrets: PartnerSecretsSource,
     clock: C,
+    metrics: Metrics,
 }
+
+/// The routes; a webhook's 4xx answers count as rejections by problem code.
+pub const ROUTES: Routes = Routes(&[
+    (
+        "POST /webhooks/partners/{partnerId}",
+        Some(&metrics::WEBHOOK_REJECTIONS),
+    ),
+    ("PUT /admin/partners/{partnerId}", None),
+    ("PUT /admin/regions/{regionId}/minimum-order", None),
+    ("POST /admin/partners/{partnerId}/budget", None),
+    ("GET /admin/partners/{partnerId}/budget", None),
+]);
 
 impl App {
     pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
-        Self::with_clock(aws, env, Box::new(SystemClock))
+        Ok(Self::with_clock(aws, env, Box::new(SystemClock))?
+            .with_metrics(Metrics::emf("partner-webhooks")))
     }
 
     /// Tests pass their own clock.
@@ -132,7 +147,14 @@ impl<S: CashbackStore + CashbackSettings + Budgets, C: Clock> App<S, C> {
             policy,
             secrets,
             clock,
+            metrics: Metrics::discard(),
         }
+    }
+
+    /// Where the metrics go (none unless given; [`App::new`] gives EMF on stdout).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The store, for tests to inspect what a request wrote.
@@ -145,7 +167,7 @@ impl<S: CashbackStore + CashbackSettings + Budgets, C: Clock> App<S, C> {
     }
 
     pub async fn handle(&self, req: Request) -> Result<Response<Body>, Error> {
-        Ok(http::respond(self.route(&req).await))
+        Ok(self.metrics.http(&req, &ROUTES, self.route(&req)).await)
     }
 
     async fn route(&self, req: &Request) -> Result<Response<Body>, Problem> {
@@ -187,6 +209,7 @@ impl<S: CashbackStore + CashbackSettings + Budgets, C: Clock> App<S, C> {
         let result = cashback::apply(&self.store, &self.policy, &partner, &event, now)
             .await
             .problem()?;
+        self.metrics.emit(&cashback_points(&result));
         tracing::info!(
             partner = %partner,
             event_id = %event.event_id,
@@ -282,6 +305,29 @@ impl<S: CashbackStore + CashbackSettings + Budgets, C: Clock> App<S, C> {
             &serde_json::json!({ "region_id": region.as_str(), "amount_minor": minimum.get() }),
         ))
     }
+}
+
+/// A created order's cashback credited, and the limit that cut or stopped it. A replayed
+/// event answers its first result, so it counts again (rare: partners retry on failure).
+fn cashback_points(result: &cashback::EventResult) -> Vec<Point> {
+    let mut points = Vec::new();
+    if result.change == "created" && result.points > 0 {
+        points.push(Point::new(&metrics::CASHBACK_CREDITS, 1, &[]));
+    }
+    let limit = match result.reason.as_deref() {
+        Some("monthly_cap_reached") => Some("monthly_cap_reached"),
+        Some("capped") => Some("capped"),
+        Some("budget_exhausted") => Some("budget_exhausted"),
+        _ => None,
+    };
+    if let Some(reason) = limit {
+        points.push(Point::new(
+            &metrics::LIMIT_HITS,
+            1,
+            &[(Dim::Reason, reason)],
+        ));
+    }
+    points
 }
 
 fn partner_not_found() -> Problem {

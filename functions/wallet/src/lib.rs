@@ -9,6 +9,7 @@ use loyalty_domain::ledger::{Balance, Entry, LedgerReader};
 use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
+use loyalty_platform::metrics::{Metrics, Routes};
 use loyalty_platform::stores::ledger::DynamoLedger;
 use serde::Serialize;
 
@@ -22,11 +23,19 @@ const MAX_PAGE: usize = 100;
 pub struct App<L = DynamoLedger, C = Box<dyn Clock>> {
     ledger: L,
     clock: C,
+    metrics: Metrics,
 }
+
+/// The routes (the `Route` dimension of their metrics).
+pub const ROUTES: Routes = Routes(&[
+    ("GET /me/balance", None),
+    ("GET /me/ledger", None),
+    ("GET /outlets/{outletId}/totals", None),
+]);
 
 impl App {
     pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
-        Self::with_clock(aws, env, Box::new(SystemClock))
+        Ok(Self::with_clock(aws, env, Box::new(SystemClock))?.with_metrics(Metrics::emf("wallet")))
     }
 
     /// Tests pass their own clock: the tier window ends at its `now`.
@@ -50,7 +59,17 @@ impl App {
 impl<L: LedgerReader, C: Clock> App<L, C> {
     /// Any ledger reader and clock: the memory ledger and a fixed clock in handler tests.
     pub fn with_ledger(ledger: L, clock: C) -> Self {
-        Self { ledger, clock }
+        Self {
+            ledger,
+            clock,
+            metrics: Metrics::discard(),
+        }
+    }
+
+    /// Where the metrics go (none unless given; [`App::new`] gives EMF on stdout).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The ledger, for tests to seed and inspect.
@@ -63,7 +82,7 @@ impl<L: LedgerReader, C: Clock> App<L, C> {
     }
 
     pub async fn handle(&self, req: Request) -> Result<Response<Body>, Error> {
-        Ok(http::respond(self.route(&req).await))
+        Ok(self.metrics.http(&req, &ROUTES, self.route(&req)).await)
     }
 
     async fn route(&self, req: &Request) -> Result<Response<Body>, Problem> {
