@@ -34,7 +34,7 @@ fn event_time() -> DateTime<Utc> {
 }
 
 /// The sample event's rule: a survey worth `points`, limited as asked.
-fn survey(points: u64, per_participant: Option<u32>, per_month: Option<u32>) -> Rule {
+pub(crate) fn survey(points: u64, per_participant: Option<u32>, per_month: Option<u32>) -> Rule {
     Rule {
         id: RuleId::parse("survey-q4").unwrap(),
         trigger: Trigger::Action(Action::Survey),
@@ -69,17 +69,17 @@ pub fn memory_app() -> App {
     )
 }
 
-fn app(rule: Rule) -> App {
+pub(crate) fn app(rule: Rule) -> App {
     let app = memory_app();
     app.store().put_rule(rule);
     app
 }
 
-fn sample() -> ApiEvent {
+pub(crate) fn sample() -> ApiEvent {
     ApiEvent::load("accrual/report-action.json")
 }
 
-fn keyed(key: &str) -> ApiEvent {
+pub(crate) fn keyed(key: &str) -> ApiEvent {
     sample().header("idempotency-key", key)
 }
 

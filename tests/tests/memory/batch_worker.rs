@@ -24,7 +24,7 @@ fn event_time() -> DateTime<Utc> {
 }
 
 /// Batch 1: `count` codes in chunks of `chunk_size`, generating.
-fn batch(count: u32, chunk_size: u32) -> Batch {
+pub(crate) fn batch(count: u32, chunk_size: u32) -> Batch {
     Batch {
         number: 1,
         spec: BatchSpec {
@@ -44,7 +44,7 @@ fn batch(count: u32, chunk_size: u32) -> Batch {
 }
 
 /// A worker over a store holding `batch`.
-async fn app(batch: &Batch) -> App {
+pub(crate) async fn app(batch: &Batch) -> App {
     let store = MemoryBatches::new();
     store
         .create(batch, "admin-1", None)
@@ -59,7 +59,7 @@ async fn app(batch: &Batch) -> App {
     )
 }
 
-fn load(file: &str) -> Value {
+pub(crate) fn load(file: &str) -> Value {
     let path = loyalty_tests::repo_root()
         .join("events/batch-worker")
         .join(file);
@@ -67,14 +67,14 @@ fn load(file: &str) -> Value {
 }
 
 /// The sample job's record with another message id and job.
-fn record(message_id: &str, body: Value) -> Value {
+pub(crate) fn record(message_id: &str, body: Value) -> Value {
     let mut r = load("job.json")["Records"][0].clone();
     r["messageId"] = json!(message_id);
     r["body"] = json!(body.to_string());
     r
 }
 
-async fn deliver(app: &App, records: Vec<Value>) -> Vec<String> {
+pub(crate) async fn deliver(app: &App, records: Vec<Value>) -> Vec<String> {
     let event: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
     let response: SqsBatchResponse = app
         .handle(LambdaEvent::new(event, Context::default()))

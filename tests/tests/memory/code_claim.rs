@@ -33,7 +33,7 @@ fn valid_until() -> NaiveDate {
 
 /// An app on a fresh memory store holding one batch of `count` codes worth 40 points,
 /// shipped to the sample events' region.
-fn app(count: u32) -> (App, Vec<Code>) {
+pub(crate) fn app(count: u32) -> (App, Vec<Code>) {
     let store = MemoryClaims::new();
     let batch = BatchInfo {
         number: 17,
@@ -55,11 +55,11 @@ fn app(count: u32) -> (App, Vec<Code>) {
 }
 
 /// `events/code-claim/claim.json` with `code` as the typed code.
-fn typed(code: &str) -> ApiEvent {
+pub(crate) fn typed(code: &str) -> ApiEvent {
     ApiEvent::load("code-claim/claim.json").body(json!({ "code": code }))
 }
 
-async fn send(app: &App, event: ApiEvent) -> (StatusCode, Value, Response<Body>) {
+pub(crate) async fn send(app: &App, event: ApiEvent) -> (StatusCode, Value, Response<Body>) {
     let response = app
         .handle(event.request())
         .await

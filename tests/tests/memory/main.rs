@@ -9,6 +9,7 @@ mod batch_worker;
 mod claim_use_case;
 mod code_claim;
 mod codes_admin;
+mod metrics;
 mod participants;
 mod partner_webhooks;
 mod sellin;

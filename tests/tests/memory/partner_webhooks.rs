@@ -42,20 +42,20 @@ fn app() -> App {
     )
 }
 
-async fn send(app: &App, event: ApiEvent) -> (StatusCode, Value) {
+pub(crate) async fn send(app: &App, event: ApiEvent) -> (StatusCode, Value) {
     let response = app.handle(event.request()).await.expect("never errs");
     (response.status(), body_json(&response))
 }
 
 /// An app whose demo partner is configured from the sample admin event.
-async fn configured() -> App {
+pub(crate) async fn configured() -> App {
     let app = app();
     let (status, body) = send(&app, ApiEvent::load("partner-webhooks/put-partner.json")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     app
 }
 
-fn sample(name: &str) -> ApiEvent {
+pub(crate) fn sample(name: &str) -> ApiEvent {
     ApiEvent::load(&format!("partner-webhooks/{name}.json"))
 }
 
@@ -305,7 +305,7 @@ fn fund() -> ProgrammeAccount {
 }
 
 /// The sample top-up of the demo partner's fund by `amount` points under `key`.
-fn top_up(amount: u64, key: &str) -> ApiEvent {
+pub(crate) fn top_up(amount: u64, key: &str) -> ApiEvent {
     sample("fund-partner-budget")
         .header("idempotency-key", key)
         .body(json!({ "amount": amount }))
@@ -321,7 +321,7 @@ fn another_order(app: &App, id: &str) -> ApiEvent {
     signed(app, &body, DEMO_SECRET)
 }
 
-async fn send_full(app: &App, event: ApiEvent) -> (StatusCode, Value, String) {
+pub(crate) async fn send_full(app: &App, event: ApiEvent) -> (StatusCode, Value, String) {
     let response = app.handle(event.request()).await.expect("never errs");
     let content_type = response.headers()["content-type"]
         .to_str()

@@ -23,7 +23,7 @@ fn event_time() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
 }
 
-fn app() -> App {
+pub(crate) fn app() -> App {
     wallet::App::with_ledger(MemoryLedger::new(), FixedClock::at(event_time()))
 }
 
@@ -41,7 +41,7 @@ fn entry(id: &str, kind: EntryKind, points: u64, hours_ago: i64) -> Entry {
     }
 }
 
-async fn send(app: &App, event: ApiEvent) -> (StatusCode, Value, String) {
+pub(crate) async fn send(app: &App, event: ApiEvent) -> (StatusCode, Value, String) {
     let response = app
         .handle(event.request())
         .await
