@@ -18,6 +18,8 @@ pub mod template;
 #[cfg(test)]
 mod iam_policy_tests;
 #[cfg(test)]
+mod metrics_tests;
+#[cfg(test)]
 mod protection_tests;
 pub mod webhooks;
 

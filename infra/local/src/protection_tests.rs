@@ -88,14 +88,15 @@ fn every_function_logs_to_its_own_group_kept_for_the_retention_parameter() {
 fn every_function_alarms_on_errors_and_throttles_and_the_dead_letters_and_api_5xx_alarm_too() {
     let doc = template();
     let alarms = resources_of(&doc, "AWS::CloudWatch::Alarm");
+    // Alarms on metric math (the business alarms) have no single MetricName.
     let watched: Vec<(String, String)> = alarms
         .iter()
-        .map(|(_, a)| {
+        .filter_map(|(_, a)| {
             let p = &a["Properties"];
             let dimension = &p["Dimensions"][0]["Value"];
             let target = tagged_target(dimension).unwrap_or_default();
             let target = target.split('.').next().unwrap().to_string();
-            (p["MetricName"].as_str().unwrap().to_string(), target)
+            Some((p["MetricName"].as_str()?.to_string(), target))
         })
         .collect();
     for (id, _) in resources_of(&doc, "AWS::Serverless::Function") {
