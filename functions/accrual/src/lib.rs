@@ -768,20 +768,17 @@ fn action_points(reported: &Result<Reported, ActionError>) -> Vec<Point> {
             }
             points
         }
-        Err(e @ ActionError::Refused(limit))
-            if matches!(
-                limit,
+        Err(
+            e @ ActionError::Refused(
                 AccrualError::PeriodLimit(_)
-                    | AccrualError::ParticipantLimit(_)
-                    | AccrualError::BudgetExhausted(_)
-            ) =>
-        {
-            vec![Point::new(
-                &metrics::LIMIT_HITS,
-                1,
-                &[(Dim::Reason, e.code())],
-            )]
-        }
+                | AccrualError::ParticipantLimit(_)
+                | AccrualError::BudgetExhausted(_),
+            ),
+        ) => vec![Point::new(
+            &metrics::LIMIT_HITS,
+            1,
+            &[(Dim::Reason, e.code())],
+        )],
         _ => Vec::new(),
     }
 }

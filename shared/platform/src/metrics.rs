@@ -331,15 +331,19 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// An EMF document being built: its root members, and its metric directives, each the
+/// dimension names and the metrics published with them.
+type Line = (
+    Map<String, Value>,
+    Vec<(Vec<&'static str>, Vec<&'static Metric>)>,
+);
+
 /// The EMF documents of `points`: as few as possible. Dimension values and metric values
 /// are members of the root object, so two points that disagree on a dimension's value, or
 /// two values of one metric, go to separate lines; points with the same dimension names
 /// share one metric directive.
 pub fn emf_lines(function: &'static str, timestamp_ms: u64, points: &[Point]) -> Vec<Value> {
-    let mut lines: Vec<(
-        Map<String, Value>,
-        Vec<(Vec<&'static str>, Vec<&'static Metric>)>,
-    )> = Vec::new();
+    let mut lines: Vec<Line> = Vec::new();
     for point in points {
         let fits = |root: &Map<String, Value>| {
             !root.contains_key(point.metric.name)
