@@ -167,11 +167,20 @@ impl<S: ClaimStore, C: Clock> App<S, C> {
         )
         .await;
         let mut points = store.into_points();
-        if let Ok(c) = &claimed {
-            points.push(Point::new(&metrics::CLAIMS_ACCEPTED, 1, &[]));
-            if c.receipt.status == ClaimStatus::PendingReview {
-                points.push(Point::new(&metrics::REVIEW_FLAGS, 1, &[]));
+        match &claimed {
+            // The claimant's own code again (a retry): the first answer, counted once.
+            Ok(c) if c.replayed => points.push(Point::new(
+                &metrics::IDEMPOTENT_REPLAYS,
+                1,
+                &[(Dim::Route, "POST /claims")],
+            )),
+            Ok(c) => {
+                points.push(Point::new(&metrics::CLAIMS_ACCEPTED, 1, &[]));
+                if c.receipt.status == ClaimStatus::PendingReview {
+                    points.push(Point::new(&metrics::REVIEW_FLAGS, 1, &[]));
+                }
             }
+            Err(_) => {}
         }
         self.metrics.emit(&points);
         let claimed = claimed.problem()?;

@@ -108,12 +108,13 @@ pub const LATENCY: Metric = Metric {
 pub const IDEMPOTENT_REPLAYS: Metric = count(
     "IdempotentReplays",
     &[Dim::Function, Dim::Route],
-    "Answers replayed for a repeated Idempotency-Key (`Idempotent-Replayed: true`).",
+    "Answers replayed for a repeated request: an Idempotency-Key (`Idempotent-Replayed: true`), \
+     or a claim of a code the claimant has already claimed.",
 );
 pub const CLAIMS_ACCEPTED: Metric = count(
     "ClaimsAccepted",
     &[Dim::Function],
-    "Codes claimed (a replay of the claimant's own claim included).",
+    "Codes claimed (a replay of the claimant's own claim is an `IdempotentReplays`).",
 );
 pub const CLAIMS_REFUSED: Metric = count(
     "ClaimsRefused",

@@ -56,6 +56,11 @@ async fn an_accepted_claim_counts_once_with_its_route_latency_and_a_foreign_regi
     );
     assert_eq!(recorded.sum("ClaimsAccepted", &[]), 2);
     assert_eq!(recorded.sum("ReviewFlags", &[]), 1);
+
+    // The same claim again is its first answer: a replay, not a second acceptance.
+    code_claim::send(&app, code_claim::typed(&codes[0].display())).await;
+    assert_eq!(recorded.sum("ClaimsAccepted", &[]), 2);
+    assert_eq!(recorded.sum("IdempotentReplays", &[CLAIMS]), 1);
     assert_nothing_personal(&recorded, &["p-7f3a9c", "o-5d2e8b", &codes[0].display()]);
 }
 
@@ -139,6 +144,32 @@ async fn a_used_up_limit_counts_as_a_limit_hit_by_its_code_and_not_again_when_re
     assert_eq!(
         recorded.sum("IdempotentReplays", &[(Dim::Route, "POST /actions")]),
         1
+    );
+}
+
+#[tokio::test]
+async fn an_action_held_for_want_of_budget_is_a_credit_and_a_review_flag() {
+    use loyalty_domain::earning::{OverBudget, Rule, RuleId};
+    use loyalty_domain::ledger::ProgrammeAccount;
+    use loyalty_domain::Points;
+    let recorded = RecordedMetrics::default();
+    let app = accrual::app(Rule {
+        over_budget: OverBudget::Hold,
+        ..accrual::survey(40, None, None)
+    })
+    .with_metrics(recorded.metrics());
+    let account = ProgrammeAccount::Rule(RuleId::parse("survey-q4").unwrap());
+    app.store().fund_budget(&account, Points(16), "funding-1");
+    let (status, body, _) = accrual::send(&app, accrual::keyed("key-over-budget-1")).await;
+    assert_eq!(
+        (status, &body["status"]),
+        (StatusCode::CREATED, &json!("pending_review"))
+    );
+    assert_eq!(recorded.sum("ActionCredits", &[]), 1);
+    assert_eq!(recorded.sum("ReviewFlags", &[]), 1);
+    assert_eq!(
+        recorded.sum("LimitHits", &[(Dim::Reason, "budget_exhausted")]),
+        0
     );
 }
 
