@@ -25,7 +25,7 @@ use loyalty_platform::metrics::{self, Dim, Metrics, Point, Routes};
 use loyalty_platform::stores::claims::{ClaimTables, DynamoClaims};
 use serde::{Deserialize, Serialize};
 
-/// The function: the claim port `S`, the clock `C` and the settings, nothing else. Lambda
+/// The function: the claim port `S`, the clock `C`, the settings and the metrics sink, nothing else. Lambda
 /// runs it over DynamoDB and the wall clock ([`App::new`]); handler tests give it
 /// [`loyalty_platform::memory::MemoryClaims`] and a `FixedClock` ([`App::with_store`]). No handler reads the wall clock: time comes from `C`. Claims draw
 /// no random ids (entry and outbox ids derive from the code), so there is no id source.
