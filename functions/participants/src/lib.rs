@@ -27,7 +27,7 @@ const TOKEN_REFRESH_NOTE: &str =
     "Refresh your token: the new one carries the outlet_id, outlet_role and region claims of this registration.";
 
 /// The function: the participant store `S`, the clock `C`, an id source (outlets, invitations)
-/// and the default country code, nothing else. Lambda runs it over DynamoDB, the wall clock
+/// the default country code and the metrics sink, nothing else. Lambda runs it over DynamoDB, the wall clock
 /// and random ids ([`App::new`]); handler tests give it
 /// [`loyalty_platform::memory::MemoryParticipants`], a `FixedClock` and
 /// [`loyalty_platform::memory::SeededIds`] ([`App::with_store`]). No handler reads the wall
