@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::{AuthError, Caller, OutletRole, Role};
 use crate::fraud::{FraudPolicy, Guesser, Window};
 use crate::ids::{OutletId, ParticipantId, RegionId};
+use crate::passcode::PhoneProof;
 use crate::phone::{CountryCode, PhoneError, PhoneNumber};
 use crate::ports::IdSource;
 use crate::{redact, Classified, InfraError, Kind};
@@ -56,6 +57,8 @@ pub enum ParticipantError {
     TooManyAttempts { retry_after_secs: u64 },
     #[error("this phone number already belongs to an account")]
     PhoneTaken,
+    #[error("prove this phone number first: verify a passcode sent to it (POST /passcodes), or sign in with a verified phone_number")]
+    PhoneNotProven,
     #[error("you are already registered")]
     AlreadyRegistered,
     #[error("you are not registered yet")]
@@ -100,7 +103,7 @@ impl Classified for ParticipantError {
             | ParticipantNotFound => Kind::NotFound,
             InvitationUsed | PhoneTaken | AlreadyRegistered => Kind::Conflict,
             InvitationExpired | ImportInvalid { .. } => Kind::Unprocessable,
-            OutletNotInZone => Kind::Forbidden,
+            OutletNotInZone | PhoneNotProven => Kind::Forbidden,
             TooManyAttempts { retry_after_secs } => Kind::TooManyAttempts {
                 retry_after_secs: *retry_after_secs,
             },
@@ -124,6 +127,7 @@ impl Classified for ParticipantError {
             InvitationExpired => "invitation_expired",
             TooManyAttempts { .. } => "too_many_attempts",
             PhoneTaken => "phone_taken",
+            PhoneNotProven => "phone_not_proven",
             AlreadyRegistered => "already_registered",
             NotRegistered => "not_registered",
             OutletNotFound => "outlet_not_found",
@@ -555,6 +559,8 @@ pub struct Registration {
     /// Created by a `new_outlet` invitation.
     pub new_outlet: Option<Outlet>,
     pub membership: Option<Membership>,
+    /// Why the phone is the caller's; a recorded proof is consumed by the same write.
+    pub proof: PhoneProof,
 }
 
 impl Registration {
@@ -595,6 +601,7 @@ impl Registration {
             name: form.name.clone(),
             joined_at: now,
         });
+        let proof = PhoneProof::for_caller(caller, &form.phone, now);
         let profile = Profile {
             id,
             phone: form.phone,
@@ -613,6 +620,7 @@ impl Registration {
             profile,
             new_outlet,
             membership,
+            proof,
         })
     }
 }
@@ -966,7 +974,9 @@ pub trait ParticipantStore: Send + Sync {
         id: &ParticipantId,
     ) -> impl Future<Output = Result<Option<Profile>, InfraError>> + Send;
     /// Writes the profile, the phone claim, the outlet and membership and consumes the
-    /// invitation, all or nothing. Outcomes: `AlreadyRegistered`, `PhoneTaken`,
+    /// invitation and a recorded phone proof, all or nothing. Outcomes, in this precedence:
+    /// `AlreadyRegistered`, `PhoneNotProven` (no live proof of this subject and phone; before
+    /// `PhoneTaken`, so that an unproven phone learns nothing about its owner), `PhoneTaken`,
     /// `InvitationUsed`, `OutletNotFound`.
     fn register(
         &self,
@@ -1312,6 +1322,7 @@ mod tests {
             outlet: None,
             region: region.map(|r| RegionId::parse(r).unwrap()),
             scopes: Vec::new(),
+            verified_phone: None,
         }
     }
 

@@ -211,6 +211,7 @@ fn caller(subject: &str, role: Role) -> Caller {
         outlet: None,
         region: Some(RegionId::parse("north").expect("region")),
         scopes: Vec::new(),
+        verified_phone: None,
     }
 }
 
