@@ -142,7 +142,11 @@ impl std::fmt::Debug for PasscodeKey {
 
 /// Compares two digests in time independent of where they differ.
 fn same_digest(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,6 +278,13 @@ pub trait SmsSender: Send + Sync {
         phone: &PhoneNumber,
         text: &str,
     ) -> impl Future<Output = Result<(), InfraError>> + Send;
+}
+
+/// A shared sender is a sender: a test keeps one handle to read what was sent.
+impl<S: SmsSender + ?Sized> SmsSender for std::sync::Arc<S> {
+    async fn send(&self, phone: &PhoneNumber, text: &str) -> Result<(), InfraError> {
+        (**self).send(phone, text).await
+    }
 }
 
 /// The text of the SMS.
@@ -653,10 +664,7 @@ mod tests {
             assert!(matches!(r, Err(PasscodeError::Invalid)));
         }
         // The fifth try is still a try.
-        assert!(w
-            .verify("p-1", "+447700900123", &code, now())
-            .await
-            .is_ok());
+        assert!(w.verify("p-1", "+447700900123", &code, now()).await.is_ok());
 
         w.request("p-1", "+447700900123", now()).await.unwrap();
         let code = w.sms.last_code();
@@ -683,7 +691,9 @@ mod tests {
         assert_eq!(w.sms.0.lock().unwrap().len(), 3);
         // Another phone is not limited by this one.
         w.request("p-4", "+447700900124", later(60)).await.unwrap();
-        w.request("p-4", "+447700900123", later(15 * 60)).await.unwrap();
+        w.request("p-4", "+447700900123", later(15 * 60))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -771,6 +781,9 @@ mod tests {
             &Passcode::parse("042042").unwrap(),
             &PasscodePolicy::default(),
         );
-        assert!(text.contains("042042") && text.contains("5 minutes"), "{text}");
+        assert!(
+            text.contains("042042") && text.contains("5 minutes"),
+            "{text}"
+        );
     }
 }

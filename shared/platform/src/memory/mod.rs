@@ -22,6 +22,7 @@ pub mod ids;
 pub mod jobs;
 pub mod ledger;
 pub mod participants;
+pub mod passcodes;
 pub mod reviews;
 pub mod sellin;
 
@@ -36,5 +37,6 @@ pub use ids::SeededIds;
 pub use jobs::MemoryJobs;
 pub use ledger::MemoryLedger;
 pub use participants::MemoryParticipants;
+pub use passcodes::MemorySms;
 pub use reviews::MemoryReviews;
 pub use sellin::MemorySellIn;

@@ -14,13 +14,18 @@
 //! | `REGION#id`/`REGION` (`last_invitation_at`)                   | [`ParticipantsWorld::regions`]        |
 //! | `GUESSES#guesser#window`/`COUNTER` (`failures`)               | [`ParticipantsWorld::guesses`]        |
 //! | `GUESSLOCK#guesser`/`LOCK` (`locked_until`)                   | [`ParticipantsWorld::guess_locks`]    |
+//! | `PASSCODE#e164`/`PASSCODE` (`digest`, `challenge`, `tries`)   | [`ParticipantsWorld::passcodes`]      |
+//! | `PASSCODES#limiter#window`/`COUNTER` (`requests`)             | [`ParticipantsWorld::passcode_requests`] |
+//! | `PROOF#subject`/`PHONE#e164` (`expires_at`)                   | [`ParticipantsWorld::proofs`]         |
 //!
 //! `register` is one transaction there: invitation `attribute_exists(pk) AND
 //! attribute_not_exists(used_by)`, phone and profile `attribute_not_exists(pk)`, a new outlet
 //! `attribute_not_exists(pk)` or the joined outlet `attribute_exists(pk)`, the membership put
-//! unconditionally. Here every condition is checked before anything is written, and the
+//! unconditionally, and a recorded phone proof deleted on `attribute_exists(pk) AND expires_at >
+//! :now`. Here every condition is checked before anything is written, and the
 //! refusal reported when several fail is the one `DynamoParticipantStore` picks: the
-//! profile (`AlreadyRegistered`), then the phone (`PhoneTaken`), then the invitation
+//! profile (`AlreadyRegistered`), then the proof (`PhoneNotProven`), then the phone
+//! (`PhoneTaken`), then the invitation
 //! (`InvitationUsed`), then the outlet (`OutletNotFound`).
 //!
 //! `count_guess` is one transaction there: per guesser a lock check `attribute_not_exists(pk)
@@ -54,6 +59,7 @@ use loyalty_domain::participant::{
     Guess, GuessRefusal, ImportRow, Invitation, InvitationCode, LineError, Membership, Outlet,
     Page, ParticipantError, ParticipantStore, Profile, Registration, StandingChange,
 };
+use loyalty_domain::passcode::{PhoneProof, StoredPasscode};
 use loyalty_domain::phone::PhoneNumber;
 use loyalty_domain::InfraError;
 
@@ -86,6 +92,12 @@ pub struct ParticipantsWorld {
     pub guesses: BTreeMap<(String, i64), i64>,
     /// Until when (epoch seconds) each guesser key is locked.
     pub guess_locks: BTreeMap<String, i64>,
+    /// The live passcode of each E.164 number, with its tries (`memory/passcodes.rs`).
+    pub passcodes: BTreeMap<String, (StoredPasscode, u32)>,
+    /// Passcode requests per limiter key ([`loyalty_domain::passcode::Limiter::key`]) per window start.
+    pub passcode_requests: BTreeMap<(String, i64), u64>,
+    /// Until when (epoch seconds) each (subject, E.164 number) is proven.
+    pub proofs: BTreeMap<(ParticipantId, String), i64>,
 }
 
 /// Deliberate bugs, so that tests can prove the contract suite catches them. Never set
@@ -116,7 +128,7 @@ impl MemoryParticipants {
         }
     }
 
-    fn world(&self) -> MutexGuard<'_, ParticipantsWorld> {
+    pub(super) fn world(&self) -> MutexGuard<'_, ParticipantsWorld> {
         // A panic while holding the lock (a failed assertion) must not hide the world.
         self.world.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -187,7 +199,7 @@ fn resume_after(zone: &ParticipantId, cursor: &str) -> Option<String> {
     sk.strip_prefix("OUTLET#").map(str::to_string)
 }
 
-async fn round_trip() {
+pub(super) async fn round_trip() {
     tokio::task::yield_now().await;
 }
 
@@ -246,6 +258,13 @@ impl ParticipantStore for MemoryParticipants {
         let phone_free = !w.phones.contains_key(profile.phone.as_e164())
             || self.bug == Some(PlantedBug::PhonesNotUnique);
         let profile_free = !w.profiles.contains_key(&profile.id);
+        let proof_key = (profile.id.clone(), profile.phone.as_e164().to_string());
+        let proven = match registration.proof {
+            PhoneProof::Token => true,
+            PhoneProof::Recorded { now } => {
+                w.proofs.get(&proof_key).is_some_and(|until| *until > now)
+            }
+        };
         let outlet_ok = match (&registration.new_outlet, &registration.membership) {
             (Some(outlet), _) => !w.outlets.contains_key(&outlet.id),
             (None, Some(membership)) => w.outlets.contains_key(&membership.outlet),
@@ -253,6 +272,9 @@ impl ParticipantStore for MemoryParticipants {
         };
         if !profile_free {
             return Err(ParticipantError::AlreadyRegistered);
+        }
+        if !proven {
+            return Err(ParticipantError::PhoneNotProven);
         }
         if !phone_free {
             return Err(ParticipantError::PhoneTaken);
@@ -264,6 +286,9 @@ impl ParticipantStore for MemoryParticipants {
             return Err(ParticipantError::OutletNotFound);
         }
 
+        if let PhoneProof::Recorded { .. } = registration.proof {
+            w.proofs.remove(&proof_key);
+        }
         let stored = w
             .invitations
             .get_mut(registration.invitation.as_str())

@@ -4,7 +4,9 @@
 //! `OUTLET#id`/`OUTLET` (on `gsi1` as `ZONE#rep`/`OUTLET#id`), `OUTLET#id`/`MEMBER#participant`,
 //! `INVITE#code`/`INVITE`, `REGION#id`/`REGION`; invitation guesses per guesser (caller or
 //! source address) and failure window `GUESSES#guesser#window`/`COUNTER` and their locks
-//! `GUESSLOCK#guesser`/`LOCK`, both deleted by TTL.
+//! `GUESSLOCK#guesser`/`LOCK`, both deleted by TTL; passcodes, their counters and phone proofs
+//! (`stores/passcodes.rs`): `PASSCODE#e164`/`PASSCODE`, `PASSCODES#limiter#window`/`COUNTER`,
+//! `PROOF#subject`/`PHONE#e164`, all deleted by TTL.
 //!
 //! One account per phone holds under concurrency because the `PHONE#` item is put with
 //! `attribute_not_exists(pk)` in the same transaction as the profile.
@@ -13,8 +15,8 @@ use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::builders::PutBuilder;
-use aws_sdk_dynamodb::types::{ConditionCheck, Put, ReturnValue, Update};
+use aws_sdk_dynamodb::types::builders::{DeleteBuilder, PutBuilder};
+use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, ReturnValue, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, Utc};
 use loyalty_domain::auth::OutletRole;
@@ -25,6 +27,7 @@ use loyalty_domain::participant::{
     Membership, Name, Outlet, Page, ParticipantError, ParticipantStore, Profile, Reason,
     Registration, Source, Standing, StandingChange,
 };
+use loyalty_domain::passcode::PhoneProof;
 use loyalty_domain::phone::PhoneNumber;
 use loyalty_domain::InfraError;
 
@@ -40,12 +43,16 @@ const INVITATION_RETENTION_DAYS: i64 = 30;
 
 #[derive(Debug, Clone)]
 pub struct DynamoParticipantStore {
-    client: Client,
-    table: String,
+    pub(super) client: Client,
+    pub(super) table: String,
 }
 
 fn participant_pk(id: &ParticipantId) -> String {
     format!("PARTICIPANT#{id}")
+}
+/// A passcode proof of a phone for a subject, consumed by a registration or a change of phone.
+pub(super) fn proof_key(subject: &ParticipantId, phone: &PhoneNumber) -> Item {
+    key(format!("PROOF#{subject}"), phone_pk(phone))
 }
 fn phone_pk(phone: &PhoneNumber) -> String {
     format!("PHONE#{}", phone.as_e164())
@@ -276,6 +283,15 @@ fn decode_invitation(code: &InvitationCode, item: &Item) -> Result<Invitation, I
     })
 }
 
+/// Deletes the proof of the profile's subject and phone if it is alive at `now`.
+fn consume_proof(table: &str, profile: &Profile, now: i64) -> DeleteBuilder {
+    Delete::builder()
+        .table_name(table)
+        .set_key(Some(proof_key(&profile.id, &profile.phone)))
+        .condition_expression("attribute_exists(pk) AND expires_at > :now")
+        .expression_attribute_values(":now", n(now))
+}
+
 fn put(table: &str, item: Item) -> PutBuilder {
     Put::builder().table_name(table).set_item(Some(item))
 }
@@ -296,6 +312,8 @@ enum ParticipantRefusal {
     Outlet,
     /// A member's membership item is missing.
     Membership,
+    /// No live passcode proof of this subject and phone.
+    PhoneNotProven,
 }
 
 impl DynamoParticipantStore {
@@ -404,11 +422,18 @@ impl ParticipantStore for DynamoParticipantStore {
         if let Some(membership) = &registration.membership {
             tx.put_always(put(&self.table, member_item(membership)))?;
         }
+        if let PhoneProof::Recorded { now } = registration.proof {
+            tx.delete(consume_proof(&self.table, profile, now), R::PhoneNotProven)?;
+        }
         match tx.commit(&self.client, "transact participants").await? {
             Ok(()) => Ok(()),
             // The same subject registering again is the likeliest cause when several fail.
             Err(refused) if refused.contains(&R::Profile) => {
                 Err(ParticipantError::AlreadyRegistered)
+            }
+            // Before the phone's owner: an unproven phone learns nothing about it.
+            Err(refused) if refused.contains(&R::PhoneNotProven) => {
+                Err(ParticipantError::PhoneNotProven)
             }
             Err(refused) if refused.contains(&R::PhoneTaken) => Err(ParticipantError::PhoneTaken),
             Err(refused) if refused.contains(&R::InvitationUsed) => {
