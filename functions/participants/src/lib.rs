@@ -1,4 +1,5 @@
-//! Invitations, registration, profiles, outlets and member import (ParticipantsFunction).
+//! Invitations, passcodes, registration, profiles, outlets and member import
+//! (ParticipantsFunction).
 //!
 //! Every route establishes the caller first (401), then the role (403), then reads the
 //! request (400), so that no one learns anything about a route they may not use.
@@ -13,6 +14,9 @@ use loyalty_domain::participant::{
     self as participant, Invitation, InvitationKind, InvitationRequest, Membership, Outlet,
     ParticipantError, ParticipantStore, ProfileChanges, Reason, RegistrationForm, Standing,
 };
+use loyalty_domain::passcode::{
+    self, Passcode, PasscodeError, PasscodeKey, PasscodePolicy, Passcodes, SmsSender,
+};
 use loyalty_domain::phone::{CountryCode, PhoneNumber};
 use loyalty_domain::ports::{Clock, IdSource, RandomIds, SystemClock};
 use loyalty_domain::Classified;
@@ -21,25 +25,30 @@ use loyalty_platform::http::{
     self, caller, json, json_body, path_param, query_param, respond, Problem,
 };
 use loyalty_platform::stores::participants::DynamoParticipantStore;
+use loyalty_platform::stores::sms::SnsSms;
 use serde::{Deserialize, Serialize};
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
 const TOKEN_REFRESH_NOTE: &str =
     "Refresh your token: the new one carries the outlet_id, outlet_role and region claims of this registration.";
 
-/// The function: the participant store `S`, the clock `C`, an id source (outlets, invitations)
-/// and the default country code, nothing else. Lambda runs it over DynamoDB, the wall clock
-/// and random ids ([`App::new`]); handler tests give it
-/// [`loyalty_platform::memory::MemoryParticipants`], a `FixedClock` and
-/// [`loyalty_platform::memory::SeededIds`] ([`App::with_store`]). No handler reads the wall
-/// clock or draws an id itself: new outlet ids and invitation codes come from the id source.
-pub struct App<S = DynamoParticipantStore, C = Box<dyn Clock>> {
+/// The function: the participant store `S` (which also keeps passcodes and phone proofs), the
+/// clock `C`, the SMS sender `M`, an id source (outlets, invitations, passcodes), the passcode
+/// key and the default country code, nothing else. Lambda runs it over DynamoDB, SNS, the wall
+/// clock and random ids ([`App::new`]); handler tests give it
+/// [`loyalty_platform::memory::MemoryParticipants`], a `FixedClock`,
+/// [`loyalty_platform::memory::MemorySms`] and [`loyalty_platform::memory::SeededIds`]
+/// ([`App::with_store`]). No handler reads the wall clock or draws an id itself.
+pub struct App<S = DynamoParticipantStore, C = Box<dyn Clock>, M = SnsSms> {
     store: S,
     /// The limits on wrong invitation codes: those of pack-code claims.
     guessing: FraudPolicy,
     country: CountryCode,
     clock: C,
     ids: Box<dyn IdSource>,
+    sms: M,
+    passcode_key: PasscodeKey,
+    passcodes: PasscodePolicy,
 }
 
 impl App {
@@ -62,8 +71,20 @@ impl App {
             country: country(env)?,
             clock,
             ids,
+            sms: SnsSms::new(loyalty_platform::aws::sns(aws)),
+            passcode_key: passcode_key(env)?,
+            passcodes: PasscodePolicy::default(),
         })
     }
+}
+
+/// The secret key of the passcode hashes (`PASSCODE_HMAC_KEY`, the stack's NoEcho parameter
+/// `PasscodeHmacKey`): at least 32 characters.
+pub fn passcode_key(env: &Env) -> Result<PasscodeKey, ConfigError> {
+    PasscodeKey::parse(&env.required("PASSCODE_HMAC_KEY")?).map_err(|reason| ConfigError::Invalid {
+        key: "PASSCODE_HMAC_KEY".into(),
+        reason,
+    })
 }
 
 /// The country whose numbers may be typed without a prefix (`DEFAULT_COUNTRY_CODE`).
@@ -74,14 +95,16 @@ pub fn country(env: &Env) -> Result<CountryCode, ConfigError> {
     })
 }
 
-impl<S: ParticipantStore, C: Clock> App<S, C> {
-    /// Any participant store, clock and id source: the memory adapter, a fixed clock and
-    /// seeded ids in handler tests.
+impl<S: ParticipantStore + Passcodes, C: Clock, M: SmsSender> App<S, C, M> {
+    /// Any participant store, clock, id source and SMS sender: the memory adapters, a fixed
+    /// clock and seeded ids in handler tests.
     pub fn with_store(
         store: S,
         country: CountryCode,
         clock: C,
         ids: impl IdSource + 'static,
+        sms: M,
+        passcode_key: PasscodeKey,
     ) -> Self {
         Self {
             store,
@@ -89,7 +112,15 @@ impl<S: ParticipantStore, C: Clock> App<S, C> {
             country,
             clock,
             ids: Box::new(ids),
+            sms,
+            passcode_key,
+            passcodes: PasscodePolicy::default(),
         }
+    }
+
+    /// The SMS sender, for tests to read what was sent.
+    pub fn sms(&self) -> &M {
+        &self.sms
     }
 
     /// Other limits on wrong invitation codes (tests of the lock).
@@ -114,6 +145,8 @@ impl<S: ParticipantStore, C: Clock> App<S, C> {
     async fn route(&self, req: &Request) -> Result<Response<Body>, Problem> {
         match http::route_key(req) {
             "POST /invitations" => self.create_invitation(req).await,
+            "POST /passcodes" => self.request_passcode(req).await,
+            "POST /passcodes/verify" => self.verify_passcode(req).await,
             "POST /registrations" => self.register(req).await,
             "GET /me" => self.get_profile(req).await,
             "PATCH /me" => self.update_profile(req).await,
@@ -149,6 +182,57 @@ impl<S: ParticipantStore, C: Clock> App<S, C> {
             StatusCode::CREATED,
             &InvitationView::from(&invitation),
         ))
+    }
+
+    async fn request_passcode(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        let caller = authorised(req, &[Role::Participant])?;
+        let body: PasscodeRequestBody = json_body(req)?;
+        let phone = PhoneNumber::parse(&body.phone, &self.country).map_err(Problem::from_error)?;
+        let answer = passcode::request(
+            &self.store,
+            &self.sms,
+            &self.passcode_key,
+            &self.passcodes,
+            &caller,
+            &phone,
+            &*self.ids,
+            self.clock.now(),
+        )
+        .await
+        .map_err(|e| {
+            tracing::info!(participant = %caller.subject, %phone, outcome = e.code(), "passcode refused");
+            Problem::from_error(e)
+        })?;
+        tracing::info!(participant = %caller.subject, %phone, "passcode sent");
+        // 202: the SMS is on its way, and nothing here says whether the phone is known.
+        Ok(json(StatusCode::ACCEPTED, &answer))
+    }
+
+    async fn verify_passcode(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        let caller = authorised(req, &[Role::Participant])?;
+        let body: PasscodeVerifyBody = json_body(req)?;
+        let phone = PhoneNumber::parse(&body.phone, &self.country).map_err(Problem::from_error)?;
+        let code = Passcode::parse(&body.code).map_err(Problem::from_error)?;
+        let proof = passcode::verify(
+            &self.store,
+            &self.passcode_key,
+            &self.passcodes,
+            &caller,
+            &phone,
+            &code,
+            self.clock.now(),
+        )
+        .await
+        .map_err(|e: PasscodeError| {
+            tracing::info!(participant = %caller.subject, %phone, outcome = e.code(), "passcode refused");
+            Problem::from_error(e)
+        })?;
+        tracing::info!(participant = %caller.subject, %phone, "phone proven");
+        let view = ProvenView {
+            phone: phone.as_e164().to_string(),
+            proven_until: DateTime::from_timestamp(proof.expires_at, 0).unwrap_or_default(),
+        };
+        Ok(json(StatusCode::OK, &view))
     }
 
     async fn register(&self, req: &Request) -> Result<Response<Body>, Problem> {
@@ -378,6 +462,26 @@ struct InvitationBody {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct PasscodeRequestBody {
+    phone: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasscodeVerifyBody {
+    phone: String,
+    code: String,
+}
+
+/// A proven phone: register with it, or change to it, before `proven_until`.
+#[derive(Serialize)]
+struct ProvenView {
+    phone: String,
+    proven_until: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RegistrationBody {
     invitation_code: String,
     phone: String,
@@ -538,7 +642,15 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    const EVENTS: [(&str, &str); 10] = [
+    const EVENTS: [(&str, &str); 12] = [
+        (
+            "request-passcode",
+            include_str!("../../../events/participants/request-passcode.json"),
+        ),
+        (
+            "verify-passcode",
+            include_str!("../../../events/participants/verify-passcode.json"),
+        ),
         (
             "create-invitation",
             include_str!("../../../events/participants/create-invitation.json"),
@@ -598,7 +710,11 @@ mod tests {
             .build();
         let env = Env::default()
             .with("PARTICIPANTS_TABLE", "participants")
-            .with("DEFAULT_COUNTRY_CODE", "44");
+            .with("DEFAULT_COUNTRY_CODE", "44")
+            .with(
+                "PASSCODE_HMAC_KEY",
+                "a unit-test key of at least 32 characters",
+            );
         App::new(&aws, &env).expect("valid configuration")
     }
 
@@ -651,6 +767,10 @@ mod tests {
         let rep = json!({"sub": "rep-1", "role": "rep", "region": "north"});
         let admin = json!({"sub": "admin-1", "role": "admin"});
         let cases = [
+            ("request-passcode", rep.clone()),
+            ("request-passcode", admin.clone()),
+            ("verify-passcode", rep.clone()),
+            ("verify-passcode", admin.clone()),
             ("create-invitation", participant.clone()),
             ("register", rep.clone()),
             ("register", admin.clone()),
@@ -777,6 +897,26 @@ mod tests {
         assert_eq!(call(e).await.1["code"], "route_not_found");
     }
 
+    #[tokio::test]
+    async fn a_passcode_of_other_than_six_digits_is_400_passcode_malformed() {
+        let mut e = event("verify-passcode");
+        e["body"] = json!({"phone": "07700900123", "code": "12345"})
+            .to_string()
+            .into();
+        let (status, body) = call(e).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["code"], "passcode_malformed");
+    }
+
+    #[tokio::test]
+    async fn a_passcode_for_an_unusable_phone_is_400_phone_invalid() {
+        let mut e = event("request-passcode");
+        e["body"] = json!({"phone": "call-me"}).to_string().into();
+        let (status, body) = call(e).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["code"], "phone_invalid");
+    }
+
     #[test]
     fn percent_encoded_phone_numbers_are_decoded_and_plus_stays_literal() {
         assert_eq!(percent_decode("%2B44%207700900123"), "+44 7700900123");
@@ -795,11 +935,24 @@ mod tests {
         assert!(err.to_string().contains("PARTICIPANTS_TABLE"));
         let env = Env::default()
             .with("PARTICIPANTS_TABLE", "t")
+            .with(
+                "PASSCODE_HMAC_KEY",
+                "a unit-test key of at least 32 characters",
+            )
             .with("DEFAULT_COUNTRY_CODE", "0044x");
         assert!(App::new(&aws, &env)
             .err()
             .unwrap()
             .to_string()
             .contains("DEFAULT_COUNTRY_CODE"));
+        let env = Env::default()
+            .with("PARTICIPANTS_TABLE", "t")
+            .with("DEFAULT_COUNTRY_CODE", "44")
+            .with("PASSCODE_HMAC_KEY", "short");
+        assert!(App::new(&aws, &env)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("PASSCODE_HMAC_KEY"));
     }
 }
