@@ -188,6 +188,9 @@ pub struct TokenRequest {
     pub region: Option<String>,
     /// OAuth scopes, space-separated, as a service's token carries them (`actions:report`).
     pub scope: Option<String>,
+    /// `phone_number` (E.164) and whether `phone_number_verified` is true, as Cognito's ID
+    /// tokens carry them: a verified phone registers without a passcode.
+    pub phone: Option<(String, bool)>,
     pub ttl_hours: i64,
 }
 
@@ -213,6 +216,10 @@ impl TokenRequest {
         if let Some(scope) = &self.scope {
             claims.insert("scope".into(), scope.clone().into());
         }
+        if let Some((phone, verified)) = &self.phone {
+            claims.insert("phone_number".into(), phone.clone().into());
+            claims.insert("phone_number_verified".into(), (*verified).into());
+        }
         claims
     }
 }
@@ -231,6 +238,7 @@ mod tests {
             outlet: None,
             region: Some("north".into()),
             scope: None,
+            phone: None,
             ttl_hours,
         };
         key.sign(&request.claims(NOW))
@@ -255,6 +263,7 @@ mod tests {
             outlet: None,
             region: None,
             scope: Some("actions:report".into()),
+            phone: None,
             ttl_hours: 1,
         };
         assert_eq!(service.claims(NOW)["scope"], "actions:report");
@@ -329,6 +338,7 @@ mod tests {
                     outlet: None,
                     region: None,
                     scope: None,
+                    phone: None,
                     ttl_hours: 1,
                 }
                 .claims(NOW),
