@@ -4,6 +4,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::future::join_all;
 use lambda_http::http::StatusCode;
+use loyalty_domain::phone::{CountryCode, PhoneNumber};
 use loyalty_tests::{body_json, ApiEvent, TestStack};
 use participants::App;
 use serde_json::{json, Value};
@@ -51,7 +52,12 @@ impl Fixture {
         if let Some(name) = outlet_name {
             body["outlet_name"] = name.into();
         }
-        self.call(newcomer(subject).body(body)).await
+        let verified = PhoneNumber::parse(phone, &CountryCode::parse("44").expect("country"))
+            .expect("a valid phone");
+        let event = newcomer(subject)
+            .claim("phone_number", verified.as_e164())
+            .claim("phone_number_verified", "true");
+        self.call(event.body(body)).await
     }
 
     /// A registered owner of a new outlet in `rep`'s zone; returns the outlet id.

@@ -11,6 +11,7 @@ mod code_claim;
 mod codes_admin;
 mod participants;
 mod partner_webhooks;
+mod passcodes;
 mod sellin;
 mod wallet;
 
@@ -68,6 +69,10 @@ mod contract {
 
     mod participants {
         loyalty_tests::participant_store_contract!(loyalty_tests::contract::participants::memory);
+    }
+
+    mod passcodes {
+        loyalty_tests::passcodes_contract!(loyalty_tests::contract::participants::memory);
     }
 
     mod reviews {

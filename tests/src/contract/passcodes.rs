@@ -1,0 +1,468 @@
+//! The contract of the [`Passcodes`] port and of the phone proof a registration consumes, run
+//! against both adapters of the participant store (which keeps passcodes beside profiles):
+//! [`loyalty_platform::memory::MemoryParticipants`] and
+//! [`loyalty_platform::stores::participants::DynamoParticipantStore`] on the emulator. The
+//! harnesses are the participant contract's; [`passcodes_contract!`](crate::passcodes_contract)
+//! turns every case into a test for one adapter.
+
+use futures::future::join_all;
+use loyalty_domain::auth::{Caller, Role};
+use loyalty_domain::fraud::Window;
+use loyalty_domain::participant::{InvitationKind, ParticipantError, ParticipantStore};
+use loyalty_domain::passcode::{
+    self, Issue, Limiter, Passcode, PasscodeError, PasscodeKey, PasscodePolicy, Passcodes,
+    PhoneProof, Proof, StoredPasscode,
+};
+use loyalty_domain::phone::PhoneNumber;
+use loyalty_platform::dynamo::ItemExt;
+
+use super::participants::{
+    assert_nothing_written, code_of, invite, now, pid, registration, DynamoHarness, MemoryHarness,
+    ParticipantsHarness,
+};
+
+/// A participant-store harness whose store keeps passcodes, observed through its own storage.
+#[allow(async_fn_in_trait)]
+pub trait PasscodesHarness: ParticipantsHarness<Store: Passcodes> {
+    /// Requests counted for a limiter key ([`Limiter::key`]) in the window starting at `start`.
+    async fn requests(&self, limiter: &str, start: i64) -> u64;
+    /// The tries counted on the phone's passcode; `None` if it has none.
+    async fn tries(&self, e164: &str) -> Option<u64>;
+    /// Until when the subject's proof of the phone runs, if one is stored.
+    async fn proof_until(&self, subject: &str, e164: &str) -> Option<i64>;
+}
+
+impl PasscodesHarness for MemoryHarness {
+    async fn requests(&self, limiter: &str, start: i64) -> u64 {
+        self.store().inspect(|w| {
+            w.passcode_requests
+                .get(&(limiter.to_string(), start))
+                .copied()
+                .unwrap_or(0)
+        })
+    }
+
+    async fn tries(&self, e164: &str) -> Option<u64> {
+        self.store()
+            .inspect(|w| w.passcodes.get(e164).map(|(_, t)| u64::from(*t)))
+    }
+
+    async fn proof_until(&self, subject: &str, e164: &str) -> Option<i64> {
+        self.store()
+            .inspect(|w| w.proofs.get(&(pid(subject), e164.to_string())).copied())
+    }
+}
+
+impl PasscodesHarness for DynamoHarness {
+    async fn requests(&self, limiter: &str, start: i64) -> u64 {
+        self.item(format!("PASSCODES#{limiter}#{start}"), "COUNTER")
+            .await
+            .map(|i| i.number("requests").expect("requests"))
+            .unwrap_or(0)
+    }
+
+    async fn tries(&self, e164: &str) -> Option<u64> {
+        self.item(format!("PASSCODE#{e164}"), "PASSCODE")
+            .await
+            .map(|i| i.number("tries").expect("tries"))
+    }
+
+    async fn proof_until(&self, subject: &str, e164: &str) -> Option<i64> {
+        self.item(format!("PROOF#{subject}"), &format!("PHONE#{e164}"))
+            .await
+            .map(|i| i.signed("expires_at").expect("expires_at"))
+    }
+}
+
+// --- Helpers ---------------------------------------------------------------------------
+
+const PHONE: &str = "+447700900555";
+
+fn phone(e164: &str) -> PhoneNumber {
+    PhoneNumber::from_e164(e164).expect("E.164")
+}
+
+fn t() -> i64 {
+    now().timestamp()
+}
+
+fn window() -> Window {
+    Window {
+        start: t() - 60,
+        end: t() + 840,
+    }
+}
+
+fn stored(e164: &str, challenge: &str) -> StoredPasscode {
+    StoredPasscode {
+        phone: phone(e164),
+        digest: format!("digest-of-{challenge}"),
+        challenge: challenge.to_string(),
+        expires_at: t() + 300,
+    }
+}
+
+fn issue(e164: &str, challenge: &str, phone_limit: u64, caller_limit: u64) -> Issue {
+    Issue {
+        passcode: stored(e164, challenge),
+        limits: vec![
+            (Limiter::Phone(phone(e164)), phone_limit, window()),
+            (Limiter::Caller(pid("p-asker")), caller_limit, window()),
+        ],
+    }
+}
+
+fn proof(subject: &str, e164: &str, expires_at: i64) -> Proof {
+    Proof {
+        subject: pid(subject),
+        phone: phone(e164),
+        expires_at,
+    }
+}
+
+fn key() -> PasscodeKey {
+    PasscodeKey::parse("the contract's key of at least 32 characters").expect("key")
+}
+
+fn participant(subject: &str) -> Caller {
+    Caller {
+        subject: pid(subject),
+        role: Role::Participant,
+        outlet: None,
+        region: None,
+        scopes: Vec::new(),
+        verified_phone: None,
+    }
+}
+
+/// Stores a passcode for `code` as the use case would, outside every limit.
+async fn passcode_for<H: PasscodesHarness>(h: &H, e164: &str, code: &Passcode) {
+    let challenge = "c-contract";
+    let mut issue = issue(e164, challenge, 100, 100);
+    issue.passcode.digest = key().digest(&phone(e164), code, challenge);
+    h.store()
+        .issue(&issue)
+        .await
+        .expect("issue")
+        .expect("within limits");
+}
+
+// --- Cases -----------------------------------------------------------------------------
+
+pub async fn a_request_counts_for_every_limiter_or_none_and_names_the_full_one<
+    H: PasscodesHarness,
+>(
+    h: H,
+) {
+    let store = h.store();
+    let start = window().start;
+    let by_phone = Limiter::Phone(phone(PHONE)).key();
+    let by_caller = Limiter::Caller(pid("p-asker")).key();
+    for challenge in ["c-1", "c-2"] {
+        assert_eq!(
+            store.issue(&issue(PHONE, challenge, 2, 5)).await.unwrap(),
+            Ok(())
+        );
+    }
+    let refused = store.issue(&issue(PHONE, "c-3", 2, 5)).await.unwrap();
+    assert_eq!(refused, Err(vec![Limiter::Phone(phone(PHONE))]));
+    assert_eq!(h.requests(&by_phone, start).await, 2);
+    assert_eq!(h.requests(&by_caller, start).await, 2, "nothing counted");
+    // The refused request stored nothing: the live passcode is still the second.
+    let live = store.try_passcode(&phone(PHONE), 5, t()).await.unwrap();
+    assert_eq!(live.map(|p| p.challenge), Some("c-2".to_string()));
+
+    let both = store.issue(&issue(PHONE, "c-4", 2, 2)).await.unwrap();
+    let mut full = both.expect_err("both limiters are full");
+    full.sort_by_key(Limiter::key);
+    let mut expected = vec![
+        Limiter::Phone(phone(PHONE)),
+        Limiter::Caller(pid("p-asker")),
+    ];
+    expected.sort_by_key(Limiter::key);
+    assert_eq!(full, expected);
+}
+
+pub async fn a_try_counts_up_to_the_limit_and_an_expired_or_missing_passcode_is_never_tried<
+    H: PasscodesHarness,
+>(
+    h: H,
+) {
+    let store = h.store();
+    store
+        .issue(&issue(PHONE, "c-1", 10, 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(h.tries(PHONE).await, Some(0));
+    for n in 1..=3 {
+        let tried = store.try_passcode(&phone(PHONE), 3, t()).await.unwrap();
+        assert_eq!(tried, Some(stored(PHONE, "c-1")), "try {n}");
+    }
+    assert_eq!(
+        store.try_passcode(&phone(PHONE), 3, t()).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        h.tries(PHONE).await,
+        Some(3),
+        "a refused try is not counted"
+    );
+
+    let other = "+447700900556";
+    store
+        .issue(&issue(other, "c-2", 10, 10))
+        .await
+        .unwrap()
+        .unwrap();
+    let expires = stored(other, "c-2").expires_at;
+    assert_eq!(
+        store.try_passcode(&phone(other), 3, expires).await.unwrap(),
+        None,
+        "expired at expires_at"
+    );
+    assert_eq!(h.tries(other).await, Some(0));
+    assert_eq!(
+        store
+            .try_passcode(&phone("+447700900557"), 3, t())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(h.tries("+447700900557").await, None, "no item made");
+}
+
+pub async fn a_new_passcode_replaces_the_old_one_with_its_tries<H: PasscodesHarness>(h: H) {
+    let store = h.store();
+    store
+        .issue(&issue(PHONE, "c-old", 10, 10))
+        .await
+        .unwrap()
+        .unwrap();
+    for _ in 0..3 {
+        store.try_passcode(&phone(PHONE), 3, t()).await.unwrap();
+    }
+    store
+        .issue(&issue(PHONE, "c-new", 10, 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(h.tries(PHONE).await, Some(0));
+    assert!(!store
+        .prove("c-old", &proof("p-1", PHONE, t() + 900))
+        .await
+        .unwrap());
+    let tried = store.try_passcode(&phone(PHONE), 3, t()).await.unwrap();
+    assert_eq!(tried.map(|p| p.challenge), Some("c-new".to_string()));
+}
+
+pub async fn a_proof_uses_its_passcode_up_once<H: PasscodesHarness>(h: H) {
+    let store = h.store();
+    store
+        .issue(&issue(PHONE, "c-1", 10, 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!store
+        .prove("c-other", &proof("p-1", PHONE, t() + 900))
+        .await
+        .unwrap());
+    assert_eq!(h.proof_until("p-1", PHONE).await, None);
+    assert!(store
+        .prove("c-1", &proof("p-1", PHONE, t() + 900))
+        .await
+        .unwrap());
+    assert_eq!(h.proof_until("p-1", PHONE).await, Some(t() + 900));
+    assert_eq!(h.tries(PHONE).await, None, "the passcode is gone");
+    assert!(!store
+        .prove("c-1", &proof("p-2", PHONE, t() + 900))
+        .await
+        .unwrap());
+    assert_eq!(h.proof_until("p-2", PHONE).await, None);
+}
+
+/// Twenty wrong guesses at once: exactly five are counted, and the passcode is then dead even
+/// for the right code.
+pub async fn twenty_concurrent_wrong_guesses_count_exactly_five_and_kill_the_passcode<
+    H: PasscodesHarness,
+>(
+    h: H,
+) {
+    let policy = PasscodePolicy::default();
+    let right = Passcode::parse("424242").unwrap();
+    passcode_for(&h, PHONE, &right).await;
+    let guesses: Vec<Passcode> = (0..20)
+        .map(|i| Passcode::parse(&format!("{:06}", 100_000 + i)).unwrap())
+        .collect();
+    let caller = participant("p-guesser");
+    let (secret, target) = (key(), phone(PHONE));
+    let answers =
+        join_all(guesses.iter().map(|code| {
+            passcode::verify(h.store(), &secret, &policy, &caller, &target, code, now())
+        }))
+        .await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| matches!(a, Err(PasscodeError::Invalid))),
+        "{answers:?}"
+    );
+    assert_eq!(h.tries(PHONE).await, Some(u64::from(policy.max_tries)));
+    let late = passcode::verify(
+        h.store(),
+        &key(),
+        &policy,
+        &caller,
+        &phone(PHONE),
+        &right,
+        now(),
+    )
+    .await;
+    assert!(matches!(late, Err(PasscodeError::Invalid)), "{late:?}");
+    assert_eq!(h.proof_until("p-guesser", PHONE).await, None);
+}
+
+/// Ten right answers at once (a double-tapping app): the phone is proven exactly once.
+pub async fn ten_concurrent_right_answers_prove_the_phone_exactly_once<H: PasscodesHarness>(h: H) {
+    let policy = PasscodePolicy {
+        max_tries: 10,
+        ..PasscodePolicy::default()
+    };
+    let right = Passcode::parse("424242").unwrap();
+    passcode_for(&h, PHONE, &right).await;
+    let callers: Vec<Caller> = (0..10)
+        .map(|i| participant(&format!("p-tap-{i}")))
+        .collect();
+    let (secret, target) = (key(), phone(PHONE));
+    let answers = join_all(callers.iter().map(|caller| {
+        passcode::verify(h.store(), &secret, &policy, caller, &target, &right, now())
+    }))
+    .await;
+    let proven: Vec<usize> = answers
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.is_ok())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(proven.len(), 1, "{answers:?}");
+    for (i, a) in answers.iter().enumerate() {
+        if i != proven[0] {
+            assert!(matches!(a, Err(PasscodeError::Invalid)), "{a:?}");
+        }
+    }
+    let mut stored = 0;
+    for i in 0..10 {
+        stored += usize::from(h.proof_until(&format!("p-tap-{i}"), PHONE).await.is_some());
+    }
+    assert_eq!(stored, 1);
+    assert_eq!(
+        h.proof_until(&format!("p-tap-{}", proven[0]), PHONE).await,
+        Some(t() + policy.proof_validity_secs)
+    );
+}
+
+/// A registration with a recorded proof needs a live proof of this subject and phone, and uses
+/// it up; without one it is `phone_not_proven`, before `phone_taken`, and writes nothing.
+pub async fn a_registration_uses_up_a_live_proof_and_without_one_writes_nothing<
+    H: PasscodesHarness,
+>(
+    h: H,
+) {
+    let store = h.store();
+    let recorded = PhoneProof::Recorded { now: t() };
+    let e164 = "+447700900123";
+
+    let invitation = invite(&h, "rep-1", InvitationKind::NewOutlet).await;
+    let mut unproven = registration(&invitation, "p-new", "07700 900123", "o-new");
+    unproven.proof = recorded;
+    assert_eq!(code_of(store.register(&unproven).await), "phone_not_proven");
+    assert_nothing_written(&h, &unproven, "no proof").await;
+
+    // Someone else's proof, or one for another phone, does not count; nor does an expired one.
+    store
+        .issue(&issue(e164, "c-a", 10, 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store
+        .prove("c-a", &proof("p-other", e164, t() + 900))
+        .await
+        .unwrap());
+    store
+        .issue(&issue("+447700900124", "c-b", 10, 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store
+        .prove("c-b", &proof("p-new", "+447700900124", t() + 900))
+        .await
+        .unwrap());
+    store
+        .issue(&issue(e164, "c-c", 10, 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store
+        .prove("c-c", &proof("p-new", e164, t()))
+        .await
+        .unwrap());
+    assert_eq!(code_of(store.register(&unproven).await), "phone_not_proven");
+    assert_nothing_written(&h, &unproven, "foreign, other-phone or expired proof").await;
+
+    store
+        .issue(&issue(e164, "c-d", 10, 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store
+        .prove("c-d", &proof("p-new", e164, t() + 900))
+        .await
+        .unwrap());
+    store.register(&unproven).await.expect("registered");
+    assert!(h.has_profile("p-new").await);
+    assert_eq!(
+        h.proof_until("p-new", e164).await,
+        None,
+        "the proof is used up"
+    );
+    assert_eq!(h.proof_until("p-other", e164).await, Some(t() + 900));
+
+    // The phone is taken now: an unproven attempt on it still learns only phone_not_proven.
+    let again = invite(&h, "rep-1", InvitationKind::Individual).await;
+    let mut taken = registration(&again, "p-other-2", "07700 900123", "o-x");
+    taken.proof = recorded;
+    assert_eq!(code_of(store.register(&taken).await), "phone_not_proven");
+    // With a proof, the owner's phone is phone_taken, and the proof stays for another try.
+    store
+        .issue(&issue(e164, "c-e", 10, 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store
+        .prove("c-e", &proof("p-other-2", e164, t() + 900))
+        .await
+        .unwrap());
+    let refused = store.register(&taken).await;
+    assert!(
+        matches!(refused, Err(ParticipantError::PhoneTaken)),
+        "{refused:?}"
+    );
+    assert_eq!(h.proof_until("p-other-2", e164).await, Some(t() + 900));
+}
+
+/// One test per case for the adapter the factory builds:
+/// `passcodes_contract!(loyalty_tests::contract::participants::memory)`.
+#[macro_export]
+macro_rules! passcodes_contract {
+    ($harness:path) => {
+        $crate::contract_cases!(passcodes, $harness;
+            a_request_counts_for_every_limiter_or_none_and_names_the_full_one,
+            a_try_counts_up_to_the_limit_and_an_expired_or_missing_passcode_is_never_tried,
+            a_new_passcode_replaces_the_old_one_with_its_tries,
+            a_proof_uses_its_passcode_up_once,
+            twenty_concurrent_wrong_guesses_count_exactly_five_and_kill_the_passcode,
+            ten_concurrent_right_answers_prove_the_phone_exactly_once,
+            a_registration_uses_up_a_live_proof_and_without_one_writes_nothing,
+        );
+    };
+}
