@@ -32,6 +32,18 @@ const ROUTES: &[Route] = &[
     },
     Route {
         function: "ParticipantsFunction",
+        route: "POST /passcodes",
+        event: "participants/request-passcode.json",
+        refused: &["rep", "admin"],
+    },
+    Route {
+        function: "ParticipantsFunction",
+        route: "POST /passcodes/verify",
+        event: "participants/verify-passcode.json",
+        refused: &["rep", "admin"],
+    },
+    Route {
+        function: "ParticipantsFunction",
         route: "POST /registrations",
         event: "participants/register.json",
         refused: &["rep", "admin"],
