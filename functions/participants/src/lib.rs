@@ -150,6 +150,7 @@ impl<S: ParticipantStore + Passcodes, C: Clock, M: SmsSender> App<S, C, M> {
             "POST /registrations" => self.register(req).await,
             "GET /me" => self.get_profile(req).await,
             "PATCH /me" => self.update_profile(req).await,
+            "PUT /me/phone" => self.change_phone(req).await,
             "GET /outlets/{outletId}/members" => self.list_outlet_members(req).await,
             "GET /zone/outlets" => self.list_zone_outlets(req).await,
             "GET /admin/members/by-phone/{phone}" => self.find_member_by_phone(req).await,
@@ -186,7 +187,7 @@ impl<S: ParticipantStore + Passcodes, C: Clock, M: SmsSender> App<S, C, M> {
 
     async fn request_passcode(&self, req: &Request) -> Result<Response<Body>, Problem> {
         let caller = authorised(req, &[Role::Participant])?;
-        let body: PasscodeRequestBody = json_body(req)?;
+        let body: PhoneBody = json_body(req)?;
         let phone = PhoneNumber::parse(&body.phone, &self.country).map_err(Problem::from_error)?;
         let answer = passcode::request(
             &self.store,
@@ -288,7 +289,7 @@ impl<S: ParticipantStore + Passcodes, C: Clock, M: SmsSender> App<S, C, M> {
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "phone_not_editable",
-                "The phone number is your identity and cannot be changed here.",
+                "The phone number is your identity: prove the new one, then change it with PUT /me/phone.",
             ));
         }
         let changes =
@@ -296,6 +297,20 @@ impl<S: ParticipantStore + Passcodes, C: Clock, M: SmsSender> App<S, C, M> {
         let profile = participant::update_profile(&self.store, &caller, changes, self.clock.now())
             .await
             .map_err(problem)?;
+        Ok(json(StatusCode::OK, &ProfileView::from(&profile)))
+    }
+
+    async fn change_phone(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        let caller = authorised(req, &[Role::Participant])?;
+        let body: PhoneBody = json_body(req)?;
+        let phone = PhoneNumber::parse(&body.phone, &self.country).map_err(Problem::from_error)?;
+        let profile = participant::change_phone(&self.store, &caller, phone, self.clock.now())
+            .await
+            .map_err(|e| {
+                tracing::info!(participant = %caller.subject, outcome = e.code(), "phone change refused");
+                problem(e)
+            })?;
+        tracing::info!(participant = %profile.id, phone = %profile.phone, "phone changed");
         Ok(json(StatusCode::OK, &ProfileView::from(&profile)))
     }
 
@@ -460,9 +475,10 @@ struct InvitationBody {
     zone: Option<String>,
 }
 
+/// The body of `POST /passcodes` and of `PUT /me/phone`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PasscodeRequestBody {
+struct PhoneBody {
     phone: String,
 }
 
@@ -642,7 +658,11 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    const EVENTS: [(&str, &str); 12] = [
+    const EVENTS: [(&str, &str); 13] = [
+        (
+            "change-phone",
+            include_str!("../../../events/participants/change-phone.json"),
+        ),
         (
             "request-passcode",
             include_str!("../../../events/participants/request-passcode.json"),
@@ -767,6 +787,8 @@ mod tests {
         let rep = json!({"sub": "rep-1", "role": "rep", "region": "north"});
         let admin = json!({"sub": "admin-1", "role": "admin"});
         let cases = [
+            ("change-phone", rep.clone()),
+            ("change-phone", admin.clone()),
             ("request-passcode", rep.clone()),
             ("request-passcode", admin.clone()),
             ("verify-passcode", rep.clone()),

@@ -666,6 +666,17 @@ impl ProfileChanges {
     }
 }
 
+// ---------------------------------------------------------------- change of phone
+
+/// A participant's move to another phone: the profile as it will be, the phone it leaves and
+/// why the new one is theirs. One write moves the phone claim and consumes a recorded proof.
+#[derive(Debug, Clone)]
+pub struct PhoneChange {
+    pub profile: Profile,
+    pub old: PhoneNumber,
+    pub proof: PhoneProof,
+}
+
 // ---------------------------------------------------------------- import
 
 /// The id of an imported member, derived from the phone so that a re-import finds it again.
@@ -1009,6 +1020,14 @@ pub trait ParticipantStore: Send + Sync {
         rows: &[ImportRow],
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), ParticipantError>> + Send;
+    /// Moves the profile to the change's phone: the profile's phone (still `old`), the old
+    /// phone claim deleted, the new one claimed, a recorded proof consumed, all or nothing.
+    /// Outcomes, in this precedence: `NotRegistered`, `PhoneNotProven`, `PhoneTaken`; a phone
+    /// changed meanwhile by another request is a retryable `Infra`.
+    fn change_phone(
+        &self,
+        change: &PhoneChange,
+    ) -> impl Future<Output = Result<(), ParticipantError>> + Send;
     /// Records an admin's block or unblock on the profile. `ParticipantNotFound` if there is
     /// no profile.
     fn set_standing(
@@ -1205,6 +1224,31 @@ pub async fn update_profile<S: ParticipantStore>(
     let mut profile = my_profile(store, caller).await?;
     changes.apply(&mut profile, now);
     store.save_profile(&profile).await?;
+    Ok(profile)
+}
+
+/// Moves the caller to another phone, proven like a registration's (the token's verified
+/// phone or a passcode proof of this subject). The same phone again changes nothing.
+pub async fn change_phone<S: ParticipantStore>(
+    store: &S,
+    caller: &Caller,
+    phone: PhoneNumber,
+    now: DateTime<Utc>,
+) -> Result<Profile, ParticipantError> {
+    let mut profile = my_profile(store, caller).await?;
+    if profile.phone == phone {
+        return Ok(profile);
+    }
+    let proof = PhoneProof::for_caller(caller, &phone, now);
+    let old = std::mem::replace(&mut profile.phone, phone);
+    profile.updated_at = now;
+    store
+        .change_phone(&PhoneChange {
+            profile: profile.clone(),
+            old,
+            proof,
+        })
+        .await?;
     Ok(profile)
 }
 

@@ -8,7 +8,9 @@
 use futures::future::join_all;
 use loyalty_domain::auth::{Caller, Role};
 use loyalty_domain::fraud::Window;
-use loyalty_domain::participant::{InvitationKind, ParticipantError, ParticipantStore};
+use loyalty_domain::participant::{
+    InvitationKind, ParticipantError, ParticipantStore, PhoneChange,
+};
 use loyalty_domain::passcode::{
     self, Issue, Limiter, Passcode, PasscodeError, PasscodeKey, PasscodePolicy, Passcodes,
     PhoneProof, Proof, StoredPasscode,
@@ -450,6 +452,78 @@ pub async fn a_registration_uses_up_a_live_proof_and_without_one_writes_nothing<
     assert_eq!(h.proof_until("p-other-2", e164).await, Some(t() + 900));
 }
 
+/// A change of phone moves the phone claim and uses a live proof up; unproven, to a taken
+/// phone or for someone unregistered it writes nothing.
+pub async fn a_change_of_phone_moves_the_claim_and_uses_a_live_proof_up<H: PasscodesHarness>(h: H) {
+    let store = h.store();
+    let (old, new, taken) = ("+447700900123", "+447700900321", "+447700900999");
+    for (subject, raw, outlet) in [
+        ("p-mover", "07700 900123", "o-1"),
+        ("p-owner", "07700 900999", "o-2"),
+    ] {
+        let invitation = invite(&h, "rep-1", InvitationKind::NewOutlet).await;
+        store
+            .register(&registration(&invitation, subject, raw, outlet))
+            .await
+            .expect("registered");
+    }
+    let mut profile = store.profile(&pid("p-mover")).await.unwrap().unwrap();
+    profile.phone = phone(new);
+    let change = |proof| PhoneChange {
+        profile: profile.clone(),
+        old: phone(old),
+        proof,
+    };
+    let recorded = PhoneProof::Recorded { now: t() };
+    assert_eq!(
+        code_of(store.change_phone(&change(recorded)).await),
+        "phone_not_proven"
+    );
+    assert_eq!(h.phone_owner(old).await.as_deref(), Some("p-mover"));
+    assert_eq!(h.phone_owner(new).await, None);
+
+    let mut to_taken = change(PhoneProof::Token);
+    to_taken.profile.phone = phone(taken);
+    assert_eq!(code_of(store.change_phone(&to_taken).await), "phone_taken");
+    let mut stranger = change(PhoneProof::Token);
+    stranger.profile.id = pid("p-nobody");
+    assert_eq!(
+        code_of(store.change_phone(&stranger).await),
+        "not_registered"
+    );
+    assert_eq!(h.phone_owner(old).await.as_deref(), Some("p-mover"));
+    assert_eq!(h.phone_owner(taken).await.as_deref(), Some("p-owner"));
+
+    store
+        .issue(&issue(new, "c-new", 10, 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store
+        .prove("c-new", &proof("p-mover", new, t() + 900))
+        .await
+        .unwrap());
+    store.change_phone(&change(recorded)).await.expect("moved");
+    assert_eq!(h.phone_owner(old).await, None, "the old phone is free");
+    assert_eq!(h.phone_owner(new).await.as_deref(), Some("p-mover"));
+    assert_eq!(
+        store.profile(&pid("p-mover")).await.unwrap().unwrap().phone,
+        phone(new)
+    );
+    assert_eq!(
+        h.proof_until("p-mover", new).await,
+        None,
+        "the proof is used up"
+    );
+    // The same change again (a retry racing the first) finds the new phone claimed.
+    let again = store.change_phone(&change(PhoneProof::Token)).await;
+    assert!(
+        matches!(again, Err(ParticipantError::PhoneTaken)),
+        "{again:?}"
+    );
+    assert_eq!(h.phone_owner(new).await.as_deref(), Some("p-mover"));
+}
+
 /// One test per case for the adapter the factory builds:
 /// `passcodes_contract!(loyalty_tests::contract::participants::memory)`.
 #[macro_export]
@@ -463,6 +537,7 @@ macro_rules! passcodes_contract {
             twenty_concurrent_wrong_guesses_count_exactly_five_and_kill_the_passcode,
             ten_concurrent_right_answers_prove_the_phone_exactly_once,
             a_registration_uses_up_a_live_proof_and_without_one_writes_nothing,
+            a_change_of_phone_moves_the_claim_and_uses_a_live_proof_up,
         );
     };
 }

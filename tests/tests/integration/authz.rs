@@ -60,6 +60,12 @@ const ROUTES: &[Route] = &[
         event: "participants/update-profile.json",
         refused: &["rep", "admin"],
     },
+    Route {
+        function: "ParticipantsFunction",
+        route: "PUT /me/phone",
+        event: "participants/change-phone.json",
+        refused: &["rep", "admin"],
+    },
     // Open to all three roles; what each may see is checked by the "not yours" test below.
     Route {
         function: "ParticipantsFunction",

@@ -213,3 +213,70 @@ async fn reps_and_admins_cannot_ask_for_or_verify_passcodes() {
     }
     assert!(app.sms().sent().is_empty());
 }
+
+#[tokio::test]
+async fn a_registered_participant_moves_to_a_proven_phone_and_frees_the_old_one() {
+    let app = app();
+    seed_sample_invitation(&app, InvitationKind::NewOutlet).await;
+    assert_eq!(
+        send(&app, ApiEvent::load("participants/register.json"))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    let new = "+447700900321";
+    let change = || ApiEvent::load("participants/change-phone.json").sub(SAMPLE_PARTICIPANT);
+    let (status, body) = send(&app, change()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "phone_not_proven");
+
+    send(&app, request_for(SAMPLE_PARTICIPANT, new)).await;
+    let code = last_code(&app, new);
+    assert_eq!(
+        send(&app, verify_as(SAMPLE_PARTICIPANT, new, &code))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, body) = send(&app, change()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["phone"], new);
+    let store = app.store();
+    assert_eq!(
+        store.phone_owner(&phone(new)),
+        Some(pid(SAMPLE_PARTICIPANT))
+    );
+    assert_eq!(store.phone_owner(&phone(SAMPLE_PHONE)), None);
+    assert_eq!(
+        store.proof_until(&pid(SAMPLE_PARTICIPANT), &phone(new)),
+        None
+    );
+
+    // Moving to a phone someone else holds is 409, even when proven through the token.
+    let (status, _) = send(&app, {
+        let code = invite_code(&app).await;
+        ApiEvent::load("participants/register.json")
+            .sub("p-other")
+            .claim("phone_number", "+447700900999")
+            .body(json!({ "invitation_code": code, "phone": "+447700900999", "name": "Other", "outlet_name": "Other Shop" }))
+    })
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = send(
+        &app,
+        change()
+            .claim("phone_number", "+447700900999")
+            .claim("phone_number_verified", "true")
+            .body(json!({ "phone": "+447700900999" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "phone_taken");
+}
+
+/// A fresh new-outlet invitation of the sample rep.
+async fn invite_code(app: &App) -> String {
+    let (status, body) = send(app, ApiEvent::load("participants/create-invitation.json")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["code"].as_str().unwrap().to_string()
+}

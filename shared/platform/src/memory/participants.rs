@@ -28,6 +28,12 @@
 //! (`PhoneTaken`), then the invitation
 //! (`InvitationUsed`), then the outlet (`OutletNotFound`).
 //!
+//! `change_phone` is one transaction there: the profile `attribute_exists(pk) AND phone =
+//! :old`, the old phone claim deleted on `participant_id = :p`, the new one put on
+//! `attribute_not_exists(pk)`, a recorded proof deleted while alive. Here too: a missing
+//! profile (`NotRegistered`), then the proof (`PhoneNotProven`), then the new phone
+//! (`PhoneTaken`), then a phone moved meanwhile (a retryable `InfraError`).
+//!
 //! `count_guess` is one transaction there: per guesser a lock check `attribute_not_exists(pk)
 //! OR locked_until <= :now` and a counter `attribute_not_exists(failures) OR failures <
 //! :limit`. Here too nothing is counted unless every condition holds, and a lock outranks a
@@ -57,7 +63,7 @@ use loyalty_domain::fraud::Guesser;
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::participant::{
     Guess, GuessRefusal, ImportRow, Invitation, InvitationCode, LineError, Membership, Outlet,
-    Page, ParticipantError, ParticipantStore, Profile, Registration, StandingChange,
+    Page, ParticipantError, ParticipantStore, PhoneChange, Profile, Registration, StandingChange,
 };
 use loyalty_domain::passcode::{PhoneProof, StoredPasscode};
 use loyalty_domain::phone::PhoneNumber;
@@ -458,6 +464,45 @@ impl ParticipantStore for MemoryParticipants {
             }
             start = end;
         }
+        Ok(())
+    }
+
+    async fn change_phone(&self, change: &PhoneChange) -> Result<(), ParticipantError> {
+        round_trip().await;
+        let profile = &change.profile;
+        let mut w = self.world();
+        let stored_phone = match w.profiles.get(&profile.id) {
+            None => return Err(ParticipantError::NotRegistered),
+            Some(stored) => stored.phone.clone(),
+        };
+        let proof_key = (profile.id.clone(), profile.phone.as_e164().to_string());
+        let proven = match change.proof {
+            PhoneProof::Token => true,
+            PhoneProof::Recorded { now } => {
+                w.proofs.get(&proof_key).is_some_and(|until| *until > now)
+            }
+        };
+        if !proven {
+            return Err(ParticipantError::PhoneNotProven);
+        }
+        if w.phones.contains_key(profile.phone.as_e164()) {
+            return Err(ParticipantError::PhoneTaken);
+        }
+        let old_claimed = w.phones.get(change.old.as_e164()) == Some(&profile.id);
+        if stored_phone != change.old || !old_claimed {
+            return Err(
+                InfraError::retryable("change phone", "the phone changed meanwhile").into(),
+            );
+        }
+        if let PhoneProof::Recorded { .. } = change.proof {
+            w.proofs.remove(&proof_key);
+        }
+        w.phones.remove(change.old.as_e164());
+        w.phones
+            .insert(profile.phone.as_e164().to_string(), profile.id.clone());
+        let stored = w.profiles.get_mut(&profile.id).expect("checked above");
+        stored.phone = profile.phone.clone();
+        stored.updated_at = profile.updated_at;
         Ok(())
     }
 

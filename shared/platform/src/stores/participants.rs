@@ -24,8 +24,8 @@ use loyalty_domain::fraud::Guesser;
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::participant::{
     Email, Guess, GuessRefusal, ImportRow, Invitation, InvitationCode, InvitationKind, LineError,
-    Membership, Name, Outlet, Page, ParticipantError, ParticipantStore, Profile, Reason,
-    Registration, Source, Standing, StandingChange,
+    Membership, Name, Outlet, Page, ParticipantError, ParticipantStore, PhoneChange, Profile,
+    Reason, Registration, Source, Standing, StandingChange,
 };
 use loyalty_domain::passcode::PhoneProof;
 use loyalty_domain::phone::PhoneNumber;
@@ -314,6 +314,8 @@ enum ParticipantRefusal {
     Membership,
     /// No live passcode proof of this subject and phone.
     PhoneNotProven,
+    /// The phone claim a change of phone leaves is not the participant's (any more).
+    OldPhone,
 }
 
 impl DynamoParticipantStore {
@@ -639,6 +641,53 @@ impl ParticipantStore for DynamoParticipantStore {
         }
         Ok(())
     }
+    async fn change_phone(&self, change: &PhoneChange) -> Result<(), ParticipantError> {
+        use ParticipantRefusal as R;
+        let profile = &change.profile;
+        let mut tx = Tx::new();
+        let moved = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(participant_pk(&profile.id), "PROFILE")))
+            .update_expression("SET phone = :new, updated_at = :u")
+            .condition_expression("attribute_exists(pk) AND phone = :old")
+            .expression_attribute_values(":new", s(profile.phone.as_e164()))
+            .expression_attribute_values(":old", s(change.old.as_e164()))
+            .expression_attribute_values(":u", s(profile.updated_at.to_rfc3339()));
+        tx.update(moved, R::Profile)?;
+        let release = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(phone_pk(&change.old), "PHONE")))
+            .condition_expression("participant_id = :p")
+            .expression_attribute_values(":p", s(profile.id.as_str()));
+        tx.delete(release, R::OldPhone)?;
+        tx.put(
+            put_new(&self.table, phone_item(&profile.phone, &profile.id)),
+            R::PhoneTaken,
+        )?;
+        if let PhoneProof::Recorded { now } = change.proof {
+            tx.delete(consume_proof(&self.table, profile, now), R::PhoneNotProven)?;
+        }
+        let refused = match tx.commit(&self.client, "change phone").await? {
+            Ok(()) => return Ok(()),
+            Err(refused) => refused,
+        };
+        if refused.contains(&R::Profile) && refused.get(&R::Profile).is_none() {
+            return Err(ParticipantError::NotRegistered);
+        }
+        if refused.contains(&R::PhoneNotProven) {
+            return Err(ParticipantError::PhoneNotProven);
+        }
+        if refused.contains(&R::PhoneTaken) {
+            return Err(ParticipantError::PhoneTaken);
+        }
+        // The profile or its phone claim moved since the profile was read: read it again.
+        Err(InfraError::retryable(
+            "change phone",
+            format!("the phone changed meanwhile: {}", refused.describe()),
+        )
+        .into())
+    }
+
     async fn set_standing(
         &self,
         id: &ParticipantId,
