@@ -137,6 +137,20 @@ fn participant(subject: &str) -> Caller {
     }
 }
 
+/// Records a proof of `e164` for `subject` until `until`, through a passcode.
+async fn prove<H: PasscodesHarness>(h: &H, subject: &str, e164: &str, challenge: &str, until: i64) {
+    let store = h.store();
+    store
+        .issue(&issue(e164, challenge, 10, 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store
+        .prove(challenge, &proof(subject, e164, until))
+        .await
+        .unwrap());
+}
+
 /// Stores a passcode for `code` as the use case would, outside every limit.
 async fn passcode_for<H: PasscodesHarness>(h: &H, e164: &str, code: &Passcode) {
     let challenge = "c-contract";
@@ -381,45 +395,13 @@ pub async fn a_registration_uses_up_a_live_proof_and_without_one_writes_nothing<
     assert_nothing_written(&h, &unproven, "no proof").await;
 
     // Someone else's proof, or one for another phone, does not count; nor does an expired one.
-    store
-        .issue(&issue(e164, "c-a", 10, 10))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(store
-        .prove("c-a", &proof("p-other", e164, t() + 900))
-        .await
-        .unwrap());
-    store
-        .issue(&issue("+447700900124", "c-b", 10, 10))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(store
-        .prove("c-b", &proof("p-new", "+447700900124", t() + 900))
-        .await
-        .unwrap());
-    store
-        .issue(&issue(e164, "c-c", 10, 10))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(store
-        .prove("c-c", &proof("p-new", e164, t()))
-        .await
-        .unwrap());
+    prove(&h, "p-other", e164, "c-a", t() + 900).await;
+    prove(&h, "p-new", "+447700900124", "c-b", t() + 900).await;
+    prove(&h, "p-new", e164, "c-c", t()).await;
     assert_eq!(code_of(store.register(&unproven).await), "phone_not_proven");
     assert_nothing_written(&h, &unproven, "foreign, other-phone or expired proof").await;
 
-    store
-        .issue(&issue(e164, "c-d", 10, 10))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(store
-        .prove("c-d", &proof("p-new", e164, t() + 900))
-        .await
-        .unwrap());
+    prove(&h, "p-new", e164, "c-d", t() + 900).await;
     store.register(&unproven).await.expect("registered");
     assert!(h.has_profile("p-new").await);
     assert_eq!(
@@ -435,15 +417,7 @@ pub async fn a_registration_uses_up_a_live_proof_and_without_one_writes_nothing<
     taken.proof = recorded;
     assert_eq!(code_of(store.register(&taken).await), "phone_not_proven");
     // With a proof, the owner's phone is phone_taken, and the proof stays for another try.
-    store
-        .issue(&issue(e164, "c-e", 10, 10))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(store
-        .prove("c-e", &proof("p-other-2", e164, t() + 900))
-        .await
-        .unwrap());
+    prove(&h, "p-other-2", e164, "c-e", t() + 900).await;
     let refused = store.register(&taken).await;
     assert!(
         matches!(refused, Err(ParticipantError::PhoneTaken)),
@@ -494,15 +468,7 @@ pub async fn a_change_of_phone_moves_the_claim_and_uses_a_live_proof_up<H: Passc
     assert_eq!(h.phone_owner(old).await.as_deref(), Some("p-mover"));
     assert_eq!(h.phone_owner(taken).await.as_deref(), Some("p-owner"));
 
-    store
-        .issue(&issue(new, "c-new", 10, 10))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(store
-        .prove("c-new", &proof("p-mover", new, t() + 900))
-        .await
-        .unwrap());
+    prove(&h, "p-mover", new, "c-new", t() + 900).await;
     store.change_phone(&change(recorded)).await.expect("moved");
     assert_eq!(h.phone_owner(old).await, None, "the old phone is free");
     assert_eq!(h.phone_owner(new).await.as_deref(), Some("p-mover"));

@@ -88,7 +88,7 @@ pub(crate) async fn send(app: &App, event: ApiEvent) -> (StatusCode, Value) {
 }
 
 /// The sample rep invites; returns the code.
-async fn invite(app: &App, body: Value) -> String {
+pub(crate) async fn invite(app: &App, body: Value) -> String {
     let (status, answer) = send(
         app,
         ApiEvent::load("participants/create-invitation.json").body(body),

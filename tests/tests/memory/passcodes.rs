@@ -10,7 +10,7 @@ use loyalty_tests::{body_json, ApiEvent};
 use serde_json::json;
 
 use crate::participants::{
-    app, event_time, phone, pid, seed_sample_invitation, send, App, PASSCODE_KEY,
+    app, event_time, invite, phone, pid, seed_sample_invitation, send, App, PASSCODE_KEY,
     SAMPLE_PARTICIPANT, SAMPLE_PHONE,
 };
 
@@ -254,7 +254,7 @@ async fn a_registered_participant_moves_to_a_proven_phone_and_frees_the_old_one(
 
     // Moving to a phone someone else holds is 409, even when proven through the token.
     let (status, _) = send(&app, {
-        let code = invite_code(&app).await;
+        let code = invite(&app, json!({ "kind": "new_outlet" })).await;
         ApiEvent::load("participants/register.json")
             .sub("p-other")
             .claim("phone_number", "+447700900999")
@@ -272,11 +272,4 @@ async fn a_registered_participant_moves_to_a_proven_phone_and_frees_the_old_one(
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "phone_taken");
-}
-
-/// A fresh new-outlet invitation of the sample rep.
-async fn invite_code(app: &App) -> String {
-    let (status, body) = send(app, ApiEvent::load("participants/create-invitation.json")).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["code"].as_str().unwrap().to_string()
 }
