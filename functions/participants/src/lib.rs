@@ -29,6 +29,8 @@ use loyalty_platform::stores::sms::SnsSms;
 use serde::{Deserialize, Serialize};
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
+const ADOPTION_NOTE: &str =
+    "Refresh your token: the new one carries participant_id, the imported member you now are, with its outlet_id, outlet_role and region claims.";
 const TOKEN_REFRESH_NOTE: &str =
     "Refresh your token: the new one carries the outlet_id, outlet_role and region claims of this registration.";
 
@@ -148,6 +150,7 @@ impl<S: ParticipantStore + Passcodes, C: Clock, M: SmsSender> App<S, C, M> {
             "POST /passcodes" => self.request_passcode(req).await,
             "POST /passcodes/verify" => self.verify_passcode(req).await,
             "POST /registrations" => self.register(req).await,
+            "POST /registrations/imported" => self.adopt_imported(req).await,
             "GET /me" => self.get_profile(req).await,
             "PATCH /me" => self.update_profile(req).await,
             "PUT /me/phone" => self.change_phone(req).await,
@@ -272,6 +275,25 @@ impl<S: ParticipantStore + Passcodes, C: Clock, M: SmsSender> App<S, C, M> {
             note: TOKEN_REFRESH_NOTE,
         };
         Ok(json(StatusCode::CREATED, &view))
+    }
+
+    async fn adopt_imported(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        let caller = authorised(req, &[Role::Participant])?;
+        let body: PhoneBody = json_body(req)?;
+        let phone = PhoneNumber::parse(&body.phone, &self.country).map_err(Problem::from_error)?;
+        let profile = participant::adopt_imported(&self.store, &caller, phone, self.clock.now())
+            .await
+            .map_err(|e| {
+                tracing::info!(subject = %caller.subject, outcome = e.code(), "adoption refused");
+                problem(e)
+            })?;
+        tracing::info!(subject = %caller.subject, participant = %profile.id, "imported member adopted");
+        let view = RegisteredView {
+            profile: ProfileView::from(&profile),
+            token_refresh_required: true,
+            note: ADOPTION_NOTE,
+        };
+        Ok(json(StatusCode::OK, &view))
     }
 
     async fn get_profile(&self, req: &Request) -> Result<Response<Body>, Problem> {
@@ -658,7 +680,11 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    const EVENTS: [(&str, &str); 13] = [
+    const EVENTS: [(&str, &str); 14] = [
+        (
+            "adopt-imported-member",
+            include_str!("../../../events/participants/adopt-imported-member.json"),
+        ),
         (
             "change-phone",
             include_str!("../../../events/participants/change-phone.json"),
@@ -787,6 +813,8 @@ mod tests {
         let rep = json!({"sub": "rep-1", "role": "rep", "region": "north"});
         let admin = json!({"sub": "admin-1", "role": "admin"});
         let cases = [
+            ("adopt-imported-member", rep.clone()),
+            ("adopt-imported-member", admin.clone()),
             ("change-phone", rep.clone()),
             ("change-phone", admin.clone()),
             ("request-passcode", rep.clone()),

@@ -686,6 +686,18 @@ pub fn imported_id(phone: &PhoneNumber) -> ParticipantId {
     ParticipantId::parse(&format!("m-{hex}")).expect("m- and hex digits form a valid id")
 }
 
+/// A signed-in subject taking over the imported member who holds its proven phone: the
+/// subject is linked to the member (`participant_id` in its tokens from then on), and the
+/// member keeps its profile, outlet, balance and history.
+#[derive(Debug, Clone)]
+pub struct Adoption {
+    pub subject: ParticipantId,
+    pub member: ParticipantId,
+    pub phone: PhoneNumber,
+    pub proof: PhoneProof,
+    pub at: DateTime<Utc>,
+}
+
 /// One valid line of an import file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportRow {
@@ -986,7 +998,7 @@ pub trait ParticipantStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<Profile>, InfraError>> + Send;
     /// Writes the profile, the phone claim, the outlet and membership and consumes the
     /// invitation and a recorded phone proof, all or nothing. Outcomes, in this precedence:
-    /// `AlreadyRegistered`, `PhoneNotProven` (no live proof of this subject and phone; before
+    /// `AlreadyRegistered` (a profile, or a link to an adopted imported member), `PhoneNotProven` (no live proof of this subject and phone; before
     /// `PhoneTaken`, so that an unproven phone learns nothing about its owner), `PhoneTaken`,
     /// `InvitationUsed`, `OutletNotFound`.
     fn register(
@@ -1027,6 +1039,22 @@ pub trait ParticipantStore: Send + Sync {
     fn change_phone(
         &self,
         change: &PhoneChange,
+    ) -> impl Future<Output = Result<(), ParticipantError>> + Send;
+    /// Whether `subject` holds a proof of `phone` alive at `now` (read before anything is said
+    /// about the phone's owner; the write that uses the proof checks it again).
+    fn has_proof(
+        &self,
+        subject: &ParticipantId,
+        phone: &PhoneNumber,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, InfraError>> + Send;
+    /// Links the subject to the imported member and consumes a recorded proof, all or nothing.
+    /// Outcomes, in this precedence: `AlreadyRegistered` (the subject has a profile or a link),
+    /// `PhoneNotProven`, `PhoneTaken` (the member was adopted already, or no longer holds the
+    /// phone as an imported member).
+    fn adopt(
+        &self,
+        adoption: &Adoption,
     ) -> impl Future<Output = Result<(), ParticipantError>> + Send;
     /// Records an admin's block or unblock on the profile. `ParticipantNotFound` if there is
     /// no profile.
@@ -1247,6 +1275,49 @@ pub async fn change_phone<S: ParticipantStore>(
             profile: profile.clone(),
             old,
             proof,
+        })
+        .await?;
+    Ok(profile)
+}
+
+/// The caller takes over the imported member who holds `phone`, once the phone is proven (the
+/// token's verified phone or a passcode proof of this subject); answers the member's profile.
+/// An unproven phone learns nothing about its owner; a proven one learns whether an imported
+/// member awaits it (`MemberNotFound`) or the phone is someone else's (`PhoneTaken`).
+pub async fn adopt_imported<S: ParticipantStore>(
+    store: &S,
+    caller: &Caller,
+    phone: PhoneNumber,
+    now: DateTime<Utc>,
+) -> Result<Profile, ParticipantError> {
+    let subject = caller.participant()?.clone();
+    let proof = PhoneProof::for_caller(caller, &phone, now);
+    if let PhoneProof::Recorded { now } = proof {
+        if !store.has_proof(&subject, &phone, now).await? {
+            return Err(ParticipantError::PhoneNotProven);
+        }
+    }
+    let owners = store.phone_owners(&[&phone]).await?;
+    let member = owners
+        .get(phone.as_e164())
+        .ok_or(ParticipantError::MemberNotFound)?;
+    if member == &subject {
+        return Err(ParticipantError::AlreadyRegistered);
+    }
+    let profile = store
+        .profile(member)
+        .await?
+        .ok_or(ParticipantError::MemberNotFound)?;
+    if profile.source != Source::Import {
+        return Err(ParticipantError::PhoneTaken);
+    }
+    store
+        .adopt(&Adoption {
+            subject,
+            member: profile.id.clone(),
+            phone,
+            proof,
+            at: now,
         })
         .await?;
     Ok(profile)

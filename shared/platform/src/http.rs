@@ -198,6 +198,14 @@ pub fn caller(req: &Request) -> Result<Caller, Problem> {
         .get("role")
         .and_then(|r| Role::parse(r))
         .ok_or_else(unauthenticated)?;
+    // A subject that adopted an imported member acts as that member: the identity provider
+    // reads its `SUBJECT#sub`/`LINK` item and puts the member's id into `participant_id`.
+    let subject = match claims.get("participant_id") {
+        Some(id) if !id.is_empty() && role == Role::Participant => {
+            ParticipantId::parse(id).map_err(|_| unauthenticated())?
+        }
+        _ => subject,
+    };
     let outlet = match (claims.get("outlet_id"), claims.get("outlet_role")) {
         (Some(id), Some(r)) if !id.is_empty() => Some((
             OutletId::parse(id).map_err(|_| unauthenticated())?,

@@ -9,13 +9,14 @@ use futures::future::join_all;
 use loyalty_domain::auth::{Caller, Role};
 use loyalty_domain::fraud::Window;
 use loyalty_domain::participant::{
-    InvitationKind, ParticipantError, ParticipantStore, PhoneChange,
+    imported_id, parse_import, Adoption, InvitationKind, ParticipantError, ParticipantStore,
+    PhoneChange,
 };
 use loyalty_domain::passcode::{
     self, Issue, Limiter, Passcode, PasscodeError, PasscodeKey, PasscodePolicy, Passcodes,
     PhoneProof, Proof, StoredPasscode,
 };
-use loyalty_domain::phone::PhoneNumber;
+use loyalty_domain::phone::{CountryCode, PhoneNumber};
 use loyalty_platform::dynamo::ItemExt;
 
 use super::participants::{
@@ -32,6 +33,8 @@ pub trait PasscodesHarness: ParticipantsHarness<Store: Passcodes> {
     async fn tries(&self, e164: &str) -> Option<u64>;
     /// Until when the subject's proof of the phone runs, if one is stored.
     async fn proof_until(&self, subject: &str, e164: &str) -> Option<i64>;
+    /// The imported member a subject adopted, if any.
+    async fn linked_member(&self, subject: &str) -> Option<String>;
 }
 
 impl PasscodesHarness for MemoryHarness {
@@ -53,6 +56,11 @@ impl PasscodesHarness for MemoryHarness {
         self.store()
             .inspect(|w| w.proofs.get(&(pid(subject), e164.to_string())).copied())
     }
+
+    async fn linked_member(&self, subject: &str) -> Option<String> {
+        self.store()
+            .inspect(|w| w.links.get(&pid(subject)).map(ToString::to_string))
+    }
 }
 
 impl PasscodesHarness for DynamoHarness {
@@ -73,6 +81,12 @@ impl PasscodesHarness for DynamoHarness {
         self.item(format!("PROOF#{subject}"), &format!("PHONE#{e164}"))
             .await
             .map(|i| i.signed("expires_at").expect("expires_at"))
+    }
+
+    async fn linked_member(&self, subject: &str) -> Option<String> {
+        self.item(format!("SUBJECT#{subject}"), "LINK")
+            .await
+            .map(|i| i.string("participant_id").expect("member").to_string())
     }
 }
 
@@ -490,6 +504,87 @@ pub async fn a_change_of_phone_moves_the_claim_and_uses_a_live_proof_up<H: Passc
     assert_eq!(h.phone_owner(new).await.as_deref(), Some("p-mover"));
 }
 
+/// A signed-in subject with a proven phone takes over the imported member holding it, once;
+/// the member keeps its profile; the subject can then neither register nor adopt again.
+pub async fn an_imported_member_is_adopted_once_by_a_subject_with_a_proven_phone<
+    H: PasscodesHarness,
+>(
+    h: H,
+) {
+    let store = h.store();
+    let e164 = "+447700900201";
+    let rows = parse_import(
+        "phone,name,region\n07700 900201,Bo Chen,north\n",
+        &CountryCode::parse("44").unwrap(),
+    )
+    .unwrap();
+    store.write_import(&rows, now()).await.unwrap();
+    let member = imported_id(&phone(e164));
+    let adoption = |subject: &str, proof| Adoption {
+        subject: pid(subject),
+        member: member.clone(),
+        phone: phone(e164),
+        proof,
+        at: now(),
+    };
+    let recorded = PhoneProof::Recorded { now: t() };
+    assert_eq!(
+        code_of(store.adopt(&adoption("p-new", recorded)).await),
+        "phone_not_proven"
+    );
+    assert_eq!(h.linked_member("p-new").await, None);
+
+    prove(&h, "p-new", e164, "c-1", t() + 900).await;
+    store
+        .adopt(&adoption("p-new", recorded))
+        .await
+        .expect("adopted");
+    assert_eq!(
+        h.linked_member("p-new").await.as_deref(),
+        Some(member.as_str())
+    );
+    assert_eq!(
+        h.proof_until("p-new", e164).await,
+        None,
+        "the proof is used up"
+    );
+    let profile = store.profile(&member).await.unwrap().unwrap();
+    assert_eq!(profile.name.as_str(), "Bo Chen");
+    assert_eq!(h.phone_owner(e164).await.as_deref(), Some(member.as_str()));
+
+    // Another subject, even proven, finds the member taken.
+    prove(&h, "p-late", e164, "c-2", t() + 900).await;
+    assert_eq!(
+        code_of(store.adopt(&adoption("p-late", recorded)).await),
+        "phone_taken"
+    );
+    assert_eq!(h.linked_member("p-late").await, None);
+    assert_eq!(h.proof_until("p-late", e164).await, Some(t() + 900));
+    // The adopter neither adopts again nor registers an account of its own.
+    assert_eq!(
+        code_of(store.adopt(&adoption("p-new", PhoneProof::Token)).await),
+        "already_registered"
+    );
+    let invitation = invite(&h, "rep-1", InvitationKind::Individual).await;
+    let own = registration(&invitation, "p-new", "07700 900777", "o-x");
+    assert_eq!(code_of(store.register(&own).await), "already_registered");
+    assert_nothing_written(&h, &own, "a linked subject registering").await;
+
+    // A registered participant's phone is not an imported member's.
+    let invitation = invite(&h, "rep-1", InvitationKind::Individual).await;
+    store
+        .register(&registration(&invitation, "p-reg", "07700 900778", "o-y"))
+        .await
+        .unwrap();
+    let not_imported = Adoption {
+        member: pid("p-reg"),
+        phone: phone("+447700900778"),
+        ..adoption("p-other", PhoneProof::Token)
+    };
+    assert_eq!(code_of(store.adopt(&not_imported).await), "phone_taken");
+    assert_eq!(h.linked_member("p-other").await, None);
+}
+
 /// One test per case for the adapter the factory builds:
 /// `passcodes_contract!(loyalty_tests::contract::participants::memory)`.
 #[macro_export]
@@ -504,6 +599,7 @@ macro_rules! passcodes_contract {
             ten_concurrent_right_answers_prove_the_phone_exactly_once,
             a_registration_uses_up_a_live_proof_and_without_one_writes_nothing,
             a_change_of_phone_moves_the_claim_and_uses_a_live_proof_up,
+            an_imported_member_is_adopted_once_by_a_subject_with_a_proven_phone,
         );
     };
 }

@@ -50,6 +50,12 @@ const ROUTES: &[Route] = &[
     },
     Route {
         function: "ParticipantsFunction",
+        route: "POST /registrations/imported",
+        event: "participants/adopt-imported-member.json",
+        refused: &["rep", "admin"],
+    },
+    Route {
+        function: "ParticipantsFunction",
         route: "GET /me",
         event: "participants/get-profile.json",
         refused: &["rep", "admin"],

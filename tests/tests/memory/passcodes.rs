@@ -273,3 +273,73 @@ async fn a_registered_participant_moves_to_a_proven_phone_and_frees_the_old_one(
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "phone_taken");
 }
+
+#[tokio::test]
+async fn an_imported_member_proves_the_phone_on_first_sign_in_and_keeps_what_was_imported() {
+    let app = app();
+    let (status, body) = send(
+        &app,
+        ApiEvent::load("participants/import-members.json")
+            .sub("admin-1")
+            .role("admin")
+            .without_outlet(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let member = loyalty_domain::participant::imported_id(&phone("+447700900201"));
+    let adopt = || {
+        ApiEvent::load("participants/adopt-imported-member.json")
+            .without_claim("phone_number")
+            .without_claim("phone_number_verified")
+    };
+    let (status, body) = send(&app, adopt()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "phone_not_proven");
+
+    send(&app, request_for("p-3c81d0", "+447700900201")).await;
+    let code = last_code(&app, "+447700900201");
+    assert_eq!(
+        send(&app, verify_as("p-3c81d0", "+447700900201", &code))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, body) = send(&app, adopt()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["profile"]["id"], member.as_str());
+    assert_eq!(body["profile"]["name"], "Bo Chen");
+    assert_eq!(body["profile"]["source"], "import");
+    assert_eq!(body["token_refresh_required"], true);
+
+    // The refreshed token names the member: the subject now reads the member's profile.
+    let (status, me) = send(
+        &app,
+        ApiEvent::load("participants/get-profile.json")
+            .sub("p-3c81d0")
+            .claim("participant_id", member.as_str()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["id"], member.as_str());
+    assert_eq!(me["email"], "bo@example.com");
+
+    // The sample event proves the phone through the token; the member is taken by now.
+    let (status, body) = send(
+        &app,
+        ApiEvent::load("participants/adopt-imported-member.json").sub("p-second"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "phone_taken");
+    // A proven phone that no member holds.
+    let (status, body) = send(
+        &app,
+        ApiEvent::load("participants/adopt-imported-member.json")
+            .sub("p-third")
+            .claim("phone_number", "+447700900333")
+            .body(json!({ "phone": "+447700900333" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["code"], "member_not_found");
+}

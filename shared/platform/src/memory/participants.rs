@@ -17,6 +17,8 @@
 //! | `PASSCODE#e164`/`PASSCODE` (`digest`, `challenge`, `tries`)   | [`ParticipantsWorld::passcodes`]      |
 //! | `PASSCODES#limiter#window`/`COUNTER` (`requests`)             | [`ParticipantsWorld::passcode_requests`] |
 //! | `PROOF#subject`/`PHONE#e164` (`expires_at`)                   | [`ParticipantsWorld::proofs`]         |
+//! | `SUBJECT#subject`/`LINK` (`participant_id`)                   | [`ParticipantsWorld::links`]          |
+//! | `adopted_by` on an imported member's `PROFILE`                | [`ParticipantsWorld::adopted_by`]     |
 //!
 //! `register` is one transaction there: invitation `attribute_exists(pk) AND
 //! attribute_not_exists(used_by)`, phone and profile `attribute_not_exists(pk)`, a new outlet
@@ -27,6 +29,12 @@
 //! profile (`AlreadyRegistered`), then the proof (`PhoneNotProven`), then the phone
 //! (`PhoneTaken`), then the invitation
 //! (`InvitationUsed`), then the outlet (`OutletNotFound`).
+//!
+//! `adopt` is one transaction there: the member's profile `#source = :import AND phone = :phone
+//! AND attribute_not_exists(adopted_by)`, the link `SUBJECT#subject`/`LINK` and the subject's
+//! profile `attribute_not_exists(pk)`, a recorded proof deleted while alive; `register` also
+//! checks that the subject has no link. Here too: the subject registered or linked
+//! (`AlreadyRegistered`), then the proof (`PhoneNotProven`), then the member (`PhoneTaken`).
 //!
 //! `change_phone` is one transaction there: the profile `attribute_exists(pk) AND phone =
 //! :old`, the old phone claim deleted on `participant_id = :p`, the new one put on
@@ -62,8 +70,9 @@ use chrono::{DateTime, Utc};
 use loyalty_domain::fraud::Guesser;
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::participant::{
-    Guess, GuessRefusal, ImportRow, Invitation, InvitationCode, LineError, Membership, Outlet,
-    Page, ParticipantError, ParticipantStore, PhoneChange, Profile, Registration, StandingChange,
+    Adoption, Guess, GuessRefusal, ImportRow, Invitation, InvitationCode, LineError, Membership,
+    Outlet, Page, ParticipantError, ParticipantStore, PhoneChange, Profile, Registration, Source,
+    StandingChange,
 };
 use loyalty_domain::passcode::{PhoneProof, StoredPasscode};
 use loyalty_domain::phone::PhoneNumber;
@@ -104,6 +113,10 @@ pub struct ParticipantsWorld {
     pub passcode_requests: BTreeMap<(String, i64), u64>,
     /// Until when (epoch seconds) each (subject, E.164 number) is proven.
     pub proofs: BTreeMap<(ParticipantId, String), i64>,
+    /// The imported member each signed-in subject adopted.
+    pub links: BTreeMap<ParticipantId, ParticipantId>,
+    /// Who adopted each adopted imported member (`adopted_by` on the profile item).
+    pub adopted_by: BTreeMap<ParticipantId, ParticipantId>,
 }
 
 /// Deliberate bugs, so that tests can prove the contract suite catches them. Never set
@@ -263,7 +276,8 @@ impl ParticipantStore for MemoryParticipants {
             .is_some_and(|s| s.invitation.used_by.is_none());
         let phone_free = !w.phones.contains_key(profile.phone.as_e164())
             || self.bug == Some(PlantedBug::PhonesNotUnique);
-        let profile_free = !w.profiles.contains_key(&profile.id);
+        let profile_free =
+            !w.profiles.contains_key(&profile.id) && !w.links.contains_key(&profile.id);
         let proof_key = (profile.id.clone(), profile.phone.as_e164().to_string());
         let proven = match registration.proof {
             PhoneProof::Token => true,
@@ -503,6 +517,54 @@ impl ParticipantStore for MemoryParticipants {
         let stored = w.profiles.get_mut(&profile.id).expect("checked above");
         stored.phone = profile.phone.clone();
         stored.updated_at = profile.updated_at;
+        Ok(())
+    }
+
+    async fn has_proof(
+        &self,
+        subject: &ParticipantId,
+        phone: &PhoneNumber,
+        now: i64,
+    ) -> Result<bool, InfraError> {
+        round_trip().await;
+        Ok(self
+            .world()
+            .proofs
+            .get(&(subject.clone(), phone.as_e164().to_string()))
+            .is_some_and(|until| *until > now))
+    }
+
+    async fn adopt(&self, adoption: &Adoption) -> Result<(), ParticipantError> {
+        round_trip().await;
+        let mut w = self.world();
+        let subject = &adoption.subject;
+        if w.profiles.contains_key(subject) || w.links.contains_key(subject) {
+            return Err(ParticipantError::AlreadyRegistered);
+        }
+        let proof_key = (subject.clone(), adoption.phone.as_e164().to_string());
+        let proven = match adoption.proof {
+            PhoneProof::Token => true,
+            PhoneProof::Recorded { now } => {
+                w.proofs.get(&proof_key).is_some_and(|until| *until > now)
+            }
+        };
+        if !proven {
+            return Err(ParticipantError::PhoneNotProven);
+        }
+        let adoptable = w
+            .profiles
+            .get(&adoption.member)
+            .is_some_and(|p| p.source == Source::Import && p.phone == adoption.phone)
+            && !w.adopted_by.contains_key(&adoption.member);
+        if !adoptable {
+            return Err(ParticipantError::PhoneTaken);
+        }
+        if let PhoneProof::Recorded { .. } = adoption.proof {
+            w.proofs.remove(&proof_key);
+        }
+        w.links.insert(subject.clone(), adoption.member.clone());
+        w.adopted_by
+            .insert(adoption.member.clone(), subject.clone());
         Ok(())
     }
 
