@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! loyalty-local up [--host 127.0.0.1] [--port 3000] [--no-seed]
-//! loyalty-local mint-token --role participant|rep|admin|service --sub ID [--outlet-id ID --outlet-role owner|seller] [--region ID] [--scope actions:report] [--phone +E164 [--phone-verified]] [--ttl-hours N]
+//! loyalty-local mint-token --role participant|rep|admin|service --sub ID [--outlet-id ID --outlet-role owner|seller] [--region ID] [--scope actions:report] [--phone +E164 [--phone-verified]] [--participant-id ID] [--ttl-hours N]
 //! loyalty-local trigger FunctionLogicalId [--url http://127.0.0.1:3000]
 //! loyalty-local passcode PHONE
 //! loyalty-local provision [--prefix local]
@@ -23,7 +23,7 @@ use loyalty_local::{runtime, seed};
 
 const USAGE: &str = "usage:
   loyalty-local up [--host 127.0.0.1] [--port 3000] [--no-seed]
-  loyalty-local mint-token --role participant|rep|admin|service --sub ID [--outlet-id ID --outlet-role owner|seller] [--region ID] [--scope actions:report] [--phone +E164 [--phone-verified]] [--ttl-hours N]
+  loyalty-local mint-token --role participant|rep|admin|service --sub ID [--outlet-id ID --outlet-role owner|seller] [--region ID] [--scope actions:report] [--phone +E164 [--phone-verified]] [--participant-id ID] [--ttl-hours N]
   loyalty-local trigger FunctionLogicalId [--url http://127.0.0.1:3000]
   loyalty-local passcode PHONE
   loyalty-local provision [--prefix local]
@@ -158,6 +158,7 @@ fn token_request(args: &Args) -> Result<TokenRequest, String> {
         region: args.get("region").map(String::from),
         scope,
         phone,
+        participant_id: args.get("participant-id").map(String::from),
         ttl_hours,
     })
 }
@@ -172,6 +173,7 @@ fn mint_token(raw: &[String]) -> Result<(), String> {
         "region",
         "scope",
         "phone",
+        "participant-id",
         "ttl-hours",
     ])?;
     let request = token_request(&args)?;

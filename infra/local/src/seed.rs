@@ -74,6 +74,7 @@ fn mint(
             region: region.map(String::from),
             scope: None,
             phone: None,
+            participant_id: None,
             ttl_hours: 12,
         },
     )
@@ -161,6 +162,7 @@ async fn participant(
             region: None,
             scope: None,
             phone: Some((phone, true)),
+            participant_id: None,
             ttl_hours: 12,
         },
     );

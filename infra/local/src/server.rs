@@ -460,6 +460,7 @@ Resources:
             region: Some("north".into()),
             scope: None,
             phone: None,
+            participant_id: None,
             ttl_hours,
         };
         key.sign(&request.claims(now))
@@ -514,6 +515,7 @@ Resources:
             region: None,
             scope: None,
             phone: None,
+            participant_id: None,
             ttl_hours: 1,
         }
         .claims(now);
