@@ -343,3 +343,15 @@ async fn an_imported_member_proves_the_phone_on_first_sign_in_and_keeps_what_was
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(body["code"], "member_not_found");
 }
+
+#[tokio::test]
+async fn only_a_participant_token_acts_as_its_participant_id() {
+    let app = app();
+    let (status, body) = send(
+        &app,
+        ApiEvent::load("participants/create-invitation.json").claim("participant_id", "m-other"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["zone"], "rep-north-1", "a rep stays its subject");
+}
