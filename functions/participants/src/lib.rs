@@ -1,4 +1,5 @@
-//! Invitations, registration, profiles, outlets and member import (ParticipantsFunction).
+//! Invitations, passcodes, registration, profiles, outlets and member import
+//! (ParticipantsFunction).
 //!
 //! Every route establishes the caller first (401), then the role (403), then reads the
 //! request (400), so that no one learns anything about a route they may not use.
@@ -13,6 +14,9 @@ use loyalty_domain::participant::{
     self as participant, Invitation, InvitationKind, InvitationRequest, Membership, Outlet,
     ParticipantError, ParticipantStore, ProfileChanges, Reason, RegistrationForm, Standing,
 };
+use loyalty_domain::passcode::{
+    self, Passcode, PasscodeError, PasscodeKey, PasscodePolicy, Passcodes, SmsSender,
+};
 use loyalty_domain::phone::{CountryCode, PhoneNumber};
 use loyalty_domain::ports::{Clock, IdSource, RandomIds, SystemClock};
 use loyalty_domain::Classified;
@@ -20,19 +24,23 @@ use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, caller, json, json_body, path_param, query_param, Problem};
 use loyalty_platform::metrics::{Metrics, Routes};
 use loyalty_platform::stores::participants::DynamoParticipantStore;
+use loyalty_platform::stores::sms::SnsSms;
 use serde::{Deserialize, Serialize};
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
+const ADOPTION_NOTE: &str =
+    "Refresh your token: the new one carries participant_id, the imported member you now are, with its outlet_id, outlet_role and region claims.";
 const TOKEN_REFRESH_NOTE: &str =
     "Refresh your token: the new one carries the outlet_id, outlet_role and region claims of this registration.";
 
-/// The function: the participant store `S`, the clock `C`, an id source (outlets, invitations)
-/// the default country code and the metrics sink, nothing else. Lambda runs it over DynamoDB, the wall clock
-/// and random ids ([`App::new`]); handler tests give it
-/// [`loyalty_platform::memory::MemoryParticipants`], a `FixedClock` and
-/// [`loyalty_platform::memory::SeededIds`] ([`App::with_store`]). No handler reads the wall
-/// clock or draws an id itself: new outlet ids and invitation codes come from the id source.
-pub struct App<S = DynamoParticipantStore, C = Box<dyn Clock>> {
+/// The function: the participant store `S` (which also keeps passcodes and phone proofs), the
+/// clock `C`, the SMS sender `M`, an id source (outlets, invitations, passcodes), the passcode
+/// key, the default country code and the metrics sink, nothing else. Lambda runs it over DynamoDB, SNS, the wall
+/// clock and random ids ([`App::new`]); handler tests give it
+/// [`loyalty_platform::memory::MemoryParticipants`], a `FixedClock`,
+/// [`loyalty_platform::memory::MemorySms`] and [`loyalty_platform::memory::SeededIds`]
+/// ([`App::with_store`]). No handler reads the wall clock or draws an id itself.
+pub struct App<S = DynamoParticipantStore, C = Box<dyn Clock>, M = SnsSms> {
     store: S,
     /// The limits on wrong invitation codes: those of pack-code claims.
     guessing: FraudPolicy,
@@ -40,14 +48,21 @@ pub struct App<S = DynamoParticipantStore, C = Box<dyn Clock>> {
     clock: C,
     ids: Box<dyn IdSource>,
     metrics: Metrics,
+    sms: M,
+    passcode_key: PasscodeKey,
+    passcodes: PasscodePolicy,
 }
 
 /// The routes (the `Route` dimension of their metrics).
 pub const ROUTES: Routes = Routes(&[
     ("POST /invitations", None),
+    ("POST /passcodes", None),
+    ("POST /passcodes/verify", None),
     ("POST /registrations", None),
+    ("POST /registrations/imported", None),
     ("GET /me", None),
     ("PATCH /me", None),
+    ("PUT /me/phone", None),
     ("GET /outlets/{outletId}/members", None),
     ("GET /zone/outlets", None),
     ("GET /admin/members/by-phone/{phone}", None),
@@ -80,8 +95,20 @@ impl App {
             clock,
             ids,
             metrics: Metrics::discard(),
+            sms: SnsSms::new(loyalty_platform::aws::sns(aws)),
+            passcode_key: passcode_key(env)?,
+            passcodes: PasscodePolicy::default(),
         })
     }
+}
+
+/// The secret key of the passcode hashes (`PASSCODE_HMAC_KEY`, the stack's NoEcho parameter
+/// `PasscodeHmacKey`): at least 32 characters.
+pub fn passcode_key(env: &Env) -> Result<PasscodeKey, ConfigError> {
+    PasscodeKey::parse(&env.required("PASSCODE_HMAC_KEY")?).map_err(|reason| ConfigError::Invalid {
+        key: "PASSCODE_HMAC_KEY".into(),
+        reason,
+    })
 }
 
 /// The country whose numbers may be typed without a prefix (`DEFAULT_COUNTRY_CODE`).
@@ -92,14 +119,16 @@ pub fn country(env: &Env) -> Result<CountryCode, ConfigError> {
     })
 }
 
-impl<S: ParticipantStore, C: Clock> App<S, C> {
-    /// Any participant store, clock and id source: the memory adapter, a fixed clock and
-    /// seeded ids in handler tests.
+impl<S: ParticipantStore + Passcodes, C: Clock, M: SmsSender> App<S, C, M> {
+    /// Any participant store, clock, id source and SMS sender: the memory adapters, a fixed
+    /// clock and seeded ids in handler tests.
     pub fn with_store(
         store: S,
         country: CountryCode,
         clock: C,
         ids: impl IdSource + 'static,
+        sms: M,
+        passcode_key: PasscodeKey,
     ) -> Self {
         Self {
             store,
@@ -107,8 +136,16 @@ impl<S: ParticipantStore, C: Clock> App<S, C> {
             country,
             clock,
             ids: Box::new(ids),
+            sms,
+            passcode_key,
+            passcodes: PasscodePolicy::default(),
             metrics: Metrics::discard(),
         }
+    }
+
+    /// The SMS sender, for tests to read what was sent.
+    pub fn sms(&self) -> &M {
+        &self.sms
     }
 
     /// Where the metrics go (none unless given; [`App::new`] gives EMF on stdout).
@@ -139,9 +176,13 @@ impl<S: ParticipantStore, C: Clock> App<S, C> {
     async fn route(&self, req: &Request) -> Result<Response<Body>, Problem> {
         match http::route_key(req) {
             "POST /invitations" => self.create_invitation(req).await,
+            "POST /passcodes" => self.request_passcode(req).await,
+            "POST /passcodes/verify" => self.verify_passcode(req).await,
             "POST /registrations" => self.register(req).await,
+            "POST /registrations/imported" => self.adopt_imported(req).await,
             "GET /me" => self.get_profile(req).await,
             "PATCH /me" => self.update_profile(req).await,
+            "PUT /me/phone" => self.change_phone(req).await,
             "GET /outlets/{outletId}/members" => self.list_outlet_members(req).await,
             "GET /zone/outlets" => self.list_zone_outlets(req).await,
             "GET /admin/members/by-phone/{phone}" => self.find_member_by_phone(req).await,
@@ -174,6 +215,57 @@ impl<S: ParticipantStore, C: Clock> App<S, C> {
             StatusCode::CREATED,
             &InvitationView::from(&invitation),
         ))
+    }
+
+    async fn request_passcode(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        let caller = authorised(req, &[Role::Participant])?;
+        let body: PhoneBody = json_body(req)?;
+        let phone = PhoneNumber::parse(&body.phone, &self.country).map_err(Problem::from_error)?;
+        let answer = passcode::request(
+            &self.store,
+            &self.sms,
+            &self.passcode_key,
+            &self.passcodes,
+            &caller,
+            &phone,
+            &*self.ids,
+            self.clock.now(),
+        )
+        .await
+        .map_err(|e| {
+            tracing::info!(participant = %caller.subject, %phone, outcome = e.code(), "passcode refused");
+            Problem::from_error(e)
+        })?;
+        tracing::info!(participant = %caller.subject, %phone, "passcode sent");
+        // 202: the SMS is on its way, and nothing here says whether the phone is known.
+        Ok(json(StatusCode::ACCEPTED, &answer))
+    }
+
+    async fn verify_passcode(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        let caller = authorised(req, &[Role::Participant])?;
+        let body: PasscodeVerifyBody = json_body(req)?;
+        let phone = PhoneNumber::parse(&body.phone, &self.country).map_err(Problem::from_error)?;
+        let code = Passcode::parse(&body.code).map_err(Problem::from_error)?;
+        let proof = passcode::verify(
+            &self.store,
+            &self.passcode_key,
+            &self.passcodes,
+            &caller,
+            &phone,
+            &code,
+            self.clock.now(),
+        )
+        .await
+        .map_err(|e: PasscodeError| {
+            tracing::info!(participant = %caller.subject, %phone, outcome = e.code(), "passcode refused");
+            Problem::from_error(e)
+        })?;
+        tracing::info!(participant = %caller.subject, %phone, "phone proven");
+        let view = ProvenView {
+            phone: phone.as_e164().to_string(),
+            proven_until: DateTime::from_timestamp(proof.expires_at, 0).unwrap_or_default(),
+        };
+        Ok(json(StatusCode::OK, &view))
     }
 
     async fn register(&self, req: &Request) -> Result<Response<Body>, Problem> {
@@ -214,6 +306,25 @@ impl<S: ParticipantStore, C: Clock> App<S, C> {
         Ok(json(StatusCode::CREATED, &view))
     }
 
+    async fn adopt_imported(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        let caller = authorised(req, &[Role::Participant])?;
+        let body: PhoneBody = json_body(req)?;
+        let phone = PhoneNumber::parse(&body.phone, &self.country).map_err(Problem::from_error)?;
+        let profile = participant::adopt_imported(&self.store, &caller, phone, self.clock.now())
+            .await
+            .map_err(|e| {
+                tracing::info!(subject = %caller.subject, outcome = e.code(), "adoption refused");
+                problem(e)
+            })?;
+        tracing::info!(subject = %caller.subject, participant = %profile.id, "imported member adopted");
+        let view = RegisteredView {
+            profile: ProfileView::from(&profile),
+            token_refresh_required: true,
+            note: ADOPTION_NOTE,
+        };
+        Ok(json(StatusCode::OK, &view))
+    }
+
     async fn get_profile(&self, req: &Request) -> Result<Response<Body>, Problem> {
         let caller = authorised(req, &[Role::Participant])?;
         let profile = participant::my_profile(&self.store, &caller)
@@ -229,7 +340,7 @@ impl<S: ParticipantStore, C: Clock> App<S, C> {
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "phone_not_editable",
-                "The phone number is your identity and cannot be changed here.",
+                "The phone number is your identity: prove the new one, then change it with PUT /me/phone.",
             ));
         }
         let changes =
@@ -237,6 +348,20 @@ impl<S: ParticipantStore, C: Clock> App<S, C> {
         let profile = participant::update_profile(&self.store, &caller, changes, self.clock.now())
             .await
             .map_err(problem)?;
+        Ok(json(StatusCode::OK, &ProfileView::from(&profile)))
+    }
+
+    async fn change_phone(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        let caller = authorised(req, &[Role::Participant])?;
+        let body: PhoneBody = json_body(req)?;
+        let phone = PhoneNumber::parse(&body.phone, &self.country).map_err(Problem::from_error)?;
+        let profile = participant::change_phone(&self.store, &caller, phone, self.clock.now())
+            .await
+            .map_err(|e| {
+                tracing::info!(participant = %caller.subject, outcome = e.code(), "phone change refused");
+                problem(e)
+            })?;
+        tracing::info!(participant = %profile.id, phone = %profile.phone, "phone changed");
         Ok(json(StatusCode::OK, &ProfileView::from(&profile)))
     }
 
@@ -401,6 +526,27 @@ struct InvitationBody {
     zone: Option<String>,
 }
 
+/// The body of `POST /passcodes` and of `PUT /me/phone`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PhoneBody {
+    phone: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasscodeVerifyBody {
+    phone: String,
+    code: String,
+}
+
+/// A proven phone: register with it, or change to it, before `proven_until`.
+#[derive(Serialize)]
+struct ProvenView {
+    phone: String,
+    proven_until: DateTime<Utc>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RegistrationBody {
@@ -563,7 +709,23 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    const EVENTS: [(&str, &str); 10] = [
+    const EVENTS: [(&str, &str); 14] = [
+        (
+            "adopt-imported-member",
+            include_str!("../../../events/participants/adopt-imported-member.json"),
+        ),
+        (
+            "change-phone",
+            include_str!("../../../events/participants/change-phone.json"),
+        ),
+        (
+            "request-passcode",
+            include_str!("../../../events/participants/request-passcode.json"),
+        ),
+        (
+            "verify-passcode",
+            include_str!("../../../events/participants/verify-passcode.json"),
+        ),
         (
             "create-invitation",
             include_str!("../../../events/participants/create-invitation.json"),
@@ -623,7 +785,11 @@ mod tests {
             .build();
         let env = Env::default()
             .with("PARTICIPANTS_TABLE", "participants")
-            .with("DEFAULT_COUNTRY_CODE", "44");
+            .with("DEFAULT_COUNTRY_CODE", "44")
+            .with(
+                "PASSCODE_HMAC_KEY",
+                "a unit-test key of at least 32 characters",
+            );
         App::new(&aws, &env).expect("valid configuration")
     }
 
@@ -676,6 +842,14 @@ mod tests {
         let rep = json!({"sub": "rep-1", "role": "rep", "region": "north"});
         let admin = json!({"sub": "admin-1", "role": "admin"});
         let cases = [
+            ("adopt-imported-member", rep.clone()),
+            ("adopt-imported-member", admin.clone()),
+            ("change-phone", rep.clone()),
+            ("change-phone", admin.clone()),
+            ("request-passcode", rep.clone()),
+            ("request-passcode", admin.clone()),
+            ("verify-passcode", rep.clone()),
+            ("verify-passcode", admin.clone()),
             ("create-invitation", participant.clone()),
             ("register", rep.clone()),
             ("register", admin.clone()),
@@ -802,6 +976,26 @@ mod tests {
         assert_eq!(call(e).await.1["code"], "route_not_found");
     }
 
+    #[tokio::test]
+    async fn a_passcode_of_other_than_six_digits_is_400_passcode_malformed() {
+        let mut e = event("verify-passcode");
+        e["body"] = json!({"phone": "07700900123", "code": "12345"})
+            .to_string()
+            .into();
+        let (status, body) = call(e).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["code"], "passcode_malformed");
+    }
+
+    #[tokio::test]
+    async fn a_passcode_for_an_unusable_phone_is_400_phone_invalid() {
+        let mut e = event("request-passcode");
+        e["body"] = json!({"phone": "call-me"}).to_string().into();
+        let (status, body) = call(e).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["code"], "phone_invalid");
+    }
+
     #[test]
     fn percent_encoded_phone_numbers_are_decoded_and_plus_stays_literal() {
         assert_eq!(percent_decode("%2B44%207700900123"), "+44 7700900123");
@@ -820,11 +1014,24 @@ mod tests {
         assert!(err.to_string().contains("PARTICIPANTS_TABLE"));
         let env = Env::default()
             .with("PARTICIPANTS_TABLE", "t")
+            .with(
+                "PASSCODE_HMAC_KEY",
+                "a unit-test key of at least 32 characters",
+            )
             .with("DEFAULT_COUNTRY_CODE", "0044x");
         assert!(App::new(&aws, &env)
             .err()
             .unwrap()
             .to_string()
             .contains("DEFAULT_COUNTRY_CODE"));
+        let env = Env::default()
+            .with("PARTICIPANTS_TABLE", "t")
+            .with("DEFAULT_COUNTRY_CODE", "44")
+            .with("PASSCODE_HMAC_KEY", "short");
+        assert!(App::new(&aws, &env)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("PASSCODE_HMAC_KEY"));
     }
 }

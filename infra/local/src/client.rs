@@ -1,5 +1,6 @@
-//! A minimal HTTP/1.1 client for the local calls that have no SDK here: SNS `CreateTopic` on
-//! the emulator (no SNS SDK in the workspace), `loyalty-local trigger`, and the server's tests.
+//! A minimal HTTP/1.1 client for the local calls that need no SDK: SNS `CreateTopic` on the
+//! emulator, the emulator's own API (`/moto-api/data.json`: the SMS it was asked to send),
+//! `loyalty-local trigger`, and the server's tests.
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -69,4 +70,41 @@ pub async fn send(
         status,
         body: String::from_utf8_lossy(&bytes).into_owned(),
     })
+}
+
+/// The six digits of the last SMS to `e164` in the emulator's `GET /moto-api/data.json`
+/// (its `sns.SMS` list, oldest first): the passcode a phone would have received.
+pub fn last_sms_code(data: &serde_json::Value, e164: &str) -> Option<String> {
+    data["sns"]["SMS"]
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|sms| sms["phone_number"].as_str() == Some(e164))
+        .and_then(|sms| sms["message"].as_str())
+        .and_then(loyalty_platform::memory::passcodes::six_digits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_last_sms_to_a_phone_gives_its_passcode() {
+        let data = json!({"sns": {"SMS": [
+            {"phone_number": "+447700900123", "message": "Your code is 111111. It is valid for 5 minutes."},
+            {"phone_number": "+447700900999", "message": "Your code is 222222."},
+            {"phone_number": "+447700900123", "message": "Your code is 333333. It is valid for 5 minutes."},
+        ]}});
+        assert_eq!(
+            last_sms_code(&data, "+447700900123").as_deref(),
+            Some("333333")
+        );
+        assert_eq!(
+            last_sms_code(&data, "+447700900999").as_deref(),
+            Some("222222")
+        );
+        assert_eq!(last_sms_code(&data, "+15550100000"), None);
+        assert_eq!(last_sms_code(&json!({}), "+447700900123"), None);
+    }
 }

@@ -188,6 +188,12 @@ pub struct TokenRequest {
     pub region: Option<String>,
     /// OAuth scopes, space-separated, as a service's token carries them (`actions:report`).
     pub scope: Option<String>,
+    /// `phone_number` (E.164) and whether `phone_number_verified` is true, as Cognito's ID
+    /// tokens carry them: a verified phone registers without a passcode.
+    pub phone: Option<(String, bool)>,
+    /// The imported member this subject adopted (`POST /registrations/imported`), as the
+    /// identity provider's pre-token trigger would add it.
+    pub participant_id: Option<String>,
     pub ttl_hours: i64,
 }
 
@@ -213,6 +219,13 @@ impl TokenRequest {
         if let Some(scope) = &self.scope {
             claims.insert("scope".into(), scope.clone().into());
         }
+        if let Some(member) = &self.participant_id {
+            claims.insert("participant_id".into(), member.clone().into());
+        }
+        if let Some((phone, verified)) = &self.phone {
+            claims.insert("phone_number".into(), phone.clone().into());
+            claims.insert("phone_number_verified".into(), (*verified).into());
+        }
         claims
     }
 }
@@ -231,6 +244,8 @@ mod tests {
             outlet: None,
             region: Some("north".into()),
             scope: None,
+            phone: None,
+            participant_id: None,
             ttl_hours,
         };
         key.sign(&request.claims(NOW))
@@ -255,6 +270,8 @@ mod tests {
             outlet: None,
             region: None,
             scope: Some("actions:report".into()),
+            phone: None,
+            participant_id: None,
             ttl_hours: 1,
         };
         assert_eq!(service.claims(NOW)["scope"], "actions:report");
@@ -329,6 +346,8 @@ mod tests {
                     outlet: None,
                     region: None,
                     scope: None,
+                    phone: None,
+                    participant_id: None,
                     ttl_hours: 1,
                 }
                 .claims(NOW),

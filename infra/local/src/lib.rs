@@ -27,6 +27,9 @@ pub mod webhooks;
 /// `JwtIssuer` and `JwtAudience` parameters.
 pub const LOCAL_ISSUER: &str = "loyalty-engine-local";
 pub const LOCAL_AUDIENCE: &str = "loyalty-engine";
+/// The local value of the template's `PasscodeHmacKey` parameter. Only local passcodes are
+/// hashed with it; `./dev passcode PHONE` reads the codes from the emulator anyway.
+pub const LOCAL_PASSCODE_KEY: &str = "loyalty-engine-local-passcode-key-not-a-secret";
 
 /// An SDK configuration for the emulator at `endpoint`. Credentials and region come from
 /// the usual environment variables when set, else the emulator's `test` defaults.

@@ -2,12 +2,13 @@
 //!
 //! ```text
 //! loyalty-local up [--host 127.0.0.1] [--port 3000] [--no-seed]
-//! loyalty-local mint-token --role participant|rep|admin|service --sub ID [--outlet-id ID --outlet-role owner|seller] [--region ID] [--scope actions:report] [--ttl-hours N]
+//! loyalty-local mint-token --role participant|rep|admin|service --sub ID [--outlet-id ID --outlet-role owner|seller] [--region ID] [--scope actions:report] [--phone +E164 [--phone-verified]] [--participant-id ID] [--ttl-hours N]
 //! loyalty-local trigger FunctionLogicalId [--url http://127.0.0.1:3000]
+//! loyalty-local passcode PHONE
 //! loyalty-local provision [--prefix local]
 //! loyalty-local sign-webhook --file BODY_OR_EVENT.json [--partner demo-market] [--secret S] [--url http://127.0.0.1:3000]
 //! ```
-//! `up` and `provision` need the emulator's address in `LOCAL_AWS_ENDPOINT`.
+//! `up`, `provision` and `passcode` need the emulator's address in `LOCAL_AWS_ENDPOINT`.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -22,8 +23,9 @@ use loyalty_local::{runtime, seed};
 
 const USAGE: &str = "usage:
   loyalty-local up [--host 127.0.0.1] [--port 3000] [--no-seed]
-  loyalty-local mint-token --role participant|rep|admin|service --sub ID [--outlet-id ID --outlet-role owner|seller] [--region ID] [--scope actions:report] [--ttl-hours N]
+  loyalty-local mint-token --role participant|rep|admin|service --sub ID [--outlet-id ID --outlet-role owner|seller] [--region ID] [--scope actions:report] [--phone +E164 [--phone-verified]] [--participant-id ID] [--ttl-hours N]
   loyalty-local trigger FunctionLogicalId [--url http://127.0.0.1:3000]
+  loyalty-local passcode PHONE
   loyalty-local provision [--prefix local]
   loyalty-local sign-webhook --file BODY_OR_EVENT.json [--partner demo-market] [--secret S] [--url http://127.0.0.1:3000]";
 
@@ -76,6 +78,7 @@ async fn main() -> ExitCode {
         Some("up") => up(&raw[1..]).await,
         Some("mint-token") => mint_token(&raw[1..]),
         Some("trigger") => trigger(&raw[1..]).await,
+        Some("passcode") => passcode(&raw[1..]).await,
         Some("provision") => provision_only(&raw[1..]).await,
         Some("sign-webhook") => sign_webhook(&raw[1..]),
         Some("-h" | "--help" | "help") => {
@@ -138,18 +141,30 @@ fn token_request(args: &Args) -> Result<TokenRequest, String> {
             .ok_or("--ttl-hours must be a positive whole number")?,
         None => 12,
     };
+    let verified = args.flags.iter().any(|f| f == "phone-verified");
+    let phone = match args.get("phone") {
+        Some(raw) => {
+            let e164 = loyalty_domain::phone::PhoneNumber::from_e164(raw)
+                .map_err(|_| format!("--phone must be in E.164 (+447700900123), not {raw}"))?;
+            Some((e164.as_e164().to_string(), verified))
+        }
+        None if verified => return Err("--phone-verified goes with --phone".into()),
+        None => None,
+    };
     Ok(TokenRequest {
         role: role.into(),
         sub: sub.into(),
         outlet,
         region: args.get("region").map(String::from),
         scope,
+        phone,
+        participant_id: args.get("participant-id").map(String::from),
         ttl_hours,
     })
 }
 
 fn mint_token(raw: &[String]) -> Result<(), String> {
-    let args = Args::parse(raw, &[])?;
+    let args = Args::parse(raw, &["phone-verified"])?;
     args.only(&[
         "role",
         "sub",
@@ -157,6 +172,8 @@ fn mint_token(raw: &[String]) -> Result<(), String> {
         "outlet-role",
         "region",
         "scope",
+        "phone",
+        "participant-id",
         "ttl-hours",
     ])?;
     let request = token_request(&args)?;
@@ -218,6 +235,33 @@ async fn trigger(raw: &[String]) -> Result<(), String> {
     } else {
         Err(format!("HTTP {}", reply.status))
     }
+}
+
+/// Prints the last passcode the emulator was asked to send to a phone by SMS.
+async fn passcode(raw: &[String]) -> Result<(), String> {
+    let args = Args::parse(raw, &[])?;
+    args.only(&[])?;
+    let raw_phone = args
+        .positional
+        .first()
+        .ok_or("which phone? e.g. loyalty-local passcode +447700900123")?;
+    let phone = loyalty_domain::phone::PhoneNumber::from_e164(raw_phone)
+        .map_err(|_| format!("the phone must be in E.164 (+447700900123), not {raw_phone}"))?;
+    let endpoint = emulator_endpoint()?;
+    let reply = loyalty_local::client::send(
+        "GET",
+        &format!("{}/moto-api/data.json", endpoint.trim_end_matches('/')),
+        &[],
+        String::new(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let data: serde_json::Value =
+        serde_json::from_str(&reply.body).map_err(|e| format!("emulator data: {e}"))?;
+    let code = loyalty_local::client::last_sms_code(&data, phone.as_e164())
+        .ok_or_else(|| format!("no passcode was sent to {}", phone.as_e164()))?;
+    println!("{code}");
+    Ok(())
 }
 
 async fn provision_only(raw: &[String]) -> Result<(), String> {
@@ -352,7 +396,11 @@ async fn up(raw: &[String]) -> Result<(), String> {
         }
     }
     println!(
-        "\nmore tokens: ./dev token --role participant --sub P-1   |   Ctrl-C stops everything\n"
+        "\nSMS passcodes go to the emulator, not to phones: after POST /passcodes {{\"phone\": \"+447700900123\"}},\n\
+         ./dev passcode +447700900123 prints the code to POST /passcodes/verify"
+    );
+    println!(
+        "\nmore tokens: ./dev token --role participant --sub P-1 [--phone +447700900123 --phone-verified]   |   Ctrl-C stops everything\n"
     );
 
     wait_for_signal().await;

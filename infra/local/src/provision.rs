@@ -79,6 +79,10 @@ impl Options {
         let parameters = BTreeMap::from([
             ("JwtIssuer".to_string(), crate::LOCAL_ISSUER.to_string()),
             ("JwtAudience".to_string(), crate::LOCAL_AUDIENCE.to_string()),
+            (
+                "PasscodeHmacKey".to_string(),
+                crate::LOCAL_PASSCODE_KEY.to_string(),
+            ),
         ]);
         Options {
             prefix: prefix.into(),

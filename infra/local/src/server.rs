@@ -459,6 +459,8 @@ Resources:
             outlet: Some(("O-1".into(), "seller".into())),
             region: Some("north".into()),
             scope: None,
+            phone: None,
+            participant_id: None,
             ttl_hours,
         };
         key.sign(&request.claims(now))
@@ -512,6 +514,8 @@ Resources:
             outlet: None,
             region: None,
             scope: None,
+            phone: None,
+            participant_id: None,
             ttl_hours: 1,
         }
         .claims(now);

@@ -1,6 +1,7 @@
 //! Who is calling, as established by a verified token, and the rules about what they may see.
 
 use crate::ids::{OutletId, ParticipantId, RegionId};
+use crate::phone::PhoneNumber;
 use crate::{Classified, Kind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +70,9 @@ pub struct Caller {
     /// The token's OAuth scopes (the `scope` claim, space-separated); only services' are
     /// consulted.
     pub scopes: Vec<String>,
+    /// The phone the identity provider verified (`phone_number` with
+    /// `phone_number_verified` true, as Cognito's ID tokens carry them), if any.
+    pub verified_phone: Option<PhoneNumber>,
 }
 
 /// The scope a service needs to report actions for participants.

@@ -123,7 +123,7 @@ impl FraudPolicy {
     }
 }
 
-fn window(t: i64, secs: i64) -> Window {
+pub(crate) fn window(t: i64, secs: i64) -> Window {
     let start = t - t.rem_euclid(secs);
     Window {
         start,

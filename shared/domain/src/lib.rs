@@ -27,6 +27,7 @@ pub mod fraud;
 pub mod ledger;
 pub mod outbox;
 pub mod participant;
+pub mod passcode;
 pub mod review;
 pub mod sellin;
 pub mod settings;

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::{AuthError, Caller, OutletRole, Role};
 use crate::fraud::{FraudPolicy, Guesser, Window};
 use crate::ids::{OutletId, ParticipantId, RegionId};
+use crate::passcode::PhoneProof;
 use crate::phone::{CountryCode, PhoneError, PhoneNumber};
 use crate::ports::IdSource;
 use crate::{redact, Classified, InfraError, Kind};
@@ -56,6 +57,8 @@ pub enum ParticipantError {
     TooManyAttempts { retry_after_secs: u64 },
     #[error("this phone number already belongs to an account")]
     PhoneTaken,
+    #[error("prove this phone number first: verify a passcode sent to it (POST /passcodes), or sign in with a verified phone_number")]
+    PhoneNotProven,
     #[error("you are already registered")]
     AlreadyRegistered,
     #[error("you are not registered yet")]
@@ -100,7 +103,7 @@ impl Classified for ParticipantError {
             | ParticipantNotFound => Kind::NotFound,
             InvitationUsed | PhoneTaken | AlreadyRegistered => Kind::Conflict,
             InvitationExpired | ImportInvalid { .. } => Kind::Unprocessable,
-            OutletNotInZone => Kind::Forbidden,
+            OutletNotInZone | PhoneNotProven => Kind::Forbidden,
             TooManyAttempts { retry_after_secs } => Kind::TooManyAttempts {
                 retry_after_secs: *retry_after_secs,
             },
@@ -124,6 +127,7 @@ impl Classified for ParticipantError {
             InvitationExpired => "invitation_expired",
             TooManyAttempts { .. } => "too_many_attempts",
             PhoneTaken => "phone_taken",
+            PhoneNotProven => "phone_not_proven",
             AlreadyRegistered => "already_registered",
             NotRegistered => "not_registered",
             OutletNotFound => "outlet_not_found",
@@ -555,6 +559,8 @@ pub struct Registration {
     /// Created by a `new_outlet` invitation.
     pub new_outlet: Option<Outlet>,
     pub membership: Option<Membership>,
+    /// Why the phone is the caller's; a recorded proof is consumed by the same write.
+    pub proof: PhoneProof,
 }
 
 impl Registration {
@@ -595,6 +601,7 @@ impl Registration {
             name: form.name.clone(),
             joined_at: now,
         });
+        let proof = PhoneProof::for_caller(caller, &form.phone, now);
         let profile = Profile {
             id,
             phone: form.phone,
@@ -613,6 +620,7 @@ impl Registration {
             profile,
             new_outlet,
             membership,
+            proof,
         })
     }
 }
@@ -658,6 +666,17 @@ impl ProfileChanges {
     }
 }
 
+// ---------------------------------------------------------------- change of phone
+
+/// A participant's move to another phone: the profile as it will be, the phone it leaves and
+/// why the new one is theirs. One write moves the phone claim and consumes a recorded proof.
+#[derive(Debug, Clone)]
+pub struct PhoneChange {
+    pub profile: Profile,
+    pub old: PhoneNumber,
+    pub proof: PhoneProof,
+}
+
 // ---------------------------------------------------------------- import
 
 /// The id of an imported member, derived from the phone so that a re-import finds it again.
@@ -665,6 +684,18 @@ pub fn imported_id(phone: &PhoneNumber) -> ParticipantId {
     let digest = Sha256::digest(phone.as_e164().as_bytes());
     let hex: String = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
     ParticipantId::parse(&format!("m-{hex}")).expect("m- and hex digits form a valid id")
+}
+
+/// A signed-in subject taking over the imported member who holds its proven phone: the
+/// subject is linked to the member (`participant_id` in its tokens from then on), and the
+/// member keeps its profile, outlet, balance and history.
+#[derive(Debug, Clone)]
+pub struct Adoption {
+    pub subject: ParticipantId,
+    pub member: ParticipantId,
+    pub phone: PhoneNumber,
+    pub proof: PhoneProof,
+    pub at: DateTime<Utc>,
 }
 
 /// One valid line of an import file.
@@ -966,7 +997,9 @@ pub trait ParticipantStore: Send + Sync {
         id: &ParticipantId,
     ) -> impl Future<Output = Result<Option<Profile>, InfraError>> + Send;
     /// Writes the profile, the phone claim, the outlet and membership and consumes the
-    /// invitation, all or nothing. Outcomes: `AlreadyRegistered`, `PhoneTaken`,
+    /// invitation and a recorded phone proof, all or nothing. Outcomes, in this precedence:
+    /// `AlreadyRegistered` (a profile, or a link to an adopted imported member), `PhoneNotProven` (no live proof of this subject and phone; before
+    /// `PhoneTaken`, so that an unproven phone learns nothing about its owner), `PhoneTaken`,
     /// `InvitationUsed`, `OutletNotFound`.
     fn register(
         &self,
@@ -998,6 +1031,30 @@ pub trait ParticipantStore: Send + Sync {
         &self,
         rows: &[ImportRow],
         now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), ParticipantError>> + Send;
+    /// Moves the profile to the change's phone: the profile's phone (still `old`), the old
+    /// phone claim deleted, the new one claimed, a recorded proof consumed, all or nothing.
+    /// Outcomes, in this precedence: `NotRegistered`, `PhoneNotProven`, `PhoneTaken`; a phone
+    /// changed meanwhile by another request is a retryable `Infra`.
+    fn change_phone(
+        &self,
+        change: &PhoneChange,
+    ) -> impl Future<Output = Result<(), ParticipantError>> + Send;
+    /// Whether `subject` holds a proof of `phone` alive at `now` (read before anything is said
+    /// about the phone's owner; the write that uses the proof checks it again).
+    fn has_proof(
+        &self,
+        subject: &ParticipantId,
+        phone: &PhoneNumber,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, InfraError>> + Send;
+    /// Links the subject to the imported member and consumes a recorded proof, all or nothing.
+    /// Outcomes, in this precedence: `AlreadyRegistered` (the subject has a profile or a link),
+    /// `PhoneNotProven`, `PhoneTaken` (the member was adopted already, or no longer holds the
+    /// phone as an imported member).
+    fn adopt(
+        &self,
+        adoption: &Adoption,
     ) -> impl Future<Output = Result<(), ParticipantError>> + Send;
     /// Records an admin's block or unblock on the profile. `ParticipantNotFound` if there is
     /// no profile.
@@ -1198,6 +1255,74 @@ pub async fn update_profile<S: ParticipantStore>(
     Ok(profile)
 }
 
+/// Moves the caller to another phone, proven like a registration's (the token's verified
+/// phone or a passcode proof of this subject). The same phone again changes nothing.
+pub async fn change_phone<S: ParticipantStore>(
+    store: &S,
+    caller: &Caller,
+    phone: PhoneNumber,
+    now: DateTime<Utc>,
+) -> Result<Profile, ParticipantError> {
+    let mut profile = my_profile(store, caller).await?;
+    if profile.phone == phone {
+        return Ok(profile);
+    }
+    let proof = PhoneProof::for_caller(caller, &phone, now);
+    let old = std::mem::replace(&mut profile.phone, phone);
+    profile.updated_at = now;
+    store
+        .change_phone(&PhoneChange {
+            profile: profile.clone(),
+            old,
+            proof,
+        })
+        .await?;
+    Ok(profile)
+}
+
+/// The caller takes over the imported member who holds `phone`, once the phone is proven (the
+/// token's verified phone or a passcode proof of this subject); answers the member's profile.
+/// An unproven phone learns nothing about its owner; a proven one learns whether an imported
+/// member awaits it (`MemberNotFound`) or the phone is someone else's (`PhoneTaken`).
+pub async fn adopt_imported<S: ParticipantStore>(
+    store: &S,
+    caller: &Caller,
+    phone: PhoneNumber,
+    now: DateTime<Utc>,
+) -> Result<Profile, ParticipantError> {
+    let subject = caller.participant()?.clone();
+    let proof = PhoneProof::for_caller(caller, &phone, now);
+    if let PhoneProof::Recorded { now } = proof {
+        if !store.has_proof(&subject, &phone, now).await? {
+            return Err(ParticipantError::PhoneNotProven);
+        }
+    }
+    let owners = store.phone_owners(&[&phone]).await?;
+    let member = owners
+        .get(phone.as_e164())
+        .ok_or(ParticipantError::MemberNotFound)?;
+    if member == &subject {
+        return Err(ParticipantError::AlreadyRegistered);
+    }
+    let profile = store
+        .profile(member)
+        .await?
+        .ok_or(ParticipantError::MemberNotFound)?;
+    if profile.source != Source::Import {
+        return Err(ParticipantError::PhoneTaken);
+    }
+    store
+        .adopt(&Adoption {
+            subject,
+            member: profile.id.clone(),
+            phone,
+            proof,
+            at: now,
+        })
+        .await?;
+    Ok(profile)
+}
+
 pub async fn outlet_members<S: ParticipantStore>(
     store: &S,
     caller: &Caller,
@@ -1312,6 +1437,7 @@ mod tests {
             outlet: None,
             region: region.map(|r| RegionId::parse(r).unwrap()),
             scopes: Vec::new(),
+            verified_phone: None,
         }
     }
 

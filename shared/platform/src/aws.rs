@@ -19,6 +19,10 @@ pub fn sqs(aws: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(aws)
 }
 
+pub fn sns(aws: &aws_config::SdkConfig) -> aws_sdk_sns::Client {
+    aws_sdk_sns::Client::new(aws)
+}
+
 /// S3 needs path-style addressing against a local emulator (`S3_FORCE_PATH_STYLE=true`).
 pub fn s3(aws: &aws_config::SdkConfig, env: &Env) -> aws_sdk_s3::Client {
     let path_style = env
@@ -95,6 +99,23 @@ where
             aws_sdk_sqs::Error::RequestThrottled(_)
                 | aws_sdk_sqs::Error::KmsThrottled(_)
                 | aws_sdk_sqs::Error::OverLimit(_)
+        )
+    })
+}
+
+/// `Throttled`, `KmsThrottling` and `InternalError` are retryable, as is any 5xx; every other
+/// modelled SNS error (`InvalidParameter`, `OptedOut`, `AuthorizationError`, ...) is a bug in
+/// our request or configuration, or a number that cannot take SMS.
+pub fn classify_sns<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> InfraError
+where
+    E: Into<aws_sdk_sns::Error> + std::error::Error + 'static,
+{
+    classify_with(operation, err, |e: &aws_sdk_sns::Error| {
+        matches!(
+            e,
+            aws_sdk_sns::Error::ThrottledException(_)
+                | aws_sdk_sns::Error::KmsThrottlingException(_)
+                | aws_sdk_sns::Error::InternalErrorException(_)
         )
     })
 }

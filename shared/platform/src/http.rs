@@ -8,6 +8,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use loyalty_domain::auth::{AuthError, Caller, OutletRole, Role};
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
+use loyalty_domain::phone::PhoneNumber;
 use loyalty_domain::{Classified, Kind};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -197,6 +198,14 @@ pub fn caller(req: &Request) -> Result<Caller, Problem> {
         .get("role")
         .and_then(|r| Role::parse(r))
         .ok_or_else(unauthenticated)?;
+    // A subject that adopted an imported member acts as that member: the identity provider
+    // reads its `SUBJECT#sub`/`LINK` item and puts the member's id into `participant_id`.
+    let subject = match claims.get("participant_id") {
+        Some(id) if !id.is_empty() && role == Role::Participant => {
+            ParticipantId::parse(id).map_err(|_| unauthenticated())?
+        }
+        _ => subject,
+    };
     let outlet = match (claims.get("outlet_id"), claims.get("outlet_role")) {
         (Some(id), Some(r)) if !id.is_empty() => Some((
             OutletId::parse(id).map_err(|_| unauthenticated())?,
@@ -212,12 +221,22 @@ pub fn caller(req: &Request) -> Result<Caller, Problem> {
         .get("scope")
         .map(|s| s.split_whitespace().map(str::to_string).collect())
         .unwrap_or_default();
+    // Cognito's ID tokens say `phone_number_verified` as a boolean, which API Gateway hands
+    // on as the string "true". An unverified or malformed number proves nothing.
+    let verified_phone = match (
+        claims.get("phone_number"),
+        claims.get("phone_number_verified"),
+    ) {
+        (Some(phone), Some(verified)) if verified == "true" => PhoneNumber::from_e164(phone).ok(),
+        _ => None,
+    };
     Ok(Caller {
         subject,
         role,
         outlet,
         region,
         scopes,
+        verified_phone,
     })
 }
 

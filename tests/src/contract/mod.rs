@@ -10,6 +10,7 @@ pub mod challenges;
 pub mod claims;
 pub mod ledger_reader;
 pub mod participants;
+pub mod passcodes;
 pub mod reviews;
 pub mod sellin;
 pub mod settings;

@@ -16,6 +16,7 @@ use loyalty_domain::participant::{
     InvitationRequest, Name, ParticipantError, ParticipantStore, Reason, Registration,
     RegistrationForm, Standing, StandingChange,
 };
+use loyalty_domain::passcode::PhoneProof;
 use loyalty_domain::phone::{CountryCode, PhoneNumber};
 use loyalty_platform::dynamo::{encode_cursor, key, ItemExt};
 use loyalty_platform::memory::MemoryParticipants;
@@ -117,7 +118,7 @@ pub async fn dynamo() -> DynamoHarness {
 }
 
 impl DynamoHarness {
-    async fn item(
+    pub(crate) async fn item(
         &self,
         pk: String,
         sk: &str,
@@ -181,7 +182,7 @@ impl ParticipantsHarness for DynamoHarness {
 // --- Helpers ---------------------------------------------------------------------------
 
 /// The contract's time: 22 Nov 2026, 10:00 UTC (stores never read a clock).
-fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
 }
 
@@ -189,7 +190,7 @@ fn uk() -> CountryCode {
     CountryCode::parse("44").expect("country")
 }
 
-fn pid(raw: &str) -> ParticipantId {
+pub(crate) fn pid(raw: &str) -> ParticipantId {
     ParticipantId::parse(raw).expect("participant id")
 }
 
@@ -211,11 +212,16 @@ fn caller(subject: &str, role: Role) -> Caller {
         outlet: None,
         region: Some(RegionId::parse("north").expect("region")),
         scopes: Vec::new(),
+        verified_phone: None,
     }
 }
 
 /// A fresh invitation of `rep` into their zone, stored through the port.
-async fn invite<H: ParticipantsHarness>(h: &H, rep: &str, kind: InvitationKind) -> Invitation {
+pub(crate) async fn invite<H: ParticipantsHarness>(
+    h: &H,
+    rep: &str,
+    kind: InvitationKind,
+) -> Invitation {
     let outlet = match &kind {
         InvitationKind::JoinOutlet(id) => h.store().outlet(id).await.expect("read outlet"),
         _ => None,
@@ -243,7 +249,7 @@ async fn invite<H: ParticipantsHarness>(h: &H, rep: &str, kind: InvitationKind) 
 
 /// What the use case plans for `participant` registering with `invitation` and `phone`;
 /// a `new_outlet` invitation creates `new_outlet`.
-fn registration(
+pub(crate) fn registration(
     invitation: &Invitation,
     participant: &str,
     phone: &str,
@@ -258,14 +264,18 @@ fn registration(
         &uk(),
     )
     .expect("valid form");
-    Registration::plan(
+    let mut registration = Registration::plan(
         &caller(participant, Role::Participant),
         form,
         invitation,
         oid(new_outlet),
         now(),
     )
-    .expect("a usable invitation")
+    .expect("a usable invitation");
+    // These cases are about the store's other conditions: the identity provider vouched for
+    // the phone. The passcode contract covers recorded proofs.
+    registration.proof = PhoneProof::Token;
+    registration
 }
 
 /// Registers the owner of a new outlet `outlet` in `rep`'s zone.
@@ -283,7 +293,7 @@ async fn owner_of<H: ParticipantsHarness>(
         .expect("registered");
 }
 
-fn code_of(result: Result<(), ParticipantError>) -> &'static str {
+pub(crate) fn code_of(result: Result<(), ParticipantError>) -> &'static str {
     use loyalty_domain::Classified;
     match result {
         Ok(()) => "ok",
@@ -292,7 +302,11 @@ fn code_of(result: Result<(), ParticipantError>) -> &'static str {
 }
 
 /// What a refused registration must not have written.
-async fn assert_nothing_written<H: ParticipantsHarness>(h: &H, r: &Registration, what: &str) {
+pub(crate) async fn assert_nothing_written<H: ParticipantsHarness>(
+    h: &H,
+    r: &Registration,
+    what: &str,
+) {
     assert!(
         !h.has_profile(r.profile.id.as_str()).await,
         "{what}: a profile was written"

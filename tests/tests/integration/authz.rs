@@ -32,8 +32,26 @@ const ROUTES: &[Route] = &[
     },
     Route {
         function: "ParticipantsFunction",
+        route: "POST /passcodes",
+        event: "participants/request-passcode.json",
+        refused: &["rep", "admin"],
+    },
+    Route {
+        function: "ParticipantsFunction",
+        route: "POST /passcodes/verify",
+        event: "participants/verify-passcode.json",
+        refused: &["rep", "admin"],
+    },
+    Route {
+        function: "ParticipantsFunction",
         route: "POST /registrations",
         event: "participants/register.json",
+        refused: &["rep", "admin"],
+    },
+    Route {
+        function: "ParticipantsFunction",
+        route: "POST /registrations/imported",
+        event: "participants/adopt-imported-member.json",
         refused: &["rep", "admin"],
     },
     Route {
@@ -46,6 +64,12 @@ const ROUTES: &[Route] = &[
         function: "ParticipantsFunction",
         route: "PATCH /me",
         event: "participants/update-profile.json",
+        refused: &["rep", "admin"],
+    },
+    Route {
+        function: "ParticipantsFunction",
+        route: "PUT /me/phone",
+        event: "participants/change-phone.json",
         refused: &["rep", "admin"],
     },
     // Open to all three roles; what each may see is checked by the "not yours" test below.

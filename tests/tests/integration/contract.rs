@@ -9,6 +9,10 @@ mod participants {
     loyalty_tests::participant_store_contract!(loyalty_tests::contract::participants::dynamo);
 }
 
+mod passcodes {
+    loyalty_tests::passcodes_contract!(loyalty_tests::contract::participants::dynamo);
+}
+
 mod cashback {
     loyalty_tests::cashback_store_contract!(loyalty_tests::contract::cashback::dynamo);
 }

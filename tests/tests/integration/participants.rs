@@ -4,6 +4,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::future::join_all;
 use lambda_http::http::StatusCode;
+use loyalty_domain::phone::{CountryCode, PhoneNumber};
 use loyalty_tests::{body_json, ApiEvent, TestStack};
 use participants::App;
 use serde_json::{json, Value};
@@ -51,7 +52,12 @@ impl Fixture {
         if let Some(name) = outlet_name {
             body["outlet_name"] = name.into();
         }
-        self.call(newcomer(subject).body(body)).await
+        let verified = PhoneNumber::parse(phone, &CountryCode::parse("44").expect("country"))
+            .expect("a valid phone");
+        let event = newcomer(subject)
+            .claim("phone_number", verified.as_e164())
+            .claim("phone_number_verified", "true");
+        self.call(event.body(body)).await
     }
 
     /// A registered owner of a new outlet in `rep`'s zone; returns the outlet id.
@@ -562,4 +568,64 @@ async fn an_import_larger_than_one_transaction_is_written_whole_and_re_imported_
         61,
         "the owner and 60 imported sellers"
     );
+}
+
+/// The last passcode the emulator was asked to text to `e164` (its `/moto-api/data.json`).
+async fn texted_code(e164: &str) -> String {
+    let reply = loyalty_local::client::send(
+        "GET",
+        &format!("{}/moto-api/data.json", loyalty_tests::endpoint()),
+        &[],
+        String::new(),
+    )
+    .await
+    .expect("the emulator answers");
+    let data: Value = serde_json::from_str(&reply.body).expect("JSON");
+    loyalty_local::client::last_sms_code(&data, e164).expect("an SMS with a passcode")
+}
+
+#[tokio::test]
+async fn a_passcode_texted_through_sns_proves_the_phone_for_one_registration() {
+    let f = Fixture::new().await;
+    // A phone no other test texts: the emulator's SMS list is shared by every test.
+    let (raw, e164) = ("07700 901777", "+447700901777");
+    let code = f
+        .invite(rep("rep-otp"), json!({ "kind": "individual" }))
+        .await;
+    let body = json!({ "invitation_code": code, "phone": raw, "name": "Otto" });
+    let (status, answer) = f.call(newcomer("p-otp").body(body.clone())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert_eq!(answer["code"], "phone_not_proven");
+
+    let ask = ApiEvent::load("participants/request-passcode.json")
+        .sub("p-otp")
+        .body(json!({ "phone": raw }));
+    let (status, answer) = f.call(ask).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let texted = texted_code(e164).await;
+    let verify = |code: &str| {
+        ApiEvent::load("participants/verify-passcode.json")
+            .sub("p-otp")
+            .body(json!({ "phone": e164, "code": code }))
+    };
+    let (status, answer) = f.call(verify(&texted)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["phone"], e164);
+
+    let (status, answer) = f.call(newcomer("p-otp").body(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let proof = f
+        .stack
+        .dynamodb()
+        .get_item()
+        .table_name(f.stack.table_name("ParticipantsTable"))
+        .key("pk", AttributeValue::S("PROOF#p-otp".into()))
+        .key("sk", AttributeValue::S(format!("PHONE#{e164}")))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    assert!(proof.item.is_none(), "the proof is used up");
+    let (status, answer) = f.call(verify(&texted)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
 }

@@ -12,6 +12,7 @@ mod codes_admin;
 mod metrics;
 mod participants;
 mod partner_webhooks;
+mod passcodes;
 mod sellin;
 mod wallet;
 
@@ -69,6 +70,10 @@ mod contract {
 
     mod participants {
         loyalty_tests::participant_store_contract!(loyalty_tests::contract::participants::memory);
+    }
+
+    mod passcodes {
+        loyalty_tests::passcodes_contract!(loyalty_tests::contract::participants::memory);
     }
 
     mod reviews {

@@ -11,32 +11,38 @@ use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::participant::{
     Invitation, InvitationCode, InvitationKind, ParticipantStore, Source,
 };
+use loyalty_domain::passcode::PasscodeKey;
 use loyalty_domain::phone::{CountryCode, PhoneNumber};
 use loyalty_domain::ports::{FixedClock, IdSource};
-use loyalty_platform::memory::{MemoryParticipants, SeededIds};
+use loyalty_platform::memory::{MemoryParticipants, MemorySms, SeededIds};
 use loyalty_tests::{body_json, ApiEvent};
 use serde_json::{json, Value};
 
 /// The registrant, rep and invitation code of the sample events.
-const SAMPLE_PARTICIPANT: &str = "p-7f3a9c";
+pub(crate) const SAMPLE_PARTICIPANT: &str = "p-7f3a9c";
 const SAMPLE_REP: &str = "rep-north-1";
 const SAMPLE_CODE: &str = "K7QM4XPA";
-const SAMPLE_PHONE: &str = "+447700900123";
+pub(crate) const SAMPLE_PHONE: &str = "+447700900123";
 const SEED: u64 = 1;
 
-type App = participants::App<MemoryParticipants, FixedClock>;
+pub(crate) type App = participants::App<MemoryParticipants, FixedClock, MemorySms>;
+
+/// The passcode key of the handler tests.
+pub(crate) const PASSCODE_KEY: &str = "the handler tests' key of at least 32 characters";
 
 /// The sample events' time: 22 Nov 2026, 10:00 UTC.
-fn event_time() -> DateTime<Utc> {
+pub(crate) fn event_time() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
 }
 
-fn app() -> App {
+pub(crate) fn app() -> App {
     participants::App::with_store(
         MemoryParticipants::new(),
         CountryCode::parse("44").unwrap(),
         FixedClock::at(event_time()),
         SeededIds::new(SEED),
+        MemorySms::new(),
+        PasscodeKey::parse(PASSCODE_KEY).unwrap(),
     )
 }
 
@@ -46,7 +52,7 @@ fn drawn_outlets(n: usize) -> Vec<String> {
     (0..n).map(|_| ids.new_id("o")).collect()
 }
 
-fn pid(raw: &str) -> ParticipantId {
+pub(crate) fn pid(raw: &str) -> ParticipantId {
     ParticipantId::parse(raw).unwrap()
 }
 
@@ -54,12 +60,12 @@ fn oid(raw: &str) -> OutletId {
     OutletId::parse(raw).unwrap()
 }
 
-fn phone(raw: &str) -> PhoneNumber {
+pub(crate) fn phone(raw: &str) -> PhoneNumber {
     PhoneNumber::parse(raw, &CountryCode::parse("44").unwrap()).unwrap()
 }
 
 /// The invitation the sample registration names, as the sample rep would have issued it.
-async fn seed_sample_invitation(app: &App, kind: InvitationKind) {
+pub(crate) async fn seed_sample_invitation(app: &App, kind: InvitationKind) {
     let invitation = Invitation {
         code: InvitationCode::parse(SAMPLE_CODE).unwrap(),
         kind,
@@ -73,7 +79,7 @@ async fn seed_sample_invitation(app: &App, kind: InvitationKind) {
     assert!(app.store().put_invitation(&invitation).await.unwrap());
 }
 
-async fn send(app: &App, event: ApiEvent) -> (StatusCode, Value) {
+pub(crate) async fn send(app: &App, event: ApiEvent) -> (StatusCode, Value) {
     let response = app
         .handle(event.request())
         .await
@@ -82,7 +88,7 @@ async fn send(app: &App, event: ApiEvent) -> (StatusCode, Value) {
 }
 
 /// The sample rep invites; returns the code.
-async fn invite(app: &App, body: Value) -> String {
+pub(crate) async fn invite(app: &App, body: Value) -> String {
     let (status, answer) = send(
         app,
         ApiEvent::load("participants/create-invitation.json").body(body),
@@ -92,13 +98,16 @@ async fn invite(app: &App, body: Value) -> String {
     answer["code"].as_str().unwrap().to_string()
 }
 
-/// The sample registration as `subject` with `code` and `phone`.
-fn register_as(subject: &str, code: &str, phone: &str) -> ApiEvent {
+/// The sample registration as `subject` with `code` and `phone`, signed in with that phone
+/// verified by the identity provider (as Cognito's ID token says it).
+fn register_as(subject: &str, code: &str, raw_phone: &str) -> ApiEvent {
     ApiEvent::load("participants/register.json")
         .sub(subject)
+        .claim("phone_number", phone(raw_phone).as_e164())
+        .claim("phone_number_verified", "true")
         .body(json!({
             "invitation_code": code,
-            "phone": phone,
+            "phone": raw_phone,
             "name": format!("Member {subject}"),
             "outlet_name": format!("Shop of {subject}"),
         }))

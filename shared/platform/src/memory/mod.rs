@@ -23,6 +23,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod metrics;
 pub mod participants;
+pub mod passcodes;
 pub mod reviews;
 pub mod sellin;
 
@@ -38,5 +39,6 @@ pub use jobs::MemoryJobs;
 pub use ledger::MemoryLedger;
 pub use metrics::RecordedMetrics;
 pub use participants::MemoryParticipants;
+pub use passcodes::MemorySms;
 pub use reviews::MemoryReviews;
 pub use sellin::MemorySellIn;

@@ -14,14 +14,33 @@
 //! | `REGION#id`/`REGION` (`last_invitation_at`)                   | [`ParticipantsWorld::regions`]        |
 //! | `GUESSES#guesser#window`/`COUNTER` (`failures`)               | [`ParticipantsWorld::guesses`]        |
 //! | `GUESSLOCK#guesser`/`LOCK` (`locked_until`)                   | [`ParticipantsWorld::guess_locks`]    |
+//! | `PASSCODE#e164`/`PASSCODE` (`digest`, `challenge`, `tries`)   | [`ParticipantsWorld::passcodes`]      |
+//! | `PASSCODES#limiter#window`/`COUNTER` (`requests`)             | [`ParticipantsWorld::passcode_requests`] |
+//! | `PROOF#subject`/`PHONE#e164` (`expires_at`)                   | [`ParticipantsWorld::proofs`]         |
+//! | `SUBJECT#subject`/`LINK` (`participant_id`)                   | [`ParticipantsWorld::links`]          |
+//! | `adopted_by` on an imported member's `PROFILE`                | [`ParticipantsWorld::adopted_by`]     |
 //!
 //! `register` is one transaction there: invitation `attribute_exists(pk) AND
 //! attribute_not_exists(used_by)`, phone and profile `attribute_not_exists(pk)`, a new outlet
 //! `attribute_not_exists(pk)` or the joined outlet `attribute_exists(pk)`, the membership put
-//! unconditionally. Here every condition is checked before anything is written, and the
+//! unconditionally, and a recorded phone proof deleted on `attribute_exists(pk) AND expires_at >
+//! :now`. Here every condition is checked before anything is written, and the
 //! refusal reported when several fail is the one `DynamoParticipantStore` picks: the
-//! profile (`AlreadyRegistered`), then the phone (`PhoneTaken`), then the invitation
+//! profile (`AlreadyRegistered`), then the proof (`PhoneNotProven`), then the phone
+//! (`PhoneTaken`), then the invitation
 //! (`InvitationUsed`), then the outlet (`OutletNotFound`).
+//!
+//! `adopt` is one transaction there: the member's profile `#source = :import AND phone = :phone
+//! AND attribute_not_exists(adopted_by)`, the link `SUBJECT#subject`/`LINK` and the subject's
+//! profile `attribute_not_exists(pk)`, a recorded proof deleted while alive; `register` also
+//! checks that the subject has no link. Here too: the subject registered or linked
+//! (`AlreadyRegistered`), then the proof (`PhoneNotProven`), then the member (`PhoneTaken`).
+//!
+//! `change_phone` is one transaction there: the profile `attribute_exists(pk) AND phone =
+//! :old`, the old phone claim deleted on `participant_id = :p`, the new one put on
+//! `attribute_not_exists(pk)`, a recorded proof deleted while alive. Here too: a missing
+//! profile (`NotRegistered`), then the proof (`PhoneNotProven`), then the new phone
+//! (`PhoneTaken`), then a phone moved meanwhile (a retryable `InfraError`).
 //!
 //! `count_guess` is one transaction there: per guesser a lock check `attribute_not_exists(pk)
 //! OR locked_until <= :now` and a counter `attribute_not_exists(failures) OR failures <
@@ -51,9 +70,11 @@ use chrono::{DateTime, Utc};
 use loyalty_domain::fraud::Guesser;
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::participant::{
-    Guess, GuessRefusal, ImportRow, Invitation, InvitationCode, LineError, Membership, Outlet,
-    Page, ParticipantError, ParticipantStore, Profile, Registration, StandingChange,
+    Adoption, Guess, GuessRefusal, ImportRow, Invitation, InvitationCode, LineError, Membership,
+    Outlet, Page, ParticipantError, ParticipantStore, PhoneChange, Profile, Registration, Source,
+    StandingChange,
 };
+use loyalty_domain::passcode::{PhoneProof, StoredPasscode};
 use loyalty_domain::phone::PhoneNumber;
 use loyalty_domain::InfraError;
 
@@ -86,6 +107,16 @@ pub struct ParticipantsWorld {
     pub guesses: BTreeMap<(String, i64), i64>,
     /// Until when (epoch seconds) each guesser key is locked.
     pub guess_locks: BTreeMap<String, i64>,
+    /// The live passcode of each E.164 number, with its tries (`memory/passcodes.rs`).
+    pub passcodes: BTreeMap<String, (StoredPasscode, u32)>,
+    /// Passcode requests per limiter key ([`loyalty_domain::passcode::Limiter::key`]) per window start.
+    pub passcode_requests: BTreeMap<(String, i64), u64>,
+    /// Until when (epoch seconds) each (subject, E.164 number) is proven.
+    pub proofs: BTreeMap<(ParticipantId, String), i64>,
+    /// The imported member each signed-in subject adopted.
+    pub links: BTreeMap<ParticipantId, ParticipantId>,
+    /// Who adopted each adopted imported member (`adopted_by` on the profile item).
+    pub adopted_by: BTreeMap<ParticipantId, ParticipantId>,
 }
 
 /// Deliberate bugs, so that tests can prove the contract suite catches them. Never set
@@ -116,7 +147,7 @@ impl MemoryParticipants {
         }
     }
 
-    fn world(&self) -> MutexGuard<'_, ParticipantsWorld> {
+    pub(super) fn world(&self) -> MutexGuard<'_, ParticipantsWorld> {
         // A panic while holding the lock (a failed assertion) must not hide the world.
         self.world.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -187,7 +218,7 @@ fn resume_after(zone: &ParticipantId, cursor: &str) -> Option<String> {
     sk.strip_prefix("OUTLET#").map(str::to_string)
 }
 
-async fn round_trip() {
+pub(super) async fn round_trip() {
     tokio::task::yield_now().await;
 }
 
@@ -245,7 +276,15 @@ impl ParticipantStore for MemoryParticipants {
             .is_some_and(|s| s.invitation.used_by.is_none());
         let phone_free = !w.phones.contains_key(profile.phone.as_e164())
             || self.bug == Some(PlantedBug::PhonesNotUnique);
-        let profile_free = !w.profiles.contains_key(&profile.id);
+        let profile_free =
+            !w.profiles.contains_key(&profile.id) && !w.links.contains_key(&profile.id);
+        let proof_key = (profile.id.clone(), profile.phone.as_e164().to_string());
+        let proven = match registration.proof {
+            PhoneProof::Token => true,
+            PhoneProof::Recorded { now } => {
+                w.proofs.get(&proof_key).is_some_and(|until| *until > now)
+            }
+        };
         let outlet_ok = match (&registration.new_outlet, &registration.membership) {
             (Some(outlet), _) => !w.outlets.contains_key(&outlet.id),
             (None, Some(membership)) => w.outlets.contains_key(&membership.outlet),
@@ -253,6 +292,9 @@ impl ParticipantStore for MemoryParticipants {
         };
         if !profile_free {
             return Err(ParticipantError::AlreadyRegistered);
+        }
+        if !proven {
+            return Err(ParticipantError::PhoneNotProven);
         }
         if !phone_free {
             return Err(ParticipantError::PhoneTaken);
@@ -264,6 +306,9 @@ impl ParticipantStore for MemoryParticipants {
             return Err(ParticipantError::OutletNotFound);
         }
 
+        if let PhoneProof::Recorded { .. } = registration.proof {
+            w.proofs.remove(&proof_key);
+        }
         let stored = w
             .invitations
             .get_mut(registration.invitation.as_str())
@@ -433,6 +478,93 @@ impl ParticipantStore for MemoryParticipants {
             }
             start = end;
         }
+        Ok(())
+    }
+
+    async fn change_phone(&self, change: &PhoneChange) -> Result<(), ParticipantError> {
+        round_trip().await;
+        let profile = &change.profile;
+        let mut w = self.world();
+        let stored_phone = match w.profiles.get(&profile.id) {
+            None => return Err(ParticipantError::NotRegistered),
+            Some(stored) => stored.phone.clone(),
+        };
+        let proof_key = (profile.id.clone(), profile.phone.as_e164().to_string());
+        let proven = match change.proof {
+            PhoneProof::Token => true,
+            PhoneProof::Recorded { now } => {
+                w.proofs.get(&proof_key).is_some_and(|until| *until > now)
+            }
+        };
+        if !proven {
+            return Err(ParticipantError::PhoneNotProven);
+        }
+        if w.phones.contains_key(profile.phone.as_e164()) {
+            return Err(ParticipantError::PhoneTaken);
+        }
+        let old_claimed = w.phones.get(change.old.as_e164()) == Some(&profile.id);
+        if stored_phone != change.old || !old_claimed {
+            return Err(
+                InfraError::retryable("change phone", "the phone changed meanwhile").into(),
+            );
+        }
+        if let PhoneProof::Recorded { .. } = change.proof {
+            w.proofs.remove(&proof_key);
+        }
+        w.phones.remove(change.old.as_e164());
+        w.phones
+            .insert(profile.phone.as_e164().to_string(), profile.id.clone());
+        let stored = w.profiles.get_mut(&profile.id).expect("checked above");
+        stored.phone = profile.phone.clone();
+        stored.updated_at = profile.updated_at;
+        Ok(())
+    }
+
+    async fn has_proof(
+        &self,
+        subject: &ParticipantId,
+        phone: &PhoneNumber,
+        now: i64,
+    ) -> Result<bool, InfraError> {
+        round_trip().await;
+        Ok(self
+            .world()
+            .proofs
+            .get(&(subject.clone(), phone.as_e164().to_string()))
+            .is_some_and(|until| *until > now))
+    }
+
+    async fn adopt(&self, adoption: &Adoption) -> Result<(), ParticipantError> {
+        round_trip().await;
+        let mut w = self.world();
+        let subject = &adoption.subject;
+        if w.profiles.contains_key(subject) || w.links.contains_key(subject) {
+            return Err(ParticipantError::AlreadyRegistered);
+        }
+        let proof_key = (subject.clone(), adoption.phone.as_e164().to_string());
+        let proven = match adoption.proof {
+            PhoneProof::Token => true,
+            PhoneProof::Recorded { now } => {
+                w.proofs.get(&proof_key).is_some_and(|until| *until > now)
+            }
+        };
+        if !proven {
+            return Err(ParticipantError::PhoneNotProven);
+        }
+        let adoptable = w
+            .profiles
+            .get(&adoption.member)
+            .is_some_and(|p| p.source == Source::Import && p.phone == adoption.phone)
+            && !w.adopted_by.contains_key(&adoption.member);
+        if !adoptable {
+            return Err(ParticipantError::PhoneTaken);
+        }
+        if let PhoneProof::Recorded { .. } = adoption.proof {
+            w.proofs.remove(&proof_key);
+        }
+        w.links.insert(subject.clone(), adoption.member.clone());
+        w.adopted_by
+            .insert(adoption.member.clone(), subject.clone());
         Ok(())
     }
 

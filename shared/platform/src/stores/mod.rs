@@ -11,3 +11,5 @@ pub mod exports;
 pub mod ledger;
 pub mod participants;
 pub mod partner_secrets;
+pub mod passcodes;
+pub mod sms;

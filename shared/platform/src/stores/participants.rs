@@ -4,7 +4,11 @@
 //! `OUTLET#id`/`OUTLET` (on `gsi1` as `ZONE#rep`/`OUTLET#id`), `OUTLET#id`/`MEMBER#participant`,
 //! `INVITE#code`/`INVITE`, `REGION#id`/`REGION`; invitation guesses per guesser (caller or
 //! source address) and failure window `GUESSES#guesser#window`/`COUNTER` and their locks
-//! `GUESSLOCK#guesser`/`LOCK`, both deleted by TTL.
+//! `GUESSLOCK#guesser`/`LOCK`, both deleted by TTL; passcodes, their counters and phone proofs
+//! (`stores/passcodes.rs`): `PASSCODE#e164`/`PASSCODE`, `PASSCODES#limiter#window`/`COUNTER`,
+//! `PROOF#subject`/`PHONE#e164`, all deleted by TTL; `SUBJECT#subject`/`LINK` (`participant_id`:
+//! the imported member a signed-in subject adopted, which the identity provider puts into its
+//! tokens).
 //!
 //! One account per phone holds under concurrency because the `PHONE#` item is put with
 //! `attribute_not_exists(pk)` in the same transaction as the profile.
@@ -13,18 +17,19 @@ use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::builders::PutBuilder;
-use aws_sdk_dynamodb::types::{ConditionCheck, Put, ReturnValue, Update};
+use aws_sdk_dynamodb::types::builders::{ConditionCheckBuilder, DeleteBuilder, PutBuilder};
+use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, ReturnValue, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, Utc};
 use loyalty_domain::auth::OutletRole;
 use loyalty_domain::fraud::Guesser;
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::participant::{
-    Email, Guess, GuessRefusal, ImportRow, Invitation, InvitationCode, InvitationKind, LineError,
-    Membership, Name, Outlet, Page, ParticipantError, ParticipantStore, Profile, Reason,
-    Registration, Source, Standing, StandingChange,
+    Adoption, Email, Guess, GuessRefusal, ImportRow, Invitation, InvitationCode, InvitationKind,
+    LineError, Membership, Name, Outlet, Page, ParticipantError, ParticipantStore, PhoneChange,
+    Profile, Reason, Registration, Source, Standing, StandingChange,
 };
+use loyalty_domain::passcode::PhoneProof;
 use loyalty_domain::phone::PhoneNumber;
 use loyalty_domain::InfraError;
 
@@ -40,13 +45,35 @@ const INVITATION_RETENTION_DAYS: i64 = 30;
 
 #[derive(Debug, Clone)]
 pub struct DynamoParticipantStore {
-    client: Client,
-    table: String,
+    pub(super) client: Client,
+    pub(super) table: String,
 }
 
 fn participant_pk(id: &ParticipantId) -> String {
     format!("PARTICIPANT#{id}")
 }
+/// A passcode proof of a phone for a subject, consumed by a registration or a change of phone.
+pub(super) fn proof_key(subject: &ParticipantId, phone: &PhoneNumber) -> Item {
+    key(proof_pk(subject), phone_pk(phone))
+}
+fn proof_pk(subject: &ParticipantId) -> String {
+    format!("PROOF#{subject}")
+}
+/// The link of a signed-in subject to the imported member it adopted.
+fn link_key(subject: &ParticipantId) -> Item {
+    key(format!("SUBJECT#{subject}"), "LINK")
+}
+
+/// No profile and no link of this subject: it has not registered or adopted anyone yet.
+fn unregistered(table: &str, subject: &ParticipantId) -> [ConditionCheckBuilder; 2] {
+    [key(participant_pk(subject), "PROFILE"), link_key(subject)].map(|k| {
+        ConditionCheck::builder()
+            .table_name(table)
+            .set_key(Some(k))
+            .condition_expression("attribute_not_exists(pk)")
+    })
+}
+
 fn phone_pk(phone: &PhoneNumber) -> String {
     format!("PHONE#{}", phone.as_e164())
 }
@@ -276,6 +303,20 @@ fn decode_invitation(code: &InvitationCode, item: &Item) -> Result<Invitation, I
     })
 }
 
+/// Deletes the proof of the subject's phone if it is alive at `now`.
+fn consume_proof(
+    table: &str,
+    subject: &ParticipantId,
+    phone: &PhoneNumber,
+    now: i64,
+) -> DeleteBuilder {
+    Delete::builder()
+        .table_name(table)
+        .set_key(Some(proof_key(subject, phone)))
+        .condition_expression("attribute_exists(pk) AND expires_at > :now")
+        .expression_attribute_values(":now", n(now))
+}
+
 fn put(table: &str, item: Item) -> PutBuilder {
     Put::builder().table_name(table).set_item(Some(item))
 }
@@ -296,6 +337,12 @@ enum ParticipantRefusal {
     Outlet,
     /// A member's membership item is missing.
     Membership,
+    /// No live passcode proof of this subject and phone.
+    PhoneNotProven,
+    /// The phone claim a change of phone leaves is not the participant's (any more).
+    OldPhone,
+    /// The imported member was adopted already, or no longer holds the phone as imported.
+    Adopted,
 }
 
 impl DynamoParticipantStore {
@@ -388,6 +435,8 @@ impl ParticipantStore for DynamoParticipantStore {
             R::PhoneTaken,
         )?;
         tx.put(put_new(&self.table, profile_item(profile)), R::Profile)?;
+        let [_, no_link] = unregistered(&self.table, &profile.id);
+        tx.check(no_link, R::Profile)?;
         match (&registration.new_outlet, &registration.membership) {
             (Some(outlet), _) => {
                 tx.put(put_new(&self.table, outlet_item(outlet)), R::Outlet)?;
@@ -404,11 +453,21 @@ impl ParticipantStore for DynamoParticipantStore {
         if let Some(membership) = &registration.membership {
             tx.put_always(put(&self.table, member_item(membership)))?;
         }
+        if let PhoneProof::Recorded { now } = registration.proof {
+            tx.delete(
+                consume_proof(&self.table, &profile.id, &profile.phone, now),
+                R::PhoneNotProven,
+            )?;
+        }
         match tx.commit(&self.client, "transact participants").await? {
             Ok(()) => Ok(()),
             // The same subject registering again is the likeliest cause when several fail.
             Err(refused) if refused.contains(&R::Profile) => {
                 Err(ParticipantError::AlreadyRegistered)
+            }
+            // Before the phone's owner: an unproven phone learns nothing about it.
+            Err(refused) if refused.contains(&R::PhoneNotProven) => {
+                Err(ParticipantError::PhoneNotProven)
             }
             Err(refused) if refused.contains(&R::PhoneTaken) => Err(ParticipantError::PhoneTaken),
             Err(refused) if refused.contains(&R::InvitationUsed) => {
@@ -614,6 +673,106 @@ impl ParticipantStore for DynamoParticipantStore {
         }
         Ok(())
     }
+    async fn change_phone(&self, change: &PhoneChange) -> Result<(), ParticipantError> {
+        use ParticipantRefusal as R;
+        let profile = &change.profile;
+        let mut tx = Tx::new();
+        let moved = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(participant_pk(&profile.id), "PROFILE")))
+            .update_expression("SET phone = :new, updated_at = :u")
+            .condition_expression("attribute_exists(pk) AND phone = :old")
+            .expression_attribute_values(":new", s(profile.phone.as_e164()))
+            .expression_attribute_values(":old", s(change.old.as_e164()))
+            .expression_attribute_values(":u", s(profile.updated_at.to_rfc3339()));
+        tx.update(moved, R::Profile)?;
+        let release = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(phone_pk(&change.old), "PHONE")))
+            .condition_expression("participant_id = :p")
+            .expression_attribute_values(":p", s(profile.id.as_str()));
+        tx.delete(release, R::OldPhone)?;
+        tx.put(
+            put_new(&self.table, phone_item(&profile.phone, &profile.id)),
+            R::PhoneTaken,
+        )?;
+        if let PhoneProof::Recorded { now } = change.proof {
+            tx.delete(
+                consume_proof(&self.table, &profile.id, &profile.phone, now),
+                R::PhoneNotProven,
+            )?;
+        }
+        let refused = match tx.commit(&self.client, "change phone").await? {
+            Ok(()) => return Ok(()),
+            Err(refused) => refused,
+        };
+        if refused.contains(&R::Profile) && refused.get(&R::Profile).is_none() {
+            return Err(ParticipantError::NotRegistered);
+        }
+        if refused.contains(&R::PhoneNotProven) {
+            return Err(ParticipantError::PhoneNotProven);
+        }
+        if refused.contains(&R::PhoneTaken) {
+            return Err(ParticipantError::PhoneTaken);
+        }
+        // The profile or its phone claim moved since the profile was read: read it again.
+        Err(InfraError::retryable(
+            "change phone",
+            format!("the phone changed meanwhile: {}", refused.describe()),
+        )
+        .into())
+    }
+
+    async fn has_proof(
+        &self,
+        subject: &ParticipantId,
+        phone: &PhoneNumber,
+        now: i64,
+    ) -> Result<bool, InfraError> {
+        Ok(match self.get(proof_pk(subject), &phone_pk(phone)).await? {
+            Some(item) => item.signed("expires_at")? > now,
+            None => false,
+        })
+    }
+
+    async fn adopt(&self, adoption: &Adoption) -> Result<(), ParticipantError> {
+        use ParticipantRefusal as R;
+        let mut tx = Tx::new();
+        let member = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(participant_pk(&adoption.member), "PROFILE")))
+            .update_expression("SET adopted_by = :s, adopted_at = :t")
+            .condition_expression(
+                "attribute_exists(pk) AND #source = :import AND phone = :phone AND attribute_not_exists(adopted_by)",
+            )
+            .expression_attribute_names("#source", "source")
+            .expression_attribute_values(":s", s(adoption.subject.as_str()))
+            .expression_attribute_values(":t", s(adoption.at.to_rfc3339()))
+            .expression_attribute_values(":import", s(Source::Import.as_str()))
+            .expression_attribute_values(":phone", s(adoption.phone.as_e164()));
+        tx.update(member, R::Adopted)?;
+        let mut link = link_key(&adoption.subject);
+        link.insert("participant_id".into(), s(adoption.member.as_str()));
+        link.insert("linked_at".into(), s(adoption.at.to_rfc3339()));
+        tx.put(put_new(&self.table, link), R::Profile)?;
+        let [no_profile, _] = unregistered(&self.table, &adoption.subject);
+        tx.check(no_profile, R::Profile)?;
+        if let PhoneProof::Recorded { now } = adoption.proof {
+            let proof = consume_proof(&self.table, &adoption.subject, &adoption.phone, now);
+            tx.delete(proof, R::PhoneNotProven)?;
+        }
+        match tx.commit(&self.client, "adopt imported member").await? {
+            Ok(()) => Ok(()),
+            Err(refused) if refused.contains(&R::Profile) => {
+                Err(ParticipantError::AlreadyRegistered)
+            }
+            Err(refused) if refused.contains(&R::PhoneNotProven) => {
+                Err(ParticipantError::PhoneNotProven)
+            }
+            Err(_) => Err(ParticipantError::PhoneTaken),
+        }
+    }
+
     async fn set_standing(
         &self,
         id: &ParticipantId,
