@@ -30,3 +30,4 @@ pub mod participant;
 pub mod review;
 pub mod sellin;
 pub mod settings;
+pub mod zone;
