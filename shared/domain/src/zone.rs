@@ -10,13 +10,14 @@
 //! fixed windows of seconds) and the months tiers count points in.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 
 use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::RegionId;
-use crate::{Classified, Kind};
+use crate::{Classified, InfraError, Kind};
 
 /// An IANA time zone, e.g. `Asia/Omsk`; serialised as its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -138,6 +139,11 @@ impl Zones {
         }
     }
 
+    /// Whether every region counts in the programme zone.
+    pub fn uniform(&self) -> bool {
+        self.regions.values().all(|z| *z == self.programme)
+    }
+
     /// The zone a participant of `region` counts periods in; no region (or one without a
     /// zone of its own) is the programme zone.
     pub fn for_region(&self, region: Option<&RegionId>) -> Zone {
@@ -145,6 +151,49 @@ impl Zones {
             .and_then(|r| self.regions.get(r))
             .copied()
             .unwrap_or(self.programme)
+    }
+}
+
+/// Where admins' zone settings go (`PUT /admin/programme`, `PUT /admin/regions/{region}`,
+/// `GET /admin/regions`). Functions read them through their own cached settings (an
+/// action's [`crate::action::Programme`], cashback's `CashbackStore::zones`).
+pub trait ZoneSettings: Send + Sync {
+    /// The zones as stored; a programme that never set its zone counts in UTC.
+    fn zones(&self) -> impl Future<Output = Result<Zones, InfraError>> + Send;
+
+    fn put_programme_zone(
+        &self,
+        zone: Zone,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), InfraError>> + Send;
+
+    fn put_region_zone(
+        &self,
+        region: &RegionId,
+        zone: Zone,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), InfraError>> + Send;
+}
+
+/// A shared store is a store.
+impl<T: ZoneSettings + ?Sized> ZoneSettings for std::sync::Arc<T> {
+    fn zones(&self) -> impl Future<Output = Result<Zones, InfraError>> + Send {
+        (**self).zones()
+    }
+    fn put_programme_zone(
+        &self,
+        zone: Zone,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), InfraError>> + Send {
+        (**self).put_programme_zone(zone, now)
+    }
+    fn put_region_zone(
+        &self,
+        region: &RegionId,
+        zone: Zone,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), InfraError>> + Send {
+        (**self).put_region_zone(region, zone, now)
     }
 }
 
