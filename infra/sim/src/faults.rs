@@ -9,6 +9,7 @@
 //! [`FaultyCashback`] and [`FaultyChallenges`] do the same around the cashback and challenge
 //! stores.
 
+use loyalty_domain::zone::Zones;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
@@ -341,6 +342,13 @@ impl<S: CashbackStore> CashbackStore for FaultyCashback<S> {
             return Err(throttled("read partner terms"));
         }
         self.inner.terms(partner, region, now).await
+    }
+
+    async fn zones(&self, now: DateTime<Utc>) -> Result<Zones, InfraError> {
+        if self.roll(self.faults.rates.throttled_read, Fault::ThrottledRead) {
+            return Err(throttled("read time zones"));
+        }
+        self.inner.zones(now).await
     }
 
     async fn order(&self, partner: &PartnerId, id: &OrderId) -> Result<Option<Order>, InfraError> {

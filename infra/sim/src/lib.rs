@@ -386,7 +386,7 @@ impl Sim {
                 else {
                     return (format!("{}: nothing to act on yet", op.kind()), Ok(()));
                 };
-                let expected = self.actions.predict(&request, now);
+                let expected = self.actions.predict(&self.world, &request, now);
                 let actual = self.actions.execute(&self.world, &request, now);
                 *self.outcomes.entry(actual.label()).or_default() += 1;
                 let described = format!("{request} at {}: {}", now.to_rfc3339(), actual.label());

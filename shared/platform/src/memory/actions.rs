@@ -122,6 +122,11 @@ impl MemoryActions {
         w.programme.rules.sort_by(|a, b| a.id.cmp(&b.id));
     }
 
+    /// Seeds the time zones (the admin routes go through [`ZoneSettings`]).
+    pub fn set_zones(&self, zones: Zones) {
+        self.lock().programme.zones = zones;
+    }
+
     pub fn put_tiers(&self, tiers: Tiers) {
         self.lock().programme.tiers = tiers;
     }
