@@ -103,12 +103,8 @@ impl Operation {
         match rng.random_range(0..12_500u32) {
             10_000.. => Operation::Cashback(CashbackOp::generate(rng)),
             0..2_000 => Operation::Clock(ClockOp::tick(rng)),
-            2_000..2_150 => Operation::Clock(ClockOp::BeforeMidnight {
-                secs: rng.random_range(1..=120),
-            }),
-            2_150..2_155 => Operation::Clock(ClockOp::BeforeMonthEnd {
-                secs: rng.random_range(1..=120),
-            }),
+            2_000..2_150 => Operation::Clock(ClockOp::before_midnight(rng.random_range(1..=120))),
+            2_150..2_155 => Operation::Clock(ClockOp::before_month_end(rng.random_range(1..=120))),
             2_155..2_215 => Operation::Claims(IssueBatch),
             2_215..6_215 => Operation::Claims(Fresh),
             6_215..7_015 => Operation::Claims(OwnAgain),
