@@ -234,6 +234,7 @@ fn terms() -> Terms {
             active: true,
         }),
         region_minimum: None,
+        zones: Default::default(),
     }
 }
 

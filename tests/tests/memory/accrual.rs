@@ -44,8 +44,8 @@ fn survey(points: u64, per_participant: Option<u32>, per_month: Option<u32>) -> 
             max,
             period: Period::Month,
         }),
-        valid_from: Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap(),
-        valid_until: Some(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()),
+        valid_from: Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap().into(),
+        valid_until: Some(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap().into()),
         over_budget: loyalty_domain::earning::OverBudget::Refuse,
         reported_by: loyalty_domain::earning::Reporter::Participant,
     }
