@@ -58,6 +58,7 @@ impl App {
             fraud: env.required("FRAUD_TABLE")?,
             outbox: env.required("OUTBOX_TABLE")?,
             participants: env.required("PARTICIPANTS_TABLE")?,
+            programme: env.required("PROGRAMME_TABLE")?,
         };
         Ok(App::with_store(
             DynamoClaims::new(dynamodb, tables),

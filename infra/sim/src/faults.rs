@@ -189,6 +189,12 @@ fn throttled(operation: &'static str) -> InfraError {
 }
 
 impl<S: ClaimStore> ClaimStore for FaultyClaims<S> {
+    /// No fault of its own: a cached settings read, and a roll here would shift every seed's
+    /// fault stream.
+    async fn zones(&self) -> Result<Zones, InfraError> {
+        self.inner.zones().await
+    }
+
     async fn batch(&self, number: u32) -> Result<Option<BatchInfo>, InfraError> {
         if self.roll(self.faults.rates.throttled_read, Fault::ThrottledRead) {
             return Err(throttled("read batch"));

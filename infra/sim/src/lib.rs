@@ -250,6 +250,7 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
     for actor in &world.actors {
         inner.register(&actor.participant);
     }
+    inner.set_zones(world::zones());
     let mut sim = Sim {
         store: FaultyClaims::new(inner, config.seed, config.faults),
         config: config.clone(),
