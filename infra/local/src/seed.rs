@@ -273,7 +273,14 @@ pub async fn demo(
     for (path, zone) in ZONES {
         expect(
             &format!("PUT {path}"),
-            call(state, "PUT", path, &admin, Some(json!({ "time_zone": zone }))).await?,
+            call(
+                state,
+                "PUT",
+                path,
+                &admin,
+                Some(json!({ "time_zone": zone })),
+            )
+            .await?,
             &[200],
         )?;
     }

@@ -1,8 +1,8 @@
 //! The actors every feature shares: participants, the outlets they sell at, regions.
 
-use loyalty_domain::zone::{Zone, Zones};
 use loyalty_domain::claim::Claimant;
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
+use loyalty_domain::zone::{Zone, Zones};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 

@@ -662,10 +662,9 @@ mod tests {
     async fn the_period_counter_is_the_participants_region_month_in_its_zone() {
         let omsk = RegionId::parse("omsk").unwrap();
         let mut p = tiered();
-        p.zones.regions.insert(
-            omsk.clone(),
-            crate::zone::Zone::parse("Asia/Omsk").unwrap(),
-        );
+        p.zones
+            .regions
+            .insert(omsk.clone(), crate::zone::Zone::parse("Asia/Omsk").unwrap());
         // 00:30 on 1 December in Omsk, still 30 November in UTC (the programme zone).
         let now = at("2026-11-30T18:30:00Z");
         let month_of_attempt = |region: Option<RegionId>| {

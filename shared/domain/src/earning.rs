@@ -1036,7 +1036,9 @@ pub fn price_lines(lines: Vec<SellInLine>, rules: &[Rule]) -> Result<Vec<PricedL
     for line in lines {
         // The invoice date is already the distributor's local date: read at its noon, a
         // local bound compares with it as it is (hence UTC), an instant as before.
-        let at = line.date.and_time(NaiveTime::from_hms_opt(12, 0, 0).expect("noon"));
+        let at = line
+            .date
+            .and_time(NaiveTime::from_hms_opt(12, 0, 0).expect("noon"));
         let rule = rules
             .iter()
             .filter(|r| matches!(&r.trigger, Trigger::SellIn(s) if *s == line.sku))
@@ -1244,11 +1246,21 @@ mod tests {
             assert!(!r.is_valid_at(at("2027-01-01T00:00:00Z"), z));
         }
         assert_eq!(
-            check_action(&r, Reporter::Participant, at("2027-01-01T00:00:00Z"), Zone::UTC),
+            check_action(
+                &r,
+                Reporter::Participant,
+                at("2027-01-01T00:00:00Z"),
+                Zone::UTC
+            ),
             Err(AccrualError::OutsideWindow(r.id.clone()))
         );
         assert_eq!(
-            check_action(&r, Reporter::Participant, at("2026-11-22T10:00:00Z"), Zone::UTC),
+            check_action(
+                &r,
+                Reporter::Participant,
+                at("2026-11-22T10:00:00Z"),
+                Zone::UTC
+            ),
             Ok(Action::Survey)
         );
     }
@@ -1298,10 +1310,7 @@ mod tests {
             "reported_by": "participant"
         });
         let rule: Rule = serde_json::from_value(stored).unwrap();
-        assert_eq!(
-            rule.valid_from,
-            Bound::Instant(at("2026-10-01T00:00:00Z"))
-        );
+        assert_eq!(rule.valid_from, Bound::Instant(at("2026-10-01T00:00:00Z")));
         assert_eq!(
             rule.valid_until,
             Some(Bound::Instant(at("2027-01-01T00:00:00Z")))
@@ -1356,16 +1365,25 @@ mod tests {
         let window = |p: Period, t: DateTime<Utc>| p.window(t, Zone::UTC);
         let sunday = at("2026-11-22T23:59:59Z");
         let monday = at("2026-11-23T00:00:00Z");
-        assert_ne!(window(Period::Week, sunday).0, window(Period::Week, monday).0);
+        assert_ne!(
+            window(Period::Week, sunday).0,
+            window(Period::Week, monday).0
+        );
         assert_ne!(window(Period::Day, sunday).0, window(Period::Day, monday).0);
-        assert_eq!(window(Period::Month, sunday).0, window(Period::Month, monday).0);
+        assert_eq!(
+            window(Period::Month, sunday).0,
+            window(Period::Month, monday).0
+        );
         let (key, end) = window(Period::Month, at("2026-12-31T12:00:00Z"));
         assert_eq!(
             (key.as_str(), end),
             ("M2026-12", at("2027-01-01T00:00:00Z"))
         );
         // ISO week 53 of 2026 runs into January 2027 and keeps its year.
-        assert_eq!(window(Period::Week, at("2027-01-01T08:00:00Z")).0, "W2026-53");
+        assert_eq!(
+            window(Period::Week, at("2027-01-01T08:00:00Z")).0,
+            "W2026-53"
+        );
     }
 
     #[test]
@@ -1376,16 +1394,29 @@ mod tests {
         assert_eq!(last.date_naive(), first.date_naive());
         let (m_last, end) = Period::Month.window(last, omsk);
         let (m_first, _) = Period::Month.window(first, omsk);
-        assert_eq!((m_last.as_str(), m_first.as_str()), ("M2026-11", "M2026-12"));
-        assert_eq!(end, at("2026-11-30T18:00:00Z"), "local midnight of 1 December");
+        assert_eq!(
+            (m_last.as_str(), m_first.as_str()),
+            ("M2026-11", "M2026-12")
+        );
+        assert_eq!(
+            end,
+            at("2026-11-30T18:00:00Z"),
+            "local midnight of 1 December"
+        );
         // Day and week (Monday 30 November is in ISO week 49) turn at the same instant.
         assert_eq!(Period::Day.window(last, omsk).0, "D2026-11-30");
         assert_eq!(Period::Day.window(first, omsk).0, "D2026-12-01");
         // And 00:30 UTC on 1 December, a new UTC month, is still December in Omsk, while
         // 05:30 UTC on 31 December (11:30 local) is still December too.
-        assert_eq!(Period::Month.window(at("2026-12-01T00:30:00Z"), omsk).0, "M2026-12");
+        assert_eq!(
+            Period::Month.window(at("2026-12-01T00:30:00Z"), omsk).0,
+            "M2026-12"
+        );
         let (key, end) = Period::Month.window(at("2026-12-31T19:30:00Z"), omsk);
-        assert_eq!((key.as_str(), end), ("M2027-01", at("2027-01-31T18:00:00Z")));
+        assert_eq!(
+            (key.as_str(), end),
+            ("M2027-01", at("2027-01-31T18:00:00Z"))
+        );
     }
 
     #[test]
@@ -1406,11 +1437,20 @@ mod tests {
             Period::Month.window(a, Zone::UTC).0,
             Period::Month.window(b, Zone::UTC).0
         );
-        assert_eq!(Period::Month.window(a, bogota).0, Period::Month.window(b, bogota).0);
+        assert_eq!(
+            Period::Month.window(a, bogota).0,
+            Period::Month.window(b, bogota).0
+        );
         assert_eq!(Period::Day.window(b, bogota).0, "D2026-11-30");
         // A week turns at local midnight between Sunday 29 November and Monday 30 November.
-        assert_eq!(Period::Week.window(at("2026-11-30T04:59:59Z"), bogota).0, "W2026-48");
-        assert_eq!(Period::Week.window(at("2026-11-30T05:00:00Z"), bogota).0, "W2026-49");
+        assert_eq!(
+            Period::Week.window(at("2026-11-30T04:59:59Z"), bogota).0,
+            "W2026-48"
+        );
+        assert_eq!(
+            Period::Week.window(at("2026-11-30T05:00:00Z"), bogota).0,
+            "W2026-49"
+        );
     }
 
     #[test]
@@ -1418,9 +1458,15 @@ mod tests {
         // New York leaves DST on Sunday 1 November 2026: that day is 25 hours long.
         let ny = zone("America/New_York");
         let (key, end) = Period::Day.window(at("2026-11-01T12:00:00Z"), ny);
-        assert_eq!((key.as_str(), end), ("D2026-11-01", at("2026-11-02T05:00:00Z")));
+        assert_eq!(
+            (key.as_str(), end),
+            ("D2026-11-01", at("2026-11-02T05:00:00Z"))
+        );
         let (key, end) = Period::Month.window(at("2026-10-31T12:00:00Z"), ny);
-        assert_eq!((key.as_str(), end), ("M2026-10", at("2026-11-01T04:00:00Z")));
+        assert_eq!(
+            (key.as_str(), end),
+            ("M2026-10", at("2026-11-01T04:00:00Z"))
+        );
     }
 
     proptest::proptest! {

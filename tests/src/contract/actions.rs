@@ -4,7 +4,6 @@
 //! [`ActionsHarness`]; [`action_store_contract!`](crate::action_store_contract) turns every
 //! case into a test for one adapter. If the two adapters disagree, the memory one is wrong.
 
-use loyalty_domain::zone::Zone;
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use loyalty_domain::action::{
     ActionAttempt, ActionReceipt, ActionRefusal, ActionStore, BalanceExpectation, KeyedRequest,
@@ -17,6 +16,7 @@ use loyalty_domain::earning::{
 use loyalty_domain::ids::{IdempotencyKey, OutletId, ParticipantId};
 use loyalty_domain::ledger::{Balance, Entry, EntryKind, ProgrammeAccount};
 use loyalty_domain::review::{decide, Decision, ReviewError, ReviewId, ReviewStore};
+use loyalty_domain::zone::Zone;
 use loyalty_domain::Points;
 use loyalty_platform::dynamo::ItemExt;
 use loyalty_platform::memory::MemoryActions;

@@ -231,7 +231,10 @@ impl CashbackHarness for DynamoHarness {
             .await
             .unwrap();
         for (region, zone) in &zones.regions {
-            settings.put_region_zone(region, *zone, now()).await.unwrap();
+            settings
+                .put_region_zone(region, *zone, now())
+                .await
+                .unwrap();
         }
     }
 }
@@ -652,9 +655,7 @@ pub async fn cashback_within_the_partners_budget_moves_the_fund_by_its_points<
 }
 
 /// One `#[tokio::test]` per case of the cashback contract, for the harness factory given.
-pub async fn the_zones_accrual_sets_are_the_zones_cashback_counts_months_in<
-    H: CashbackHarness,
->(
+pub async fn the_zones_accrual_sets_are_the_zones_cashback_counts_months_in<H: CashbackHarness>(
     h: H,
 ) {
     let zones = Zones {

@@ -9,11 +9,11 @@
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use loyalty_domain::earning::{Rule, Tier, Tiers};
+use loyalty_domain::ids::RegionId;
 use loyalty_domain::ids::{EntryId, ParticipantId};
 use loyalty_domain::ledger::{
     Budgets, Entry, EntryKind, Funded, ProgrammeAccount, PROGRAMME_SHARDS,
 };
-use loyalty_domain::ids::RegionId;
 use loyalty_domain::settings::{current_tier, EarningSettings};
 use loyalty_domain::zone::{Zone, ZoneSettings, Zones};
 use loyalty_domain::Points;

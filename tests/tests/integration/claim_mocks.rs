@@ -28,9 +28,8 @@ const BATCH: u32 = 3;
 
 fn client(rules: &[&Rule]) -> Client {
     // No time zones configured: every claimant's day is UTC's.
-    let zones = mock!(Client::query).then_output(|| {
-        aws_sdk_dynamodb::operation::query::QueryOutput::builder().build()
-    });
+    let zones = mock!(Client::query)
+        .then_output(|| aws_sdk_dynamodb::operation::query::QueryOutput::builder().build());
     let mut interceptor = MockResponseInterceptor::new()
         .rule_mode(RuleMode::MatchAny)
         .with_rule(&zones);

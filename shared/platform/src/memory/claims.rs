@@ -38,7 +38,6 @@ use loyalty_domain::claim::{
     BatchInfo, ClaimAttempt, ClaimReceipt, ClaimStore, CodeState, FailedAttempt, FailureCounts,
     Refusal,
 };
-use loyalty_domain::zone::Zones;
 use loyalty_domain::code::Code;
 use loyalty_domain::earning::month_key;
 use loyalty_domain::fraud::{AttemptOutcome, FlagReason, Subject};
@@ -48,6 +47,7 @@ use loyalty_domain::outbox::Envelope;
 use loyalty_domain::review::{
     Committed, Decided, Page, PendingReview, ReviewError, ReviewId, ReviewStore,
 };
+use loyalty_domain::zone::Zones;
 use loyalty_domain::InfraError;
 
 /// A code as the codes table holds it.

@@ -29,9 +29,7 @@ use loyalty_domain::InfraError;
 
 use crate::dynamo::{key, n, s, Item, ItemExt};
 use crate::idempotency::{record_put, StoredRecord};
-use crate::stores::earning::{
-    points_credited, read_rules, read_tiers, read_zones, EarningTables,
-};
+use crate::stores::earning::{points_credited, read_rules, read_tiers, read_zones, EarningTables};
 use crate::stores::ledger::{
     account_pk, balance_from_item, balance_update, entry_item, gather_budget,
     monthly_earned_from_item, outlet_pk, programme_items, queue_for_review, Gathered,

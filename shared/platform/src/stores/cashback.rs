@@ -50,8 +50,8 @@ use loyalty_domain::{InfraError, Points};
 pub use loyalty_domain::cashback::{EventResult, Order, ReleaseOutcome};
 
 use crate::dynamo::{classify, key, n, s, Item, ItemExt};
-use crate::stores::earning::read_zones;
 use crate::stores::challenges::{log_out_of_budget, ChallengeTables, DynamoChallenges};
+use crate::stores::earning::read_zones;
 use crate::stores::ledger::{
     account_pk, append_items, balance_from_item, gather_budget, DynamoLedger, Gathered,
     LedgerRefusal, OutboxRecord, GATHERS,

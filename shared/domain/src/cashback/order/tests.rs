@@ -256,7 +256,10 @@ impl CashbackStore for Fake {
                 s.orders.insert(o.id.to_string(), o.clone());
             }
             OrderWrite::Transition {
-                to, clawback, queue, ..
+                to,
+                clawback,
+                queue,
+                ..
             } => {
                 if let QueueMove::Enter(Queue::Release(month)) = queue {
                     s.queued.insert(d.order_id.to_string(), month.clone());
@@ -332,13 +335,22 @@ async fn the_monthly_cap_turns_at_midnight_in_the_orders_region_zone() {
     }
     let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
     // 23:30 on 30 November local: November's cap is full.
-    let r = run_at(&store, created("e1", "o1", AMOUNT), at("2026-11-30T17:30:00Z"))
-        .await
-        .unwrap();
-    assert_eq!((r.points, r.reason.as_deref()), (0, Some("monthly_cap_reached")));
+    let r = run_at(
+        &store,
+        created("e1", "o1", AMOUNT),
+        at("2026-11-30T17:30:00Z"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (r.points, r.reason.as_deref()),
+        (0, Some("monthly_cap_reached"))
+    );
     // 00:30 on 1 December local, the same UTC date: December's room.
     let late = at("2026-11-30T18:30:00Z");
-    let r = run_at(&store, created("e2", "o2", AMOUNT), late).await.unwrap();
+    let r = run_at(&store, created("e2", "o2", AMOUNT), late)
+        .await
+        .unwrap();
     assert_eq!(r.points, 250);
     assert_eq!(store.order("o2").month, "2026-12");
     assert_eq!(
