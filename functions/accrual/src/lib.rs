@@ -626,10 +626,15 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
         Ok(http::json(StatusCode::OK, &json!({ "tiers": tiers })))
     }
 
+    /// The zone a `{"time_zone": ...}` body names.
+    fn zone_of(req: &Request) -> Result<Zone, Problem> {
+        let body: ZoneBody = http::json_body(req)?;
+        Zone::parse(&body.time_zone).problem()
+    }
+
     async fn put_programme_zone(&self, req: &Request) -> Result<Response<Body>, Problem> {
         Self::require_admin(req)?;
-        let body: ZoneBody = http::json_body(req)?;
-        let zone = Zone::parse(&body.time_zone).problem()?;
+        let zone = Self::zone_of(req)?;
         self.admin
             .settings()
             .put_programme_zone(zone, self.clock.now())
@@ -657,8 +662,7 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
         Self::require_admin(req)?;
         let region = RegionId::parse(http::path_param(req, "regionId")?)
             .map_err(|e| Problem::bad_request("invalid_region", e.to_string()))?;
-        let body: ZoneBody = http::json_body(req)?;
-        let zone = Zone::parse(&body.time_zone).problem()?;
+        let zone = Self::zone_of(req)?;
         self.admin
             .settings()
             .put_region_zone(&region, zone, self.clock.now())

@@ -7,7 +7,6 @@
 //! all-or-nothing commits, not the rules.
 
 use loyalty_domain::zone::{Zone, ZoneSettings, Zones};
-use loyalty_platform::stores::earning::{EarningStore, EarningTables};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -217,15 +216,7 @@ impl CashbackHarness for DynamoHarness {
 
     /// Through accrual's settings adapter, on the same ProgrammeTable.
     async fn set_zones(&self, zones: &Zones) {
-        let settings = EarningStore::new(
-            self.stack.dynamodb(),
-            EarningTables {
-                programme: self.stack.table_name("ProgrammeTable").into(),
-                activity: self.stack.table_name("ActivityTable").into(),
-                ledger: self.stack.table_name("LedgerTable").into(),
-                outbox: self.stack.table_name("OutboxTable").into(),
-            },
-        );
+        let settings = self.stack.earning_store();
         settings
             .put_programme_zone(zones.programme, now())
             .await

@@ -18,7 +18,7 @@ use loyalty_domain::settings::{current_tier, EarningSettings};
 use loyalty_domain::zone::{Zone, ZoneSettings, Zones};
 use loyalty_domain::Points;
 use loyalty_platform::memory::MemoryActions;
-use loyalty_platform::stores::earning::{EarningStore, EarningTables};
+use loyalty_platform::stores::earning::EarningStore;
 use loyalty_platform::stores::ledger::append_items;
 
 use crate::contract::actions::rule;
@@ -67,14 +67,8 @@ pub struct DynamoHarness {
 
 pub async fn dynamo() -> DynamoHarness {
     let stack = TestStack::for_function("AccrualFunction").await;
-    let tables = EarningTables {
-        programme: stack.table_name("ProgrammeTable").to_string(),
-        activity: stack.table_name("ActivityTable").to_string(),
-        ledger: stack.table_name("LedgerTable").to_string(),
-        outbox: stack.table_name("OutboxTable").to_string(),
-    };
     DynamoHarness {
-        store: EarningStore::new(stack.dynamodb(), tables),
+        store: stack.earning_store(),
         stack,
     }
 }
