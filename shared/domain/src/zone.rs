@@ -1,10 +1,11 @@
 //! Time zones: where calendar periods are counted.
 //!
 //! The programme has an IANA zone and each region may have its own. Limits per day, week
-//! and month, rule validity windows given as local dates and the monthly cashback cap are
-//! counted in the participant's region zone ([`Zones::for_region`]), so a participant in
-//! Omsk does not start a new month at 06:00 local time. Everything stored stays a UTC
-//! instant; a zone only says where the local midnights fall.
+//! and month, rule validity bounds given as local dates, the monthly cashback cap (and the
+//! month a delivered order awaits release in) and a pack code's last valid day are counted
+//! in the participant's region zone ([`Zones::for_region`]), so a participant in Omsk does
+//! not start a new month at 06:00 local time. Everything stored stays a UTC instant; a zone
+//! only says where the local midnights fall.
 //!
 //! Not calendar periods, and so left in UTC: claims' velocity windows (clock hours and
 //! fixed windows of seconds) and the months tiers count points in.
@@ -123,10 +124,9 @@ impl std::fmt::Display for Zone {
 
 /// The zones an admin configured: the programme's, and any region's own. A region without
 /// one counts in the programme zone.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Zones {
     pub programme: Zone,
-    #[serde(default)]
     pub regions: BTreeMap<RegionId, Zone>,
 }
 

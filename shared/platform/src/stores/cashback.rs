@@ -424,6 +424,10 @@ impl DynamoCashback {
         order: &Order,
         now: DateTime<Utc>,
     ) -> Result<(), InfraError> {
+        // A challenge's days are the order's region's, as its cap month is.
+        let zone = CashbackStore::zones(self, now)
+            .await?
+            .for_region(Some(&order.region));
         let mut by_supplier: std::collections::BTreeMap<&SupplierId, u64> = Default::default();
         for line in order.lines.iter().filter(|l| l.units > 0) {
             *by_supplier.entry(&line.supplier_id).or_default() += line.units;
@@ -433,7 +437,7 @@ impl DynamoCashback {
                 participant: order.participant.clone(),
                 supplier: supplier.clone(),
                 units,
-                date: order.ordered_at.date_naive(),
+                date: zone.date_of(order.ordered_at),
                 reference: ProgressSource::order_reference(&order.partner, &order.id, supplier),
                 at: now,
             };
