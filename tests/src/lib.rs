@@ -165,6 +165,19 @@ impl TestStack {
         aws_sdk_dynamodb::Client::new(&self.aws)
     }
 
+    /// Accrual's settings and sell-in adapter on this stack's tables.
+    pub fn earning_store(&self) -> loyalty_platform::stores::earning::EarningStore {
+        loyalty_platform::stores::earning::EarningStore::new(
+            self.dynamodb(),
+            loyalty_platform::stores::earning::EarningTables {
+                programme: self.table_name("ProgrammeTable").into(),
+                activity: self.table_name("ActivityTable").into(),
+                ledger: self.table_name("LedgerTable").into(),
+                outbox: self.table_name("OutboxTable").into(),
+            },
+        )
+    }
+
     pub fn sqs(&self) -> aws_sdk_sqs::Client {
         aws_sdk_sqs::Client::new(&self.aws)
     }

@@ -25,6 +25,10 @@
 //!   top it up; credits it cannot cover are refused with `budget_exhausted`. Answers under
 //!   Idempotency-Keys go through the [`AnswerStore`] port ([`idempotency::once`]).
 //!   `GET` on the same paths (admin) reads what is funded, remaining and paid out.
+//! - `PUT /admin/programme`, `PUT /admin/regions/{regionId}`, `GET /admin/regions` (admin,
+//!   over the [`ZoneSettings`] port): the programme's and each region's IANA time zone, which
+//!   limits per day/week/month, local validity bounds and the monthly cashback cap are
+//!   counted in (seen by `POST /actions` with the rules, within `PROGRAMME_CACHE_SECS`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -44,11 +48,12 @@ use loyalty_domain::earning::{
     parse_sell_in_csv, parse_sell_in_json_lines, price_lines, AccrualError, Reporter, Rule, RuleId,
     RuleRequest, SellInError, Slug, Tier, Tiers,
 };
-use loyalty_domain::ids::{OutletId, ParticipantId};
+use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::ledger::{Budgets, ProgrammeAccount};
 use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_domain::sellin::{self, ImportOutcome, SellInStore};
 use loyalty_domain::settings::EarningSettings;
+use loyalty_domain::zone::{Zone, ZoneSettings};
 use loyalty_domain::{Classified, InfraError, Points};
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
@@ -90,12 +95,15 @@ pub const ROUTES: Routes = Routes(&[
     ("POST /admin/challenges/{challengeId}/budget", None),
     ("GET /admin/rules/{ruleId}/budget", None),
     ("GET /admin/challenges/{challengeId}/budget", None),
+    ("PUT /admin/programme", None),
+    ("GET /admin/regions", None),
+    ("PUT /admin/regions/{regionId}", None),
 ]);
 
 /// The ports of the routes beside `POST /actions`: admin settings (rules, tiers, budgets),
 /// sell-in, challenges, and the answers stored under Idempotency-Keys.
 pub trait AdminPorts: Send + Sync {
-    type Settings: EarningSettings;
+    type Settings: EarningSettings + ZoneSettings;
     type SellIn: SellInStore;
     type Challenges: ChallengeStore;
     type Answers: AnswerStore;
@@ -115,7 +123,7 @@ pub struct Admin<E, L, G, I> {
 
 impl<E, L, G, I> AdminPorts for Admin<E, L, G, I>
 where
-    E: EarningSettings,
+    E: EarningSettings + ZoneSettings,
     L: SellInStore,
     G: ChallengeStore,
     I: AnswerStore,
@@ -276,6 +284,9 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
             "GET /admin/rules" => self.list_rules(req).await,
             "PUT /admin/rules/{ruleId}" => self.put_rule(req).await,
             "GET /admin/tiers" => self.get_tiers(req).await,
+            "PUT /admin/programme" => self.put_programme_zone(req).await,
+            "GET /admin/regions" => self.list_regions(req).await,
+            "PUT /admin/regions/{regionId}" => self.put_region_zone(req).await,
             "PUT /admin/tiers" => self.put_tiers(req).await,
             "PUT /admin/challenges/{challengeId}" => self.put_challenge(req).await,
             "POST /admin/rules/{ruleId}/budget" => self.fund_budget(req, "ruleId").await,
@@ -367,14 +378,15 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
         }
     }
 
-    /// Who earns, and on which outlet, from the caller and the body: a participant reports
+    /// Who earns, on which outlet and in which region (whose zone counts the rule's periods;
+    /// the one seam where the region is chosen), from the caller and the body: a participant reports
     /// for themselves, a reviewer (with evidence) or a service for a participant it names.
     /// The rule's reporter is checked by the use case.
     fn reported_for(
         caller: &Caller,
         reporter: Reporter,
         body: &ActionBody,
-    ) -> Result<(ParticipantId, Option<OutletId>), Problem> {
+    ) -> Result<(ParticipantId, Option<OutletId>, Option<RegionId>), Problem> {
         let named = || -> Result<ParticipantId, Problem> {
             let raw = body.participant_id.as_deref().ok_or_else(|| {
                 Problem::bad_request(
@@ -395,7 +407,7 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
                     return Err(Problem::from_error(AuthError::NotYours));
                 }
                 let outlet = caller.outlet.as_ref().map(|(o, _)| o.clone());
-                Ok((caller.subject.clone(), outlet))
+                Ok((caller.subject.clone(), outlet, caller.region.clone()))
             }
             Reporter::Reviewer => {
                 if body.evidence.as_deref().is_none_or(|e| e.trim().is_empty()) {
@@ -404,10 +416,11 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
                         "A reviewer reports an action with the evidence they saw.",
                     ));
                 }
-                // The participant's outlet would cost a read: a reviewed credit carries none.
-                Ok((named()?, None))
+                // The participant's outlet and region would cost a read: a reviewed credit
+                // carries no outlet and counts in the programme zone.
+                Ok((named()?, None, None))
             }
-            Reporter::Service => Ok((named()?, None)),
+            Reporter::Service => Ok((named()?, None, None)),
         }
     }
 
@@ -422,7 +435,7 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
         let body: ActionBody = http::json_body(req)?;
         let rule_id = RuleId::parse(&body.rule_id)
             .map_err(|e| Problem::bad_request("invalid_rule_id", e.to_string()))?;
-        let (participant, outlet) = Self::reported_for(caller, reporter, &body)?;
+        let (participant, outlet, region) = Self::reported_for(caller, reporter, &body)?;
         let reference = body.reference.unwrap_or_default();
         let evidence = body.evidence.unwrap_or_default();
         for (text, code, name) in [
@@ -447,6 +460,7 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
             participant: participant.clone(),
             reporter,
             outlet,
+            region,
             rule: rule_id,
             reference,
             key: key.clone(),
@@ -643,6 +657,55 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
             .problem()?;
         self.forget_programme();
         Ok(http::json(StatusCode::OK, &json!({ "tiers": tiers })))
+    }
+
+    /// The zone a `{"time_zone": ...}` body names.
+    fn zone_of(req: &Request) -> Result<Zone, Problem> {
+        let body: ZoneBody = http::json_body(req)?;
+        Zone::parse(&body.time_zone).problem()
+    }
+
+    async fn put_programme_zone(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        Self::require_admin(req)?;
+        let zone = Self::zone_of(req)?;
+        self.admin
+            .settings()
+            .put_programme_zone(zone, self.clock.now())
+            .await
+            .problem()?;
+        self.forget_programme();
+        Ok(http::json(StatusCode::OK, &json!({ "time_zone": zone })))
+    }
+
+    async fn list_regions(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        Self::require_admin(req)?;
+        let zones = self.admin.settings().zones().await.problem()?;
+        let regions: Vec<_> = zones
+            .regions
+            .iter()
+            .map(|(region, zone)| json!({ "region_id": region, "time_zone": zone }))
+            .collect();
+        Ok(http::json(
+            StatusCode::OK,
+            &json!({ "programme_time_zone": zones.programme, "regions": regions }),
+        ))
+    }
+
+    async fn put_region_zone(&self, req: &Request) -> Result<Response<Body>, Problem> {
+        Self::require_admin(req)?;
+        let region = RegionId::parse(http::path_param(req, "regionId")?)
+            .map_err(|e| Problem::bad_request("invalid_region", e.to_string()))?;
+        let zone = Self::zone_of(req)?;
+        self.admin
+            .settings()
+            .put_region_zone(&region, zone, self.clock.now())
+            .await
+            .problem()?;
+        self.forget_programme();
+        Ok(http::json(
+            StatusCode::OK,
+            &json!({ "region_id": region, "time_zone": zone }),
+        ))
     }
 
     async fn put_challenge(&self, req: &Request) -> Result<Response<Body>, Problem> {
@@ -867,6 +930,13 @@ struct ActionBody {
 #[serde(deny_unknown_fields)]
 struct TiersBody {
     tiers: Vec<Tier>,
+}
+
+/// `PUT /admin/programme` and `PUT /admin/regions/{regionId}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ZoneBody {
+    time_zone: String,
 }
 
 /// Handler tests from the sample events, on the paths that are decided before any I/O

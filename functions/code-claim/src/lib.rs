@@ -18,6 +18,7 @@ use loyalty_domain::fraud::{FraudPolicy, Subject};
 use loyalty_domain::ids::ParticipantId;
 use loyalty_domain::ledger::Balance;
 use loyalty_domain::ports::{Clock, SystemClock};
+use loyalty_domain::zone::Zones;
 use loyalty_domain::InfraError;
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
@@ -68,6 +69,7 @@ impl App {
             fraud: env.required("FRAUD_TABLE")?,
             outbox: env.required("OUTBOX_TABLE")?,
             participants: env.required("PARTICIPANTS_TABLE")?,
+            programme: env.required("PROGRAMME_TABLE")?,
         };
         Ok(App::with_store(
             DynamoClaims::new(dynamodb, tables),
@@ -287,6 +289,10 @@ impl<'a, S> LockWatch<'a, S> {
 }
 
 impl<S: ClaimStore> ClaimStore for LockWatch<'_, S> {
+    async fn zones(&self) -> Result<Zones, InfraError> {
+        self.inner.zones().await
+    }
+
     async fn batch(&self, number: u32) -> Result<Option<BatchInfo>, InfraError> {
         self.inner.batch(number).await
     }

@@ -70,11 +70,6 @@ const UNREACHED: &[(&str, &str, &str)] = &[
         "DynamoClaims reads batches through CodesStore::get_batch; put_codes is the batch worker's",
     ),
     (
-        "code-claim",
-        "dynamodb:Query",
-        "chunk markers (stores::codes) and ledger history/reviews (stores::ledger) are not on a claim",
-    ),
-    (
         "codes-admin",
         "dynamodb:BatchWriteItem",
         "CodesStore::put_codes writes the codes in the batch worker, not in the admin routes",

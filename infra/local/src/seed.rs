@@ -4,7 +4,9 @@
 //! A rep in region `north` invites an outlet owner, who registers and so creates an outlet;
 //! the rep then invites a seller into that outlet. An admin orders a batch of pack codes, which
 //! the batch worker generates through the local queue, so a few codes can be claimed at once,
-//! and sets the cashback rates of the demo marketplace, so a signed sample order earns at once.
+//! and sets the cashback rates of the demo marketplace, so a signed sample order earns at once,
+//! and the time zones: the programme in Asia/Almaty, region north in it too, region `west`
+//! in Asia/Aqtobe (both UTC+5 since 2024), so `GET /admin/regions` has something to show.
 //! Running it again finds what exists.
 
 use serde_json::{json, Value};
@@ -17,6 +19,12 @@ pub const REP: &str = "rep-demo";
 pub const OWNER: &str = "P-owner-demo";
 pub const SELLER: &str = "P-seller-demo";
 pub const REGION: &str = "north";
+/// Where the demo counts its days, weeks and months (PUT, so seeding again changes nothing).
+const ZONES: [(&str, &str); 3] = [
+    ("/admin/programme", "Asia/Almaty"),
+    ("/admin/regions/north", "Asia/Almaty"),
+    ("/admin/regions/west", "Asia/Aqtobe"),
+];
 
 pub struct Demo {
     /// (label, bearer token), in the order to print them.
@@ -46,6 +54,7 @@ impl Demo {
                 "curl -s -X POST {base}/admin/batches -H \"Authorization: Bearer $ADMIN_TOKEN\" -H 'content-type: application/json' \\\n    -d '{{\"sku\": \"COLA-05\", \"product_type\": \"Cola 0.5 l PET\", \"pack_size\": \"0.5 l\", \"points_per_pack\": 10, \"region\": \"{REGION}\", \"valid_until\": \"2030-12-31\", \"count\": 100}}'"
             ),
             format!("curl -s {base}/admin/batches/1 -H \"Authorization: Bearer $ADMIN_TOKEN\""),
+            format!("curl -s {base}/admin/regions -H \"Authorization: Bearer $ADMIN_TOKEN\""),
         ]
         .into_iter()
         .chain(self.codes.iter().take(1).map(|code| {
@@ -294,6 +303,20 @@ pub async fn demo(
         .await?,
         &[200],
     )?;
+    for (path, zone) in ZONES {
+        expect(
+            &format!("PUT {path}"),
+            call(
+                state,
+                "PUT",
+                path,
+                &admin,
+                Some(json!({ "time_zone": zone })),
+            )
+            .await?,
+            &[200],
+        )?;
+    }
     Ok(Demo {
         tokens: vec![
             ("admin".into(), admin),

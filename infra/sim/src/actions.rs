@@ -104,7 +104,7 @@ pub fn rules() -> Vec<Rule> {
             points: Points(points),
             per_participant,
             per_period: per_period.map(|(max, period)| PeriodLimit { max, period }),
-            valid_from: from,
+            valid_from: from.into(),
             valid_until: None,
             over_budget: OverBudget::Refuse,
             reported_by: Reporter::Participant,
@@ -389,6 +389,7 @@ impl Actions {
             store.inner().put_rule(r.clone());
         }
         store.inner().put_tiers(tiers());
+        store.inner().set_zones(crate::world::zones());
         let mut model = Model::default();
         for (rule, amount) in BUDGETS {
             let account = ProgrammeAccount::Rule(rules[rule].id.clone());
@@ -479,7 +480,7 @@ impl Actions {
     }
 
     /// What the answer must be.
-    pub fn predict(&self, r: &Request, now: DateTime<Utc>) -> Answer {
+    pub fn predict(&self, world: &World, r: &Request, now: DateTime<Utc>) -> Answer {
         if let Some(k) = self.model.keys.get(&(r.actor, r.key.clone())) {
             if now.timestamp() < k.stored_at.timestamp() + RECORD_SECS {
                 return if k.rule == r.rule {
@@ -510,7 +511,7 @@ impl Actions {
             }
         }
         if let Some(limit) = rule.per_period {
-            let period = limit.period.window(now).0;
+            let period = limit.period.window(now, world.actors[r.actor].zone()).0;
             if self
                 .model
                 .periods
@@ -551,6 +552,7 @@ impl Actions {
             participant: participant.clone(),
             reporter: Reporter::Participant,
             outlet: world.actors[r.actor].outlet.clone(),
+            region: Some(world.actors[r.actor].region.clone()),
             rule: self.rules[r.rule].id.clone(),
             reference: String::new(),
             key: key.clone(),
@@ -633,12 +635,13 @@ impl Actions {
             Answer::Credited { points: p } | Answer::Held { points: p } => {
                 let points = *p;
                 let rule = &self.rules[r.rule];
+                let zone = world.actors[r.actor].zone();
                 *self.model.ever.entry((r.actor, r.rule)).or_default() += 1;
                 if let Some(limit) = rule.per_period {
                     *self
                         .model
                         .periods
-                        .entry((r.actor, r.rule, limit.period.window(now).0))
+                        .entry((r.actor, r.rule, limit.period.window(now, zone).0))
                         .or_default() += 1;
                 }
                 *self.model.credited.entry(r.actor).or_default() += 1;
@@ -1033,7 +1036,8 @@ impl Actions {
                 if let Some(limit) = rule.per_period {
                     let mut per: BTreeMap<String, u32> = BTreeMap::new();
                     for e in &of_rule {
-                        *per.entry(limit.period.window(e.created_at).0).or_default() += 1;
+                        *per.entry(limit.period.window(e.created_at, actor.zone()).0)
+                            .or_default() += 1;
                     }
                     if let Some((period, n)) = per.iter().find(|(_, n)| **n > limit.max) {
                         return Err(format!(

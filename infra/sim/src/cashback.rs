@@ -7,6 +7,7 @@
 //! channel, regional minimum, the monthly cap, reversal and clawback), not from the domain's
 //! `decide`; the checker then compares the store with the model.
 
+use loyalty_domain::zone::Zone;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -135,6 +136,8 @@ pub struct OrderModel {
     pub status: OrderStatus,
     pub cashback: u64,
     pub month: String,
+    /// The order's region zone: its cap month and release month are counted there.
+    pub zone: Zone,
     pub clawed_back: u64,
     pub outstanding: u64,
     pub queue: Option<String>,
@@ -218,6 +221,11 @@ pub struct Cashback {
     last: Option<(PartnerId, OrderEvent)>,
 }
 
+/// The zone an order's cap month and release month are counted in: its region's.
+fn zone_of(order: &NewOrder) -> Zone {
+    crate::world::zones().for_region(Some(&order.region))
+}
+
 fn partner(name: &str) -> PartnerId {
     PartnerId::parse(name).expect("partner id")
 }
@@ -252,6 +260,7 @@ impl Cashback {
             &RegionId::parse("south").expect("region"),
             MinimumOrder::parse(SOUTH_MINIMUM).expect("a minimum"),
         );
+        store.set_zones(crate::world::zones());
     }
 
     /// Funds the active partner's budget in the store and the model.
@@ -423,7 +432,7 @@ impl Cashback {
                                 let used = self
                                     .model
                                     .caps
-                                    .get(&(new.participant_id.clone(), month_of(now)))
+                                    .get(&(new.participant_id.clone(), month_of(now, zone_of(new))))
                                     .copied()
                                     .unwrap_or(0);
                                 let room = (CAP as i64 - used).max(0) as u64;
@@ -589,7 +598,8 @@ impl Cashback {
                 if m.orders.contains_key(&key) {
                     return Ok(()); // acknowledged, ignored
                 }
-                let month = month_of(now);
+                let zone = zone_of(new);
+                let month = month_of(now, zone);
                 let status = OrderStatus::parse(&r.status).ok_or("unknown status")?;
                 if r.points > 0 {
                     *m.caps
@@ -616,6 +626,7 @@ impl Cashback {
                         status,
                         cashback: r.points,
                         month,
+                        zone,
                         clawed_back: 0,
                         outstanding: 0,
                         queue: None,
@@ -627,7 +638,7 @@ impl Cashback {
                 let o = m.orders.get_mut(&key).ok_or("delivered: no order")?;
                 if o.status == OrderStatus::Pending {
                     o.status = OrderStatus::Eligible;
-                    o.queue = Some(release_queue(&month_of(now)));
+                    o.queue = Some(release_queue(&month_of(now, o.zone)));
                     self.eligible.push(key);
                 }
             }

@@ -383,7 +383,8 @@ impl Claims {
                 Expected::AlreadyClaimed
             };
         }
-        if batch.valid_until < now.date_naive() {
+        // A code is valid through its last day in the claimant's region zone.
+        if batch.valid_until < actor.zone().date_of(now) {
             return Expected::Expired;
         }
         let fraud = &self.policy.fraud;

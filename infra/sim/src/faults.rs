@@ -9,6 +9,7 @@
 //! [`FaultyCashback`] and [`FaultyChallenges`] do the same around the cashback and challenge
 //! stores.
 
+use loyalty_domain::zone::Zones;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
@@ -188,6 +189,12 @@ fn throttled(operation: &'static str) -> InfraError {
 }
 
 impl<S: ClaimStore> ClaimStore for FaultyClaims<S> {
+    /// No fault of its own: a cached settings read, and a roll here would shift every seed's
+    /// fault stream.
+    async fn zones(&self) -> Result<Zones, InfraError> {
+        self.inner.zones().await
+    }
+
     async fn batch(&self, number: u32) -> Result<Option<BatchInfo>, InfraError> {
         if self.roll(self.faults.rates.throttled_read, Fault::ThrottledRead) {
             return Err(throttled("read batch"));
@@ -341,6 +348,13 @@ impl<S: CashbackStore> CashbackStore for FaultyCashback<S> {
             return Err(throttled("read partner terms"));
         }
         self.inner.terms(partner, region, now).await
+    }
+
+    async fn zones(&self, now: DateTime<Utc>) -> Result<Zones, InfraError> {
+        if self.roll(self.faults.rates.throttled_read, Fault::ThrottledRead) {
+            return Err(throttled("read time zones"));
+        }
+        self.inner.zones(now).await
     }
 
     async fn order(&self, partner: &PartnerId, id: &OrderId) -> Result<Option<Order>, InfraError> {

@@ -103,12 +103,8 @@ impl Operation {
         match rng.random_range(0..12_500u32) {
             10_000.. => Operation::Cashback(CashbackOp::generate(rng)),
             0..2_000 => Operation::Clock(ClockOp::tick(rng)),
-            2_000..2_150 => Operation::Clock(ClockOp::BeforeMidnight {
-                secs: rng.random_range(1..=120),
-            }),
-            2_150..2_155 => Operation::Clock(ClockOp::BeforeMonthEnd {
-                secs: rng.random_range(1..=120),
-            }),
+            2_000..2_150 => Operation::Clock(ClockOp::before_midnight(rng.random_range(1..=120))),
+            2_150..2_155 => Operation::Clock(ClockOp::before_month_end(rng.random_range(1..=120))),
             2_155..2_215 => Operation::Claims(IssueBatch),
             2_215..6_215 => Operation::Claims(Fresh),
             6_215..7_015 => Operation::Claims(OwnAgain),
@@ -254,6 +250,7 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
     for actor in &world.actors {
         inner.register(&actor.participant);
     }
+    inner.set_zones(world::zones());
     let mut sim = Sim {
         store: FaultyClaims::new(inner, config.seed, config.faults),
         config: config.clone(),
@@ -386,7 +383,7 @@ impl Sim {
                 else {
                     return (format!("{}: nothing to act on yet", op.kind()), Ok(()));
                 };
-                let expected = self.actions.predict(&request, now);
+                let expected = self.actions.predict(&self.world, &request, now);
                 let actual = self.actions.execute(&self.world, &request, now);
                 *self.outcomes.entry(actual.label()).or_default() += 1;
                 let described = format!("{request} at {}: {}", now.to_rfc3339(), actual.label());

@@ -2,6 +2,7 @@
 
 use loyalty_domain::claim::Claimant;
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
+use loyalty_domain::zone::{Zone, Zones};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -47,6 +48,26 @@ impl World {
 
     pub fn pick(&self, rng: &mut ChaCha8Rng) -> usize {
         rng.random_range(0..self.actors.len())
+    }
+}
+
+/// Where the regions count their periods: the programme (and north) in UTC+6, south in
+/// UTC−5, so limits and the monthly cap turn at different instants for different actors.
+pub fn zones() -> Zones {
+    Zones {
+        programme: Zone::parse("Asia/Omsk").expect("zone"),
+        regions: [(
+            RegionId::parse(REGIONS[1]).expect("region"),
+            Zone::parse("America/Bogota").expect("zone"),
+        )]
+        .into(),
+    }
+}
+
+impl Actor {
+    /// The zone this actor's limits and cashback months are counted in.
+    pub fn zone(&self) -> Zone {
+        zones().for_region(Some(&self.region))
     }
 }
 

@@ -17,8 +17,9 @@ use crate::earning::{
     Action, LimitCounter, LimitScope, MonthlyEarned, OverBudget, Reporter, Rule, RuleId, Tier,
     Tiers,
 };
-use crate::ids::{EntryId, IdempotencyKey, OutletId, ParticipantId};
+use crate::ids::{EntryId, IdempotencyKey, OutletId, ParticipantId, RegionId};
 use crate::ledger::{Entry, EntryKind};
+use crate::zone::Zones;
 use crate::{Classified, InfraError, Kind, Points};
 
 /// Programme settings an action needs: safe to cache in a warm function for a bounded time.
@@ -26,6 +27,8 @@ use crate::{Classified, InfraError, Kind, Points};
 pub struct Programme {
     pub rules: Vec<Rule>,
     pub tiers: Tiers,
+    /// Where each region counts its periods and local validity bounds.
+    pub zones: Zones,
 }
 
 impl Programme {
@@ -96,6 +99,9 @@ pub struct ActionReport {
     /// Who reports: must be the rule's reporter.
     pub reporter: Reporter,
     pub outlet: Option<OutletId>,
+    /// The participant's region, which names the zone the rule's periods and local validity
+    /// bounds are counted in (none: the programme zone). Today the caller's token says it.
+    pub region: Option<RegionId>,
     pub rule: RuleId,
     /// What was done and, from a reviewer, the evidence; bounded by the caller (the handler:
     /// 120 characters each); empty when none.
@@ -296,8 +302,6 @@ pub async fn report_action<S: ActionStore>(
     let rule = programme
         .rule(&report.rule)
         .ok_or_else(|| AccrualError::UnknownRule(report.rule.clone()))?;
-    let action = check_action(rule, report.reporter, now)?;
-    let counters = rule.counters(now);
     // Keys are unique per caller: a reviewer's or a service's key is qualified by its scope,
     // so it cannot name a participant's own report. A participant's stays as it always was.
     let entry_id = if report.key.scope == report.participant.as_str() {
@@ -312,6 +316,11 @@ pub async fn report_action<S: ActionStore>(
     // Set once the budget refused the credit and the rule holds such credits for review.
     let mut held = false;
     for _ in 0..MAX_ATTEMPTS {
+        // The zone of the region this attempt assumes: resolved on every attempt, so an
+        // attempt that learns another region counts in that region's zone.
+        let zone = programme.zones.for_region(report.region.as_ref());
+        let action = check_action(rule, report.reporter, now, zone)?;
+        let counters = rule.counters(now, zone);
         let (tier, expected_balance) = if programme.tiered() {
             match &basis {
                 // A balance item has version 1 from its first entry on; 0 is no item.
@@ -341,7 +350,7 @@ pub async fn report_action<S: ActionStore>(
         let attempt = ActionAttempt {
             key: report.key.clone(),
             rule: rule.id.clone(),
-            counters: counters.clone(),
+            counters,
             entry: Entry {
                 id: entry_id.clone(),
                 participant: report.participant.clone(),
@@ -481,8 +490,8 @@ mod tests {
                 max: 1,
                 period: Period::Month,
             }),
-            valid_from: at("2026-01-01T00:00:00Z"),
-            valid_until: Some(at("2027-01-01T00:00:00Z")),
+            valid_from: at("2026-01-01T00:00:00Z").into(),
+            valid_until: Some(at("2027-01-01T00:00:00Z").into()),
             over_budget: OverBudget::Refuse,
             reported_by: Reporter::Participant,
         }
@@ -504,6 +513,7 @@ mod tests {
                 },
             ])
             .unwrap(),
+            zones: Zones::default(),
         }
     }
 
@@ -512,6 +522,7 @@ mod tests {
             participant: ParticipantId::parse("p-1").unwrap(),
             reporter: Reporter::Participant,
             outlet: None,
+            region: None,
             rule: RuleId::parse(rule).unwrap(),
             reference: String::new(),
             key: KeyedRequest {
@@ -530,7 +541,7 @@ mod tests {
         let mut p = tiered();
         let e = report_action(&store, &p, &report("nope", "f"), None, at(NOW)).await;
         assert_eq!(e.unwrap_err().code(), "rule_not_found");
-        p.rules[0].valid_until = Some(at("2026-02-01T00:00:00Z"));
+        p.rules[0].valid_until = Some(at("2026-02-01T00:00:00Z").into());
         let e = report_action(&store, &p, &report("survey", "f"), None, at(NOW)).await;
         assert_eq!(e.unwrap_err().code(), "rule_not_active");
         assert!(store.seen.lock().unwrap().is_empty());
@@ -648,11 +659,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_period_counter_is_the_participants_region_month_in_its_zone() {
+        let omsk = RegionId::parse("omsk").unwrap();
+        let mut p = tiered();
+        p.zones
+            .regions
+            .insert(omsk.clone(), crate::zone::Zone::parse("Asia/Omsk").unwrap());
+        // 00:30 on 1 December in Omsk, still 30 November in UTC (the programme zone).
+        let now = at("2026-11-30T18:30:00Z");
+        let month_of_attempt = |region: Option<RegionId>| {
+            let store = Scripted::default();
+            let p = p.clone();
+            async move {
+                let mut r = report("survey", "f");
+                r.region = region;
+                report_action(&store, &p, &r, None, now).await.unwrap();
+                let seen = store.seen.lock().unwrap();
+                seen[0].counters[1].key.clone()
+            }
+        };
+        assert_eq!(month_of_attempt(Some(omsk)).await, "M2026-12");
+        assert_eq!(month_of_attempt(None).await, "M2026-11");
+        let elsewhere = Some(RegionId::parse("south").unwrap());
+        assert_eq!(month_of_attempt(elsewhere).await, "M2026-11");
+    }
+
+    #[tokio::test]
     async fn without_tiers_the_balance_is_no_condition() {
         let store = Scripted::default();
         let p = Programme {
             rules: vec![rule("survey", 40)],
             tiers: Tiers::default(),
+            zones: Zones::default(),
         };
         report_action(&store, &p, &report("survey", "f"), None, at(NOW))
             .await

@@ -14,6 +14,7 @@ use crate::code::Code;
 use crate::fraud::{AttemptOutcome, FlagReason, FraudPolicy, Subject, Window};
 use crate::ids::{EntryId, OutletId, ParticipantId, RegionId};
 use crate::ledger::{entry_ids, Balance, EntryKind};
+use crate::zone::{Zone, Zones};
 use crate::{Classified, InfraError, Kind, Points};
 
 /// Immutable metadata of a batch, safe to cache in a warm function.
@@ -82,6 +83,9 @@ pub struct ClaimAttempt {
     pub kind: EntryKind,
     pub flags: Vec<FlagReason>,
     pub now: DateTime<Utc>,
+    /// The claimant's date in their region zone: a code valid until a date stays valid
+    /// through that local day (`valid_until >= today`).
+    pub today: NaiveDate,
     /// The balance the write expects to find (its `version` is the condition); `None` for
     /// an account that has never had an entry.
     pub expected_balance: Option<Balance>,
@@ -140,6 +144,9 @@ pub struct FailureCounts {
 
 /// The port through which claims reach storage.
 pub trait ClaimStore: Send + Sync {
+    /// The programme's and the regions' zones (a warm function may cache them).
+    fn zones(&self) -> impl Future<Output = Result<Zones, InfraError>> + Send;
+
     fn batch(
         &self,
         number: u32,
@@ -281,8 +288,14 @@ pub async fn claim<S: ClaimStore>(
     }
     let mut expected = known_balance;
     let mut velocity_limit = Some(policy.fraud.max_claims_per_hour);
+    let zones = store.zones().await?;
 
     for _ in 0..policy.max_attempts {
+        // The zone of the region this attempt assumes (today the claimant's token says it):
+        // resolved on every attempt, so an attempt that learns another region dates the code's
+        // validity in that region's zone. Velocity and failure windows are clock hours and
+        // fixed windows, not calendar periods: they stay in UTC.
+        let zone = zones.for_region(claimant.region.as_ref());
         let attempt = build_attempt(
             policy,
             &claimant,
@@ -292,6 +305,7 @@ pub async fn claim<S: ClaimStore>(
             expected,
             velocity_limit,
             now,
+            zone,
         );
         match store.try_claim(&attempt).await? {
             Ok(()) => {
@@ -374,6 +388,7 @@ fn build_attempt(
     expected: Option<Balance>,
     velocity_limit: Option<u64>,
     now: DateTime<Utc>,
+    zone: Zone,
 ) -> ClaimAttempt {
     let (kind, status) = if flags.is_empty() {
         (EntryKind::CodeClaim, ClaimStatus::Accepted)
@@ -391,6 +406,7 @@ fn build_attempt(
         kind,
         flags: flags.to_vec(),
         now,
+        today: zone.date_of(now),
         expected_balance: expected,
         receipt: ClaimReceipt {
             entry_id: entry_ids::code_claim(code.canonical()),

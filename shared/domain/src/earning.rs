@@ -10,10 +10,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
+use chrono::{
+    DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{OutletId, ParticipantId};
+use crate::zone::Zone;
 use crate::{Classified, InfraError, Kind, Points};
 
 /// A short id an admin chooses for a rule, a challenge or a supplier, e.g. `survey-2026-q4`.
@@ -142,9 +145,12 @@ pub enum Period {
 }
 
 impl Period {
-    /// The period containing `at` (UTC): a stable key and the instant it ends.
-    pub fn window(self, at: DateTime<Utc>) -> (String, DateTime<Utc>) {
-        let day = at.date_naive();
+    /// The period containing `at`, counted in `zone`: a stable key named by the local date
+    /// (`D2026-11-30`, `W2026-48`, `M2026-11`) and the instant it ends, when the next
+    /// period's local midnight starts (so a DST day is 23 or 25 hours long, and a window is
+    /// never cut short or stretched by the offset).
+    pub fn window(self, at: DateTime<Utc>, zone: Zone) -> (String, DateTime<Utc>) {
+        let day = zone.date_of(at);
         let (key, end) = match self {
             Period::Day => (format!("D{day}"), day + Duration::days(1)),
             Period::Week => {
@@ -165,10 +171,90 @@ impl Period {
                 (format!("M{}-{:02}", day.year(), day.month()), next)
             }
         };
-        (
-            key,
-            Utc.from_utc_datetime(&end.and_hms_opt(0, 0, 0).expect("midnight")),
-        )
+        (key, zone.start_of(end))
+    }
+}
+
+/// One end of a rule's validity window, as the admin gave it: an instant (RFC 3339 with an
+/// offset, the same everywhere), or a local date or date-time without an offset, read in the
+/// participant's region zone when an action is checked (a promotion "from 1 December" then
+/// starts at each region's own midnight).
+///
+/// Stored as the string it was given in normal form, so the kind is in the value: with an
+/// offset (`2026-12-01T00:00:00Z`) an instant, without (`2026-12-01T00:00:00`) local. Rules
+/// stored before local bounds existed hold instants, and read as instants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    Instant(DateTime<Utc>),
+    Local(NaiveDateTime),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a validity bound is an RFC 3339 instant (2026-12-01T00:00:00Z), or a local date \
+     (2026-12-01) or date-time (2026-12-01T00:00:00) read in the participant's region zone"
+)]
+pub struct InvalidBound;
+
+impl Bound {
+    pub fn parse(raw: &str) -> Result<Bound, InvalidBound> {
+        if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+            return Ok(Bound::Instant(t.with_timezone(&Utc)));
+        }
+        if let Ok(t) = NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S%.f") {
+            return Ok(Bound::Local(t));
+        }
+        NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+            .map(|d| Bound::Local(d.and_time(NaiveTime::MIN)))
+            .map_err(|_| InvalidBound)
+    }
+
+    /// The instant this bound stands for in `zone`.
+    pub fn at(self, zone: Zone) -> DateTime<Utc> {
+        match self {
+            Bound::Instant(t) => t,
+            Bound::Local(t) => zone.instant(t),
+        }
+    }
+
+    /// The earliest and latest instants this bound can stand for, over every zone (UTC−12
+    /// to UTC+14).
+    fn span(self) -> (DateTime<Utc>, DateTime<Utc>) {
+        match self {
+            Bound::Instant(t) => (t, t),
+            Bound::Local(t) => (
+                t.and_utc() - Duration::hours(14),
+                t.and_utc() + Duration::hours(12),
+            ),
+        }
+    }
+}
+
+impl From<DateTime<Utc>> for Bound {
+    fn from(t: DateTime<Utc>) -> Bound {
+        Bound::Instant(t)
+    }
+}
+
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bound::Instant(t) => f.write_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            Bound::Local(t) => write!(f, "{}", t.format("%Y-%m-%dT%H:%M:%S%.f")),
+        }
+    }
+}
+
+impl Serialize for Bound {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bound {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Bound, D::Error> {
+        let raw = String::deserialize(d)?;
+        Bound::parse(&raw).map_err(serde::de::Error::custom)
     }
 }
 
@@ -232,8 +318,8 @@ struct StoredRule {
     points: Points,
     per_participant: Option<u32>,
     per_period: Option<PeriodLimit>,
-    valid_from: DateTime<Utc>,
-    valid_until: Option<DateTime<Utc>>,
+    valid_from: Bound,
+    valid_until: Option<Bound>,
     #[serde(default)]
     over_budget: OverBudget,
     reported_by: Option<Reporter>,
@@ -268,9 +354,9 @@ pub struct Rule {
     /// How many times one participant may earn from this rule, ever.
     pub per_participant: Option<u32>,
     pub per_period: Option<PeriodLimit>,
-    pub valid_from: DateTime<Utc>,
+    pub valid_from: Bound,
     /// Exclusive; none means open-ended.
-    pub valid_until: Option<DateTime<Utc>>,
+    pub valid_until: Option<Bound>,
     /// Rules stored before this setting existed read as `refuse`; `refuse` is not written,
     /// so their JSON stays as it was.
     #[serde(default, skip_serializing_if = "OverBudget::is_refuse")]
@@ -288,8 +374,8 @@ pub struct RuleRequest {
     pub points: u64,
     pub per_participant: Option<u32>,
     pub per_period: Option<PeriodLimit>,
-    pub valid_from: DateTime<Utc>,
-    pub valid_until: Option<DateTime<Utc>>,
+    pub valid_from: Bound,
+    pub valid_until: Option<Bound>,
     #[serde(default)]
     pub over_budget: OverBudget,
     /// None: see [`Reporter::default_for`].
@@ -343,7 +429,13 @@ impl Rule {
         {
             return Err(RuleError::SellInLimit);
         }
-        if req.valid_until.is_some_and(|u| u <= req.valid_from) {
+        // A window of two local bounds, or of two instants, compares as it is; a mixed one is
+        // refused only when it is empty in every zone.
+        let empty = |from: Bound, until: Bound| match (from, until) {
+            (Bound::Local(f), Bound::Local(u)) => u <= f,
+            (from, until) => until.span().1 <= from.span().0,
+        };
+        if req.valid_until.is_some_and(|u| empty(req.valid_from, u)) {
             return Err(RuleError::Window);
         }
         // A sell-in line has no review path: an import is refused or credited whole.
@@ -377,12 +469,15 @@ impl Rule {
         })
     }
 
-    pub fn is_valid_at(&self, at: DateTime<Utc>) -> bool {
-        at >= self.valid_from && self.valid_until.is_none_or(|u| at < u)
+    /// Whether the rule earns at `at` for a participant counting in `zone` (which local
+    /// bounds are read in).
+    pub fn is_valid_at(&self, at: DateTime<Utc>, zone: Zone) -> bool {
+        at >= self.valid_from.at(zone) && self.valid_until.is_none_or(|u| at < u.at(zone))
     }
 
-    /// The counters an accrual at `at` must increment, each with its ceiling.
-    pub fn counters(&self, at: DateTime<Utc>) -> Vec<LimitCounter> {
+    /// The counters an accrual at `at` must increment, each with its ceiling; periods are
+    /// counted in `zone`.
+    pub fn counters(&self, at: DateTime<Utc>, zone: Zone) -> Vec<LimitCounter> {
         let mut counters = Vec::new();
         if let Some(max) = self.per_participant {
             counters.push(LimitCounter {
@@ -393,7 +488,7 @@ impl Rule {
             });
         }
         if let Some(limit) = self.per_period {
-            let (key, end) = limit.period.window(at);
+            let (key, end) = limit.period.window(at, zone);
             counters.push(LimitCounter {
                 scope: LimitScope::Period,
                 key,
@@ -470,10 +565,12 @@ impl Classified for AccrualError {
 }
 
 /// Checks an action against its rule before any write; the limits are checked by the write.
+/// `zone` is the participant's region zone, which local validity bounds are read in.
 pub fn check_action(
     rule: &Rule,
     reporter: Reporter,
     at: DateTime<Utc>,
+    zone: Zone,
 ) -> Result<Action, AccrualError> {
     let action = match rule.trigger {
         Trigger::Action(a) => a,
@@ -489,7 +586,7 @@ pub fn check_action(
             },
         });
     }
-    if !rule.is_valid_at(at) {
+    if !rule.is_valid_at(at, zone) {
         return Err(AccrualError::OutsideWindow(rule.id.clone()));
     }
     Ok(action)
@@ -937,11 +1034,15 @@ pub fn price_lines(lines: Vec<SellInLine>, rules: &[Rule]) -> Result<Vec<PricedL
     let mut priced = Vec::new();
     let mut errors = Vec::new();
     for line in lines {
-        let at = Utc.from_utc_datetime(&line.date.and_hms_opt(12, 0, 0).expect("noon"));
+        // The invoice date is already the distributor's local date: read at its noon, a
+        // local bound compares with it as it is (hence UTC), an instant as before.
+        let at = line
+            .date
+            .and_time(NaiveTime::from_hms_opt(12, 0, 0).expect("noon"));
         let rule = rules
             .iter()
             .filter(|r| matches!(&r.trigger, Trigger::SellIn(s) if *s == line.sku))
-            .find(|r| r.is_valid_at(at));
+            .find(|r| r.is_valid_at(at.and_utc(), Zone::UTC));
         match rule {
             Some(r) => {
                 let points = r
@@ -1130,26 +1231,129 @@ mod tests {
         assert_eq!(read, service, "a stated reporter is kept");
     }
 
+    fn zone(name: &str) -> Zone {
+        Zone::parse(name).unwrap()
+    }
+
     #[test]
     fn a_rule_is_valid_from_its_start_up_to_but_excluding_its_end() {
         let r = survey();
-        assert!(!r.is_valid_at(at("2026-09-30T23:59:59Z")));
-        assert!(r.is_valid_at(at("2026-10-01T00:00:00Z")));
-        assert!(r.is_valid_at(at("2026-12-31T23:59:59Z")));
-        assert!(!r.is_valid_at(at("2027-01-01T00:00:00Z")));
+        // Instants are the same in every zone.
+        for z in [Zone::UTC, zone("Asia/Omsk"), zone("America/Bogota")] {
+            assert!(!r.is_valid_at(at("2026-09-30T23:59:59Z"), z));
+            assert!(r.is_valid_at(at("2026-10-01T00:00:00Z"), z));
+            assert!(r.is_valid_at(at("2026-12-31T23:59:59Z"), z));
+            assert!(!r.is_valid_at(at("2027-01-01T00:00:00Z"), z));
+        }
         assert_eq!(
-            check_action(&r, Reporter::Participant, at("2027-01-01T00:00:00Z")),
+            check_action(
+                &r,
+                Reporter::Participant,
+                at("2027-01-01T00:00:00Z"),
+                Zone::UTC
+            ),
             Err(AccrualError::OutsideWindow(r.id.clone()))
         );
         assert_eq!(
-            check_action(&r, Reporter::Participant, at("2026-11-22T10:00:00Z")),
+            check_action(
+                &r,
+                Reporter::Participant,
+                at("2026-11-22T10:00:00Z"),
+                Zone::UTC
+            ),
             Ok(Action::Survey)
         );
     }
 
     #[test]
+    fn a_local_validity_window_opens_and_closes_at_each_regions_own_midnight() {
+        let december = Rule::parse(
+            RuleId::parse("december").unwrap(),
+            request(serde_json::json!({
+                "action": "survey", "points": 40, "per_participant": 5,
+                "valid_from": "2026-12-01", "valid_until": "2027-01-01T00:00:00"
+            })),
+        )
+        .unwrap();
+        let (omsk, bogota) = (zone("Asia/Omsk"), zone("America/Bogota"));
+        // 2026-11-30T18:30Z is 00:30 on 1 December in Omsk (UTC+6), 13:30 on 30 November
+        // in Bogota (UTC−5).
+        let t = at("2026-11-30T18:30:00Z");
+        assert!(december.is_valid_at(t, omsk));
+        assert!(!december.is_valid_at(t, bogota));
+        assert!(!december.is_valid_at(at("2026-11-30T17:59:59Z"), omsk));
+        // 2027-01-01T03:00Z is 22:00 on 31 December in Bogota, 09:00 on 1 January in Omsk.
+        let t = at("2027-01-01T03:00:00Z");
+        assert!(december.is_valid_at(t, bogota));
+        assert!(!december.is_valid_at(t, omsk));
+        assert_eq!(
+            check_action(&december, Reporter::Participant, t, omsk),
+            Err(AccrualError::OutsideWindow(december.id.clone()))
+        );
+        // The kind is stored: local bounds read back local, instants as instants.
+        let stored = serde_json::to_value(&december).unwrap();
+        assert_eq!(stored["valid_from"], "2026-12-01T00:00:00");
+        assert_eq!(serde_json::from_value::<Rule>(stored).unwrap(), december);
+        assert_eq!(
+            serde_json::to_value(survey()).unwrap()["valid_from"],
+            "2026-10-01T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn a_rule_stored_with_instants_reads_back_as_instants() {
+        // As PUT /admin/rules stored rules before local bounds existed.
+        let stored = serde_json::json!({
+            "id": "survey-q4", "trigger": {"action": "survey"}, "points": 40,
+            "per_participant": 5, "per_period": null,
+            "valid_from": "2026-10-01T00:00:00Z", "valid_until": "2027-01-01T00:00:00Z",
+            "reported_by": "participant"
+        });
+        let rule: Rule = serde_json::from_value(stored).unwrap();
+        assert_eq!(rule.valid_from, Bound::Instant(at("2026-10-01T00:00:00Z")));
+        assert_eq!(
+            rule.valid_until,
+            Some(Bound::Instant(at("2027-01-01T00:00:00Z")))
+        );
+    }
+
+    #[test]
+    fn validity_bounds_are_instants_local_dates_or_local_date_times_and_nothing_else() {
+        assert_eq!(
+            Bound::parse("2026-12-01T06:00:00+06:00"),
+            Ok(Bound::Instant(at("2026-12-01T00:00:00Z")))
+        );
+        assert!(matches!(
+            Bound::parse("2026-12-01T08:30:00"),
+            Ok(Bound::Local(_))
+        ));
+        for bad in ["2026-12-32", "1 December", "2026-12-01 08:30", ""] {
+            assert_eq!(Bound::parse(bad), Err(InvalidBound), "{bad}");
+        }
+        let window = |from: &str, until: &str| {
+            Rule::parse(
+                RuleId::parse("r").unwrap(),
+                request(serde_json::json!({
+                    "action": "survey", "points": 10, "per_participant": 1,
+                    "valid_from": from, "valid_until": until
+                })),
+            )
+        };
+        assert_eq!(
+            window("2026-12-01", "2026-12-01").unwrap_err(),
+            RuleError::Window
+        );
+        // Mixed kinds are refused only when empty in every zone.
+        assert!(window("2026-12-01", "2026-12-01T06:00:00Z").is_ok());
+        assert_eq!(
+            window("2026-12-02", "2026-12-01T00:00:00Z").unwrap_err(),
+            RuleError::Window
+        );
+    }
+
+    #[test]
     fn an_action_counts_against_the_participant_limit_and_the_current_period() {
-        let counters = survey().counters(at("2026-11-22T10:00:00Z"));
+        let counters = survey().counters(at("2026-11-22T10:00:00Z"), Zone::UTC);
         assert_eq!(counters.len(), 2);
         assert_eq!((counters[0].key.as_str(), counters[0].max), ("EVER", 5));
         assert_eq!((counters[1].key.as_str(), counters[1].max), ("W2026-47", 2));
@@ -1158,24 +1362,132 @@ mod tests {
 
     #[test]
     fn periods_roll_over_at_day_iso_week_and_month_boundaries() {
+        let window = |p: Period, t: DateTime<Utc>| p.window(t, Zone::UTC);
         let sunday = at("2026-11-22T23:59:59Z");
         let monday = at("2026-11-23T00:00:00Z");
-        assert_ne!(Period::Week.window(sunday).0, Period::Week.window(monday).0);
-        assert_ne!(Period::Day.window(sunday).0, Period::Day.window(monday).0);
-        assert_eq!(
-            Period::Month.window(sunday).0,
-            Period::Month.window(monday).0
+        assert_ne!(
+            window(Period::Week, sunday).0,
+            window(Period::Week, monday).0
         );
-        let (key, end) = Period::Month.window(at("2026-12-31T12:00:00Z"));
+        assert_ne!(window(Period::Day, sunday).0, window(Period::Day, monday).0);
+        assert_eq!(
+            window(Period::Month, sunday).0,
+            window(Period::Month, monday).0
+        );
+        let (key, end) = window(Period::Month, at("2026-12-31T12:00:00Z"));
         assert_eq!(
             (key.as_str(), end),
             ("M2026-12", at("2027-01-01T00:00:00Z"))
         );
         // ISO week 53 of 2026 runs into January 2027 and keeps its year.
         assert_eq!(
-            Period::Week.window(at("2027-01-01T08:00:00Z")).0,
+            window(Period::Week, at("2027-01-01T08:00:00Z")).0,
             "W2026-53"
         );
+    }
+
+    #[test]
+    fn in_utc_plus_6_a_month_ends_at_local_midnight_not_utc_midnight() {
+        let omsk = zone("Asia/Omsk");
+        // 23:30 on 30 November and 00:30 on 1 December in Omsk: the same UTC date.
+        let (last, first) = (at("2026-11-30T17:30:00Z"), at("2026-11-30T18:30:00Z"));
+        assert_eq!(last.date_naive(), first.date_naive());
+        let (m_last, end) = Period::Month.window(last, omsk);
+        let (m_first, _) = Period::Month.window(first, omsk);
+        assert_eq!(
+            (m_last.as_str(), m_first.as_str()),
+            ("M2026-11", "M2026-12")
+        );
+        assert_eq!(
+            end,
+            at("2026-11-30T18:00:00Z"),
+            "local midnight of 1 December"
+        );
+        // Day and week (Monday 30 November is in ISO week 49) turn at the same instant.
+        assert_eq!(Period::Day.window(last, omsk).0, "D2026-11-30");
+        assert_eq!(Period::Day.window(first, omsk).0, "D2026-12-01");
+        // And 00:30 UTC on 1 December, a new UTC month, is still December in Omsk, while
+        // 05:30 UTC on 31 December (11:30 local) is still December too.
+        assert_eq!(
+            Period::Month.window(at("2026-12-01T00:30:00Z"), omsk).0,
+            "M2026-12"
+        );
+        let (key, end) = Period::Month.window(at("2026-12-31T19:30:00Z"), omsk);
+        assert_eq!(
+            (key.as_str(), end),
+            ("M2027-01", at("2027-01-31T18:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn in_utc_minus_5_a_month_ends_at_local_midnight_not_utc_midnight() {
+        let bogota = zone("America/Bogota");
+        // 23:30 on 30 November in Bogota is 04:30 UTC on 1 December; 00:30 on 1 December is
+        // 05:30 UTC: the same UTC date and month, different local months.
+        let (last, first) = (at("2026-12-01T04:30:00Z"), at("2026-12-01T05:30:00Z"));
+        assert_eq!(last.date_naive(), first.date_naive());
+        let (m_last, end) = Period::Month.window(last, bogota);
+        assert_eq!(m_last, "M2026-11");
+        assert_eq!(Period::Month.window(first, bogota).0, "M2026-12");
+        assert_eq!(end, at("2026-12-01T05:00:00Z"));
+        // Vice versa: 23:30 UTC on 30 November and 00:30 UTC on 1 December are both
+        // 30 November in Bogota (18:30 and 19:30), though their UTC months differ.
+        let (a, b) = (at("2026-11-30T23:30:00Z"), at("2026-12-01T00:30:00Z"));
+        assert_ne!(
+            Period::Month.window(a, Zone::UTC).0,
+            Period::Month.window(b, Zone::UTC).0
+        );
+        assert_eq!(
+            Period::Month.window(a, bogota).0,
+            Period::Month.window(b, bogota).0
+        );
+        assert_eq!(Period::Day.window(b, bogota).0, "D2026-11-30");
+        // A week turns at local midnight between Sunday 29 November and Monday 30 November.
+        assert_eq!(
+            Period::Week.window(at("2026-11-30T04:59:59Z"), bogota).0,
+            "W2026-48"
+        );
+        assert_eq!(
+            Period::Week.window(at("2026-11-30T05:00:00Z"), bogota).0,
+            "W2026-49"
+        );
+    }
+
+    #[test]
+    fn a_day_across_a_dst_change_ends_at_the_next_local_midnight() {
+        // New York leaves DST on Sunday 1 November 2026: that day is 25 hours long.
+        let ny = zone("America/New_York");
+        let (key, end) = Period::Day.window(at("2026-11-01T12:00:00Z"), ny);
+        assert_eq!(
+            (key.as_str(), end),
+            ("D2026-11-01", at("2026-11-02T05:00:00Z"))
+        );
+        let (key, end) = Period::Month.window(at("2026-10-31T12:00:00Z"), ny);
+        assert_eq!(
+            (key.as_str(), end),
+            ("M2026-10", at("2026-11-01T04:00:00Z"))
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever the zone and instant, the window holds the instant, its end is the
+        /// start of the next period, and the key is the local date's.
+        #[test]
+        fn a_window_contains_its_instant_and_ends_where_the_next_begins(
+            secs in 1_700_000_000i64..1_900_000_000,
+            z in 0usize..5,
+            p in 0usize..3,
+        ) {
+            let zone = zone(["UTC", "Asia/Omsk", "America/Bogota", "America/New_York",
+                "Europe/London"][z]);
+            let period = [Period::Day, Period::Week, Period::Month][p];
+            let t = DateTime::from_timestamp(secs, 0).unwrap();
+            let (key, end) = period.window(t, zone);
+            proptest::prop_assert!(end > t);
+            proptest::prop_assert_ne!(&period.window(end, zone).0, &key);
+            proptest::prop_assert_eq!(&period.window(end - Duration::seconds(1), zone).0, &key);
+            proptest::prop_assert_eq!(zone.local(end).time(), NaiveTime::MIN);
+        }
     }
 
     #[test]
@@ -1189,8 +1501,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.per_participant, Some(1));
-        assert!(r.is_valid_at(at("2099-01-01T00:00:00Z")));
-        let counters = r.counters(at("2026-11-22T10:00:00Z"));
+        assert!(r.is_valid_at(at("2099-01-01T00:00:00Z"), Zone::UTC));
+        let counters = r.counters(at("2026-11-22T10:00:00Z"), Zone::UTC);
         assert_eq!(counters.len(), 1);
         assert_eq!(counters[0].scope, LimitScope::Participant);
     }

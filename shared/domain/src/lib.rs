@@ -31,3 +31,4 @@ pub mod passcode;
 pub mod review;
 pub mod sellin;
 pub mod settings;
+pub mod zone;

@@ -16,6 +16,7 @@ use loyalty_domain::earning::{
 use loyalty_domain::ids::{IdempotencyKey, OutletId, ParticipantId};
 use loyalty_domain::ledger::{Balance, Entry, EntryKind, ProgrammeAccount};
 use loyalty_domain::review::{decide, Decision, ReviewError, ReviewId, ReviewStore};
+use loyalty_domain::zone::Zone;
 use loyalty_domain::Points;
 use loyalty_platform::dynamo::ItemExt;
 use loyalty_platform::memory::MemoryActions;
@@ -230,7 +231,7 @@ impl ActionsHarness for DynamoHarness {
 
     async fn used(&self, participant: &ParticipantId, rule: &Rule, counter: &str) -> u64 {
         let counter = rule
-            .counters(now())
+            .counters(now(), Zone::UTC)
             .into_iter()
             .find(|c| c.key == counter)
             .expect("a counter of the rule");
@@ -326,7 +327,7 @@ pub fn rule(id: &str, points: u64, per_participant: Option<u32>, per_month: Opti
             max,
             period: Period::Month,
         }),
-        valid_from: now() - Duration::days(1),
+        valid_from: (now() - Duration::days(1)).into(),
         valid_until: None,
         over_budget: loyalty_domain::earning::OverBudget::Refuse,
         reported_by: loyalty_domain::earning::Reporter::Participant,
@@ -334,7 +335,7 @@ pub fn rule(id: &str, points: u64, per_participant: Option<u32>, per_month: Opti
 }
 
 fn month_counter(at: DateTime<Utc>) -> String {
-    Period::Month.window(at).0
+    Period::Month.window(at, Zone::UTC).0
 }
 
 /// The write `report_action` would send for `participant` reporting `rule` under `key`.
@@ -356,7 +357,7 @@ pub fn attempt(
             fingerprint: format!("fingerprint-of-{}", rule.id),
         },
         rule: rule.id.clone(),
-        counters: rule.counters(at),
+        counters: rule.counters(at, Zone::UTC),
         entry: Entry {
             id: entry_id.clone(),
             participant,

@@ -6,6 +6,7 @@
 //! hit one condition), so the cases check the store's conditions, refusals and
 //! all-or-nothing commits, not the rules.
 
+use loyalty_domain::zone::{Zone, ZoneSettings, Zones};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -42,6 +43,8 @@ pub trait CashbackHarness {
     async fn release_pages(&self, month: &str, page: usize) -> Vec<Vec<(PartnerId, OrderId)>>;
     /// The sum over every member account plus every programme account: always zero.
     async fn double_entry_sum(&self) -> i64;
+    /// Sets the zones as accrual's admin routes do.
+    async fn set_zones(&self, zones: &Zones);
 }
 
 // --- The memory adapter ----------------------------------------------------------------
@@ -105,6 +108,10 @@ impl CashbackHarness for MemoryHarness {
 
     async fn double_entry_sum(&self) -> i64 {
         self.store.member_points() + self.store.programme_points()
+    }
+
+    async fn set_zones(&self, zones: &Zones) {
+        self.store.set_zones(zones.clone());
     }
 }
 
@@ -206,6 +213,21 @@ impl CashbackHarness for DynamoHarness {
     async fn double_entry_sum(&self) -> i64 {
         self.ledger.accounts_sum().await.expect("accounts")
     }
+
+    /// Through accrual's settings adapter, on the same ProgrammeTable.
+    async fn set_zones(&self, zones: &Zones) {
+        let settings = self.stack.earning_store();
+        settings
+            .put_programme_zone(zones.programme, now())
+            .await
+            .unwrap();
+        for (region, zone) in &zones.regions {
+            settings
+                .put_region_zone(region, *zone, now())
+                .await
+                .unwrap();
+        }
+    }
 }
 
 // --- Cases -------------------------------------------------------------------------------
@@ -234,6 +256,7 @@ fn terms() -> Terms {
             active: true,
         }),
         region_minimum: None,
+        zones: Default::default(),
     }
 }
 
@@ -623,6 +646,21 @@ pub async fn cashback_within_the_partners_budget_moves_the_fund_by_its_points<
 }
 
 /// One `#[tokio::test]` per case of the cashback contract, for the harness factory given.
+pub async fn the_zones_accrual_sets_are_the_zones_cashback_counts_months_in<H: CashbackHarness>(
+    h: H,
+) {
+    let zones = Zones {
+        programme: Zone::parse("Asia/Dhaka").unwrap(),
+        regions: [(
+            RegionId::parse("south").unwrap(),
+            Zone::parse("America/Bogota").unwrap(),
+        )]
+        .into(),
+    };
+    h.set_zones(&zones).await;
+    assert_eq!(h.store().zones(now()).await.unwrap(), zones);
+}
+
 #[macro_export]
 macro_rules! cashback_store_contract {
     ($harness:path) => {
@@ -640,6 +678,7 @@ macro_rules! cashback_store_contract {
             cashback_the_whole_fund_covers_is_paid_though_no_single_shard_holds_it,
             a_partners_fund_is_funded_once_per_funding_id_and_reads_back_what_was_funded,
             a_partner_reads_back_as_stored_and_an_unknown_one_is_none,
+            the_zones_accrual_sets_are_the_zones_cashback_counts_months_in,
         );
     };
 }

@@ -148,6 +148,7 @@ pub async fn dynamo() -> DynamoHarness {
         fraud: stack.table_name("FraudTable").to_string(),
         outbox: stack.table_name("OutboxTable").to_string(),
         participants: stack.table_name("ParticipantsTable").to_string(),
+        programme: stack.table_name("ProgrammeTable").to_string(),
     };
     DynamoHarness {
         store: DynamoClaims::new(stack.dynamodb(), tables.clone()),
@@ -337,6 +338,7 @@ pub fn attempt(
         kind: EntryKind::CodeClaim,
         flags: Vec::new(),
         now,
+        today: now.date_naive(),
         expected_balance: expected,
         receipt: ClaimReceipt {
             entry_id: entry_ids::code_claim(code.canonical()),
@@ -787,6 +789,27 @@ pub async fn only_a_registered_active_participant_can_claim<H: ClaimsHarness>(mu
 
 /// One test per contract case for one adapter. `$harness` is an `async fn() -> impl
 /// ClaimsHarness`, e.g. `loyalty_tests::contract::claims::memory`.
+/// A code valid until a date is claimable through that day as the attempt dates it (the
+/// claimant's local date), whatever the UTC date of the instant.
+pub async fn a_code_is_valid_through_the_last_day_of_the_attempts_own_date<H: ClaimsHarness>(
+    mut h: H,
+) {
+    let s = h.seed(10, "north", 2).await;
+    let c = member(&h, "p-local-day", None).await;
+    // An instant on the UTC day after the last valid day, dated on the last valid day (as
+    // 19:30 in Bogota is, at 00:30 UTC).
+    let late = s.batch.valid_until.and_hms_opt(0, 30, 0).unwrap().and_utc() + Duration::days(1);
+    let mut expired = attempt(&c, &s.batch, s.codes[0], None, late);
+    expired.today = s.batch.valid_until + Duration::days(1);
+    assert_eq!(
+        try_claim(&h, &expired).await,
+        Err(Refusal::Code(CodeState::Expired))
+    );
+    let mut on_the_day = attempt(&c, &s.batch, s.codes[1], None, late);
+    on_the_day.today = s.batch.valid_until;
+    assert_eq!(try_claim(&h, &on_the_day).await, Ok(()));
+}
+
 #[macro_export]
 macro_rules! claim_store_contract {
     ($harness:path) => {
@@ -801,6 +824,7 @@ macro_rules! claim_store_contract {
             the_velocity_limit_refuses_and_an_unlimited_attempt_is_flagged,
             unknown_codes_are_missing_and_the_code_outranks_velocity_and_balance,
             only_a_registered_active_participant_can_claim,
+            a_code_is_valid_through_the_last_day_of_the_attempts_own_date,
         );
     };
 }

@@ -1,5 +1,6 @@
 //! The contract of the [`EarningSettings`] port (accrual's rules, tiers and budgets, and a
-//! participant's current tier), run against both adapters: [`MemoryActions`]
+//! participant's current tier) and of the [`ZoneSettings`] port (the programme's and the
+//! regions' time zones), run against both adapters: [`MemoryActions`]
 //! (`tests/tests/memory/`) and [`EarningStore`] on the emulator
 //! (`tests/tests/integration/contract.rs`). Each case is an `async fn` over a
 //! [`SettingsHarness`]; [`earning_settings_contract!`](crate::earning_settings_contract)
@@ -8,14 +9,16 @@
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use loyalty_domain::earning::{Rule, Tier, Tiers};
+use loyalty_domain::ids::RegionId;
 use loyalty_domain::ids::{EntryId, ParticipantId};
 use loyalty_domain::ledger::{
     Budgets, Entry, EntryKind, Funded, ProgrammeAccount, PROGRAMME_SHARDS,
 };
 use loyalty_domain::settings::{current_tier, EarningSettings};
+use loyalty_domain::zone::{Zone, ZoneSettings, Zones};
 use loyalty_domain::Points;
 use loyalty_platform::memory::MemoryActions;
-use loyalty_platform::stores::earning::{EarningStore, EarningTables};
+use loyalty_platform::stores::earning::EarningStore;
 use loyalty_platform::stores::ledger::append_items;
 
 use crate::contract::actions::rule;
@@ -25,7 +28,7 @@ use crate::TestStack;
 /// adapter's own storage, never through the port under test.
 #[allow(async_fn_in_trait)]
 pub trait SettingsHarness {
-    type Store: EarningSettings;
+    type Store: EarningSettings + ZoneSettings;
     fn store(&self) -> &Self::Store;
     /// Credits the participant `points` at `at`, as any accrual would.
     async fn credit(&self, participant: &ParticipantId, points: u64, at: DateTime<Utc>);
@@ -64,14 +67,8 @@ pub struct DynamoHarness {
 
 pub async fn dynamo() -> DynamoHarness {
     let stack = TestStack::for_function("AccrualFunction").await;
-    let tables = EarningTables {
-        programme: stack.table_name("ProgrammeTable").to_string(),
-        activity: stack.table_name("ActivityTable").to_string(),
-        ledger: stack.table_name("LedgerTable").to_string(),
-        outbox: stack.table_name("OutboxTable").to_string(),
-    };
     DynamoHarness {
-        store: EarningStore::new(stack.dynamodb(), tables),
+        store: stack.earning_store(),
         stack,
     }
 }
@@ -220,6 +217,45 @@ pub async fn a_budget_is_funded_once_per_funding_id_and_spread_over_the_shards(
     assert_eq!(issuer.balance, -(amount as i64));
 }
 
+pub async fn zones_are_utc_until_set_and_a_region_without_its_own_counts_in_the_programmes(
+    h: impl SettingsHarness,
+) {
+    let s = h.store();
+    let zone = |name: &str| Zone::parse(name).unwrap();
+    let region = |name: &str| RegionId::parse(name).unwrap();
+    assert_eq!(s.zones().await.unwrap(), Zones::single(Zone::UTC));
+    s.put_region_zone(&region("north"), zone("Asia/Omsk"), now())
+        .await
+        .unwrap();
+    s.put_region_zone(&region("south"), zone("Asia/Dhaka"), now())
+        .await
+        .unwrap();
+    s.put_region_zone(&region("south"), zone("America/Bogota"), now())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.zones().await.unwrap().programme,
+        Zone::UTC,
+        "a region's zone is not the programme's"
+    );
+    s.put_programme_zone(zone("Asia/Dhaka"), now())
+        .await
+        .unwrap();
+    let zones = s.zones().await.unwrap();
+    assert_eq!(
+        zones,
+        Zones {
+            programme: zone("Asia/Dhaka"),
+            regions: [
+                (region("north"), zone("Asia/Omsk")),
+                (region("south"), zone("America/Bogota")),
+            ]
+            .into(),
+        }
+    );
+    assert_eq!(zones.for_region(Some(&region("east"))), zone("Asia/Dhaka"));
+}
+
 #[macro_export]
 macro_rules! earning_settings_contract {
     ($harness:path) => {
@@ -228,6 +264,7 @@ macro_rules! earning_settings_contract {
             tiers_are_one_base_tier_until_set_and_then_what_was_set,
             the_current_tier_follows_the_points_earned_in_the_trailing_12_months,
             a_budget_is_funded_once_per_funding_id_and_spread_over_the_shards,
+            zones_are_utc_until_set_and_a_region_without_its_own_counts_in_the_programmes,
         );
     };
 }

@@ -203,6 +203,24 @@ const ROUTES: &[Route] = &[
     },
     Route {
         function: "AccrualFunction",
+        route: "PUT /admin/programme",
+        event: "accrual/put-programme-zone.json",
+        refused: &["participant", "rep"],
+    },
+    Route {
+        function: "AccrualFunction",
+        route: "GET /admin/regions",
+        event: "accrual/list-regions.json",
+        refused: &["participant", "rep"],
+    },
+    Route {
+        function: "AccrualFunction",
+        route: "PUT /admin/regions/{regionId}",
+        event: "accrual/put-region-zone.json",
+        refused: &["participant", "rep"],
+    },
+    Route {
+        function: "AccrualFunction",
         route: "PUT /admin/challenges/{challengeId}",
         event: "accrual/put-challenge.json",
         refused: &["participant", "rep"],

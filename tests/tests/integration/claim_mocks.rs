@@ -27,7 +27,12 @@ use loyalty_platform::stores::claims::{ClaimTables, DynamoClaims};
 const BATCH: u32 = 3;
 
 fn client(rules: &[&Rule]) -> Client {
-    let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
+    // No time zones configured: every claimant's day is UTC's.
+    let zones = mock!(Client::query)
+        .then_output(|| aws_sdk_dynamodb::operation::query::QueryOutput::builder().build());
+    let mut interceptor = MockResponseInterceptor::new()
+        .rule_mode(RuleMode::MatchAny)
+        .with_rule(&zones);
     for rule in rules {
         interceptor = interceptor.with_rule(rule);
     }
@@ -98,6 +103,7 @@ fn store(client: Client) -> DynamoClaims {
             fraud: "fraud".into(),
             outbox: "outbox".into(),
             participants: "participants".into(),
+            programme: "programme".into(),
         },
     )
 }

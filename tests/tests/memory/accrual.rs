@@ -44,8 +44,8 @@ pub(crate) fn survey(points: u64, per_participant: Option<u32>, per_month: Optio
             max,
             period: Period::Month,
         }),
-        valid_from: Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap(),
-        valid_until: Some(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()),
+        valid_from: Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap().into(),
+        valid_until: Some(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap().into()),
         over_budget: loyalty_domain::earning::OverBudget::Refuse,
         reported_by: loyalty_domain::earning::Reporter::Participant,
     }
@@ -787,4 +787,157 @@ async fn a_blocked_or_unregistered_participant_is_forbidden_and_earns_nothing() 
     assert_eq!(body["code"], "participant_not_active");
     let nobody = ParticipantId::parse("p-nobody").unwrap();
     assert!(app.store().entries(&nobody).is_empty());
+}
+
+// --- Time zones ------------------------------------------------------------------------
+
+/// The sample participant's token says region `north`; the sample events put the programme
+/// in Asia/Omsk (UTC+6) and north in America/Bogota (UTC−5).
+async fn with_zones_from_the_sample_events(app: &App) {
+    for name in ["put-programme-zone.json", "put-region-zone.json"] {
+        let (status, body, _) = send(app, admin_event(name)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
+
+/// Moves the app's clock forward to `at`.
+fn set_clock(app: &App, at: &str) {
+    let at: DateTime<Utc> = at.parse().unwrap();
+    let now = loyalty_domain::ports::Clock::now(app.clock());
+    app.clock().advance(at - now);
+}
+
+#[tokio::test]
+async fn time_zones_an_admin_sets_are_listed_with_the_programme_zone() {
+    let app = memory_app();
+    let (status, body, _) = send(&app, admin_event("list-regions.json")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({ "programme_time_zone": "UTC", "regions": [] }),
+        "UTC until set"
+    );
+    let (status, body, _) = send(&app, admin_event("put-programme-zone.json")).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({ "time_zone": "Asia/Omsk" }))
+    );
+    let (status, body, _) = send(&app, admin_event("put-region-zone.json")).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({ "region_id": "north", "time_zone": "America/Bogota" })
+        )
+    );
+    let (_, body, _) = send(&app, admin_event("list-regions.json")).await;
+    assert_eq!(
+        body,
+        json!({ "programme_time_zone": "Asia/Omsk",
+                "regions": [{ "region_id": "north", "time_zone": "America/Bogota" }] })
+    );
+}
+
+#[tokio::test]
+async fn a_monthly_limit_turns_at_midnight_in_the_participants_region_zone() {
+    let app = app(survey(40, None, Some(1)));
+    with_zones_from_the_sample_events(&app).await;
+    // 23:30 on 30 November in Bogota, already 1 December in UTC and in Omsk.
+    set_clock(&app, "2026-12-01T04:30:00Z");
+    let (status, body, _) = send(&app, keyed("zone-key-00001")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // 23:50 local: November's one is used.
+    set_clock(&app, "2026-12-01T04:50:00Z");
+    let (status, body, _) = send(&app, keyed("zone-key-00002")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("period_limit_reached"))
+    );
+    // 00:30 on 1 December local, the same UTC date: December's.
+    set_clock(&app, "2026-12-01T05:30:00Z");
+    let (status, body, _) = send(&app, keyed("zone-key-00003")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(app.store().balance(&participant()).unwrap().available, 80);
+    // A participant whose token names no region counts in the programme zone (Omsk).
+    let omsk = ParticipantId::parse("p-omsk").unwrap();
+    app.store().register(&omsk);
+    let (status, body, _) = send(
+        &app,
+        keyed("zone-key-00004")
+            .sub("p-omsk")
+            .without_claim("region"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let months = |p: &ParticipantId| {
+        app.store().inspect(|w| {
+            w.counters
+                .keys()
+                .filter(|(who, _, _)| who == p)
+                .map(|(_, _, key)| key.clone())
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(months(&participant()), ["M2026-11", "M2026-12"]);
+    assert_eq!(months(&omsk), ["M2026-12"]);
+}
+
+#[tokio::test]
+async fn a_rule_valid_from_a_local_date_opens_at_midnight_in_the_participants_region_zone() {
+    let app = memory_app();
+    with_zones_from_the_sample_events(&app).await;
+    let (status, body, _) = send(
+        &app,
+        admin_event("put-rule.json").body(json!({ "action": "survey", "points": 40,
+            "per_participant": 5, "valid_from": "2026-12-01" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["valid_from"], "2026-12-01T00:00:00", "stored as local");
+    // 1 December in UTC, still 30 November in Bogota.
+    set_clock(&app, "2026-12-01T04:30:00Z");
+    let (status, body, _) = send(&app, keyed("local-key-00001")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("rule_not_active"))
+    );
+    set_clock(&app, "2026-12-01T05:00:00Z");
+    let (status, body, _) = send(&app, keyed("local-key-00002")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn a_bad_time_zone_or_region_is_400_problem_json_and_writes_nothing() {
+    let app = memory_app();
+    let cases = [
+        (
+            admin_event("put-programme-zone.json").body(json!({ "time_zone": "UTC+6" })),
+            "invalid_time_zone",
+        ),
+        (
+            admin_event("put-region-zone.json").body(json!({ "time_zone": "Asia/Almaty " })),
+            "invalid_time_zone",
+        ),
+        (
+            admin_event("put-region-zone.json").path_param("regionId", "no#region"),
+            "invalid_region",
+        ),
+        (
+            admin_event("put-region-zone.json").body(json!({ "zone": "Asia/Omsk" })),
+            "invalid_body",
+        ),
+    ];
+    for (event, code) in cases {
+        let (status, body, response) = send(&app, event).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{body}"
+        );
+        assert_eq!(content_type(&response), "application/problem+json");
+    }
+    assert_eq!(
+        app.store().inspect(|w| w.programme.zones.clone()),
+        loyalty_domain::zone::Zones::default()
+    );
 }

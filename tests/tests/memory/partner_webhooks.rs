@@ -461,3 +461,35 @@ async fn an_order_over_the_fund_earns_no_cashback_until_a_top_up_pays_the_next_o
         0
     );
 }
+
+#[tokio::test]
+async fn the_monthly_cap_counts_the_month_of_the_orders_region_zone() {
+    let app = configured().await;
+    // The sample orders ship to region almaty, which counts in Asia/Almaty (UTC+5 since
+    // 2024); the programme stays in UTC.
+    app.store().set_zones(loyalty_domain::zone::Zones {
+        programme: loyalty_domain::zone::Zone::UTC,
+        regions: [(
+            loyalty_domain::ids::RegionId::parse("almaty").unwrap(),
+            loyalty_domain::zone::Zone::parse("Asia/Almaty").unwrap(),
+        )]
+        .into(),
+    });
+    // 30 November 19:30 UTC is 00:30 on 1 December in Almaty.
+    let at = Utc.with_ymd_and_hms(2026, 11, 30, 19, 30, 0).unwrap();
+    app.clock().advance(at - app.clock().now());
+    let (status, body) = send(&app, another_order(&app, "DM-200001")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["points"], POINTS);
+    assert_eq!(
+        (
+            app.store().used_this_month(&participant(), "2026-11"),
+            app.store().used_this_month(&participant(), "2026-12")
+        ),
+        (0, POINTS as i64)
+    );
+    let partner = PartnerId::parse(DEMO_PARTNER).unwrap();
+    let order = OrderId::parse("DM-200001").unwrap();
+    let stored = app.store().stored_order(&partner, &order).unwrap();
+    assert_eq!(stored.order.month, "2026-12");
+}

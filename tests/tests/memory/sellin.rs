@@ -34,7 +34,7 @@ fn rules() -> Vec<Rule> {
         points: Points(points),
         per_participant: None,
         per_period: None,
-        valid_from: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        valid_from: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap().into(),
         valid_until: None,
         over_budget: loyalty_domain::earning::OverBudget::Refuse,
         reported_by: loyalty_domain::earning::Reporter::Reviewer,

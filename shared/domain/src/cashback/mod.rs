@@ -20,8 +20,8 @@
 //! order of 5 000.00 (500 000 minor units) earns 250 points. Only orders placed in the `app`
 //! channel earn, and only at or above the minimum order of the order's region (a default
 //! applies to regions without one). A participant earns at most the monthly cap per calendar
-//! month (UTC, by the month in which the order was reported): an order that would exceed it
-//! earns only the remaining room.
+//! month (in the order's region zone, by the month in which the order was reported): an order
+//! that would exceed it earns only the remaining room.
 
 use std::collections::BTreeMap;
 
@@ -32,6 +32,7 @@ use sha2::Sha256;
 
 use crate::earning::SupplierId;
 use crate::ids::{EntryId, ParticipantId, RegionId};
+use crate::zone::Zone;
 use crate::{Classified, InfraError, Kind, Points};
 
 pub mod order;
@@ -429,9 +430,11 @@ pub fn within_cap(cashback: Points, used_this_month: u64, cap: Points) -> Points
     )
 }
 
-/// `YYYY-MM`: the calendar month (UTC) an instant falls in.
-pub fn month_of(at: DateTime<Utc>) -> String {
-    format!("{:04}-{:02}", at.year(), at.month())
+/// `YYYY-MM`: the calendar month an instant falls in, in `zone` (the order's region zone:
+/// its monthly cap and its release month turn at the region's local midnight).
+pub fn month_of(at: DateTime<Utc>, zone: Zone) -> String {
+    let day = zone.date_of(at);
+    format!("{:04}-{:02}", day.year(), day.month())
 }
 
 /// Where an order stands.
@@ -708,10 +711,18 @@ mod tests {
     }
 
     #[test]
-    fn months_are_calendar_months_in_utc() {
-        assert_eq!(month_of(now()), "2026-11");
+    fn months_are_calendar_months_in_the_zone() {
+        assert_eq!(month_of(now(), Zone::UTC), "2026-11");
         let new_year = Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap();
-        assert_eq!(month_of(new_year - chrono::Duration::seconds(1)), "2026-12");
+        let eve = new_year - chrono::Duration::seconds(1);
+        assert_eq!(month_of(eve, Zone::UTC), "2026-12");
+        // 23:59:59 UTC on 31 December is already January in Omsk (UTC+6), and 00:00 UTC on
+        // 1 January still December in Bogota (UTC−5).
+        assert_eq!(month_of(eve, Zone::parse("Asia/Omsk").unwrap()), "2027-01");
+        assert_eq!(
+            month_of(new_year, Zone::parse("America/Bogota").unwrap()),
+            "2026-12"
+        );
     }
 
     #[test]

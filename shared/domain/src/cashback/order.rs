@@ -31,6 +31,7 @@ use super::{
 use crate::ids::{ParticipantId, RegionId};
 use crate::ledger::{Entry, EntryKind};
 use crate::outbox::OutboxEvent;
+use crate::zone::Zones;
 use crate::{InfraError, Points};
 
 /// Refusals a single request folds in before giving up: each one means another writer moved
@@ -84,6 +85,8 @@ pub struct Terms {
     pub partner: Option<PartnerTerms>,
     /// `None`: the region has no minimum of its own (the policy's default applies).
     pub region_minimum: Option<MinimumOrder>,
+    /// The zones the order's region counts its cap month and release month in.
+    pub zones: Zones,
 }
 
 /// What is known of the order.
@@ -280,7 +283,7 @@ pub fn decide(
                     Some("order_already_created"),
                 )));
             }
-            let month = month_of(now);
+            let month = month_of(now, terms.zones.for_region(Some(&new.region)));
             let earned = cashback(
                 &terms.policy,
                 terms.partner.as_ref(),
@@ -360,13 +363,19 @@ pub fn decide(
             commit(d)
         }
         OrderChange::Delivered => {
+            // The release month is the order's region's: unread, the order's region is
+            // unknown, so it is read first unless every region counts in one zone.
+            if state.order == Known::Unread && !terms.zones.uniform() {
+                return Ok(Step::Read(Need::Order));
+            }
             let eligible = |count: Option<Order>| {
+                let zone = terms.zones.for_region(count.as_ref().map(|o| &o.region));
                 let mut d = decision(result(OrderStatus::Eligible, 0, None));
                 d.order = transition(
                     OrderStatus::Pending,
                     OrderStatus::Eligible,
                     Stamp::DeliveredAt,
-                    QueueMove::Enter(Queue::Release(month_of(now))),
+                    QueueMove::Enter(Queue::Release(month_of(now, zone))),
                 );
                 d.count_for_challenges = count;
                 d
@@ -544,6 +553,12 @@ pub trait CashbackStore: Send + Sync {
         Output = Result<(Option<PartnerTerms>, Option<MinimumOrder>), InfraError>,
     > + Send;
 
+    /// The programme's and the regions' zones (cached like the terms).
+    fn zones(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl std::future::Future<Output = Result<Zones, InfraError>> + Send;
+
     fn order(
         &self,
         partner: &PartnerId,
@@ -604,6 +619,7 @@ pub async fn apply<S: CashbackStore>(
     event: &OrderEvent,
     now: DateTime<Utc>,
 ) -> Result<EventResult, CashbackError> {
+    let zones = store.zones(now).await?;
     let terms = match &event.change {
         OrderChange::Created(new) => {
             let (partner_terms, minimum) = store.terms(partner, &new.region, now).await?;
@@ -611,10 +627,12 @@ pub async fn apply<S: CashbackStore>(
                 policy: *policy,
                 partner: partner_terms,
                 region_minimum: minimum,
+                zones,
             }
         }
         _ => Terms {
             policy: *policy,
+            zones,
             ..Terms::default()
         },
     };

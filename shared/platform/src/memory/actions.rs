@@ -12,6 +12,7 @@
 //! decided through this store's [`ReviewStore`], as `DynamoLedger` decides it on the ledger
 //! table: an approval pays the rule within its budget, or is refused and stays held.
 
+use loyalty_domain::zone::{Zone, ZoneSettings, Zones};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -21,7 +22,7 @@ use loyalty_domain::action::{
     Programme, StoredAnswer, TierBasis,
 };
 use loyalty_domain::earning::{LimitScope, MonthlyEarned, Rule, RuleId, Tiers};
-use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
+use loyalty_domain::ids::{EntryId, OutletId, ParticipantId, RegionId};
 use loyalty_domain::ledger::{Budgets, Entry, EntryKind, ProgrammeAccount};
 use loyalty_domain::outbox::{Envelope, OutboxEvent as DomainEvent};
 use loyalty_domain::review::{
@@ -119,6 +120,11 @@ impl MemoryActions {
         w.programme.rules.retain(|r| r.id != rule.id);
         w.programme.rules.push(rule);
         w.programme.rules.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+
+    /// Seeds the time zones (the admin routes go through [`ZoneSettings`]).
+    pub fn set_zones(&self, zones: Zones) {
+        self.lock().programme.zones = zones;
     }
 
     pub fn put_tiers(&self, tiers: Tiers) {
@@ -291,6 +297,32 @@ impl EarningSettings for MemoryActions {
         participant: &ParticipantId,
     ) -> Result<MonthlyEarned, InfraError> {
         Ok(basis(self.lock().balances.get(participant)).months)
+    }
+}
+
+/// The zones live in the programme the actions read, as on DynamoDB in ProgrammeTable.
+impl ZoneSettings for MemoryActions {
+    async fn zones(&self) -> Result<Zones, InfraError> {
+        Ok(self.lock().programme.zones.clone())
+    }
+
+    async fn put_programme_zone(&self, zone: Zone, _now: DateTime<Utc>) -> Result<(), InfraError> {
+        self.lock().programme.zones.programme = zone;
+        Ok(())
+    }
+
+    async fn put_region_zone(
+        &self,
+        region: &RegionId,
+        zone: Zone,
+        _now: DateTime<Utc>,
+    ) -> Result<(), InfraError> {
+        self.lock()
+            .programme
+            .zones
+            .regions
+            .insert(region.clone(), zone);
+        Ok(())
     }
 }
 

@@ -16,6 +16,7 @@
 //! the balance. Settings are never cached here (the DynamoDB adapter's cache is per warm
 //! function and bounded; a test of staleness belongs to it).
 
+use loyalty_domain::zone::Zones;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -49,6 +50,8 @@ pub struct StoredOrder {
 pub struct CashbackWorld {
     pub partners: BTreeMap<PartnerId, PartnerTerms>,
     pub minimums: BTreeMap<RegionId, MinimumOrder>,
+    /// The zones accrual's admin routes set (DynamoDB: ProgrammeTable `ZONES`).
+    pub zones: Zones,
     pub events: BTreeMap<(PartnerId, EventId), EventResult>,
     pub orders: BTreeMap<(PartnerId, OrderId), StoredOrder>,
     /// `(participant, YYYY-MM)` → points counted against the month's cap.
@@ -114,6 +117,11 @@ impl MemoryCashback {
 
     pub fn set_minimum_order(&self, region: &RegionId, minimum: MinimumOrder) {
         self.world().minimums.insert(region.clone(), minimum);
+    }
+
+    /// Seeds the time zones (on DynamoDB accrual's admin routes write them).
+    pub fn set_zones(&self, zones: Zones) {
+        self.world().zones = zones;
     }
 
     // ------------------------------------------------------------------ inspection
@@ -411,6 +419,10 @@ impl CashbackStore for MemoryCashback {
             world.partners.get(partner).cloned(),
             world.minimums.get(region).copied(),
         ))
+    }
+
+    async fn zones(&self, _now: DateTime<Utc>) -> Result<Zones, InfraError> {
+        Ok(self.world().zones.clone())
     }
 
     async fn order(&self, partner: &PartnerId, id: &OrderId) -> Result<Option<Order>, InfraError> {

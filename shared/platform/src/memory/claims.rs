@@ -23,7 +23,8 @@
 //! [`InfraError`], as it is there.
 //!
 //! One difference on purpose: `DynamoClaims` remembers an unknown batch number for a
-//! minute (so probing costs no reads); here a batch is claimable as soon as it is added.
+//! minute (so probing costs no reads), and the time zones for a minute; here a batch is
+//! claimable as soon as it is added, and zones count as soon as they are set.
 //!
 //! The claims it flags are decided through its [`ReviewStore`], with the conditions of
 //! `DynamoLedger::commit_decision` (still queued, decision entry new, pending covering it).
@@ -46,6 +47,7 @@ use loyalty_domain::outbox::Envelope;
 use loyalty_domain::review::{
     Committed, Decided, Page, PendingReview, ReviewError, ReviewId, ReviewStore,
 };
+use loyalty_domain::zone::Zones;
 use loyalty_domain::InfraError;
 
 /// A code as the codes table holds it.
@@ -182,6 +184,8 @@ pub struct ClaimsWorld {
     /// By event id.
     pub outbox: BTreeMap<String, OutboxEvent>,
     pub audit: Vec<AuditRecord>,
+    /// The time zones (on DynamoDB accrual's `ZONES` items in ProgrammeTable).
+    pub zones: Zones,
 }
 
 /// Deliberate bugs, so that tests can prove the contract suite and the simulator's
@@ -225,6 +229,11 @@ impl MemoryClaims {
     }
 
     // --- Seeding, as the batch worker would -------------------------------------------
+
+    /// Sets the time zones (what accrual's admin routes write).
+    pub fn set_zones(&self, zones: Zones) {
+        self.world().zones = zones;
+    }
 
     /// Creates a batch (what `CodesStore::create_batch` records).
     pub fn add_batch(&self, batch: BatchInfo) {
@@ -381,7 +390,7 @@ impl ClaimsWorld {
             }
         }
 
-        let today = a.now.date_naive();
+        let today = a.today;
         let code = self.codes.get(a.code.canonical());
         let code_holds = match code {
             Some(CodeRecord {
@@ -536,6 +545,10 @@ impl ClaimsWorld {
 }
 
 impl ClaimStore for MemoryClaims {
+    async fn zones(&self) -> Result<Zones, InfraError> {
+        Ok(self.world().zones.clone())
+    }
+
     async fn batch(&self, number: u32) -> Result<Option<BatchInfo>, InfraError> {
         Ok(self.world().batches.get(&number).cloned())
     }

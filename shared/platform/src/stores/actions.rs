@@ -29,7 +29,7 @@ use loyalty_domain::InfraError;
 
 use crate::dynamo::{key, n, s, Item, ItemExt};
 use crate::idempotency::{record_put, StoredRecord};
-use crate::stores::earning::{points_credited, read_rules, read_tiers, EarningTables};
+use crate::stores::earning::{points_credited, read_rules, read_tiers, read_zones, EarningTables};
 use crate::stores::ledger::{
     account_pk, balance_from_item, balance_update, entry_item, gather_budget,
     monthly_earned_from_item, outlet_pk, programme_items, queue_for_review, Gathered,
@@ -240,11 +240,16 @@ impl DynamoActions {
 
 impl ActionStore for DynamoActions {
     async fn programme(&self) -> Result<Programme, InfraError> {
-        let (rules, tiers) = tokio::try_join!(
+        let (rules, tiers, zones) = tokio::try_join!(
             read_rules(&self.client, &self.tables.programme),
-            read_tiers(&self.client, &self.tables.programme)
+            read_tiers(&self.client, &self.tables.programme),
+            read_zones(&self.client, &self.tables.programme)
         )?;
-        Ok(Programme { rules, tiers })
+        Ok(Programme {
+            rules,
+            tiers,
+            zones,
+        })
     }
 
     async fn try_accrue(

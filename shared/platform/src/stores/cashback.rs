@@ -19,11 +19,12 @@
 //! `TransactWriteItems` each. Nothing is read first: the marker's condition answers replays,
 //! the order's condition checks the assumed state (none, or pending), the cap counter's
 //! condition checks the room (the first guess is an empty month). Partner rates, regional
-//! minimums and whether any challenge exists are cached per warm function for
+//! minimums, the time zones and whether any challenge exists are cached per warm function for
 //! [`DEFAULT_SETTINGS_TTL_SECS`] (configurable). Extra trips: a refusal, a cancellation or
 //! return (the order is read: its credit decides the writes), a return after release (the
-//! balance is read), and a delivery while challenges exist (the order is read for its lines,
-//! and progress is recorded by the challenge store).
+//! balance is read), a delivery while challenges exist (the order is read for its lines,
+//! and progress is recorded by the challenge store), and a delivery while regions count in
+//! different zones (the order is read for its region: its release month is that zone's).
 //!
 //! Orders carry `queue_sk` (`<participant>#<order pk>`) from creation, so a transition can
 //! queue an order (`SET gsi1sk = if_not_exists(queue_sk, :pk)`) without reading it.
@@ -43,12 +44,14 @@ use loyalty_domain::challenge::{record_progress, ChallengeStore, ProgressError, 
 use loyalty_domain::earning::SupplierId;
 use loyalty_domain::ids::{ParticipantId, RegionId};
 use loyalty_domain::ledger::{Budgets, Funded, ProgrammeAccount, ProgrammeBalance};
+use loyalty_domain::zone::Zones;
 use loyalty_domain::{InfraError, Points};
 
 pub use loyalty_domain::cashback::{EventResult, Order, ReleaseOutcome};
 
 use crate::dynamo::{classify, key, n, s, Item, ItemExt};
 use crate::stores::challenges::{log_out_of_budget, ChallengeTables, DynamoChallenges};
+use crate::stores::earning::read_zones;
 use crate::stores::ledger::{
     account_pk, append_items, balance_from_item, gather_budget, DynamoLedger, Gathered,
     LedgerRefusal, OutboxRecord, GATHERS,
@@ -116,6 +119,7 @@ struct CacheState {
     partners: BTreeMap<PartnerId, (DateTime<Utc>, Option<PartnerTerms>)>,
     minimums: BTreeMap<RegionId, (DateTime<Utc>, Option<MinimumOrder>)>,
     challenges: Option<(DateTime<Utc>, bool)>,
+    zones: Option<(DateTime<Utc>, Zones)>,
 }
 
 fn fresh<T: Clone>(
@@ -159,6 +163,12 @@ impl SettingsCache {
     }
     fn set_challenges(&self, any: bool, now: DateTime<Utc>) {
         self.lock().challenges = Some((now, any));
+    }
+    fn zones(&self, now: DateTime<Utc>, ttl: Duration) -> Option<Zones> {
+        fresh(self.lock().zones.as_ref(), now, ttl)
+    }
+    fn set_zones(&self, zones: Zones, now: DateTime<Utc>) {
+        self.lock().zones = Some((now, zones));
     }
 }
 
@@ -414,6 +424,10 @@ impl DynamoCashback {
         order: &Order,
         now: DateTime<Utc>,
     ) -> Result<(), InfraError> {
+        // A challenge's days are the order's region's, as its cap month is.
+        let zone = CashbackStore::zones(self, now)
+            .await?
+            .for_region(Some(&order.region));
         let mut by_supplier: std::collections::BTreeMap<&SupplierId, u64> = Default::default();
         for line in order.lines.iter().filter(|l| l.units > 0) {
             *by_supplier.entry(&line.supplier_id).or_default() += line.units;
@@ -423,7 +437,7 @@ impl DynamoCashback {
                 participant: order.participant.clone(),
                 supplier: supplier.clone(),
                 units,
-                date: order.ordered_at.date_naive(),
+                date: zone.date_of(order.ordered_at),
                 reference: ProgressSource::order_reference(&order.partner, &order.id, supplier),
                 at: now,
             };
@@ -700,6 +714,15 @@ impl CashbackStore for DynamoCashback {
             }
         };
         Ok((terms, minimum))
+    }
+
+    async fn zones(&self, now: DateTime<Utc>) -> Result<Zones, InfraError> {
+        if let Some(zones) = self.cache.zones(now, self.settings_ttl) {
+            return Ok(zones);
+        }
+        let zones = read_zones(&self.client, &self.tables.programme).await?;
+        self.cache.set_zones(zones.clone(), now);
+        Ok(zones)
     }
 
     async fn order(&self, partner: &PartnerId, id: &OrderId) -> Result<Option<Order>, InfraError> {

@@ -20,6 +20,7 @@ use loyalty_domain::claim::{
 use loyalty_domain::fraud::{AttemptOutcome, Subject};
 use loyalty_domain::ids::{EntryId, ParticipantId};
 use loyalty_domain::ledger::{programme_shard, Balance};
+use loyalty_domain::zone::Zones;
 use loyalty_domain::{InfraError, Points};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -28,6 +29,7 @@ use loyalty_domain::outbox::{CodeClaimed, OutboxEvent};
 
 use crate::dynamo::{classify, key, n, s, Item, ItemExt};
 use crate::stores::codes::CodesStore;
+use crate::stores::earning::read_zones;
 use crate::stores::ledger::{
     balance_from_item, balance_update, entry_item, programme_update, queue_for_review, OutboxRecord,
 };
@@ -38,6 +40,9 @@ const AUDIT_TTL_SECS: i64 = 400 * 24 * 3600;
 /// Unknown batch numbers are remembered briefly, so probing them costs no reads; a new
 /// batch becomes claimable within this time.
 const NEGATIVE_BATCH_TTL: Duration = Duration::from_secs(60);
+/// The time zones (which date a code's validity in) are read at most this often: a zone
+/// an admin changes reaches claims within it.
+const ZONES_TTL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct ClaimTables {
@@ -47,6 +52,8 @@ pub struct ClaimTables {
     pub outbox: String,
     /// Where profiles live: a claim checks its claimant's standing in the same transaction.
     pub participants: String,
+    /// Where the time zones live (`ZONES` items, written by accrual's admin routes).
+    pub programme: String,
 }
 
 /// The DynamoDB claim store. Batch metadata is immutable, so it is cached for the life of
@@ -56,6 +63,7 @@ pub struct DynamoClaims {
     codes: CodesStore,
     tables: ClaimTables,
     batches: Mutex<HashMap<u32, (Option<BatchInfo>, Instant)>>,
+    zones: Mutex<Option<(Zones, Instant)>>,
 }
 
 impl DynamoClaims {
@@ -66,6 +74,7 @@ impl DynamoClaims {
             codes,
             tables,
             batches: Mutex::new(HashMap::new()),
+            zones: Mutex::new(None),
         }
     }
 
@@ -88,7 +97,7 @@ impl DynamoClaims {
                 .expression_attribute_values(":issued", s("issued"))
                 .expression_attribute_values(":p", s(participant.as_str()))
                 .expression_attribute_values(":now", s(a.now.to_rfc3339()))
-                .expression_attribute_values(":today", s(a.now.date_naive().to_string()))
+                .expression_attribute_values(":today", s(a.today.to_string()))
                 .expression_attribute_values(
                     ":receipt",
                     s(StoredReceipt::from(&a.receipt).to_json()),
@@ -263,7 +272,7 @@ impl DynamoClaims {
                 .get(&ClaimRefusal::Code)
                 .cloned()
                 .unwrap_or_default();
-            return Ok(Refusal::Code(code_state(&old, a.now.date_naive())?));
+            return Ok(Refusal::Code(code_state(&old, a.today)?));
         }
         if refused.contains(&ClaimRefusal::VelocityExceeded) {
             return Ok(Refusal::VelocityExceeded);
@@ -387,6 +396,17 @@ fn rand_bytes() -> [u8; 8] {
 }
 
 impl ClaimStore for DynamoClaims {
+    async fn zones(&self) -> Result<Zones, InfraError> {
+        if let Some((zones, at)) = &*self.zones.lock().expect("zones cache") {
+            if at.elapsed() < ZONES_TTL {
+                return Ok(zones.clone());
+            }
+        }
+        let zones = read_zones(&self.client, &self.tables.programme).await?;
+        *self.zones.lock().expect("zones cache") = Some((zones.clone(), Instant::now()));
+        Ok(zones)
+    }
+
     async fn batch(&self, number: u32) -> Result<Option<BatchInfo>, InfraError> {
         if let Some((cached, at)) = self.batches.lock().expect("batch cache").get(&number) {
             if cached.is_some() || at.elapsed() < NEGATIVE_BATCH_TTL {

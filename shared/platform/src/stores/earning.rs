@@ -1,7 +1,9 @@
 //! Earning rules and tiers in ProgrammeTable ([`EarningSettings`], budgets through the
 //! ledger); action limits and sell-in credits ([`SellInStore`]).
 //!
-//! ProgrammeTable: `RULES`/`RULE#<id>` (the rule as JSON), `TIERS`/`TIERS`.
+//! ProgrammeTable: `RULES`/`RULE#<id>` (the rule as JSON), `TIERS`/`TIERS`, and the time
+//! zones ([`ZoneSettings`]) `ZONES`/`PROGRAMME` and `ZONES`/`REGION#<id>` (`zone`: the IANA
+//! name), read together with one Query.
 //! ActivityTable: `LIMIT#<participant>`/`RULE#<rule>#<EVER|period>` counters (`used`);
 //! `SELLIN#<entry id>`/`LINE` sell-in line markers (`fingerprint`), kept forever.
 //!
@@ -13,11 +15,12 @@ use aws_sdk_dynamodb::types::{KeysAndAttributes, Put};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use loyalty_domain::earning::{MonthlyEarned, Rule, RuleId, Tier, Tiers};
-use loyalty_domain::ids::{EntryId, ParticipantId};
+use loyalty_domain::ids::{EntryId, ParticipantId, RegionId};
 use loyalty_domain::ledger::{Budgets, Entry, Funded, ProgrammeAccount, ProgrammeBalance};
 use loyalty_domain::outbox::OutboxEvent;
 use loyalty_domain::sellin::SellInStore;
 use loyalty_domain::settings::EarningSettings;
+use loyalty_domain::zone::{Zone, ZoneSettings, Zones};
 use loyalty_domain::{InfraError, Points};
 
 use crate::dynamo::{classify, key, query_all, s, ItemExt};
@@ -301,6 +304,69 @@ impl EarningSettings for EarningStore {
     ) -> Result<MonthlyEarned, InfraError> {
         EarningStore::earned_months(self, participant).await
     }
+}
+
+/// Zones: one item each, translated.
+impl ZoneSettings for EarningStore {
+    async fn zones(&self) -> Result<Zones, InfraError> {
+        read_zones(&self.client, &self.tables.programme).await
+    }
+
+    async fn put_programme_zone(&self, zone: Zone, now: DateTime<Utc>) -> Result<(), InfraError> {
+        self.put_zone("PROGRAMME".into(), zone, now).await
+    }
+
+    async fn put_region_zone(
+        &self,
+        region: &RegionId,
+        zone: Zone,
+        now: DateTime<Utc>,
+    ) -> Result<(), InfraError> {
+        self.put_zone(format!("{ZONE_REGION}{region}"), zone, now)
+            .await
+    }
+}
+
+const ZONE_REGION: &str = "REGION#";
+
+impl EarningStore {
+    async fn put_zone(&self, sk: String, zone: Zone, now: DateTime<Utc>) -> Result<(), InfraError> {
+        self.client
+            .put_item()
+            .table_name(&self.tables.programme)
+            .set_item(Some(key("ZONES", sk)))
+            .item("zone", s(zone.name()))
+            .item("updated_at", s(now.to_rfc3339()))
+            .send()
+            .await
+            .map_err(|e| classify("put time zone", e))?;
+        Ok(())
+    }
+}
+
+/// The programme's and the regions' zones. Free-standing so that functions that only read
+/// them (actions, cashback) need no settings store.
+pub async fn read_zones(client: &Client, programme_table: &str) -> Result<Zones, InfraError> {
+    let query = client
+        .query()
+        .table_name(programme_table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", s("ZONES"));
+    let mut zones = Zones::default();
+    for item in query_all(query, "read time zones").await? {
+        let zone = Zone::parse(item.string("zone")?)
+            .map_err(|e| InfraError::permanent("decode time zone", e.to_string()))?;
+        let sk = item.string("sk")?;
+        match sk.strip_prefix(ZONE_REGION) {
+            None => zones.programme = zone,
+            Some(region) => {
+                let region = RegionId::parse(region)
+                    .map_err(|e| InfraError::permanent("decode time zone", e.to_string()))?;
+                zones.regions.insert(region, zone);
+            }
+        }
+    }
+    Ok(zones)
 }
 
 /// Budgets are the ledger's, translated.

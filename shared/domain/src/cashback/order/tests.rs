@@ -24,6 +24,7 @@ fn terms() -> Terms {
             active: true,
         }),
         region_minimum: None,
+        zones: Zones::default(),
     }
 }
 
@@ -172,6 +173,9 @@ struct FakeState {
     available: u64,
     pending: u64,
     commits: usize,
+    zones: Zones,
+    /// The release queue each delivered order entered.
+    queued: BTreeMap<String, String>,
 }
 
 impl CashbackStore for Fake {
@@ -182,6 +186,9 @@ impl CashbackStore for Fake {
         _: DateTime<Utc>,
     ) -> Result<(Option<PartnerTerms>, Option<MinimumOrder>), InfraError> {
         Ok((terms().partner, None))
+    }
+    async fn zones(&self, _: DateTime<Utc>) -> Result<Zones, InfraError> {
+        Ok(self.inner.lock().unwrap().zones.clone())
     }
     async fn order(&self, _: &PartnerId, order: &OrderId) -> Result<Option<Order>, InfraError> {
         Ok(self
@@ -248,7 +255,15 @@ impl CashbackStore for Fake {
             OrderWrite::Create(o) => {
                 s.orders.insert(o.id.to_string(), o.clone());
             }
-            OrderWrite::Transition { to, clawback, .. } => {
+            OrderWrite::Transition {
+                to,
+                clawback,
+                queue,
+                ..
+            } => {
+                if let QueueMove::Enter(Queue::Release(month)) = queue {
+                    s.queued.insert(d.order_id.to_string(), month.clone());
+                }
                 let o = s.orders.get_mut(d.order_id.as_str()).unwrap();
                 o.status = *to;
                 if let Some((taken, rest)) = clawback {
@@ -295,7 +310,59 @@ impl Fake {
 }
 
 async fn run(store: &Fake, event: OrderEvent) -> Result<EventResult, CashbackError> {
-    apply(store, &CashbackPolicy::default(), &partner(), &event, now()).await
+    run_at(store, event, now()).await
+}
+
+async fn run_at(
+    store: &Fake,
+    event: OrderEvent,
+    at: DateTime<Utc>,
+) -> Result<EventResult, CashbackError> {
+    apply(store, &CashbackPolicy::default(), &partner(), &event, at).await
+}
+
+#[tokio::test]
+async fn the_monthly_cap_turns_at_midnight_in_the_orders_region_zone() {
+    let store = Fake::default();
+    {
+        let mut s = store.inner.lock().unwrap();
+        // The order's region counts in UTC+6; the programme in UTC.
+        s.zones.regions.insert(
+            RegionId::parse("almaty").unwrap(),
+            crate::zone::Zone::parse("Asia/Omsk").unwrap(),
+        );
+        s.caps.insert(("p1".into(), "2026-11".into()), 3_000);
+    }
+    let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+    // 23:30 on 30 November local: November's cap is full.
+    let r = run_at(
+        &store,
+        created("e1", "o1", AMOUNT),
+        at("2026-11-30T17:30:00Z"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (r.points, r.reason.as_deref()),
+        (0, Some("monthly_cap_reached"))
+    );
+    // 00:30 on 1 December local, the same UTC date: December's room.
+    let late = at("2026-11-30T18:30:00Z");
+    let r = run_at(&store, created("e2", "o2", AMOUNT), late)
+        .await
+        .unwrap();
+    assert_eq!(r.points, 250);
+    assert_eq!(store.order("o2").month, "2026-12");
+    assert_eq!(
+        store.inner.lock().unwrap().caps[&("p1".to_string(), "2026-12".to_string())],
+        250
+    );
+    // Delivered at the same instant, it awaits December's release: the order is read
+    // first, since regions count in different zones.
+    run_at(&store, change("e3", "o2", OrderChange::Delivered), late)
+        .await
+        .unwrap();
+    assert_eq!(store.inner.lock().unwrap().queued["o2"], "2026-12");
 }
 
 #[tokio::test]
