@@ -2,22 +2,21 @@
 //!
 //! A malformed code or a bad check character is refused here, before any I/O. A valid one
 //! is claimed with one `TransactWriteItems` in the steady state: batch metadata comes from
-//! the warm cache, and the claimant's balance version from [`BalanceCache`].
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! the warm cache, and the claimant's balance version and profile facts (region, outlet)
+//! from per-participant caches that the transaction's conditions check.
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Error, Request, Response};
 use loyalty_domain::claim::{claim, ClaimPolicy, ClaimReceipt, ClaimStore, Claimant};
 use loyalty_domain::code::Code;
 use loyalty_domain::fraud::FraudPolicy;
-use loyalty_domain::ids::ParticipantId;
 use loyalty_domain::ledger::Balance;
+use loyalty_domain::participant::ProfileFacts;
 use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
 use loyalty_platform::stores::claims::{ClaimTables, DynamoClaims};
+use loyalty_platform::warm::ParticipantCache;
 use serde::{Deserialize, Serialize};
 
 /// The function: the claim port `S`, the clock `C` and the settings, nothing else. Lambda
@@ -27,7 +26,10 @@ use serde::{Deserialize, Serialize};
 pub struct App<S = DynamoClaims, C = Box<dyn Clock>> {
     claims: S,
     policy: ClaimPolicy,
-    balances: BalanceCache,
+    balances: ParticipantCache<Balance>,
+    /// The region and outlet the claim transaction last verified per participant; before
+    /// the first claim, the token's claims stand in as a hint.
+    profiles: ParticipantCache<ProfileFacts>,
     clock: C,
 }
 
@@ -103,7 +105,8 @@ impl<S: ClaimStore, C: Clock> App<S, C> {
         Self {
             claims,
             policy,
-            balances: BalanceCache::default(),
+            balances: ParticipantCache::default(),
+            profiles: ParticipantCache::default(),
             clock,
         }
     }
@@ -133,10 +136,14 @@ impl<S: ClaimStore, C: Clock> App<S, C> {
         let participant = caller.participant().problem()?.clone();
         let body: ClaimBody = http::json_body(req)?;
         let code = Code::parse(&body.code).problem()?;
+        let assumed = self.profiles.get(&participant).unwrap_or(ProfileFacts {
+            region: caller.region,
+            outlet: caller.outlet.map(|(outlet, _)| outlet),
+        });
         let claimant = Claimant {
             participant: participant.clone(),
-            outlet: caller.outlet.map(|(outlet, _)| outlet),
-            region: caller.region,
+            outlet: assumed.outlet,
+            region: assumed.region,
         };
         let known = self.balances.get(&participant);
         let claimed = claim(
@@ -149,6 +156,8 @@ impl<S: ClaimStore, C: Clock> App<S, C> {
         )
         .await
         .problem()?;
+        self.profiles
+            .put(participant.clone(), claimed.profile.clone());
         if !claimed.replayed {
             self.balances.put(participant, claimed.receipt.balance);
         }
@@ -204,29 +213,5 @@ impl<'a> From<&'a ClaimReceipt> for ClaimResponse<'a> {
             balance: &r.balance,
             claimed_at: r.claimed_at.to_rfc3339(),
         }
-    }
-}
-
-/// The last balance this warm function saw per participant. A seller registering a carton
-/// of packs claims one after another: with a current version each claim is a single write.
-/// A stale entry only costs one refused write, which returns the real balance.
-#[derive(Default)]
-struct BalanceCache(Mutex<HashMap<ParticipantId, Balance>>);
-
-impl BalanceCache {
-    /// Bounded so a long-lived function cannot grow without limit; when full it starts over,
-    /// which costs at most one extra write per participant.
-    const CAPACITY: usize = 50_000;
-
-    fn get(&self, p: &ParticipantId) -> Option<Balance> {
-        self.0.lock().expect("balance cache").get(p).copied()
-    }
-
-    fn put(&self, p: ParticipantId, balance: Balance) {
-        let mut map = self.0.lock().expect("balance cache");
-        if map.len() >= Self::CAPACITY {
-            map.clear();
-        }
-        map.insert(p, balance);
     }
 }

@@ -25,6 +25,7 @@ use loyalty_domain::claim::{
 use loyalty_domain::fraud::Subject;
 use loyalty_domain::ids::{ParticipantId, RegionId};
 use loyalty_domain::ledger::Entry;
+use loyalty_domain::participant::ProfileFacts;
 use loyalty_domain::review::{
     Committed, Decided, Page, PendingReview, ReviewError, ReviewId, ReviewStore,
 };
@@ -188,6 +189,14 @@ fn throttled(operation: &'static str) -> InfraError {
 }
 
 impl<S: ClaimStore> ClaimStore for FaultyClaims<S> {
+    /// Never faulted: rolling here would shift every later fault of a seed.
+    async fn profile(
+        &self,
+        participant: &ParticipantId,
+    ) -> Result<Option<ProfileFacts>, InfraError> {
+        self.inner.profile(participant).await
+    }
+
     async fn batch(&self, number: u32) -> Result<Option<BatchInfo>, InfraError> {
         if self.roll(self.faults.rates.throttled_read, Fault::ThrottledRead) {
             return Err(throttled("read batch"));

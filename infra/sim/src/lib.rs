@@ -252,7 +252,7 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
     };
     // Every simulated participant is registered and active: only they may claim.
     for actor in &world.actors {
-        inner.register(&actor.participant);
+        inner.register(&actor.participant, actor.facts());
     }
     let mut sim = Sim {
         store: FaultyClaims::new(inner, config.seed, config.faults),

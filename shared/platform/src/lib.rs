@@ -18,6 +18,7 @@ pub mod memory;
 pub mod stores;
 pub mod telemetry;
 pub mod tx;
+pub mod warm;
 
 pub use loyalty_domain as domain;
 pub use tx::{Refused, Tx};

@@ -11,3 +11,4 @@ pub mod exports;
 pub mod ledger;
 pub mod participants;
 pub mod partner_secrets;
+pub mod profiles;
