@@ -6,7 +6,8 @@
 //!   or a service token with the `actions:report` scope (service rules);
 //!   [`loyalty_domain::action::report_action`] over the [`ActionStore`] port decides, and the steady state is ONE DynamoDB round trip: rules and
 //!   tiers come from [`ProgrammeCache`] (at most `PROGRAMME_CACHE_SECS` stale), the tier basis
-//!   from [`BasisCache`] (checked by the balance version inside the write), and the key's
+//!   and the participant's profile facts (region, outlet) from per-participant caches
+//!   (checked by the balance version and the profile check inside the write), and the key's
 //!   record and the limit counters are conditions of the same write, whose refusal returns
 //!   the stored answer or the counter.
 //! - `GET /me/challenges` (participant): progress in every challenge
@@ -26,7 +27,6 @@
 //!   Idempotency-Keys go through the [`AnswerStore`] port ([`idempotency::once`]).
 //!   `GET` on the same paths (admin) reads what is funded, remaining and paid out.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, Utc};
@@ -46,6 +46,7 @@ use loyalty_domain::earning::{
 };
 use loyalty_domain::ids::{OutletId, ParticipantId};
 use loyalty_domain::ledger::{Budgets, ProgrammeAccount};
+use loyalty_domain::participant::ProfileFacts;
 use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_domain::sellin::{self, ImportOutcome, SellInStore};
 use loyalty_domain::settings::EarningSettings;
@@ -58,6 +59,7 @@ use loyalty_platform::idempotency::{
 use loyalty_platform::stores::actions::DynamoActions;
 use loyalty_platform::stores::challenges::{log_out_of_budget, ChallengeTables, DynamoChallenges};
 use loyalty_platform::stores::earning::{EarningStore, EarningTables};
+use loyalty_platform::warm::ParticipantCache;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -69,7 +71,10 @@ pub struct App<S = DynamoActions, C = Box<dyn Clock>, A = DynamoAdmin> {
     actions: S,
     settings: ActionSettings,
     programme: ProgrammeCache,
-    balances: BasisCache,
+    balances: ParticipantCache<TierBasis>,
+    /// The region and outlet the action transaction last verified per participant; before
+    /// the first, a participant's own token stands in as a hint.
+    profiles: ParticipantCache<ProfileFacts>,
     admin: A,
     clock: C,
 }
@@ -211,7 +216,8 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
             actions,
             settings,
             programme: ProgrammeCache::default(),
-            balances: BasisCache::default(),
+            balances: ParticipantCache::default(),
+            profiles: ParticipantCache::default(),
             admin,
             clock,
         }
@@ -415,17 +421,30 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
             (false, false) => format!("{reference}; evidence: {evidence}"),
         };
         let programme = self.programme(&rule_id, now).await.problem()?;
+        let hint = match reporter {
+            Reporter::Participant => ProfileFacts {
+                region: caller.region.clone(),
+                outlet: caller.outlet.as_ref().map(|(o, _)| o.clone()),
+            },
+            Reporter::Reviewer | Reporter::Service => ProfileFacts::default(),
+        };
         let report = ActionReport {
             participant: participant.clone(),
             reporter,
             outlet,
+            profile: self.profiles.get(&participant).unwrap_or(hint),
             rule: rule_id,
             reference,
             key: key.clone(),
         };
         let known = self.balances.get(&participant);
         match report_action(&self.actions, &programme, &report, known, now).await {
-            Ok(Reported::Credited { receipt, basis }) => {
+            Ok(Reported::Credited {
+                receipt,
+                basis,
+                profile,
+            }) => {
+                self.profiles.put(participant.clone(), profile);
                 match basis {
                     Some(b) => self.balances.put(participant, b),
                     None => self.balances.forget(&participant),
@@ -765,33 +784,6 @@ impl ProgrammeCache {
 
     fn clear(&self) {
         *self.0.lock().expect("programme cache") = None;
-    }
-}
-
-/// The last tier basis (balance version and earned months) this warm function saw per
-/// participant. With a current version an action is a single write; a stale one costs one
-/// refused write, which returns the real balance.
-#[derive(Default)]
-pub struct BasisCache(Mutex<HashMap<ParticipantId, TierBasis>>);
-
-impl BasisCache {
-    /// Bounded so a long-lived function cannot grow without limit; when full it starts over.
-    const CAPACITY: usize = 50_000;
-
-    fn get(&self, p: &ParticipantId) -> Option<TierBasis> {
-        self.0.lock().expect("basis cache").get(p).cloned()
-    }
-
-    fn put(&self, p: ParticipantId, basis: TierBasis) {
-        let mut map = self.0.lock().expect("basis cache");
-        if map.len() >= Self::CAPACITY {
-            map.clear();
-        }
-        map.insert(p, basis);
-    }
-
-    fn forget(&self, p: &ParticipantId) {
-        self.0.lock().expect("basis cache").remove(p);
     }
 }
 

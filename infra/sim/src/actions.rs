@@ -551,6 +551,7 @@ impl Actions {
             participant: participant.clone(),
             reporter: Reporter::Participant,
             outlet: world.actors[r.actor].outlet.clone(),
+            profile: world.actors[r.actor].facts(),
             rule: self.rules[r.rule].id.clone(),
             reference: String::new(),
             key: key.clone(),
@@ -567,7 +568,7 @@ impl Actions {
                     self.basis.remove(&participant);
                     continue;
                 }
-                Ok(Reported::Credited { receipt, basis }) => {
+                Ok(Reported::Credited { receipt, basis, .. }) => {
                     match basis {
                         Some(b) => self.basis.insert(participant.clone(), b),
                         None => self.basis.remove(&participant),

@@ -285,7 +285,10 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
         faults: BTreeMap::new(),
     };
     for actor in &sim.world.actors {
-        sim.actions.store.inner().register(&actor.participant);
+        sim.actions
+            .store
+            .inner()
+            .register(&actor.participant, actor.facts());
     }
     sim.cashback.configure(sim.cashback_store.inner());
     sim.cashback.fund(sim.cashback_store.inner());

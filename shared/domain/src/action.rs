@@ -17,8 +17,9 @@ use crate::earning::{
     Action, LimitCounter, LimitScope, MonthlyEarned, OverBudget, Reporter, Rule, RuleId, Tier,
     Tiers,
 };
-use crate::ids::{EntryId, IdempotencyKey, OutletId, ParticipantId};
+use crate::ids::{EntryId, IdempotencyKey, OutletId, ParticipantId, RegionId};
 use crate::ledger::{Entry, EntryKind};
+use crate::participant::ProfileFacts;
 use crate::{Classified, InfraError, Kind, Points};
 
 /// Programme settings an action needs: safe to cache in a warm function for a bounded time.
@@ -96,6 +97,10 @@ pub struct ActionReport {
     /// Who reports: must be the rule's reporter.
     pub reporter: Reporter,
     pub outlet: Option<OutletId>,
+    /// The region and outlet of the participant's profile as assumed (a warm function's
+    /// cache, else the participant's own token as a hint): the write checks them against
+    /// the profile, and the report is decided in the profile's region.
+    pub profile: ProfileFacts,
     pub rule: RuleId,
     /// What was done and, from a reviewer, the evidence; bounded by the caller (the handler:
     /// 120 characters each); empty when none.
@@ -150,6 +155,8 @@ pub struct ActionAttempt {
     pub entry: Entry,
     pub expected_balance: BalanceExpectation,
     pub receipt: ActionReceipt,
+    /// What the write assumes of the participant's profile (checked with its standing).
+    pub profile: ProfileFacts,
     pub now: DateTime<Utc>,
 }
 
@@ -159,6 +166,9 @@ pub struct ActionAttempt {
 pub enum ActionRefusal {
     /// The participant has no profile, or an admin blocked them: they earn nothing.
     ParticipantNotActive,
+    /// The profile is active but its region or outlet is not the assumed one: here are
+    /// the profile's.
+    ProfileDiffers(ProfileFacts),
     /// A live answer is stored under this key; here it is.
     KeyTaken(StoredAnswer),
     /// The entry this key names exists, but no live answer: the key was used over 24 h ago.
@@ -270,10 +280,12 @@ impl Classified for ActionError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reported {
     /// Credited now. `basis` is the balance's tier basis after the write (for the caller's
-    /// cache), when the write knew it.
+    /// cache), when the write knew it; `profile` the participant's profile facts as the write
+    /// verified them.
     Credited {
         receipt: ActionReceipt,
         basis: Option<TierBasis>,
+        profile: ProfileFacts,
     },
     /// The key was answered before: the first answer, to give again.
     Replay(StoredAnswer),
@@ -297,7 +309,6 @@ pub async fn report_action<S: ActionStore>(
         .rule(&report.rule)
         .ok_or_else(|| AccrualError::UnknownRule(report.rule.clone()))?;
     let action = check_action(rule, report.reporter, now)?;
-    let counters = rule.counters(now);
     // Keys are unique per caller: a reviewer's or a service's key is qualified by its scope,
     // so it cannot name a participant's own report. A participant's stays as it always was.
     let entry_id = if report.key.scope == report.participant.as_str() {
@@ -311,7 +322,11 @@ pub async fn report_action<S: ActionStore>(
     let mut basis = known;
     // Set once the budget refused the credit and the rule holds such credits for review.
     let mut held = false;
+    let mut profile = report.profile.clone();
     for _ in 0..MAX_ATTEMPTS {
+        // The participant's region as the write will verify it; a refusal that names
+        // another sends the report round again with the profile's.
+        let counters = limit_counters(rule, profile.region.as_ref(), now);
         let (tier, expected_balance) = if programme.tiered() {
             match &basis {
                 // A balance item has version 1 from its first entry on; 0 is no item.
@@ -362,6 +377,7 @@ pub async fn report_action<S: ActionStore>(
             },
             expected_balance,
             receipt,
+            profile: profile.clone(),
             now,
         };
         match store.try_accrue(&attempt).await? {
@@ -385,6 +401,7 @@ pub async fn report_action<S: ActionStore>(
                 return Ok(Reported::Credited {
                     receipt: attempt.receipt,
                     basis: after,
+                    profile,
                 });
             }
             Err(ActionRefusal::KeyTaken(stored)) => {
@@ -397,6 +414,8 @@ pub async fn report_action<S: ActionStore>(
             Err(ActionRefusal::ParticipantNotActive) => {
                 return Err(ActionError::ParticipantNotActive)
             }
+            // Ranked before the limits and the budget, so nothing was judged in a wrong region.
+            Err(ActionRefusal::ProfileDiffers(facts)) => profile = facts,
             Err(ActionRefusal::EntryExists) => return Err(ActionError::KeyExpired),
             Err(ActionRefusal::Limit { scope, .. }) => {
                 return Err(match scope {
@@ -418,6 +437,17 @@ pub async fn report_action<S: ActionStore>(
         }
     }
     Err(ActionError::TooMuchContention)
+}
+
+/// The limit counters of a report at `now` by a participant of `region`, the verified
+/// profile's. Every region counts its days, weeks and months in UTC today; the region is
+/// where their own time zone comes in.
+fn limit_counters(
+    rule: &Rule,
+    _region: Option<&RegionId>,
+    now: DateTime<Utc>,
+) -> Vec<LimitCounter> {
+    rule.counters(now)
 }
 
 /// The tier a basis earns at `now`.
@@ -512,6 +542,7 @@ mod tests {
             participant: ParticipantId::parse("p-1").unwrap(),
             reporter: Reporter::Participant,
             outlet: None,
+            profile: ProfileFacts::default(),
             rule: RuleId::parse(rule).unwrap(),
             reference: String::new(),
             key: KeyedRequest {
@@ -605,7 +636,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let Reported::Credited { receipt, basis } = r else {
+        let Reported::Credited { receipt, basis, .. } = r else {
             panic!("credited")
         };
         assert_eq!(
@@ -633,7 +664,7 @@ mod tests {
         let r = report_action(&store, &tiered(), &report("survey", "f"), None, at(NOW))
             .await
             .unwrap();
-        let Reported::Credited { receipt, basis } = r else {
+        let Reported::Credited { receipt, basis, .. } = r else {
             panic!("credited")
         };
         assert_eq!(receipt.tier, "silver");
@@ -645,6 +676,36 @@ mod tests {
         let seen = store.seen.lock().unwrap();
         assert_eq!(seen[0].expected_balance, BalanceExpectation::Absent);
         assert_eq!(seen[1].expected_balance, BalanceExpectation::Version(3));
+    }
+
+    #[tokio::test]
+    async fn a_profile_in_another_region_than_assumed_is_retried_in_the_profiles_region() {
+        let store = Scripted::default();
+        let south = ProfileFacts {
+            region: RegionId::parse("south").ok(),
+            outlet: OutletId::parse("o-south").ok(),
+        };
+        store
+            .refusals
+            .lock()
+            .unwrap()
+            .push(ActionRefusal::ProfileDiffers(south.clone()));
+        let mut r = report("survey", "f");
+        r.profile.region = RegionId::parse("north").ok();
+        let got = report_action(&store, &tiered(), &r, None, at(NOW))
+            .await
+            .unwrap();
+        let Reported::Credited { profile, .. } = got else {
+            panic!("credited")
+        };
+        assert_eq!(profile, south, "the caller learns the verified facts");
+        let seen = store.seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].profile.region, RegionId::parse("north").ok());
+        assert_eq!(
+            seen[1].profile, south,
+            "the retry assumes what the profile says"
+        );
     }
 
     #[tokio::test]
@@ -747,7 +808,7 @@ mod tests {
                 assert_eq!(seen.len(), 1);
                 continue;
             }
-            let Ok(Reported::Credited { receipt, basis }) = got else {
+            let Ok(Reported::Credited { receipt, basis, .. }) = got else {
                 panic!("held: {got:?}")
             };
             assert!(receipt.held);

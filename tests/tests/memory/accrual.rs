@@ -11,8 +11,9 @@ use lambda_http::{Body, Response};
 use loyalty_domain::earning::{
     Action, Period, PeriodLimit, Reporter, Rule, RuleId, Tier, Tiers, Trigger,
 };
-use loyalty_domain::ids::{OutletId, ParticipantId};
+use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::ledger::{ProgrammeAccount, PROGRAMME_SHARDS};
+use loyalty_domain::participant::ProfileFacts;
 use loyalty_domain::ports::FixedClock;
 use loyalty_domain::Points;
 use loyalty_platform::memory::{MemoryActions, MemoryAnswers, MemoryChallenges, MemorySellIn};
@@ -54,7 +55,14 @@ fn survey(points: u64, per_participant: Option<u32>, per_month: Option<u32>) -> 
 /// The function with every route on memory adapters, at the sample events' time.
 pub fn memory_app() -> App {
     let ledger = Arc::new(MemoryActions::new());
-    ledger.register(&participant());
+    // Registered where the sample token says: north, at the sample outlet.
+    ledger.register(
+        &participant(),
+        ProfileFacts {
+            region: RegionId::parse("north").ok(),
+            outlet: OutletId::parse("o-5d2e8b").ok(),
+        },
+    );
     let admin = accrual::Admin {
         settings: ledger.clone(),
         sell_in: MemorySellIn::on(ledger.clone()),
@@ -787,4 +795,18 @@ async fn a_blocked_or_unregistered_participant_is_forbidden_and_earns_nothing() 
     assert_eq!(body["code"], "participant_not_active");
     let nobody = ParticipantId::parse("p-nobody").unwrap();
     assert!(app.store().entries(&nobody).is_empty());
+}
+
+#[tokio::test]
+async fn a_token_without_region_or_outlet_still_earns_once_checked_against_the_profile() {
+    let app = app(survey(40, Some(3), None));
+    // The first report assumes "no region, no outlet" and is refused with the profile's;
+    // the retry in the profile's region commits, and the function remembers the facts.
+    let bare = |key: &str| keyed(key).without_outlet().without_claim("region");
+    for key in ["bare-key-0001", "bare-key-0002"] {
+        let (status, body, _) = send(&app, bare(key)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    assert_eq!(app.store().entries(&participant()).len(), 2);
+    assert_eq!(app.store().used(&participant(), "survey-q4", "EVER"), 2);
 }
