@@ -289,6 +289,9 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
             .store
             .inner()
             .register(&actor.participant, actor.facts());
+        sim.cashback_store
+            .inner()
+            .register(&actor.participant, actor.facts());
     }
     sim.cashback.configure(sim.cashback_store.inner());
     sim.cashback.fund(sim.cashback_store.inner());

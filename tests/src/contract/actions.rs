@@ -274,23 +274,7 @@ impl ActionsHarness for DynamoHarness {
     }
 
     async fn set_standing(&self, participant: &ParticipantId, status: &str) {
-        self.stack
-            .dynamodb()
-            .update_item()
-            .table_name(self.stack.table_name("ParticipantsTable"))
-            .set_key(Some(loyalty_platform::dynamo::key(
-                format!("PARTICIPANT#{participant}"),
-                "PROFILE",
-            )))
-            .update_expression("SET #status = :status")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(
-                ":status",
-                aws_sdk_dynamodb::types::AttributeValue::S(status.into()),
-            )
-            .send()
-            .await
-            .expect("standing written");
+        crate::contract::claims::set_profile_status(&self.stack, participant, status).await;
     }
 }
 

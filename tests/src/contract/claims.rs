@@ -253,23 +253,7 @@ impl ClaimsHarness for DynamoHarness {
     }
 
     async fn set_standing(&self, participant: &ParticipantId, status: &str) {
-        self.stack
-            .dynamodb()
-            .update_item()
-            .table_name(self.stack.table_name("ParticipantsTable"))
-            .set_key(Some(loyalty_platform::dynamo::key(
-                format!("PARTICIPANT#{participant}"),
-                "PROFILE",
-            )))
-            .update_expression("SET #status = :status")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(
-                ":status",
-                aws_sdk_dynamodb::types::AttributeValue::S(status.into()),
-            )
-            .send()
-            .await
-            .expect("standing written");
+        set_profile_status(&self.stack, participant, status).await;
     }
 }
 
@@ -299,6 +283,27 @@ pub async fn register_profile(
         .send()
         .await
         .expect("profile written");
+}
+
+/// Sets a profile's `status`, as the admin's block and unblock do.
+pub async fn set_profile_status(stack: &TestStack, participant: &ParticipantId, status: &str) {
+    stack
+        .dynamodb()
+        .update_item()
+        .table_name(stack.table_name("ParticipantsTable"))
+        .set_key(Some(loyalty_platform::dynamo::key(
+            format!("PARTICIPANT#{participant}"),
+            "PROFILE",
+        )))
+        .update_expression("SET #status = :status")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(
+            ":status",
+            aws_sdk_dynamodb::types::AttributeValue::S(status.into()),
+        )
+        .send()
+        .await
+        .expect("standing written");
 }
 
 // --- Helpers ---------------------------------------------------------------------------

@@ -5,6 +5,9 @@
 //! [`crate::tx`]), so the caller decides again with the real facts without a read: a write
 //! is one round trip whenever the assumption (a warm function's cache) is right.
 //!
+//! A write that assumes nothing of the profile (a partner's cashback, whose order names its
+//! own region) checks the standing alone ([`standing_check`]).
+//!
 //! `crate::memory::participants::ProfileChecks` is the same check in memory.
 
 use aws_sdk_dynamodb::types::builders::ConditionCheckBuilder;
@@ -20,6 +23,24 @@ pub fn profile_key(participant: &ParticipantId) -> Item {
     key(format!("PARTICIPANT#{participant}"), "PROFILE")
 }
 
+/// Registered (the profile exists) and active (no `status`, or `status = active`).
+const ACTIVE: &str =
+    "attribute_exists(pk) AND (attribute_not_exists(#status) OR #status = :active)";
+
+fn active_check(table: &str, participant: &ParticipantId) -> ConditionCheckBuilder {
+    ConditionCheck::builder()
+        .table_name(table)
+        .set_key(Some(profile_key(participant)))
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":active", s("active"))
+}
+
+/// The standing alone: the profile exists and is active. Refused, the participant is not
+/// active, whatever the item says.
+pub fn standing_check(table: &str, participant: &ParticipantId) -> ConditionCheckBuilder {
+    active_check(table, participant).condition_expression(ACTIVE)
+}
+
 /// The check, to add to a transaction with the store's "profile" refusal tag: the profile
 /// exists, has no `status` or `status = active`, and holds exactly `assumed` (an absent
 /// region or outlet asserted absent).
@@ -28,14 +49,8 @@ pub fn profile_check(
     participant: &ParticipantId,
     assumed: &ProfileFacts,
 ) -> ConditionCheckBuilder {
-    let mut condition = String::from(
-        "attribute_exists(pk) AND (attribute_not_exists(#status) OR #status = :active)",
-    );
-    let mut check = ConditionCheck::builder()
-        .table_name(table)
-        .set_key(Some(profile_key(participant)))
-        .expression_attribute_names("#status", "status")
-        .expression_attribute_values(":active", s("active"));
+    let mut condition = String::from(ACTIVE);
+    let mut check = active_check(table, participant);
     for (name, attr, value) in [
         (
             "#region",
