@@ -10,7 +10,7 @@
 //! entries (plus credits from elsewhere), that no limit is ever exceeded and that no key
 //! credits twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Mutex;
 
@@ -254,6 +254,8 @@ pub struct Model {
     pub decided: BTreeMap<(usize, String), bool>,
     /// actor → held credits approved (each appended one more entry).
     pub decisions: BTreeMap<usize, u64>,
+    /// Actors an admin has blocked (the profiles' standing).
+    pub blocked: BTreeSet<usize>,
 }
 
 /// [`MemoryActions`] with faults: a write refused as contended (nothing written), or
@@ -491,6 +493,12 @@ impl Actions {
                     Answer::Refused("idempotency_key_reused")
                 };
             }
+        }
+        // The profile check ranks after a live key, before everything else the write checks.
+        if self.model.blocked.contains(&r.actor) {
+            return Answer::Refused("participant_not_active");
+        }
+        if let Some(k) = self.model.keys.get(&(r.actor, r.key.clone())) {
             if k.credited {
                 // The entry the key names exists; its answer is gone.
                 return Answer::Refused("idempotency_key_expired");

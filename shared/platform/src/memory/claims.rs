@@ -198,6 +198,8 @@ pub enum PlantedBug {
     OneSided,
     /// A rejected review credits the held points as an approval would.
     RejectionCredits,
+    /// The profile check is skipped: a blocked participant's claims commit.
+    IgnoreStanding,
 }
 
 /// The in-memory claim store. Cheap to create: one per test, or one per simulation run.
@@ -368,6 +370,7 @@ impl ClaimsWorld {
 
         match self.profiles.check(participant, &a.claimant.facts()) {
             Ok(()) => {}
+            Err(ProfileRefusal::NotActive) if bug == Some(PlantedBug::IgnoreStanding) => {}
             Err(ProfileRefusal::NotActive) => return Ok(Some(Refusal::ParticipantNotActive)),
             Err(ProfileRefusal::Differs(facts)) => return Ok(Some(Refusal::ProfileDiffers(facts))),
         }
