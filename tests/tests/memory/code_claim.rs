@@ -4,14 +4,18 @@
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
-use loyalty_domain::claim::{BatchInfo, ClaimPolicy};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use loyalty_domain::claim::{
+    BatchInfo, ClaimAttempt, ClaimPolicy, ClaimStore, FailedAttempt, FailureCounts, Refusal,
+};
 use loyalty_domain::code::Code;
 use loyalty_domain::fraud::{AttemptOutcome, Subject};
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::ledger::EntryKind;
 use loyalty_domain::participant::ProfileFacts;
 use loyalty_domain::ports::FixedClock;
-use loyalty_domain::Points;
+use loyalty_domain::{InfraError, Points};
 use loyalty_platform::memory::claims::CodeStatus;
 use loyalty_platform::memory::MemoryClaims;
 use loyalty_tests::{body_json, ApiEvent};
@@ -68,7 +72,10 @@ fn typed(code: &str) -> ApiEvent {
     ApiEvent::load("code-claim/claim.json").body(json!({ "code": code }))
 }
 
-async fn send(app: &App, event: ApiEvent) -> (StatusCode, Value, Response<Body>) {
+async fn send<S: ClaimStore>(
+    app: &code_claim::App<S, FixedClock>,
+    event: ApiEvent,
+) -> (StatusCode, Value, Response<Body>) {
     let response = app
         .handle(event.request())
         .await
@@ -338,4 +345,75 @@ async fn failures_of_a_token_without_an_outlet_count_against_the_profiles_outlet
     let (status, body, _) = send(&app, bare(&codes[0].display())).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(body["code"], "claims_locked");
+}
+
+/// The claim store, counting the calls that are round trips in DynamoDB.
+#[derive(Default)]
+struct Counting {
+    inner: MemoryClaims,
+    transactions: AtomicUsize,
+    profile_reads: AtomicUsize,
+}
+
+impl ClaimStore for Counting {
+    async fn profile(&self, p: &ParticipantId) -> Result<Option<ProfileFacts>, InfraError> {
+        self.profile_reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.profile(p).await
+    }
+    async fn batch(&self, number: u32) -> Result<Option<BatchInfo>, InfraError> {
+        self.inner.batch(number).await
+    }
+    async fn try_claim(&self, a: &ClaimAttempt) -> Result<Result<(), Refusal>, InfraError> {
+        self.transactions.fetch_add(1, Ordering::SeqCst);
+        self.inner.try_claim(a).await
+    }
+    async fn record_failure(&self, f: &FailedAttempt) -> Result<FailureCounts, InfraError> {
+        self.inner.record_failure(f).await
+    }
+    async fn record_attempt(&self, f: &FailedAttempt) -> Result<(), InfraError> {
+        self.inner.record_attempt(f).await
+    }
+    async fn lock(&self, subject: &Subject, until: i64) -> Result<(), InfraError> {
+        self.inner.lock(subject, until).await
+    }
+}
+
+#[tokio::test]
+async fn a_bare_token_costs_one_more_transaction_once_then_each_claim_is_one_transaction() {
+    let store = Counting::default();
+    let batch = BatchInfo {
+        number: 17,
+        sku: "COLA-05".into(),
+        product_type: "Cola 0.5 l".into(),
+        points: Points(40),
+        region: RegionId::parse("north").unwrap(),
+        valid_until: valid_until(),
+    };
+    let codes = Code::chunk(&[17; 32], batch.number, 0, 3);
+    store.inner.add_batch(batch.clone());
+    store.inner.issue(&batch, &codes);
+    store.inner.register(
+        &sample_participant(),
+        ProfileFacts {
+            region: RegionId::parse("north").ok(),
+            outlet: OutletId::parse(SAMPLE_OUTLET).ok(),
+        },
+    );
+    let app =
+        code_claim::App::with_store(store, ClaimPolicy::default(), FixedClock::at(event_time()));
+    let bare = |code: &Code| {
+        typed(&code.display())
+            .without_outlet()
+            .without_claim("region")
+    };
+    let mut per_claim = Vec::new();
+    for code in &codes {
+        let before = app.store().transactions.load(Ordering::SeqCst);
+        let (status, body, _) = send(&app, bare(code)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        per_claim.push(app.store().transactions.load(Ordering::SeqCst) - before);
+    }
+    // The first assumes "no region, no outlet" and learns the profile's from the refusal.
+    assert_eq!(per_claim, [2, 1, 1]);
+    assert_eq!(app.store().profile_reads.load(Ordering::SeqCst), 0);
 }
