@@ -15,17 +15,7 @@ use loyalty_platform::memory::MemoryClaims;
 #[tokio::test]
 async fn expecting_an_empty_balance_for_an_account_that_does_not_exist_yet_still_commits() {
     let store = MemoryClaims::new();
-    let batch = BatchInfo {
-        number: 5,
-        sku: "COLA-05".into(),
-        product_type: "Cola 0.5 l".into(),
-        points: Points(10),
-        region: RegionId::parse("north").unwrap(),
-        valid_until: chrono::NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
-    };
-    let code = Code::chunk(&[5; 32], 5, 0, 1)[0];
-    store.add_batch(batch.clone());
-    store.issue(&batch, &[code]);
+    let code = north_batch(&store, 1).1[0];
     let claimant = Claimant {
         participant: ParticipantId::parse("p-new").unwrap(),
         outlet: None,

@@ -42,8 +42,8 @@ fn app(count: u32) -> (App, Vec<Code>) {
     app_with(count, ClaimPolicy::default())
 }
 
-fn app_with(count: u32, policy: ClaimPolicy) -> (App, Vec<Code>) {
-    let store = MemoryClaims::new();
+/// `count` codes of the sample batch, issued in `store`.
+fn issued(store: &MemoryClaims, count: u32) -> Vec<Code> {
     let batch = BatchInfo {
         number: 17,
         sku: "COLA-05".into(),
@@ -55,6 +55,12 @@ fn app_with(count: u32, policy: ClaimPolicy) -> (App, Vec<Code>) {
     let codes = Code::chunk(&[17; 32], batch.number, 0, count);
     store.add_batch(batch.clone());
     store.issue(&batch, &codes);
+    codes
+}
+
+fn app_with(count: u32, policy: ClaimPolicy) -> (App, Vec<Code>) {
+    let store = MemoryClaims::new();
+    let codes = issued(&store, count);
     // Registered where the sample token says: north, selling at the sample outlet.
     let sample = ProfileFacts {
         region: RegionId::parse("north").ok(),
@@ -381,17 +387,7 @@ impl ClaimStore for Counting {
 #[tokio::test]
 async fn a_bare_token_costs_one_more_transaction_once_then_each_claim_is_one_transaction() {
     let store = Counting::default();
-    let batch = BatchInfo {
-        number: 17,
-        sku: "COLA-05".into(),
-        product_type: "Cola 0.5 l".into(),
-        points: Points(40),
-        region: RegionId::parse("north").unwrap(),
-        valid_until: valid_until(),
-    };
-    let codes = Code::chunk(&[17; 32], batch.number, 0, 3);
-    store.inner.add_batch(batch.clone());
-    store.inner.issue(&batch, &codes);
+    let codes = issued(&store.inner, 3);
     store.inner.register(
         &sample_participant(),
         ProfileFacts {
