@@ -6,7 +6,8 @@
 //!   or a service token with the `actions:report` scope (service rules);
 //!   [`loyalty_domain::action::report_action`] over the [`ActionStore`] port decides, and the steady state is ONE DynamoDB round trip: rules and
 //!   tiers come from [`ProgrammeCache`] (at most `PROGRAMME_CACHE_SECS` stale), the tier basis
-//!   from [`BasisCache`] (checked by the balance version inside the write), and the key's
+//!   and the participant's profile facts (region, outlet) from per-participant caches
+//!   (checked by the balance version and the profile check inside the write), and the key's
 //!   record and the limit counters are conditions of the same write, whose refusal returns
 //!   the stored answer or the counter.
 //! - `GET /me/challenges` (participant): progress in every challenge
@@ -30,7 +31,6 @@
 //!   limits per day/week/month, local validity bounds and the monthly cashback cap are
 //!   counted in (seen by `POST /actions` with the rules, within `PROGRAMME_CACHE_SECS`).
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, Utc};
@@ -50,6 +50,7 @@ use loyalty_domain::earning::{
 };
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::ledger::{Budgets, ProgrammeAccount};
+use loyalty_domain::participant::ProfileFacts;
 use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_domain::sellin::{self, ImportOutcome, SellInStore};
 use loyalty_domain::settings::EarningSettings;
@@ -64,6 +65,7 @@ use loyalty_platform::metrics::{self, Dim, Metrics, Point, Routes};
 use loyalty_platform::stores::actions::DynamoActions;
 use loyalty_platform::stores::challenges::{log_out_of_budget, ChallengeTables, DynamoChallenges};
 use loyalty_platform::stores::earning::{EarningStore, EarningTables};
+use loyalty_platform::warm::ParticipantCache;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -75,7 +77,10 @@ pub struct App<S = DynamoActions, C = Box<dyn Clock>, A = DynamoAdmin> {
     actions: S,
     settings: ActionSettings,
     programme: ProgrammeCache,
-    balances: BasisCache,
+    balances: ParticipantCache<TierBasis>,
+    /// The region and outlet the action transaction last verified per participant; before
+    /// the first, a participant's own token stands in as a hint.
+    profiles: ParticipantCache<ProfileFacts>,
     admin: A,
     clock: C,
     metrics: Metrics,
@@ -240,7 +245,8 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
             actions,
             settings,
             programme: ProgrammeCache::default(),
-            balances: BasisCache::default(),
+            balances: ParticipantCache::default(),
+            profiles: ParticipantCache::default(),
             admin,
             clock,
             metrics: Metrics::discard(),
@@ -378,15 +384,14 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
         }
     }
 
-    /// Who earns, on which outlet and in which region (whose zone counts the rule's periods;
-    /// the one seam where the region is chosen), from the caller and the body: a participant reports
+    /// Who earns, and on which outlet, from the caller and the body: a participant reports
     /// for themselves, a reviewer (with evidence) or a service for a participant it names.
     /// The rule's reporter is checked by the use case.
     fn reported_for(
         caller: &Caller,
         reporter: Reporter,
         body: &ActionBody,
-    ) -> Result<(ParticipantId, Option<OutletId>, Option<RegionId>), Problem> {
+    ) -> Result<(ParticipantId, Option<OutletId>), Problem> {
         let named = || -> Result<ParticipantId, Problem> {
             let raw = body.participant_id.as_deref().ok_or_else(|| {
                 Problem::bad_request(
@@ -407,7 +412,7 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
                     return Err(Problem::from_error(AuthError::NotYours));
                 }
                 let outlet = caller.outlet.as_ref().map(|(o, _)| o.clone());
-                Ok((caller.subject.clone(), outlet, caller.region.clone()))
+                Ok((caller.subject.clone(), outlet))
             }
             Reporter::Reviewer => {
                 if body.evidence.as_deref().is_none_or(|e| e.trim().is_empty()) {
@@ -416,11 +421,10 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
                         "A reviewer reports an action with the evidence they saw.",
                     ));
                 }
-                // The participant's outlet and region would cost a read: a reviewed credit
-                // carries no outlet and counts in the programme zone.
-                Ok((named()?, None, None))
+                // The participant's outlet would cost a read: a reviewed credit carries none.
+                Ok((named()?, None))
             }
-            Reporter::Service => Ok((named()?, None, None)),
+            Reporter::Service => Ok((named()?, None)),
         }
     }
 
@@ -435,7 +439,7 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
         let body: ActionBody = http::json_body(req)?;
         let rule_id = RuleId::parse(&body.rule_id)
             .map_err(|e| Problem::bad_request("invalid_rule_id", e.to_string()))?;
-        let (participant, outlet, region) = Self::reported_for(caller, reporter, &body)?;
+        let (participant, outlet) = Self::reported_for(caller, reporter, &body)?;
         let reference = body.reference.unwrap_or_default();
         let evidence = body.evidence.unwrap_or_default();
         for (text, code, name) in [
@@ -456,11 +460,18 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
             (false, false) => format!("{reference}; evidence: {evidence}"),
         };
         let programme = self.programme(&rule_id, now).await.problem()?;
+        let hint = match reporter {
+            Reporter::Participant => ProfileFacts {
+                region: caller.region.clone(),
+                outlet: caller.outlet.as_ref().map(|(o, _)| o.clone()),
+            },
+            Reporter::Reviewer | Reporter::Service => ProfileFacts::default(),
+        };
         let report = ActionReport {
             participant: participant.clone(),
             reporter,
             outlet,
-            region,
+            profile: self.profiles.get(&participant).unwrap_or(hint),
             rule: rule_id,
             reference,
             key: key.clone(),
@@ -469,7 +480,12 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
         let reported = report_action(&self.actions, &programme, &report, known, now).await;
         self.metrics.emit(&action_points(&reported));
         match reported {
-            Ok(Reported::Credited { receipt, basis }) => {
+            Ok(Reported::Credited {
+                receipt,
+                basis,
+                profile,
+            }) => {
+                self.profiles.put(participant.clone(), profile);
                 match basis {
                     Some(b) => self.balances.put(participant, b),
                     None => self.balances.forget(&participant),
@@ -883,33 +899,6 @@ impl ProgrammeCache {
 
     fn clear(&self) {
         *self.0.lock().expect("programme cache") = None;
-    }
-}
-
-/// The last tier basis (balance version and earned months) this warm function saw per
-/// participant. With a current version an action is a single write; a stale one costs one
-/// refused write, which returns the real balance.
-#[derive(Default)]
-pub struct BasisCache(Mutex<HashMap<ParticipantId, TierBasis>>);
-
-impl BasisCache {
-    /// Bounded so a long-lived function cannot grow without limit; when full it starts over.
-    const CAPACITY: usize = 50_000;
-
-    fn get(&self, p: &ParticipantId) -> Option<TierBasis> {
-        self.0.lock().expect("basis cache").get(p).cloned()
-    }
-
-    fn put(&self, p: ParticipantId, basis: TierBasis) {
-        let mut map = self.0.lock().expect("basis cache");
-        if map.len() >= Self::CAPACITY {
-            map.clear();
-        }
-        map.insert(p, basis);
-    }
-
-    fn forget(&self, p: &ParticipantId) {
-        self.0.lock().expect("basis cache").remove(p);
     }
 }
 

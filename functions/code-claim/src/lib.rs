@@ -2,9 +2,9 @@
 //!
 //! A malformed code or a bad check character is refused here, before any I/O. A valid one
 //! is claimed with one `TransactWriteItems` in the steady state: batch metadata comes from
-//! the warm cache, and the claimant's balance version from [`BalanceCache`].
+//! the warm cache, and the claimant's balance version and profile facts (region, outlet)
+//! from per-participant caches that the transaction's conditions check.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use lambda_http::http::StatusCode;
@@ -17,6 +17,7 @@ use loyalty_domain::code::Code;
 use loyalty_domain::fraud::{FraudPolicy, Subject};
 use loyalty_domain::ids::ParticipantId;
 use loyalty_domain::ledger::Balance;
+use loyalty_domain::participant::ProfileFacts;
 use loyalty_domain::ports::{Clock, SystemClock};
 use loyalty_domain::zone::Zones;
 use loyalty_domain::InfraError;
@@ -24,6 +25,7 @@ use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, Problem, ResultExt};
 use loyalty_platform::metrics::{self, Dim, Metrics, Point, Routes};
 use loyalty_platform::stores::claims::{ClaimTables, DynamoClaims};
+use loyalty_platform::warm::ParticipantCache;
 use serde::{Deserialize, Serialize};
 
 /// The function: the claim port `S`, the clock `C`, the settings and the metrics sink, nothing else. Lambda
@@ -33,7 +35,10 @@ use serde::{Deserialize, Serialize};
 pub struct App<S = DynamoClaims, C = Box<dyn Clock>> {
     claims: S,
     policy: ClaimPolicy,
-    balances: BalanceCache,
+    balances: ParticipantCache<Balance>,
+    /// The region and outlet the claim transaction last verified per participant; before
+    /// the first claim, the token's claims stand in as a hint.
+    profiles: ParticipantCache<ProfileFacts>,
     clock: C,
     metrics: Metrics,
 }
@@ -115,7 +120,8 @@ impl<S: ClaimStore, C: Clock> App<S, C> {
         Self {
             claims,
             policy,
-            balances: BalanceCache::default(),
+            balances: ParticipantCache::default(),
+            profiles: ParticipantCache::default(),
             clock,
             metrics: Metrics::discard(),
         }
@@ -152,10 +158,14 @@ impl<S: ClaimStore, C: Clock> App<S, C> {
         let participant = caller.participant().problem()?.clone();
         let body: ClaimBody = http::json_body(req)?;
         let code = Code::parse(&body.code).problem()?;
+        let assumed = self.profiles.get(&participant).unwrap_or(ProfileFacts {
+            region: caller.region,
+            outlet: caller.outlet.map(|(outlet, _)| outlet),
+        });
         let claimant = Claimant {
             participant: participant.clone(),
-            outlet: caller.outlet.map(|(outlet, _)| outlet),
-            region: caller.region,
+            outlet: assumed.outlet,
+            region: assumed.region,
         };
         let known = self.balances.get(&participant);
         let store = LockWatch::new(&self.claims);
@@ -186,6 +196,8 @@ impl<S: ClaimStore, C: Clock> App<S, C> {
         }
         self.metrics.emit(&points);
         let claimed = claimed.problem()?;
+        self.profiles
+            .put(participant.clone(), claimed.profile.clone());
         if !claimed.replayed {
             self.balances.put(participant, claimed.receipt.balance);
         }
@@ -244,30 +256,6 @@ impl<'a> From<&'a ClaimReceipt> for ClaimResponse<'a> {
     }
 }
 
-/// The last balance this warm function saw per participant. A seller registering a carton
-/// of packs claims one after another: with a current version each claim is a single write.
-/// A stale entry only costs one refused write, which returns the real balance.
-#[derive(Default)]
-struct BalanceCache(Mutex<HashMap<ParticipantId, Balance>>);
-
-impl BalanceCache {
-    /// Bounded so a long-lived function cannot grow without limit; when full it starts over,
-    /// which costs at most one extra write per participant.
-    const CAPACITY: usize = 50_000;
-
-    fn get(&self, p: &ParticipantId) -> Option<Balance> {
-        self.0.lock().expect("balance cache").get(p).copied()
-    }
-
-    fn put(&self, p: ParticipantId, balance: Balance) {
-        let mut map = self.0.lock().expect("balance cache");
-        if map.len() >= Self::CAPACITY {
-            map.clear();
-        }
-        map.insert(p, balance);
-    }
-}
-
 /// The claim store, noting each fraud lock the use case places (a [`metrics::FRAUD_LOCKS`]
 /// point per subject): the use case decides to lock inside, and says only that it refused.
 struct LockWatch<'a, S> {
@@ -291,6 +279,13 @@ impl<'a, S> LockWatch<'a, S> {
 impl<S: ClaimStore> ClaimStore for LockWatch<'_, S> {
     async fn zones(&self) -> Result<Zones, InfraError> {
         self.inner.zones().await
+    }
+
+    async fn profile(
+        &self,
+        participant: &ParticipantId,
+    ) -> Result<Option<ProfileFacts>, InfraError> {
+        self.inner.profile(participant).await
     }
 
     async fn batch(&self, number: u32) -> Result<Option<BatchInfo>, InfraError> {

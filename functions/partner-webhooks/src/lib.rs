@@ -83,6 +83,7 @@ impl App {
             activity: env.required("ACTIVITY_TABLE")?,
             ledger: env.required("LEDGER_TABLE")?,
             outbox: env.required("OUTBOX_TABLE")?,
+            participants: env.required("PARTICIPANTS_TABLE")?,
         };
         let policy = policy(env)?;
         let ttl: i64 = env.parse_or("CASHBACK_SETTINGS_CACHE_SECS", DEFAULT_SETTINGS_TTL_SECS)?;

@@ -21,7 +21,7 @@ use loyalty_platform::stores::codes::CodesStore;
 use loyalty_platform::stores::ledger::{balance_update, entry_item};
 
 use crate::counter::{counted_dynamodb, Counter, Tally};
-use crate::stack::{create_batch, BoxError, ClaimEvents};
+use crate::stack::{create_batch, register, BoxError, ClaimEvents};
 
 /// Below the default velocity limit (60 an hour), so no claim is flagged or retried.
 const CLAIMS_PER_PARTICIPANT: usize = 50;
@@ -53,6 +53,14 @@ impl Rig {
         let batch = create_batch(&store, count, POINTS, count, BatchStatus::Ready).await?;
         let codes = Code::chunk(&batch.seed.0, batch.number, 0, count);
         store.put_codes(&batch, &codes).await?;
+        // Every participant a run claims as (at most one per CLAIMS_PER_PARTICIPANT codes), in
+        // the region and at the outlet their tokens name.
+        let people = (count as usize).div_ceil(CLAIMS_PER_PARTICIPANT) + 1;
+        let names = ["warm", "seller", "other", "guesser", "typo"]
+            .map(|n| format!("p-rt-{n}"))
+            .into_iter()
+            .chain((0..people).flat_map(|i| [format!("p-lat-{i}"), format!("p-bare-{i}")]));
+        register(aws, &resources, names, "north", Some("o-bench")).await?;
         Ok(Rig {
             aws: aws.clone(),
             env,
@@ -330,7 +338,7 @@ pub async fn latency(rig: &mut Rig, samples: usize) -> Result<Latency, BoxError>
     Ok(result)
 }
 
-/// The claim transaction written by hand with the SDK: the same ten items on the same
+/// The claim transaction written by hand with the SDK: the same eleven items on the same
 /// tables with the same conditions, for participants that claim as often as the handler's.
 struct Bare {
     run: i64,
@@ -440,6 +448,25 @@ impl Bare {
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 ),
         )?];
+        let assumed = loyalty_domain::participant::ProfileFacts {
+            region: loyalty_domain::ids::RegionId::parse("north").ok(),
+            outlet: OutletId::parse("o-bench").ok(),
+        };
+        items.push(
+            TransactWriteItem::builder()
+                .condition_check(
+                    loyalty_platform::stores::profiles::profile_check(
+                        rig.table("ParticipantsTable"),
+                        &ParticipantId::parse(&participant)?,
+                        &assumed,
+                    )
+                    .return_values_on_condition_check_failure(
+                        ReturnValuesOnConditionCheckFailure::AllOld,
+                    )
+                    .build()?,
+                )
+                .build(),
+        );
         items.push(lock(format!("P#{participant}"))?);
         items.push(lock("O#o-bench".into())?);
         items.push(update(

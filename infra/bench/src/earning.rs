@@ -8,7 +8,7 @@ use loyalty_local::provision::Resources;
 use serde_json::{json, Value};
 
 use crate::counter::{counted_dynamodb, Counter, Tally};
-use crate::stack::BoxError;
+use crate::stack::{register, BoxError};
 
 /// The local demo partner's public local secret (see infra/local/src/webhooks.rs); the sample
 /// events are for partner `demo-market`.
@@ -85,6 +85,16 @@ pub async fn actions(
     events: u64,
 ) -> Result<Vec<PerEvent>, BoxError> {
     let env = resources.env_for("AccrualFunction")?;
+    // Registered where the sample token says (north, its outlet): only registered
+    // participants earn.
+    register(
+        aws,
+        resources,
+        ["p-bench-1", "p-bench-2"].map(String::from),
+        "north",
+        Some("o-5d2e8b"),
+    )
+    .await?;
     let counter = Counter::default();
     let app =
         accrual::App::with_dynamodb(counted_dynamodb(aws, &counter), &env, Box::new(SystemClock))?;
@@ -212,6 +222,15 @@ pub async fn webhooks(
     events: u64,
 ) -> Result<Vec<PerEvent>, BoxError> {
     let env = resources.env_for("PartnerWebhooksFunction")?;
+    // The orders' participants: only registered participants earn cashback.
+    register(
+        aws,
+        resources,
+        (0..8).map(|i| format!("p-bench-{i}")),
+        "almaty",
+        None,
+    )
+    .await?;
     let counter = Counter::default();
     let app = partner_webhooks::App::with_dynamodb(
         counted_dynamodb(aws, &counter),

@@ -242,7 +242,7 @@ pub fn render(f: &Figures) -> String {
     }
     let _ = writeln!(
         w,
-        "\n- Steady state is one `TransactWriteItems` (ten items with an outlet: code, two lock checks, velocity counter, ledger entry, balance, outlet totals, the programme account's shard, outbox, audit). Batch metadata is cached for the life of the warm function, and the balance version comes from the function's cache.\n- A participant's very first claim is also one write: with no balance yet, the condition is `attribute_not_exists(version)`.\n- A known participant on a function that has not seen them costs a refused write (the balance condition fails and returns the current balance) and a second write.\n- A replay is one cancelled transaction (its cancellation reason carries the stored receipt) plus the audit record of the attempt.\n- A failed attempt is one cancelled transaction, then failure counters for participant and outlet and the audit record, written concurrently.\n- A mistyped code never reaches DynamoDB: the check character rejects it.\n"
+        "\n- Steady state is one `TransactWriteItems` (eleven items with an outlet: code, the profile check (standing, region and outlet), two lock checks, velocity counter, ledger entry, balance, outlet totals, the programme account's shard, outbox, audit). Batch metadata is cached for the life of the warm function, and the balance version comes from the function's cache.\n- A participant's very first claim is also one write: with no balance yet, the condition is `attribute_not_exists(version)`.\n- A known participant on a function that has not seen them costs a refused write (the balance condition fails and returns the current balance) and a second write.\n- A replay is one cancelled transaction (its cancellation reason carries the stored receipt) plus the audit record of the attempt.\n- A failed attempt is one cancelled transaction, then failure counters for participant and outlet and the audit record, written concurrently.\n- A mistyped code never reaches DynamoDB: the check character rejects it.\n"
     );
 
     earning_section(w, f.actions, f.webhooks);
@@ -250,7 +250,7 @@ pub fn render(f: &Figures) -> String {
     let _ = writeln!(w, "## 2. Claim latency against the bare SDK\n");
     let _ = writeln!(
         w,
-        "{} timed pairs after {} untimed ones. Each pair is one claim through `App::handle` (event to response, including JSON parsing, validation, the transaction and the response body) followed by one `TransactWriteItems` of the same shape built by hand with the SDK: the same ten items on the same tables with the same conditions, on other fresh codes of the same batch, with participants claiming as often. Interleaving gives both the same emulator state and load.\n",
+        "{} timed pairs after {} untimed ones. Each pair is one claim through `App::handle` (event to response, including JSON parsing, validation, the transaction and the response body) followed by one `TransactWriteItems` of the same shape built by hand with the SDK: the same eleven items on the same tables with the same conditions, on other fresh codes of the same batch, with participants claiming as often. Interleaving gives both the same emulator state and load.\n",
         l.handler.len(),
         crate::claims::WARM_UP
     );

@@ -24,6 +24,37 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// Registers `participants` (a profile each, active, with `region` and `outlet`), as
+/// registration would: only registered participants earn, and with the facts their tokens
+/// carry an earning write is one round trip from the first.
+pub async fn register(
+    aws: &aws_config::SdkConfig,
+    resources: &Resources,
+    participants: impl IntoIterator<Item = String>,
+    region: &str,
+    outlet: Option<&str>,
+) -> Result<(), BoxError> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let client = aws_sdk_dynamodb::Client::new(aws);
+    let table = resources
+        .table_name("ParticipantsTable")
+        .ok_or("ParticipantsTable is not provisioned")?;
+    for p in participants {
+        let mut item = loyalty_platform::dynamo::key(format!("PARTICIPANT#{p}"), "PROFILE");
+        item.insert("region".into(), AttributeValue::S(region.into()));
+        if let Some(o) = outlet {
+            item.insert("outlet_id".into(), AttributeValue::S(o.into()));
+        }
+        client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .send()
+            .await?;
+    }
+    Ok(())
+}
+
 /// The resources `functions` need, under a prefix no earlier run used.
 pub async fn provision_for(
     aws: &aws_config::SdkConfig,

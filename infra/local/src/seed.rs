@@ -2,7 +2,8 @@
 //! minted tokens (never by writing raw items), so that it is always valid data.
 //!
 //! A rep in region `north` invites an outlet owner, who registers and so creates an outlet;
-//! the rep then invites a seller into that outlet. An admin orders a batch of pack codes, which
+//! the rep then invites a seller into that outlet, and the participant the sample events name
+//! (`p-7f3a9c`) as an individual. An admin orders a batch of pack codes, which
 //! the batch worker generates through the local queue, so a few codes can be claimed at once,
 //! and sets the cashback rates of the demo marketplace, so a signed sample order earns at once,
 //! and the time zones: the programme in Asia/Almaty, region north in it too, region `west`
@@ -18,6 +19,8 @@ pub const ADMIN: &str = "admin-demo";
 pub const REP: &str = "rep-demo";
 pub const OWNER: &str = "P-owner-demo";
 pub const SELLER: &str = "P-seller-demo";
+/// The participant of the sample events in `events/`.
+pub const SAMPLE_PARTICIPANT: &str = "p-7f3a9c";
 pub const REGION: &str = "north";
 /// Where the demo counts its days, weeks and months (PUT, so seeding again changes nothing).
 const ZONES: [(&str, &str); 3] = [
@@ -279,6 +282,17 @@ pub async fn demo(
         json!({ "kind": "join_outlet", "outlet_id": outlet_id }),
         SELLER,
         json!({ "phone": "+447700900002", "name": "Sam Seller" }),
+    )
+    .await?;
+    // The participant the sample events name, so that a signed sample order earns cashback
+    // at once: only a registered participant earns.
+    participant(
+        state,
+        key,
+        &rep,
+        json!({ "kind": "individual" }),
+        SAMPLE_PARTICIPANT,
+        json!({ "phone": "+447700900003", "name": "Pat Sample" }),
     )
     .await?;
     let region = |p: &Value| p["region"].as_str().map(String::from);

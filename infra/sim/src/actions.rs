@@ -10,7 +10,7 @@
 //! entries (plus credits from elsewhere), that no limit is ever exceeded and that no key
 //! credits twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Mutex;
 
@@ -254,6 +254,8 @@ pub struct Model {
     pub decided: BTreeMap<(usize, String), bool>,
     /// actor → held credits approved (each appended one more entry).
     pub decisions: BTreeMap<usize, u64>,
+    /// Actors an admin has blocked (the profiles' standing).
+    pub blocked: BTreeSet<usize>,
 }
 
 /// [`MemoryActions`] with faults: a write refused as contended (nothing written), or
@@ -492,6 +494,12 @@ impl Actions {
                     Answer::Refused("idempotency_key_reused")
                 };
             }
+        }
+        // The profile check ranks after a live key, before everything else the write checks.
+        if self.model.blocked.contains(&r.actor) {
+            return Answer::Refused("participant_not_active");
+        }
+        if let Some(k) = self.model.keys.get(&(r.actor, r.key.clone())) {
             if k.credited {
                 // The entry the key names exists; its answer is gone.
                 return Answer::Refused("idempotency_key_expired");
@@ -552,7 +560,7 @@ impl Actions {
             participant: participant.clone(),
             reporter: Reporter::Participant,
             outlet: world.actors[r.actor].outlet.clone(),
-            region: Some(world.actors[r.actor].region.clone()),
+            profile: world.actors[r.actor].facts(),
             rule: self.rules[r.rule].id.clone(),
             reference: String::new(),
             key: key.clone(),
@@ -569,7 +577,7 @@ impl Actions {
                     self.basis.remove(&participant);
                     continue;
                 }
-                Ok(Reported::Credited { receipt, basis }) => {
+                Ok(Reported::Credited { receipt, basis, .. }) => {
                     match basis {
                         Some(b) => self.basis.insert(participant.clone(), b),
                         None => self.basis.remove(&participant),

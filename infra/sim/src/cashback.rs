@@ -8,7 +8,7 @@
 //! `decide`; the checker then compares the store with the model.
 
 use loyalty_domain::zone::Zone;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -153,6 +153,8 @@ pub struct Model {
     pub entries: usize,
     /// Shard → what is left of the active partner's budget on it.
     pub budget: BTreeMap<u32, i64>,
+    /// Participants an admin has blocked (the profiles' standing).
+    pub blocked: BTreeSet<ParticipantId>,
 }
 
 /// The programme shard of a cashback entry, by its id builder.
@@ -189,6 +191,9 @@ impl Actual {
                 (_, _) if r.reason.as_deref() == Some("monthly_cap_reached") => "order_cap_reached",
                 (_, _) if r.reason.as_deref() == Some("budget_exhausted") => {
                     "order_budget_exhausted"
+                }
+                (_, _) if r.reason.as_deref() == Some("participant_not_active") => {
+                    "order_participant_not_active"
                 }
                 ("created", "pending") => "order_credited",
                 ("created", _) => "order_no_cashback",
@@ -428,6 +433,14 @@ impl Cashback {
                         let earned = earned(p, new);
                         Expected::Result(match earned {
                             Err(why) => result(OrderStatus::NoCashback, 0, Some(why)),
+                            // The first try credits (it guesses an empty month), so the
+                            // standing check refuses it, whatever the cap and the fund.
+                            Ok(points)
+                                if points > 0
+                                    && self.model.blocked.contains(&new.participant_id) =>
+                            {
+                                result(OrderStatus::NoCashback, 0, Some("participant_not_active"))
+                            }
                             Ok(points) => {
                                 let used = self
                                     .model

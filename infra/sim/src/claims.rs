@@ -5,7 +5,7 @@
 //! failure and velocity counters, validity dates, regions) before the request runs; the
 //! simulator compares the answer, then the checker compares the store with the model.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
@@ -107,6 +107,8 @@ pub enum Expected {
     Replay(ClaimReceipt),
     AlreadyClaimed,
     Expired,
+    /// The claimant is blocked: refused before anything is counted or written.
+    NotActive,
     Commit {
         status: ClaimStatus,
         kind: EntryKind,
@@ -174,6 +176,8 @@ pub struct Model {
     pub decided: BTreeMap<String, (Held, Decision)>,
     /// Decisions committed (each wrote one entry and one outbox record).
     pub decisions: u64,
+    /// Participants an admin has blocked (the profiles' standing).
+    pub blocked: BTreeSet<ParticipantId>,
 }
 
 /// A claim held for review, as the model knows it.
@@ -358,6 +362,10 @@ impl Claims {
             // A single substitution is always caught; if it parsed, say so loudly.
             return Expected::BadInput;
         }
+        // The standing outranks everything the store checks, a known batch or not.
+        if self.model.blocked.contains(&actor.participant) {
+            return Expected::NotActive;
+        }
         let Some(batch) = self.model.batches.get(&code.batch_number()) else {
             return Expected::Unknown;
         };
@@ -511,7 +519,10 @@ impl Claims {
             ));
         }
         match (&expected, actual) {
-            (Expected::BadInput, Actual::BadInput(_)) => Ok(()),
+            (Expected::BadInput, Actual::BadInput(_))
+            | (Expected::NotActive, Actual::Answer(Err(ClaimError::ParticipantNotActive))) => {
+                Ok(())
+            }
             (Expected::Unknown, Actual::Answer(Err(ClaimError::UnknownCode)))
             | (Expected::AlreadyClaimed, Actual::Answer(Err(ClaimError::AlreadyClaimed)))
             | (Expected::Expired, Actual::Answer(Err(ClaimError::Expired))) => {

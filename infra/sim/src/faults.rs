@@ -26,6 +26,7 @@ use loyalty_domain::claim::{
 use loyalty_domain::fraud::Subject;
 use loyalty_domain::ids::{ParticipantId, RegionId};
 use loyalty_domain::ledger::Entry;
+use loyalty_domain::participant::ProfileFacts;
 use loyalty_domain::review::{
     Committed, Decided, Page, PendingReview, ReviewError, ReviewId, ReviewStore,
 };
@@ -193,6 +194,14 @@ impl<S: ClaimStore> ClaimStore for FaultyClaims<S> {
     /// fault stream.
     async fn zones(&self) -> Result<Zones, InfraError> {
         self.inner.zones().await
+    }
+
+    /// Never faulted: rolling here would shift every later fault of a seed.
+    async fn profile(
+        &self,
+        participant: &ParticipantId,
+    ) -> Result<Option<ProfileFacts>, InfraError> {
+        self.inner.profile(participant).await
     }
 
     async fn batch(&self, number: u32) -> Result<Option<BatchInfo>, InfraError> {

@@ -22,6 +22,7 @@ pub mod clock;
 pub mod faults;
 pub mod reviews;
 pub mod sellin;
+pub mod standing;
 pub mod world;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -93,6 +94,7 @@ pub enum Operation {
     SellIn(sellin::SellInOp),
     Review(reviews::ReviewOp),
     Challenges(challenges::ChallengeOp),
+    Standing(standing::StandingOp),
 }
 
 impl Operation {
@@ -140,6 +142,7 @@ impl Operation {
             Operation::SellIn(s) => s.kind(),
             Operation::Review(r) => r.kind(),
             Operation::Challenges(c) => c.kind(),
+            Operation::Standing(s) => s.kind(),
         }
     }
 }
@@ -220,6 +223,9 @@ struct Sim {
     challenges: challenges::Challenges,
     /// Challenges' own random stream.
     challenge_rng: ChaCha8Rng,
+    standing: standing::Standing,
+    /// Blocks' and unblocks' own random stream.
+    standing_rng: ChaCha8Rng,
     checker: Checker,
     cashback_store: FaultyCashback<MemoryCashback>,
     cashback: Cashback,
@@ -248,7 +254,7 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
     };
     // Every simulated participant is registered and active: only they may claim.
     for actor in &world.actors {
-        inner.register(&actor.participant);
+        inner.register(&actor.participant, actor.facts());
     }
     inner.set_zones(world::zones());
     let mut sim = Sim {
@@ -265,6 +271,8 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
         review_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x2E71_E700_0000_0001),
         challenges,
         challenge_rng,
+        standing: standing::Standing::default(),
+        standing_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x57A4_D146_0000_0001),
         checker: Checker::default(),
         cashback_store: FaultyCashback::new(
             match config.cashback_bug {
@@ -282,7 +290,13 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
         faults: BTreeMap::new(),
     };
     for actor in &sim.world.actors {
-        sim.actions.store.inner().register(&actor.participant);
+        sim.actions
+            .store
+            .inner()
+            .register(&actor.participant, actor.facts());
+        sim.cashback_store
+            .inner()
+            .register(&actor.participant, actor.facts());
     }
     sim.cashback.configure(sim.cashback_store.inner());
     sim.cashback.fund(sim.cashback_store.inner());
@@ -299,6 +313,14 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
 }
 
 impl Sim {
+    fn stores(&self) -> standing::Stores<'_> {
+        standing::Stores {
+            claims: self.store.inner(),
+            actions: self.actions.store.inner(),
+            cashback: self.cashback_store.inner(),
+        }
+    }
+
     fn step(&mut self, step: u64) -> Result<(), Failure> {
         let op = Operation::generate(&mut self.rng);
         self.one(step, op)?;
@@ -313,6 +335,9 @@ impl Sim {
         }
         if let Some(op) = challenges::ChallengeOp::generate(&mut self.challenge_rng) {
             self.one(step, Operation::Challenges(op))?;
+        }
+        if let Some(op) = standing::StandingOp::generate(&mut self.standing_rng) {
+            self.one(step, Operation::Standing(op))?;
         }
         // (`is_multiple_of` is newer than the workspace's rust-version.)
         if step % self.config.full_check_every == self.config.full_check_every - 1 {
@@ -329,6 +354,8 @@ impl Sim {
         }
         self.history
             .push_back(format!("step {step}: {description}"));
+        // Whatever ran, a blocked participant has earned nothing since the block.
+        let result = result.and_then(|()| self.standing.check(&self.world, &self.stores()));
         result.map_err(|violation| self.failure(step, violation))
     }
 
@@ -344,6 +371,35 @@ impl Sim {
                 (format!("{c} → {}", then.to_rfc3339()), Ok(()))
             }
             Operation::Cashback(op) => self.apply_cashback(op, now),
+            Operation::Standing(op) => {
+                let stores = standing::Stores {
+                    claims: self.store.inner(),
+                    actions: self.actions.store.inner(),
+                    cashback: self.cashback_store.inner(),
+                };
+                let Some(c) = self
+                    .standing
+                    .apply(op, &mut self.standing_rng, &self.world, &stores)
+                else {
+                    return (format!("{op}: nobody to act on"), Ok(()));
+                };
+                let (claims, actions, cashback) = (
+                    &mut self.claims.model.blocked,
+                    &mut self.actions.model.blocked,
+                    &mut self.cashback.model.blocked,
+                );
+                if c.blocked {
+                    claims.insert(c.participant.clone());
+                    actions.insert(c.actor);
+                    cashback.insert(c.participant.clone());
+                } else {
+                    claims.remove(&c.participant);
+                    actions.remove(&c.actor);
+                    cashback.remove(&c.participant);
+                }
+                *self.outcomes.entry(op.kind()).or_default() += 1;
+                (format!("{op} {}", c.participant), Ok(()))
+            }
             Operation::Review(op) => self.apply_review(op, now),
             Operation::Challenges(op) => {
                 let (described, label, faults, result) =

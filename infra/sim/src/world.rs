@@ -2,6 +2,7 @@
 
 use loyalty_domain::claim::Claimant;
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
+use loyalty_domain::participant::ProfileFacts;
 use loyalty_domain::zone::{Zone, Zones};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -16,6 +17,14 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// What their profile says: every simulated participant is registered with these.
+    pub fn facts(&self) -> ProfileFacts {
+        ProfileFacts {
+            region: Some(self.region.clone()),
+            outlet: self.outlet.clone(),
+        }
+    }
+
     pub fn claimant(&self) -> Claimant {
         Claimant {
             participant: self.participant.clone(),

@@ -135,6 +135,17 @@ fn a_store_that_lets_a_claimed_code_be_claimed_again_is_caught() {
 }
 
 #[test]
+fn a_claim_store_that_ignores_a_block_is_caught() {
+    let failure = run(&with_bug(PlantedBug::IgnoreStanding)).expect_err("the bug must be caught");
+    assert!(
+        ["expected NotActive", "is blocked but earned"]
+            .iter()
+            .any(|symptom| failure.violation.contains(symptom)),
+        "{failure}"
+    );
+}
+
+#[test]
 fn a_fixed_seed_exercises_every_partner_order_path_with_every_invariant_holding() {
     let summary = run(&Config::new(SEED, 20_000)).unwrap_or_else(|f| panic!("{f}"));
     for answer in [
@@ -150,6 +161,10 @@ fn a_fixed_seed_exercises_every_partner_order_path_with_every_invariant_holding(
         "order_no_change",
         "order_unknown",
         "order_not_releasable",
+        "order_participant_not_active",
+        "participant_not_active",
+        "block participant",
+        "unblock participant",
         "spent",
     ] {
         assert!(

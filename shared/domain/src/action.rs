@@ -17,8 +17,9 @@ use crate::earning::{
     Action, LimitCounter, LimitScope, MonthlyEarned, OverBudget, Reporter, Rule, RuleId, Tier,
     Tiers,
 };
-use crate::ids::{EntryId, IdempotencyKey, OutletId, ParticipantId, RegionId};
+use crate::ids::{EntryId, IdempotencyKey, OutletId, ParticipantId};
 use crate::ledger::{Entry, EntryKind};
+use crate::participant::ProfileFacts;
 use crate::zone::Zones;
 use crate::{Classified, InfraError, Kind, Points};
 
@@ -99,9 +100,10 @@ pub struct ActionReport {
     /// Who reports: must be the rule's reporter.
     pub reporter: Reporter,
     pub outlet: Option<OutletId>,
-    /// The participant's region, which names the zone the rule's periods and local validity
-    /// bounds are counted in (none: the programme zone). Today the caller's token says it.
-    pub region: Option<RegionId>,
+    /// The region and outlet of the participant's profile as assumed (a warm function's
+    /// cache, else the participant's own token as a hint): the write checks them against
+    /// the profile, and the report is decided in the profile's region.
+    pub profile: ProfileFacts,
     pub rule: RuleId,
     /// What was done and, from a reviewer, the evidence; bounded by the caller (the handler:
     /// 120 characters each); empty when none.
@@ -156,6 +158,8 @@ pub struct ActionAttempt {
     pub entry: Entry,
     pub expected_balance: BalanceExpectation,
     pub receipt: ActionReceipt,
+    /// What the write assumes of the participant's profile (checked with its standing).
+    pub profile: ProfileFacts,
     pub now: DateTime<Utc>,
 }
 
@@ -165,6 +169,9 @@ pub struct ActionAttempt {
 pub enum ActionRefusal {
     /// The participant has no profile, or an admin blocked them: they earn nothing.
     ParticipantNotActive,
+    /// The profile is active but its region or outlet is not the assumed one: here are
+    /// the profile's.
+    ProfileDiffers(ProfileFacts),
     /// A live answer is stored under this key; here it is.
     KeyTaken(StoredAnswer),
     /// The entry this key names exists, but no live answer: the key was used over 24 h ago.
@@ -276,10 +283,12 @@ impl Classified for ActionError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reported {
     /// Credited now. `basis` is the balance's tier basis after the write (for the caller's
-    /// cache), when the write knew it.
+    /// cache), when the write knew it; `profile` the participant's profile facts as the write
+    /// verified them.
     Credited {
         receipt: ActionReceipt,
         basis: Option<TierBasis>,
+        profile: ProfileFacts,
     },
     /// The key was answered before: the first answer, to give again.
     Replay(StoredAnswer),
@@ -315,10 +324,12 @@ pub async fn report_action<S: ActionStore>(
     let mut basis = known;
     // Set once the budget refused the credit and the rule holds such credits for review.
     let mut held = false;
+    let mut profile = report.profile.clone();
     for _ in 0..MAX_ATTEMPTS {
-        // The zone of the region this attempt assumes: resolved on every attempt, so an
-        // attempt that learns another region counts in that region's zone.
-        let zone = programme.zones.for_region(report.region.as_ref());
+        // The participant's region as the write will verify it; a refusal that names
+        // another sends the report round again with the profile's, counted in that region's
+        // zone (its local validity bounds and day, week and month windows).
+        let zone = programme.zones.for_region(profile.region.as_ref());
         let action = check_action(rule, report.reporter, now, zone)?;
         let counters = rule.counters(now, zone);
         let (tier, expected_balance) = if programme.tiered() {
@@ -371,6 +382,7 @@ pub async fn report_action<S: ActionStore>(
             },
             expected_balance,
             receipt,
+            profile: profile.clone(),
             now,
         };
         match store.try_accrue(&attempt).await? {
@@ -394,6 +406,7 @@ pub async fn report_action<S: ActionStore>(
                 return Ok(Reported::Credited {
                     receipt: attempt.receipt,
                     basis: after,
+                    profile,
                 });
             }
             Err(ActionRefusal::KeyTaken(stored)) => {
@@ -406,6 +419,8 @@ pub async fn report_action<S: ActionStore>(
             Err(ActionRefusal::ParticipantNotActive) => {
                 return Err(ActionError::ParticipantNotActive)
             }
+            // Ranked before the limits and the budget, so nothing was judged in a wrong region.
+            Err(ActionRefusal::ProfileDiffers(facts)) => profile = facts,
             Err(ActionRefusal::EntryExists) => return Err(ActionError::KeyExpired),
             Err(ActionRefusal::Limit { scope, .. }) => {
                 return Err(match scope {
@@ -440,6 +455,7 @@ pub fn tier_of(tiers: &Tiers, basis: &TierBasis, now: DateTime<Utc>) -> Tier {
 mod tests {
     use super::*;
     use crate::earning::{Period, PeriodLimit, Trigger};
+    use crate::ids::RegionId;
     use std::sync::Mutex;
 
     /// A scripted store: answers each write with the next refusal, then commits.
@@ -522,7 +538,7 @@ mod tests {
             participant: ParticipantId::parse("p-1").unwrap(),
             reporter: Reporter::Participant,
             outlet: None,
-            region: None,
+            profile: ProfileFacts::default(),
             rule: RuleId::parse(rule).unwrap(),
             reference: String::new(),
             key: KeyedRequest {
@@ -616,7 +632,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let Reported::Credited { receipt, basis } = r else {
+        let Reported::Credited { receipt, basis, .. } = r else {
             panic!("credited")
         };
         assert_eq!(
@@ -644,7 +660,7 @@ mod tests {
         let r = report_action(&store, &tiered(), &report("survey", "f"), None, at(NOW))
             .await
             .unwrap();
-        let Reported::Credited { receipt, basis } = r else {
+        let Reported::Credited { receipt, basis, .. } = r else {
             panic!("credited")
         };
         assert_eq!(receipt.tier, "silver");
@@ -672,7 +688,7 @@ mod tests {
             let p = p.clone();
             async move {
                 let mut r = report("survey", "f");
-                r.region = region;
+                r.profile.region = region;
                 report_action(&store, &p, &r, None, now).await.unwrap();
                 let seen = store.seen.lock().unwrap();
                 seen[0].counters[1].key.clone()
@@ -682,6 +698,36 @@ mod tests {
         assert_eq!(month_of_attempt(None).await, "M2026-11");
         let elsewhere = Some(RegionId::parse("south").unwrap());
         assert_eq!(month_of_attempt(elsewhere).await, "M2026-11");
+    }
+
+    #[tokio::test]
+    async fn a_profile_in_another_region_than_assumed_is_retried_in_the_profiles_region() {
+        let store = Scripted::default();
+        let south = ProfileFacts {
+            region: RegionId::parse("south").ok(),
+            outlet: OutletId::parse("o-south").ok(),
+        };
+        store
+            .refusals
+            .lock()
+            .unwrap()
+            .push(ActionRefusal::ProfileDiffers(south.clone()));
+        let mut r = report("survey", "f");
+        r.profile.region = RegionId::parse("north").ok();
+        let got = report_action(&store, &tiered(), &r, None, at(NOW))
+            .await
+            .unwrap();
+        let Reported::Credited { profile, .. } = got else {
+            panic!("credited")
+        };
+        assert_eq!(profile, south, "the caller learns the verified facts");
+        let seen = store.seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].profile.region, RegionId::parse("north").ok());
+        assert_eq!(
+            seen[1].profile, south,
+            "the retry assumes what the profile says"
+        );
     }
 
     #[tokio::test]
@@ -785,7 +831,7 @@ mod tests {
                 assert_eq!(seen.len(), 1);
                 continue;
             }
-            let Ok(Reported::Credited { receipt, basis }) = got else {
+            let Ok(Reported::Credited { receipt, basis, .. }) = got else {
                 panic!("held: {got:?}")
             };
             assert!(receipt.held);

@@ -14,6 +14,7 @@ use crate::code::Code;
 use crate::fraud::{AttemptOutcome, FlagReason, FraudPolicy, Subject, Window};
 use crate::ids::{EntryId, OutletId, ParticipantId, RegionId};
 use crate::ledger::{entry_ids, Balance, EntryKind};
+use crate::participant::ProfileFacts;
 use crate::zone::{Zone, Zones};
 use crate::{Classified, InfraError, Kind, Points};
 
@@ -28,12 +29,33 @@ pub struct BatchInfo {
     pub valid_until: NaiveDate,
 }
 
-/// Who claims, from the verified token.
+/// Who claims: the participant from the verified token, and the outlet and region of their
+/// profile as assumed (a warm function's cache, else the token's claims as a hint). The
+/// claim transaction checks the assumption against the profile; a wrong one is refused with
+/// the profile's facts and the claim is decided again with them, so the fraud rules never
+/// judge by a token's claims nor skip a rule because a token lacks one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimant {
     pub participant: ParticipantId,
     pub outlet: Option<OutletId>,
     pub region: Option<RegionId>,
+}
+
+impl Claimant {
+    pub fn facts(&self) -> ProfileFacts {
+        ProfileFacts {
+            region: self.region.clone(),
+            outlet: self.outlet.clone(),
+        }
+    }
+
+    fn with_facts(&self, facts: ProfileFacts) -> Claimant {
+        Claimant {
+            participant: self.participant.clone(),
+            outlet: facts.outlet,
+            region: facts.region,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +136,9 @@ pub enum CodeState {
 pub enum Refusal {
     /// The claimant has no profile, or an admin blocked them: they earn nothing.
     ParticipantNotActive,
+    /// The profile is active but its region or outlet is not the claimant's assumed one:
+    /// here are the profile's.
+    ProfileDiffers(ProfileFacts),
     Locked {
         until: i64,
     },
@@ -146,6 +171,12 @@ pub struct FailureCounts {
 pub trait ClaimStore: Send + Sync {
     /// The programme's and the regions' zones (a warm function may cache them).
     fn zones(&self) -> impl Future<Output = Result<Zones, InfraError>> + Send;
+    /// The facts of the participant's profile; `None` when there is none or it is not
+    /// active. Only a claim refused before its transaction (an unknown batch) reads it.
+    fn profile(
+        &self,
+        participant: &ParticipantId,
+    ) -> impl Future<Output = Result<Option<ProfileFacts>, InfraError>> + Send;
 
     fn batch(
         &self,
@@ -244,16 +275,19 @@ impl Default for ClaimPolicy {
 }
 
 /// A successful claim; `replayed` when the claimant had already claimed this code and gets
-/// the first answer again.
+/// the first answer again. `profile` is the claimant's profile as the transaction verified
+/// it, for the caller's cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimed {
     pub receipt: ClaimReceipt,
     pub replayed: bool,
+    pub profile: ProfileFacts,
 }
 
 /// Claims `code` for `claimant`. `known_balance` is the caller's cached view of the
 /// claimant's balance: when it is current the claim is one write; when it is stale or
-/// absent the store's refusal tells us the real one and we write again.
+/// absent the store's refusal tells us the real one and we write again. The claimant's
+/// region and outlet are checked the same way (see [`Claimant`]).
 pub async fn claim<S: ClaimStore>(
     store: &S,
     policy: &ClaimPolicy,
@@ -262,7 +296,8 @@ pub async fn claim<S: ClaimStore>(
     known_balance: Option<Balance>,
     now: DateTime<Utc>,
 ) -> Result<Claimed, ClaimError> {
-    let failed = |outcome| FailedAttempt {
+    // Failures count against the outlet of the profile: callers pass a verified claimant.
+    let failed = |claimant: &Claimant, outcome| FailedAttempt {
         claimant: claimant.clone(),
         code_hint: crate::redact::tail(code.canonical()),
         outcome,
@@ -271,21 +306,20 @@ pub async fn claim<S: ClaimStore>(
     };
 
     let Some(batch) = store.batch(code.batch_number()).await? else {
+        // No transaction runs to verify the claimant, and failures are rare: read the profile.
+        let Some(facts) = store.profile(&claimant.participant).await? else {
+            return Err(ClaimError::ParticipantNotActive);
+        };
         return Err(fail(
             store,
             policy,
-            failed(AttemptOutcome::Unknown),
+            failed(&claimant.with_facts(facts), AttemptOutcome::Unknown),
             ClaimError::UnknownCode,
         )
         .await);
     };
 
-    let mut flags = Vec::new();
-    if policy.fraud.flag_foreign_region
-        && claimant.region.as_ref().is_some_and(|r| *r != batch.region)
-    {
-        flags.push(FlagReason::ForeignRegion);
-    }
+    let mut claimant = claimant;
     let mut expected = known_balance;
     let mut velocity_limit = Some(policy.fraud.max_claims_per_hour);
     let zones = store.zones().await?;
@@ -296,6 +330,15 @@ pub async fn claim<S: ClaimStore>(
         // validity in that region's zone. Velocity and failure windows are clock hours and
         // fixed windows, not calendar periods: they stay in UTC.
         let zone = zones.for_region(claimant.region.as_ref());
+        let mut flags = Vec::new();
+        if policy.fraud.flag_foreign_region
+            && claimant.region.as_ref().is_some_and(|r| *r != batch.region)
+        {
+            flags.push(FlagReason::ForeignRegion);
+        }
+        if velocity_limit.is_none() {
+            flags.push(FlagReason::Velocity);
+        }
         let attempt = build_attempt(
             policy,
             &claimant,
@@ -312,13 +355,16 @@ pub async fn claim<S: ClaimStore>(
                 return Ok(Claimed {
                     receipt: attempt.receipt,
                     replayed: false,
+                    profile: claimant.facts(),
                 })
             }
             // Not a failed guess: nothing is counted, and nothing was written.
             Err(Refusal::ParticipantNotActive) => return Err(ClaimError::ParticipantNotActive),
+            // Outranks every other refusal, so nothing below was judged by a wrong outlet.
+            Err(Refusal::ProfileDiffers(facts)) => claimant = claimant.with_facts(facts),
             Err(Refusal::Locked { until }) => {
                 store
-                    .record_attempt(&failed(AttemptOutcome::Locked))
+                    .record_attempt(&failed(&claimant, AttemptOutcome::Locked))
                     .await?;
                 let retry_after_secs = (until - now.timestamp()).max(1) as u64;
                 return Err(ClaimError::Locked { retry_after_secs });
@@ -328,18 +374,19 @@ pub async fn claim<S: ClaimStore>(
                 receipt,
             })) if participant == claimant.participant => {
                 store
-                    .record_attempt(&failed(AttemptOutcome::Replayed))
+                    .record_attempt(&failed(&claimant, AttemptOutcome::Replayed))
                     .await?;
                 return Ok(Claimed {
                     receipt,
                     replayed: true,
+                    profile: claimant.facts(),
                 });
             }
             Err(Refusal::Code(CodeState::ClaimedBy { .. })) => {
                 return Err(fail(
                     store,
                     policy,
-                    failed(AttemptOutcome::AlreadyClaimed),
+                    failed(&claimant, AttemptOutcome::AlreadyClaimed),
                     ClaimError::AlreadyClaimed,
                 )
                 .await)
@@ -348,7 +395,7 @@ pub async fn claim<S: ClaimStore>(
                 return Err(fail(
                     store,
                     policy,
-                    failed(AttemptOutcome::Unknown),
+                    failed(&claimant, AttemptOutcome::Unknown),
                     ClaimError::UnknownCode,
                 )
                 .await)
@@ -357,15 +404,12 @@ pub async fn claim<S: ClaimStore>(
                 return Err(fail(
                     store,
                     policy,
-                    failed(AttemptOutcome::Expired),
+                    failed(&claimant, AttemptOutcome::Expired),
                     ClaimError::Expired,
                 )
                 .await)
             }
-            Err(Refusal::VelocityExceeded) => {
-                flags.push(FlagReason::Velocity);
-                velocity_limit = None;
-            }
+            Err(Refusal::VelocityExceeded) => velocity_limit = None,
             // Version 0 is an account without entries, which the store's condition can
             // only match as "no balance item yet": expecting `Some` of it would be refused
             // forever (found by the simulator, `./dev sim --seed 1`).

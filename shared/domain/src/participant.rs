@@ -431,6 +431,36 @@ impl Profile {
     }
 }
 
+/// What earning takes from a participant's profile: the region and the outlet the fraud
+/// rules count against and time windows are reckoned in. A write that earns or spends
+/// assumes them (from a warm function's cache, else the token as a mere hint) and its
+/// transaction checks the assumption against the profile, so they cost no read and are never
+/// taken from a token on trust.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ProfileFacts {
+    /// `None` only for a profile stored without one (every registration writes it).
+    pub region: Option<RegionId>,
+    pub outlet: Option<OutletId>,
+}
+
+impl Profile {
+    pub fn facts(&self) -> ProfileFacts {
+        ProfileFacts {
+            region: Some(self.region.clone()),
+            outlet: self.outlet.as_ref().map(|(o, _)| o.clone()),
+        }
+    }
+}
+
+/// Why a profile check in an earning transaction refused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileRefusal {
+    /// No profile, or an admin blocked the participant: they earn and spend nothing.
+    NotActive,
+    /// Active, but not as assumed: these are the profile's facts; decide again with them.
+    Differs(ProfileFacts),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Standing {
     Active,

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod stores;
 pub mod telemetry;
 pub mod tx;
+pub mod warm;
 
 pub use loyalty_domain as domain;
 pub use tx::{Refused, Tx};

@@ -13,8 +13,9 @@ use loyalty_domain::earning::{
     entry_ids, month_key, Action, LimitScope, Period, PeriodLimit, Rule, RuleId, Tier, Tiers,
     Trigger,
 };
-use loyalty_domain::ids::{IdempotencyKey, OutletId, ParticipantId};
+use loyalty_domain::ids::{IdempotencyKey, OutletId, ParticipantId, RegionId};
 use loyalty_domain::ledger::{Balance, Entry, EntryKind, ProgrammeAccount};
+use loyalty_domain::participant::ProfileFacts;
 use loyalty_domain::review::{decide, Decision, ReviewError, ReviewId, ReviewStore};
 use loyalty_domain::zone::Zone;
 use loyalty_domain::Points;
@@ -51,7 +52,7 @@ pub trait ActionsHarness {
     /// The sum over every member account plus every programme account: always zero.
     async fn double_entry_sum(&self) -> i64;
     /// Registers the participant (their profile, active).
-    async fn register(&self, participant: &ParticipantId);
+    async fn register(&self, participant: &ParticipantId, facts: &ProfileFacts);
     /// Sets a registered participant's standing, as the admin's block and unblock do.
     async fn set_standing(&self, participant: &ParticipantId, status: &str);
 }
@@ -136,8 +137,8 @@ impl ActionsHarness for MemoryHarness {
         self.store.member_points() + self.store.programme_points()
     }
 
-    async fn register(&self, participant: &ParticipantId) {
-        self.store.register(participant);
+    async fn register(&self, participant: &ParticipantId, facts: &ProfileFacts) {
+        self.store.register(participant, facts.clone());
     }
 
     async fn set_standing(&self, participant: &ParticipantId, status: &str) {
@@ -269,39 +270,12 @@ impl ActionsHarness for DynamoHarness {
         self.ledger.accounts_sum().await.expect("accounts")
     }
 
-    async fn register(&self, participant: &ParticipantId) {
-        // Only the key and what the action's check reads: a new profile has no `status`.
-        self.stack
-            .dynamodb()
-            .put_item()
-            .table_name(self.stack.table_name("ParticipantsTable"))
-            .set_item(Some(loyalty_platform::dynamo::key(
-                format!("PARTICIPANT#{participant}"),
-                "PROFILE",
-            )))
-            .send()
-            .await
-            .expect("profile written");
+    async fn register(&self, participant: &ParticipantId, facts: &ProfileFacts) {
+        crate::contract::claims::register_profile(&self.stack, participant, facts).await;
     }
 
     async fn set_standing(&self, participant: &ParticipantId, status: &str) {
-        self.stack
-            .dynamodb()
-            .update_item()
-            .table_name(self.stack.table_name("ParticipantsTable"))
-            .set_key(Some(loyalty_platform::dynamo::key(
-                format!("PARTICIPANT#{participant}"),
-                "PROFILE",
-            )))
-            .update_expression("SET #status = :status")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(
-                ":status",
-                aws_sdk_dynamodb::types::AttributeValue::S(status.into()),
-            )
-            .send()
-            .await
-            .expect("standing written");
+        crate::contract::claims::set_profile_status(&self.stack, participant, status).await;
     }
 }
 
@@ -379,13 +353,17 @@ pub fn attempt(
             multiplier_percent: 100,
             held: false,
         },
+        profile: ProfileFacts {
+            region: RegionId::parse("north").ok(),
+            outlet: outlet.map(|o| OutletId::parse(o).expect("outlet")),
+        },
         now: at,
     }
 }
 
 /// The attempt of a registered, active participant.
 async fn accrue<H: ActionsHarness>(h: &H, a: &ActionAttempt) -> Result<(), ActionRefusal> {
-    h.register(&a.entry.participant).await;
+    h.register(&a.entry.participant, &a.profile).await;
     h.store()
         .try_accrue(a)
         .await
@@ -850,13 +828,56 @@ pub async fn only_a_registered_active_participant_earns_by_action(h: impl Action
 
     // Blocked.
     let p = pid("p-blocked");
-    h.register(&p).await;
-    h.set_standing(&p, "blocked").await;
     let a = try_it("p-blocked", "key-0000002");
+    h.register(&p, &a.profile).await;
+    h.set_standing(&p, "blocked").await;
     refused_as_not_active(&h, &r, &a).await;
 
     // Unblocked (`status = active`): the same report commits.
     h.set_standing(&p, "active").await;
+    assert_eq!(
+        h.store()
+            .try_accrue(&a)
+            .await
+            .expect("no infrastructure error"),
+        Ok(())
+    );
+    assert_eq!(h.balance(&p).await.available, 40);
+}
+
+pub async fn a_profile_other_than_assumed_refuses_the_action_with_its_region_and_outlet(
+    h: impl ActionsHarness,
+) {
+    let at = now();
+    let r = rule("survey", 40, Some(3), None);
+    h.put_rule(&r).await;
+    let p = pid("p-facts");
+    let facts = ProfileFacts {
+        region: RegionId::parse("south").ok(),
+        outlet: OutletId::parse("o-facts").ok(),
+    };
+    h.register(&p, &facts).await;
+
+    // Assumed in the north at no outlet: refused with the profile's, nothing written.
+    let mut a = attempt(
+        "p-facts",
+        None,
+        &r,
+        "key-0000001",
+        BalanceExpectation::Absent,
+        at,
+    );
+    let refused = h
+        .store()
+        .try_accrue(&a)
+        .await
+        .expect("no infrastructure error");
+    assert_eq!(refused, Err(ActionRefusal::ProfileDiffers(facts.clone())));
+    assert_eq!(h.balance(&p).await, Balance::default());
+    assert_eq!(h.used(&p, &r, "EVER").await, 0);
+
+    // Assumed right: it commits.
+    a.profile = facts;
     assert_eq!(
         h.store()
             .try_accrue(&a)
@@ -884,6 +905,7 @@ macro_rules! action_store_contract {
             a_held_credit_is_pending_and_queued_and_its_approval_pays_only_within_the_budget,
             a_rejected_held_credit_never_credits_and_leaves_the_budget_alone,
             only_a_registered_active_participant_earns_by_action,
+            a_profile_other_than_assumed_refuses_the_action_with_its_region_and_outlet,
         );
     };
 }

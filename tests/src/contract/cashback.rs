@@ -18,6 +18,7 @@ use loyalty_domain::cashback::{
 use loyalty_domain::earning::SupplierId;
 use loyalty_domain::ids::{EntryId, ParticipantId, RegionId};
 use loyalty_domain::ledger::{Balance, Budgets, Entry, EntryKind, Funded, ProgrammeAccount};
+use loyalty_domain::participant::ProfileFacts;
 use loyalty_domain::Points;
 use loyalty_platform::dynamo::ItemExt;
 use loyalty_platform::memory::MemoryCashback;
@@ -45,6 +46,9 @@ pub trait CashbackHarness {
     async fn double_entry_sum(&self) -> i64;
     /// Sets the zones as accrual's admin routes do.
     async fn set_zones(&self, zones: &Zones);
+    /// Sets a registered participant's standing, as the admin's block and unblock do.
+    /// Every harness starts with `p-1` registered and active, and no one else.
+    async fn set_standing(&self, participant: &ParticipantId, status: &str);
 }
 
 // --- The memory adapter ----------------------------------------------------------------
@@ -54,20 +58,25 @@ pub struct MemoryHarness {
 }
 
 pub async fn memory() -> MemoryHarness {
-    MemoryHarness {
-        store: MemoryCashback::new(),
-    }
+    with_p1(MemoryCashback::new())
 }
 
 /// A memory adapter with a deliberate bug: the contract must fail on it.
 pub fn memory_with_bug(bug: loyalty_platform::memory::cashback::PlantedBug) -> MemoryHarness {
-    MemoryHarness {
-        store: MemoryCashback::with_planted_bug(bug),
-    }
+    with_p1(MemoryCashback::with_planted_bug(bug))
+}
+
+fn with_p1(store: MemoryCashback) -> MemoryHarness {
+    store.register(&p1(), ProfileFacts::default());
+    MemoryHarness { store }
 }
 
 impl CashbackHarness for MemoryHarness {
     type Store = MemoryCashback;
+
+    async fn set_standing(&self, participant: &ParticipantId, status: &str) {
+        self.store.set_active(participant, status == "active");
+    }
 
     fn store(&self) -> &MemoryCashback {
         &self.store
@@ -130,7 +139,9 @@ pub async fn dynamo() -> DynamoHarness {
         activity: stack.table_name("ActivityTable").into(),
         ledger: stack.table_name("LedgerTable").into(),
         outbox: stack.table_name("OutboxTable").into(),
+        participants: stack.table_name("ParticipantsTable").into(),
     };
+    crate::contract::claims::register_profile(&stack, &p1(), &ProfileFacts::default()).await;
     DynamoHarness {
         store: DynamoCashback::new(stack.dynamodb(), tables, CashbackPolicy::default()),
         ledger: DynamoLedger::new(stack.dynamodb(), stack.table_name("LedgerTable")),
@@ -140,6 +151,10 @@ pub async fn dynamo() -> DynamoHarness {
 
 impl CashbackHarness for DynamoHarness {
     type Store = DynamoCashback;
+
+    async fn set_standing(&self, participant: &ParticipantId, status: &str) {
+        crate::contract::claims::set_profile_status(&self.stack, participant, status).await;
+    }
 
     fn store(&self) -> &DynamoCashback {
         &self.store
@@ -661,6 +676,66 @@ pub async fn the_zones_accrual_sets_are_the_zones_cashback_counts_months_in<H: C
     assert_eq!(h.store().zones(now()).await.unwrap(), zones);
 }
 
+pub async fn a_credit_to_an_unregistered_or_blocked_participant_is_refused_and_writes_nothing<
+    H: CashbackHarness,
+>(
+    h: H,
+) {
+    let credit = |event: &str, order: &str, participant: &str| {
+        let mut e = created(event, order, AMOUNT);
+        if let OrderChange::Created(new) = &mut e.change {
+            new.participant_id = ParticipantId::parse(participant).unwrap();
+        }
+        decision(&State::unread(), &e)
+    };
+    let stranger = ParticipantId::parse("p-stranger").unwrap();
+    let d = credit("e-1", "o-1", "p-stranger");
+    assert_eq!(d.standing.as_ref(), Some(&stranger));
+    assert_eq!(
+        h.store().commit(&d, now()).await.unwrap(),
+        Err(Refusal::ParticipantNotActive)
+    );
+    assert_eq!(order(&h, "o-1").await, None);
+    assert_eq!(h.used(&stranger, MONTH).await, 0);
+    assert_eq!(h.balance(&stranger).await, Balance::default());
+
+    // Committed while active; then blocked: a new credit is refused, a replay still answers
+    // its first result (the marker outranks the standing).
+    let first = credit("e-2", "o-2", "p-1");
+    h.store().commit(&first, now()).await.unwrap().unwrap();
+    h.set_standing(&p1(), "blocked").await;
+    assert_eq!(
+        h.store()
+            .commit(&credit("e-3", "o-3", "p-1"), now())
+            .await
+            .unwrap(),
+        Err(Refusal::ParticipantNotActive)
+    );
+    assert_eq!(
+        h.store().commit(&first, now()).await.unwrap(),
+        Err(Refusal::EventSeen(first.event.clone().unwrap().1))
+    );
+    assert_eq!(order(&h, "o-3").await, None);
+    assert_eq!(h.used(&p1(), MONTH).await, 625);
+    assert_eq!(h.balance(&p1()).await.pending, 625);
+    assert_eq!(h.double_entry_sum().await, 0);
+
+    // Recorded without cashback, the order needs no standing.
+    let none = decision(
+        &State {
+            participant_not_active: true,
+            ..State::unread()
+        },
+        &created("e-3", "o-3", AMOUNT),
+    );
+    assert_eq!(none.standing, None);
+    assert_eq!(h.store().commit(&none, now()).await.unwrap(), Ok(()));
+    assert_eq!(
+        order(&h, "o-3").await.map(|o| o.status),
+        Some(OrderStatus::NoCashback)
+    );
+}
+
 #[macro_export]
 macro_rules! cashback_store_contract {
     ($harness:path) => {
@@ -679,6 +754,7 @@ macro_rules! cashback_store_contract {
             a_partners_fund_is_funded_once_per_funding_id_and_reads_back_what_was_funded,
             a_partner_reads_back_as_stored_and_an_unknown_one_is_none,
             the_zones_accrual_sets_are_the_zones_cashback_counts_months_in,
+            a_credit_to_an_unregistered_or_blocked_participant_is_refused_and_writes_nothing,
         );
     };
 }

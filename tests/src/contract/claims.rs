@@ -14,6 +14,7 @@ use loyalty_domain::code::Code;
 use loyalty_domain::fraud::{AttemptOutcome, FlagReason, Subject};
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::ledger::{entry_ids, Balance, Entry, EntryKind};
+use loyalty_domain::participant::ProfileFacts;
 use loyalty_domain::Points;
 use loyalty_platform::memory::MemoryClaims;
 use loyalty_platform::stores::claims::{ClaimTables, DynamoClaims};
@@ -43,8 +44,9 @@ pub trait ClaimsHarness {
     async fn entries(&self, participant: &ParticipantId) -> Vec<Entry>;
     async fn outlet_totals(&self, outlet: &OutletId) -> Balance;
     async fn has_outbox_record(&self, event_id: &str) -> bool;
-    /// Registers the participant (their profile, active).
-    async fn register(&self, participant: &ParticipantId);
+    /// Registers the participant (their profile, active, in the region and outlet of
+    /// `facts`).
+    async fn register(&self, participant: &ParticipantId, facts: &ProfileFacts);
     /// Sets a registered participant's standing, as the admin's block and unblock do.
     async fn set_standing(&self, participant: &ParticipantId, status: &str);
 }
@@ -120,8 +122,8 @@ impl ClaimsHarness for MemoryHarness {
         self.store.inspect(|w| w.outbox.contains_key(event_id))
     }
 
-    async fn register(&self, participant: &ParticipantId) {
-        self.store.register(participant);
+    async fn register(&self, participant: &ParticipantId, facts: &ProfileFacts) {
+        self.store.register(participant, facts.clone());
     }
 
     async fn set_standing(&self, participant: &ParticipantId, status: &str) {
@@ -247,40 +249,62 @@ impl ClaimsHarness for DynamoHarness {
         out.item.is_some()
     }
 
-    async fn register(&self, participant: &ParticipantId) {
-        // Only the key and what the claim's check reads: a new profile has no `status`.
-        self.stack
-            .dynamodb()
-            .put_item()
-            .table_name(self.stack.table_name("ParticipantsTable"))
-            .set_item(Some(loyalty_platform::dynamo::key(
-                format!("PARTICIPANT#{participant}"),
-                "PROFILE",
-            )))
-            .send()
-            .await
-            .expect("profile written");
+    async fn register(&self, participant: &ParticipantId, facts: &ProfileFacts) {
+        register_profile(&self.stack, participant, facts).await;
     }
 
     async fn set_standing(&self, participant: &ParticipantId, status: &str) {
-        self.stack
-            .dynamodb()
-            .update_item()
-            .table_name(self.stack.table_name("ParticipantsTable"))
-            .set_key(Some(loyalty_platform::dynamo::key(
-                format!("PARTICIPANT#{participant}"),
-                "PROFILE",
-            )))
-            .update_expression("SET #status = :status")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(
-                ":status",
-                aws_sdk_dynamodb::types::AttributeValue::S(status.into()),
-            )
-            .send()
-            .await
-            .expect("standing written");
+        set_profile_status(&self.stack, participant, status).await;
     }
+}
+
+/// Writes a profile item with only the key and what an earning transaction's profile check
+/// reads: a new profile has no `status`; `region` and `outlet_id` as `facts` say.
+pub async fn register_profile(
+    stack: &TestStack,
+    participant: &ParticipantId,
+    facts: &ProfileFacts,
+) {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let mut item = loyalty_platform::dynamo::key(format!("PARTICIPANT#{participant}"), "PROFILE");
+    if let Some(region) = &facts.region {
+        item.insert("region".into(), AttributeValue::S(region.as_str().into()));
+    }
+    if let Some(outlet) = &facts.outlet {
+        item.insert(
+            "outlet_id".into(),
+            AttributeValue::S(outlet.as_str().into()),
+        );
+    }
+    stack
+        .dynamodb()
+        .put_item()
+        .table_name(stack.table_name("ParticipantsTable"))
+        .set_item(Some(item))
+        .send()
+        .await
+        .expect("profile written");
+}
+
+/// Sets a profile's `status`, as the admin's block and unblock do.
+pub async fn set_profile_status(stack: &TestStack, participant: &ParticipantId, status: &str) {
+    stack
+        .dynamodb()
+        .update_item()
+        .table_name(stack.table_name("ParticipantsTable"))
+        .set_key(Some(loyalty_platform::dynamo::key(
+            format!("PARTICIPANT#{participant}"),
+            "PROFILE",
+        )))
+        .update_expression("SET #status = :status")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(
+            ":status",
+            aws_sdk_dynamodb::types::AttributeValue::S(status.into()),
+        )
+        .send()
+        .await
+        .expect("standing written");
 }
 
 // --- Helpers ---------------------------------------------------------------------------
@@ -305,7 +329,7 @@ pub fn oid(raw: &str) -> OutletId {
 /// A registered, active claimant.
 async fn member<H: ClaimsHarness>(h: &H, participant: &str, outlet: Option<&str>) -> Claimant {
     let c = claimant(participant, outlet);
-    h.register(&c.participant).await;
+    h.register(&c.participant, &c.facts()).await;
     c
 }
 
@@ -787,6 +811,76 @@ pub async fn only_a_registered_active_participant_can_claim<H: ClaimsHarness>(mu
     assert_eq!(h.balance(&c.participant).await, a.receipt.balance);
 }
 
+pub async fn a_profile_other_than_assumed_refuses_the_claim_with_its_region_and_outlet<
+    H: ClaimsHarness,
+>(
+    mut h: H,
+) {
+    let s = h.seed(30, "north", 1).await;
+    let now = now();
+    let c = member(&h, "p-facts", Some("o-facts")).await;
+    let facts = c.facts();
+    let stranger = pid("p-facts-unregistered");
+    assert_eq!(
+        h.store().profile(&c.participant).await,
+        Ok(Some(facts.clone()))
+    );
+    assert_eq!(h.store().profile(&stranger).await, Ok(None));
+
+    // Assumed in another region, at another outlet, at none, or in none: each is refused
+    // with the profile's facts, and nothing is written.
+    let before = observe(&h, &c).await;
+    let wrong = [
+        (Some("south"), Some("o-facts")),
+        (Some("north"), Some("o-other")),
+        (Some("north"), None),
+        (None, Some("o-facts")),
+        (None, None),
+    ];
+    for (region, outlet) in wrong {
+        let assumed = Claimant {
+            participant: c.participant.clone(),
+            outlet: outlet.map(oid),
+            region: region.map(|r| RegionId::parse(r).expect("region")),
+        };
+        let a = attempt(&assumed, &s.batch, s.codes[0], None, now);
+        assert_eq!(
+            try_claim(&h, &a).await,
+            Err(Refusal::ProfileDiffers(facts.clone())),
+            "assumed {region:?} {outlet:?}"
+        );
+    }
+    assert_untouched(&h, &c, &before, &s.codes[0]).await;
+
+    // A profile without an outlet is told apart from one with.
+    let alone = claimant("p-facts-alone", None);
+    h.register(&alone.participant, &alone.facts()).await;
+    let assumed = Claimant {
+        outlet: Some(oid("o-facts")),
+        ..alone.clone()
+    };
+    let a = attempt(&assumed, &s.batch, s.codes[0], None, now);
+    assert_eq!(
+        try_claim(&h, &a).await,
+        Err(Refusal::ProfileDiffers(alone.facts()))
+    );
+
+    // Blocked, a profile's facts are not handed out: the answer is the standing.
+    h.set_standing(&c.participant, "blocked").await;
+    assert_eq!(h.store().profile(&c.participant).await, Ok(None));
+    let wrong = Claimant {
+        region: None,
+        ..c.clone()
+    };
+    let a = attempt(&wrong, &s.batch, s.codes[0], None, now);
+    assert_eq!(try_claim(&h, &a).await, Err(Refusal::ParticipantNotActive));
+
+    // Active again and assumed right: it commits.
+    h.set_standing(&c.participant, "active").await;
+    let a = attempt(&c, &s.batch, s.codes[0], None, now);
+    assert_eq!(try_claim(&h, &a).await, Ok(()));
+}
+
 /// One test per contract case for one adapter. `$harness` is an `async fn() -> impl
 /// ClaimsHarness`, e.g. `loyalty_tests::contract::claims::memory`.
 /// A code valid until a date is claimable through that day as the attempt dates it (the
@@ -825,6 +919,7 @@ macro_rules! claim_store_contract {
             unknown_codes_are_missing_and_the_code_outranks_velocity_and_balance,
             only_a_registered_active_participant_can_claim,
             a_code_is_valid_through_the_last_day_of_the_attempts_own_date,
+            a_profile_other_than_assumed_refuses_the_claim_with_its_region_and_outlet,
         );
     };
 }

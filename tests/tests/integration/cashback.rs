@@ -62,11 +62,24 @@ impl Fixture {
         )
         .unwrap();
         let f = Fixture { stack, app, clock };
+        // The participants most tests' orders name: only registered ones earn cashback.
+        for p in ["p-1", "p-7f3a9c"] {
+            f.register(p).await;
+        }
         let (status, body) = f
             .call(ApiEvent::load("partner-webhooks/put-partner.json"))
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         f
+    }
+
+    async fn register(&self, id: &str) {
+        loyalty_tests::contract::claims::register_profile(
+            &self.stack,
+            &participant(id),
+            &Default::default(),
+        )
+        .await;
     }
 
     async fn call(&self, event: ApiEvent) -> (StatusCode, Value) {
@@ -82,6 +95,7 @@ impl Fixture {
                 activity: self.stack.table_name("ActivityTable").into(),
                 ledger: self.stack.table_name("LedgerTable").into(),
                 outbox: self.stack.table_name("OutboxTable").into(),
+                participants: self.stack.table_name("ParticipantsTable").into(),
             },
             Default::default(),
         )
@@ -275,6 +289,41 @@ async fn a_created_order_credits_pending_cashback_once_and_a_replay_answers_the_
         OutboxEvent::CashbackPending { points, .. } if points.get() == POINTS
     ));
     assert_ledger_consistent(&f.stack, &[participant("p-1")]).await;
+}
+
+/// A partner naming someone who never registered, or whom an admin blocked, hears why the
+/// order earns nothing; the order is recorded, nothing is credited, and a replay answers
+/// the same.
+#[tokio::test]
+async fn an_order_of_an_unknown_or_blocked_participant_is_answered_and_recorded_without_cashback() {
+    let f = Fixture::new().await;
+    loyalty_tests::contract::claims::set_profile_status(&f.stack, &participant("p-1"), "blocked")
+        .await;
+    for (event, order, who) in [("e-1", "o-1", "p-stranger"), ("e-2", "o-2", "p-1")] {
+        let body = created(event, order, who, AMOUNT);
+        let (status, answer) = f.webhook(&body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(
+            (
+                answer["status"].as_str(),
+                answer["points"].as_u64(),
+                answer["reason"].as_str()
+            ),
+            (Some("no_cashback"), Some(0), Some("participant_not_active")),
+        );
+        let items = f.item_count().await;
+        assert_eq!(f.webhook(&body).await, (StatusCode::OK, answer));
+        assert_eq!(f.item_count().await, items, "a replay wrote something");
+        let (partner, id) = ids(order);
+        let stored = f.store().order(&partner, &id).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.status, stored.cashback),
+            (OrderStatus::NoCashback, Points(0))
+        );
+        let balance = f.ledger().balance(&participant(who)).await.unwrap();
+        assert_eq!((balance.pending, balance.available), (0, 0));
+    }
+    assert_ledger_consistent(&f.stack, &[participant("p-1"), participant("p-stranger")]).await;
 }
 
 #[tokio::test]
@@ -806,6 +855,7 @@ async fn a_partner_fund_with_a_budget_never_overspends_and_a_reversal_refunds_it
     let mut refused = None;
     for i in 0..=PROGRAMME_SHARDS {
         let p = format!("p-{i}");
+        f.register(&p).await;
         people.push(participant(&p));
         let (status, r) = f
             .webhook(&created(&format!("e-{i}"), &format!("o-{i}"), &p, AMOUNT))

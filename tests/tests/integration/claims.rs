@@ -5,11 +5,13 @@ use futures::future::join_all;
 use lambda_http::http::StatusCode;
 use loyalty_domain::batch::{Batch, BatchRequest, BatchSeed, BatchSpec, BatchStatus};
 use loyalty_domain::code::Code;
-use loyalty_domain::ids::ParticipantId;
+use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::ledger::entry_ids;
+use loyalty_domain::participant::ProfileFacts;
 use loyalty_domain::ports::FixedClock;
 use loyalty_platform::config::Env;
 use loyalty_platform::stores::codes::CodesStore;
+use loyalty_tests::contract::claims::register_profile;
 use loyalty_tests::{body_json, ApiEvent, TestStack};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -77,23 +79,28 @@ async fn seed_batch(stack: &TestStack, count: u32, points: u64, region: &str) ->
     batch
 }
 
-/// Registers the participants (a profile each, active): only they may claim.
+/// Registers the participants (a profile each, active, in the north where the tests'
+/// tokens say they are, at no outlet): only they may claim.
 pub(crate) async fn register(
     stack: &TestStack,
     participants: impl IntoIterator<Item = impl AsRef<str>>,
 ) {
+    register_at(stack, participants, None).await
+}
+
+/// Registers the participants in the north, selling at `outlet`: the claim judges them by
+/// their profile's outlet, whatever their tokens say.
+pub(crate) async fn register_at(
+    stack: &TestStack,
+    participants: impl IntoIterator<Item = impl AsRef<str>>,
+    outlet: Option<&str>,
+) {
+    let facts = ProfileFacts {
+        region: RegionId::parse("north").ok(),
+        outlet: outlet.map(|o| OutletId::parse(o).expect("outlet id")),
+    };
     for p in participants {
-        stack
-            .dynamodb()
-            .put_item()
-            .table_name(stack.table_name("ParticipantsTable"))
-            .set_item(Some(loyalty_platform::dynamo::key(
-                format!("PARTICIPANT#{}", p.as_ref()),
-                "PROFILE",
-            )))
-            .send()
-            .await
-            .expect("profile written");
+        register_profile(stack, &pid(p.as_ref()), &facts).await;
     }
 }
 
@@ -132,7 +139,7 @@ fn pid(raw: &str) -> ParticipantId {
 #[tokio::test]
 async fn a_valid_code_credits_its_points_and_answers_with_the_product_and_new_balance() {
     let f = fixture(3, 40, "north").await;
-    register(&f.stack, ["p-1"]).await;
+    register_at(&f.stack, ["p-1"], Some("o-1")).await;
     let app = claim_app(&f.stack, f.stack.env_for("CodeClaimFunction"));
 
     let (status, body) = claim(&app, "p-1", Some("o-1"), &f.codes[0].display()).await;
@@ -158,7 +165,7 @@ async fn a_valid_code_credits_its_points_and_answers_with_the_product_and_new_ba
 #[tokio::test]
 async fn claiming_a_code_twice_credits_points_once_and_returns_the_first_answer() {
     let f = fixture(2, 25, "north").await;
-    register(&f.stack, ["p-1"]).await;
+    register_at(&f.stack, ["p-1"], Some("o-1")).await;
     let app = claim_app(&f.stack, f.stack.env_for("CodeClaimFunction"));
     let code = f.codes[0].display();
 
@@ -350,7 +357,8 @@ async fn repeated_failed_attempts_lock_claiming_with_retry_after_even_for_a_vali
 #[tokio::test]
 async fn failures_of_all_sellers_of_an_outlet_lock_the_outlet() {
     let f = fixture(2, 10, "north").await;
-    register(&f.stack, ["p-owner", "s-1", "s-2", "s-3", "s-4"]).await;
+    register(&f.stack, ["p-owner"]).await;
+    register_at(&f.stack, ["s-1", "s-2", "s-3", "s-4"], Some("o-shady")).await;
     let app = claim_app(
         &f.stack,
         f.stack
@@ -367,10 +375,64 @@ async fn failures_of_all_sellers_of_an_outlet_lock_the_outlet() {
     assert_ledger_consistent(&f.stack, &[pid("p-owner"), pid("s-4")]).await;
 }
 
+/// Tokens without region or outlet claims once skipped the foreign-region flag and the
+/// outlet counters (issue 8): the profile decides both now.
+#[tokio::test]
+async fn a_token_without_region_or_outlet_is_flagged_for_a_foreign_code_and_its_failures_lock_its_outlet(
+) {
+    let f = fixture(2, 10, "south").await;
+    // A northerner selling at o-bare, whose token says neither.
+    register_at(&f.stack, ["p-bare"], Some("o-bare")).await;
+    let app = claim_app(
+        &f.stack,
+        f.stack
+            .env_for("CodeClaimFunction")
+            .with("FRAUD_MAX_FAILURES_PER_PARTICIPANT", "100")
+            .with("FRAUD_MAX_FAILURES_PER_OUTLET", "2"),
+    );
+    let bare = |code: &str| {
+        ApiEvent::load("code-claim/claim.json")
+            .sub("p-bare")
+            .without_outlet()
+            .without_claim("region")
+            .body(json!({ "code": code }))
+    };
+    let send = |event: ApiEvent| {
+        let app = &app;
+        async move {
+            let response = app
+                .handle(event.request())
+                .await
+                .expect("handler never errs");
+            (response.status(), body_json(&response))
+        }
+    };
+
+    let (status, body) = send(bare(&f.codes[0].display())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["status"], "pending_review",
+        "a southern code, a northern profile"
+    );
+
+    // One code of a batch that does not exist, one never issued in this batch.
+    let no_batch = Code::chunk(&[1; 32], f.batch.number + 1000, 0, 1)[0];
+    let never_issued = Code::chunk(&f.batch.seed.0, f.batch.number, 50, 1)[0];
+    for code in [no_batch, never_issued] {
+        let (status, body) = send(bare(&code.display())).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    }
+    // Both counted against the profile's outlet, which is now locked.
+    let (status, body) = send(bare(&f.codes[1].display())).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["code"], "claims_locked");
+    assert_ledger_consistent(&f.stack, &[pid("p-bare")]).await;
+}
+
 #[tokio::test]
 async fn claims_beyond_the_hourly_limit_go_to_review_and_an_admin_decides() {
     let f = fixture(4, 10, "north").await;
-    register(&f.stack, ["p-fast"]).await;
+    register_at(&f.stack, ["p-fast"], Some("o-1")).await;
     let app = claim_app(
         &f.stack,
         f.stack
@@ -517,7 +579,7 @@ async fn a_balance_moved_elsewhere_costs_a_retry_not_a_wrong_answer() {
 #[tokio::test]
 async fn concurrent_claims_of_different_codes_by_one_participant_all_count() {
     let f = fixture(4, 10, "north").await;
-    register(&f.stack, ["p-1"]).await;
+    register_at(&f.stack, ["p-1"], Some("o-1")).await;
     let app = claim_app(&f.stack, f.stack.env_for("CodeClaimFunction"));
     let shown: Vec<String> = f.codes.iter().map(|c| c.display()).collect();
     let results = join_all(shown.iter().map(|c| claim(&app, "p-1", Some("o-1"), c))).await;
@@ -536,7 +598,8 @@ async fn concurrent_claims_of_different_codes_by_one_participant_all_count() {
 #[tokio::test]
 async fn every_attempt_is_audited_without_storing_the_whole_code() {
     let f = fixture(1, 10, "north").await;
-    register(&f.stack, ["p-1", "p-2"]).await;
+    register_at(&f.stack, ["p-1"], Some("o-1")).await;
+    register_at(&f.stack, ["p-2"], Some("o-2")).await;
     let app = claim_app(&f.stack, f.stack.env_for("CodeClaimFunction"));
     let code = f.codes[0].display();
     claim(&app, "p-1", Some("o-1"), &code).await;
@@ -574,7 +637,8 @@ async fn every_attempt_is_audited_without_storing_the_whole_code() {
 #[tokio::test]
 async fn history_lists_entries_newest_first_with_a_cursor() {
     let f = fixture(3, 10, "north").await;
-    register(&f.stack, ["p-1", "p-2"]).await;
+    register_at(&f.stack, ["p-1"], Some("o-1")).await;
+    register(&f.stack, ["p-2"]).await;
     // The entries get different timestamps from a clock the test moves, not from sleeping.
     let clock = Arc::new(FixedClock::at(Utc::now()));
     let app = code_claim::App::with_clock(
@@ -672,7 +736,7 @@ where
 async fn a_garbage_foreign_or_ill_fitting_cursor_on_history_or_the_review_queue_is_400_invalid_cursor(
 ) {
     let f = fixture(3, 10, "north").await;
-    register(&f.stack, ["p-1"]).await;
+    register_at(&f.stack, ["p-1"], Some("o-1")).await;
     let app = claim_app(
         &f.stack,
         f.stack

@@ -11,10 +11,11 @@ use lambda_http::{Body, Response};
 use loyalty_domain::earning::{
     Action, Period, PeriodLimit, Reporter, Rule, RuleId, Tier, Tiers, Trigger,
 };
-use loyalty_domain::ids::{OutletId, ParticipantId};
+use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::ledger::{ProgrammeAccount, PROGRAMME_SHARDS};
+use loyalty_domain::participant::ProfileFacts;
 use loyalty_domain::ports::FixedClock;
-use loyalty_domain::Points;
+use loyalty_domain::{InfraError, Points};
 use loyalty_platform::memory::{MemoryActions, MemoryAnswers, MemoryChallenges, MemorySellIn};
 use loyalty_tests::{body_json, ApiEvent};
 use serde_json::{json, Value};
@@ -54,7 +55,14 @@ pub(crate) fn survey(points: u64, per_participant: Option<u32>, per_month: Optio
 /// The function with every route on memory adapters, at the sample events' time.
 pub fn memory_app() -> App {
     let ledger = Arc::new(MemoryActions::new());
-    ledger.register(&participant());
+    // Registered where the sample token says: north, at the sample outlet.
+    ledger.register(
+        &participant(),
+        ProfileFacts {
+            region: RegionId::parse("north").ok(),
+            outlet: OutletId::parse("o-5d2e8b").ok(),
+        },
+    );
     let admin = accrual::Admin {
         settings: ledger.clone(),
         sell_in: MemorySellIn::on(ledger.clone()),
@@ -858,9 +866,9 @@ async fn a_monthly_limit_turns_at_midnight_in_the_participants_region_zone() {
     let (status, body, _) = send(&app, keyed("zone-key-00003")).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(app.store().balance(&participant()).unwrap().available, 80);
-    // A participant whose token names no region counts in the programme zone (Omsk).
+    // A participant whose profile names no region counts in the programme zone (Omsk).
     let omsk = ParticipantId::parse("p-omsk").unwrap();
-    app.store().register(&omsk);
+    app.store().register(&omsk, ProfileFacts::default());
     let (status, body, _) = send(
         &app,
         keyed("zone-key-00004")
@@ -940,4 +948,87 @@ async fn a_bad_time_zone_or_region_is_400_problem_json_and_writes_nothing() {
         app.store().inspect(|w| w.programme.zones.clone()),
         loyalty_domain::zone::Zones::default()
     );
+}
+
+#[tokio::test]
+async fn a_token_without_region_or_outlet_still_earns_once_checked_against_the_profile() {
+    let app = app(survey(40, Some(3), None));
+    // The first report assumes "no region, no outlet" and is refused with the profile's;
+    // the retry in the profile's region commits, and the function remembers the facts.
+    let bare = |key: &str| keyed(key).without_outlet().without_claim("region");
+    for key in ["bare-key-0001", "bare-key-0002"] {
+        let (status, body, _) = send(&app, bare(key)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    assert_eq!(app.store().entries(&participant()).len(), 2);
+    assert_eq!(app.store().used(&participant(), "survey-q4", "EVER"), 2);
+}
+
+/// The action store, counting transactions (round trips in DynamoDB).
+struct Counting {
+    inner: Arc<MemoryActions>,
+    transactions: std::sync::atomic::AtomicUsize,
+}
+
+impl loyalty_domain::action::ActionStore for Counting {
+    async fn programme(&self) -> Result<loyalty_domain::action::Programme, InfraError> {
+        self.inner.programme().await
+    }
+    async fn try_accrue(
+        &self,
+        a: &loyalty_domain::action::ActionAttempt,
+    ) -> Result<Result<(), loyalty_domain::action::ActionRefusal>, InfraError> {
+        self.transactions
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.try_accrue(a).await
+    }
+    async fn remember(
+        &self,
+        key: &loyalty_domain::action::KeyedRequest,
+        status: u16,
+        body: String,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), loyalty_domain::action::StoredAnswer>, InfraError> {
+        self.inner.remember(key, status, body, now).await
+    }
+}
+
+#[tokio::test]
+async fn a_bare_token_costs_one_more_transaction_once_then_each_action_is_one_transaction() {
+    let base = memory_app();
+    base.store().put_rule(survey(40, Some(10), None));
+    let ledger = base.store().clone();
+    let admin = accrual::Admin {
+        settings: ledger.clone(),
+        sell_in: MemorySellIn::on(ledger.clone()),
+        challenges: MemoryChallenges::with_ledger(ledger.clone()),
+        answers: MemoryAnswers::new(),
+    };
+    let app = accrual::App::with_store(
+        Counting {
+            inner: ledger,
+            transactions: Default::default(),
+        },
+        admin,
+        ActionSettings::default(),
+        FixedClock::at(event_time()),
+    );
+    let mut per_action = Vec::new();
+    for key in ["count-key-0001", "count-key-0002", "count-key-0003"] {
+        let before = app
+            .store()
+            .transactions
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let event = keyed(key).without_outlet().without_claim("region");
+        let response = app.handle(event.request()).await.expect("never errs");
+        assert_eq!(response.status(), StatusCode::CREATED);
+        per_action.push(
+            app.store()
+                .transactions
+                .load(std::sync::atomic::Ordering::SeqCst)
+                - before,
+        );
+    }
+    // The first assumes "no region, no outlet" and learns the profile's from the refusal.
+    assert_eq!(per_action, [2, 1, 1]);
 }

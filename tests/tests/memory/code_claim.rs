@@ -4,13 +4,19 @@
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
-use loyalty_domain::claim::{BatchInfo, ClaimPolicy};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use loyalty_domain::claim::{
+    BatchInfo, ClaimAttempt, ClaimPolicy, ClaimStore, FailedAttempt, FailureCounts, Refusal,
+};
 use loyalty_domain::code::Code;
 use loyalty_domain::fraud::{AttemptOutcome, Subject};
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::ledger::EntryKind;
+use loyalty_domain::participant::ProfileFacts;
 use loyalty_domain::ports::FixedClock;
-use loyalty_domain::Points;
+use loyalty_domain::zone::Zones;
+use loyalty_domain::{InfraError, Points};
 use loyalty_platform::memory::claims::CodeStatus;
 use loyalty_platform::memory::MemoryClaims;
 use loyalty_tests::{body_json, ApiEvent};
@@ -34,7 +40,11 @@ fn valid_until() -> NaiveDate {
 /// An app on a fresh memory store holding one batch of `count` codes worth 40 points,
 /// shipped to the sample events' region.
 pub(crate) fn app(count: u32) -> (App, Vec<Code>) {
-    let store = MemoryClaims::new();
+    app_with(count, ClaimPolicy::default())
+}
+
+/// `count` codes of the sample batch, issued in `store`.
+fn issued(store: &MemoryClaims, count: u32) -> Vec<Code> {
     let batch = BatchInfo {
         number: 17,
         sku: "COLA-05".into(),
@@ -46,11 +56,21 @@ pub(crate) fn app(count: u32) -> (App, Vec<Code>) {
     let codes = Code::chunk(&[17; 32], batch.number, 0, count);
     store.add_batch(batch.clone());
     store.issue(&batch, &codes);
+    codes
+}
+
+fn app_with(count: u32, policy: ClaimPolicy) -> (App, Vec<Code>) {
+    let store = MemoryClaims::new();
+    let codes = issued(&store, count);
+    // Registered where the sample token says: north, selling at the sample outlet.
+    let sample = ProfileFacts {
+        region: RegionId::parse("north").ok(),
+        outlet: OutletId::parse(SAMPLE_OUTLET).ok(),
+    };
     for participant in [SAMPLE_PARTICIPANT, "p-thief"] {
-        store.register(&ParticipantId::parse(participant).unwrap());
+        store.register(&ParticipantId::parse(participant).unwrap(), sample.clone());
     }
-    let app =
-        code_claim::App::with_store(store, ClaimPolicy::default(), FixedClock::at(event_time()));
+    let app = code_claim::App::with_store(store, policy, FixedClock::at(event_time()));
     (app, codes)
 }
 
@@ -59,7 +79,10 @@ pub(crate) fn typed(code: &str) -> ApiEvent {
     ApiEvent::load("code-claim/claim.json").body(json!({ "code": code }))
 }
 
-pub(crate) async fn send(app: &App, event: ApiEvent) -> (StatusCode, Value, Response<Body>) {
+pub(crate) async fn send<S: ClaimStore>(
+    app: &code_claim::App<S, FixedClock>,
+    event: ApiEvent,
+) -> (StatusCode, Value, Response<Body>) {
     let response = app
         .handle(event.request())
         .await
@@ -223,4 +246,174 @@ async fn a_blocked_or_unregistered_participant_is_forbidden_and_nothing_is_writt
         store.code(&codes[0]).map(|c| c.status),
         Some(CodeStatus::Issued)
     );
+}
+
+/// A participant registered in the south, selling at the outlet `o-south`.
+fn southerner(app: &App) -> (ParticipantId, OutletId) {
+    let participant = ParticipantId::parse("p-southerner").unwrap();
+    let outlet = OutletId::parse("o-south").unwrap();
+    app.store().register(
+        &participant,
+        ProfileFacts {
+            region: RegionId::parse("south").ok(),
+            outlet: Some(outlet.clone()),
+        },
+    );
+    (participant, outlet)
+}
+
+#[tokio::test]
+async fn a_token_without_region_or_outlet_is_judged_by_the_profile_and_flagged_for_a_foreign_code()
+{
+    let (app, codes) = app(2);
+    let (participant, outlet) = southerner(&app);
+    let bare = |code: &Code| {
+        typed(&code.display())
+            .sub(participant.as_str())
+            .without_outlet()
+            .without_claim("region")
+    };
+
+    // The codes were shipped north; the profile says south: held for review, and the
+    // points count at the profile's outlet.
+    for code in &codes {
+        let (status, body, _) = send(&app, bare(code)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "pending_review");
+    }
+    let store = app.store();
+    let kinds: Vec<_> = store.entries(&participant).iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EntryKind::CodeClaimUnderReview; 2]);
+    assert!(store
+        .entries(&participant)
+        .iter()
+        .all(|e| e.outlet.as_ref() == Some(&outlet)));
+    assert_eq!(store.outlet_totals(&outlet).unwrap().pending, 80);
+}
+
+#[tokio::test]
+async fn a_token_naming_another_region_and_outlet_than_the_profile_is_judged_by_the_profile() {
+    let (app, codes) = app(2);
+    let (participant, outlet) = southerner(&app);
+    // The token says north and the sample outlet, as a northerner's would.
+    let (status, body, _) = send(&app, typed(&codes[0].display()).sub(participant.as_str())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "pending_review");
+    let store = app.store();
+    assert_eq!(store.outlet_totals(&outlet).unwrap().pending, 40);
+    assert_eq!(
+        store.outlet_totals(&OutletId::parse(SAMPLE_OUTLET).unwrap()),
+        None,
+        "nothing counts at the outlet the token named"
+    );
+
+    // And a northerner whose token says south is not flagged for a northern code.
+    let (status, body, _) = send(&app, typed(&codes[1].display()).region("south")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "accepted");
+}
+
+#[tokio::test]
+async fn failures_of_a_token_without_an_outlet_count_against_the_profiles_outlet_and_lock_it() {
+    let mut policy = ClaimPolicy::default();
+    policy.fraud.max_failures_per_participant = 100;
+    policy.fraud.max_failures_per_outlet = 4;
+    let (app, codes) = app_with(1, policy.clone());
+    let (participant, outlet) = southerner(&app);
+    let bare = |code: &str| {
+        typed(code)
+            .sub(participant.as_str())
+            .without_outlet()
+            .without_claim("region")
+    };
+    // Unknown batches (refused before any transaction) and codes never issued in a known
+    // batch (refused by the transaction), two of each.
+    let unknown_batch = Code::chunk(&[3; 32], 99, 0, 2);
+    let never_issued = Code::chunk(&[9; 32], 17, 5, 2);
+    for code in unknown_batch.iter().chain(&never_issued) {
+        let (status, body, _) = send(&app, bare(&code.display())).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    }
+    let window = policy.fraud.failure_window(event_time());
+    let store = app.store();
+    assert_eq!(
+        store.failures(&Subject::Outlet(outlet.clone()), window.start),
+        4
+    );
+    assert!(store
+        .locked_until(&Subject::Outlet(outlet.clone()))
+        .is_some());
+    assert!(store
+        .audit()
+        .iter()
+        .all(|a| a.outlet.as_ref() == Some(&outlet)));
+
+    // The outlet's lock holds the participant's next claim, token or no token.
+    let (status, body, _) = send(&app, bare(&codes[0].display())).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["code"], "claims_locked");
+}
+
+/// The claim store, counting the calls that are round trips in DynamoDB.
+#[derive(Default)]
+struct Counting {
+    inner: MemoryClaims,
+    transactions: AtomicUsize,
+    profile_reads: AtomicUsize,
+}
+
+impl ClaimStore for Counting {
+    async fn zones(&self) -> Result<Zones, InfraError> {
+        self.inner.zones().await
+    }
+    async fn profile(&self, p: &ParticipantId) -> Result<Option<ProfileFacts>, InfraError> {
+        self.profile_reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.profile(p).await
+    }
+    async fn batch(&self, number: u32) -> Result<Option<BatchInfo>, InfraError> {
+        self.inner.batch(number).await
+    }
+    async fn try_claim(&self, a: &ClaimAttempt) -> Result<Result<(), Refusal>, InfraError> {
+        self.transactions.fetch_add(1, Ordering::SeqCst);
+        self.inner.try_claim(a).await
+    }
+    async fn record_failure(&self, f: &FailedAttempt) -> Result<FailureCounts, InfraError> {
+        self.inner.record_failure(f).await
+    }
+    async fn record_attempt(&self, f: &FailedAttempt) -> Result<(), InfraError> {
+        self.inner.record_attempt(f).await
+    }
+    async fn lock(&self, subject: &Subject, until: i64) -> Result<(), InfraError> {
+        self.inner.lock(subject, until).await
+    }
+}
+
+#[tokio::test]
+async fn a_bare_token_costs_one_more_transaction_once_then_each_claim_is_one_transaction() {
+    let store = Counting::default();
+    let codes = issued(&store.inner, 3);
+    store.inner.register(
+        &sample_participant(),
+        ProfileFacts {
+            region: RegionId::parse("north").ok(),
+            outlet: OutletId::parse(SAMPLE_OUTLET).ok(),
+        },
+    );
+    let app =
+        code_claim::App::with_store(store, ClaimPolicy::default(), FixedClock::at(event_time()));
+    let bare = |code: &Code| {
+        typed(&code.display())
+            .without_outlet()
+            .without_claim("region")
+    };
+    let mut per_claim = Vec::new();
+    for code in &codes {
+        let before = app.store().transactions.load(Ordering::SeqCst);
+        let (status, body, _) = send(&app, bare(code)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        per_claim.push(app.store().transactions.load(Ordering::SeqCst) - before);
+    }
+    // The first assumes "no region, no outlet" and learns the profile's from the refusal.
+    assert_eq!(per_claim, [2, 1, 1]);
+    assert_eq!(app.store().profile_reads.load(Ordering::SeqCst), 0);
 }

@@ -47,8 +47,19 @@ async fn an_accepted_claim_counts_once_with_its_route_latency_and_a_foreign_regi
         [vec![CLAIMS]]
     );
 
-    // Claimed outside the batch's region: credited, and held for review.
-    let foreign = code_claim::typed(&codes[1].display()).region("south");
+    // Claimed by a participant whose profile is in another region than the batch's:
+    // credited, and held for review.
+    app.store().register(
+        &loyalty_domain::ids::ParticipantId::parse("p-south").unwrap(),
+        loyalty_domain::participant::ProfileFacts {
+            region: loyalty_domain::ids::RegionId::parse("south").ok(),
+            outlet: None,
+        },
+    );
+    let foreign = code_claim::typed(&codes[1].display())
+        .sub("p-south")
+        .without_outlet()
+        .region("south");
     let (status, body, _) = code_claim::send(&app, foreign).await;
     assert_eq!(
         (status, body["status"].as_str()),

@@ -34,8 +34,11 @@ fn app() -> App {
         "PARTNER_SECRETS",
         json!({ DEMO_PARTNER: DEMO_SECRET }).to_string(),
     )]);
+    let store = MemoryCashback::new().with_challenges();
+    // The sample orders' participant is registered: only registered participants earn.
+    store.register(&participant(), Default::default());
     partner_webhooks::App::with_store(
-        MemoryCashback::new().with_challenges(),
+        store,
         CashbackPolicy::default(),
         PartnerSecretsSource::from_env(&env).unwrap(),
         FixedClock::at(event_time()),
@@ -492,4 +495,40 @@ async fn the_monthly_cap_counts_the_month_of_the_orders_region_zone() {
     let order = OrderId::parse("DM-200001").unwrap();
     let stored = app.store().stored_order(&partner, &order).unwrap();
     assert_eq!(stored.order.month, "2026-12");
+}
+
+#[tokio::test]
+async fn an_order_of_an_unknown_or_blocked_participant_is_answered_no_cashback_and_credits_nothing()
+{
+    let app = configured().await;
+    app.store().set_active(&participant(), false);
+    let (status, answer) = send(&app, sample("order-created")).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        (
+            answer["status"].as_str(),
+            answer["points"].as_u64(),
+            answer["reason"].as_str()
+        ),
+        (Some("no_cashback"), Some(0), Some("participant_not_active"))
+    );
+    assert_eq!(status_of(&app), Some(OrderStatus::NoCashback));
+    assert_eq!(app.store().balance(&participant()).pending, 0);
+    assert_eq!(app.store().used_this_month(&participant(), "2026-11"), 0);
+    assert!(
+        app.store().inspect().outbox.is_empty(),
+        "nothing credited, nothing announced"
+    );
+
+    // Someone who never registered: the same answer for another order.
+    let body = json!({
+        "event_id": "evt-stranger", "order_id": "DM-STRANGER", "occurred_at": "2026-11-22T09:58:00Z",
+        "type": "created", "participant_id": "p-stranger", "region": "almaty",
+        "channel": "app", "category": "beverages", "amount_minor": 1_250_000
+    });
+    let (status, answer) = send(&app, signed(&app, &body, DEMO_SECRET)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["reason"], "participant_not_active");
+    let stranger = ParticipantId::parse("p-stranger").unwrap();
+    assert_eq!(app.store().balance(&stranger).pending, 0);
 }

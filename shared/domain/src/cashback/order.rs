@@ -10,7 +10,9 @@
 //! Rules:
 //! - `created`: the cashback ([`cashback`]) within the month's remaining room
 //!   ([`within_cap`]); the order is created `pending` (credited) or `no_cashback`. A second
-//!   created event for an existing order is acknowledged and changes nothing.
+//!   created event for an existing order is acknowledged and changes nothing. A credit goes
+//!   only to a registered, active participant, checked with the commit: for anyone else
+//!   the order is recorded `no_cashback` with the reason `participant_not_active`.
 //! - `delivered`: `pending` becomes `eligible` and enters the release queue of the month of
 //!   delivery; `no_cashback` stays, stamped delivered. Both count for challenges.
 //! - `cancelled`/`returned` before release: the pending credit is reversed and its room given
@@ -113,6 +115,9 @@ pub struct State {
     /// The partner's fund has a budget that cannot cover the credit (learnt from a refusal):
     /// the order earns nothing, like an order over the monthly cap.
     pub budget_exhausted: bool,
+    /// The participant has no profile or is blocked (learnt from a refusal): the order earns
+    /// nothing.
+    pub participant_not_active: bool,
 }
 
 impl State {
@@ -122,6 +127,7 @@ impl State {
             cap_used: 0,
             available: None,
             budget_exhausted: false,
+            participant_not_active: false,
         }
     }
 }
@@ -200,6 +206,8 @@ pub struct Decision {
     pub event: Option<(super::EventId, EventResult)>,
     pub order: OrderWrite,
     pub cap: Option<CapMove>,
+    /// A participant who must be registered and active for the commit (whom it credits).
+    pub standing: Option<ParticipantId>,
     /// The ledger entry, with the outbox event announcing it.
     pub entry: Option<(Entry, Option<OutboxEvent>)>,
     /// A delivered order whose units count towards challenges (counted before the commit;
@@ -213,6 +221,8 @@ pub struct Decision {
 pub enum Refusal {
     /// The event was applied before: its first result.
     EventSeen(EventResult),
+    /// The participant of [`Decision::standing`] has no profile or is blocked.
+    ParticipantNotActive,
     /// The order is not in the expected state: what it is now (`None`: there is none).
     OrderMoved(Option<Order>),
     /// The month's cap counter no longer leaves the room: its value now.
@@ -261,6 +271,7 @@ pub fn decide(
         event: Some((event.event_id.clone(), r)),
         order: OrderWrite::None,
         cap: None,
+        standing: None,
         entry: None,
         count_for_challenges: None,
     };
@@ -294,6 +305,10 @@ pub fn decide(
                 Err(why) => (
                     Points::ZERO,
                     result(OrderStatus::NoCashback, 0, Some(why.as_str())),
+                ),
+                Ok(_) if state.participant_not_active => (
+                    Points::ZERO,
+                    result(OrderStatus::NoCashback, 0, Some("participant_not_active")),
                 ),
                 Ok(_) if state.budget_exhausted => (
                     Points::ZERO,
@@ -335,6 +350,7 @@ pub fn decide(
             let mut d = decision(r);
             d.order = OrderWrite::Create(order);
             if credit > Points::ZERO {
+                d.standing = Some(new.participant_id.clone());
                 d.cap = Some(CapMove {
                     participant: new.participant_id.clone(),
                     month,
@@ -535,6 +551,7 @@ pub fn decide_release(order: &Order, now: DateTime<Utc>) -> Result<Decision, Rel
             clawback: None,
         },
         cap: None,
+        standing: None,
         entry: Some((entry, Some(announce))),
         count_for_challenges: None,
     })
@@ -660,6 +677,7 @@ pub async fn apply<S: CashbackStore>(
                 match store.commit(&decision, now).await? {
                     Ok(()) => return Ok(result),
                     Err(Refusal::EventSeen(first)) => return Ok(first),
+                    Err(Refusal::ParticipantNotActive) => state.participant_not_active = true,
                     Err(Refusal::OrderMoved(now_is)) => state.order = known(now_is),
                     Err(Refusal::CapMovedTo(used)) => state.cap_used = used,
                     Err(Refusal::BalanceMoved) => state.available = None,

@@ -25,6 +25,7 @@ use loyalty_domain::earning::{LimitScope, MonthlyEarned, Rule, RuleId, Tiers};
 use loyalty_domain::ids::{EntryId, OutletId, ParticipantId, RegionId};
 use loyalty_domain::ledger::{Budgets, Entry, EntryKind, ProgrammeAccount};
 use loyalty_domain::outbox::{Envelope, OutboxEvent as DomainEvent};
+use loyalty_domain::participant::{ProfileFacts, ProfileRefusal};
 use loyalty_domain::review::{
     Committed, Decided, Page, PendingReview, ReviewError, ReviewId, ReviewStore,
 };
@@ -33,6 +34,7 @@ use loyalty_domain::{InfraError, Points};
 
 use super::claims::{OutboxEvent, StoredBalance};
 use super::ledger::ProgrammeShards;
+use super::participants::ProfileChecks;
 use super::sellin::LineMarker;
 use crate::stores::ledger::{Funded, LedgerRefusal, ProgrammeBalance};
 
@@ -50,9 +52,8 @@ pub struct KeyRecord {
 #[derive(Debug, Default)]
 pub struct ActionsWorld {
     pub programme: Programme,
-    /// Registered participants (profile items of ParticipantsTable), `true` while active,
-    /// `false` once blocked.
-    pub profiles: BTreeMap<ParticipantId, bool>,
+    /// Registered participants (profile items of ParticipantsTable).
+    pub profiles: ProfileChecks,
     /// (caller, key) → the first answer.
     pub records: BTreeMap<(String, String), KeyRecord>,
     /// (participant, rule, counter key) → used.
@@ -91,16 +92,15 @@ impl MemoryActions {
         Self::default()
     }
 
-    /// Registers `participant`, active (what registration writes to ParticipantsTable).
-    pub fn register(&self, participant: &ParticipantId) {
-        self.lock().profiles.insert(participant.clone(), true);
+    /// Registers `participant`, active, in the region and outlet of `facts` (what
+    /// registration writes to ParticipantsTable).
+    pub fn register(&self, participant: &ParticipantId, facts: ProfileFacts) {
+        self.lock().profiles.register(participant, facts);
     }
 
     /// Blocks or unblocks a registered participant (the admin's standing change).
     pub fn set_active(&self, participant: &ParticipantId, active: bool) {
-        if let Some(a) = self.lock().profiles.get_mut(participant) {
-            *a = active;
-        }
+        self.lock().profiles.set_active(participant, active);
     }
 
     pub fn with_planted_bug(bug: ActionsBug) -> Self {
@@ -387,8 +387,12 @@ impl ActionStore for MemoryActions {
             }
         }
         // The profile check, after the key as `DynamoActions` ranks it.
-        if w.profiles.get(&entry.participant) != Some(&true) {
-            return Ok(Err(ActionRefusal::ParticipantNotActive));
+        match w.profiles.check(&entry.participant, &a.profile) {
+            Ok(()) => {}
+            Err(ProfileRefusal::NotActive) => return Ok(Err(ActionRefusal::ParticipantNotActive)),
+            Err(ProfileRefusal::Differs(facts)) => {
+                return Ok(Err(ActionRefusal::ProfileDiffers(facts)))
+            }
         }
         let envelope = Envelope::new(
             DomainEvent::PointsCredited {

@@ -7,13 +7,14 @@
 //! |-------------------------------------------------------------|-------------------------------|
 //! | event marker: `attribute_not_exists(pk)`, holds the result  | [`CashbackWorld::events`]     |
 //! | order: created on `attribute_not_exists(pk)`, moved on `status = :expect`; `gsi1pk` | [`CashbackWorld::orders`] |
+//! | profile check of a credit's participant: exists, active     | [`CashbackWorld::profiles`]   |
 //! | cap counter: `attribute_not_exists(used) OR used <= :limit`, `ADD used` | [`CashbackWorld::caps`] |
 //! | ledger entry `attribute_not_exists(pk)`, balance `ADD` (a debit: its bucket covers it) | [`CashbackWorld::entries`], [`CashbackWorld::balances`] |
 //! | outbox record: `attribute_not_exists(pk)`                   | [`CashbackWorld::outbox`]     |
 //!
 //! Every condition is checked before anything is written, and a refusal is the one
-//! `DynamoCashback` reports when several fail: the marker, then the order, then the cap, then
-//! the balance. Settings are never cached here (the DynamoDB adapter's cache is per warm
+//! `DynamoCashback` reports when several fail: the marker, then the participant's standing,
+//! then the order, then the cap, then the balance. Settings are never cached here (the DynamoDB adapter's cache is per warm
 //! function and bounded; a test of staleness belongs to it).
 
 use loyalty_domain::zone::Zones;
@@ -30,8 +31,10 @@ use loyalty_domain::ledger::{
     Balance, Budgets, Entry, EntryKind, Funded, ProgrammeAccount, ProgrammeBalance,
 };
 use loyalty_domain::outbox::OutboxEvent;
+use loyalty_domain::participant::ProfileFacts;
 use loyalty_domain::{InfraError, Points};
 
+use crate::memory::participants::ProfileChecks;
 use crate::stores::cashback::{release_queue, OUTSTANDING_CLAWBACKS};
 use crate::stores::ledger::Gathered;
 
@@ -54,6 +57,8 @@ pub struct CashbackWorld {
     pub zones: Zones,
     pub events: BTreeMap<(PartnerId, EventId), EventResult>,
     pub orders: BTreeMap<(PartnerId, OrderId), StoredOrder>,
+    /// Registered participants (the profile items of ParticipantsTable).
+    pub profiles: ProfileChecks,
     /// `(participant, YYYY-MM)` → points counted against the month's cap.
     pub caps: BTreeMap<(ParticipantId, String), i64>,
     /// Each participant's entries, in the order they were appended.
@@ -122,6 +127,16 @@ impl MemoryCashback {
     /// Seeds the time zones (on DynamoDB accrual's admin routes write them).
     pub fn set_zones(&self, zones: Zones) {
         self.world().zones = zones;
+    }
+
+    /// Registers `participant`, active (what registration writes to ParticipantsTable).
+    pub fn register(&self, participant: &ParticipantId, facts: ProfileFacts) {
+        self.world().profiles.register(participant, facts);
+    }
+
+    /// Blocks or unblocks a registered participant (the admin's standing change).
+    pub fn set_active(&self, participant: &ParticipantId, active: bool) {
+        self.world().profiles.set_active(participant, active);
     }
 
     // ------------------------------------------------------------------ inspection
@@ -295,6 +310,11 @@ impl CashbackWorld {
         {
             if let Some(first) = self.events.get(&(d.partner.clone(), event.clone())) {
                 return Ok(Err(Refusal::EventSeen(first.clone())));
+            }
+        }
+        if let Some(participant) = &d.standing {
+            if !self.profiles.is_active(participant) {
+                return Ok(Err(Refusal::ParticipantNotActive));
             }
         }
         let current = self

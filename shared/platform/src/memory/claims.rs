@@ -6,7 +6,7 @@
 //! | DynamoDB item (in transaction order)         | here                                   |
 //! |----------------------------------------------|----------------------------------------|
 //! | code: `status = issued AND valid_until >= today` | [`ClaimsWorld::codes`]              |
-//! | profile check: exists, `status` absent or `active` | [`ClaimsWorld::profiles`]          |
+//! | profile check: exists, active, the assumed region and outlet | [`ClaimsWorld::profiles`] |
 //! | lock checks: `locked_until <= now` (participant, then outlet) | [`ClaimsWorld::locks`] |
 //! | velocity counter: `hits < limit` (when a limit is given), `ADD hits 1` | [`ClaimsWorld::velocity`] |
 //! | ledger entry: `attribute_not_exists(pk)`      | [`ClaimsWorld::entries`]               |
@@ -44,11 +44,14 @@ use loyalty_domain::fraud::{AttemptOutcome, FlagReason, Subject};
 use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
 use loyalty_domain::ledger::{programme_shard, Balance, Delta, Entry, ProgrammeAccount};
 use loyalty_domain::outbox::Envelope;
+use loyalty_domain::participant::{ProfileFacts, ProfileRefusal};
 use loyalty_domain::review::{
     Committed, Decided, Page, PendingReview, ReviewError, ReviewId, ReviewStore,
 };
 use loyalty_domain::zone::Zones;
 use loyalty_domain::InfraError;
+
+use crate::memory::participants::ProfileChecks;
 
 /// A code as the codes table holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,9 +161,8 @@ pub struct AuditRecord {
 /// [`MemoryClaims::inspect`]; only the port writes it.
 #[derive(Debug, Default)]
 pub struct ClaimsWorld {
-    /// Registered participants (the profile items of ParticipantsTable), `true` while
-    /// active, `false` once blocked.
-    pub profiles: BTreeMap<ParticipantId, bool>,
+    /// Registered participants (the profile items of ParticipantsTable).
+    pub profiles: ProfileChecks,
     pub batches: BTreeMap<u32, BatchInfo>,
     /// By canonical code.
     pub codes: BTreeMap<String, CodeRecord>,
@@ -200,6 +202,8 @@ pub enum PlantedBug {
     OneSided,
     /// A rejected review credits the held points as an approval would.
     RejectionCredits,
+    /// The profile check is skipped: a blocked participant's claims commit.
+    IgnoreStanding,
 }
 
 /// The in-memory claim store. Cheap to create: one per test, or one per simulation run.
@@ -256,16 +260,15 @@ impl MemoryClaims {
         }
     }
 
-    /// Registers `participant`, active (what registration writes to ParticipantsTable).
-    pub fn register(&self, participant: &ParticipantId) {
-        self.world().profiles.insert(participant.clone(), true);
+    /// Registers `participant`, active, in the region and outlet of `facts` (what
+    /// registration writes to ParticipantsTable).
+    pub fn register(&self, participant: &ParticipantId, facts: ProfileFacts) {
+        self.world().profiles.register(participant, facts);
     }
 
     /// Blocks or unblocks a registered participant (the admin's standing change).
     pub fn set_active(&self, participant: &ParticipantId, active: bool) {
-        if let Some(a) = self.world().profiles.get_mut(participant) {
-            *a = active;
-        }
+        self.world().profiles.set_active(participant, active);
     }
 
     // --- Inspection --------------------------------------------------------------------
@@ -374,8 +377,11 @@ impl ClaimsWorld {
         let now = a.now.timestamp();
         let participant = &a.claimant.participant;
 
-        if self.profiles.get(participant) != Some(&true) {
-            return Ok(Some(Refusal::ParticipantNotActive));
+        match self.profiles.check(participant, &a.claimant.facts()) {
+            Ok(()) => {}
+            Err(ProfileRefusal::NotActive) if bug == Some(PlantedBug::IgnoreStanding) => {}
+            Err(ProfileRefusal::NotActive) => return Ok(Some(Refusal::ParticipantNotActive)),
+            Err(ProfileRefusal::Differs(facts)) => return Ok(Some(Refusal::ProfileDiffers(facts))),
         }
 
         let mut subjects = vec![Subject::Participant(participant.clone())];
@@ -547,6 +553,13 @@ impl ClaimsWorld {
 impl ClaimStore for MemoryClaims {
     async fn zones(&self) -> Result<Zones, InfraError> {
         Ok(self.world().zones.clone())
+    }
+
+    async fn profile(
+        &self,
+        participant: &ParticipantId,
+    ) -> Result<Option<ProfileFacts>, InfraError> {
+        Ok(self.world().profiles.facts(participant))
     }
 
     async fn batch(&self, number: u32) -> Result<Option<BatchInfo>, InfraError> {

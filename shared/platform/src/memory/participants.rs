@@ -71,8 +71,8 @@ use loyalty_domain::fraud::Guesser;
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::participant::{
     Adoption, Guess, GuessRefusal, ImportRow, Invitation, InvitationCode, LineError, Membership,
-    Outlet, Page, ParticipantError, ParticipantStore, PhoneChange, Profile, Registration, Source,
-    StandingChange,
+    Outlet, Page, ParticipantError, ParticipantStore, PhoneChange, Profile, ProfileFacts,
+    ProfileRefusal, Registration, Source, StandingChange,
 };
 use loyalty_domain::passcode::{PhoneProof, StoredPasscode};
 use loyalty_domain::phone::PhoneNumber;
@@ -82,6 +82,53 @@ use crate::dynamo::{decode_cursor, encode_cursor, key, ItemExt};
 
 /// DynamoDB allows at most 100 items per transaction.
 const MAX_TRANSACTION_ITEMS: usize = 100;
+
+/// The profile items an earning port checks (`crate::stores::profiles::profile_check`), as
+/// the claim, action and cashback stores each hold them: registered, active or blocked, and
+/// the region and outlet the check compares with the write's assumption.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileChecks {
+    profiles: BTreeMap<ParticipantId, (bool, ProfileFacts)>,
+}
+
+impl ProfileChecks {
+    /// Registers `participant`, active, with the region and outlet of their profile.
+    pub fn register(&mut self, participant: &ParticipantId, facts: ProfileFacts) {
+        self.profiles.insert(participant.clone(), (true, facts));
+    }
+
+    /// Blocks or unblocks a registered participant (the admin's standing change).
+    pub fn set_active(&mut self, participant: &ParticipantId, active: bool) {
+        if let Some((a, _)) = self.profiles.get_mut(participant) {
+            *a = active;
+        }
+    }
+
+    pub fn is_active(&self, participant: &ParticipantId) -> bool {
+        self.profiles.get(participant).is_some_and(|(a, _)| *a)
+    }
+
+    /// The facts of an active participant's profile, as a consistent read returns them.
+    pub fn facts(&self, participant: &ParticipantId) -> Option<ProfileFacts> {
+        match self.profiles.get(participant) {
+            Some((true, facts)) => Some(facts.clone()),
+            _ => None,
+        }
+    }
+
+    /// The check's condition: registered, active, and holding exactly `assumed`.
+    pub fn check(
+        &self,
+        participant: &ParticipantId,
+        assumed: &ProfileFacts,
+    ) -> Result<(), ProfileRefusal> {
+        match self.facts(participant) {
+            None => Err(ProfileRefusal::NotActive),
+            Some(facts) if facts == *assumed => Ok(()),
+            Some(facts) => Err(ProfileRefusal::Differs(facts)),
+        }
+    }
+}
 
 /// An invitation as stored, with when it was used.
 #[derive(Debug, Clone, PartialEq, Eq)]

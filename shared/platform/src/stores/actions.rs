@@ -5,7 +5,7 @@
 //! | item | condition | refusal, and what its `ALL_OLD` tells |
 //! |---|---|---|
 //! | ActivityTable `IDEMPOTENCY#caller#key` (the answer) | `attribute_not_exists(pk) OR ttl <= :now` | `KeyTaken`: the stored answer, replayed without a read |
-//! | ParticipantsTable `PARTICIPANT#participant`/`PROFILE` (a check) | `attribute_exists(pk) AND (attribute_not_exists(#status) OR #status = :active)` | `ParticipantNotActive`: no profile, or blocked |
+//! | ParticipantsTable `PARTICIPANT#participant`/`PROFILE` (a check, [`crate::stores::profiles`]) | `attribute_exists(pk) AND (attribute_not_exists(#status) OR #status = :active)` and the assumed `region` and `outlet_id` | `Profile`: no profile or blocked (`ParticipantNotActive`), else the profile's region and outlet (`ProfileDiffers`) |
 //! | ActivityTable `LIMIT#participant`/`RULE#rule#EVER` and `#<period>` (0 to 2) | `attribute_not_exists(used) OR used < :max` | `Limit`: the counter's value |
 //! | LedgerTable `ACCOUNT#participant`/`ENTRY#id` (on the review queue when held over budget) | `attribute_not_exists(pk)` | `EntryExists`: the key named it more than 24 h ago |
 //! | LedgerTable `ACCOUNT#participant`/`BALANCE` | `version = :v` or `attribute_not_exists(version)`; none with a single tier | `BalanceMoved`: the balance, hence the tier basis |
@@ -15,7 +15,7 @@
 //!
 //! This adapter only translates; [`loyalty_domain::action::report_action`] decides.
 
-use aws_sdk_dynamodb::types::{ConditionCheck, Put, Update};
+use aws_sdk_dynamodb::types::{Put, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use loyalty_domain::action::{
@@ -25,9 +25,10 @@ use loyalty_domain::action::{
 use loyalty_domain::earning::{LimitCounter, LimitScope, RuleId};
 use loyalty_domain::ids::ParticipantId;
 use loyalty_domain::ledger::EntryKind;
+use loyalty_domain::participant::ProfileRefusal;
 use loyalty_domain::InfraError;
 
-use crate::dynamo::{key, n, s, Item, ItemExt};
+use crate::dynamo::{key, n, Item, ItemExt};
 use crate::idempotency::{record_put, StoredRecord};
 use crate::stores::earning::{points_credited, read_rules, read_tiers, read_zones, EarningTables};
 use crate::stores::ledger::{
@@ -35,13 +36,15 @@ use crate::stores::ledger::{
     monthly_earned_from_item, outlet_pk, programme_items, queue_for_review, Gathered,
     LedgerRefusal, GATHERS, OVER_BUDGET,
 };
+use crate::stores::profiles::{profile_check, profile_refusal};
 use crate::tx::{Refused, Tx};
 
 /// What a refused action transaction means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ActionTag {
     KeyTaken,
-    ParticipantNotActive,
+    /// No profile, blocked, or not the assumed region and outlet: the profile tells which.
+    Profile,
     Limit(LimitScope),
     EntryExists,
     OutboxExists,
@@ -115,21 +118,11 @@ impl DynamoActions {
             ),
             ActionTag::KeyTaken,
         )?;
-        // Earning is for registered participants in good standing; checked in the
-        // transaction, so it costs no round trip and races no block.
+        // Earning is for registered participants in good standing, in their profile's
+        // region; checked in the transaction, so it costs no round trip and races no block.
         tx.check(
-            ConditionCheck::builder()
-                .table_name(&self.participants)
-                .set_key(Some(key(
-                    format!("PARTICIPANT#{}", entry.participant),
-                    "PROFILE",
-                )))
-                .condition_expression(
-                    "attribute_exists(pk) AND (attribute_not_exists(#status) OR #status = :active)",
-                )
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":active", s("active")),
-            ActionTag::ParticipantNotActive,
+            profile_check(&self.participants, &entry.participant, &a.profile),
+            ActionTag::Profile,
         )?;
         for c in &a.counters {
             let update = Update::builder()
@@ -203,8 +196,11 @@ impl DynamoActions {
         if let Some(old) = refused.get(&ActionTag::KeyTaken) {
             return Ok(ActionRefusal::KeyTaken(stored_answer(old)?));
         }
-        if refused.contains(&ActionTag::ParticipantNotActive) {
-            return Ok(ActionRefusal::ParticipantNotActive);
+        if refused.contains(&ActionTag::Profile) {
+            return Ok(match profile_refusal(refused.get(&ActionTag::Profile))? {
+                ProfileRefusal::NotActive => ActionRefusal::ParticipantNotActive,
+                ProfileRefusal::Differs(facts) => ActionRefusal::ProfileDiffers(facts),
+            });
         }
         if refused.contains(&ActionTag::EntryExists) || refused.contains(&ActionTag::OutboxExists) {
             return Ok(ActionRefusal::EntryExists);

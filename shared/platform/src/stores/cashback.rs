@@ -8,6 +8,9 @@
 //!   cashback state (`gsi1pk = RELEASE#<YYYY-MM>` while delivered and awaiting release,
 //!   `CLAWBACK#OUTSTANDING` while a clawback could not be covered);
 //!   `CAP#participant`/`MONTH#<YYYY-MM>`: the points credited that month.
+//! - ParticipantsTable `PARTICIPANT#id`/`PROFILE`: a credit checks its participant's
+//!   standing in the same transaction (`crate::stores::profiles::standing_check`, refusal
+//!   `ParticipantNotActive`, ranked after the event marker so a replay answers first).
 //!
 //! The rules live in the domain (`loyalty_domain::cashback::order`): this adapter implements
 //! its port, [`CashbackStore`], translating each `Decision` into one `TransactWriteItems` (the
@@ -56,6 +59,7 @@ use crate::stores::ledger::{
     account_pk, append_items, balance_from_item, gather_budget, DynamoLedger, Gathered,
     LedgerRefusal, OutboxRecord, GATHERS,
 };
+use crate::stores::profiles::standing_check;
 use crate::tx::{Refused, Tx};
 
 /// Event markers outlive any partner's retry schedule by far.
@@ -79,6 +83,9 @@ pub struct CashbackTables {
     pub activity: String,
     pub ledger: String,
     pub outbox: String,
+    /// Where profiles live: a credit checks its participant's standing in the same
+    /// transaction.
+    pub participants: String,
 }
 
 fn order_pk(partner: &PartnerId, order: &OrderId) -> String {
@@ -99,6 +106,8 @@ enum CashbackRefusal {
     OrderMoved,
     /// The month's cap counter no longer leaves the room (its item holds `used`).
     CapMoved,
+    /// The credited participant has no profile or is blocked.
+    ParticipantNotActive,
     Ledger(LedgerRefusal),
 }
 
@@ -544,6 +553,14 @@ impl DynamoCashback {
                 )?;
             }
         }
+        if let Some(participant) = &d.standing {
+            // Cashback is for registered participants in good standing; checked in the
+            // transaction, so it costs no round trip and races no block.
+            tx.check(
+                standing_check(&self.tables.participants, participant),
+                CashbackRefusal::ParticipantNotActive,
+            )?;
+        }
         if let Some(cap) = &d.cap {
             let update = Update::builder()
                 .table_name(&self.tables.activity)
@@ -595,6 +612,9 @@ impl DynamoCashback {
                 };
                 return Ok(Refusal::EventSeen(first));
             }
+        }
+        if refused.contains(&CashbackRefusal::ParticipantNotActive) {
+            return Ok(Refusal::ParticipantNotActive);
         }
         if refused.contains(&CashbackRefusal::OrderMoved) {
             let now_is = match refused.get(&CashbackRefusal::OrderMoved) {

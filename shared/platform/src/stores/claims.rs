@@ -1,7 +1,7 @@
 //! The claim transaction: one `TransactWriteItems` per successful claim.
 //!
-//! Items: code update, participant standing check (profile exists and is active),
-//! participant lock check, outlet lock check (optional), velocity
+//! Items: code update, profile check (profile exists, is active and holds the region and
+//! outlet the claim assumed: [`crate::stores::profiles`]), participant lock check, outlet lock check (optional), velocity
 //! counter, ledger entry, balance, outlet totals (optional), outbox record, audit record.
 //! A refusal is read by its tag (`ClaimRefusal`, see [`crate::tx`]), never by position.
 
@@ -20,6 +20,7 @@ use loyalty_domain::claim::{
 use loyalty_domain::fraud::{AttemptOutcome, Subject};
 use loyalty_domain::ids::{EntryId, ParticipantId};
 use loyalty_domain::ledger::{programme_shard, Balance};
+use loyalty_domain::participant::{ProfileFacts, ProfileRefusal};
 use loyalty_domain::zone::Zones;
 use loyalty_domain::{InfraError, Points};
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,7 @@ use crate::stores::earning::read_zones;
 use crate::stores::ledger::{
     balance_from_item, balance_update, entry_item, programme_update, queue_for_review, OutboxRecord,
 };
+use crate::stores::profiles::{profile_check, profile_facts, profile_key, profile_refusal};
 use crate::tx::{Refused, Tx};
 
 /// Audit records are kept for 400 days, counters only as long as their window needs.
@@ -105,18 +107,12 @@ impl DynamoClaims {
             ClaimRefusal::Code,
         )?;
 
-        // Earning is for registered participants in good standing; checking in the
-        // transaction keeps a claim one round trip and races no block.
+        // Earning is for registered participants in good standing, judged by the region and
+        // outlet of their profile; checking in the transaction keeps a claim one round trip
+        // and races no block.
         tx.check(
-            ConditionCheck::builder()
-                .table_name(&t.participants)
-                .set_key(Some(key(format!("PARTICIPANT#{participant}"), "PROFILE")))
-                .condition_expression(
-                    "attribute_exists(pk) AND (attribute_not_exists(#status) OR #status = :active)",
-                )
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":active", s("active")),
-            ClaimRefusal::ParticipantNotActive,
+            profile_check(&t.participants, participant, &a.claimant.facts()),
+            ClaimRefusal::Profile,
         )?;
         tx.check(
             lock_check(&t.fraud, &Subject::Participant(participant.clone()), now),
@@ -254,8 +250,13 @@ impl DynamoClaims {
         a: &ClaimAttempt,
         refused: &Refused<ClaimRefusal>,
     ) -> Result<Refusal, InfraError> {
-        if refused.contains(&ClaimRefusal::ParticipantNotActive) {
-            return Ok(Refusal::ParticipantNotActive);
+        if refused.contains(&ClaimRefusal::Profile) {
+            return Ok(
+                match profile_refusal(refused.get(&ClaimRefusal::Profile))? {
+                    ProfileRefusal::NotActive => Refusal::ParticipantNotActive,
+                    ProfileRefusal::Differs(facts) => Refusal::ProfileDiffers(facts),
+                },
+            );
         }
         if refused.contains(&ClaimRefusal::Locked) {
             // The participant's lock is added first, so it is the one read when both failed.
@@ -297,8 +298,9 @@ impl DynamoClaims {
 /// What a refused claim transaction means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ClaimRefusal {
-    /// The claimant has no profile, or is blocked.
-    ParticipantNotActive,
+    /// The claimant has no profile, is blocked, or their profile's region or outlet is not
+    /// the assumed one: the profile item tells which.
+    Profile,
     /// The code is not issued and valid (claimed, expired or missing): its item tells which.
     Code,
     /// The participant or the outlet is locked out; the lock item holds `locked_until`.
@@ -405,6 +407,25 @@ impl ClaimStore for DynamoClaims {
         let zones = read_zones(&self.client, &self.tables.programme).await?;
         *self.zones.lock().expect("zones cache") = Some((zones.clone(), Instant::now()));
         Ok(zones)
+    }
+
+    async fn profile(
+        &self,
+        participant: &ParticipantId,
+    ) -> Result<Option<ProfileFacts>, InfraError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.participants)
+            .set_key(Some(profile_key(participant)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("read profile", e))?;
+        match out.item {
+            Some(item) => profile_facts(&item),
+            None => Ok(None),
+        }
     }
 
     async fn batch(&self, number: u32) -> Result<Option<BatchInfo>, InfraError> {

@@ -12,4 +12,5 @@ pub mod ledger;
 pub mod participants;
 pub mod partner_secrets;
 pub mod passcodes;
+pub mod profiles;
 pub mod sms;

@@ -176,6 +176,8 @@ struct FakeState {
     zones: Zones,
     /// The release queue each delivered order entered.
     queued: BTreeMap<String, String>,
+    /// Participants without a profile or blocked.
+    not_active: Vec<String>,
 }
 
 impl CashbackStore for Fake {
@@ -215,6 +217,11 @@ impl CashbackStore for Fake {
         if let Some((id, _)) = &d.event {
             if let Some(first) = s.events.get(id.as_str()) {
                 return Ok(Err(Refusal::EventSeen(first.clone())));
+            }
+        }
+        if let Some(p) = &d.standing {
+            if s.not_active.contains(&p.to_string()) {
+                return Ok(Err(Refusal::ParticipantNotActive));
             }
         }
         let current = s.orders.get(d.order_id.as_str()).cloned();
@@ -560,4 +567,58 @@ async fn a_second_created_event_for_one_order_is_acknowledged_and_credits_nothin
         (0, Some("order_already_created"), "pending")
     );
     assert_eq!(store.cap(), 250);
+}
+
+#[test]
+fn a_credit_is_committed_on_condition_that_its_participant_is_active_and_nothing_else_is() {
+    let d = commit(
+        decide(
+            &terms(),
+            &State::unread(),
+            &partner(),
+            &created("e1", "o1", AMOUNT),
+            now(),
+        )
+        .unwrap(),
+    );
+    assert_eq!(d.standing, ParticipantId::parse("p1").ok());
+    // Earning nothing (below any rate: no partner terms) needs no standing.
+    let d = commit(
+        decide(
+            &Terms::default(),
+            &State::unread(),
+            &partner(),
+            &created("e1", "o1", AMOUNT),
+            now(),
+        )
+        .unwrap(),
+    );
+    assert_eq!(d.standing, None);
+}
+
+#[tokio::test]
+async fn an_order_of_an_unknown_or_blocked_participant_is_recorded_without_cashback() {
+    let store = Fake::default();
+    store.inner.lock().unwrap().not_active.push("p1".into());
+    let policy = CashbackPolicy::default();
+    let r = apply(
+        &store,
+        &policy,
+        &partner(),
+        &created("e1", "o1", AMOUNT),
+        now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.status.as_str(), r.points), ("no_cashback", 0));
+    assert_eq!(r.reason.as_deref(), Some("participant_not_active"));
+    let s = store.inner.lock().unwrap();
+    assert_eq!(s.orders["o1"].status, OrderStatus::NoCashback);
+    assert_eq!(s.orders["o1"].cashback, Points::ZERO);
+    assert_eq!(
+        (s.pending, s.caps.len()),
+        (0, 0),
+        "nothing credited, no room used"
+    );
+    assert_eq!(s.events["e1"], r, "a replay answers the same");
 }
