@@ -22,7 +22,7 @@ use loyalty_domain::ports::{Clock, IdSource, RandomIds, SystemClock};
 use loyalty_domain::Classified;
 use loyalty_platform::config::{ConfigError, Env};
 use loyalty_platform::http::{self, caller, json, json_body, path_param, query_param, Problem};
-use loyalty_platform::metrics::{Metrics, Routes};
+use loyalty_platform::metrics::{self, Metrics, Point, Routes};
 use loyalty_platform::stores::participants::DynamoParticipantStore;
 use loyalty_platform::stores::sms::SnsSms;
 use serde::{Deserialize, Serialize};
@@ -56,13 +56,16 @@ pub struct App<S = DynamoParticipantStore, C = Box<dyn Clock>, M = SnsSms> {
 /// The routes (the `Route` dimension of their metrics).
 pub const ROUTES: Routes = Routes(&[
     ("POST /invitations", None),
-    ("POST /passcodes", None),
-    ("POST /passcodes/verify", None),
-    ("POST /registrations", None),
-    ("POST /registrations/imported", None),
+    ("POST /passcodes", Some(&metrics::IDENTITY_REFUSALS)),
+    ("POST /passcodes/verify", Some(&metrics::IDENTITY_REFUSALS)),
+    ("POST /registrations", Some(&metrics::IDENTITY_REFUSALS)),
+    (
+        "POST /registrations/imported",
+        Some(&metrics::IDENTITY_REFUSALS),
+    ),
     ("GET /me", None),
     ("PATCH /me", None),
-    ("PUT /me/phone", None),
+    ("PUT /me/phone", Some(&metrics::IDENTITY_REFUSALS)),
     ("GET /outlets/{outletId}/members", None),
     ("GET /zone/outlets", None),
     ("GET /admin/members/by-phone/{phone}", None),
@@ -237,6 +240,8 @@ impl<S: ParticipantStore + Passcodes, C: Clock, M: SmsSender> App<S, C, M> {
             Problem::from_error(e)
         })?;
         tracing::info!(participant = %caller.subject, %phone, "passcode sent");
+        self.metrics
+            .emit(&[Point::new(&metrics::PASSCODES_SENT, 1, &[])]);
         // 202: the SMS is on its way, and nothing here says whether the phone is known.
         Ok(json(StatusCode::ACCEPTED, &answer))
     }

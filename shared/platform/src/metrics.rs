@@ -152,6 +152,19 @@ pub const WEBHOOK_REJECTIONS: Metric = count(
     &[Dim::Function, Dim::Reason],
     "Partner webhooks answered 4xx, by problem code (`invalid_signature`, `stale_signature`, ...).",
 );
+pub const IDENTITY_REFUSALS: Metric = count(
+    "IdentityRefusals",
+    &[Dim::Function, Dim::Reason],
+    "Passcode, registration (invitation codes included) and change-of-phone requests answered \
+     4xx, by problem code \
+     (`passcode_invalid`, `too_many_attempts`, `phone_not_proven`, `phone_taken`, ...).",
+);
+pub const PASSCODES_SENT: Metric = count(
+    "PasscodesSent",
+    &[Dim::Function],
+    "One-time passcodes texted: each is an SMS the programme pays for, so a surge is either a \
+     campaign or SMS pumping.",
+);
 pub const BATCH_JOBS: Metric = count(
     "BatchJobs",
     &[Dim::Function, Dim::Result],
@@ -172,6 +185,8 @@ pub const ALL: &[&Metric] = &[
     &LIMIT_HITS,
     &CASHBACK_CREDITS,
     &WEBHOOK_REJECTIONS,
+    &IDENTITY_REFUSALS,
+    &PASSCODES_SENT,
     &BATCH_JOBS,
 ];
 

@@ -277,3 +277,37 @@ async fn every_http_function_counts_requests_by_route_and_an_unknown_route_as_ot
         1
     );
 }
+
+#[tokio::test]
+async fn a_texted_passcode_counts_as_sent_and_a_wrong_one_as_an_identity_refusal_by_reason() {
+    let recorded = RecordedMetrics::default();
+    let app = crate::participants::app().with_metrics(recorded.metrics());
+    let request = ApiEvent::load("participants/request-passcode.json");
+    let (status, body) = crate::participants::send(&app, request).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(recorded.sum("PasscodesSent", &[]), 1);
+
+    let sample = crate::participants::phone(crate::participants::SAMPLE_PHONE);
+    let code = app
+        .sms()
+        .last_code_to(&sample)
+        .expect("a passcode was sent");
+    let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let verify = ApiEvent::load("participants/verify-passcode.json")
+        .body(json!({ "phone": crate::participants::SAMPLE_PHONE, "code": wrong }));
+    let (status, body) = crate::participants::send(&app, verify).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        recorded.sum("IdentityRefusals", &[(Dim::Reason, "passcode_invalid")]),
+        1
+    );
+    assert_eq!(
+        recorded.sum("PasscodesSent", &[]),
+        1,
+        "a refusal texts nothing"
+    );
+    assert_nothing_personal(
+        &recorded,
+        &[crate::participants::SAMPLE_PHONE, &code, &wrong],
+    );
+}
