@@ -172,6 +172,9 @@ pub struct ParticipantsWorld {
 pub enum PlantedBug {
     /// `register` skips the phone condition: two accounts can share a phone.
     PhonesNotUnique,
+    /// `try_passcode` answers a live passcode without counting the try: a guesser gets
+    /// more than `max_tries` (the simulator's passcode invariant must catch it).
+    TriesNotCounted,
 }
 
 /// The in-memory participant store. Cheap to create: one per test.
@@ -192,6 +195,10 @@ impl MemoryParticipants {
             world: Mutex::default(),
             bug: Some(bug),
         }
+    }
+
+    pub(super) fn bug(&self) -> Option<PlantedBug> {
+        self.bug
     }
 
     pub(super) fn world(&self) -> MutexGuard<'_, ParticipantsWorld> {
