@@ -24,10 +24,10 @@ use loyalty_domain::challenge::{
 use loyalty_domain::claim::{
     BatchInfo, ClaimAttempt, ClaimStore, FailedAttempt, FailureCounts, Refusal,
 };
+use loyalty_domain::fraud::Guesser;
 use loyalty_domain::fraud::Subject;
 use loyalty_domain::ids::{ParticipantId, RegionId};
 use loyalty_domain::ledger::Entry;
-use loyalty_domain::fraud::Guesser;
 use loyalty_domain::participant::{
     Adoption, Guess, GuessRefusal, ImportRow, Invitation, InvitationCode, Membership, Outlet,
     Page as ParticipantPage, ParticipantError, ParticipantStore, PhoneChange, Profile,
@@ -35,13 +35,13 @@ use loyalty_domain::participant::{
 };
 use loyalty_domain::passcode::{Issue, Limiter, Passcodes, Proof, StoredPasscode};
 use loyalty_domain::phone::PhoneNumber;
-use std::collections::HashMap;
 use loyalty_domain::review::{
     Committed, Decided, Page, PendingReview, ReviewError, ReviewId, ReviewStore,
 };
 use loyalty_domain::InfraError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Fault {
@@ -654,7 +654,10 @@ impl<S: ParticipantStore> ParticipantStore for FaultyPasscodes<S> {
         self.inner.invitation(code).await
     }
 
-    async fn outlet(&self, id: &loyalty_domain::ids::OutletId) -> Result<Option<Outlet>, InfraError> {
+    async fn outlet(
+        &self,
+        id: &loyalty_domain::ids::OutletId,
+    ) -> Result<Option<Outlet>, InfraError> {
         self.inner.outlet(id).await
     }
 

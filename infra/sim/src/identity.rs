@@ -31,13 +31,15 @@ use loyalty_domain::participant::{
     ParticipantError, ParticipantStore, RegistrationForm, Source,
 };
 use loyalty_domain::passcode::{
-    self, Limiter, Passcode, PasscodeError, PasscodeKey, PasscodePolicy, Requested,
+    self, Limiter, Passcode, PasscodeError, PasscodeKey, PasscodePolicy, Requested, SmsSender,
 };
 use loyalty_domain::phone::PhoneNumber;
 use loyalty_domain::ports::IdSource;
 use loyalty_domain::Classified;
+use loyalty_domain::InfraError;
 use loyalty_platform::memory::participants::PlantedBug;
-use loyalty_platform::memory::{MemoryParticipants, MemorySms, SeededIds};
+use loyalty_platform::memory::passcodes::six_digits;
+use loyalty_platform::memory::{MemoryParticipants, SeededIds};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -140,7 +142,7 @@ struct Model {
 
 pub struct Identity {
     store: FaultyPasscodes<MemoryParticipants>,
-    sms: MemorySms,
+    sms: Inbox,
     ids: SeededIds,
     key: PasscodeKey,
     passcodes: PasscodePolicy,
@@ -191,6 +193,26 @@ impl Journey {
     }
 }
 
+/// The last text message to each phone (`MemorySms` keeps them all, and a long run
+/// would search an ever longer list).
+#[derive(Default)]
+struct Inbox(std::sync::Mutex<BTreeMap<String, String>>);
+
+impl Inbox {
+    fn code_to(&self, phone: &PhoneNumber) -> Option<String> {
+        let texts = self.0.lock().expect("inbox");
+        texts.get(phone.as_e164()).and_then(|t| six_digits(t))
+    }
+}
+
+impl SmsSender for Inbox {
+    async fn send(&self, phone: &PhoneNumber, text: &str) -> Result<(), InfraError> {
+        let mut texts = self.0.lock().expect("inbox");
+        texts.insert(phone.as_e164().to_string(), text.to_string());
+        Ok(())
+    }
+}
+
 fn window_start(t: i64, secs: i64) -> i64 {
     t - t.rem_euclid(secs)
 }
@@ -231,7 +253,7 @@ impl Identity {
         block_on(inner.write_import(&rows, now)).expect("the import fits");
         Self {
             store: FaultyPasscodes::new(inner, seed, rates),
-            sms: MemorySms::new(),
+            sms: Inbox::default(),
             ids: SeededIds::new(seed ^ 0x1DE7_0000_0000_0001),
             key: PasscodeKey::parse("simulated passcode key, 32 bytes or more").expect("key"),
             passcodes: PasscodePolicy::default(),
@@ -268,7 +290,11 @@ impl Identity {
             IdentityOp::VerifyRight => {
                 // Mostly the one who asked; sometimes another subject who read the SMS.
                 let (s, phone) = (self.pick_subject(rng), self.pick_phone(rng));
-                let verifier = if rng.random_bool(0.9) { s.clone() } else { self.pick_subject(rng) };
+                let verifier = if rng.random_bool(0.9) {
+                    s.clone()
+                } else {
+                    self.pick_subject(rng)
+                };
                 if j.add(self.request(&s, &phone, now)) {
                     if let Some(code) = self.known_code(&phone, now) {
                         j.add(self.verify(&verifier, &phone, &code, now));
@@ -314,9 +340,16 @@ impl Identity {
         }
         let faults = self.store.take_injected();
         let (described, labels, result) = j.done();
+        // Phones change owners only by these writes.
+        let wrote = labels
+            .iter()
+            .any(|l| matches!(*l, "registered" | "phone changed" | "member adopted"));
         let result = result
             .and_then(|()| self.absorb(now))
-            .and_then(|()| self.check_phones());
+            .and_then(|()| match wrote {
+                true => self.check_phones(),
+                false => Ok(()),
+            });
         (described, labels, faults, result)
     }
 
@@ -425,7 +458,12 @@ impl Identity {
         let full_until = limits
             .iter()
             .filter(|(k, limit, start, _)| {
-                self.model.requests.get(&(k.clone(), *start)).copied().unwrap_or(0) >= *limit
+                self.model
+                    .requests
+                    .get(&(k.clone(), *start))
+                    .copied()
+                    .unwrap_or(0)
+                    >= *limit
             })
             .map(|(_, _, start, secs)| start + secs)
             .max();
@@ -438,6 +476,11 @@ impl Identity {
                 expires_in_secs: p.validity_secs,
             }),
         };
+        // Only the open windows can refuse a request.
+        let longest = p.phone_window_secs.max(p.caller_window_secs);
+        self.model
+            .requests
+            .retain(|(_, start), _| *start > t - longest);
         let caller = participant_caller(subject, None);
         let actual = block_on(passcode::request(
             &self.store,
@@ -485,7 +528,7 @@ impl Identity {
                     .passcodes
                     .get_mut(phone.as_e164())
                     .expect("an answered request stored its passcode");
-                sent.code = self.sms.last_code_to(phone);
+                sent.code = self.sms.code_to(phone);
                 (
                     if owned {
                         "passcode sent to a registered phone"
@@ -587,7 +630,9 @@ impl Identity {
                         .values_mut()
                         .find(|s| s.challenge == challenge)
                     else {
-                        return Err("the store answered a passcode that was used or replaced".into());
+                        return Err(
+                            "the store answered a passcode that was used or replaced".into()
+                        );
                     };
                     sent.tries += 1;
                     if sent.tries > max {
@@ -679,9 +724,15 @@ impl Identity {
                 region: Some(RegionId::parse("north").expect("region")),
                 zone: Some(ParticipantId::parse("rep-sim").expect("id")),
             };
-            block_on(participant::invite(&self.store, &admin, request, &self.ids, now))
-                .expect("an invitation is issued")
-                .code
+            block_on(participant::invite(
+                &self.store,
+                &admin,
+                request,
+                &self.ids,
+                now,
+            ))
+            .expect("an invitation is issued")
+            .code
         })
     }
 
@@ -711,13 +762,23 @@ impl Identity {
         let caller = participant_caller(s, token.clone());
         let outlet = loyalty_domain::ids::OutletId::parse(&self.ids.new_id("o")).expect("id");
         let actual = block_on(participant::register(
-            &self.store, &self.fraud, &caller, source, form, outlet, now,
+            &self.store,
+            &self.fraud,
+            &caller,
+            source,
+            form,
+            outlet,
+            now,
         ));
         let described = format!(
             "{s} registers {} from {}{}: {}",
             masked(phone),
             source.unwrap_or("no address"),
-            if token.is_some() { " (verified token)" } else { "" },
+            if token.is_some() {
+                " (verified token)"
+            } else {
+                ""
+            },
             match &actual {
                 Ok(_) => "registered",
                 Err(e) => e.code(),
@@ -799,7 +860,11 @@ impl Identity {
 
     fn change_phone(&mut self, rng: &mut ChaCha8Rng, j: &mut Journey, now: DateTime<Utc>) {
         let Some((s, current)) = self.pick_registered(rng) else {
-            j.add(("change phone: nobody registered".into(), "nothing to change", Ok(())));
+            j.add((
+                "change phone: nobody registered".into(),
+                "nothing to change",
+                Ok(()),
+            ));
             return;
         };
         let phone = self.other_phone(rng, &current);
@@ -826,7 +891,11 @@ impl Identity {
         let described = format!(
             "{s} moves to {}{}: {}",
             masked(phone),
-            if token.is_some() { " (verified token)" } else { "" },
+            if token.is_some() {
+                " (verified token)"
+            } else {
+                ""
+            },
             match &actual {
                 Ok(_) => "moved",
                 Err(e) => e.code(),
@@ -862,7 +931,11 @@ impl Identity {
         let described = format!(
             "{s} adopts the member of {}{}: {}",
             masked(&phone),
-            if token.is_some() { " (verified token)" } else { "" },
+            if token.is_some() {
+                " (verified token)"
+            } else {
+                ""
+            },
             match &actual {
                 Ok(_) => "adopted",
                 Err(e) => e.code(),
@@ -873,7 +946,9 @@ impl Identity {
                 let result = if member.source == Source::Import && member.phone == phone {
                     self.identity_written(&s, &phone, token.as_ref(), now)
                 } else {
-                    Err(format!("{s} adopted a member that was not imported with the phone"))
+                    Err(format!(
+                        "{s} adopted a member that was not imported with the phone"
+                    ))
                 };
                 (described, "member adopted", result)
             }
@@ -885,7 +960,11 @@ impl Identity {
     /// a phone their token verified (which uses no proof), then back on the used proof.
     fn replay(&mut self, rng: &mut ChaCha8Rng, j: &mut Journey, now: DateTime<Utc>) {
         let Some((s, current)) = self.pick_registered(rng) else {
-            j.add(("replay a used proof: nobody registered".into(), "nothing to replay", Ok(())));
+            j.add((
+                "replay a used proof: nobody registered".into(),
+                "nothing to replay",
+                Ok(()),
+            ));
             return;
         };
         let phone = self.other_phone(rng, &current);
@@ -908,7 +987,11 @@ impl Identity {
             for (e164, owner) in &w.phones {
                 match w.profiles.get(owner) {
                     Some(p) if p.phone.as_e164() == e164 => {}
-                    _ => return Err(format!("{e164} is claimed by {owner}, whose profile holds another phone")),
+                    _ => {
+                        return Err(format!(
+                            "{e164} is claimed by {owner}, whose profile holds another phone"
+                        ))
+                    }
                 }
             }
             for (id, p) in &w.profiles {
@@ -934,8 +1017,12 @@ fn same_answer(a: &Result<Requested, PasscodeError>, b: &Result<Requested, Passc
     match (a, b) {
         (Ok(x), Ok(y)) => x == y,
         (
-            Err(PasscodeError::TooManyAttempts { retry_after_secs: x }),
-            Err(PasscodeError::TooManyAttempts { retry_after_secs: y }),
+            Err(PasscodeError::TooManyAttempts {
+                retry_after_secs: x,
+            }),
+            Err(PasscodeError::TooManyAttempts {
+                retry_after_secs: y,
+            }),
         ) => x == y,
         _ => false,
     }

@@ -373,8 +373,13 @@ impl Sim {
         }
         self.history
             .push_back(format!("step {step}: {description}"));
-        // Whatever ran, a blocked participant has earned nothing since the block.
-        let result = result.and_then(|()| self.standing.check(&self.world, &self.stores()));
+        // Whatever ran, a blocked participant has earned nothing since the block. Identity
+        // operations write no earning store (and the check counts every entry of the blocked).
+        let earns = !matches!(op, Operation::Identity(_));
+        let result = result.and_then(|()| match earns {
+            true => self.standing.check(&self.world, &self.stores()),
+            false => Ok(()),
+        });
         result.map_err(|violation| self.failure(step, violation))
     }
 

@@ -166,8 +166,8 @@ pub struct ParticipantsWorld {
     pub adopted_by: BTreeMap<ParticipantId, ParticipantId>,
 }
 
-/// Deliberate bugs, so that tests can prove the contract suite catches them. Never set
-/// outside such tests.
+/// Deliberate bugs, so that tests can prove the contract suite or the simulator catches
+/// them. Never set outside such tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlantedBug {
     /// `register` skips the phone condition: two accounts can share a phone.
@@ -175,6 +175,9 @@ pub enum PlantedBug {
     /// `try_passcode` answers a live passcode without counting the try: a guesser gets
     /// more than `max_tries` (the simulator's passcode invariant must catch it).
     TriesNotCounted,
+    /// `register`, `change_phone` and `adopt` leave a recorded proof in place: it can be
+    /// used again.
+    ProofsNotConsumed,
 }
 
 /// The in-memory participant store. Cheap to create: one per test.
@@ -360,7 +363,9 @@ impl ParticipantStore for MemoryParticipants {
             return Err(ParticipantError::OutletNotFound);
         }
 
-        if let PhoneProof::Recorded { .. } = registration.proof {
+        if matches!(registration.proof, PhoneProof::Recorded { .. })
+            && self.bug != Some(PlantedBug::ProofsNotConsumed)
+        {
             w.proofs.remove(&proof_key);
         }
         let stored = w
@@ -562,7 +567,9 @@ impl ParticipantStore for MemoryParticipants {
                 InfraError::retryable("change phone", "the phone changed meanwhile").into(),
             );
         }
-        if let PhoneProof::Recorded { .. } = change.proof {
+        if matches!(change.proof, PhoneProof::Recorded { .. })
+            && self.bug != Some(PlantedBug::ProofsNotConsumed)
+        {
             w.proofs.remove(&proof_key);
         }
         w.phones.remove(change.old.as_e164());
@@ -613,7 +620,9 @@ impl ParticipantStore for MemoryParticipants {
         if !adoptable {
             return Err(ParticipantError::PhoneTaken);
         }
-        if let PhoneProof::Recorded { .. } = adoption.proof {
+        if matches!(adoption.proof, PhoneProof::Recorded { .. })
+            && self.bug != Some(PlantedBug::ProofsNotConsumed)
+        {
             w.proofs.remove(&proof_key);
         }
         w.links.insert(subject.clone(), adoption.member.clone());
