@@ -221,6 +221,8 @@ struct Sim {
     actions: Actions,
     /// The actions' own random stream.
     action_rng: ChaCha8Rng,
+    /// Reports by reviewers, services and participants of any rule: their own stream.
+    reporter_rng: ChaCha8Rng,
     sell_in: sellin::SellIn,
     /// Sell-in's own random stream.
     sell_in_rng: ChaCha8Rng,
@@ -275,6 +277,7 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
         claims: Claims::new(claims::policy()),
         actions: Actions::new(config.seed),
         action_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0xAC71_0A5E_ED00_0001),
+        reporter_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x2E90_27E2_0000_0001),
         sell_in: sellin::SellIn::new(),
         sell_in_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x5E11_1A00_0000_0001),
         review_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x2E71_E700_0000_0001),
@@ -342,6 +345,9 @@ impl Sim {
         self.one(step, op)?;
         if let Some(op) = Operation::generate_action(&mut self.action_rng) {
             self.one(step, op)?;
+        }
+        if self.reporter_rng.random_range(0..1_000) < 30 {
+            self.one(step, Operation::Actions(ActionOp::Reporter))?;
         }
         if let Some(op) = sellin::SellInOp::generate(&mut self.sell_in_rng) {
             self.one(step, Operation::SellIn(op))?;
@@ -470,8 +476,11 @@ impl Sim {
                 self.actions.check_double_entry(),
             ),
             Operation::Actions(op) => {
-                let Some(request) = self.actions.request(op, &mut self.action_rng, &self.world)
-                else {
+                let rng = match op {
+                    ActionOp::Reporter => &mut self.reporter_rng,
+                    _ => &mut self.action_rng,
+                };
+                let Some(request) = self.actions.request(op, rng, &self.world) else {
                     return (format!("{}: nothing to act on yet", op.kind()), Ok(()));
                 };
                 let expected = self.actions.predict(&self.world, &request, now);
