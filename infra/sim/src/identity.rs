@@ -79,16 +79,16 @@ impl IdentityOp {
     pub fn generate(rng: &mut ChaCha8Rng) -> Option<IdentityOp> {
         use IdentityOp::*;
         Some(match rng.random_range(0..1_000) {
-            0..60 => Request,
-            60..63 => Flood,
-            63..103 => VerifyRight,
-            103..118 => VerifyWrong,
-            118..120 => BruteForce,
-            120..145 => Register,
-            145..165 => ChangePhone,
-            165..175 => Adopt,
-            175..180 => ReplayProof,
-            180..186 => GuessInvitations,
+            0..30 => Request,
+            30..32 => Flood,
+            32..57 => VerifyRight,
+            57..72 => VerifyWrong,
+            72..74 => BruteForce,
+            74..99 => Register,
+            99..119 => ChangePhone,
+            119..129 => Adopt,
+            129..134 => ReplayProof,
+            134..140 => GuessInvitations,
             _ => return None,
         })
     }
