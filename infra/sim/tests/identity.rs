@@ -1,6 +1,7 @@
 //! Phones, passcodes and invitations in the simulator: a fixed seed exercises every path with
-//! every invariant holding, and a participant store that lets a passcode be tried too often
-//! or a proof be used twice is caught, replaying exactly from its seed and step.
+//! every invariant holding, and a participant store that lets a passcode be tried too often,
+//! a proof be used twice or an invitation guesser outrun its limit is caught, replaying
+//! exactly from its seed and step.
 
 use loyalty_platform::memory::participants::PlantedBug;
 use loyalty_sim::{run, Config};
@@ -59,5 +60,17 @@ fn a_store_that_leaves_a_used_proof_in_place_is_caught() {
     assert!(
         failure.violation.contains("without a live proof"),
         "caught as a phone taken on a used proof: {failure}"
+    );
+}
+
+#[test]
+fn a_store_that_ignores_the_invitation_guess_limits_is_caught() {
+    let failure =
+        run(&with_bug(PlantedBug::GuessesNotLimited, 8_000)).expect_err("the bug is caught");
+    assert!(
+        failure
+            .violation
+            .contains("wrong invitation codes answered in one window"),
+        "caught as a guesser past its limit: {failure}"
     );
 }

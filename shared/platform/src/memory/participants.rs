@@ -178,6 +178,9 @@ pub enum PlantedBug {
     /// `register`, `change_phone` and `adopt` leave a recorded proof in place: it can be
     /// used again.
     ProofsNotConsumed,
+    /// `count_guess` ignores the guessers' limits: wrong invitation codes are answered past
+    /// them and nobody is locked.
+    GuessesNotLimited,
 }
 
 /// The in-memory participant store. Cheap to create: one per test.
@@ -668,7 +671,7 @@ impl ParticipantStore for MemoryParticipants {
                     .get(&(g.key(), guess.window.start))
                     .copied()
                     .unwrap_or(0);
-                n >= *limit as i64
+                n >= *limit as i64 && self.bug != Some(PlantedBug::GuessesNotLimited)
             })
             .map(|(g, _)| g.clone())
             .collect();
