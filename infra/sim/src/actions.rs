@@ -70,6 +70,9 @@ pub enum ActionOp {
     /// A reviewer decides a credit held over budget: approved (paid within the budget, or
     /// refused and still held), rejected, or decided again.
     Review,
+    /// A report by a reviewer or a service for a participant, or a self-report, of any rule:
+    /// credited only when the rule says that reporter reports it. From its own stream.
+    Reporter,
 }
 
 impl ActionOp {
@@ -82,6 +85,7 @@ impl ActionOp {
             ActionOp::Exhaust => "action exhaust",
             ActionOp::TopUp => "budget top-up",
             ActionOp::Review => "held action review",
+            ActionOp::Reporter => "action by a reporter",
         }
     }
 }
@@ -143,8 +147,27 @@ pub fn rules() -> Vec<Rule> {
             Some((2, Period::Month)),
         ),
         holding,
+        // Reported by others, never by the participant (`ActionOp::Reporter`).
+        Rule {
+            reported_by: Reporter::Service,
+            ..rule("first-order", Action::FirstAppOrder, 50, Some(1), None)
+        },
+        Rule {
+            reported_by: Reporter::Reviewer,
+            ..rule(
+                "training",
+                Action::TrainingCompleted,
+                60,
+                None,
+                Some((2, Period::Week)),
+            )
+        },
     ]
 }
+
+/// The rules a participant reports (the first ones); the others come after them, so that
+/// the participants' draws of a seed stay as they were.
+pub const SELF_REPORTED: usize = 5;
 
 pub fn tiers() -> Tiers {
     Tiers::parse(vec![
@@ -175,14 +198,23 @@ pub struct Request {
     pub rule: usize,
     /// The programme shard the entry of (actor, key) lands on.
     pub shard: u32,
+    /// Who reports it: the participant, or for them a reviewer or a service.
+    pub reporter: Reporter,
 }
 
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "actor {} reports rule #{} under key {}",
-            self.actor, self.rule, self.key
+            "{} reports rule #{} for actor {} under key {}",
+            match self.reporter {
+                Reporter::Participant => "the participant",
+                Reporter::Reviewer => "a reviewer",
+                Reporter::Service => "a service",
+            },
+            self.rule,
+            self.actor,
+            self.key
         )
     }
 }
@@ -263,6 +295,10 @@ pub struct Model {
 pub struct FaultyActions {
     inner: MemoryActions,
     rng: Mutex<ChaCha8Rng>,
+    /// The dice of reports from [`ActionOp::Reporter`], so that adding them left the other
+    /// reports' faults where they were; used while `reporting` is set.
+    reporter_rng: Mutex<ChaCha8Rng>,
+    reporting: std::sync::atomic::AtomicBool,
     pub injected: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -271,6 +307,8 @@ impl FaultyActions {
         Self {
             inner: MemoryActions::new(),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0xFA_17ED)),
+            reporter_rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0xFA_17EE)),
+            reporting: std::sync::atomic::AtomicBool::new(false),
             injected: Mutex::new(BTreeMap::new()),
         }
     }
@@ -308,7 +346,11 @@ impl ActionStore for FaultyActions {
         &self,
         attempt: &loyalty_domain::action::ActionAttempt,
     ) -> Result<Result<(), loyalty_domain::action::ActionRefusal>, InfraError> {
-        let draw = self.rng.lock().expect("rng").random_range(0..1_000);
+        let dice = match self.reporting.load(std::sync::atomic::Ordering::Relaxed) {
+            true => &self.reporter_rng,
+            false => &self.rng,
+        };
+        let draw = dice.lock().expect("rng").random_range(0..1_000);
         if draw < 30 {
             self.count("action contended");
             return Ok(Err(loyalty_domain::action::ActionRefusal::Contended));
@@ -436,7 +478,8 @@ impl Actions {
                     shard: shard(world, actor, &key),
                     actor,
                     key,
-                    rule: rng.random_range(0..self.rules.len()),
+                    rule: rng.random_range(0..SELF_REPORTED),
+                    reporter: Reporter::Participant,
                 })
             }
             ActionOp::Exhaust => {
@@ -447,6 +490,7 @@ impl Actions {
                     actor,
                     key,
                     rule: 0,
+                    reporter: Reporter::Participant,
                 })
             }
             ActionOp::Replay | ActionOp::Reuse => {
@@ -464,13 +508,34 @@ impl Actions {
                 let rule = if op == ActionOp::Replay {
                     first
                 } else {
-                    (first + 1 + rng.random_range(0..self.rules.len() - 1)) % self.rules.len()
+                    (first + 1 + rng.random_range(0..SELF_REPORTED - 1)) % SELF_REPORTED
                 };
                 Some(Request {
                     shard: shard(world, actor, &key),
                     actor,
                     key,
                     rule,
+                    reporter: Reporter::Participant,
+                })
+            }
+            ActionOp::Reporter => {
+                // A reviewer or a service reports any rule (credited only for the rules they
+                // report); a participant self-reports one that others report. No credit of
+                // these is held or drawn from a budget, so the other operations' draws stay.
+                let actor = world.pick(rng);
+                let key = self.new_key();
+                let reporter = [Reporter::Participant, Reporter::Reviewer, Reporter::Service]
+                    [rng.random_range(0..3)];
+                let rule = match reporter {
+                    Reporter::Participant => rng.random_range(SELF_REPORTED..self.rules.len()),
+                    _ => rng.random_range(0..self.rules.len()),
+                };
+                Some(Request {
+                    shard: shard(world, actor, &key),
+                    actor,
+                    key,
+                    rule,
+                    reporter,
                 })
             }
             ActionOp::Elsewhere | ActionOp::TopUp | ActionOp::Review => None,
@@ -494,6 +559,10 @@ impl Actions {
                     Answer::Refused("idempotency_key_reused")
                 };
             }
+        }
+        // The use case checks the reporter before the write.
+        if r.reporter != self.rules[r.rule].reported_by {
+            return Answer::Refused("reporter_not_allowed");
         }
         // The profile check ranks after a live key, before everything else the write checks.
         if self.model.blocked.contains(&r.actor) {
@@ -558,7 +627,7 @@ impl Actions {
         };
         let report = ActionReport {
             participant: participant.clone(),
-            reporter: Reporter::Participant,
+            reporter: r.reporter,
             outlet: world.actors[r.actor].outlet.clone(),
             profile: world.actors[r.actor].facts(),
             rule: self.rules[r.rule].id.clone(),
@@ -566,6 +635,11 @@ impl Actions {
             key: key.clone(),
         };
         let programme = block_on(self.store.programme()).expect("memory never fails");
+        // Only `ActionOp::Reporter` draws these: another reporter, or a rule others report.
+        let by_reporter_op = r.reporter != Reporter::Participant || r.rule >= SELF_REPORTED;
+        self.store
+            .reporting
+            .store(by_reporter_op, std::sync::atomic::Ordering::Relaxed);
         let mut lost = false;
         for _ in 0..MAX_TRIES {
             let known = self.basis.get(&participant).cloned();
@@ -639,6 +713,17 @@ impl Actions {
             return Err(format!("{r}: expected {expected:?}, got {actual:?}"));
         }
         let id = (r.actor, r.key.clone());
+        if matches!(actual, Answer::Credited { .. } | Answer::Held { .. })
+            && r.reporter != self.rules[r.rule].reported_by
+        {
+            return Err(format!(
+                "{r}: credited, but only {:?} may report {}",
+                self.rules[r.rule].reported_by, self.rules[r.rule].id
+            ));
+        }
+        // Replays and reuses are the participant's own: other reporters' keys are not sent
+        // again (their first check is the reporter, before the key).
+        let replayable = r.reporter == Reporter::Participant;
         match actual {
             Answer::Credited { points: p } | Answer::Held { points: p } => {
                 let points = *p;
@@ -676,7 +761,7 @@ impl Actions {
                     .record(world.actors[r.actor].participant.as_str(), &r.key)
                     .map(|k| k.answer.body)
                     .unwrap_or_default();
-                if !self.model.keys.contains_key(&id) {
+                if replayable && !self.model.keys.contains_key(&id) {
                     self.used.push(id.clone());
                 }
                 self.model.keys.insert(
@@ -691,7 +776,7 @@ impl Actions {
                 );
             }
             Answer::Refused(code @ ("participant_limit_reached" | "period_limit_reached")) => {
-                if !self.model.keys.contains_key(&id) {
+                if replayable && !self.model.keys.contains_key(&id) {
                     self.used.push(id.clone());
                 }
                 self.model.keys.insert(

@@ -7,7 +7,8 @@
 //!
 //! The same wrapper faults review decisions ([`ReviewStore`]) on a stream of its own, and
 //! [`FaultyCashback`] and [`FaultyChallenges`] do the same around the cashback and challenge
-//! stores.
+//! stores, and [`FaultyPasscodes`] around the passcodes and invitation guesses of the
+//! participant store.
 
 use loyalty_domain::zone::Zones;
 use std::sync::Mutex;
@@ -23,16 +24,24 @@ use loyalty_domain::challenge::{
 use loyalty_domain::claim::{
     BatchInfo, ClaimAttempt, ClaimStore, FailedAttempt, FailureCounts, Refusal,
 };
+use loyalty_domain::fraud::Guesser;
 use loyalty_domain::fraud::Subject;
 use loyalty_domain::ids::{ParticipantId, RegionId};
 use loyalty_domain::ledger::Entry;
-use loyalty_domain::participant::ProfileFacts;
+use loyalty_domain::participant::{
+    Adoption, Guess, GuessRefusal, ImportRow, Invitation, InvitationCode, Membership, Outlet,
+    Page as ParticipantPage, ParticipantError, ParticipantStore, PhoneChange, Profile,
+    ProfileFacts, Registration, StandingChange,
+};
+use loyalty_domain::passcode::{Issue, Limiter, Passcodes, Proof, StoredPasscode};
+use loyalty_domain::phone::PhoneNumber;
 use loyalty_domain::review::{
     Committed, Decided, Page, PendingReview, ReviewError, ReviewId, ReviewStore,
 };
 use loyalty_domain::InfraError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Fault {
@@ -507,5 +516,231 @@ impl<S: ChallengeStore> ChallengeStore for FaultyChallenges<S> {
             ));
         }
         result
+    }
+}
+
+/// What the store under [`FaultyPasscodes`] did, whatever answer reached the caller: the
+/// model learns from it what a lost answer hid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// A passcode was stored for this phone (replacing any earlier one).
+    Issued {
+        phone: PhoneNumber,
+        challenge: String,
+        expires_at: i64,
+    },
+    /// The store counted a try at the passcode with this challenge and answered it.
+    Tried { challenge: String },
+    /// The passcode with this challenge was consumed and this proof recorded.
+    Proved { challenge: String, proof: Proof },
+}
+
+/// The same faults around the passcodes of the participant store: a request throttled
+/// (nothing counted or stored) or stored with its answer lost (counted, no SMS sent); a try
+/// throttled (nothing counted) or counted with its answer lost; a proof throttled (the
+/// passcode stays, its try counted) or recorded with its answer lost. Invitation guesses are
+/// throttled before they are counted. Registrations, phone changes and adoptions pass
+/// through: their proof is the write's own condition, and a fault there only answers 503.
+pub struct FaultyPasscodes<S> {
+    inner: S,
+    faults: Injector,
+    stored: Mutex<Vec<Stored>>,
+}
+
+impl<S> FaultyPasscodes<S> {
+    pub fn new(inner: S, seed: u64, rates: FaultRates) -> Self {
+        Self {
+            inner,
+            faults: Injector::new(seed, 6, rates),
+            stored: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The faults injected since the last call, in order.
+    pub fn take_injected(&self) -> Vec<Fault> {
+        self.faults.take_injected()
+    }
+
+    /// What the store did since the last call, in order.
+    pub fn take_stored(&self) -> Vec<Stored> {
+        std::mem::take(&mut *self.stored.lock().expect("stored"))
+    }
+
+    fn roll(&self, p: f64, fault: Fault) -> bool {
+        self.faults.roll(p, fault)
+    }
+
+    fn keep(&self, s: Stored) {
+        self.stored.lock().expect("stored").push(s);
+    }
+
+    fn lost(&self, operation: &'static str) -> Result<(), InfraError> {
+        if self.roll(
+            self.faults.rates.crash_after_commit,
+            Fault::CrashAfterCommit,
+        ) {
+            return Err(InfraError::retryable(
+                operation,
+                "connection reset after the write (injected)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<S: Passcodes> Passcodes for FaultyPasscodes<S> {
+    async fn issue(&self, issue: &Issue) -> Result<Result<(), Vec<Limiter>>, InfraError> {
+        if self.roll(self.faults.rates.throttled_write, Fault::ThrottledWrite) {
+            return Err(throttled("issue passcode"));
+        }
+        let result = self.inner.issue(issue).await?;
+        if result.is_ok() {
+            let p = &issue.passcode;
+            self.keep(Stored::Issued {
+                phone: p.phone.clone(),
+                challenge: p.challenge.clone(),
+                expires_at: p.expires_at,
+            });
+            self.lost("issue passcode")?;
+        }
+        Ok(result)
+    }
+
+    async fn try_passcode(
+        &self,
+        phone: &PhoneNumber,
+        max_tries: u32,
+        now: i64,
+    ) -> Result<Option<StoredPasscode>, InfraError> {
+        if self.roll(self.faults.rates.throttled_read, Fault::ThrottledRead) {
+            return Err(throttled("try passcode"));
+        }
+        let found = self.inner.try_passcode(phone, max_tries, now).await?;
+        if let Some(p) = &found {
+            self.keep(Stored::Tried {
+                challenge: p.challenge.clone(),
+            });
+            self.lost("try passcode")?;
+        }
+        Ok(found)
+    }
+
+    async fn prove(&self, challenge: &str, proof: &Proof) -> Result<bool, InfraError> {
+        if self.roll(self.faults.rates.throttled_write, Fault::ThrottledWrite) {
+            return Err(throttled("prove phone"));
+        }
+        let proved = self.inner.prove(challenge, proof).await?;
+        if proved {
+            self.keep(Stored::Proved {
+                challenge: challenge.to_string(),
+                proof: proof.clone(),
+            });
+            self.lost("prove phone")?;
+        }
+        Ok(proved)
+    }
+}
+
+impl<S: ParticipantStore> ParticipantStore for FaultyPasscodes<S> {
+    async fn put_invitation(&self, invitation: &Invitation) -> Result<bool, InfraError> {
+        self.inner.put_invitation(invitation).await
+    }
+
+    async fn invitation(&self, code: &InvitationCode) -> Result<Option<Invitation>, InfraError> {
+        self.inner.invitation(code).await
+    }
+
+    async fn outlet(
+        &self,
+        id: &loyalty_domain::ids::OutletId,
+    ) -> Result<Option<Outlet>, InfraError> {
+        self.inner.outlet(id).await
+    }
+
+    async fn profile(&self, id: &ParticipantId) -> Result<Option<Profile>, InfraError> {
+        self.inner.profile(id).await
+    }
+
+    async fn register(&self, registration: &Registration) -> Result<(), ParticipantError> {
+        self.inner.register(registration).await
+    }
+
+    async fn save_profile(&self, profile: &Profile) -> Result<(), ParticipantError> {
+        self.inner.save_profile(profile).await
+    }
+
+    async fn members(
+        &self,
+        outlet: &loyalty_domain::ids::OutletId,
+    ) -> Result<Vec<Membership>, InfraError> {
+        self.inner.members(outlet).await
+    }
+
+    async fn zone_outlets(
+        &self,
+        zone: &ParticipantId,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<ParticipantPage<Outlet>, ParticipantError> {
+        self.inner.zone_outlets(zone, cursor, limit).await
+    }
+
+    async fn phone_owners(
+        &self,
+        phones: &[&PhoneNumber],
+    ) -> Result<HashMap<String, ParticipantId>, InfraError> {
+        self.inner.phone_owners(phones).await
+    }
+
+    async fn write_import(
+        &self,
+        rows: &[ImportRow],
+        now: DateTime<Utc>,
+    ) -> Result<(), ParticipantError> {
+        self.inner.write_import(rows, now).await
+    }
+
+    async fn change_phone(&self, change: &PhoneChange) -> Result<(), ParticipantError> {
+        self.inner.change_phone(change).await
+    }
+
+    async fn has_proof(
+        &self,
+        subject: &ParticipantId,
+        phone: &PhoneNumber,
+        now: i64,
+    ) -> Result<bool, InfraError> {
+        self.inner.has_proof(subject, phone, now).await
+    }
+
+    async fn adopt(&self, adoption: &Adoption) -> Result<(), ParticipantError> {
+        self.inner.adopt(adoption).await
+    }
+
+    async fn set_standing(
+        &self,
+        id: &ParticipantId,
+        change: &StandingChange,
+    ) -> Result<(), ParticipantError> {
+        self.inner.set_standing(id, change).await
+    }
+
+    async fn count_guess(&self, guess: &Guess) -> Result<Result<(), GuessRefusal>, InfraError> {
+        if self.roll(self.faults.rates.throttled_write, Fault::ThrottledFailure) {
+            return Err(throttled("count guess"));
+        }
+        self.inner.count_guess(guess).await
+    }
+
+    async fn forgive_guess(&self, guess: &Guess) -> Result<(), InfraError> {
+        self.inner.forgive_guess(guess).await
+    }
+
+    async fn lock_guesser(&self, guesser: &Guesser, until: i64) -> Result<(), InfraError> {
+        self.inner.lock_guesser(guesser, until).await
     }
 }

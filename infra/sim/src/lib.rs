@@ -20,6 +20,7 @@ pub mod checker;
 pub mod claims;
 pub mod clock;
 pub mod faults;
+pub mod identity;
 pub mod reviews;
 pub mod sellin;
 pub mod standing;
@@ -57,6 +58,8 @@ pub struct Config {
     pub cashback_bug: Option<loyalty_platform::memory::cashback::PlantedBug>,
     /// A deliberate bug in the memory challenge store.
     pub challenges_bug: Option<loyalty_platform::memory::challenges::ChallengesBug>,
+    /// A deliberate bug in the memory participant store (passcodes, proofs, guesses).
+    pub participants_bug: Option<loyalty_platform::memory::participants::PlantedBug>,
     pub participants: usize,
     pub outlets: usize,
     /// Steps between checks of the whole store from scratch (at least 1).
@@ -72,6 +75,7 @@ impl Config {
             planted_bug: None,
             cashback_bug: None,
             challenges_bug: None,
+            participants_bug: None,
             participants: 12,
             outlets: 3,
             full_check_every: 5_000,
@@ -95,6 +99,7 @@ pub enum Operation {
     Review(reviews::ReviewOp),
     Challenges(challenges::ChallengeOp),
     Standing(standing::StandingOp),
+    Identity(identity::IdentityOp),
 }
 
 impl Operation {
@@ -143,6 +148,7 @@ impl Operation {
             Operation::Review(r) => r.kind(),
             Operation::Challenges(c) => c.kind(),
             Operation::Standing(s) => s.kind(),
+            Operation::Identity(i) => i.kind(),
         }
     }
 }
@@ -215,6 +221,8 @@ struct Sim {
     actions: Actions,
     /// The actions' own random stream.
     action_rng: ChaCha8Rng,
+    /// Reports by reviewers, services and participants of any rule: their own stream.
+    reporter_rng: ChaCha8Rng,
     sell_in: sellin::SellIn,
     /// Sell-in's own random stream.
     sell_in_rng: ChaCha8Rng,
@@ -226,6 +234,9 @@ struct Sim {
     standing: standing::Standing,
     /// Blocks' and unblocks' own random stream.
     standing_rng: ChaCha8Rng,
+    identity: identity::Identity,
+    /// Passcodes', registrations' and invitation guesses' own random stream.
+    identity_rng: ChaCha8Rng,
     checker: Checker,
     cashback_store: FaultyCashback<MemoryCashback>,
     cashback: Cashback,
@@ -266,6 +277,7 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
         claims: Claims::new(claims::policy()),
         actions: Actions::new(config.seed),
         action_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0xAC71_0A5E_ED00_0001),
+        reporter_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x2E90_27E2_0000_0001),
         sell_in: sellin::SellIn::new(),
         sell_in_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x5E11_1A00_0000_0001),
         review_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x2E71_E700_0000_0001),
@@ -273,6 +285,13 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
         challenge_rng,
         standing: standing::Standing::default(),
         standing_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x57A4_D146_0000_0001),
+        identity: identity::Identity::new(
+            config.seed,
+            config.faults,
+            config.participants_bug,
+            start(),
+        ),
+        identity_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x1DE7_1717_0000_0001),
         checker: Checker::default(),
         cashback_store: FaultyCashback::new(
             match config.cashback_bug {
@@ -327,6 +346,9 @@ impl Sim {
         if let Some(op) = Operation::generate_action(&mut self.action_rng) {
             self.one(step, op)?;
         }
+        if self.reporter_rng.random_range(0..1_000) < 30 {
+            self.one(step, Operation::Actions(ActionOp::Reporter))?;
+        }
         if let Some(op) = sellin::SellInOp::generate(&mut self.sell_in_rng) {
             self.one(step, Operation::SellIn(op))?;
         }
@@ -338,6 +360,9 @@ impl Sim {
         }
         if let Some(op) = standing::StandingOp::generate(&mut self.standing_rng) {
             self.one(step, Operation::Standing(op))?;
+        }
+        if let Some(op) = identity::IdentityOp::generate(&mut self.identity_rng) {
+            self.one(step, Operation::Identity(op))?;
         }
         // (`is_multiple_of` is newer than the workspace's rust-version.)
         if step % self.config.full_check_every == self.config.full_check_every - 1 {
@@ -354,8 +379,13 @@ impl Sim {
         }
         self.history
             .push_back(format!("step {step}: {description}"));
-        // Whatever ran, a blocked participant has earned nothing since the block.
-        let result = result.and_then(|()| self.standing.check(&self.world, &self.stores()));
+        // Whatever ran, a blocked participant has earned nothing since the block. Identity
+        // operations write no earning store (and the check counts every entry of the blocked).
+        let earns = !matches!(op, Operation::Identity(_));
+        let result = result.and_then(|()| match earns {
+            true => self.standing.check(&self.world, &self.stores()),
+            false => Ok(()),
+        });
         result.map_err(|violation| self.failure(step, violation))
     }
 
@@ -401,6 +431,17 @@ impl Sim {
                 (format!("{op} {}", c.participant), Ok(()))
             }
             Operation::Review(op) => self.apply_review(op, now),
+            Operation::Identity(op) => {
+                let (described, labels, faults, result) =
+                    self.identity.apply(op, &mut self.identity_rng, now);
+                for label in labels {
+                    *self.outcomes.entry(label).or_default() += 1;
+                }
+                for f in &faults {
+                    *self.faults.entry(f.as_str()).or_default() += 1;
+                }
+                (format!("{described}{}", described_faults(&faults)), result)
+            }
             Operation::Challenges(op) => {
                 let (described, label, faults, result) =
                     self.challenges
@@ -435,8 +476,11 @@ impl Sim {
                 self.actions.check_double_entry(),
             ),
             Operation::Actions(op) => {
-                let Some(request) = self.actions.request(op, &mut self.action_rng, &self.world)
-                else {
+                let rng = match op {
+                    ActionOp::Reporter => &mut self.reporter_rng,
+                    _ => &mut self.action_rng,
+                };
+                let Some(request) = self.actions.request(op, rng, &self.world) else {
                     return (format!("{}: nothing to act on yet", op.kind()), Ok(()));
                 };
                 let expected = self.actions.predict(&self.world, &request, now);

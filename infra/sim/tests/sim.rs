@@ -24,6 +24,7 @@ fn a_fixed_seed_runs_a_few_thousand_operations_with_every_invariant_holding() {
         "period_limit_reached",
         "participant_limit_reached",
         "idempotency_key_reused",
+        "reporter_not_allowed",
     ] {
         assert!(
             summary.outcomes.get(answer).copied().unwrap_or(0) > 0,

@@ -166,12 +166,21 @@ pub struct ParticipantsWorld {
     pub adopted_by: BTreeMap<ParticipantId, ParticipantId>,
 }
 
-/// Deliberate bugs, so that tests can prove the contract suite catches them. Never set
-/// outside such tests.
+/// Deliberate bugs, so that tests can prove the contract suite or the simulator catches
+/// them. Never set outside such tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlantedBug {
     /// `register` skips the phone condition: two accounts can share a phone.
     PhonesNotUnique,
+    /// `try_passcode` answers a live passcode without counting the try: a guesser gets
+    /// more than `max_tries` (the simulator's passcode invariant must catch it).
+    TriesNotCounted,
+    /// `register`, `change_phone` and `adopt` leave a recorded proof in place: it can be
+    /// used again.
+    ProofsNotConsumed,
+    /// `count_guess` ignores the guessers' limits: wrong invitation codes are answered past
+    /// them and nobody is locked.
+    GuessesNotLimited,
 }
 
 /// The in-memory participant store. Cheap to create: one per test.
@@ -192,6 +201,10 @@ impl MemoryParticipants {
             world: Mutex::default(),
             bug: Some(bug),
         }
+    }
+
+    pub(super) fn bug(&self) -> Option<PlantedBug> {
+        self.bug
     }
 
     pub(super) fn world(&self) -> MutexGuard<'_, ParticipantsWorld> {
@@ -353,7 +366,9 @@ impl ParticipantStore for MemoryParticipants {
             return Err(ParticipantError::OutletNotFound);
         }
 
-        if let PhoneProof::Recorded { .. } = registration.proof {
+        if matches!(registration.proof, PhoneProof::Recorded { .. })
+            && self.bug != Some(PlantedBug::ProofsNotConsumed)
+        {
             w.proofs.remove(&proof_key);
         }
         let stored = w
@@ -555,7 +570,9 @@ impl ParticipantStore for MemoryParticipants {
                 InfraError::retryable("change phone", "the phone changed meanwhile").into(),
             );
         }
-        if let PhoneProof::Recorded { .. } = change.proof {
+        if matches!(change.proof, PhoneProof::Recorded { .. })
+            && self.bug != Some(PlantedBug::ProofsNotConsumed)
+        {
             w.proofs.remove(&proof_key);
         }
         w.phones.remove(change.old.as_e164());
@@ -606,7 +623,9 @@ impl ParticipantStore for MemoryParticipants {
         if !adoptable {
             return Err(ParticipantError::PhoneTaken);
         }
-        if let PhoneProof::Recorded { .. } = adoption.proof {
+        if matches!(adoption.proof, PhoneProof::Recorded { .. })
+            && self.bug != Some(PlantedBug::ProofsNotConsumed)
+        {
             w.proofs.remove(&proof_key);
         }
         w.links.insert(subject.clone(), adoption.member.clone());
@@ -652,7 +671,7 @@ impl ParticipantStore for MemoryParticipants {
                     .get(&(g.key(), guess.window.start))
                     .copied()
                     .unwrap_or(0);
-                n >= *limit as i64
+                n >= *limit as i64 && self.bug != Some(PlantedBug::GuessesNotLimited)
             })
             .map(|(g, _)| g.clone())
             .collect();

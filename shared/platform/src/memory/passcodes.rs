@@ -12,7 +12,7 @@ use loyalty_domain::passcode::{Issue, Limiter, Passcodes, Proof, SmsSender, Stor
 use loyalty_domain::phone::PhoneNumber;
 use loyalty_domain::InfraError;
 
-use super::participants::round_trip;
+use super::participants::{round_trip, PlantedBug};
 use super::MemoryParticipants;
 
 impl Passcodes for MemoryParticipants {
@@ -55,7 +55,9 @@ impl Passcodes for MemoryParticipants {
         let mut w = self.world();
         Ok(match w.passcodes.get_mut(phone.as_e164()) {
             Some((p, tries)) if p.expires_at > now && *tries < max_tries => {
-                *tries += 1;
+                if self.bug() != Some(PlantedBug::TriesNotCounted) {
+                    *tries += 1;
+                }
                 Some(p.clone())
             }
             _ => None,
