@@ -57,7 +57,8 @@ pub(crate) fn dynamo_ports(
         loyalty_platform::aws::dynamodb(aws),
         env.required("CODES_TABLE")?,
     )
-    .with_answers(env.required("ACTIVITY_TABLE")?);
+    .with_answers(env.required("ACTIVITY_TABLE")?)
+    .with_zones(env.required("PROGRAMME_TABLE")?);
     let jobs = SqsJobQueue::new(
         loyalty_platform::aws::sqs(aws),
         env.required("BATCH_JOBS_QUEUE_URL")?,
@@ -152,7 +153,8 @@ impl<B: BatchRecords, Q: JobQueue, X: ExportLinks> Batches<B, Q, X> {
                 return self.replay(k, stored).await;
             }
         }
-        let spec = BatchSpec::parse(&body, now.date_naive()).problem()?;
+        let zones = self.records.zones().await.problem()?;
+        let spec = BatchSpec::parse(&body, now, &zones).problem()?;
         let number = self
             .records
             .allocate_number()

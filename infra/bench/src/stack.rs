@@ -91,7 +91,8 @@ pub async fn create_batch(
             valid_until: (today + Duration::days(30)).to_string(),
             count,
         },
-        today,
+        chrono::Utc::now(),
+        &Default::default(),
     )
     .map_err(|e| format!("batch spec: {e}"))?;
     let number = store

@@ -179,7 +179,8 @@ impl ClaimsHarness for DynamoHarness {
                 valid_until: (today + Duration::days(30)).to_string(),
                 count,
             },
-            today,
+            chrono::Utc::now(),
+            &Default::default(),
         )
         .expect("valid spec");
         let number = self

@@ -56,7 +56,8 @@ async fn seed_batch(stack: &TestStack, count: u32, points: u64, region: &str) ->
             valid_until: (today + Duration::days(30)).to_string(),
             count,
         },
-        today,
+        chrono::Utc::now(),
+        &Default::default(),
     )
     .expect("valid spec");
     let number = store
