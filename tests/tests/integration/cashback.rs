@@ -9,10 +9,11 @@ use lambda_http::http::StatusCode;
 use loyalty_domain::cashback::{sign, OrderId, OrderStatus, PartnerId, Secret, SIGNATURE_HEADER};
 use loyalty_domain::challenge::{Challenge, ChallengeStore};
 use loyalty_domain::earning::Slug;
-use loyalty_domain::ids::{EntryId, ParticipantId};
+use loyalty_domain::ids::{EntryId, ParticipantId, RegionId};
 use loyalty_domain::ledger::{Entry, EntryKind};
 use loyalty_domain::outbox::{Envelope, OutboxEvent};
 use loyalty_domain::ports::{Clock, FixedClock};
+use loyalty_domain::zone::{Zone, ZoneSettings};
 use loyalty_domain::Points;
 use loyalty_local::webhooks::{DEMO_PARTNER, DEMO_SECRET};
 use loyalty_platform::dynamo::{key, ItemExt};
@@ -641,6 +642,66 @@ async fn a_delivered_order_counts_its_units_towards_a_challenge_once() {
     let balance = f.ledger().balance(&participant("p-1")).await.unwrap();
     assert_eq!((balance.available, balance.pending), (300, 2 * POINTS));
     assert_ledger_consistent(&f.stack, &[participant("p-1")]).await;
+}
+
+#[tokio::test]
+async fn a_delivered_order_counts_for_the_challenge_of_its_day_in_the_orders_region_zone() {
+    let f = Fixture::new().await;
+    // The orders ship to region almaty; here it counts in Omsk's zone (UTC+6).
+    f.stack
+        .earning_store()
+        .put_region_zone(
+            &RegionId::parse("almaty").unwrap(),
+            Zone::parse("Asia/Omsk").unwrap(),
+            now(),
+        )
+        .await
+        .unwrap();
+    let challenges = DynamoChallenges::new(
+        f.stack.dynamodb(),
+        ChallengeTables {
+            programme: f.stack.table_name("ProgrammeTable").into(),
+            activity: f.stack.table_name("ActivityTable").into(),
+            ledger: f.stack.table_name("LedgerTable").into(),
+            outbox: f.stack.table_name("OutboxTable").into(),
+        },
+    );
+    for (id, starts_on, ends_on) in [
+        ("cola-nov", "2026-11-01", "2026-11-30"),
+        ("cola-dec", "2026-12-01", "2026-12-31"),
+    ] {
+        let challenge = Challenge::parse(
+            Slug::parse(id).unwrap(),
+            serde_json::from_value(json!({
+                "title": "Buy 40 Cola Co units", "supplier_id": "cola-co", "target_units": 40,
+                "bonus_points": 300, "starts_on": starts_on, "ends_on": ends_on
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+        challenges.put_challenge(&challenge, now()).await.unwrap();
+    }
+
+    // Placed at 19:00 UTC on 30 November: 01:00 on 1 December in Omsk.
+    let placed = Utc.with_ymd_and_hms(2026, 11, 30, 19, 0, 0).unwrap();
+    f.clock.advance(placed - f.clock.now());
+    let mut order = created("o-1-c", "o-1", "p-1", AMOUNT);
+    order["occurred_at"] = placed.to_rfc3339().into();
+    let (status, body) = f.webhook(&order).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = f.webhook(&change("o-1-d", "o-1", "delivered")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let progress = loyalty_domain::challenge::progress_of(&challenges, &participant("p-1"))
+        .await
+        .unwrap();
+    let units = |id: &str| {
+        progress
+            .iter()
+            .find(|(c, _)| c.id.as_str() == id)
+            .map_or(0, |(_, p)| p.units)
+    };
+    assert_eq!((units("cola-nov"), units("cola-dec")), (0, 24));
 }
 
 #[tokio::test]
