@@ -153,8 +153,9 @@ impl<B: BatchRecords, Q: JobQueue, X: ExportLinks> Batches<B, Q, X> {
                 return self.replay(k, stored).await;
             }
         }
+        let spec = BatchSpec::parse(&body).problem()?;
         let zones = self.records.zones().await.problem()?;
-        let spec = BatchSpec::parse(&body, now, &zones).problem()?;
+        let spec = spec.still_valid_at(now, &zones).problem()?;
         let number = self
             .records
             .allocate_number()
@@ -365,6 +366,7 @@ mod tests {
             ("BATCH_JOBS_QUEUE_URL", "http://127.0.0.1:9/queue/jobs"),
             ("EXPORTS_BUCKET", "exports"),
             ("ACTIVITY_TABLE", "activity"),
+            ("PROGRAMME_TABLE", "programme"),
         ]);
         App::new(&aws, &env).unwrap()
     }

@@ -147,15 +147,10 @@ pub struct BatchSpec {
 }
 
 impl BatchSpec {
-    /// Validates an order placed at `now`. The first invalid field is reported. The batch
-    /// ships to its region, so `valid_until` is in the past when that region's zone (or the
-    /// programme zone, for a region without one) has left the day behind: a batch valid
-    /// until 30 November may still be ordered at 20:00 UTC that day for Bogotá, not for Omsk.
-    pub fn parse(
-        req: &BatchRequest,
-        now: DateTime<Utc>,
-        zones: &Zones,
-    ) -> Result<BatchSpec, BatchSpecError> {
+    /// Validates an order's fields; the first invalid one is reported. Whether `valid_until`
+    /// is already past is [`BatchSpec::still_valid_at`]'s, which needs the zones: a bad
+    /// field is refused before anything is read.
+    pub fn parse(req: &BatchRequest) -> Result<BatchSpec, BatchSpecError> {
         let sku_ok = (1..=64).contains(&req.sku.len())
             && req
                 .sku
@@ -178,9 +173,6 @@ impl BatchSpec {
             .ok()
             .filter(|d| d.format("%Y-%m-%d").to_string() == req.valid_until)
             .ok_or(BatchSpecError::InvalidValidUntil)?;
-        if valid_until < zones.for_region(Some(&region)).date_of(now) {
-            return Err(BatchSpecError::ValidUntilInPast);
-        }
         if !(1..=MAX_COUNT).contains(&req.count) {
             return Err(BatchSpecError::InvalidCount);
         }
@@ -196,6 +188,21 @@ impl BatchSpec {
     }
 
     /// Cuts the batch into chunks of `chunk_size` codes (normally [`CHUNK_SIZE`]).
+    /// The spec of an order placed at `now`, unless its `valid_until` is in the past. The
+    /// batch ships to its region, so that is when the region's zone (or the programme zone,
+    /// for a region without one) has left the day behind: a batch valid until 30 November
+    /// may still be ordered at 20:00 UTC that day for Bogotá, not for Omsk.
+    pub fn still_valid_at(
+        self,
+        now: DateTime<Utc>,
+        zones: &Zones,
+    ) -> Result<BatchSpec, BatchSpecError> {
+        if self.valid_until < zones.for_region(Some(&self.region)).date_of(now) {
+            return Err(BatchSpecError::ValidUntilInPast);
+        }
+        Ok(self)
+    }
+
     pub fn plan(&self, chunk_size: u32) -> ChunkPlan {
         assert!(chunk_size > 0, "a chunk holds at least one code");
         ChunkPlan {
@@ -448,12 +455,17 @@ mod tests {
     fn error_of(edit: impl FnOnce(&mut BatchRequest)) -> &'static str {
         let mut req = request();
         edit(&mut req);
-        BatchSpec::parse(&req, now(), &utc()).unwrap_err().code()
+        BatchSpec::parse(&req)
+            .and_then(|s| s.still_valid_at(now(), &utc()))
+            .unwrap_err()
+            .code()
     }
 
     #[test]
     fn a_valid_order_becomes_a_spec_with_normalised_pack_size() {
-        let spec = BatchSpec::parse(&request(), now(), &utc()).unwrap();
+        let spec = BatchSpec::parse(&request())
+            .and_then(|s| s.still_valid_at(now(), &utc()))
+            .unwrap();
         assert_eq!(spec.pack_size, PackSize::Millilitres(500));
         assert_eq!(spec.points_per_pack, Points(10));
         assert_eq!(
@@ -506,7 +518,9 @@ mod tests {
     fn a_batch_may_be_valid_until_today_inclusive() {
         let mut req = request();
         req.valid_until = "2026-11-22".into();
-        assert!(BatchSpec::parse(&req, now(), &utc()).is_ok());
+        assert!(BatchSpec::parse(&req)
+            .and_then(|s| s.still_valid_at(now(), &utc()))
+            .is_ok());
     }
 
     #[test]
@@ -520,7 +534,9 @@ mod tests {
         let order = |valid_until: &str, at: &str, zones: &Zones| {
             let mut req = request();
             req.valid_until = valid_until.into();
-            BatchSpec::parse(&req, at.parse().unwrap(), zones).map(|s| s.valid_until)
+            BatchSpec::parse(&req)
+                .and_then(|s| s.still_valid_at(at.parse().unwrap(), zones))
+                .map(|s| s.valid_until)
         };
         // 19:00 UTC on 30 November is 1 December in Omsk (UTC+6): November is over there,
         // though not in UTC nor in a region without a zone of its own.
@@ -535,7 +551,8 @@ mod tests {
         let mut south = request();
         south.region = "south".into();
         south.valid_until = "2026-11-30".into();
-        assert!(BatchSpec::parse(&south, late.parse().unwrap(), &omsk).is_ok());
+        let south = BatchSpec::parse(&south).unwrap();
+        assert!(south.still_valid_at(late.parse().unwrap(), &omsk).is_ok());
         // 03:00 UTC on 1 December is still 30 November in Bogotá (UTC−5).
         let bogota = zones("America/Bogota");
         let early = "2026-12-01T03:00:00Z";
