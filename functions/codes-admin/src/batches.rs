@@ -57,7 +57,8 @@ pub(crate) fn dynamo_ports(
         loyalty_platform::aws::dynamodb(aws),
         env.required("CODES_TABLE")?,
     )
-    .with_answers(env.required("ACTIVITY_TABLE")?);
+    .with_answers(env.required("ACTIVITY_TABLE")?)
+    .with_zones(env.required("PROGRAMME_TABLE")?);
     let jobs = SqsJobQueue::new(
         loyalty_platform::aws::sqs(aws),
         env.required("BATCH_JOBS_QUEUE_URL")?,
@@ -152,7 +153,9 @@ impl<B: BatchRecords, Q: JobQueue, X: ExportLinks> Batches<B, Q, X> {
                 return self.replay(k, stored).await;
             }
         }
-        let spec = BatchSpec::parse(&body, now.date_naive()).problem()?;
+        let spec = BatchSpec::parse(&body).problem()?;
+        let zones = self.records.zones().await.problem()?;
+        let spec = spec.still_valid_at(now, &zones).problem()?;
         let number = self
             .records
             .allocate_number()
@@ -363,6 +366,7 @@ mod tests {
             ("BATCH_JOBS_QUEUE_URL", "http://127.0.0.1:9/queue/jobs"),
             ("EXPORTS_BUCKET", "exports"),
             ("ACTIVITY_TABLE", "activity"),
+            ("PROGRAMME_TABLE", "programme"),
         ]);
         App::new(&aws, &env).unwrap()
     }

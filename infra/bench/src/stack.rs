@@ -81,18 +81,15 @@ pub async fn create_batch(
     status: BatchStatus,
 ) -> Result<Batch, BoxError> {
     let today = Utc::now().date_naive();
-    let spec = BatchSpec::parse(
-        &BatchRequest {
-            sku: "COLA-05".into(),
-            product_type: "Cola 0.5 l".into(),
-            pack_size: "0.5 l".into(),
-            points_per_pack: points,
-            region: "north".into(),
-            valid_until: (today + Duration::days(30)).to_string(),
-            count,
-        },
-        today,
-    )
+    let spec = BatchSpec::parse(&BatchRequest {
+        sku: "COLA-05".into(),
+        product_type: "Cola 0.5 l".into(),
+        pack_size: "0.5 l".into(),
+        points_per_pack: points,
+        region: "north".into(),
+        valid_until: (today + Duration::days(30)).to_string(),
+        count,
+    })
     .map_err(|e| format!("batch spec: {e}"))?;
     let number = store
         .allocate_batch_number()

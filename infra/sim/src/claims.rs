@@ -671,6 +671,42 @@ impl Claims {
 
     /// Moves codes past their date out of the pool of fresh codes (a few fresh claims
     /// still pick them, to see them refused).
+    /// A credit just committed expires `credit_validity_days` after the claimant's date in
+    /// their region zone (the world's zones are UTC+6 and UTC−5, so a claim near a UTC
+    /// midnight dates its expiry a day apart from the UTC date). A replay is left out: a
+    /// review may have decided its entry since.
+    pub fn check_expiry(
+        &self,
+        store: &MemoryClaims,
+        actor: &Actor,
+        actual: &Actual,
+    ) -> Result<(), String> {
+        let Actual::Answer(Ok(c)) = actual else {
+            return Ok(());
+        };
+        if c.replayed {
+            return Ok(());
+        }
+        let r = &c.receipt;
+        let want =
+            actor.zone().date_of(r.claimed_at) + Duration::days(self.policy.credit_validity_days);
+        let found = store
+            .entries(&actor.participant)
+            .into_iter()
+            .find(|e| e.id == r.entry_id)
+            .map(|e| e.expires_on);
+        if found == Some(Some(want)) {
+            Ok(())
+        } else {
+            Err(format!(
+                "credit expiry: entry {} expires on {found:?}; the model says {want} (claimed at {} in {})",
+                r.entry_id,
+                r.claimed_at.to_rfc3339(),
+                actor.zone()
+            ))
+        }
+    }
+
     pub fn prune_expired(&mut self, today: chrono::NaiveDate) {
         if self.next_expiry.is_none_or(|d| d >= today) {
             return;

@@ -533,6 +533,7 @@ impl Sim {
                 let result = self
                     .claims
                     .settle(actor, &request, expected, &actual, &tries, now)
+                    .and_then(|()| self.claims.check_expiry(self.store.inner(), actor, &actual))
                     .and_then(|()| {
                         self.checker.check_step(
                             self.store.inner(),

@@ -10,6 +10,7 @@ use crate::action::{KeyedRequest, StoredAnswer};
 use crate::code::Code;
 use crate::ids::RegionId;
 use crate::points::Points;
+use crate::zone::Zones;
 use crate::{Classified, InfraError, Kind};
 
 /// Codes per chunk: one SQS job, one BatchWriteItem stream and one CSV export each. 10,000
@@ -26,7 +27,8 @@ pub struct BatchRequest {
     pub pack_size: String,
     pub points_per_pack: u64,
     pub region: String,
-    /// `YYYY-MM-DD`: the last day (UTC) on which a code may be claimed.
+    /// `YYYY-MM-DD`: the last day on which a code may be claimed, in the claimant's region
+    /// zone; not before today in the batch region's zone.
     pub valid_until: String,
     pub count: u32,
 }
@@ -48,7 +50,7 @@ pub enum BatchSpecError {
     InvalidRegion,
     #[error("valid_until must be a date written YYYY-MM-DD")]
     InvalidValidUntil,
-    #[error("valid_until is in the past")]
+    #[error("valid_until is in the past (before today in the batch region's time zone)")]
     ValidUntilInPast,
     #[error("count must be from 1 to {MAX_COUNT}")]
     InvalidCount,
@@ -138,14 +140,17 @@ pub struct BatchSpec {
     pub pack_size: PackSize,
     pub points_per_pack: Points,
     pub region: RegionId,
-    /// Last day (UTC) on which codes of this batch may be claimed.
+    /// Last day on which codes of this batch may be claimed, a date in the claimant's region
+    /// zone (see [`crate::claim::ClaimAttempt::today`]).
     pub valid_until: NaiveDate,
     pub count: u32,
 }
 
 impl BatchSpec {
-    /// Validates an order placed on `today` (UTC). The first invalid field is reported.
-    pub fn parse(req: &BatchRequest, today: NaiveDate) -> Result<BatchSpec, BatchSpecError> {
+    /// Validates an order's fields; the first invalid one is reported. Whether `valid_until`
+    /// is already past is [`BatchSpec::still_valid_at`]'s, which needs the zones: a bad
+    /// field is refused before anything is read.
+    pub fn parse(req: &BatchRequest) -> Result<BatchSpec, BatchSpecError> {
         let sku_ok = (1..=64).contains(&req.sku.len())
             && req
                 .sku
@@ -168,9 +173,6 @@ impl BatchSpec {
             .ok()
             .filter(|d| d.format("%Y-%m-%d").to_string() == req.valid_until)
             .ok_or(BatchSpecError::InvalidValidUntil)?;
-        if valid_until < today {
-            return Err(BatchSpecError::ValidUntilInPast);
-        }
         if !(1..=MAX_COUNT).contains(&req.count) {
             return Err(BatchSpecError::InvalidCount);
         }
@@ -186,6 +188,21 @@ impl BatchSpec {
     }
 
     /// Cuts the batch into chunks of `chunk_size` codes (normally [`CHUNK_SIZE`]).
+    /// The spec of an order placed at `now`, unless its `valid_until` is in the past. The
+    /// batch ships to its region, so that is when the region's zone (or the programme zone,
+    /// for a region without one) has left the day behind: a batch valid until 30 November
+    /// may still be ordered at 20:00 UTC that day for Bogotá, not for Omsk.
+    pub fn still_valid_at(
+        self,
+        now: DateTime<Utc>,
+        zones: &Zones,
+    ) -> Result<BatchSpec, BatchSpecError> {
+        if self.valid_until < zones.for_region(Some(&self.region)).date_of(now) {
+            return Err(BatchSpecError::ValidUntilInPast);
+        }
+        Ok(self)
+    }
+
     pub fn plan(&self, chunk_size: u32) -> ChunkPlan {
         assert!(chunk_size > 0, "a chunk holds at least one code");
         ChunkPlan {
@@ -334,6 +351,10 @@ pub trait BatchRecords: Send + Sync {
         &self,
         number: u32,
     ) -> impl Future<Output = Result<Vec<ChunkMarker>, InfraError>> + Send;
+
+    /// The programme's time zones (accrual's admin routes set them), which date an order's
+    /// `valid_until` in its region.
+    fn zones(&self) -> impl Future<Output = Result<Zones, InfraError>> + Send;
 }
 
 /// Where the chunk jobs of an order go: one job per chunk, each delivered at least once.
@@ -410,8 +431,13 @@ pub trait ExportStore: Send + Sync {
 mod tests {
     use super::*;
 
-    fn today() -> NaiveDate {
-        NaiveDate::from_ymd_opt(2026, 11, 22).unwrap()
+    /// 22 November 2026, 10:00 UTC.
+    fn now() -> DateTime<Utc> {
+        "2026-11-22T10:00:00Z".parse().unwrap()
+    }
+
+    fn utc() -> Zones {
+        Zones::default()
     }
 
     fn request() -> BatchRequest {
@@ -429,12 +455,17 @@ mod tests {
     fn error_of(edit: impl FnOnce(&mut BatchRequest)) -> &'static str {
         let mut req = request();
         edit(&mut req);
-        BatchSpec::parse(&req, today()).unwrap_err().code()
+        BatchSpec::parse(&req)
+            .and_then(|s| s.still_valid_at(now(), &utc()))
+            .unwrap_err()
+            .code()
     }
 
     #[test]
     fn a_valid_order_becomes_a_spec_with_normalised_pack_size() {
-        let spec = BatchSpec::parse(&request(), today()).unwrap();
+        let spec = BatchSpec::parse(&request())
+            .and_then(|s| s.still_valid_at(now(), &utc()))
+            .unwrap();
         assert_eq!(spec.pack_size, PackSize::Millilitres(500));
         assert_eq!(spec.points_per_pack, Points(10));
         assert_eq!(
@@ -487,7 +518,49 @@ mod tests {
     fn a_batch_may_be_valid_until_today_inclusive() {
         let mut req = request();
         req.valid_until = "2026-11-22".into();
-        assert!(BatchSpec::parse(&req, today()).is_ok());
+        assert!(BatchSpec::parse(&req)
+            .and_then(|s| s.still_valid_at(now(), &utc()))
+            .is_ok());
+    }
+
+    #[test]
+    fn valid_until_is_in_the_past_by_the_date_of_the_batchs_region_zone() {
+        use crate::zone::Zone;
+        let north = RegionId::parse("north").unwrap();
+        let zones = |zone: &str| Zones {
+            programme: Zone::UTC,
+            regions: [(north.clone(), Zone::parse(zone).unwrap())].into(),
+        };
+        let order = |valid_until: &str, at: &str, zones: &Zones| {
+            let mut req = request();
+            req.valid_until = valid_until.into();
+            BatchSpec::parse(&req)
+                .and_then(|s| s.still_valid_at(at.parse().unwrap(), zones))
+                .map(|s| s.valid_until)
+        };
+        // 19:00 UTC on 30 November is 1 December in Omsk (UTC+6): November is over there,
+        // though not in UTC nor in a region without a zone of its own.
+        let omsk = zones("Asia/Omsk");
+        let late = "2026-11-30T19:00:00Z";
+        assert_eq!(
+            order("2026-11-30", late, &omsk),
+            Err(BatchSpecError::ValidUntilInPast)
+        );
+        assert!(order("2026-12-01", late, &omsk).is_ok());
+        assert!(order("2026-11-30", late, &utc()).is_ok());
+        let mut south = request();
+        south.region = "south".into();
+        south.valid_until = "2026-11-30".into();
+        let south = BatchSpec::parse(&south).unwrap();
+        assert!(south.still_valid_at(late.parse().unwrap(), &omsk).is_ok());
+        // 03:00 UTC on 1 December is still 30 November in Bogotá (UTC−5).
+        let bogota = zones("America/Bogota");
+        let early = "2026-12-01T03:00:00Z";
+        assert!(order("2026-11-30", early, &bogota).is_ok());
+        assert_eq!(
+            order("2026-11-30", early, &utc()),
+            Err(BatchSpecError::ValidUntilInPast)
+        );
     }
 
     #[test]

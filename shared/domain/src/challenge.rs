@@ -14,10 +14,11 @@ use std::future::Future;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::cashback::{OrderId, PartnerId};
+use crate::cashback::{Order, OrderId, PartnerId};
 use crate::earning::{Slug, SupplierId};
 use crate::ids::{EntryId, ParticipantId};
 use crate::ledger::{Entry, EntryKind};
+use crate::zone::Zone;
 use crate::{Classified, InfraError, Kind, Points};
 
 pub type ChallengeId = Slug;
@@ -29,7 +30,10 @@ pub struct Challenge {
     pub supplier: SupplierId,
     pub target_units: u64,
     pub bonus: Points,
-    /// Inclusive dates of the purchases that count.
+    /// Inclusive dates of the purchases that count: local dates, so each region's
+    /// challenge opens and closes at its own midnights. A purchase is dated where it
+    /// happened (a sell-in line by its own date, a delivered order by
+    /// [`ProgressSource::of_order`]), never by the UTC date.
     pub starts_on: NaiveDate,
     pub ends_on: NaiveDate,
 }
@@ -171,6 +175,27 @@ impl ProgressSource {
     /// `x-1` and partner `m-x` with order `1` were one source and the second never counted.
     pub fn order_reference(partner: &PartnerId, order: &OrderId, supplier: &SupplierId) -> String {
         format!("order#{partner}#{order}#{supplier}")
+    }
+
+    /// A delivered order's sources: one per supplier with units, dated on the day the order
+    /// was placed in `zone`, its region's (as its cap month is), so an order placed at 01:00
+    /// on 1 December in Omsk counts for a December challenge though it is 30 November in UTC.
+    pub fn of_order(order: &Order, zone: Zone, at: DateTime<Utc>) -> Vec<ProgressSource> {
+        let mut by_supplier: std::collections::BTreeMap<&SupplierId, u64> = Default::default();
+        for line in order.lines.iter().filter(|l| l.units > 0) {
+            *by_supplier.entry(&line.supplier_id).or_default() += line.units;
+        }
+        by_supplier
+            .into_iter()
+            .map(|(supplier, units)| ProgressSource {
+                participant: order.participant.clone(),
+                supplier: supplier.clone(),
+                units,
+                date: zone.date_of(order.ordered_at),
+                reference: Self::order_reference(&order.partner, &order.id, supplier),
+                at,
+            })
+            .collect()
     }
 
     /// The key of the marker that says this source was counted towards `challenge`:
@@ -489,6 +514,67 @@ mod tests {
             )
         };
         assert_ne!(id("demo-market", "x-1"), id("demo", "market-x-1"));
+    }
+
+    /// An order of 24 `acme` units placed at `ordered_at`.
+    fn order(ordered_at: &str) -> Order {
+        use crate::cashback::{OrderLine, OrderStatus};
+        Order {
+            partner: PartnerId::parse("demo-market").unwrap(),
+            id: OrderId::parse("o-1").unwrap(),
+            participant: ParticipantId::parse("p-1").unwrap(),
+            region: crate::ids::RegionId::parse("north").unwrap(),
+            channel: "app".into(),
+            category: "beverages".into(),
+            amount_minor: 1_000,
+            status: OrderStatus::Eligible,
+            cashback: Points(0),
+            month: String::new(),
+            lines: vec![
+                OrderLine {
+                    supplier_id: Slug::parse("acme").unwrap(),
+                    units: 20,
+                },
+                OrderLine {
+                    supplier_id: Slug::parse("acme").unwrap(),
+                    units: 4,
+                },
+                OrderLine {
+                    supplier_id: Slug::parse("other").unwrap(),
+                    units: 0,
+                },
+            ],
+            ordered_at: ordered_at.parse().unwrap(),
+            clawed_back: Points(0),
+            outstanding_clawback: Points(0),
+        }
+    }
+
+    #[test]
+    fn an_order_counts_for_the_challenge_of_its_local_day_across_a_month_end() {
+        let november = challenge();
+        let mut december = challenge();
+        december.starts_on = "2026-12-01".parse().unwrap();
+        december.ends_on = "2026-12-31".parse().unwrap();
+        let counts_for = |order: &Order, zone: &str| {
+            let sources =
+                ProgressSource::of_order(order, Zone::parse(zone).unwrap(), order.ordered_at);
+            assert_eq!(sources.len(), 1, "one source per supplier with units");
+            assert_eq!(sources[0].units, 24);
+            let s = &sources[0];
+            (
+                november.counts(&s.supplier, s.date),
+                december.counts(&s.supplier, s.date),
+            )
+        };
+        // 19:00 UTC on 30 November is 01:00 on 1 December in Omsk (UTC+6).
+        let late = order("2026-11-30T19:00:00Z");
+        assert_eq!(counts_for(&late, "Asia/Omsk"), (false, true));
+        assert_eq!(counts_for(&late, "UTC"), (true, false));
+        // 03:00 UTC on 1 December is 22:00 on 30 November in Bogotá (UTC−5).
+        let early = order("2026-12-01T03:00:00Z");
+        assert_eq!(counts_for(&early, "America/Bogota"), (true, false));
+        assert_eq!(counts_for(&early, "UTC"), (false, true));
     }
 
     fn challenge() -> Challenge {

@@ -112,6 +112,8 @@ pub struct ClaimAttempt {
     /// an account that has never had an entry.
     pub expected_balance: Option<Balance>,
     pub receipt: ClaimReceipt,
+    /// The last day the credit counts, a date in the claimant's region zone (expiring at
+    /// the end of that local day).
     pub credit_expires_on: NaiveDate,
     pub velocity_window: Window,
     /// `None` once the velocity limit is known to be exceeded: then the counter still
@@ -462,10 +464,18 @@ fn build_attempt(
             balance,
             claimed_at: now,
         },
-        credit_expires_on: (now + chrono::Duration::days(policy.credit_validity_days)).date_naive(),
+        credit_expires_on: credit_expires_on(policy, now, zone),
         velocity_window: policy.fraud.velocity_window(now),
         velocity_limit,
     }
+}
+
+/// The last local day a credit counts: `credit_validity_days` after the claimant's date in
+/// their region zone, so a credit expires at a local midnight, the one the wallet's date
+/// names, and not at 05:00 or 19:00 local time (a participant in Omsk who claims at 01:00
+/// on 1 December keeps the credit through 1 December, not 30 November, of the last year).
+fn credit_expires_on(policy: &ClaimPolicy, now: DateTime<Utc>, zone: Zone) -> NaiveDate {
+    zone.date_of(now) + chrono::Duration::days(policy.credit_validity_days)
 }
 
 /// Records a failed attempt, locks whoever crossed a limit, and hands back `error`.
@@ -494,4 +504,41 @@ async fn fail<S: ClaimStore>(
         }
     }
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_credit_expires_on_the_local_day_its_validity_ends_in_the_claimants_zone() {
+        let policy = ClaimPolicy {
+            credit_validity_days: 365,
+            ..ClaimPolicy::default()
+        };
+        // 19:00 UTC on 30 November is already 1 December in Omsk (UTC+6).
+        let omsk = Zone::parse("Asia/Omsk").unwrap();
+        let late = at("2026-11-30T19:00:00Z");
+        assert_eq!(credit_expires_on(&policy, late, omsk), day("2027-12-01"));
+        assert_eq!(
+            credit_expires_on(&policy, late, Zone::UTC),
+            day("2027-11-30")
+        );
+        // 03:00 UTC on 1 December is still 30 November in Bogotá (UTC−5).
+        let bogota = Zone::parse("America/Bogota").unwrap();
+        let early = at("2026-12-01T03:00:00Z");
+        assert_eq!(credit_expires_on(&policy, early, bogota), day("2027-11-30"));
+        assert_eq!(
+            credit_expires_on(&policy, early, Zone::UTC),
+            day("2027-12-01")
+        );
+    }
 }

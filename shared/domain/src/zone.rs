@@ -2,13 +2,17 @@
 //!
 //! The programme has an IANA zone and each region may have its own. Limits per day, week
 //! and month, rule validity bounds given as local dates, the monthly cashback cap (and the
-//! month a delivered order awaits release in) and a pack code's last valid day are counted
-//! in the participant's region zone ([`Zones::for_region`]), so a participant in Omsk does
-//! not start a new month at 06:00 local time. Everything stored stays a UTC instant; a zone
-//! only says where the local midnights fall.
+//! month a delivered order awaits release in), the day a delivered order counts on for
+//! challenges, a pack code's last valid day (and whether a batch order's is already past, in
+//! the batch's region) and a claimed credit's expiry date are counted in the participant's
+//! region zone ([`Zones::for_region`]), so a participant in Omsk does not start a new month
+//! at 06:00 local time. Everything stored stays a UTC instant or a local date; a zone only
+//! says where the local midnights fall.
 //!
 //! Not calendar periods, and so left in UTC: claims' velocity windows (clock hours and
-//! fixed windows of seconds) and the months tiers count points in.
+//! fixed windows of seconds). The months tiers count points in stay UTC too: they are
+//! stored as counters per month on each balance, and counting them locally would change
+//! the meaning of the counters already written (see the README's "Time zones").
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -17,6 +17,7 @@ use loyalty_domain::batch::{
 };
 use loyalty_domain::code::Code;
 use loyalty_domain::ids::{IdempotencyKey, RegionId};
+use loyalty_domain::zone::{Zone, ZoneSettings, Zones};
 use loyalty_domain::Points;
 use loyalty_platform::dynamo::ItemExt;
 use loyalty_platform::memory::batches::BatchesBug;
@@ -37,6 +38,8 @@ pub trait BatchesHarness {
     fn store(&self) -> &Self::Store;
     /// A stored code's batch and status.
     async fn code(&self, code: &Code) -> Option<(u32, String)>;
+    /// Sets the time zones as accrual's admin routes do.
+    async fn set_zones(&self, zones: &Zones);
 }
 
 pub struct MemoryBatchesHarness(MemoryBatches);
@@ -58,6 +61,9 @@ impl BatchesHarness for MemoryBatchesHarness {
     async fn code(&self, code: &Code) -> Option<(u32, String)> {
         self.0.code(code).map(|c| (c.batch, c.status.to_string()))
     }
+    async fn set_zones(&self, zones: &Zones) {
+        self.0.set_zones(zones.clone());
+    }
 }
 
 pub struct DynamoBatchesHarness {
@@ -68,7 +74,8 @@ pub struct DynamoBatchesHarness {
 pub async fn dynamo_batches() -> DynamoBatchesHarness {
     let stack = TestStack::for_function("CodesAdminFunction").await;
     let store = CodesStore::new(stack.dynamodb(), stack.table_name("CodesTable"))
-        .with_answers(stack.table_name("ActivityTable"));
+        .with_answers(stack.table_name("ActivityTable"))
+        .with_zones(stack.table_name("ProgrammeTable"));
     DynamoBatchesHarness { stack, store }
 }
 
@@ -89,6 +96,20 @@ impl BatchesHarness for DynamoBatchesHarness {
             u32::try_from(item.number("batch_id").unwrap()).unwrap(),
             item.string("status").unwrap().to_string(),
         ))
+    }
+    /// Through accrual's settings adapter, on the same ProgrammeTable.
+    async fn set_zones(&self, zones: &Zones) {
+        let settings = self.stack.earning_store();
+        settings
+            .put_programme_zone(zones.programme, at(0))
+            .await
+            .unwrap();
+        for (region, zone) in &zones.regions {
+            settings
+                .put_region_zone(region, *zone, at(0))
+                .await
+                .unwrap();
+        }
     }
 }
 
@@ -137,6 +158,22 @@ fn marker(chunk: u32, codes: u32) -> ChunkMarker {
         },
         done_at: at(chunk as i64),
     }
+}
+
+/// Orders read the zones accrual's admin routes write: UTC until set, then the programme's
+/// and each region's own.
+pub async fn orders_are_dated_in_the_zones_accrual_sets<H: BatchesHarness>(h: H) {
+    assert_eq!(h.store().zones().await.unwrap(), Zones::default());
+    let zones = Zones {
+        programme: Zone::parse("Asia/Omsk").unwrap(),
+        regions: [(
+            RegionId::parse("south").unwrap(),
+            Zone::parse("America/Bogota").unwrap(),
+        )]
+        .into(),
+    };
+    h.set_zones(&zones).await;
+    assert_eq!(h.store().zones().await.unwrap(), zones);
 }
 
 /// Numbers are handed out from 1, each once.
@@ -335,6 +372,7 @@ macro_rules! batch_store_contract {
     ($harness:path) => {
         $crate::contract_cases!(batches, $harness;
             batch_numbers_are_allocated_in_order_from_one,
+            orders_are_dated_in_the_zones_accrual_sets,
             a_batch_reads_back_as_it_was_written,
             an_existing_batch_number_is_refused_and_keeps_the_first_batch,
             an_answer_written_with_its_batch_holds_its_key,

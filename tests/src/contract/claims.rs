@@ -169,18 +169,15 @@ impl ClaimsHarness for DynamoHarness {
 
     async fn seed(&mut self, points: u64, region: &str, count: u32) -> Seeded {
         let today = today();
-        let spec = BatchSpec::parse(
-            &BatchRequest {
-                sku: "COLA-05".into(),
-                product_type: "Cola 0.5 l".into(),
-                pack_size: "0.5 l".into(),
-                points_per_pack: points,
-                region: region.into(),
-                valid_until: (today + Duration::days(30)).to_string(),
-                count,
-            },
-            today,
-        )
+        let spec = BatchSpec::parse(&BatchRequest {
+            sku: "COLA-05".into(),
+            product_type: "Cola 0.5 l".into(),
+            pack_size: "0.5 l".into(),
+            points_per_pack: points,
+            region: region.into(),
+            valid_until: (today + Duration::days(30)).to_string(),
+            count,
+        })
         .expect("valid spec");
         let number = self
             .codes

@@ -9,10 +9,11 @@ use lambda_http::http::StatusCode;
 use loyalty_domain::cashback::{sign, OrderId, OrderStatus, PartnerId, Secret, SIGNATURE_HEADER};
 use loyalty_domain::challenge::{Challenge, ChallengeStore};
 use loyalty_domain::earning::Slug;
-use loyalty_domain::ids::{EntryId, ParticipantId};
+use loyalty_domain::ids::{EntryId, ParticipantId, RegionId};
 use loyalty_domain::ledger::{Entry, EntryKind};
 use loyalty_domain::outbox::{Envelope, OutboxEvent};
 use loyalty_domain::ports::{Clock, FixedClock};
+use loyalty_domain::zone::{Zone, ZoneSettings};
 use loyalty_domain::Points;
 use loyalty_local::webhooks::{DEMO_PARTNER, DEMO_SECRET};
 use loyalty_platform::dynamo::{key, ItemExt};
@@ -107,6 +108,19 @@ impl Fixture {
 
     /// Each event a second after the previous one, so ledger entries have distinct times
     /// and replay in the order they were appended.
+    /// The challenge store on the fixture's tables, as the function's own.
+    fn challenges(&self) -> DynamoChallenges {
+        DynamoChallenges::new(
+            self.stack.dynamodb(),
+            ChallengeTables {
+                programme: self.stack.table_name("ProgrammeTable").into(),
+                activity: self.stack.table_name("ActivityTable").into(),
+                ledger: self.stack.table_name("LedgerTable").into(),
+                outbox: self.stack.table_name("OutboxTable").into(),
+            },
+        )
+    }
+
     fn tick(&self) -> DateTime<Utc> {
         self.clock.advance(Duration::seconds(1));
         self.clock.now()
@@ -174,6 +188,25 @@ fn signed(body: &Value, secret: &str, timestamp: i64) -> ApiEvent {
     ApiEvent::load("partner-webhooks/order-created.json")
         .text_body(&text)
         .header(SIGNATURE_HEADER, &header)
+}
+
+/// "Buy 40 Cola Co units" between two local dates, for a bonus of 300.
+async fn put_cola_challenge(
+    challenges: &DynamoChallenges,
+    id: &str,
+    starts_on: &str,
+    ends_on: &str,
+) {
+    let challenge = Challenge::parse(
+        Slug::parse(id).unwrap(),
+        serde_json::from_value(json!({
+            "title": "Buy 40 Cola Co units", "supplier_id": "cola-co", "target_units": 40,
+            "bonus_points": 300, "starts_on": starts_on, "ends_on": ends_on
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    challenges.put_challenge(&challenge, now()).await.unwrap();
 }
 
 fn created(event: &str, order: &str, participant: &str, amount_minor: u64) -> Value {
@@ -603,25 +636,8 @@ async fn concurrent_webhooks_for_one_participant_never_exceed_the_monthly_cap() 
 #[tokio::test]
 async fn a_delivered_order_counts_its_units_towards_a_challenge_once() {
     let f = Fixture::new().await;
-    let challenges = DynamoChallenges::new(
-        f.stack.dynamodb(),
-        ChallengeTables {
-            programme: f.stack.table_name("ProgrammeTable").into(),
-            activity: f.stack.table_name("ActivityTable").into(),
-            ledger: f.stack.table_name("LedgerTable").into(),
-            outbox: f.stack.table_name("OutboxTable").into(),
-        },
-    );
-    let challenge = Challenge::parse(
-        Slug::parse("cola-40").unwrap(),
-        serde_json::from_value(json!({
-            "title": "Buy 40 Cola Co units", "supplier_id": "cola-co", "target_units": 40,
-            "bonus_points": 300, "starts_on": "2026-11-01", "ends_on": "2026-11-30"
-        }))
-        .unwrap(),
-    )
-    .unwrap();
-    challenges.put_challenge(&challenge, now()).await.unwrap();
+    let challenges = f.challenges();
+    put_cola_challenge(&challenges, "cola-40", "2026-11-01", "2026-11-30").await;
 
     // Each order has 24 units of cola-co: the second delivery completes the challenge.
     for order in ["o-1", "o-2"] {
@@ -641,6 +657,45 @@ async fn a_delivered_order_counts_its_units_towards_a_challenge_once() {
     let balance = f.ledger().balance(&participant("p-1")).await.unwrap();
     assert_eq!((balance.available, balance.pending), (300, 2 * POINTS));
     assert_ledger_consistent(&f.stack, &[participant("p-1")]).await;
+}
+
+#[tokio::test]
+async fn a_delivered_order_counts_for_the_challenge_of_its_day_in_the_orders_region_zone() {
+    let f = Fixture::new().await;
+    // The orders ship to region almaty; here it counts in Omsk's zone (UTC+6).
+    f.stack
+        .earning_store()
+        .put_region_zone(
+            &RegionId::parse("almaty").unwrap(),
+            Zone::parse("Asia/Omsk").unwrap(),
+            now(),
+        )
+        .await
+        .unwrap();
+    let challenges = f.challenges();
+    put_cola_challenge(&challenges, "cola-nov", "2026-11-01", "2026-11-30").await;
+    put_cola_challenge(&challenges, "cola-dec", "2026-12-01", "2026-12-31").await;
+
+    // Placed at 19:00 UTC on 30 November: 01:00 on 1 December in Omsk.
+    let placed = Utc.with_ymd_and_hms(2026, 11, 30, 19, 0, 0).unwrap();
+    f.clock.advance(placed - f.clock.now());
+    let mut order = created("o-1-c", "o-1", "p-1", AMOUNT);
+    order["occurred_at"] = placed.to_rfc3339().into();
+    let (status, body) = f.webhook(&order).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = f.webhook(&change("o-1-d", "o-1", "delivered")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let progress = loyalty_domain::challenge::progress_of(&challenges, &participant("p-1"))
+        .await
+        .unwrap();
+    let units = |id: &str| {
+        progress
+            .iter()
+            .find(|(c, _)| c.id.as_str() == id)
+            .map_or(0, |(_, p)| p.units)
+    };
+    assert_eq!((units("cola-nov"), units("cola-dec")), (0, 24));
 }
 
 #[tokio::test]
@@ -667,25 +722,8 @@ async fn orders_whose_partner_and_order_ids_read_alike_with_dashes_both_count_to
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-    let challenges = DynamoChallenges::new(
-        f.stack.dynamodb(),
-        ChallengeTables {
-            programme: f.stack.table_name("ProgrammeTable").into(),
-            activity: f.stack.table_name("ActivityTable").into(),
-            ledger: f.stack.table_name("LedgerTable").into(),
-            outbox: f.stack.table_name("OutboxTable").into(),
-        },
-    );
-    let challenge = Challenge::parse(
-        Slug::parse("cola-40").unwrap(),
-        serde_json::from_value(json!({
-            "title": "Buy 40 Cola Co units", "supplier_id": "cola-co", "target_units": 40,
-            "bonus_points": 300, "starts_on": "2026-11-01", "ends_on": "2026-11-30"
-        }))
-        .unwrap(),
-    )
-    .unwrap();
-    challenges.put_challenge(&challenge, now()).await.unwrap();
+    let challenges = f.challenges();
+    put_cola_challenge(&challenges, "cola-40", "2026-11-01", "2026-11-30").await;
 
     for (partner, order) in [(DEMO_PARTNER, "x-1"), ("demo", "market-x-1")] {
         let send = |body: Value| {

@@ -46,18 +46,15 @@ pub(crate) async fn fixture(count: u32, points: u64, region: &str) -> Fixture {
 async fn seed_batch(stack: &TestStack, count: u32, points: u64, region: &str) -> Batch {
     let store = CodesStore::new(stack.dynamodb(), stack.table_name("CodesTable"));
     let today = Utc::now().date_naive();
-    let spec = BatchSpec::parse(
-        &BatchRequest {
-            sku: "COLA-05".into(),
-            product_type: "Cola 0.5 l".into(),
-            pack_size: "0.5 l".into(),
-            points_per_pack: points,
-            region: region.into(),
-            valid_until: (today + Duration::days(30)).to_string(),
-            count,
-        },
-        today,
-    )
+    let spec = BatchSpec::parse(&BatchRequest {
+        sku: "COLA-05".into(),
+        product_type: "Cola 0.5 l".into(),
+        pack_size: "0.5 l".into(),
+        points_per_pack: points,
+        region: region.into(),
+        valid_until: (today + Duration::days(30)).to_string(),
+        count,
+    })
     .expect("valid spec");
     let number = store
         .allocate_batch_number()

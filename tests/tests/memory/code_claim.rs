@@ -12,10 +12,10 @@ use loyalty_domain::claim::{
 use loyalty_domain::code::Code;
 use loyalty_domain::fraud::{AttemptOutcome, Subject};
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
-use loyalty_domain::ledger::EntryKind;
+use loyalty_domain::ledger::{entry_ids, EntryKind};
 use loyalty_domain::participant::ProfileFacts;
 use loyalty_domain::ports::FixedClock;
-use loyalty_domain::zone::Zones;
+use loyalty_domain::zone::{Zone, Zones};
 use loyalty_domain::{InfraError, Points};
 use loyalty_platform::memory::claims::CodeStatus;
 use loyalty_platform::memory::MemoryClaims;
@@ -223,6 +223,43 @@ async fn unknown_and_expired_codes_are_refused_and_locks_answer_with_retry_after
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["code"], "code_expired");
     assert!(app.store().entries(&sample_participant()).is_empty());
+}
+
+#[tokio::test]
+async fn a_credit_expires_on_a_date_of_the_claimants_region_zone_across_a_month_end() {
+    let (app, codes) = app(2);
+    let north = RegionId::parse("north").unwrap();
+    let in_north = |zone: &str| Zones {
+        programme: Zone::UTC,
+        regions: [(north.clone(), Zone::parse(zone).unwrap())].into(),
+    };
+    let validity = Duration::days(ClaimPolicy::default().credit_validity_days);
+    let expires_on = |app: &App, code: &Code| {
+        let id = entry_ids::code_claim(code.canonical());
+        let entries = app.store().entries(&sample_participant());
+        entries
+            .iter()
+            .find(|e| e.id == id)
+            .expect("credited")
+            .expires_on
+    };
+
+    // 19:00 UTC on 30 November is 01:00 on 1 December in Omsk (UTC+6).
+    app.store().set_zones(in_north("Asia/Omsk"));
+    app.clock()
+        .advance(Utc.with_ymd_and_hms(2026, 11, 30, 19, 0, 0).unwrap() - event_time());
+    let (status, body, _) = send(&app, typed(&codes[0].display())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let local_day = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+    assert_eq!(expires_on(&app, &codes[0]), Some(local_day + validity));
+
+    // 03:00 UTC on 1 December is 22:00 on 30 November in Bogotá (UTC−5).
+    app.store().set_zones(in_north("America/Bogota"));
+    app.clock().advance(Duration::hours(8));
+    let (status, body, _) = send(&app, typed(&codes[1].display())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let local_day = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+    assert_eq!(expires_on(&app, &codes[1]), Some(local_day + validity));
 }
 
 #[tokio::test]

@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use lambda_http::http::StatusCode;
-use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
+use loyalty_domain::ids::{EntryId, OutletId, ParticipantId, RegionId};
 use loyalty_domain::ledger::{Balance, Entry, EntryKind};
 use loyalty_domain::outbox::{OutboxEvent, ReviewVerdict};
 use loyalty_domain::ports::FixedClock;
 use loyalty_domain::review::{Decision, ReviewId};
+use loyalty_domain::zone::{Zone, Zones};
 use loyalty_domain::Points;
 use loyalty_platform::memory::{MemoryBatches, MemoryExports, MemoryJobs, MemoryReviews};
 use loyalty_tests::{body_json, ApiEvent};
@@ -415,6 +416,38 @@ async fn an_invalid_order_is_refused_before_anything_is_written() {
         (0, 0)
     );
     assert!(app.jobs().is_empty());
+}
+
+#[tokio::test]
+async fn valid_until_is_in_the_past_by_the_date_in_the_batchs_region_zone() {
+    let batches = MemoryBatches::new();
+    batches.set_zones(Zones {
+        programme: Zone::UTC,
+        regions: [(
+            RegionId::parse("north").unwrap(),
+            Zone::parse("Asia/Omsk").unwrap(),
+        )]
+        .into(),
+    });
+    let (app, clock) = batch_app(batches);
+    // 19:00 UTC on 30 November: already 1 December in Omsk (UTC+6), not in UTC.
+    clock.advance(Utc.with_ymd_and_hms(2026, 11, 30, 19, 0, 0).unwrap() - event_time());
+    let until_30_november = |region: &str| {
+        order().body(json!({
+            "sku": "COLA-05", "product_type": "Cola 0.5 l PET", "pack_size": "0.5 l",
+            "points_per_pack": 10, "region": region, "valid_until": "2026-11-30", "count": 10
+        }))
+    };
+
+    let (status, body, _) = send(&app, until_30_november("north")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "valid_until_in_past");
+    assert_eq!(app.records().inspect(|w| w.batches.len()), 0);
+    assert!(app.jobs().is_empty());
+
+    // A region without a zone of its own counts in the programme's (UTC): still 30 November.
+    let (status, body, _) = send(&app, until_30_november("south")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ use loyalty_domain::batch::{
     WriteStats,
 };
 use loyalty_domain::code::{Code, BATCHES};
+use loyalty_domain::zone::Zones;
 use loyalty_domain::InfraError;
 
 /// How long an answer holds its key, as in `crate::idempotency`.
@@ -42,6 +43,8 @@ pub struct BatchesWorld {
     pub answers: BTreeMap<(String, String), (StoredAnswer, i64)>,
     /// When the batch flipped to ready.
     pub ready_at: BTreeMap<u32, DateTime<Utc>>,
+    /// The time zones (on DynamoDB accrual's `ZONES` items in ProgrammeTable).
+    pub zones: Zones,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -77,6 +80,11 @@ impl MemoryBatches {
     pub fn with_last_number(self, last: u32) -> Self {
         self.world.lock().unwrap().last_number = last;
         self
+    }
+
+    /// Sets the time zones (what accrual's admin routes write).
+    pub fn set_zones(&self, zones: Zones) {
+        self.world.lock().unwrap().zones = zones;
     }
 
     pub fn inspect<R>(&self, f: impl FnOnce(&BatchesWorld) -> R) -> R {
@@ -178,6 +186,10 @@ impl BatchRecords for MemoryBatches {
                 .map(|(_, m)| m.clone())
                 .collect()
         }))
+    }
+
+    async fn zones(&self) -> Result<Zones, InfraError> {
+        Ok(self.inspect(|w| w.zones.clone()))
     }
 }
 

@@ -44,7 +44,6 @@ use loyalty_domain::cashback::{
     QueueMove, Refusal,
 };
 use loyalty_domain::challenge::{record_progress, ChallengeStore, ProgressError, ProgressSource};
-use loyalty_domain::earning::SupplierId;
 use loyalty_domain::ids::{ParticipantId, RegionId};
 use loyalty_domain::ledger::{Budgets, Funded, ProgrammeAccount, ProgrammeBalance};
 use loyalty_domain::zone::Zones;
@@ -437,19 +436,7 @@ impl DynamoCashback {
         let zone = CashbackStore::zones(self, now)
             .await?
             .for_region(Some(&order.region));
-        let mut by_supplier: std::collections::BTreeMap<&SupplierId, u64> = Default::default();
-        for line in order.lines.iter().filter(|l| l.units > 0) {
-            *by_supplier.entry(&line.supplier_id).or_default() += line.units;
-        }
-        for (supplier, units) in by_supplier {
-            let source = ProgressSource {
-                participant: order.participant.clone(),
-                supplier: supplier.clone(),
-                units,
-                date: zone.date_of(order.ordered_at),
-                reference: ProgressSource::order_reference(&order.partner, &order.id, supplier),
-                at: now,
-            };
+        for source in ProgressSource::of_order(order, zone, now) {
             match record_progress(&self.challenges, &source).await {
                 Ok(recorded) => log_out_of_budget(&recorded.out_of_budget),
                 Err(ProgressError::Infra(e)) => return Err(e),

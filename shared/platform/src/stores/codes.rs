@@ -34,10 +34,12 @@ use loyalty_domain::batch::{
 };
 use loyalty_domain::code::{Code, BATCHES};
 use loyalty_domain::ids::RegionId;
+use loyalty_domain::zone::Zones;
 use loyalty_domain::{InfraError, Points};
 
 use crate::dynamo::{classify, key, n, s, Item, ItemExt};
 use crate::idempotency::Idempotency;
+use crate::stores::zones::read_zones;
 use crate::tx::Tx;
 
 /// BatchWriteItem's limit.
@@ -56,6 +58,9 @@ pub struct CodesStore {
     /// Where answers to orders under an Idempotency-Key are kept (the activity table);
     /// the worker and the claim store need none.
     answers: Option<Idempotency>,
+    /// ProgrammeTable, where the time zones that date an order's `valid_until` are; the
+    /// worker and the claim store need none.
+    programme: Option<String>,
 }
 
 fn batch_pk(number: u32) -> String {
@@ -77,7 +82,14 @@ impl CodesStore {
             client,
             table: table.into(),
             answers: None,
+            programme: None,
         }
+    }
+
+    /// Orders date their `valid_until` in the zones kept in `programme_table`.
+    pub fn with_zones(mut self, programme_table: impl Into<String>) -> Self {
+        self.programme = Some(programme_table.into());
+        self
     }
 
     /// Orders carrying an Idempotency-Key store their answer in `activity_table`.
@@ -421,6 +433,16 @@ impl BatchRecords for CodesStore {
     }
     async fn chunk_markers(&self, number: u32) -> Result<Vec<ChunkMarker>, InfraError> {
         CodesStore::chunk_markers(self, number).await
+    }
+    async fn zones(&self) -> Result<Zones, InfraError> {
+        // A store built without the table is a wiring mistake, not "every zone is UTC".
+        let table = self.programme.as_deref().ok_or_else(|| {
+            InfraError::permanent(
+                "read zones",
+                "the codes store was built without ProgrammeTable",
+            )
+        })?;
+        read_zones(&self.client, table).await
     }
 }
 

@@ -27,6 +27,9 @@ use crate::dynamo::{classify, key, query_all, s, ItemExt};
 use crate::stores::ledger::{append_items, DynamoLedger, LedgerRefusal, OutboxRecord};
 use crate::tx::Tx;
 
+pub use crate::stores::zones::read_zones;
+use crate::stores::zones::{ZONES_PK, ZONE_REGION};
+
 #[derive(Debug, Clone)]
 pub struct EarningTables {
     pub programme: String,
@@ -327,14 +330,12 @@ impl ZoneSettings for EarningStore {
     }
 }
 
-const ZONE_REGION: &str = "REGION#";
-
 impl EarningStore {
     async fn put_zone(&self, sk: String, zone: Zone, now: DateTime<Utc>) -> Result<(), InfraError> {
         self.client
             .put_item()
             .table_name(&self.tables.programme)
-            .set_item(Some(key("ZONES", sk)))
+            .set_item(Some(key(ZONES_PK, sk)))
             .item("zone", s(zone.name()))
             .item("updated_at", s(now.to_rfc3339()))
             .send()
@@ -342,31 +343,6 @@ impl EarningStore {
             .map_err(|e| classify("put time zone", e))?;
         Ok(())
     }
-}
-
-/// The programme's and the regions' zones. Free-standing so that functions that only read
-/// them (actions, cashback) need no settings store.
-pub async fn read_zones(client: &Client, programme_table: &str) -> Result<Zones, InfraError> {
-    let query = client
-        .query()
-        .table_name(programme_table)
-        .key_condition_expression("pk = :pk")
-        .expression_attribute_values(":pk", s("ZONES"));
-    let mut zones = Zones::default();
-    for item in query_all(query, "read time zones").await? {
-        let zone = Zone::parse(item.string("zone")?)
-            .map_err(|e| InfraError::permanent("decode time zone", e.to_string()))?;
-        let sk = item.string("sk")?;
-        match sk.strip_prefix(ZONE_REGION) {
-            None => zones.programme = zone,
-            Some(region) => {
-                let region = RegionId::parse(region)
-                    .map_err(|e| InfraError::permanent("decode time zone", e.to_string()))?;
-                zones.regions.insert(region, zone);
-            }
-        }
-    }
-    Ok(zones)
 }
 
 /// Budgets are the ledger's, translated.

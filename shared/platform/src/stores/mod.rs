@@ -14,3 +14,4 @@ pub mod partner_secrets;
 pub mod passcodes;
 pub mod profiles;
 pub mod sms;
+pub mod zones;
