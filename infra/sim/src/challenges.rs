@@ -521,6 +521,7 @@ impl Challenges {
                 })
                 .collect(),
             out_of_budget: expected.out_of_budget.clone(),
+            not_active: expected.not_active,
         };
         let label = label(&expected);
         let described = format!("{described}: {label}");

@@ -297,6 +297,15 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
         sim.cashback_store
             .inner()
             .register(&actor.participant, actor.facts());
+        sim.challenges
+            .store
+            .inner()
+            .ledger()
+            .register(&actor.participant, actor.facts());
+        sim.sell_in
+            .store
+            .ledger()
+            .register(&actor.participant, actor.facts());
     }
     sim.cashback.configure(sim.cashback_store.inner());
     sim.cashback.fund(sim.cashback_store.inner());

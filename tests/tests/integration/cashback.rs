@@ -610,6 +610,7 @@ async fn a_delivered_order_counts_its_units_towards_a_challenge_once() {
             activity: f.stack.table_name("ActivityTable").into(),
             ledger: f.stack.table_name("LedgerTable").into(),
             outbox: f.stack.table_name("OutboxTable").into(),
+            participants: f.stack.table_name("ParticipantsTable").into(),
         },
     );
     let challenge = Challenge::parse(
@@ -674,6 +675,7 @@ async fn orders_whose_partner_and_order_ids_read_alike_with_dashes_both_count_to
             activity: f.stack.table_name("ActivityTable").into(),
             ledger: f.stack.table_name("LedgerTable").into(),
             outbox: f.stack.table_name("OutboxTable").into(),
+            participants: f.stack.table_name("ParticipantsTable").into(),
         },
     );
     let challenge = Challenge::parse(
