@@ -1,19 +1,22 @@
 //! An admin blocks and unblocks participants (the profile's standing, which every earning
 //! transaction checks), and the invariant that goes with it: while blocked, a participant
-//! gains no points from claims, actions or cashback.
+//! gains no points from claims, actions, cashback, sell-in lines or challenge bonuses.
 //!
 //! Operations come from their own random stream, so adding them left every other sequence
 //! of a seed as it was. A block is written to each store's profiles, as the one profile item
 //! in ParticipantsTable is read by every earning transaction; the feature models learn it
-//! too, and predict `participant_not_active` for the blocked participant's claims and
-//! actions and `no_cashback` with that reason for their orders.
+//! too, and predict `participant_not_active` for the blocked participant's claims, actions
+//! and sell-in lines, `no_cashback` with that reason for their orders, and a source that
+//! counts towards no challenge.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use loyalty_domain::ids::ParticipantId;
 use loyalty_domain::ledger::EntryKind;
-use loyalty_platform::memory::{MemoryActions, MemoryCashback, MemoryClaims};
+use loyalty_platform::memory::{
+    MemoryActions, MemoryCashback, MemoryChallenges, MemoryClaims, MemorySellIn,
+};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -61,6 +64,8 @@ pub struct Stores<'a> {
     pub claims: &'a MemoryClaims,
     pub actions: &'a MemoryActions,
     pub cashback: &'a MemoryCashback,
+    pub sell_in: &'a MemorySellIn,
+    pub challenges: &'a MemoryChallenges,
 }
 
 impl Stores<'_> {
@@ -68,11 +73,14 @@ impl Stores<'_> {
         self.claims.set_active(p, active);
         self.actions.set_active(p, active);
         self.cashback.set_active(p, active);
+        self.sell_in.ledger().set_active(p, active);
+        self.challenges.ledger().set_active(p, active);
     }
 
-    /// Entries by which `p` earned from a claim, an action (a rule's credit, held or not)
-    /// or an order's cashback. Decisions on earlier held credits, releases, sell-in lines
-    /// and challenge bonuses are not such entries.
+    /// Entries by which `p` earned from a claim, an action (a rule's credit, held or not),
+    /// an order's cashback, a sell-in line or a challenge bonus (the sell-in and challenge
+    /// ledgers hold nothing else). Decisions on earlier held credits and releases are not
+    /// such entries.
     fn earned(&self, p: &ParticipantId) -> u64 {
         let claims = self.claims.inspect(|w| {
             w.entries.get(p).map_or(0, |es| {
@@ -108,7 +116,12 @@ impl Stores<'_> {
                     .count()
             })
         });
-        (claims + actions + cashback) as u64
+        let own = |ledger: &MemoryActions| {
+            ledger.inspect(|w| w.entries.keys().filter(|(owner, _)| owner == p).count())
+        };
+        let lines = own(self.sell_in.ledger());
+        let bonuses = own(self.challenges.ledger());
+        (claims + actions + cashback + lines + bonuses) as u64
     }
 }
 
