@@ -78,9 +78,9 @@ impl Stores<'_> {
     }
 
     /// Entries by which `p` earned from a claim, an action (a rule's credit, held or not),
-    /// an order's cashback, a sell-in line or a challenge bonus (the sell-in and challenge
-    /// ledgers hold nothing else). Decisions on earlier held credits and releases are not
-    /// such entries.
+    /// an order's cashback (pending, or released: a blocked participant's pending points
+    /// stay pending), a sell-in line or a challenge bonus (the sell-in and challenge ledgers
+    /// hold nothing else). Decisions on earlier held credits are not such entries.
     fn earned(&self, p: &ParticipantId) -> u64 {
         let claims = self.claims.inspect(|w| {
             w.entries.get(p).map_or(0, |es| {
@@ -112,7 +112,12 @@ impl Stores<'_> {
         let cashback = self.cashback.with_world(|w| {
             w.entries.get(p).map_or(0, |es| {
                 es.iter()
-                    .filter(|e| e.kind == EntryKind::CashbackPending)
+                    .filter(|e| {
+                        matches!(
+                            e.kind,
+                            EntryKind::CashbackPending | EntryKind::CashbackReleased
+                        )
+                    })
                     .count()
             })
         });

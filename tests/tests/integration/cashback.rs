@@ -659,6 +659,8 @@ async fn orders_whose_partner_and_order_ids_read_alike_with_dashes_both_count_to
         partner_webhooks::App::with_clock(&stack.aws, &env, Box::new(SharedClock(clock.clone())))
             .unwrap();
     let f = Fixture { stack, app, clock };
+    // Only a registered participant's orders count towards challenges.
+    f.register("p-1").await;
     for partner in [DEMO_PARTNER, "demo"] {
         let (status, body) = f
             .call(
