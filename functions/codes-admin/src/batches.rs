@@ -363,6 +363,7 @@ mod tests {
             ("BATCH_JOBS_QUEUE_URL", "http://127.0.0.1:9/queue/jobs"),
             ("EXPORTS_BUCKET", "exports"),
             ("ACTIVITY_TABLE", "activity"),
+            ("PARTICIPANTS_TABLE", "participants"),
         ]);
         App::new(&aws, &env).unwrap()
     }

@@ -1,6 +1,7 @@
 //! An admin blocks and unblocks participants (the profile's standing, which every earning
 //! transaction checks), and the invariant that goes with it: while blocked, a participant
-//! gains no points from claims, actions, cashback, sell-in lines or challenge bonuses.
+//! gains no points from claims, actions, cashback (pending or released), sell-in lines,
+//! challenge bonuses or review approvals.
 //!
 //! Operations come from their own random stream, so adding them left every other sequence
 //! of a seed as it was. A block is written to each store's profiles, as the one profile item
@@ -80,7 +81,8 @@ impl Stores<'_> {
     /// Entries by which `p` earned from a claim, an action (a rule's credit, held or not),
     /// an order's cashback (pending, or released: a blocked participant's pending points
     /// stay pending), a sell-in line or a challenge bonus (the sell-in and challenge ledgers
-    /// hold nothing else). Decisions on earlier held credits are not such entries.
+    /// hold nothing else), or an approval of a held claim or credit (it makes the points
+    /// spendable). A rejection is not such an entry.
     fn earned(&self, p: &ParticipantId) -> u64 {
         let claims = self.claims.inspect(|w| {
             w.entries.get(p).map_or(0, |es| {
@@ -88,7 +90,9 @@ impl Stores<'_> {
                     .filter(|e| {
                         matches!(
                             e.kind,
-                            EntryKind::CodeClaim | EntryKind::CodeClaimUnderReview
+                            EntryKind::CodeClaim
+                                | EntryKind::CodeClaimUnderReview
+                                | EntryKind::ReviewApproved
                         )
                     })
                     .count()
@@ -106,6 +110,7 @@ impl Stores<'_> {
                 .filter(|(_, e)| {
                     matches!(e.kind, EntryKind::Accrual | EntryKind::AccrualUnderReview)
                         && e.source.starts_with("rule ")
+                        || e.kind == EntryKind::ReviewApproved
                 })
                 .count()
         });
