@@ -167,7 +167,8 @@ pub async fn dynamo() -> DynamoHarness {
     DynamoHarness {
         store: DynamoActions::new(stack.dynamodb(), tables.clone()),
         earning: EarningStore::new(stack.dynamodb(), tables.clone()),
-        ledger: DynamoLedger::new(stack.dynamodb(), tables.ledger),
+        ledger: DynamoLedger::new(stack.dynamodb(), tables.ledger)
+            .with_participants(tables.participants),
         stack,
     }
 }
