@@ -645,6 +645,48 @@ async fn a_delivered_order_counts_its_units_towards_a_challenge_once() {
 }
 
 #[tokio::test]
+async fn a_blocked_participants_delivered_order_counts_towards_no_challenge() {
+    let f = Fixture::new().await;
+    let challenges = DynamoChallenges::new(
+        f.stack.dynamodb(),
+        ChallengeTables {
+            programme: f.stack.table_name("ProgrammeTable").into(),
+            activity: f.stack.table_name("ActivityTable").into(),
+            ledger: f.stack.table_name("LedgerTable").into(),
+            outbox: f.stack.table_name("OutboxTable").into(),
+            participants: f.stack.table_name("ParticipantsTable").into(),
+        },
+    );
+    let challenge = Challenge::parse(
+        Slug::parse("cola-24").unwrap(),
+        serde_json::from_value(json!({
+            "title": "Buy 24 Cola Co units", "supplier_id": "cola-co", "target_units": 24,
+            "bonus_points": 300, "starts_on": "2026-11-01", "ends_on": "2026-11-30"
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    challenges.put_challenge(&challenge, now()).await.unwrap();
+    loyalty_tests::contract::claims::set_profile_status(&f.stack, &participant("p-1"), "blocked")
+        .await;
+    // Recorded without cashback, then delivered: its 24 units would complete the challenge.
+    let (status, answer) = f.webhook(&created("o-1-c", "o-1", "p-1", AMOUNT)).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (StatusCode::OK, Some("no_cashback")),
+        "{answer}"
+    );
+    let (status, answer) = f.webhook(&change("o-1-d", "o-1", "delivered")).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let progress = loyalty_domain::challenge::progress_of(&challenges, &participant("p-1"))
+        .await
+        .unwrap();
+    assert_eq!(progress[0].1, Default::default());
+    let balance = f.ledger().balance(&participant("p-1")).await.unwrap();
+    assert_eq!((balance.available, balance.pending), (0, 0));
+}
+
+#[tokio::test]
 async fn orders_whose_partner_and_order_ids_read_alike_with_dashes_both_count_towards_a_challenge()
 {
     // Partners `demo-market` and `demo`: order `x-1` of the first and order `market-x-1` of
