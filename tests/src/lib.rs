@@ -174,6 +174,7 @@ impl TestStack {
                 activity: self.table_name("ActivityTable").into(),
                 ledger: self.table_name("LedgerTable").into(),
                 outbox: self.table_name("OutboxTable").into(),
+                participants: self.table_name("ParticipantsTable").into(),
             },
         )
     }

@@ -52,7 +52,7 @@ use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::ledger::{Budgets, ProgrammeAccount};
 use loyalty_domain::participant::ProfileFacts;
 use loyalty_domain::ports::{Clock, SystemClock};
-use loyalty_domain::sellin::{self, ImportOutcome, SellInStore};
+use loyalty_domain::sellin::{self, ImportOutcome, SellInCredit, SellInStore};
 use loyalty_domain::settings::EarningSettings;
 use loyalty_domain::zone::{Zone, ZoneSettings};
 use loyalty_domain::{Classified, InfraError, Points};
@@ -208,11 +208,13 @@ impl App {
         let activity = env.required("ACTIVITY_TABLE")?;
         let ledger = env.required("LEDGER_TABLE")?;
         let outbox = env.required("OUTBOX_TABLE")?;
+        let participants = env.required("PARTICIPANTS_TABLE")?;
         let tables = EarningTables {
             programme: programme.clone(),
             activity: activity.clone(),
             ledger: ledger.clone(),
             outbox: outbox.clone(),
+            participants: participants.clone(),
         };
         let earning = EarningStore::new(dynamodb.clone(), tables.clone());
         let admin = Admin {
@@ -225,12 +227,13 @@ impl App {
                     activity: activity.clone(),
                     ledger,
                     outbox,
+                    participants,
                 },
             ),
             answers: Idempotency::new(dynamodb.clone(), activity),
         };
         Ok(App::with_store(
-            DynamoActions::new(dynamodb, tables, env.required("PARTICIPANTS_TABLE")?),
+            DynamoActions::new(dynamodb, tables),
             admin,
             settings(env)?,
             clock,
@@ -578,21 +581,28 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
                 ImportOutcome::Imported(lines) => lines,
             };
             let (credited, repeated, points) = ImportOutcome::counts(&lines);
+            // Lines of participants who are not registered and active wrote nothing; the
+            // answer lists them, and importing them again after an unblock credits them.
+            let not_credited = ImportOutcome::not_active(&lines);
             let mut completed = Vec::new();
             let mut raced = Vec::new();
             for line in &lines {
                 // Also after a repeated line: an interrupted import may have credited the
                 // line without counting it yet; the source marker makes this a no-op
-                // otherwise. A line changed by a concurrent import since the check wrote
-                // nothing and counts for nothing.
+                // otherwise. A line changed by a concurrent import since the check, or of a
+                // participant who is not active (in `not_credited`), wrote nothing and
+                // counts for nothing.
                 let Some(source) = line.progress(now) else {
-                    raced.push(line.line.line.changed());
+                    if line.credit == SellInCredit::Changed {
+                        raced.push(line.line.line.changed());
+                    }
                     continue;
                 };
                 let participant = source.participant.clone();
                 let recorded = record_progress(self.admin.challenges(), &source)
                     .await
                     .problem()?;
+                // A participant blocked since the line was credited counts for nothing now.
                 log_out_of_budget(&recorded.out_of_budget);
                 completed.extend(recorded.completed().map(|id| {
                     json!({ "challenge_id": id.as_str(), "participant_id": participant.as_str() })
@@ -602,6 +612,7 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
                 lines = lines.len(),
                 credited,
                 repeated,
+                not_active = not_credited.len(),
                 points,
                 "sell-in imported"
             );
@@ -615,6 +626,7 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
                         "credited": credited,
                         "already_imported": repeated,
                         "points": points,
+                        "not_credited": not_credited,
                     })),
                 );
             }
@@ -625,6 +637,7 @@ impl<S: ActionStore, C: Clock, A: AdminPorts> App<S, C, A> {
                     "credited": credited,
                     "already_imported": repeated,
                     "points": points,
+                    "not_credited": not_credited,
                     "challenges_completed": completed,
                 }),
             );

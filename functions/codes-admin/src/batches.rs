@@ -367,6 +367,7 @@ mod tests {
             ("EXPORTS_BUCKET", "exports"),
             ("ACTIVITY_TABLE", "activity"),
             ("PROGRAMME_TABLE", "programme"),
+            ("PARTICIPANTS_TABLE", "participants"),
         ]);
         App::new(&aws, &env).unwrap()
     }

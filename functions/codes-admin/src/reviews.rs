@@ -67,7 +67,8 @@ impl DynamoDesk {
     pub fn new(aws: &aws_config::SdkConfig, env: &Env) -> Result<Self, ConfigError> {
         let dynamodb = loyalty_platform::aws::dynamodb(aws);
         let ledger = DynamoLedger::new(dynamodb.clone(), env.required("LEDGER_TABLE")?)
-            .with_outbox(env.required("OUTBOX_TABLE")?);
+            .with_outbox(env.required("OUTBOX_TABLE")?)
+            .with_participants(env.required("PARTICIPANTS_TABLE")?);
         let idempotency = Idempotency::new(dynamodb, env.required("ACTIVITY_TABLE")?);
         Ok(Self {
             ledger,
@@ -115,6 +116,7 @@ impl Desk for DynamoDesk {
             DecisionWrite::Done => Ok(Ok(Committed::Ok)),
             DecisionWrite::AlreadyDecided => Ok(Ok(Committed::AlreadyDecided)),
             DecisionWrite::BudgetRefused => Ok(Ok(Committed::BudgetRefused)),
+            DecisionWrite::ParticipantNotActive => Ok(Ok(Committed::ParticipantNotActive)),
             DecisionWrite::KeyTaken => Ok(Err(self.idempotency.answered(key, decided.at).await?)),
         }
     }
@@ -302,6 +304,10 @@ impl<D: Desk> Reviews<D> {
             Ok(Committed::AlreadyDecided) => Err(Problem::from_error(ReviewError::AlreadyDecided)),
             // Remembered under the key like any refusal: the credit stays held.
             Ok(Committed::BudgetRefused) => Err(Problem::from_error(ReviewError::BudgetExhausted)),
+            // Remembered likewise: the entry stays held until an unblock or a rejection.
+            Ok(Committed::ParticipantNotActive) => {
+                Err(Problem::from_error(ReviewError::ParticipantNotActive))
+            }
             Err(stored) => replay_of(keyed, stored),
         }
     }

@@ -59,6 +59,7 @@ const UNREACHED: &[(&str, &str, &str)] = &[
     ("wallet", "dynamodb:UpdateItem", READER),
     ("wallet", "dynamodb:PutItem", READER),
     ("wallet", "dynamodb:BatchGetItem", READER),
+    ("wallet", "dynamodb:ConditionCheckItem", READER),
     (
         "code-claim",
         "dynamodb:BatchGetItem",
@@ -94,7 +95,7 @@ const UNREACHED: &[(&str, &str, &str)] = &[
 const SCANS: &str =
     "DynamoLedger's scans serve the ledger check and maintenance tools, not a route";
 const READER: &str =
-    "the wallet wires DynamoLedger only as a LedgerReader (GetItem, Query); its writes and budget reads are others'";
+    "the wallet wires DynamoLedger only as a LedgerReader (GetItem, Query); its writes (a review approval's standing check included) and budget reads are others'";
 
 fn strip_test_items(text: &str) -> String {
     // Drops each `#[cfg(test)]` item (a `mod tests { ... }` or a helper), brace-matched.

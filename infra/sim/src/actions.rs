@@ -845,6 +845,9 @@ impl Actions {
             "review_already_decided"
         } else if !approve {
             "held action rejected"
+        } else if self.model.blocked.contains(&actor) {
+            // Approval would make a blocked participant's points spendable.
+            "participant_not_active"
         } else if budget_left(&self.model.budgets, |s| (rule, s))
             .is_some_and(|left| left < points as i64)
         {

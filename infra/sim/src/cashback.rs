@@ -171,6 +171,8 @@ pub enum Expected {
     UnknownOrder,
     Released(Points),
     NotEligible(OrderStatus),
+    /// A blocked participant's release: nothing moves.
+    NotActive,
     Spent,
 }
 
@@ -206,6 +208,9 @@ impl Actual {
             Actual::Event(Err(_)) => "order_error",
             Actual::Release(Ok(ReleaseOutcome::Released(_))) => "order_released",
             Actual::Release(Ok(ReleaseOutcome::NotEligible(_))) => "order_not_releasable",
+            Actual::Release(Ok(ReleaseOutcome::ParticipantNotActive)) => {
+                "order_release_participant_not_active"
+            }
             Actual::Release(Err(_)) => "order_release_error",
             Actual::Spent(_) => "spent",
             Actual::GaveUp => "gave_up",
@@ -407,7 +412,11 @@ impl Cashback {
             Action::Release(p, o) => match self.model.orders.get(&(p.clone(), o.clone())) {
                 None => Expected::UnknownOrder,
                 Some(m) if m.status == OrderStatus::Eligible && m.cashback > 0 => {
-                    Expected::Released(Points(m.cashback))
+                    if self.model.blocked.contains(&m.participant) {
+                        Expected::NotActive
+                    } else {
+                        Expected::Released(Points(m.cashback))
+                    }
                 }
                 Some(m) => Expected::NotEligible(m.status),
             },
@@ -567,6 +576,7 @@ impl Cashback {
             {
                 Ok(())
             }
+            (Action::Release(..), Expected::NotActive, Actual::Release(Ok(ReleaseOutcome::ParticipantNotActive))) => Ok(()),
             (Action::Release(p, o), Expected::Released(points), Actual::Release(Ok(outcome)))
                 if *outcome == ReleaseOutcome::Released(*points)
                     || (crashed

@@ -126,6 +126,8 @@ pub struct Model {
     balances: BTreeMap<ParticipantId, i64>,
     /// (challenge, shard) → what is left of a budgeted challenge's shard.
     budgets: BTreeMap<(ChallengeId, u32), i64>,
+    /// Participants an admin blocked: their sources count nowhere, bonuses included.
+    pub blocked: BTreeSet<ParticipantId>,
 }
 
 impl Model {
@@ -138,6 +140,9 @@ impl Model {
             .is_some_and(|refs| refs.contains(&step.source.reference))
         {
             return Err(StepRefusal::SourceCounted);
+        }
+        if self.blocked.contains(&step.source.participant) {
+            return Err(StepRefusal::ParticipantNotActive);
         }
         let units = self.progress.get(&key).map(|p| p.units);
         if units != step.read.map(|p| p.units) {
@@ -206,6 +211,10 @@ impl Model {
                     bonus: None,
                     already_counted: true,
                 }),
+                Err(StepRefusal::ParticipantNotActive) => {
+                    recorded.not_active = true;
+                    break;
+                }
                 Err(_) => recorded.out_of_budget.push(id.clone()),
             }
         }
@@ -521,6 +530,7 @@ impl Challenges {
                 })
                 .collect(),
             out_of_budget: expected.out_of_budget.clone(),
+            not_active: expected.not_active,
         };
         let label = label(&expected);
         let described = format!("{described}: {label}");
@@ -634,6 +644,7 @@ impl Challenges {
             Err(StepRefusal::ProgressMoved) => "challenge race: progress moved",
             Err(StepRefusal::SourceCounted) => "challenge race: source counted",
             Err(StepRefusal::BudgetExhausted) => "challenge race: out of budget",
+            Err(StepRefusal::ParticipantNotActive) => "challenge race: participant blocked",
             _ => "challenge race: second written",
         };
         described = format!("{described}: {answers:?}");
@@ -845,6 +856,8 @@ impl Challenges {
 fn label(recorded: &Recorded) -> &'static str {
     if recorded.completed().next().is_some() {
         "challenge completed"
+    } else if recorded.not_active {
+        "challenge source of a blocked participant"
     } else if !recorded.out_of_budget.is_empty() {
         "challenge out of budget"
     } else if recorded.outcomes.iter().any(|o| o.already_counted) {

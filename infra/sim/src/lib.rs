@@ -316,7 +316,13 @@ pub fn run(config: &Config) -> Result<Summary, Failure> {
         sim.cashback_store
             .inner()
             .register(&actor.participant, actor.facts());
+        sim.challenges
+            .store
+            .inner()
+            .ledger()
+            .register(&actor.participant, actor.facts());
     }
+    sim.sell_in.register(&sim.world);
     sim.cashback.configure(sim.cashback_store.inner());
     sim.cashback.fund(sim.cashback_store.inner());
     for _ in 0..4 {
@@ -337,6 +343,8 @@ impl Sim {
             claims: self.store.inner(),
             actions: self.actions.store.inner(),
             cashback: self.cashback_store.inner(),
+            sell_in: &self.sell_in.store,
+            challenges: self.challenges.store.inner(),
         }
     }
 
@@ -406,6 +414,8 @@ impl Sim {
                     claims: self.store.inner(),
                     actions: self.actions.store.inner(),
                     cashback: self.cashback_store.inner(),
+                    sell_in: &self.sell_in.store,
+                    challenges: self.challenges.store.inner(),
                 };
                 let Some(c) = self
                     .standing
@@ -418,14 +428,22 @@ impl Sim {
                     &mut self.actions.model.blocked,
                     &mut self.cashback.model.blocked,
                 );
+                let (lines, sources) = (
+                    &mut self.sell_in.blocked,
+                    &mut self.challenges.model.blocked,
+                );
                 if c.blocked {
                     claims.insert(c.participant.clone());
                     actions.insert(c.actor);
                     cashback.insert(c.participant.clone());
+                    lines.insert(c.participant.clone());
+                    sources.insert(c.participant.clone());
                 } else {
                     claims.remove(&c.participant);
                     actions.remove(&c.actor);
                     cashback.remove(&c.participant);
+                    lines.remove(&c.participant);
+                    sources.remove(&c.participant);
                 }
                 *self.outcomes.entry(op.kind()).or_default() += 1;
                 (format!("{op} {}", c.participant), Ok(()))

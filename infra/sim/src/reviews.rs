@@ -6,7 +6,8 @@
 //! writes, `TransactionConflict`, and commits whose answer is lost. The reviewer retries a
 //! failed request; after a lost answer the retry finds the review decided, and the reviewer
 //! reads the decision back (as the function's Idempotency-Key answer would tell it): its own
-//! decision is success, anything else is a bug. The model ([`Model::held`],
+//! decision is success, anything else is a bug. An approval for a blocked participant is
+//! refused (`participant_not_active`) and the claim stays held. The model ([`Model::held`],
 //! [`Model::decided`]) predicts every answer; the checker then holds the store to it: a held
 //! claim credits at most once and only when approved, a rejected one never credits, and
 //! member and programme accounts still sum to zero.
@@ -84,6 +85,8 @@ impl fmt::Display for Request {
 pub enum Answer {
     Decided(EntryKind),
     AlreadyDecided,
+    /// An approval for a blocked participant: nothing moves, the claim stays held.
+    NotActive,
     NotFound,
     GaveUp,
 }
@@ -94,6 +97,7 @@ impl Answer {
             Answer::Decided(EntryKind::ReviewApproved) => "review approved",
             Answer::Decided(_) => "review rejected",
             Answer::AlreadyDecided => "review_already_decided",
+            Answer::NotActive => "review participant_not_active",
             Answer::NotFound => "review_not_found",
             Answer::GaveUp => "review gave up",
         }
@@ -144,6 +148,9 @@ pub fn predict(model: &Model, r: &Request) -> Answer {
     match &r.held {
         None => Answer::NotFound,
         Some(h) if model.decided.contains_key(h.entry.as_str()) => Answer::AlreadyDecided,
+        Some(h) if r.decision == Decision::Approve && model.blocked.contains(&h.participant) => {
+            Answer::NotActive
+        }
         Some(_) => Answer::Decided(r.decision.entry_kind()),
     }
 }
@@ -173,6 +180,7 @@ pub fn execute(
             }
             Err(ReviewError::AlreadyDecided) => Answer::AlreadyDecided,
             Err(ReviewError::NotFound) => Answer::NotFound,
+            Err(ReviewError::ParticipantNotActive) => Answer::NotActive,
             Err(e) => panic!("a review decision cannot fail with {e:?} here"),
         };
     }

@@ -1,19 +1,23 @@
 //! An admin blocks and unblocks participants (the profile's standing, which every earning
 //! transaction checks), and the invariant that goes with it: while blocked, a participant
-//! gains no points from claims, actions or cashback.
+//! gains no points from claims, actions, cashback (pending or released), sell-in lines,
+//! challenge bonuses or review approvals.
 //!
 //! Operations come from their own random stream, so adding them left every other sequence
 //! of a seed as it was. A block is written to each store's profiles, as the one profile item
 //! in ParticipantsTable is read by every earning transaction; the feature models learn it
-//! too, and predict `participant_not_active` for the blocked participant's claims and
-//! actions and `no_cashback` with that reason for their orders.
+//! too, and predict `participant_not_active` for the blocked participant's claims, actions
+//! and sell-in lines, `no_cashback` with that reason for their orders, and a source that
+//! counts towards no challenge.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use loyalty_domain::ids::ParticipantId;
 use loyalty_domain::ledger::EntryKind;
-use loyalty_platform::memory::{MemoryActions, MemoryCashback, MemoryClaims};
+use loyalty_platform::memory::{
+    MemoryActions, MemoryCashback, MemoryChallenges, MemoryClaims, MemorySellIn,
+};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -61,6 +65,8 @@ pub struct Stores<'a> {
     pub claims: &'a MemoryClaims,
     pub actions: &'a MemoryActions,
     pub cashback: &'a MemoryCashback,
+    pub sell_in: &'a MemorySellIn,
+    pub challenges: &'a MemoryChallenges,
 }
 
 impl Stores<'_> {
@@ -68,11 +74,15 @@ impl Stores<'_> {
         self.claims.set_active(p, active);
         self.actions.set_active(p, active);
         self.cashback.set_active(p, active);
+        self.sell_in.ledger().set_active(p, active);
+        self.challenges.ledger().set_active(p, active);
     }
 
-    /// Entries by which `p` earned from a claim, an action (a rule's credit, held or not)
-    /// or an order's cashback. Decisions on earlier held credits, releases, sell-in lines
-    /// and challenge bonuses are not such entries.
+    /// Entries by which `p` earned from a claim, an action (a rule's credit, held or not),
+    /// an order's cashback (pending, or released: a blocked participant's pending points
+    /// stay pending), a sell-in line or a challenge bonus (the sell-in and challenge ledgers
+    /// hold nothing else), or an approval of a held claim or credit (it makes the points
+    /// spendable). A rejection is not such an entry.
     fn earned(&self, p: &ParticipantId) -> u64 {
         let claims = self.claims.inspect(|w| {
             w.entries.get(p).map_or(0, |es| {
@@ -80,7 +90,9 @@ impl Stores<'_> {
                     .filter(|e| {
                         matches!(
                             e.kind,
-                            EntryKind::CodeClaim | EntryKind::CodeClaimUnderReview
+                            EntryKind::CodeClaim
+                                | EntryKind::CodeClaimUnderReview
+                                | EntryKind::ReviewApproved
                         )
                     })
                     .count()
@@ -98,17 +110,28 @@ impl Stores<'_> {
                 .filter(|(_, e)| {
                     matches!(e.kind, EntryKind::Accrual | EntryKind::AccrualUnderReview)
                         && e.source.starts_with("rule ")
+                        || e.kind == EntryKind::ReviewApproved
                 })
                 .count()
         });
         let cashback = self.cashback.with_world(|w| {
             w.entries.get(p).map_or(0, |es| {
                 es.iter()
-                    .filter(|e| e.kind == EntryKind::CashbackPending)
+                    .filter(|e| {
+                        matches!(
+                            e.kind,
+                            EntryKind::CashbackPending | EntryKind::CashbackReleased
+                        )
+                    })
                     .count()
             })
         });
-        (claims + actions + cashback) as u64
+        let own = |ledger: &MemoryActions| {
+            ledger.inspect(|w| w.entries.keys().filter(|(owner, _)| owner == p).count())
+        };
+        let lines = own(self.sell_in.ledger());
+        let bonuses = own(self.challenges.ledger());
+        (claims + actions + cashback + lines + bonuses) as u64
     }
 }
 

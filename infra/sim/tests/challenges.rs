@@ -28,3 +28,22 @@ fn a_challenge_store_that_counts_a_source_again_is_caught_and_replays_at_the_sam
     let again = run(&with_bug(first.step + 1)).expect_err("the replay fails too");
     assert_eq!((again.step, again.violation), (first.step, first.violation));
 }
+
+#[test]
+fn a_challenge_store_that_ignores_a_block_is_caught() {
+    let config = Config {
+        challenges_bug: Some(ChallengesBug::IgnoreStanding),
+        ..Config::new(SEED, 20_000)
+    };
+    let failure = run(&config).expect_err("the bug is caught");
+    assert!(
+        [
+            "not_active: true",
+            "ParticipantNotActive",
+            "is blocked but earned"
+        ]
+        .iter()
+        .any(|symptom| failure.violation.contains(symptom)),
+        "caught as a blocked participant's source counted: {failure}"
+    );
+}

@@ -6,8 +6,16 @@
 //!
 //! [`record_progress`] holds the rules over the [`ChallengeStore`] port: which challenges a
 //! source counts for, the step from the progress read, and what each refusal of
-//! [`ChallengeStore::commit_step`] means (counted before: answer so; progress moved: read
-//! again and retry; budget exhausted: skip that challenge). The adapters only read and write.
+//! [`ChallengeStore::commit_step`] means (counted before: answer so; participant not active:
+//! count the source nowhere; progress moved: read again and retry; budget exhausted: skip
+//! that challenge). The adapters only read and write.
+//!
+//! A blocked (or unregistered) participant earns nothing, bonuses included: every step
+//! checks the participant's standing in its one write, so a source of a blocked participant
+//! counts towards no challenge (no marker, no progress, no bonus). Progress recorded before
+//! the block is kept; sources after an unblock count on from it, and the source that
+//! reaches the target then pays the bonus. Recording a refused source again after an
+//! unblock (a re-imported sell-in line) counts it, as after a budget top-up.
 
 use std::future::Future;
 
@@ -236,6 +244,9 @@ pub struct StepCommit {
 pub enum StepRefusal {
     /// The source's marker for this challenge exists: it was counted before.
     SourceCounted,
+    /// The participant has no profile or is blocked: they earn nothing, so the source
+    /// counts for no challenge.
+    ParticipantNotActive,
     /// The progress is no longer what was read: another source counted meanwhile.
     ProgressMoved,
     /// The challenge's budget (its programme account's shard) cannot cover the bonus.
@@ -245,8 +256,8 @@ pub enum StepRefusal {
 }
 
 /// The port through which challenges reach storage. When several conditions of
-/// [`Self::commit_step`] fail, the refusal is the first of: source counted, progress moved,
-/// budget exhausted.
+/// [`Self::commit_step`] fail, the refusal is the first of: source counted, participant not
+/// active, progress moved, budget exhausted.
 pub trait ChallengeStore: Send + Sync {
     /// Every challenge, ordered by id.
     fn challenges(&self) -> impl Future<Output = Result<Vec<Challenge>, InfraError>> + Send;
@@ -271,9 +282,9 @@ pub trait ChallengeStore: Send + Sync {
         participant: &ParticipantId,
     ) -> impl Future<Output = Result<Vec<(ChallengeId, Progress)>, InfraError>> + Send;
 
-    /// One atomic write: the source's marker (must be new), the progress (must still be
-    /// `step.read`) and the bonus entry with its ledger items and outbox event; all or
-    /// nothing.
+    /// One atomic write: the source's marker (must be new), the participant's standing
+    /// (registered and active), the progress (must still be `step.read`) and the bonus entry
+    /// with its ledger items and outbox event; all or nothing.
     fn commit_step(
         &self,
         step: &StepCommit,
@@ -299,7 +310,8 @@ pub const MAX_ATTEMPTS: usize = 8;
 /// again changes nothing; call this again freely after a failure. A challenge whose budget
 /// cannot cover the bonus a source would complete is skipped (nothing written,
 /// `budget_exhausted` logged by the caller from [`Recorded::out_of_budget`]); the others
-/// still count the source, and recording it again after a top-up counts it there too.
+/// still count the source, and recording it again after a top-up counts it there too. A
+/// participant who is not active counts the source nowhere ([`Recorded::not_active`]).
 pub async fn record_progress<S: ChallengeStore>(
     store: &S,
     source: &ProgressSource,
@@ -312,6 +324,12 @@ pub async fn record_progress<S: ChallengeStore>(
         match record_one(store, &challenge, source).await {
             Ok(outcome) => recorded.outcomes.push(outcome),
             Err(ProgressError::BudgetExhausted(id)) => recorded.out_of_budget.push(id),
+            // The standing is the participant's, not the challenge's: every other challenge
+            // would refuse the same way.
+            Err(ProgressError::ParticipantNotActive) => {
+                recorded.not_active = true;
+                break;
+            }
             Err(e) => return Err(e),
         }
     }
@@ -326,6 +344,10 @@ pub struct Recorded {
     /// Challenges skipped because their budget cannot cover the bonus; nothing was written
     /// for them.
     pub out_of_budget: Vec<ChallengeId>,
+    /// The participant has no profile or is blocked: the source was counted for no
+    /// challenge it had not counted for before (outcomes before the refusal, if any, are
+    /// sources counted earlier).
+    pub not_active: bool,
 }
 
 impl Recorded {
@@ -388,6 +410,9 @@ async fn record_one<S: ChallengeStore>(
             Err(StepRefusal::BudgetExhausted) => {
                 return Err(ProgressError::BudgetExhausted(challenge.id.clone()))
             }
+            Err(StepRefusal::ParticipantNotActive) => {
+                return Err(ProgressError::ParticipantNotActive)
+            }
             Err(refusal @ (StepRefusal::ProgressMoved | StepRefusal::Contended)) => last = refusal,
         }
     }
@@ -422,6 +447,8 @@ pub enum ProgressError {
     NotFound(ChallengeId),
     #[error("the budget of challenge {0} cannot cover its bonus")]
     BudgetExhausted(ChallengeId),
+    #[error("the participant is not registered and active")]
+    ParticipantNotActive,
     #[error(transparent)]
     Infra(#[from] InfraError),
 }
@@ -431,6 +458,7 @@ impl Classified for ProgressError {
         match self {
             ProgressError::NotFound(_) => Kind::NotFound,
             ProgressError::BudgetExhausted(_) => Kind::Unprocessable,
+            ProgressError::ParticipantNotActive => Kind::Forbidden,
             ProgressError::Infra(e) => e.kind(),
         }
     }
@@ -438,6 +466,7 @@ impl Classified for ProgressError {
         match self {
             ProgressError::NotFound(_) => "challenge_not_found",
             ProgressError::BudgetExhausted(_) => "budget_exhausted",
+            ProgressError::ParticipantNotActive => "participant_not_active",
             ProgressError::Infra(e) => e.code(),
         }
     }

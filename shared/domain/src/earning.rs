@@ -767,6 +767,18 @@ impl SellInLine {
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// How a line whose participant is not registered and active is reported.
+    pub fn not_active(&self) -> LineError {
+        LineError {
+            line: self.line,
+            field: "participant_id",
+            reason: format!(
+                "participant {} is not registered and active: the line was not credited",
+                self.participant.as_str()
+            ),
+        }
+    }
+
     /// How a re-import of this line with other content is reported.
     pub fn changed(&self) -> LineError {
         LineError {

@@ -83,6 +83,8 @@ pub enum ReviewError {
     InvalidCursor,
     #[error("the rule's budget cannot cover these points yet; the credit stays held")]
     BudgetExhausted,
+    #[error("the participant is blocked or no longer registered; the credit stays held")]
+    ParticipantNotActive,
     #[error(transparent)]
     Infra(#[from] InfraError),
 }
@@ -95,6 +97,7 @@ impl Classified for ReviewError {
             ReviewError::AlreadyDecided => Kind::Conflict,
             ReviewError::InvalidCursor => Kind::BadInput,
             ReviewError::BudgetExhausted => Kind::Unprocessable,
+            ReviewError::ParticipantNotActive => Kind::Conflict,
             ReviewError::Infra(e) => e.kind(),
         }
     }
@@ -105,6 +108,7 @@ impl Classified for ReviewError {
             ReviewError::AlreadyDecided => "review_already_decided",
             ReviewError::InvalidCursor => "invalid_cursor",
             ReviewError::BudgetExhausted => "budget_exhausted",
+            ReviewError::ParticipantNotActive => "participant_not_active",
             ReviewError::Infra(e) => e.code(),
         }
     }
@@ -181,6 +185,11 @@ pub enum Committed {
     /// ([`crate::ledger::Entry::transfers`]), was refused: the whole budget cannot cover it.
     /// Nothing was written; the credit stays held. Stores that hold no accruals never say so.
     BudgetRefused,
+    /// An approval for a participant who is not registered and active (blocked since the
+    /// entry was held): a blocked participant spends nothing, so their held points are not
+    /// made available. Nothing was written; the entry stays held, to be approved after an
+    /// unblock or rejected. A rejection never checks the standing.
+    ParticipantNotActive,
 }
 
 /// The port through which review decisions reach storage.
@@ -200,8 +209,9 @@ pub trait ReviewStore: Send + Sync {
     ) -> impl Future<Output = Result<Page<PendingReview>, ReviewError>> + Send;
 
     /// One atomic write: dequeue the reviewed entry (refused if it is no longer queued),
-    /// append the decision entry, move the balance (and, for an approved held accrual, pay
-    /// it from its rule's budget), write the outbox event.
+    /// for an approval check the participant's standing, append the decision entry, move the
+    /// balance (and, for an approved held accrual, pay it from its rule's budget), write the
+    /// outbox event. Refusals rank: already decided, participant not active, budget.
     fn commit(
         &self,
         decided: &Decided,
@@ -228,7 +238,8 @@ pub async fn prepare<S: ReviewStore>(
 
 /// Approves or rejects the held entry `id` (a flagged claim or an over-budget accrual): at
 /// most once. Approving a held accrual its rule's budget cannot cover yet is refused
-/// (`BudgetExhausted`) and leaves it held.
+/// (`BudgetExhausted`) and leaves it held; so is approving anything of a participant who is
+/// blocked (`ParticipantNotActive`).
 pub async fn decide<S: ReviewStore>(
     store: &S,
     id: &ReviewId,
@@ -241,6 +252,7 @@ pub async fn decide<S: ReviewStore>(
         Committed::Ok => Ok(decided),
         Committed::AlreadyDecided => Err(ReviewError::AlreadyDecided),
         Committed::BudgetRefused => Err(ReviewError::BudgetExhausted),
+        Committed::ParticipantNotActive => Err(ReviewError::ParticipantNotActive),
     }
 }
 

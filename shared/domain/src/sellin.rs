@@ -8,7 +8,10 @@
 //! keyed by the line's identity and holding its fingerprint, with its ledger entry), whose
 //! refusal says whether the line was credited before with the same content
 //! ([`SellInCredit::AlreadyImported`]) or, by a concurrent import, with other content
-//! ([`SellInCredit::Changed`]). Challenge progress is not part of the port: the handler
+//! ([`SellInCredit::Changed`]), or that the line's participant is not registered and active
+//! ([`SellInCredit::ParticipantNotActive`]: a blocked participant earns nothing; the line is
+//! reported and nothing of it written, so importing it again after an unblock credits it).
+//! Challenge progress is not part of the port: the handler
 //! records it for every line the import credited or found credited
 //! ([`LineOutcome::progress`]), so a retried import completes what an interrupted one had
 //! not.
@@ -35,6 +38,8 @@ pub enum SellInCredit {
     AlreadyImported,
     /// The line was credited before with other content: nothing was written.
     Changed,
+    /// The participant has no profile or is blocked: nothing was written.
+    ParticipantNotActive,
 }
 
 /// The port through which sell-in reaches storage.
@@ -56,8 +61,9 @@ pub trait SellInStore: Send + Sync {
     ) -> impl Future<Output = Result<MonthlyEarned, InfraError>> + Send;
 
     /// One atomic write: the line's marker (`fingerprint`, keyed by the entry id, which is
-    /// the line's identity) with the entry, its balance and its outbox record; all or
-    /// nothing.
+    /// the line's identity) with the entry, its balance and its outbox record, checking the
+    /// participant's standing; all or nothing. When several conditions fail, the answer is
+    /// the first of: changed, already imported, participant not active.
     fn credit_line(
         &self,
         entry: &Entry,
@@ -77,9 +83,14 @@ pub struct LineOutcome {
 
 impl LineOutcome {
     /// The challenge progress the line counts for: `None` for a line changed by a
-    /// concurrent import (nothing of it was written).
+    /// concurrent import or refused for its participant's standing (nothing of it was
+    /// written).
     pub fn progress(&self, at: DateTime<Utc>) -> Option<ProgressSource> {
-        (self.credit != SellInCredit::Changed).then(|| ProgressSource {
+        matches!(
+            self.credit,
+            SellInCredit::Credited | SellInCredit::AlreadyImported
+        )
+        .then(|| ProgressSource {
             participant: self.line.line.participant.clone(),
             supplier: self.line.line.supplier.clone(),
             units: self.line.line.quantity as u64,
@@ -106,8 +117,18 @@ impl ImportOutcome {
         lines.iter().fold((0, 0, 0), |(c, r, p), l| match l.credit {
             SellInCredit::Credited => (c + 1, r, p + l.entry.amount.get()),
             SellInCredit::AlreadyImported => (c, r + 1, p),
-            SellInCredit::Changed => (c, r, p),
+            SellInCredit::Changed | SellInCredit::ParticipantNotActive => (c, r, p),
         })
+    }
+
+    /// The lines not credited because their participant is not registered and active, as
+    /// the import's answer reports them.
+    pub fn not_active(lines: &[LineOutcome]) -> Vec<LineError> {
+        lines
+            .iter()
+            .filter(|l| l.credit == SellInCredit::ParticipantNotActive)
+            .map(|l| l.line.line.not_active())
+            .collect()
     }
 }
 
@@ -282,5 +303,20 @@ mod tests {
         assert!(done
             .iter()
             .all(|l| l.progress(at()).unwrap().reference == l.entry.id.as_str()));
+    }
+
+    #[test]
+    fn a_line_refused_for_its_participants_standing_is_reported_and_counts_for_nothing() {
+        let p = priced(4, "COLA-1", 3);
+        let line = LineOutcome {
+            entry: entry_of(&p, Tiers::default().tier_for(0), at()),
+            line: p,
+            credit: SellInCredit::ParticipantNotActive,
+        };
+        assert_eq!(line.progress(at()), None);
+        let lines = [line];
+        assert_eq!(ImportOutcome::counts(&lines), (0, 0, 0));
+        let reported = ImportOutcome::not_active(&lines);
+        assert_eq!((reported[0].line, reported[0].field), (4, "participant_id"));
     }
 }

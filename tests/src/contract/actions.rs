@@ -162,15 +162,13 @@ pub async fn dynamo() -> DynamoHarness {
         activity: stack.table_name("ActivityTable").to_string(),
         ledger: stack.table_name("LedgerTable").to_string(),
         outbox: stack.table_name("OutboxTable").to_string(),
+        participants: stack.table_name("ParticipantsTable").to_string(),
     };
     DynamoHarness {
-        store: DynamoActions::new(
-            stack.dynamodb(),
-            tables.clone(),
-            stack.table_name("ParticipantsTable"),
-        ),
+        store: DynamoActions::new(stack.dynamodb(), tables.clone()),
         earning: EarningStore::new(stack.dynamodb(), tables.clone()),
-        ledger: DynamoLedger::new(stack.dynamodb(), tables.ledger),
+        ledger: DynamoLedger::new(stack.dynamodb(), tables.ledger)
+            .with_participants(tables.participants),
         stack,
     }
 }

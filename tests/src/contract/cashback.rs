@@ -736,6 +736,40 @@ pub async fn a_credit_to_an_unregistered_or_blocked_participant_is_refused_and_w
     );
 }
 
+pub async fn a_blocked_participants_pending_cashback_is_not_released_and_stays_queued<
+    H: CashbackHarness,
+>(
+    h: H,
+) {
+    run(&h, created("e-1", "o-1", AMOUNT)).await;
+    run(&h, change("e-2", "o-1", OrderChange::Delivered)).await;
+    let o1 = OrderId::parse("o-1").unwrap();
+    let queued = h.queue_of(&partner(), &o1).await;
+    assert!(queued.is_some());
+    h.set_standing(&p1(), "blocked").await;
+    let p = partner();
+    let release = || cashback::release(h.store(), &p, &o1, now());
+    assert_eq!(
+        release().await.unwrap(),
+        cashback::ReleaseOutcome::ParticipantNotActive
+    );
+    let balance = h.balance(&p1()).await;
+    assert_eq!((balance.pending, balance.available), (625, 0));
+    assert_eq!(
+        order(&h, "o-1").await.map(|o| o.status),
+        Some(OrderStatus::Eligible)
+    );
+    assert_eq!(h.queue_of(&partner(), &o1).await, queued);
+    assert_eq!(h.double_entry_sum().await, 0);
+    // Unblocked, the next settlement releases it.
+    h.set_standing(&p1(), "active").await;
+    assert_eq!(
+        release().await.unwrap(),
+        cashback::ReleaseOutcome::Released(Points(625))
+    );
+    assert_eq!(h.balance(&p1()).await.available, 625);
+}
+
 #[macro_export]
 macro_rules! cashback_store_contract {
     ($harness:path) => {
@@ -755,6 +789,7 @@ macro_rules! cashback_store_contract {
             a_partner_reads_back_as_stored_and_an_unknown_one_is_none,
             the_zones_accrual_sets_are_the_zones_cashback_counts_months_in,
             a_credit_to_an_unregistered_or_blocked_participant_is_refused_and_writes_nothing,
+            a_blocked_participants_pending_cashback_is_not_released_and_stays_queued,
         );
     };
 }

@@ -15,6 +15,7 @@ use loyalty_domain::challenge::{
 use loyalty_domain::earning::Slug;
 use loyalty_domain::ids::ParticipantId;
 use loyalty_domain::ledger::{Entry, ProgrammeAccount, PROGRAMME_SHARDS};
+use loyalty_domain::participant::ProfileFacts;
 use loyalty_domain::Points;
 use loyalty_platform::memory::challenges::ChallengesBug;
 use loyalty_platform::memory::MemoryChallenges;
@@ -38,6 +39,10 @@ pub trait ChallengesHarness {
     /// Gives a programme account a budget, as an admin top-up does.
     async fn fund_budget(&self, account: &ProgrammeAccount, amount: Points, funding_id: &str);
     async fn programme_balance(&self, account: &ProgrammeAccount) -> i64;
+    /// Registers the participant, active, as registration writes their profile.
+    async fn register(&self, participant: &ParticipantId);
+    /// Sets a registered participant's standing, as the admin's block and unblock do.
+    async fn set_standing(&self, participant: &ParticipantId, status: &str);
 }
 
 // --- The memory adapter ----------------------------------------------------------------
@@ -97,6 +102,18 @@ impl ChallengesHarness for MemoryHarness {
     async fn programme_balance(&self, account: &ProgrammeAccount) -> i64 {
         self.store.ledger().programme_balance(account).balance
     }
+
+    async fn register(&self, participant: &ParticipantId) {
+        self.store
+            .ledger()
+            .register(participant, ProfileFacts::default());
+    }
+
+    async fn set_standing(&self, participant: &ParticipantId, status: &str) {
+        self.store
+            .ledger()
+            .set_active(participant, status == "active");
+    }
 }
 
 // --- The DynamoDB adapter on the emulator ----------------------------------------------
@@ -114,6 +131,7 @@ pub async fn dynamo() -> DynamoHarness {
         activity: stack.table_name("ActivityTable").to_string(),
         ledger: stack.table_name("LedgerTable").to_string(),
         outbox: stack.table_name("OutboxTable").to_string(),
+        participants: stack.table_name("ParticipantsTable").to_string(),
     };
     DynamoHarness {
         store: DynamoChallenges::new(stack.dynamodb(), tables.clone()),
@@ -185,6 +203,19 @@ impl ChallengesHarness for DynamoHarness {
             .expect("programme balance")
             .balance
     }
+
+    async fn register(&self, participant: &ParticipantId) {
+        crate::contract::claims::register_profile(
+            &self.stack,
+            participant,
+            &ProfileFacts::default(),
+        )
+        .await;
+    }
+
+    async fn set_standing(&self, participant: &ParticipantId, status: &str) {
+        crate::contract::claims::set_profile_status(&self.stack, participant, status).await;
+    }
 }
 
 // --- Helpers ---------------------------------------------------------------------------
@@ -219,6 +250,13 @@ fn source(participant: &str, reference: &str, units: u64) -> ProgressSource {
         date: "2026-11-20".parse().unwrap(),
         reference: reference.into(),
         at: now(),
+    }
+}
+
+/// Registers the participants, active: only they count progress.
+async fn registered<H: ChallengesHarness>(h: &H, participants: &[&str]) {
+    for p in participants {
+        h.register(&pid(p)).await;
     }
 }
 
@@ -261,6 +299,7 @@ pub async fn challenges_are_listed_by_id_and_a_put_replaces_one(h: impl Challeng
 }
 
 pub async fn a_source_counts_once_and_recorded_again_changes_nothing(h: impl ChallengesHarness) {
+    registered(&h, &["p-1"]).await;
     let c = acme("acme-nov", 10);
     put(&h, &c).await;
     let s = source("p-1", "line-1", 4);
@@ -281,6 +320,7 @@ pub async fn a_source_counts_once_and_recorded_again_changes_nothing(h: impl Cha
 }
 
 pub async fn concurrent_sources_never_lose_units(h: impl ChallengesHarness) {
+    registered(&h, &["p-1"]).await;
     let c = acme("acme-nov", 1_000);
     put(&h, &c).await;
     let sources: Vec<_> = (0..8)
@@ -302,6 +342,7 @@ pub async fn concurrent_sources_never_lose_units(h: impl ChallengesHarness) {
 pub async fn the_bonus_is_granted_exactly_once_with_its_event_from_the_challenges_account(
     h: impl ChallengesHarness,
 ) {
+    registered(&h, &["p-1"]).await;
     let c = acme("acme-nov", 10);
     put(&h, &c).await;
     let sources: Vec<_> = (0..8)
@@ -335,6 +376,7 @@ pub async fn the_bonus_is_granted_exactly_once_with_its_event_from_the_challenge
 pub async fn a_bonus_out_of_budget_writes_nothing_and_counts_after_a_top_up_the_whole_budget_covers(
     h: impl ChallengesHarness,
 ) {
+    registered(&h, &["p-1"]).await;
     let c = acme("acme-nov", 10);
     put(&h, &c).await;
     let account = ProgrammeAccount::Challenge(c.id.clone());
@@ -363,6 +405,7 @@ pub async fn a_bonus_out_of_budget_writes_nothing_and_counts_after_a_top_up_the_
 pub async fn a_counted_source_outranks_moved_progress_and_a_stale_step_writes_nothing(
     h: impl ChallengesHarness,
 ) {
+    registered(&h, &["p-1"]).await;
     let c = acme("acme-nov", 10);
     put(&h, &c).await;
     let s = source("p-1", "line-1", 4);
@@ -393,6 +436,7 @@ pub async fn a_counted_source_outranks_moved_progress_and_a_stale_step_writes_no
 pub async fn progress_is_listed_per_participant_with_zero_where_there_is_none(
     h: impl ChallengesHarness,
 ) {
+    registered(&h, &["p-1", "p-2"]).await;
     let (nov, dec) = (acme("acme-nov", 10), {
         let mut d = acme("acme-dec", 10);
         d.starts_on = "2026-12-01".parse().unwrap();
@@ -425,6 +469,59 @@ pub async fn progress_is_listed_per_participant_with_zero_where_there_is_none(
     );
 }
 
+pub async fn a_blocked_participant_counts_nothing_and_after_an_unblock_reaching_the_target_pays(
+    h: impl ChallengesHarness,
+) {
+    let c = acme("acme-nov", 10);
+    put(&h, &c).await;
+    let p = pid("p-1");
+    // Unregistered: nothing counts.
+    let stranger = source("p-1", "line-0", 10);
+    assert!(
+        record_progress(h.store(), &stranger)
+            .await
+            .unwrap()
+            .not_active
+    );
+    assert_eq!(progress(&h, "p-1", &c).await, None);
+    registered(&h, &["p-1"]).await;
+    record_progress(h.store(), &source("p-1", "line-1", 6))
+        .await
+        .unwrap();
+    h.set_standing(&p, "blocked").await;
+    // Blocked: the source that would complete the challenge writes nothing, bonus included.
+    let blocked = source("p-1", "line-2", 4);
+    let recorded = record_progress(h.store(), &blocked).await.unwrap();
+    assert!(recorded.not_active);
+    assert!(recorded.outcomes.is_empty());
+    assert!(!h.counted(&p, &blocked.marker_key(&c.id)).await);
+    assert!(h.entries(&p).await.is_empty());
+    assert!(!h.has_outbox_record(&completed_event(&c, "p-1")).await);
+    assert_eq!(
+        progress(&h, "p-1", &c).await,
+        Some(Progress {
+            units: 6,
+            completed: false
+        })
+    );
+    // A stale step of a blocked participant is refused for the standing, not the progress.
+    assert_eq!(
+        h.store()
+            .commit_step(&step_of(&c, &source("p-1", "line-3", 4), None))
+            .await
+            .unwrap(),
+        Err(StepRefusal::ParticipantNotActive)
+    );
+    // Unblocked: the progress kept before the block counts on, and the refused source,
+    // recorded again, completes the challenge with its bonus.
+    h.set_standing(&p, "active").await;
+    let recorded = record_progress(h.store(), &blocked).await.unwrap();
+    assert!(!recorded.not_active);
+    assert_eq!(recorded.completed().count(), 1);
+    assert_eq!(h.available(&p).await, 500);
+    assert!(h.has_outbox_record(&completed_event(&c, "p-1")).await);
+}
+
 #[macro_export]
 macro_rules! challenge_store_contract {
     ($harness:path) => {
@@ -436,6 +533,7 @@ macro_rules! challenge_store_contract {
             a_bonus_out_of_budget_writes_nothing_and_counts_after_a_top_up_the_whole_budget_covers,
             a_counted_source_outranks_moved_progress_and_a_stale_step_writes_nothing,
             progress_is_listed_per_participant_with_zero_where_there_is_none,
+            a_blocked_participant_counts_nothing_and_after_an_unblock_reaching_the_target_pays,
         );
     };
 }

@@ -30,6 +30,8 @@ pub trait ReviewsHarness {
     async fn outbox_len(&self) -> usize;
     /// A cursor another listing of this adapter hands out (an account's history).
     fn foreign_cursor(&self) -> String;
+    /// Sets the participant's standing, as the admin's block and unblock do.
+    async fn set_standing(&self, participant: &ParticipantId, status: &str);
 }
 
 // --- The memory adapter ----------------------------------------------------------------
@@ -66,6 +68,9 @@ impl ReviewsHarness for MemoryHarness {
     fn foreign_cursor(&self) -> String {
         "memory-history:p-1#claim-x".into()
     }
+    async fn set_standing(&self, participant: &ParticipantId, status: &str) {
+        self.store.set_active(participant, status == "active");
+    }
 }
 
 // --- The DynamoDB adapter on the emulator ----------------------------------------------
@@ -78,7 +83,8 @@ pub struct DynamoHarness {
 pub async fn dynamo() -> DynamoHarness {
     let stack = TestStack::for_function("CodesAdminFunction").await;
     let ledger = DynamoLedger::new(stack.dynamodb(), stack.table_name("LedgerTable"))
-        .with_outbox(stack.table_name("OutboxTable"));
+        .with_outbox(stack.table_name("OutboxTable"))
+        .with_participants(stack.table_name("ParticipantsTable"));
     DynamoHarness { stack, ledger }
 }
 
@@ -88,6 +94,13 @@ impl ReviewsHarness for DynamoHarness {
         &self.ledger
     }
     async fn flag(&self, entry: &Entry, reasons: &[&str]) {
+        // The claimant was registered and active when they claimed.
+        crate::contract::claims::register_profile(
+            &self.stack,
+            &entry.participant,
+            &Default::default(),
+        )
+        .await;
         let client = self.stack.dynamodb();
         let table = self.stack.table_name("LedgerTable");
         append_items(table, entry, None)
@@ -146,6 +159,9 @@ impl ReviewsHarness for DynamoHarness {
         key.insert("sk".into(), AttributeValue::S("ENTRY#claim-x".into()));
         key.insert("lsi1sk".into(), AttributeValue::S("2026".into()));
         encode_cursor(&key)
+    }
+    async fn set_standing(&self, participant: &ParticipantId, status: &str) {
+        crate::contract::claims::set_profile_status(&self.stack, participant, status).await;
     }
 }
 
@@ -334,6 +350,47 @@ pub async fn a_foreign_or_garbage_cursor_is_invalid<H: ReviewsHarness>(h: H) {
     }
 }
 
+/// Approving makes held points spendable, so it is refused for a participant blocked since
+/// and writes nothing; a rejection still goes through, and after an unblock an approval does.
+pub async fn an_approval_for_a_blocked_participant_is_refused_and_the_points_stay_held<
+    H: ReviewsHarness,
+>(
+    h: H,
+) {
+    let (e, other) = (flagged("p-1", 1, 40), flagged("p-1", 2, 15));
+    h.flag(&e, &["velocity"]).await;
+    h.flag(&other, &["velocity"]).await;
+    h.set_standing(&e.participant, "blocked").await;
+    let before = h.balance(&e.participant).await;
+    let outbox = h.outbox_len().await;
+    let got = decide(h.store(), &id_of(&e), Decision::Approve, "admin-1", at(60)).await;
+    assert!(
+        matches!(got, Err(ReviewError::ParticipantNotActive)),
+        "{got:?}"
+    );
+    assert_eq!(h.balance(&e.participant).await, before);
+    assert_eq!(h.entries(&e.participant).await.len(), 2);
+    assert_eq!(h.outbox_len().await, outbox);
+    assert_eq!(h.store().pending(None, 10).await.unwrap().items.len(), 2);
+    // A rejection of a blocked participant's held points is allowed.
+    decide(
+        h.store(),
+        &id_of(&other),
+        Decision::Reject,
+        "admin-1",
+        at(61),
+    )
+    .await
+    .unwrap();
+    // Unblocked: the held claim is approved as usual.
+    h.set_standing(&e.participant, "active").await;
+    decide(h.store(), &id_of(&e), Decision::Approve, "admin-1", at(62))
+        .await
+        .unwrap();
+    let after = h.balance(&e.participant).await;
+    assert_eq!((after.pending, after.available), (0, 40));
+}
+
 #[macro_export]
 macro_rules! review_store_contract {
     ($harness:path) => {
@@ -344,6 +401,7 @@ macro_rules! review_store_contract {
             only_a_claim_under_review_is_found,
             the_queue_pages_oldest_first_with_a_cursor,
             a_foreign_or_garbage_cursor_is_invalid,
+            an_approval_for_a_blocked_participant_is_refused_and_the_points_stay_held,
         );
     };
 }

@@ -8,6 +8,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use loyalty_domain::earning::{entry_ids, PricedLine, RuleId, SellInLine, Sku, Tier, Tiers};
 use loyalty_domain::ids::{EntryId, OutletId, ParticipantId};
 use loyalty_domain::ledger::{Balance, Entry, ProgrammeAccount, PROGRAMME_SHARDS};
+use loyalty_domain::participant::ProfileFacts;
 use loyalty_domain::sellin::{self, entry_of, ImportOutcome, SellInCredit, SellInStore};
 use loyalty_domain::Points;
 use loyalty_platform::dynamo::ItemExt;
@@ -31,6 +32,10 @@ pub trait SellInHarness {
     async fn marker(&self, entry: &EntryId) -> Option<String>;
     /// Gives the sell-in programme account a budget, through the adapter's ledger.
     async fn fund_sell_in(&self, amount: Points);
+    /// Registers the participant, active, as registration writes their profile.
+    async fn register(&self, participant: &ParticipantId);
+    /// Sets a registered participant's standing, as the admin's block and unblock do.
+    async fn set_standing(&self, participant: &ParticipantId, status: &str);
 }
 
 // --- The memory adapter ----------------------------------------------------------------
@@ -81,6 +86,18 @@ impl SellInHarness for MemoryHarness {
             .ledger()
             .fund_budget(&ProgrammeAccount::SellIn, amount, "fund-sell-in");
     }
+
+    async fn register(&self, participant: &ParticipantId) {
+        self.store
+            .ledger()
+            .register(participant, ProfileFacts::default());
+    }
+
+    async fn set_standing(&self, participant: &ParticipantId, status: &str) {
+        self.store
+            .ledger()
+            .set_active(participant, status == "active");
+    }
 }
 
 // --- The DynamoDB adapter on the emulator ----------------------------------------------
@@ -98,6 +115,7 @@ pub async fn dynamo() -> DynamoHarness {
         activity: stack.table_name("ActivityTable").to_string(),
         ledger: stack.table_name("LedgerTable").to_string(),
         outbox: stack.table_name("OutboxTable").to_string(),
+        participants: stack.table_name("ParticipantsTable").to_string(),
     };
     DynamoHarness {
         store: EarningStore::new(stack.dynamodb(), tables.clone()),
@@ -147,6 +165,19 @@ impl SellInHarness for DynamoHarness {
             .await
             .expect("fund sell-in");
     }
+
+    async fn register(&self, participant: &ParticipantId) {
+        crate::contract::claims::register_profile(
+            &self.stack,
+            participant,
+            &ProfileFacts::default(),
+        )
+        .await;
+    }
+
+    async fn set_standing(&self, participant: &ParticipantId, status: &str) {
+        crate::contract::claims::set_profile_status(&self.stack, participant, status).await;
+    }
 }
 
 // --- Helpers ---------------------------------------------------------------------------
@@ -189,6 +220,13 @@ async fn credit<H: SellInHarness>(h: &H, p: &PricedLine, at: DateTime<Utc>) -> S
         .expect("no infrastructure error")
 }
 
+/// Registers the participants, active: only they are credited.
+async fn registered<H: SellInHarness>(h: &H, participants: &[&str]) {
+    for p in participants {
+        h.register(&pid(p)).await;
+    }
+}
+
 fn id_of(p: &PricedLine) -> EntryId {
     entry_ids::sell_in(&p.line.identity())
 }
@@ -196,6 +234,7 @@ fn id_of(p: &PricedLine) -> EntryId {
 // --- The cases -------------------------------------------------------------------------
 
 pub async fn a_line_its_funded_shard_cannot_cover_fails_and_writes_nothing(h: impl SellInHarness) {
+    registered(&h, &["p-ana", "p-bo"]).await;
     // One point per shard: short of the line's 30 wherever it lands.
     h.fund_sell_in(Points(PROGRAMME_SHARDS as u64)).await;
     let line = priced(2, "INV-9", "p-ana", 3);
@@ -216,6 +255,7 @@ pub async fn a_line_its_funded_shard_cannot_cover_fails_and_writes_nothing(h: im
 pub async fn a_line_is_credited_once_and_again_with_the_same_content_is_already_imported(
     h: impl SellInHarness,
 ) {
+    registered(&h, &["p-ana", "p-bo"]).await;
     let at = now();
     let line = priced(2, "INV-1", "p-ana", 3);
     assert_eq!(h.store().tiers().await.unwrap(), Tiers::default());
@@ -248,6 +288,7 @@ pub async fn a_line_is_credited_once_and_again_with_the_same_content_is_already_
 }
 
 pub async fn a_line_with_other_content_is_changed_and_writes_nothing(h: impl SellInHarness) {
+    registered(&h, &["p-ana", "p-bo"]).await;
     let at = now();
     let first = priced(2, "INV-2", "p-ana", 3);
     assert_eq!(credit(&h, &first, at).await, SellInCredit::Credited);
@@ -281,6 +322,7 @@ pub async fn a_line_with_other_content_is_changed_and_writes_nothing(h: impl Sel
 pub async fn an_import_credits_each_line_once_and_a_changed_line_refuses_it_whole(
     h: impl SellInHarness,
 ) {
+    registered(&h, &["p-ana", "p-bo"]).await;
     let at = now();
     let lines = vec![
         priced(2, "INV-4", "p-ana", 1),
@@ -323,6 +365,59 @@ pub async fn an_import_credits_each_line_once_and_a_changed_line_refuses_it_whol
     assert_eq!(all.len(), 3);
 }
 
+pub async fn a_line_of_a_blocked_or_unknown_participant_writes_nothing_and_is_reported(
+    h: impl SellInHarness,
+) {
+    registered(&h, &["p-ana", "p-bo"]).await;
+    h.set_standing(&pid("p-bo"), "blocked").await;
+    let lines = vec![
+        priced(2, "INV-20", "p-ana", 1),
+        priced(3, "INV-21", "p-bo", 2),
+        priced(4, "INV-22", "p-nobody", 3),
+    ];
+    let ImportOutcome::Imported(done) = sellin::import(h.store(), lines.clone(), now())
+        .await
+        .unwrap()
+    else {
+        panic!("imported");
+    };
+    let credits: Vec<_> = done.iter().map(|l| l.credit).collect();
+    assert_eq!(
+        credits,
+        vec![
+            SellInCredit::Credited,
+            SellInCredit::ParticipantNotActive,
+            SellInCredit::ParticipantNotActive,
+        ]
+    );
+    let reported: Vec<_> = ImportOutcome::not_active(&done)
+        .iter()
+        .map(|e| e.line)
+        .collect();
+    assert_eq!(reported, vec![3, 4]);
+    for (p, line) in [("p-bo", &lines[1]), ("p-nobody", &lines[2])] {
+        assert!(h.entries(&pid(p)).await.is_empty());
+        assert_eq!(h.balance(&pid(p)).await, Balance::default());
+        assert_eq!(h.marker(&id_of(line)).await, None, "no marker for {p}");
+    }
+    // Unblocked, the same import credits the refused line once and the rest is as before.
+    h.set_standing(&pid("p-bo"), "active").await;
+    let ImportOutcome::Imported(again) = sellin::import(h.store(), lines, now()).await.unwrap()
+    else {
+        panic!("imported");
+    };
+    let credits: Vec<_> = again.iter().map(|l| l.credit).collect();
+    assert_eq!(
+        credits,
+        vec![
+            SellInCredit::AlreadyImported,
+            SellInCredit::Credited,
+            SellInCredit::ParticipantNotActive,
+        ]
+    );
+    assert_eq!(h.balance(&pid("p-bo")).await.available, 20);
+}
+
 #[macro_export]
 macro_rules! sell_in_store_contract {
     ($harness:path) => {
@@ -331,6 +426,7 @@ macro_rules! sell_in_store_contract {
             a_line_with_other_content_is_changed_and_writes_nothing,
             an_import_credits_each_line_once_and_a_changed_line_refuses_it_whole,
             a_line_its_funded_shard_cannot_cover_fails_and_writes_nothing,
+            a_line_of_a_blocked_or_unknown_participant_writes_nothing_and_is_reported,
         );
     };
 }

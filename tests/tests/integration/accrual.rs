@@ -559,6 +559,7 @@ async fn a_line_changed_between_the_check_and_the_write_is_refused_by_the_write_
             activity: f.stack.table_name("ActivityTable").into(),
             ledger: f.stack.table_name("LedgerTable").into(),
             outbox: f.stack.table_name("OutboxTable").into(),
+            participants: f.stack.table_name("ParticipantsTable").into(),
         },
     );
     let line = |participant: &str, quantity: u32| {
@@ -687,6 +688,7 @@ fn challenge_store(stack: &TestStack) -> DynamoChallenges {
             activity: stack.table_name("ActivityTable").to_string(),
             ledger: stack.table_name("LedgerTable").to_string(),
             outbox: stack.table_name("OutboxTable").to_string(),
+            participants: stack.table_name("ParticipantsTable").to_string(),
         },
     )
 }

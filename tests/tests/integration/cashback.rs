@@ -117,6 +117,7 @@ impl Fixture {
                 activity: self.stack.table_name("ActivityTable").into(),
                 ledger: self.stack.table_name("LedgerTable").into(),
                 outbox: self.stack.table_name("OutboxTable").into(),
+                participants: self.stack.table_name("ParticipantsTable").into(),
             },
         )
     }
@@ -699,6 +700,30 @@ async fn a_delivered_order_counts_for_the_challenge_of_its_day_in_the_orders_reg
 }
 
 #[tokio::test]
+async fn a_blocked_participants_delivered_order_counts_towards_no_challenge() {
+    let f = Fixture::new().await;
+    let challenges = f.challenges();
+    put_cola_challenge(&challenges, "cola-40", "2026-11-01", "2026-11-30").await;
+    loyalty_tests::contract::claims::set_profile_status(&f.stack, &participant("p-1"), "blocked")
+        .await;
+    // Recorded without cashback, then delivered: its 24 units would count towards the challenge.
+    let (status, answer) = f.webhook(&created("o-1-c", "o-1", "p-1", AMOUNT)).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (StatusCode::OK, Some("no_cashback")),
+        "{answer}"
+    );
+    let (status, answer) = f.webhook(&change("o-1-d", "o-1", "delivered")).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let progress = loyalty_domain::challenge::progress_of(&challenges, &participant("p-1"))
+        .await
+        .unwrap();
+    assert_eq!(progress[0].1, Default::default());
+    let balance = f.ledger().balance(&participant("p-1")).await.unwrap();
+    assert_eq!((balance.available, balance.pending), (0, 0));
+}
+
+#[tokio::test]
 async fn orders_whose_partner_and_order_ids_read_alike_with_dashes_both_count_towards_a_challenge()
 {
     // Partners `demo-market` and `demo`: order `x-1` of the first and order `market-x-1` of
@@ -713,6 +738,8 @@ async fn orders_whose_partner_and_order_ids_read_alike_with_dashes_both_count_to
         partner_webhooks::App::with_clock(&stack.aws, &env, Box::new(SharedClock(clock.clone())))
             .unwrap();
     let f = Fixture { stack, app, clock };
+    // Only a registered participant's orders count towards challenges.
+    f.register("p-1").await;
     for partner in [DEMO_PARTNER, "demo"] {
         let (status, body) = f
             .call(

@@ -156,7 +156,7 @@ async fn a_function_environment_points_at_the_stack_resources() {
     assert_eq!(env.required("RUST_LOG").unwrap(), "info");
     assert_eq!(env.required("S3_FORCE_PATH_STYLE").unwrap(), "true");
     // Only what the function needs (and its queue's dead-letter queue) was created.
-    assert!(stack.resources.get("ParticipantsTable").is_none());
+    assert!(stack.resources.get("FraudTable").is_none());
     assert!(stack.resources.get("BatchJobsDeadLetterQueue").is_some());
 }
 

@@ -188,6 +188,28 @@ async fn the_sample_approval_moves_pending_to_available_once_and_its_retry_gets_
 }
 
 #[tokio::test]
+async fn approving_a_participant_blocked_since_is_409_participant_not_active_and_stays_held() {
+    let (app, _) = app();
+    app.desk().set_active(&participant(), false);
+    let (status, body, _) = send(&app, ApiEvent::load("codes-admin/decide-review.json")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("participant_not_active"))
+    );
+    let store = app.desk();
+    let balance = store.balance(&participant());
+    assert_eq!((balance.pending, balance.available), (40, 0));
+    assert_eq!(store.entries(&participant()).len(), 1);
+    assert!(store.outbox().is_empty());
+    assert_eq!(store.queued(), 2);
+    // Unblocked, the same approval under a new key goes through.
+    app.desk().set_active(&participant(), true);
+    let (status, body, _) = send(&app, decide(SAMPLE_REVIEW, "approve", "key-after-unblock")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(store.balance(&participant()).available, 40);
+}
+
+#[tokio::test]
 async fn a_rejection_removes_the_pending_points() {
     let (app, _) = app();
     let (status, body, _) = send(&app, decide(SAMPLE_REVIEW, "reject", "key-reject-1")).await;

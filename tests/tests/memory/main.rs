@@ -35,6 +35,18 @@ mod contract {
             )
             .await
         }
+
+        #[tokio::test]
+        #[should_panic(expected = "not_active")]
+        async fn a_challenge_store_that_ignores_standing_fails_the_contract() {
+            use loyalty_tests::contract::challenges as contract;
+            contract::a_blocked_participant_counts_nothing_and_after_an_unblock_reaching_the_target_pays(
+                contract::memory_with_bug(
+                    loyalty_platform::memory::challenges::ChallengesBug::IgnoreStanding,
+                ),
+            )
+            .await
+        }
     }
 
     mod settings {
@@ -58,6 +70,17 @@ mod contract {
             loyalty_tests::contract::sellin::a_line_with_other_content_is_changed_and_writes_nothing(
                 loyalty_tests::contract::sellin::memory_with_bug(
                     loyalty_platform::memory::sellin::SellInBug::IgnoreFingerprint,
+                ),
+            )
+            .await
+        }
+
+        #[tokio::test]
+        #[should_panic(expected = "left == right")]
+        async fn a_sell_in_store_that_ignores_standing_fails_the_contract() {
+            loyalty_tests::contract::sellin::a_line_of_a_blocked_or_unknown_participant_writes_nothing_and_is_reported(
+                loyalty_tests::contract::sellin::memory_with_bug(
+                    loyalty_platform::memory::sellin::SellInBug::IgnoreStanding,
                 ),
             )
             .await

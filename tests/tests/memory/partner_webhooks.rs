@@ -532,3 +532,20 @@ async fn an_order_of_an_unknown_or_blocked_participant_is_answered_no_cashback_a
     let stranger = ParticipantId::parse("p-stranger").unwrap();
     assert_eq!(app.store().balance(&stranger).pending, 0);
 }
+
+#[tokio::test]
+async fn a_blocked_participants_no_cashback_order_delivered_counts_towards_no_challenge() {
+    let app = configured().await;
+    app.store().set_active(&participant(), false);
+    let (status, answer) = send(&app, sample("order-created")).await;
+    assert_eq!(
+        (status, &answer["status"]),
+        (StatusCode::OK, &json!("no_cashback"))
+    );
+    let (status, delivered) = send(&app, sample("order-delivered")).await;
+    assert_eq!(status, StatusCode::OK, "{delivered}");
+    assert!(
+        app.store().inspect().challenge_counts.is_empty(),
+        "a blocked participant's delivery counts for nothing"
+    );
+}

@@ -54,9 +54,16 @@ fn pid() -> ParticipantId {
     ParticipantId::parse("p-7f3a9c").unwrap()
 }
 
+/// A store where the sample's participant is registered and active.
+fn store() -> MemorySellIn {
+    let store = MemorySellIn::new();
+    store.ledger().register(&pid(), Default::default());
+    store
+}
+
 #[tokio::test]
 async fn the_sample_import_credits_each_line_once_at_the_participants_tier() {
-    let store = MemorySellIn::new();
+    let store = store();
     store.ledger().put_tiers(
         Tiers::parse(vec![
             Tier {
@@ -95,7 +102,7 @@ async fn the_sample_import_credits_each_line_once_at_the_participants_tier() {
 
 #[tokio::test]
 async fn the_sample_with_a_changed_quantity_is_refused_whole_and_names_the_line() {
-    let store = MemorySellIn::new();
+    let store = store();
     import(&store, &body()).await;
     let before = store.balance(&pid());
     let changed = body().replace("COLA-1,6", "COLA-1,7")
@@ -184,7 +191,7 @@ mod route {
         assert_eq!(
             first,
             json!({ "lines": 2, "credited": 2, "already_imported": 0, "points": 48 + 30,
-                "challenges_completed": [] })
+                "not_credited": [], "challenges_completed": [] })
         );
         let (status, again, response) = send(&app, event("import-sell-in.json")).await;
         assert_eq!((status, &again), (StatusCode::OK, &first));
@@ -331,6 +338,52 @@ mod route {
         assert_eq!(body["challenges_completed"], json!([]));
         assert_eq!(bonuses(&app).len(), 1);
         assert_eq!(app.store().entries(&participant()).len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_blocked_participants_lines_are_reported_not_credited_and_count_for_no_challenge() {
+        let app = with_rules().await;
+        november_challenge(&app, 30).await;
+        app.store().set_active(&participant(), false);
+        let (status, body, _) = send(&app, event("import-sell-in.json")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            (
+                &body["credited"],
+                &body["points"],
+                &body["challenges_completed"]
+            ),
+            (&json!(0), &json!(0), &json!([]))
+        );
+        let reported: Vec<_> = body["not_credited"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|e| (e["line"].clone(), e["field"].clone()))
+            .collect();
+        assert_eq!(
+            reported,
+            vec![
+                (json!(2), json!("participant_id")),
+                (json!(3), json!("participant_id"))
+            ]
+        );
+        assert_eq!(sell_in_entries(&app), 0);
+        assert!(bonuses(&app).is_empty());
+        assert!(app.store().outbox().is_empty());
+        // Unblocked, the same file under a new key credits both lines and pays the bonus.
+        app.store().set_active(&participant(), true);
+        let (status, body, _) = send(
+            &app,
+            event("import-sell-in.json").header("idempotency-key", "import-inv-2026-0042-b"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            (&body["credited"], &body["not_credited"]),
+            (&json!(2), &json!([]))
+        );
+        assert_eq!(bonuses(&app).len(), 1);
     }
 
     #[tokio::test]

@@ -515,6 +515,9 @@ pub enum ReleaseOutcome {
     Released(Points),
     /// Not delivered, already released, reversed or earning nothing: nothing to release.
     NotEligible(OrderStatus),
+    /// The participant has no profile or is blocked: nothing moved. The order stays
+    /// eligible and queued, so a release after an unblock pays it.
+    ParticipantNotActive,
 }
 
 /// The release of a delivered order's pending cashback to available, or why there is none.
@@ -551,7 +554,9 @@ pub fn decide_release(order: &Order, now: DateTime<Utc>) -> Result<Decision, Rel
             clawback: None,
         },
         cap: None,
-        standing: None,
+        // A blocked participant's pending points stay pending: checked in the release's
+        // one transaction, so a block between the read and the write is not missed.
+        standing: Some(order.participant.clone()),
         entry: Some((entry, Some(announce))),
         count_for_challenges: None,
     })
@@ -691,7 +696,8 @@ pub async fn apply<S: CashbackStore>(
 
 /// Releases a delivered order's pending cashback to available: settlement calls this on the
 /// monthly processing day for each order awaiting release. Safe to repeat: a released order
-/// is reported as not eligible, and nothing moves twice.
+/// is reported as not eligible, and nothing moves twice. A blocked participant's order is
+/// not released ([`ReleaseOutcome::ParticipantNotActive`]) and stays queued.
 pub async fn release<S: CashbackStore>(
     store: &S,
     partner: &PartnerId,
@@ -708,6 +714,7 @@ pub async fn release<S: CashbackStore>(
     };
     match store.commit(&decision, now).await? {
         Ok(()) => Ok(ReleaseOutcome::Released(order.cashback)),
+        Err(Refusal::ParticipantNotActive) => Ok(ReleaseOutcome::ParticipantNotActive),
         // Cancelled or released concurrently: report what it is now.
         Err(Refusal::OrderMoved(now_is)) => Ok(ReleaseOutcome::NotEligible(
             now_is.map(|o| o.status).unwrap_or(order.status),

@@ -27,7 +27,7 @@ use loyalty_domain::ledger::{Budgets, Entry, EntryKind, ProgrammeAccount};
 use loyalty_domain::outbox::{Envelope, OutboxEvent as DomainEvent};
 use loyalty_domain::participant::{ProfileFacts, ProfileRefusal};
 use loyalty_domain::review::{
-    Committed, Decided, Page, PendingReview, ReviewError, ReviewId, ReviewStore,
+    Committed, Decided, Decision, Page, PendingReview, ReviewError, ReviewId, ReviewStore,
 };
 use loyalty_domain::settings::EarningSettings;
 use loyalty_domain::{InfraError, Points};
@@ -577,6 +577,9 @@ impl ReviewStore for MemoryActions {
         // Put back until every other condition holds: nothing is written before then.
         w.reviews
             .insert(review_key(&d.reviewed), d.reviewed.participant.clone());
+        if d.decision == Decision::Approve && !w.profiles.is_active(&d.id.participant) {
+            return Ok(Committed::ParticipantNotActive);
+        }
         let entry = &d.entry;
         let key = (entry.participant.clone(), entry.id.clone());
         if w.entries.contains_key(&key) {

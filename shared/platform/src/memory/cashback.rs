@@ -464,7 +464,9 @@ impl CashbackStore for MemoryCashback {
     ) -> Result<Result<(), Refusal>, InfraError> {
         let mut world = self.world();
         if let Some(order) = &d.count_for_challenges {
-            if self.challenges {
+            // A participant who is not active counts towards no challenge: the challenge
+            // store's every step checks the standing.
+            if self.challenges && world.profiles.is_active(&order.participant) {
                 // Counted before the commit and once per order, as the challenge store does.
                 world
                     .challenge_counts

@@ -1,6 +1,7 @@
 //! [`ChallengeStore`] in memory, with [`crate::stores::challenges::DynamoChallenges`]'
-//! conditions and precedence: the source's marker must be new, then the progress must still
-//! be what was read, then the bonus (when the step carries one) must be creditable: its
+//! conditions and precedence: the source's marker must be new, then the participant must be
+//! registered and active (the profiles of the ledger's world, [`MemoryActions::register`]),
+//! then the progress must still be what was read, then the bonus (when the step carries one) must be creditable: its
 //! entry and event new and its challenge's budget covering it. Everything is checked before
 //! anything is written.
 //!
@@ -44,6 +45,9 @@ pub struct MemoryChallenges {
 pub enum ChallengesBug {
     /// Source markers are written but never checked: a source recorded again counts again.
     IgnoreMarkers,
+    /// The participant's standing is never checked: a blocked participant's source counts
+    /// and may pay a bonus.
+    IgnoreStanding,
 }
 
 impl MemoryChallenges {
@@ -130,6 +134,11 @@ impl ChallengeStore for MemoryChallenges {
         let marker = (participant.clone(), step.source.marker_key(&step.challenge));
         if w.markers.contains(&marker) && self.bug != Some(ChallengesBug::IgnoreMarkers) {
             return Ok(Err(StepRefusal::SourceCounted));
+        }
+        if !self.ledger.inspect(|l| l.profiles.is_active(participant))
+            && self.bug != Some(ChallengesBug::IgnoreStanding)
+        {
+            return Ok(Err(StepRefusal::ParticipantNotActive));
         }
         let progress_key = (participant.clone(), step.challenge.clone());
         // `attribute_not_exists(pk)` or `units = :read`: only the units are compared.

@@ -46,7 +46,7 @@ use loyalty_domain::ledger::{programme_shard, Balance, Delta, Entry, ProgrammeAc
 use loyalty_domain::outbox::Envelope;
 use loyalty_domain::participant::{ProfileFacts, ProfileRefusal};
 use loyalty_domain::review::{
-    Committed, Decided, Page, PendingReview, ReviewError, ReviewId, ReviewStore,
+    Committed, Decided, Decision, Page, PendingReview, ReviewError, ReviewId, ReviewStore,
 };
 use loyalty_domain::zone::Zones;
 use loyalty_domain::InfraError;
@@ -202,7 +202,8 @@ pub enum PlantedBug {
     OneSided,
     /// A rejected review credits the held points as an approval would.
     RejectionCredits,
-    /// The profile check is skipped: a blocked participant's claims commit.
+    /// The profile check is skipped: a blocked participant's claims commit and their held
+    /// claims can be approved.
     IgnoreStanding,
 }
 
@@ -625,6 +626,12 @@ impl ClaimsWorld {
     fn decide(&mut self, d: &Decided, bug: Option<PlantedBug>) -> Result<Committed, InfraError> {
         if !self.reviews.contains_key(d.id.entry.as_str()) {
             return Ok(Committed::AlreadyDecided);
+        }
+        if d.decision == Decision::Approve
+            && !self.profiles.is_active(&d.id.participant)
+            && bug != Some(PlantedBug::IgnoreStanding)
+        {
+            return Ok(Committed::ParticipantNotActive);
         }
         let mut entry = d.entry.clone();
         if bug == Some(PlantedBug::RejectionCredits) {

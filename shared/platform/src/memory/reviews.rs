@@ -1,6 +1,7 @@
 //! [`ReviewStore`] in memory: a tiny seeded ledger of claims under review, with the same
-//! condition as [`crate::stores::ledger::DynamoLedger::commit_decision`] (the entry must
-//! still be on the queue) checked before anything is written.
+//! conditions as [`crate::stores::ledger::DynamoLedger::commit_decision`] (the entry must
+//! still be on the queue, then an approval's participant must be active) checked before
+//! anything is written.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -63,6 +64,9 @@ pub struct ReviewsWorld {
     /// Answers under Idempotency-Keys by (scope, key), with the second they expire at:
     /// the records `Idempotency` keeps in the activity table.
     pub answers: BTreeMap<(String, String), (StoredAnswer, i64)>,
+    /// Participants an admin blocked (every flagged claim's participant was registered and
+    /// active when they claimed).
+    pub blocked: std::collections::BTreeSet<ParticipantId>,
 }
 
 #[derive(Debug, Default)]
@@ -77,6 +81,16 @@ fn queue_key(entry: &Entry) -> (String, EntryId) {
 impl MemoryReviews {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Blocks or unblocks a participant (the admin's standing change).
+    pub fn set_active(&self, participant: &ParticipantId, active: bool) {
+        let mut w = self.world.lock().unwrap();
+        if active {
+            w.blocked.remove(participant);
+        } else {
+            w.blocked.insert(participant.clone());
+        }
     }
 
     /// Seeds a claim a fraud rule flagged: its entry (points to pending) on the queue.
@@ -226,6 +240,9 @@ impl MemoryReviews {
         // written unless every one holds.
         if !w.queue.contains_key(&queued) {
             return Ok(Committed::AlreadyDecided);
+        }
+        if decided.decision == Decision::Approve && w.blocked.contains(&decided.id.participant) {
+            return Ok(Committed::ParticipantNotActive);
         }
         let key = (decided.entry.participant.clone(), decided.entry.id.clone());
         if w.entries.contains_key(&key) {

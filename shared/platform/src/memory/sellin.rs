@@ -1,7 +1,9 @@
 //! [`SellInStore`] in memory, with [`crate::stores::earning::EarningStore`]'s conditions: a
 //! line's marker holding another fingerprint refuses the credit as `Changed`, then the
 //! participant's entry existing as `AlreadyImported`, then the entry's outbox record
-//! existing for another participant as `Changed`; all checked before anything is written.
+//! existing for another participant as `Changed`, then the participant not registered and
+//! active (the world's profiles) as `ParticipantNotActive`; all checked before anything is
+//! written.
 //!
 //! As on DynamoDB, where sell-in writes the ledger and reads the ProgrammeTable that actions
 //! use, the adapter works on a [`MemoryActions`] world: its tiers, the balances (so the
@@ -45,6 +47,8 @@ pub enum SellInBug {
     /// The marker's fingerprint is never compared (neither by the check nor by the write): a
     /// line moved to another participant is credited again.
     IgnoreFingerprint,
+    /// The participant's standing is never checked: a blocked participant's line is credited.
+    IgnoreStanding,
 }
 
 impl MemorySellIn {
@@ -144,6 +148,10 @@ impl SellInStore for MemorySellIn {
         );
         if self.checks_fingerprint() && w.outbox.contains_key(&envelope.event_id) {
             return Ok(SellInCredit::Changed);
+        }
+        if !w.profiles.is_active(&entry.participant) && self.bug != Some(SellInBug::IgnoreStanding)
+        {
+            return Ok(SellInCredit::ParticipantNotActive);
         }
         // No route funds the sell-in account, but one funded by hand bounds it as on
         // DynamoDB, where `credit_sell_in` neither gathers a dry shard nor takes the refusal

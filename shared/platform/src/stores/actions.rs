@@ -69,8 +69,6 @@ impl From<LedgerRefusal> for ActionTag {
 pub struct DynamoActions {
     client: Client,
     tables: EarningTables,
-    /// ParticipantsTable: an action credits only a registered participant in good standing.
-    participants: String,
 }
 
 /// The key of a limit counter.
@@ -90,12 +88,8 @@ pub fn tier_basis_from_item(item: &Item) -> Result<TierBasis, InfraError> {
 }
 
 impl DynamoActions {
-    pub fn new(client: Client, tables: EarningTables, participants: impl Into<String>) -> Self {
-        Self {
-            client,
-            tables,
-            participants: participants.into(),
-        }
+    pub fn new(client: Client, tables: EarningTables) -> Self {
+        Self { client, tables }
     }
 
     pub fn tables(&self) -> &EarningTables {
@@ -121,7 +115,7 @@ impl DynamoActions {
         // Earning is for registered participants in good standing, in their profile's
         // region; checked in the transaction, so it costs no round trip and races no block.
         tx.check(
-            profile_check(&self.participants, &entry.participant, &a.profile),
+            profile_check(&self.tables.participants, &entry.participant, &a.profile),
             ActionTag::Profile,
         )?;
         for c in &a.counters {

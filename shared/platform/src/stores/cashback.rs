@@ -198,6 +198,7 @@ impl DynamoCashback {
                 activity: tables.activity.clone(),
                 ledger: tables.ledger.clone(),
                 outbox: tables.outbox.clone(),
+                participants: tables.participants.clone(),
             },
         );
         Self {
@@ -438,12 +439,16 @@ impl DynamoCashback {
             .for_region(Some(&order.region));
         for source in ProgressSource::of_order(order, zone, now) {
             match record_progress(&self.challenges, &source).await {
+                // A blocked participant's order counts towards no challenge (their cashback
+                // was refused the same way when the order was created).
+                Ok(recorded) if recorded.not_active => break,
                 Ok(recorded) => log_out_of_budget(&recorded.out_of_budget),
                 Err(ProgressError::Infra(e)) => return Err(e),
                 // A challenge removed while we were counting: nothing left to count towards.
                 Err(ProgressError::NotFound(_)) => {}
-                // Not returned by record_progress: it skips a challenge out of budget.
-                Err(ProgressError::BudgetExhausted(_)) => {}
+                // Not returned by record_progress: it skips a challenge out of budget and
+                // answers a participant who is not active in `Recorded::not_active`.
+                Err(ProgressError::BudgetExhausted(_) | ProgressError::ParticipantNotActive) => {}
             }
         }
         Ok(())

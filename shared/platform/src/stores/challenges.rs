@@ -7,7 +7,9 @@
 //!
 //! [`ChallengeStore`] over DynamoDB; [`loyalty_domain::challenge::record_progress`] decides.
 //! A step ([`StepCommit`]) is one transaction, its refusals read by tag ([`crate::tx`]):
-//! source marker (must be new), progress (conditional on the units read, so concurrent
+//! source marker (must be new), the participant's standing (a check of their profile in
+//! ParticipantsTable, [`standing_check`]: a blocked participant earns no bonus and counts no
+//! progress), progress (conditional on the units read, so concurrent
 //! sources never lose an update), and, when the step crosses the target, the bonus entry's
 //! ledger items ([`append_items`], programme side included) with its `ChallengeCompleted`
 //! outbox record. The bonus entry id is one per challenge and participant, so even a bug in
@@ -27,6 +29,7 @@ use crate::dynamo::{classify, key, n, query_all, s, Item, ItemExt};
 use crate::stores::ledger::{
     append_items, gather_budget, Gathered, LedgerRefusal, OutboxRecord, GATHERS,
 };
+use crate::stores::profiles::standing_check;
 use crate::tx::Tx;
 
 /// What a refused progress transaction means.
@@ -34,6 +37,8 @@ use crate::tx::Tx;
 enum ProgressRefusal {
     /// The source marker exists: this source was counted before.
     SourceCounted,
+    /// No profile, or a blocked one.
+    ParticipantNotActive,
     /// The progress is no longer what was read: another source counted meanwhile.
     ProgressMoved,
     /// The bonus entry's ledger items.
@@ -52,6 +57,8 @@ pub struct ChallengeTables {
     pub activity: String,
     pub ledger: String,
     pub outbox: String,
+    /// Where profiles live: every step checks its participant's standing.
+    pub participants: String,
 }
 
 #[derive(Clone)]
@@ -192,6 +199,10 @@ impl DynamoChallenges {
         };
         let mut tx = Tx::new();
         tx.put(marker, ProgressRefusal::SourceCounted)?;
+        tx.check(
+            standing_check(&self.tables.participants, &source.participant),
+            ProgressRefusal::ParticipantNotActive,
+        )?;
         tx.put(progress, ProgressRefusal::ProgressMoved)?;
         if let Some(entry) = &step.bonus {
             tx.append(append_items(
@@ -260,6 +271,7 @@ impl ChallengeStore for DynamoChallenges {
                 Some(bonus)
                     if budget
                         && !refused.contains(&ProgressRefusal::SourceCounted)
+                        && !refused.contains(&ProgressRefusal::ParticipantNotActive)
                         && !refused.contains(&ProgressRefusal::ProgressMoved)
                         && gathers < GATHERS
                         && gather_budget(&self.client, &self.tables.ledger, bonus).await?
@@ -270,9 +282,11 @@ impl ChallengeStore for DynamoChallenges {
                 _ => break refused,
             }
         };
-        // The port's precedence: the marker, then the progress, then the budget.
+        // The port's precedence: the marker, the standing, the progress, the budget.
         Ok(Err(if refused.contains(&ProgressRefusal::SourceCounted) {
             StepRefusal::SourceCounted
+        } else if refused.contains(&ProgressRefusal::ParticipantNotActive) {
+            StepRefusal::ParticipantNotActive
         } else if refused.contains(&ProgressRefusal::ProgressMoved) {
             StepRefusal::ProgressMoved
         } else if refused.contains(&ProgressRefusal::Ledger(LedgerRefusal::BudgetExhausted)) {

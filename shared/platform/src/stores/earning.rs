@@ -6,6 +6,8 @@
 //! name), read together with one Query.
 //! ActivityTable: `LIMIT#<participant>`/`RULE#<rule>#<EVER|period>` counters (`used`);
 //! `SELLIN#<entry id>`/`LINE` sell-in line markers (`fingerprint`), kept forever.
+//! A sell-in credit also checks its participant's standing in ParticipantsTable
+//! ([`standing_check`]): a line of a blocked or unknown participant writes nothing.
 //!
 //! An action's transaction is [`super::actions`]'s.
 
@@ -25,6 +27,7 @@ use loyalty_domain::{InfraError, Points};
 
 use crate::dynamo::{classify, key, query_all, s, ItemExt};
 use crate::stores::ledger::{append_items, DynamoLedger, LedgerRefusal, OutboxRecord};
+use crate::stores::profiles::standing_check;
 use crate::tx::Tx;
 
 pub use crate::stores::zones::read_zones;
@@ -36,6 +39,9 @@ pub struct EarningTables {
     pub activity: String,
     pub ledger: String,
     pub outbox: String,
+    /// Where profiles live: actions and sell-in lines credit only a registered participant
+    /// in good standing.
+    pub participants: String,
 }
 
 /// BatchGetItem's limit.
@@ -134,7 +140,9 @@ impl EarningStore {
     /// the line, not by the participant, so exactly-once never rests on the outbox record
     /// (which expires after 7 days): a line re-imported with the same content is
     /// `AlreadyImported`, with other content (another participant included) `Changed`, and
-    /// nothing is written either way; a retried import completes what it had not.
+    /// nothing is written either way; a retried import completes what it had not. A line of
+    /// a participant who is not registered and active is `ParticipantNotActive` (after the
+    /// other two, so a replay answers as before) and writes nothing.
     pub async fn credit_sell_in(
         &self,
         entry: &Entry,
@@ -156,6 +164,10 @@ impl EarningStore {
                 .condition_expression("attribute_not_exists(pk) OR fingerprint = :fp")
                 .expression_attribute_values(":fp", s(fingerprint)),
             SellInRefusal::LineChanged,
+        )?;
+        tx.check(
+            standing_check(&self.tables.participants, &entry.participant),
+            SellInRefusal::ParticipantNotActive,
         )?;
         tx.append(append_items(
             &self.tables.ledger,
@@ -181,6 +193,9 @@ impl EarningStore {
             }
             if entry_exists {
                 return Ok(SellInCredit::AlreadyImported);
+            }
+            if refused.contains(&SellInRefusal::ParticipantNotActive) {
+                return Ok(SellInCredit::ParticipantNotActive);
             }
             if !refused.is_conflict() || attempt == CONFLICT_ATTEMPTS {
                 return Err(InfraError::retryable("credit sell-in", refused.describe()));
@@ -376,6 +391,8 @@ fn line_pk(entry: &EntryId) -> String {
 enum SellInRefusal {
     /// The line's marker holds another fingerprint.
     LineChanged,
+    /// The participant has no profile or is blocked.
+    ParticipantNotActive,
     Ledger(LedgerRefusal),
 }
 

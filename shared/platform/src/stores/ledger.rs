@@ -14,7 +14,8 @@ use loyalty_domain::ledger::{
 };
 use loyalty_domain::outbox::{Envelope, OutboxEvent};
 use loyalty_domain::review::{
-    Committed, Decided, Page as ReviewPage, PendingReview, ReviewError, ReviewId, ReviewStore,
+    Committed, Decided, Decision, Page as ReviewPage, PendingReview, ReviewError, ReviewId,
+    ReviewStore,
 };
 use loyalty_domain::{InfraError, Points};
 
@@ -22,6 +23,7 @@ use crate::dynamo::{
     batch_get_all, classify, decode_cursor, encode_cursor, key, n, query_all, s, Item, ItemExt,
 };
 use crate::idempotency::KeyTaken;
+use crate::stores::profiles::standing_check;
 use crate::tx::Tx;
 
 pub fn account_pk(participant: &ParticipantId) -> String {
@@ -333,6 +335,8 @@ pub enum DecisionWrite {
     KeyTaken,
     /// An approved held accrual its rule's whole budget cannot cover: nothing was written.
     BudgetRefused,
+    /// An approval for a participant with no profile or a blocked one: nothing was written.
+    ParticipantNotActive,
 }
 
 /// One page of history, newest first.
@@ -372,6 +376,9 @@ pub struct DynamoLedger {
     outbox: Option<String>,
     /// Where the programme's tiers are configured, for the wallet; `None`: no tiers.
     programme: Option<String>,
+    /// Where profiles live: an approval checks the participant's standing. Review desks
+    /// must set it ([`DynamoLedger::with_participants`]); an approval without it fails.
+    participants: Option<String>,
 }
 
 impl DynamoLedger {
@@ -381,7 +388,14 @@ impl DynamoLedger {
             table: table.into(),
             outbox: None,
             programme: None,
+            participants: None,
         }
+    }
+
+    /// Approvals check the participant's standing against this ParticipantsTable.
+    pub fn with_participants(mut self, table: impl Into<String>) -> Self {
+        self.participants = Some(table.into());
+        self
     }
 
     /// The wallet shows each balance's tier from the tiers in this table.
@@ -708,6 +722,17 @@ impl DynamoLedger {
             .expression_attribute_values(":now", s(decided.at.to_rfc3339()));
         let mut tx = Tx::new();
         tx.update(dequeue, ReviewRefusal::AlreadyDecided)?;
+        if decided.decision == Decision::Approve {
+            // Approval makes held points spendable: only for a participant in good
+            // standing, checked in the same transaction.
+            let participants = self.participants.as_deref().ok_or_else(|| {
+                InfraError::permanent("decide review", "no participants table to check")
+            })?;
+            tx.check(
+                standing_check(participants, &decided.id.participant),
+                ReviewRefusal::ParticipantNotActive,
+            )?;
+        }
         tx.append(append_items(&self.table, &decided.entry, outbox)?);
         if let Some(record) = answer_record {
             tx.append(record);
@@ -721,6 +746,7 @@ impl DynamoLedger {
                     if refused.contains(&ReviewRefusal::Ledger(LedgerRefusal::BudgetExhausted))
                         && !refused.contains(&ReviewRefusal::AlreadyDecided)
                         && !refused.contains(&ReviewRefusal::KeyTaken)
+                        && !refused.contains(&ReviewRefusal::ParticipantNotActive)
                         && gather_budget(&self.client, &self.table, &decided.entry).await?
                             == Gathered::Ready =>
                 {
@@ -736,6 +762,9 @@ impl DynamoLedger {
             }
             Err(refused) if refused.contains(&ReviewRefusal::AlreadyDecided) => {
                 Ok(DecisionWrite::AlreadyDecided)
+            }
+            Err(refused) if refused.contains(&ReviewRefusal::ParticipantNotActive) => {
+                Ok(DecisionWrite::ParticipantNotActive)
             }
             Err(refused)
                 if refused.contains(&ReviewRefusal::Ledger(LedgerRefusal::BudgetExhausted)) =>
@@ -846,6 +875,7 @@ fn committed(write: DecisionWrite) -> Result<Committed, InfraError> {
         DecisionWrite::Done => Ok(Committed::Ok),
         DecisionWrite::AlreadyDecided => Ok(Committed::AlreadyDecided),
         DecisionWrite::BudgetRefused => Ok(Committed::BudgetRefused),
+        DecisionWrite::ParticipantNotActive => Ok(Committed::ParticipantNotActive),
         DecisionWrite::KeyTaken => Err(InfraError::permanent(
             "decide review",
             "an idempotency record refused a decision that carried none",
@@ -860,6 +890,8 @@ enum ReviewRefusal {
     AlreadyDecided,
     /// The caller's idempotency record exists: the same key was answered concurrently.
     KeyTaken,
+    /// An approval's participant has no profile or is blocked.
+    ParticipantNotActive,
     Ledger(LedgerRefusal),
 }
 
