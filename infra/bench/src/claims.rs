@@ -144,8 +144,8 @@ pub async fn round_trips(rig: &mut Rig) -> Result<Vec<RoundTrip>, BoxError> {
     )
     .await?;
     rows.push(RoundTrip {
-        scenario: "first claim on a cold function (batch metadata not cached yet)",
-        expected: "2",
+        scenario: "first claim on a cold function (batch metadata and time zones not cached yet)",
+        expected: "3",
         requests,
         claims: 1,
     });

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
 use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -40,7 +41,8 @@ pub fn thread_cpu_time() -> Duration {
 }
 
 /// A client whose transport answers instantly: PutItem and TransactWriteItems succeed,
-/// UpdateItem hands out batch number 1, GetItem returns `batch` (once filled in).
+/// UpdateItem hands out batch number 1, GetItem returns `batch` (once filled in), Query finds
+/// no time zones (every region counts in UTC; the function caches that).
 /// The first item put by a TransactWriteItems (the batch, when the store creates one) is
 /// kept in `put`.
 fn instant_client(batch: Arc<Mutex<Option<Item>>>, put: Arc<Mutex<Option<Item>>>) -> Client {
@@ -49,6 +51,7 @@ fn instant_client(batch: Arc<Mutex<Option<Item>>>, put: Arc<Mutex<Option<Item>>>
             .set_item(batch.lock().expect("batch").clone())
             .build()
     });
+    let zones = mock!(Client::query).then_output(|| QueryOutput::builder().build());
     let single = mock!(Client::put_item).then_output(|| PutItemOutput::builder().build());
     let sequence = mock!(Client::update_item).then_output(|| {
         UpdateItemOutput::builder()
@@ -71,6 +74,7 @@ fn instant_client(batch: Arc<Mutex<Option<Item>>>, put: Arc<Mutex<Option<Item>>>
     let mocks = MockResponseInterceptor::new()
         .rule_mode(RuleMode::MatchAny)
         .with_rule(&get)
+        .with_rule(&zones)
         .with_rule(&single)
         .with_rule(&sequence)
         .with_rule(&transact);
@@ -105,6 +109,7 @@ pub fn handler_cpu(samples: usize) -> Result<Vec<Duration>, BoxError> {
             ("FRAUD_TABLE", "fraud"),
             ("OUTBOX_TABLE", "outbox"),
             ("PARTICIPANTS_TABLE", "participants"),
+            ("PROGRAMME_TABLE", "programme"),
         ]);
         let app = code_claim::App::with_dynamodb(client, &env, Box::new(SystemClock))?;
         let events = ClaimEvents::load()?;

@@ -297,7 +297,7 @@ pub async fn webhooks(
     };
     scenarios.push(
         measure(
-            "order created, cold function (partner rates and regional minimum read, then cached)",
+            "order created, cold function (partner rates, regional minimum and time zones read, then cached)",
             vec![created(0)],
         )
         .await?,
