@@ -207,10 +207,13 @@ impl<S: CashbackStore + CashbackSettings + Budgets, C: Clock> App<S, C> {
             return Err(Problem::from_error(refused));
         }
         let event: OrderEvent = http::json_body(req)?;
-        let result = cashback::apply(&self.store, &self.policy, &partner, &event, now)
+        let applied = cashback::apply(&self.store, &self.policy, &partner, &event, now)
             .await
             .problem()?;
-        self.metrics.emit(&cashback_points(&result));
+        let result = &applied.result;
+        if !applied.replayed {
+            self.metrics.emit(&cashback_points(result));
+        }
         tracing::info!(
             partner = %partner,
             event_id = %event.event_id,
@@ -218,9 +221,19 @@ impl<S: CashbackStore + CashbackSettings + Budgets, C: Clock> App<S, C> {
             change = event.change.as_str(),
             status = %result.status,
             points = result.points,
+            replayed = applied.replayed,
             "order event applied"
         );
-        Ok(http::json(StatusCode::OK, &result))
+        let mut response = http::json(StatusCode::OK, result);
+        if applied.replayed {
+            // The first answer again, marked as the Idempotency-Key routes mark theirs (and
+            // counted as an `IdempotentReplays`, not a second credit).
+            response.headers_mut().insert(
+                "idempotent-replayed",
+                lambda_http::http::HeaderValue::from_static("true"),
+            );
+        }
+        Ok(response)
     }
 
     async fn put_partner(&self, req: &Request) -> Result<Response<Body>, Problem> {
@@ -308,8 +321,8 @@ impl<S: CashbackStore + CashbackSettings + Budgets, C: Clock> App<S, C> {
     }
 }
 
-/// A created order's cashback credited, and the limit that cut or stopped it. A replayed
-/// event answers its first result, so it counts again (rare: partners retry on failure).
+/// A created order's cashback credited, and the limit that cut or stopped it (never for a
+/// replayed event: that is an `IdempotentReplays`).
 fn cashback_points(result: &cashback::EventResult) -> Vec<Point> {
     let mut points = Vec::new();
     if result.change == "created" && result.points > 0 {

@@ -539,7 +539,7 @@ impl Cashback {
                     faults.extend(store.take_injected());
                     match result {
                         Err(CashbackError::Infra(err)) if err.retryable => continue,
-                        other => return Actual::Event(other),
+                        other => return Actual::Event(other.map(|applied| applied.result)),
                     }
                 }
                 Actual::GaveUp

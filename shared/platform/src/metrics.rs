@@ -108,8 +108,8 @@ pub const LATENCY: Metric = Metric {
 pub const IDEMPOTENT_REPLAYS: Metric = count(
     "IdempotentReplays",
     &[Dim::Function, Dim::Route],
-    "Answers replayed for a repeated request: an Idempotency-Key (`Idempotent-Replayed: true`), \
-     or a claim of a code the claimant has already claimed.",
+    "Answers replayed for a repeated request: an Idempotency-Key or a partner event id seen \
+     before (`Idempotent-Replayed: true`), or a claim of a code the claimant has already claimed.",
 );
 pub const CLAIMS_ACCEPTED: Metric = count(
     "ClaimsAccepted",

@@ -322,6 +322,7 @@ async fn run<H: CashbackHarness>(h: &H, event: OrderEvent) -> cashback::EventRes
     cashback::apply(h.store(), &policy, &partner(), &event, now())
         .await
         .unwrap()
+        .result
 }
 
 async fn order<H: CashbackHarness>(h: &H, id: &str) -> Option<cashback::Order> {

@@ -311,3 +311,22 @@ async fn a_texted_passcode_counts_as_sent_and_a_wrong_one_as_an_identity_refusal
         &[crate::participants::SAMPLE_PHONE, &code, &wrong],
     );
 }
+
+#[tokio::test]
+async fn a_redelivered_order_event_is_marked_and_counted_as_a_replay_not_a_second_credit() {
+    let recorded = RecordedMetrics::default();
+    let app = partner_webhooks::configured()
+        .await
+        .with_metrics(recorded.metrics());
+    let mut replayed = Vec::new();
+    for _ in 0..2 {
+        let request = partner_webhooks::sample("order-created").request();
+        let response = app.handle(request).await.expect("never errs");
+        assert_eq!(response.status(), StatusCode::OK);
+        replayed.push(response.headers().get("idempotent-replayed").cloned());
+    }
+    assert_eq!(replayed, [None, Some("true".parse().unwrap())]);
+    assert_eq!(recorded.sum("CashbackCredits", &[]), 1);
+    let route = (Dim::Route, "POST /webhooks/partners/{partnerId}");
+    assert_eq!(recorded.sum("IdempotentReplays", &[route]), 1);
+}

@@ -37,8 +37,9 @@ use crate::{Classified, InfraError, Kind, Points};
 
 pub mod order;
 pub use order::{
-    apply, decide, decide_release, release, CashbackSettings, CashbackStore, Decision, EventResult,
-    Known, Order, OrderWrite, Queue, QueueMove, Refusal, ReleaseOutcome, Stamp, State, Step, Terms,
+    apply, decide, decide_release, release, Applied, CashbackSettings, CashbackStore, Decision,
+    EventResult, Known, Order, OrderWrite, Queue, QueueMove, Refusal, ReleaseOutcome, Stamp, State,
+    Step, Terms,
 };
 
 /// How far a signature's timestamp may be from our clock, either way.

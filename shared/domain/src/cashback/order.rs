@@ -632,6 +632,14 @@ pub trait CashbackSettings: Send + Sync {
     ) -> impl std::future::Future<Output = Result<(), InfraError>> + Send;
 }
 
+/// What an order event answered, and whether that answer is the first one replayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub result: EventResult,
+    /// The event id was seen before: nothing was written, and `result` is its first answer.
+    pub replayed: bool,
+}
+
 /// Applies one verified order event exactly once. A replayed event id returns its first
 /// result and writes nothing.
 pub async fn apply<S: CashbackStore>(
@@ -640,7 +648,7 @@ pub async fn apply<S: CashbackStore>(
     partner: &PartnerId,
     event: &OrderEvent,
     now: DateTime<Utc>,
-) -> Result<EventResult, CashbackError> {
+) -> Result<Applied, CashbackError> {
     let zones = store.zones(now).await?;
     let terms = match &event.change {
         OrderChange::Created(new) => {
@@ -680,8 +688,18 @@ pub async fn apply<S: CashbackStore>(
                     .1
                     .clone();
                 match store.commit(&decision, now).await? {
-                    Ok(()) => return Ok(result),
-                    Err(Refusal::EventSeen(first)) => return Ok(first),
+                    Ok(()) => {
+                        return Ok(Applied {
+                            result,
+                            replayed: false,
+                        })
+                    }
+                    Err(Refusal::EventSeen(first)) => {
+                        return Ok(Applied {
+                            result: first,
+                            replayed: true,
+                        })
+                    }
                     Err(Refusal::ParticipantNotActive) => state.participant_not_active = true,
                     Err(Refusal::OrderMoved(now_is)) => state.order = known(now_is),
                     Err(Refusal::CapMovedTo(used)) => state.cap_used = used,

@@ -40,8 +40,8 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, Utc};
 use loyalty_domain::cashback::{
     self, CashbackError, CashbackPolicy, CashbackSettings, CashbackStore, Decision, EventId,
-    MinimumOrder, OrderEvent, OrderId, OrderStatus, OrderWrite, PartnerId, PartnerTerms, Queue,
-    QueueMove, Refusal,
+    MinimumOrder, OrderId, OrderStatus, OrderWrite, PartnerId, PartnerTerms, Queue, QueueMove,
+    Refusal,
 };
 use loyalty_domain::challenge::{record_progress, ChallengeStore, ProgressError, ProgressSource};
 use loyalty_domain::ids::{ParticipantId, RegionId};
@@ -401,17 +401,6 @@ impl DynamoCashback {
     }
 
     // ------------------------------------------------------------------ events
-
-    /// Applies one verified order event exactly once (the domain's [`cashback::apply`] over
-    /// this store). A replayed event id returns its first result and writes nothing.
-    pub async fn apply(
-        &self,
-        partner: &PartnerId,
-        event: &OrderEvent,
-        now: DateTime<Utc>,
-    ) -> Result<EventResult, CashbackError> {
-        cashback::apply(self, &self.policy, partner, event, now).await
-    }
 
     /// Releases a delivered order's pending cashback to available (the domain's
     /// [`cashback::release`]): settlement calls this on the monthly processing day for each

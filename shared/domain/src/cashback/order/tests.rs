@@ -325,7 +325,9 @@ async fn run_at(
     event: OrderEvent,
     at: DateTime<Utc>,
 ) -> Result<EventResult, CashbackError> {
-    apply(store, &CashbackPolicy::default(), &partner(), &event, at).await
+    apply(store, &CashbackPolicy::default(), &partner(), &event, at)
+        .await
+        .map(|applied| applied.result)
 }
 
 #[tokio::test]
@@ -394,11 +396,18 @@ async fn a_refused_cap_says_where_the_counter_moved_and_the_retry_credits_the_ro
 }
 
 #[tokio::test]
-async fn a_replay_answers_the_first_result_and_moves_nothing() {
+async fn a_replay_answers_the_first_result_says_it_is_one_and_moves_nothing() {
     let store = Fake::default();
-    let first = run(&store, created("e1", "o1", AMOUNT)).await.unwrap();
-    let replay = run(&store, created("e1", "o1", AMOUNT * 2)).await.unwrap();
-    assert_eq!(first, replay);
+    let policy = CashbackPolicy::default();
+    let event = |amount| created("e1", "o1", amount);
+    let first = apply(&store, &policy, &partner(), &event(AMOUNT), now())
+        .await
+        .unwrap();
+    let replay = apply(&store, &policy, &partner(), &event(AMOUNT * 2), now())
+        .await
+        .unwrap();
+    assert_eq!((first.replayed, replay.replayed), (false, true));
+    assert_eq!(first.result, replay.result);
     assert_eq!(store.cap(), 250);
     assert_eq!(store.inner.lock().unwrap().pending, 250);
     let d1 = run(&store, change("e2", "o1", OrderChange::Delivered))
@@ -609,7 +618,8 @@ async fn an_order_of_an_unknown_or_blocked_participant_is_recorded_without_cashb
         now(),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .result;
     assert_eq!((r.status.as_str(), r.points), ("no_cashback", 0));
     assert_eq!(r.reason.as_deref(), Some("participant_not_active"));
     let s = store.inner.lock().unwrap();
