@@ -168,43 +168,11 @@ impl ClaimsHarness for DynamoHarness {
     }
 
     async fn seed(&mut self, points: u64, region: &str, count: u32) -> Seeded {
-        let today = today();
-        let spec = BatchSpec::parse(&BatchRequest {
-            sku: "COLA-05".into(),
-            product_type: "Cola 0.5 l".into(),
-            pack_size: "0.5 l".into(),
-            points_per_pack: points,
-            region: region.into(),
-            valid_until: (today + Duration::days(30)).to_string(),
-            count,
-        })
-        .expect("valid spec");
-        let number = self
-            .codes
-            .allocate_batch_number()
-            .await
-            .expect("allocate")
-            .expect("a batch number");
-        let batch = Batch {
-            number,
-            plan: spec.plan(count.max(1)),
-            spec,
-            seed: BatchSeed([number as u8; 32]),
-            status: BatchStatus::Ready,
-            created_at: Utc::now(),
-        };
-        self.codes
-            .create_batch(&batch, "admin-contract")
-            .await
-            .expect("batch created");
-        let codes = Code::chunk(&batch.seed.0, number, 0, count);
-        self.codes
-            .put_codes(&batch, &codes)
-            .await
-            .expect("codes written");
+        let (batch, codes) =
+            issue_ready_batch(&self.codes, points, region, count, "admin-contract").await;
         Seeded {
             batch: BatchInfo {
-                number,
+                number: batch.number,
                 sku: batch.spec.sku.clone(),
                 product_type: batch.spec.product_type.clone(),
                 points: batch.spec.points_per_pack,
@@ -253,6 +221,50 @@ impl ClaimsHarness for DynamoHarness {
     async fn set_standing(&self, participant: &ParticipantId, status: &str) {
         set_profile_status(&self.stack, participant, status).await;
     }
+}
+
+/// A ready batch of `count` codes worth `points` each, shipped to `region` and valid for 30
+/// more days, created and issued in `codes` (the sample SKU; the seed is the batch number).
+pub async fn issue_ready_batch(
+    codes: &CodesStore,
+    points: u64,
+    region: &str,
+    count: u32,
+    created_by: &str,
+) -> (Batch, Vec<Code>) {
+    let spec = BatchSpec::parse(&BatchRequest {
+        sku: "COLA-05".into(),
+        product_type: "Cola 0.5 l".into(),
+        pack_size: "0.5 l".into(),
+        points_per_pack: points,
+        region: region.into(),
+        valid_until: (Utc::now().date_naive() + Duration::days(30)).to_string(),
+        count,
+    })
+    .expect("valid spec");
+    let number = codes
+        .allocate_batch_number()
+        .await
+        .expect("allocate")
+        .expect("a batch number");
+    let batch = Batch {
+        number,
+        plan: spec.plan(count.max(1)),
+        spec,
+        seed: BatchSeed([number as u8; 32]),
+        status: BatchStatus::Ready,
+        created_at: Utc::now(),
+    };
+    codes
+        .create_batch(&batch, created_by)
+        .await
+        .expect("batch created");
+    let issued = Code::chunk(&batch.seed.0, number, 0, count);
+    codes
+        .put_codes(&batch, &issued)
+        .await
+        .expect("codes written");
+    (batch, issued)
 }
 
 /// Writes a profile item with only the key and what an earning transaction's profile check

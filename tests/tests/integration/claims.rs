@@ -3,7 +3,7 @@
 use chrono::{Duration, Utc};
 use futures::future::join_all;
 use lambda_http::http::StatusCode;
-use loyalty_domain::batch::{Batch, BatchRequest, BatchSeed, BatchSpec, BatchStatus};
+use loyalty_domain::batch::Batch;
 use loyalty_domain::code::Code;
 use loyalty_domain::ids::{OutletId, ParticipantId, RegionId};
 use loyalty_domain::ledger::entry_ids;
@@ -11,7 +11,7 @@ use loyalty_domain::participant::ProfileFacts;
 use loyalty_domain::ports::FixedClock;
 use loyalty_platform::config::Env;
 use loyalty_platform::stores::codes::CodesStore;
-use loyalty_tests::contract::claims::register_profile;
+use loyalty_tests::contract::claims::{issue_ready_batch, register_profile};
 use loyalty_tests::{body_json, ApiEvent, TestStack};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -29,51 +29,13 @@ pub(crate) struct Fixture {
 /// A fresh stack with one batch of `count` issued codes worth `points` each, for `region`.
 pub(crate) async fn fixture(count: u32, points: u64, region: &str) -> Fixture {
     let stack = TestStack::for_functions(FUNCTIONS).await;
-    let batch = seed_batch(&stack, count, points, region).await;
-    let codes = Code::chunk(&batch.seed.0, batch.number, 0, count);
     let store = CodesStore::new(stack.dynamodb(), stack.table_name("CodesTable"));
-    store
-        .put_codes(&batch, &codes)
-        .await
-        .expect("codes written");
+    let (batch, codes) = issue_ready_batch(&store, points, region, count, "admin-test").await;
     Fixture {
         stack,
         codes,
         batch,
     }
-}
-
-async fn seed_batch(stack: &TestStack, count: u32, points: u64, region: &str) -> Batch {
-    let store = CodesStore::new(stack.dynamodb(), stack.table_name("CodesTable"));
-    let today = Utc::now().date_naive();
-    let spec = BatchSpec::parse(&BatchRequest {
-        sku: "COLA-05".into(),
-        product_type: "Cola 0.5 l".into(),
-        pack_size: "0.5 l".into(),
-        points_per_pack: points,
-        region: region.into(),
-        valid_until: (today + Duration::days(30)).to_string(),
-        count,
-    })
-    .expect("valid spec");
-    let number = store
-        .allocate_batch_number()
-        .await
-        .unwrap()
-        .expect("a batch number");
-    let batch = Batch {
-        number,
-        plan: spec.plan(count.max(1)),
-        spec,
-        seed: BatchSeed([number as u8; 32]),
-        status: BatchStatus::Ready,
-        created_at: Utc::now(),
-    };
-    store
-        .create_batch(&batch, "admin-test")
-        .await
-        .expect("batch created");
-    batch
 }
 
 /// Registers the participants (a profile each, active, in the north where the tests'
